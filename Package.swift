@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, bottom to top (see docs/ARCHITECTURE.md): C shims, VhostSystem (the only module
+// that calls libc), Virtio, VhostUser, Dataplane, the executables.
+let strictSwift: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "vhost-switch",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vhost-switchd", targets: ["vhost-switchd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
+        .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
+        .target(name: "CVhostShims"),
+        .target(name: "VhostSystem", dependencies: ["CVhostShims"], swiftSettings: strictSwift),
+        .target(name: "Virtio", dependencies: ["VhostSystem", "CVhostShims"], swiftSettings: strictSwift),
+        .target(name: "VhostUser", dependencies: ["Virtio", "VhostSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: strictSwift),
+        .target(name: "Dataplane", dependencies: ["Virtio", "VhostUser", "VhostSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: strictSwift),
+        .executableTarget(
+            name: "vhost-switchd",
+            dependencies: [
+                "Dataplane", "VhostUser", "VhostSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift),
+        .target(name: "TestSupport", dependencies: ["VhostSystem", "Virtio", "VhostUser"], path: "Tests/TestSupport", swiftSettings: strictSwift),
+        .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem", "TestSupport"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "VhostSystem", "TestSupport"]),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
+        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem"]),
+    ]
+)

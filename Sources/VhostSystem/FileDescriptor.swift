@@ -1,0 +1,74 @@
+import CVhostShims
+import Glibc
+
+/// An owned file descriptor, closed exactly once: by `close()` or when the last reference goes.
+public final class FileDescriptor: @unchecked Sendable {
+    // Only the owner mutates `raw` (close); readers on other threads see a stable value until then.
+    public private(set) var rawValue: Int32
+
+    public init(adopting raw: Int32) {
+        precondition(raw >= 0, "adopting an invalid file descriptor")
+        rawValue = raw
+    }
+
+    deinit { close() }
+
+    public var isOpen: Bool { rawValue >= 0 }
+
+    /// Closes now. Later calls do nothing. EINTR is not retried: on Linux the fd is gone anyway.
+    public func close() {
+        guard rawValue >= 0 else { return }
+        _ = Glibc.close(rawValue)
+        rawValue = -1
+    }
+
+    /// Gives up ownership without closing, for handing the fd to code that closes it itself.
+    public func release() -> Int32 {
+        let raw = rawValue
+        rawValue = -1
+        return raw
+    }
+
+    public func setNonBlocking(_ enabled: Bool = true) throws(SystemError) {
+        let flags = try systemCall("fcntl(F_GETFL)") { fcntl(rawValue, F_GETFL) }
+        let updated = enabled ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
+        try systemCall("fcntl(F_SETFL)") { fcntl(rawValue, F_SETFL, updated) }
+    }
+
+    /// The size of the file behind the descriptor (fstat), to check a mapping fits before
+    /// touching it: touching past the end of a file raises SIGBUS.
+    public func fileSize() throws(SystemError) -> UInt64 {
+        var info = stat()
+        try systemCall("fstat") { fstat(rawValue, &info) }
+        return UInt64(max(0, info.st_size))
+    }
+
+    /// True when the descriptor refers to a regular file or memfd (something mmap-able).
+    public func isMappableFile() throws(SystemError) -> Bool {
+        var info = stat()
+        try systemCall("fstat") { fstat(rawValue, &info) }
+        let kind = info.st_mode & S_IFMT
+        return kind == S_IFREG
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int {
+        try systemCall("write") { Glibc.write(rawValue, bytes.baseAddress, bytes.count) }
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
+        try systemCall("read") { Glibc.read(rawValue, buffer.baseAddress, buffer.count) }
+    }
+
+    public static func duplicate(_ raw: Int32) throws(SystemError) -> FileDescriptor {
+        FileDescriptor(adopting: try systemCall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(raw, F_DUPFD_CLOEXEC, 0) })
+    }
+
+    /// The number of open fds of this process, for leak checks in tests and the hostile front-end.
+    public static func openCount() -> Int {
+        guard let dir = opendir("/proc/self/fd") else { return -1 }
+        defer { closedir(dir) }
+        var count = 0
+        while readdir(dir) != nil { count += 1 }
+        return count - 3  // ".", ".." and the directory's own fd
+    }
+}

@@ -1,0 +1,46 @@
+import CVhostShims
+import Glibc
+
+/// An mmap'd range, unmapped exactly once when the last reference goes.
+public final class MemoryMapping: @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer
+    public let length: Int
+
+    /// Maps `length` bytes of `descriptor` at `offset`, shared and read-write.
+    /// The caller checks beforehand that the file is long enough (SIGBUS otherwise).
+    public init(descriptor: FileDescriptor, length: Int, offset: UInt64 = 0,
+                protection: Int32 = PROT_READ | PROT_WRITE, flags: Int32 = MAP_SHARED) throws(SystemError) {
+        guard length > 0, offset <= UInt64(Int64.max) else { throw SystemError("mmap", errno: EINVAL) }
+        let address = mmap(nil, length, protection, flags, descriptor.rawValue, off_t(offset))
+        guard let address, address != MAP_FAILED else {
+            throw SystemError("mmap", errno: vhost_shims_errno())
+        }
+        base = address
+        self.length = length
+    }
+
+    /// Anonymous private memory (packet buffer pools), optionally locked later.
+    public init(anonymousLength length: Int) throws(SystemError) {
+        guard length > 0 else { throw SystemError("mmap", errno: EINVAL) }
+        let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let address, address != MAP_FAILED else {
+            throw SystemError("mmap", errno: vhost_shims_errno())
+        }
+        base = address
+        self.length = length
+    }
+
+    deinit { munmap(base, length) }
+
+    public var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: length) }
+}
+
+/// Anonymous shared memory with an fd (memfd): fake guest memory in tests, dirty logs.
+public enum MemFD {
+    public static func create(name: String, size: Int) throws(SystemError) -> FileDescriptor {
+        let raw = try systemCall("memfd_create") { vhost_shims_memfd_create(name, VHOST_SHIMS_MFD_CLOEXEC) }
+        let fd = FileDescriptor(adopting: raw)
+        try systemCall("ftruncate") { ftruncate(fd.rawValue, off_t(size)) }
+        return fd
+    }
+}
