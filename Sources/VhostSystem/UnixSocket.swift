@@ -131,9 +131,9 @@ extension UnixSocket {
     public static func receive(_ socket: FileDescriptor, maxBytes: Int, maxDescriptors: Int = 8) throws(SystemError) -> ReceivedBytes {
         var bytes = [UInt8](repeating: 0, count: maxBytes)
         // Unsafe: recvmsg writes into the array's storage, bounded by its count.
-        let result = try bytes.withUnsafeMutableBytes { (buffer) throws(SystemError) -> Received in
-            try receive(socket, into: buffer, maxDescriptors: maxDescriptors)
-        }
+        let result = try bytes.withUnsafeMutableBytes { buffer in
+            Result { () throws(SystemError) -> Received in try receive(socket, into: buffer, maxDescriptors: maxDescriptors) }
+        }.get()
         bytes.removeSubrange(result.byteCount...)
         return ReceivedBytes(bytes: bytes, descriptors: result.descriptors, descriptorsTruncated: result.descriptorsTruncated)
     }
@@ -142,8 +142,8 @@ extension UnixSocket {
     public static func send(_ socket: FileDescriptor, bytes: [UInt8], fds: [FileDescriptor] = []) throws(SystemError) -> Int {
         let raw = fds.map(\.rawValue)
         // Unsafe: sendmsg reads the array's storage, bounded by its count.
-        return try bytes.withUnsafeBytes { (buffer) throws(SystemError) -> Int in
-            try send(socket, buffer, fds: raw)
-        }
+        return try bytes.withUnsafeBytes { buffer in
+            Result { () throws(SystemError) -> Int in try send(socket, buffer, fds: raw) }
+        }.get()
     }
 }
