@@ -23,19 +23,24 @@ let package = Package(
         .target(name: "Virtio", dependencies: ["VhostSystem", "CVhostShims"], swiftSettings: strictSwift),
         .target(name: "VhostUser", dependencies: ["Virtio", "VhostSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: strictSwift),
         .target(name: "Dataplane", dependencies: ["Virtio", "VhostUser", "VhostSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: strictSwift),
+        .target(
+            name: "ManagementPlane",
+            dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", "CMicroHTTPD", "CJansson", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift),
         .executableTarget(
             name: "vhost-switchd",
             dependencies: [
-                "Dataplane", "VhostUser", "VhostSystem",
+                "ManagementPlane", "Dataplane", "VhostUser", "VhostSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift),
         .target(name: "TestSupport", dependencies: ["VhostSystem", "Virtio", "VhostUser"], path: "Tests/TestSupport", swiftSettings: strictSwift),
-        .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem", "TestSupport"]),
+        .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
+        .testTarget(name: "ManagementPlaneTests", dependencies: ["ManagementPlane", "Dataplane", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem"]),
     ]
 )

@@ -16,6 +16,7 @@ public final class Epoll: @unchecked Sendable {
     public static let input = UInt32(EPOLLIN.rawValue)
     public static let output = UInt32(EPOLLOUT.rawValue)
     public static let peerHangup = UInt32(EPOLLRDHUP.rawValue)
+    public static let edgeTriggered = UInt32(EPOLLET.rawValue)
 
     public init() throws(SystemError) {
         descriptor = FileDescriptor(adopting: try systemCall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) })

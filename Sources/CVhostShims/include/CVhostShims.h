@@ -108,6 +108,20 @@ static inline void vhost_shims_store_relaxed_u16(void *p, uint16_t v) {
 static inline void vhost_shims_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline void vhost_shims_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void vhost_shims_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
+// 64-bit words shared between poll threads (MAC table slots): relaxed, tear-free.
+static inline uint64_t vhost_shims_load_relaxed_u64(const void *p) {
+    return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+}
+static inline void vhost_shims_store_relaxed_u64(void *p, uint64_t v) {
+    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
+/// A CPU hint for spin-wait loops.
+static inline void vhost_shims_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /// Dirty-page log bits are shared with QEMU, which reads them concurrently.
 static inline void vhost_shims_atomic_or_u8(void *p, uint8_t bits) {
     __atomic_fetch_or((uint8_t *)p, bits, __ATOMIC_RELAXED);

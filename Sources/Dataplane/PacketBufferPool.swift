@@ -1,0 +1,35 @@
+import Virtio
+import VhostSystem
+
+/// Preallocated packet buffers for one poll thread: a burst's worth for receiving plus a
+/// scratch array for gathering a burst's packets per output port. Nothing is allocated
+/// per packet; the memory is one anonymous mapping made at start-up.
+final class PacketBufferPool {
+    static let burstSize = 32
+    /// Room for the largest frame a vhost-user guest can hand us (64 KiB GSO frames later).
+    static let bufferCapacity = 65_536
+
+    private let mapping: MemoryMapping
+    // Unsafe: both arrays hold `burstSize` elements for the pool's lifetime.
+    let buffers: UnsafeMutablePointer<PacketBuffer>
+    let scratch: UnsafeMutablePointer<PacketBuffer>
+
+    init() throws(SystemError) {
+        mapping = try MemoryMapping(anonymousLength: Self.burstSize * Self.bufferCapacity)
+        buffers = .allocate(capacity: Self.burstSize)
+        scratch = .allocate(capacity: Self.burstSize)
+        for i in 0..<Self.burstSize {
+            // Unsafe: i * bufferCapacity + bufferCapacity <= mapping.length.
+            let data = mapping.base + i * Self.bufferCapacity
+            (buffers + i).initialize(to: PacketBuffer(data: data, capacity: Self.bufferCapacity))
+            (scratch + i).initialize(to: PacketBuffer(data: data, capacity: Self.bufferCapacity))
+        }
+    }
+
+    deinit {
+        buffers.deinitialize(count: Self.burstSize)
+        buffers.deallocate()
+        scratch.deinitialize(count: Self.burstSize)
+        scratch.deallocate()
+    }
+}

@@ -1,0 +1,67 @@
+import Synchronization
+import CVhostShims
+import Virtio
+
+/// One receive queue a poll thread serves: a guest's transmit ring.
+struct PolledQueue {
+    // Unsafe (unowned): the snapshot's `owners` keeps the queue alive while the snapshot lives.
+    unowned(unsafe) let queue: SplitVirtqueue
+    let portID: Int
+    let kickDescriptor: Int32
+}
+
+/// Where one thread sends frames for one port: one of the port's guest receive rings.
+struct TransmitTarget {
+    // Unsafe (unowned): kept alive by the snapshot's `owners`.
+    unowned(unsafe) var queue: SplitVirtqueue?
+    /// Set when more threads than rings share this ring; nil when this thread owns it.
+    unowned(unsafe) var lock: TransmitLock?
+    var isPresent: Bool
+
+    static let absent = TransmitTarget(queue: nil, lock: nil, isPresent: false)
+}
+
+/// A spin lock for a guest receive ring shared by several poll threads. Held for one
+/// burst's enqueue, never across anything that blocks.
+final class TransmitLock: Sendable {
+    private let held = Atomic<Bool>(false)
+
+    @inline(__always)
+    func lock() {
+        while !held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            vhost_shims_cpu_relax()
+        }
+    }
+
+    @inline(__always)
+    func unlock() { held.store(false, ordering: .releasing) }
+}
+
+/// What one poll thread works on: immutable once published. Reconfiguration builds a new
+/// snapshot, publishes it, waits for every thread to pass a quiescent point, then frees
+/// the old one (read-copy-update), so a poll thread never touches a released queue.
+final class PollSnapshot {
+    // Unsafe: fixed-size tables allocated in init and freed in deinit.
+    let queues: UnsafeMutableBufferPointer<PolledQueue>
+    let targets: UnsafeMutableBufferPointer<TransmitTarget>
+    let presentPorts: UnsafeMutableBufferPointer<Int>
+    private let owners: [AnyObject]
+
+    init(queues: [PolledQueue], targets: [TransmitTarget], presentPorts: [Int], owners: [AnyObject]) {
+        self.queues = .allocate(capacity: queues.count)
+        _ = self.queues.initialize(from: queues)
+        self.targets = .allocate(capacity: targets.count)
+        _ = self.targets.initialize(from: targets)
+        self.presentPorts = .allocate(capacity: presentPorts.count)
+        _ = self.presentPorts.initialize(from: presentPorts)
+        self.owners = owners
+    }
+
+    deinit {
+        queues.deallocate()
+        targets.deallocate()
+        presentPorts.deallocate()
+    }
+
+    static let empty = PollSnapshot(queues: [], targets: [], presentPorts: [], owners: [])
+}

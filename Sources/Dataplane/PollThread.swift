@@ -1,0 +1,178 @@
+import Synchronization
+import CVhostShims
+import VhostSystem
+import Virtio
+
+/// A busy-polling ("PMD") thread: serves its assigned receive queues round-robin in bursts
+/// of 32, and takes part in read-copy-update so the control side knows when an old
+/// snapshot is no longer in use.
+///
+/// Adaptive mode: after `idleIterationsBeforeSleep` empty iterations the thread asks the
+/// guests to kick, re-checks the rings (a frame that arrived meanwhile must not wait),
+/// goes offline and sleeps in epoll on the kick eventfds; the first wake-up brings it back
+/// to busy polling.
+final class PollThread: @unchecked Sendable {
+    let index: Int
+    let statistics = PollThreadStatistics()
+    /// Bits of an `Unmanaged<PollSnapshot>` retained by the Switch; 0 before the first publish.
+    private let published = Atomic<UInt>(0)
+    /// Advanced after every iteration, once the iteration no longer touches its snapshot.
+    let quiescentCounter = Atomic<UInt64>(0)
+    /// False before start, while sleeping and after exit: such a thread holds no snapshot.
+    let online = Atomic<Bool>(false)
+    private let stopRequested = Atomic<Bool>(false)
+
+    private let fdb: MacLearningTable
+    private let busyPoll: Bool
+    private let epoll: Epoll
+    private let wakeup: EventFD
+    private var registeredKicks: Set<Int32> = []
+    private var thread: SystemThread?
+
+    static let idleIterationsBeforeSleep = 20_000
+    static let sleepTimeoutMilliseconds: Int32 = 100
+    private static let wakeupToken = UInt64.max
+
+    init(index: Int, fdb: MacLearningTable, busyPoll: Bool) throws(SystemError) {
+        self.index = index
+        self.fdb = fdb
+        self.busyPoll = busyPoll
+        epoll = try Epoll()
+        wakeup = try EventFD()
+        try epoll.add(wakeup.rawValue, token: Self.wakeupToken)
+    }
+
+    func start(cpus: [Int]) throws(SystemError) {
+        let pool = try PacketBufferPool()
+        thread = try SystemThread(name: "pmd\(index)", cpus: cpus) { [self] in
+            run(pool: pool)
+        }
+    }
+
+    /// Asks the loop to exit and waits for it.
+    func stop() {
+        stopRequested.store(true, ordering: .sequentiallyConsistent)
+        wakeup.signal()
+        thread?.join()
+        thread = nil
+    }
+
+    /// Installs `snapshot` (retained) and returns the previous one, which the caller
+    /// releases only after a grace period. Called on the control side, serialized.
+    func exchange(_ snapshot: PollSnapshot) -> Unmanaged<PollSnapshot>? {
+        let bits = UInt(bitPattern: Unmanaged.passRetained(snapshot).toOpaque())
+        let old = published.exchange(bits, ordering: .sequentiallyConsistent)
+        updateKickRegistrations(snapshot)
+        wakeup.signal()
+        guard old != 0, let pointer = UnsafeRawPointer(bitPattern: old) else { return nil }
+        return Unmanaged<PollSnapshot>.fromOpaque(pointer)
+    }
+
+    /// The sleeping thread must wake on its queues' kicks; epoll_ctl is thread-safe.
+    private func updateKickRegistrations(_ snapshot: PollSnapshot) {
+        var wanted: Set<Int32> = []
+        for queue in snapshot.queues where queue.kickDescriptor >= 0 { wanted.insert(queue.kickDescriptor) }
+        for fd in registeredKicks.subtracting(wanted) { epoll.remove(fd) }
+        // Edge-triggered: the thread never reads a kick fd, so it cannot race with the
+        // control thread closing one and the number being reused.
+        for fd in wanted.subtracting(registeredKicks) { try? epoll.add(fd, events: Epoll.input | Epoll.edgeTriggered, token: UInt64(UInt32(bitPattern: fd))) }
+        registeredKicks = wanted
+    }
+
+    /// Returns once this thread has passed a quiescent point (or is offline) after the
+    /// caller's last `exchange`.
+    func waitForQuiescentPoint() {
+        let seen = quiescentCounter.load(ordering: .sequentiallyConsistent)
+        while online.load(ordering: .sequentiallyConsistent)
+                && quiescentCounter.load(ordering: .sequentiallyConsistent) == seen {
+            usleep(20)
+        }
+    }
+
+    private func run(pool: PacketBufferPool) {
+        online.store(true, ordering: .sequentiallyConsistent)
+        let forwarder = BurstForwarder(fdb: fdb, pool: pool, threadIndex: index)
+        defer {
+            forwarder.release()
+            online.store(false, ordering: .sequentiallyConsistent)
+        }
+        var idleIterations = 0
+        var notificationsEnabled = false
+        var lastCycles = MonotonicClock.cycles()
+        var events: [Epoll.Event] = []
+        events.reserveCapacity(64)
+        while !stopRequested.load(ordering: .relaxed) {
+            let bits = published.load(ordering: .sequentiallyConsistent)
+            var moved = 0
+            var shouldSleep = false
+            if let pointer = UnsafeRawPointer(bitPattern: bits) {
+                // Unsafe: the Switch keeps the snapshot retained until this thread passes a
+                // quiescent point, so borrowing it without a retain is safe here.
+                Unmanaged<PollSnapshot>.fromOpaque(pointer)._withUnsafeGuaranteedRef { snapshot in
+                    if notificationsEnabled {
+                        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue.setGuestNotifications(enabled: false) }
+                        notificationsEnabled = false
+                    }
+                    moved = pollOnce(snapshot, forwarder: forwarder)
+                    if moved == 0 && !busyPoll && idleIterations >= Self.idleIterationsBeforeSleep {
+                        shouldSleep = prepareToSleep(snapshot)
+                        notificationsEnabled = true
+                    }
+                }
+            } else if !busyPoll {
+                shouldSleep = idleIterations >= Self.idleIterationsBeforeSleep
+            }
+            quiescentCounter.store(quiescentCounter.load(ordering: .relaxed) &+ 1, ordering: .sequentiallyConsistent)
+
+            let now = MonotonicClock.cycles()
+            let spent = now &- lastCycles
+            lastCycles = now
+            PollThreadStatistics.bump(statistics.iterations, by: 1)
+            if moved > 0 {
+                idleIterations = 0
+                PollThreadStatistics.bump(statistics.busyCycles, by: spent)
+                PollThreadStatistics.bump(statistics.packets, by: UInt64(moved))
+            } else {
+                idleIterations &+= 1
+                PollThreadStatistics.bump(statistics.idleCycles, by: spent)
+            }
+            if shouldSleep {
+                sleep(events: &events)
+                idleIterations = 0
+                lastCycles = MonotonicClock.cycles()
+            }
+        }
+    }
+
+    /// Serves every queue once; returns the number of packets received.
+    @inline(__always)
+    private func pollOnce(_ snapshot: PollSnapshot, forwarder: BurstForwarder) -> Int {
+        var received = 0
+        let nowSeconds = UInt32(truncatingIfNeeded: MonotonicClock.nanoseconds() / 1_000_000_000)
+        for q in 0..<snapshot.queues.count {
+            let polled = snapshot.queues[q]
+            let count = polled.queue.dequeueBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize)
+            if count == 0 { continue }
+            received &+= count
+            _ = forwarder.forward(count: count, inPort: polled.portID, snapshot: snapshot, now: nowSeconds)
+        }
+        return received
+    }
+
+    /// Re-enables guest kicks, then checks once more: a frame posted before the guest saw
+    /// the flag would otherwise wait for the next kick. Returns whether to sleep.
+    private func prepareToSleep(_ snapshot: PollSnapshot) -> Bool {
+        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue.setGuestNotifications(enabled: true) }
+        vhost_shims_fence_seq_cst()
+        for q in 0..<snapshot.queues.count where snapshot.queues[q].queue.hasAvailableBuffers() { return false }
+        return true
+    }
+
+    private func sleep(events: inout [Epoll.Event]) {
+        online.store(false, ordering: .sequentiallyConsistent)
+        PollThreadStatistics.bump(statistics.sleeps, by: 1)
+        try? epoll.wait(into: &events, timeoutMilliseconds: Self.sleepTimeoutMilliseconds)
+        if events.contains(where: { $0.token == Self.wakeupToken }) { wakeup.drain() }
+        online.store(true, ordering: .sequentiallyConsistent)
+    }
+}

@@ -1,0 +1,140 @@
+import Logging
+import Synchronization
+import VhostSystem
+import VhostUser
+import Virtio
+
+/// The one thread-safe facade over ports: creates and deletes them (vhost-user devices
+/// on the control loop plus their switch port), and answers what exists. The config file,
+/// the REST API and persistence all go through it.
+public final class PortManager: @unchecked Sendable {
+    public struct PortError: Error, Equatable, CustomStringConvertible {
+        public enum Code: String, Sendable { case invalid, conflict, notFound, unsupported, failed }
+        public var code: Code
+        public var message: String
+        public var description: String { message }
+        public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
+    }
+
+    /// A port as it exists now.
+    public struct Port: Sendable {
+        public var spec: PortSpec
+        public var id: Int
+        /// The absolute socket path (vhost-user).
+        public var socketPath: String?
+        public var device: VhostUserDevice?
+    }
+
+    public let fabric: Switch
+    public let controlLoop: VhostUserControlLoop
+    public let socketDirectory: SocketDirectory
+    let logger: Logger
+    let emit: SwitchEventHandler
+    let ports = Mutex<[String: Port]>([:])
+    /// Serializes create/delete so checks and effects cannot interleave.
+    let changes = Mutex<Void>(())
+
+    public init(fabric: Switch, controlLoop: VhostUserControlLoop, socketDirectory: SocketDirectory,
+                logger: Logger, emit: @escaping SwitchEventHandler = { _ in }) {
+        self.fabric = fabric
+        self.controlLoop = controlLoop
+        self.socketDirectory = socketDirectory
+        self.logger = logger
+        self.emit = emit
+    }
+
+    public var allPorts: [Port] { ports.withLock { Array($0.values) }.sorted { $0.id < $1.id } }
+
+    public func port(named name: String) -> Port? { ports.withLock { $0[name] } }
+
+    /// The feature mask a vhost-user spec offers: the default, or its mask, then its
+    /// enable/disable lists. Names and bits outside what the switch supports are refused.
+    public static func offeredFeatures(for spec: PortSpec.VhostUser) throws(PortError) -> UInt64 {
+        var mask = spec.featureMask ?? VhostUserDevice.defaultOfferedFeatures
+        for (names, enable) in [(spec.enableFeatures, true), (spec.disableFeatures, false)] {
+            for name in names {
+                guard let bit = FeatureNames.bit(named: name) else { throw PortError(.invalid, "unknown feature \"\(name)\"") }
+                let bitMask = UInt64(1) << UInt64(bit)
+                if enable && VhostUserDevice.supportedFeatures & bitMask == 0 {
+                    throw PortError(.invalid, "feature \"\(name)\" is not supported by this switch")
+                }
+                if enable { mask |= bitMask } else { mask &= ~bitMask }
+            }
+        }
+        let unsupported = mask & ~VhostUserDevice.supportedFeatures
+        if unsupported != 0 {
+            throw PortError(.invalid, "features \(FeatureNames.names(of: unsupported)) are not supported by this switch")
+        }
+        return mask
+    }
+
+    /// Creates a port. A failure undoes whatever was done, so nothing half-made remains.
+    @discardableResult
+    public func create(_ spec: PortSpec) throws(PortError) -> Port {
+        try changes.withLock { _ throws(PortError) -> Port in
+            if let problem = PortSpec.validateName(spec.name) { throw PortError(.invalid, problem) }
+            if ports.withLock({ $0[spec.name] }) != nil { throw PortError(.conflict, "a port named \"\(spec.name)\" exists") }
+            switch spec.kind {
+            case .vhostUser(let vhost):
+                return try createVhostUser(spec, vhost)
+            case .afPacket:
+                throw PortError(.unsupported, "af-packet ports are not available in this build yet")
+            }
+        }
+    }
+
+    private func createVhostUser(_ spec: PortSpec, _ vhost: PortSpec.VhostUser) throws(PortError) -> Port {
+        let path: String
+        do { path = try socketDirectory.resolve(vhost.socketPath) } catch { throw PortError(.invalid, error.message) }
+        if ports.withLock({ $0.values.contains { $0.socketPath == path } }) {
+            throw PortError(.conflict, "socket \(path) is used by another port")
+        }
+        let features = try Self.offeredFeatures(for: vhost)
+        do { try socketDirectory.prepareParent(of: path) } catch { throw PortError(.invalid, error.message) }
+
+        let id = fabric.addPort(name: spec.name)
+        let bridge = VhostUserPortBridge(portID: id, name: spec.name, fabric: fabric, logger: logger, emit: emit)
+        let configuration = VhostUserDeviceConfiguration(
+            name: spec.name, socketPath: path, mode: vhost.mode == .server ? .server : .client,
+            maxQueuePairs: vhost.queuePairs, offeredFeatures: features, socketPermissions: vhost.permissions)
+        let device: VhostUserDevice
+        do {
+            device = try controlLoop.addDevice(configuration, delegate: bridge)
+        } catch {
+            fabric.removePort(id: id)
+            throw PortError(.failed, "cannot create vhost-user socket \(path): \(error)")
+        }
+        if vhost.mode == .server && (vhost.owner != nil || vhost.group != nil) {
+            do {
+                try FileSystem.changeOwner(path, user: vhost.owner, group: vhost.group)
+            } catch {
+                controlLoop.removeDevice(device)
+                fabric.removePort(id: id)
+                throw PortError(.invalid, "cannot set the socket's owner: \(error)")
+            }
+        }
+        let port = Port(spec: spec, id: id, socketPath: path, device: device)
+        ports.withLock { $0[spec.name] = port }
+        logger.info("port created", metadata: ["port": "\(spec.name)", "socket": "\(path)", "mode": "\(vhost.mode.rawValue)"])
+        emit(SwitchEvent(.portCreated, port: spec.name))
+        return port
+    }
+
+    /// Deletes a port: the front-end is disconnected, the server socket file removed.
+    public func delete(name: String) throws(PortError) {
+        try changes.withLock { _ throws(PortError) in
+            guard let port = ports.withLock({ $0.removeValue(forKey: name) }) else {
+                throw PortError(.notFound, "no port named \"\(name)\"")
+            }
+            if let device = port.device { controlLoop.removeDevice(device) }
+            fabric.removePort(id: port.id)
+            logger.info("port deleted", metadata: ["port": "\(name)"])
+            emit(SwitchEvent(.portDeleted, port: name))
+        }
+    }
+
+    /// Deletes every port, for shutdown.
+    public func deleteAll() {
+        for port in allPorts { try? delete(name: port.spec.name) }
+    }
+}

@@ -1,0 +1,61 @@
+/// A port as users declare it (config file, REST API, persisted state): what to create,
+/// not its run-time state.
+public struct PortSpec: Equatable, Sendable {
+    public enum SocketMode: String, Sendable, CaseIterable { case server, client }
+
+    public struct VhostUser: Equatable, Sendable {
+        /// Relative to the socket directory (an absolute path must lie inside it).
+        public var socketPath: String
+        public var mode: SocketMode = .server
+        public var owner: String?
+        public var group: String?
+        public var permissions: UInt32?
+        public var queuePairs: Int = 1
+        public var mtu: Int?
+        public var mac: String?
+        public var enableFeatures: [String] = []
+        public var disableFeatures: [String] = []
+        /// A whole offered mask (PUT /features); wins over enable/disable when set.
+        public var featureMask: UInt64?
+
+        public init(socketPath: String, mode: SocketMode = .server) {
+            self.socketPath = socketPath
+            self.mode = mode
+        }
+    }
+
+    public enum Kind: Equatable, Sendable {
+        case vhostUser(VhostUser)
+        case afPacket(interface: String)
+
+        public var typeName: String {
+            switch self {
+            case .vhostUser: "vhost-user"
+            case .afPacket: "af-packet"
+            }
+        }
+    }
+
+    public var name: String
+    public var kind: Kind
+
+    public init(name: String, kind: Kind) {
+        self.name = name
+        self.kind = kind
+    }
+
+    public static let maxNameLength = 64
+    public static let maxQueuePairs = 8
+
+    /// Names are used in logs, metrics labels and URLs: keep them plain.
+    public static func validateName(_ name: String) -> String? {
+        if name.isEmpty { return "name must not be empty" }
+        if name.utf8.count > maxNameLength { return "name longer than \(maxNameLength) bytes" }
+        if name.hasPrefix(".") || name.hasPrefix("-") { return "name must not start with '.' or '-'" }
+        let allowed = name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == 0x2D || byte == 0x2E || byte == 0x5F
+        }
+        return allowed ? nil : "name may contain only letters, digits, '.', '-' and '_'"
+    }
+}

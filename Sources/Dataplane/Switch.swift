@@ -1,0 +1,158 @@
+import Synchronization
+import VhostSystem
+import VhostUser
+import Virtio
+
+/// The L2 switch: ports, their queues, the MAC table and the poll threads that forward
+/// between them. Reconfiguration (a port added or removed, a device's rings changed) is
+/// done by building new per-thread snapshots, publishing them and waiting for a grace
+/// period before anything old is released: forwarding on other ports never pauses.
+public final class Switch: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var pollThreads = 1
+        public var pollThreadCPUs: [Int] = []
+        public var busyPoll = false
+        public var macTableCapacity = 8192
+        public var macAgingSeconds: UInt32 = 300
+
+        public init() {}
+    }
+
+    /// Where each receive queue is served, for the management plane.
+    public struct QueueAssignment: Sendable, Equatable {
+        public var portName: String
+        public var vringIndex: Int
+        public var pollThread: Int
+    }
+
+    public let configuration: Configuration
+    public let fdb: MacLearningTable
+    private let threads: [PollThread]
+    private let state = Mutex(State())
+
+    private struct PortEntry {
+        var id: Int
+        var name: String
+        var queues: [ActiveQueue]
+    }
+
+    private struct State {
+        var ports: [Int: PortEntry] = [:]
+        var transmitLocks: [ObjectIdentifier: TransmitLock] = [:]
+        var assignments: [QueueAssignment] = []
+        var started = false
+    }
+
+    public init(configuration: Configuration = Configuration()) throws(SystemError) {
+        self.configuration = configuration
+        fdb = MacLearningTable(capacity: configuration.macTableCapacity, agingSeconds: configuration.macAgingSeconds)
+        var threads: [PollThread] = []
+        for i in 0..<max(1, configuration.pollThreads) {
+            threads.append(try PollThread(index: i, fdb: fdb, busyPoll: configuration.busyPoll))
+        }
+        self.threads = threads
+    }
+
+    public func start() throws(SystemError) {
+        for (i, thread) in threads.enumerated() {
+            let cpus = configuration.pollThreadCPUs.isEmpty ? [] : [configuration.pollThreadCPUs[i % configuration.pollThreadCPUs.count]]
+            try thread.start(cpus: cpus)
+        }
+        state.withLock { $0.started = true }
+    }
+
+    public func stop() {
+        for thread in threads { thread.stop() }
+    }
+
+    /// Registers a port with no queues yet; returns its id (the MAC table's port number).
+    public func addPort(name: String) -> Int {
+        state.withLock { state in
+            var id = 0
+            while state.ports[id] != nil { id += 1 }
+            precondition(id <= MacLearningTable.maxPortID, "too many ports")
+            state.ports[id] = PortEntry(id: id, name: name, queues: [])
+            republish(&state)
+            return id
+        }
+    }
+
+    /// Replaces a port's usable rings. Returns once no poll thread uses the old ones.
+    public func setQueues(portID: Int, queues: [ActiveQueue]) {
+        state.withLock { state in
+            guard state.ports[portID] != nil else { return }
+            state.ports[portID]?.queues = queues
+            republish(&state)
+        }
+    }
+
+    /// Removes a port; returns once no poll thread can reach it. Its MAC entries go too.
+    public func removePort(id: Int) {
+        state.withLock { state in
+            guard state.ports.removeValue(forKey: id) != nil else { return }
+            republish(&state)
+            fdb.flush(port: id)
+        }
+    }
+
+    public var queueAssignments: [QueueAssignment] { state.withLock { $0.assignments } }
+
+    public var pollThreadStatistics: [PollThreadStatistics.Snapshot] { threads.map { $0.statistics.snapshot() } }
+
+    public func portName(id: Int) -> String? { state.withLock { $0.ports[id]?.name } }
+
+    /// Builds every thread's snapshot from `state`, publishes them, waits for a grace
+    /// period and only then releases the previous snapshots.
+    private func republish(_ state: inout State) {
+        let ports = state.ports.values.sorted { $0.id < $1.id }
+        let threadCount = threads.count
+        let maxID = (ports.last?.id ?? -1) + 1
+
+        // Receive side: every guest transmit ring goes to one thread, round-robin.
+        var polled = [[PolledQueue]](repeating: [], count: threadCount)
+        var assignments: [QueueAssignment] = []
+        var owners: [AnyObject] = []
+        var next = 0
+        for port in ports {
+            for active in port.queues where active.isGuestTransmit {
+                polled[next % threadCount].append(PolledQueue(queue: active.queue, portID: port.id, kickDescriptor: active.kickDescriptor))
+                assignments.append(QueueAssignment(portName: port.name, vringIndex: active.vringIndex, pollThread: next % threadCount))
+                owners.append(active.queue)
+                next += 1
+            }
+        }
+
+        // Transmit side: thread t uses receive ring t mod n of each port; a ring used by
+        // more than one thread gets a lock that stays the same object while the ring lives.
+        var locks: [ObjectIdentifier: TransmitLock] = [:]
+        var targets = [[TransmitTarget]](repeating: [TransmitTarget](repeating: .absent, count: maxID), count: threadCount)
+        for port in ports {
+            let receiveRings = port.queues.filter { !$0.isGuestTransmit }
+            for t in 0..<threadCount {
+                targets[t][port.id].isPresent = true
+                guard !receiveRings.isEmpty else { continue }
+                let ring = receiveRings[t % receiveRings.count].queue
+                targets[t][port.id].queue = ring
+                owners.append(ring)
+                if threadCount > receiveRings.count {
+                    let key = ObjectIdentifier(ring)
+                    let lock = state.transmitLocks[key] ?? TransmitLock()
+                    locks[key] = lock
+                    targets[t][port.id].lock = lock
+                    owners.append(lock)
+                }
+            }
+        }
+        state.transmitLocks = locks
+        state.assignments = assignments
+        let present = ports.map(\.id)
+
+        var retired: [Unmanaged<PollSnapshot>] = []
+        for (t, thread) in threads.enumerated() {
+            let snapshot = PollSnapshot(queues: polled[t], targets: targets[t], presentPorts: present, owners: owners)
+            if let old = thread.exchange(snapshot) { retired.append(old) }
+        }
+        for thread in threads { thread.waitForQuiescentPoint() }
+        for old in retired { old.release() }
+    }
+}

@@ -1,0 +1,109 @@
+import Dataplane
+
+/// Turns a port's JSON (config file entry, POST /v1/ports body, persisted state) into a
+/// PortSpec, refusing unknown fields and wrong types with a message naming the field.
+public enum PortSpecDecoder {
+    public struct DecodingError: Error, Equatable, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+        init(_ message: String) { self.message = message }
+    }
+
+    public static func decode(_ json: JSON) throws(DecodingError) -> PortSpec {
+        guard let object = json.objectValue else { throw DecodingError("a port must be a JSON object") }
+        let name = try requiredString(object, "name")
+        if let problem = PortSpec.validateName(name) { throw DecodingError(problem) }
+        let type = try requiredString(object, "type")
+        switch type {
+        case "vhost-user":
+            try rejectUnknown(object, allowed: ["name", "type", "socket", "queues", "mtu", "mac", "features"], in: "port")
+            return PortSpec(name: name, kind: .vhostUser(try decodeVhostUser(object)))
+        case "af-packet":
+            try rejectUnknown(object, allowed: ["name", "type", "interface"], in: "port")
+            let interface = try requiredString(object, "interface")
+            guard !interface.isEmpty, interface.utf8.count < 16, !interface.contains("/"),
+                  interface.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw DecodingError("interface must be a Linux interface name (1-15 printable characters, no '/')")
+            }
+            return PortSpec(name: name, kind: .afPacket(interface: interface))
+        default:
+            throw DecodingError("type must be \"vhost-user\" or \"af-packet\", not \"\(type)\"")
+        }
+    }
+
+    private static func decodeVhostUser(_ object: [String: JSON]) throws(DecodingError) -> PortSpec.VhostUser {
+        guard let socketJSON = object["socket"] else { throw DecodingError("socket is required for a vhost-user port") }
+        guard let socket = socketJSON.objectValue else { throw DecodingError("socket must be an object") }
+        try rejectUnknown(socket, allowed: ["path", "mode", "owner", "group", "permissions"], in: "socket")
+        var spec = PortSpec.VhostUser(socketPath: try requiredString(socket, "path", prefix: "socket."))
+        if let mode = try optionalString(socket, "mode", prefix: "socket.") {
+            guard let parsed = PortSpec.SocketMode(rawValue: mode) else { throw DecodingError("socket.mode must be \"server\" or \"client\"") }
+            spec.mode = parsed
+        }
+        spec.owner = try optionalString(socket, "owner", prefix: "socket.")
+        spec.group = try optionalString(socket, "group", prefix: "socket.")
+        if let permissions = socket["permissions"] {
+            switch permissions {
+            case .string(let text):
+                guard let value = UInt32(text.hasPrefix("0o") ? String(text.dropFirst(2)) : text, radix: 8), value <= 0o777 else {
+                    throw DecodingError("socket.permissions must be an octal mode such as \"0660\"")
+                }
+                spec.permissions = value
+            case .integer(let value) where value >= 0 && value <= 0o777:
+                spec.permissions = UInt32(value)
+            default:
+                throw DecodingError("socket.permissions must be an octal string such as \"0660\"")
+            }
+        }
+        if let queues = object["queues"] {
+            guard let value = queues.integerValue, value >= 1, value <= Int64(PortSpec.maxQueuePairs) else {
+                throw DecodingError("queues must be an integer from 1 to \(PortSpec.maxQueuePairs)")
+            }
+            spec.queuePairs = Int(value)
+        }
+        if let mtu = object["mtu"] {
+            guard let value = mtu.integerValue, value >= 68, value <= 65535 else { throw DecodingError("mtu must be an integer from 68 to 65535") }
+            spec.mtu = Int(value)
+        }
+        if let mac = try optionalString(object, "mac") {
+            guard MacAddress.parse(mac) != nil else { throw DecodingError("mac must look like 02:00:00:00:00:01") }
+            spec.mac = mac.lowercased()
+        }
+        if let features = object["features"] {
+            guard let members = features.objectValue else { throw DecodingError("features must be an object with \"enable\" and/or \"disable\" lists") }
+            try rejectUnknown(members, allowed: ["enable", "disable"], in: "features")
+            spec.enableFeatures = try stringList(members, "enable", prefix: "features.")
+            spec.disableFeatures = try stringList(members, "disable", prefix: "features.")
+        }
+        return spec
+    }
+
+    static func rejectUnknown(_ object: [String: JSON], allowed: Set<String>, in context: String) throws(DecodingError) {
+        if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw DecodingError("unknown field \"\(unknown)\" in \(context)")
+        }
+    }
+
+    static func requiredString(_ object: [String: JSON], _ key: String, prefix: String = "") throws(DecodingError) -> String {
+        guard let value = object[key] else { throw DecodingError("\(prefix)\(key) is required") }
+        guard let text = value.stringValue else { throw DecodingError("\(prefix)\(key) must be a string") }
+        return text
+    }
+
+    static func optionalString(_ object: [String: JSON], _ key: String, prefix: String = "") throws(DecodingError) -> String? {
+        guard let value = object[key], value != .null else { return nil }
+        guard let text = value.stringValue else { throw DecodingError("\(prefix)\(key) must be a string") }
+        return text
+    }
+
+    static func stringList(_ object: [String: JSON], _ key: String, prefix: String) throws(DecodingError) -> [String] {
+        guard let value = object[key] else { return [] }
+        guard let items = value.arrayValue else { throw DecodingError("\(prefix)\(key) must be a list of feature names") }
+        var result: [String] = []
+        for item in items {
+            guard let text = item.stringValue else { throw DecodingError("\(prefix)\(key) must contain only strings") }
+            result.append(text)
+        }
+        return result
+    }
+}

@@ -1,0 +1,148 @@
+import Logging
+import Synchronization
+import VhostSystem
+import Virtio
+
+/// One vhost-user port. It outlives its sessions: a front-end connects, configures rings,
+/// disconnects, and the next one starts afresh on the same device. Everything except the
+/// offered feature mask is touched only on the control thread (the control loop's thread,
+/// or the thread driving a `VhostUserConnection` directly in tests).
+public final class VhostUserDevice: @unchecked Sendable {
+    // MARK: Feature bits (virtio-net, VIRTIO 1.x 5.1.3)
+
+    static func bit(_ n: UInt64) -> UInt64 { 1 << n }
+    static let featureMTU = bit(3), featureMAC = bit(5), featureMrgRxbuf = bit(15), featureStatus = bit(16)
+    static let featureCtrlVq = bit(17), featureGuestAnnounce = bit(21), featureMQ = bit(22)
+    static let featureLogAll = bit(26), featureAnyLayout = bit(27), featureIndirectDesc = bit(28)
+    static let featureEventIdx = bit(29), featureProtocolFeatures = bit(30), featureVersion1 = bit(32)
+
+    /// What the implementation handles: the most a socket may offer. Checksum and
+    /// segmentation offloads, RING_PACKED and IN_ORDER are not implemented yet.
+    public static let supportedFeatures: UInt64 = featureVersion1 | featureAnyLayout | featureIndirectDesc
+        | featureEventIdx | featureMrgRxbuf | featureMQ | featureCtrlVq | featureMTU | featureMAC
+        | featureGuestAnnounce | featureLogAll | featureProtocolFeatures | featureStatus
+    /// What a new socket offers. CTRL_VQ is handled by the front-end itself (QEMU and DPDK
+    /// virtio-user never hand the control queue to the back-end).
+    public static let defaultOfferedFeatures: UInt64 = supportedFeatures
+    /// The virtio feature bit LOG_ALL (26): the only one that may change while rings run.
+    public static let logAllFeature: UInt64 = featureLogAll
+    public static let protocolFeaturesFeature: UInt64 = featureProtocolFeatures
+    public static let maxQueuePairsLimit = 128
+
+    // MARK: Identity
+
+    public let configuration: VhostUserDeviceConfiguration
+    public var name: String { configuration.name }
+    public let delegate: any VhostUserDeviceDelegate
+    let logger: Logger
+
+    private let offered: Mutex<UInt64>
+
+    public init(configuration: VhostUserDeviceConfiguration, delegate: any VhostUserDeviceDelegate,
+                logger: Logger = Logger(label: "vhost-user")) throws(VhostUserConfigurationError) {
+        guard (1...Self.maxQueuePairsLimit).contains(configuration.maxQueuePairs) else {
+            throw .invalidQueuePairs(configuration.maxQueuePairs)
+        }
+        guard configuration.offeredFeatures & ~Self.supportedFeatures == 0 else {
+            throw .unsupportedFeatures(configuration.offeredFeatures & ~Self.supportedFeatures)
+        }
+        guard !configuration.name.isEmpty else { throw .invalidName(configuration.name) }
+        self.configuration = configuration
+        self.delegate = delegate
+        var logger = logger
+        logger[metadataKey: "port"] = "\(configuration.name)"
+        self.logger = logger
+        self.offered = Mutex(configuration.offeredFeatures)
+    }
+
+    // MARK: Offered features (any thread; a session captures the value when it starts)
+
+    public var offeredFeatures: UInt64 { offered.withLock { $0 } }
+
+    public func setOfferedFeatures(_ mask: UInt64) throws(VhostUserConfigurationError) {
+        guard mask & ~Self.supportedFeatures == 0 else { throw .unsupportedFeatures(mask & ~Self.supportedFeatures) }
+        offered.withLock { $0 = mask }
+    }
+
+    public func setFeature(bit: Int, enabled: Bool) throws(VhostUserConfigurationError) {
+        guard (0..<64).contains(bit) else { throw .unsupportedFeatures(0) }
+        let mask = UInt64(1) << UInt64(bit)
+        guard mask & Self.supportedFeatures != 0 else { throw .unsupportedFeatures(mask) }
+        offered.withLock { enabled ? ($0 |= mask) : ($0 &= ~mask) }
+    }
+
+    public func setFeature(named name: String, enabled: Bool) throws(VhostUserConfigurationError) {
+        guard let bit = FeatureNames.bit(named: name) else { throw .unknownFeatureName(name) }
+        try setFeature(bit: bit, enabled: enabled)
+    }
+
+    // MARK: Control-thread state
+
+    /// The current session, if any.
+    public internal(set) var connection: VhostUserConnection?
+    var endpointState: VhostUserDeviceInfo.ConnectionState = .stopped
+    private(set) var publishedQueues: [ActiveQueue] = []
+    private(set) var isReady = false
+    var sessionCount: UInt64 = 0
+    var refusedRequests: UInt64 = 0
+    var sessionsClosedOnError: UInt64 = 0
+    var lastError: String?
+
+    /// Requests refused since the device was added (control thread).
+    public var refusedRequestCount: UInt64 { refusedRequests }
+
+    /// Tells the dataplane to stop using every queue of this device. Returns after it did.
+    func withdrawQueues() {
+        guard !publishedQueues.isEmpty else { return }
+        publishedQueues = []
+        delegate.deviceQueuesChanged(self, queues: [])
+    }
+
+    /// Publishes `queues` (the enabled, started rings) and reports readiness changes.
+    func publish(_ queues: [ActiveQueue]?) {
+        guard let queues else {
+            withdrawQueues()
+            isReady = false
+            return
+        }
+        let unchanged = queues.map(\.vringIndex) == publishedQueues.map(\.vringIndex)
+            && zip(queues, publishedQueues).allSatisfy { $0.queue === $1.queue }
+        if !unchanged {
+            if !publishedQueues.isEmpty { withdrawQueues() }
+            publishedQueues = queues
+            delegate.deviceQueuesChanged(self, queues: queues)
+        }
+        if !isReady {
+            isReady = true
+            logger.info("device ready", metadata: ["queues": "\(queues.map(\.vringIndex))"])
+            delegate.deviceReady(self)
+        }
+    }
+
+    /// The session ended or was reset: withdraw, and tell the layers above.
+    func sessionEnded(notify: Bool) {
+        withdrawQueues()
+        let wasReady = isReady
+        isReady = false
+        if notify || wasReady { delegate.deviceDestroyed(self) }
+    }
+
+    // MARK: Snapshot
+
+    /// The device's state now. Call on the control thread (`VhostUserControlLoop.info(of:)`
+    /// does that from other threads).
+    public func info() -> VhostUserDeviceInfo {
+        var state = endpointState
+        if connection != nil { state = isReady ? .ready : .connected }
+        var info = VhostUserDeviceInfo(
+            name: name, socketPath: configuration.socketPath, mode: configuration.mode, state: state,
+            offeredFeatures: connection?.sessionOfferedFeatures ?? offeredFeatures,
+            negotiatedFeatures: nil, offeredProtocolFeatures: VhostUserProtocolFeature.supportedMask,
+            negotiatedProtocolFeatures: nil, mtu: nil, status: 0, maxQueuePairs: configuration.maxQueuePairs,
+            activeQueuePairs: 0, memoryRegions: [], dirtyLogging: false, vrings: [],
+            sessions: sessionCount, refusedRequests: refusedRequests, sessionsClosedOnError: sessionsClosedOnError,
+            lastError: lastError)
+        connection?.fill(&info)
+        return info
+    }
+}

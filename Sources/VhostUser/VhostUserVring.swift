@@ -1,0 +1,76 @@
+import Virtio
+import VhostSystem
+
+/// One vring's configuration within a session, as the front-end set it. Only the control
+/// thread touches it. `queue` is built from it when the ring is complete and is what the
+/// dataplane gets; every change that could invalidate the queue drops it (after the
+/// queues were withdrawn) so the next publication builds a fresh one.
+final class VhostUserVring {
+    struct Addresses: Equatable {
+        var flags: UInt32
+        var descriptor: UInt64
+        var used: UInt64
+        var avail: UInt64
+        var log: UInt64
+        /// SET_VRING_ADDR flags bit 0 (VHOST_VRING_F_LOG): log writes to the used ring.
+        var logUsed: Bool { flags & 1 != 0 }
+    }
+
+    let index: Int
+    /// Set by SET_VRING_NUM.
+    var size: Int?
+    /// Set by SET_VRING_ADDR after the addresses were validated against the memory table.
+    var addresses: Addresses?
+    /// The next avail index to process (SET_VRING_BASE, or taken back from the queue).
+    var base: UInt16 = 0
+    var kick: FileDescriptor?
+    /// SET_VRING_KICK with NOFD: the front-end does not kick; the ring is polled.
+    var kickPolled = false
+    var call: FileDescriptor?
+    var err: FileDescriptor?
+    /// SET_VRING_ENABLE; nil means "not set": the default depends on PROTOCOL_FEATURES.
+    var explicitlyEnabled: Bool?
+    /// Kick received (or NOFD) and not stopped by GET_VRING_BASE since.
+    var started = false
+    /// Any message named this ring: an untouched ring is not waited for.
+    var touched = false
+    let statistics = VirtqueueStatistics()
+    /// Built on publication; dropped on any change.
+    var queue: SplitVirtqueue?
+
+    init(index: Int) { self.index = index }
+
+    func isEnabled(protocolFeaturesNegotiated: Bool) -> Bool {
+        // vhost-user.rst "Ring states": without VHOST_USER_F_PROTOCOL_FEATURES a ring starts
+        // enabled; with it, it starts disabled until SET_VRING_ENABLE.
+        explicitlyEnabled ?? !protocolFeaturesNegotiated
+    }
+
+    /// Keeps the processing position and drops the queue object. Callers withdrew the
+    /// queues from the dataplane first.
+    func dropQueue() {
+        if let queue { base = queue.lastAvailIndex }
+        queue = nil
+    }
+
+    /// Back to the initial state, closing the ring's fds.
+    func reset() {
+        queue = nil
+        size = nil
+        addresses = nil
+        base = 0
+        kick?.close()
+        kick = nil
+        kickPolled = false
+        call?.close()
+        call = nil
+        err?.close()
+        err = nil
+        explicitlyEnabled = nil
+        started = false
+        touched = false
+    }
+
+    /// The ring is complete enough to be polled.
+    var isStartable: Bool { started && size != nil && addresses != nil }
+}

@@ -1,0 +1,168 @@
+/// One row of the hot-path translation table: plain values, so translating an address
+/// touches no Swift array and no class reference (no ARC, no bounds-check traps).
+@usableFromInline
+struct GuestMemoryTranslationEntry {
+    @usableFromInline let guestPhysicalStart: UInt64
+    @usableFromInline let frontendVirtualStart: UInt64
+    @usableFromInline let size: UInt64
+    @usableFromInline let host: UnsafeMutableRawPointer
+
+    @usableFromInline
+    init(guestPhysicalStart: UInt64, frontendVirtualStart: UInt64, size: UInt64, host: UnsafeMutableRawPointer) {
+        self.guestPhysicalStart = guestPhysicalStart
+        self.frontendVirtualStart = frontendVirtualStart
+        self.size = size
+        self.host = host
+    }
+}
+
+/// A borrowed view of a translation table, copied into each virtqueue so the per-packet
+/// path needs no reference to the `GuestMemory` object. Valid while the `GuestMemory` lives.
+@usableFromInline
+struct GuestMemoryTranslator {
+    @usableFromInline let entries: UnsafePointer<GuestMemoryTranslationEntry>
+    @usableFromInline let count: Int
+
+    @usableFromInline
+    init(entries: UnsafePointer<GuestMemoryTranslationEntry>, count: Int) {
+        self.entries = entries
+        self.count = count
+    }
+
+    /// The host address of [address, address + length) if that whole range lies inside one
+    /// region; nil for length 0, for any range that leaves its region, or on overflow.
+    @inlinable @inline(__always)
+    func guestPhysical(_ address: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
+        guard length != 0 else { return nil }
+        var i = 0
+        while i < count {
+            // Safe: i < count, the number of entries the table was allocated with.
+            let entry = entries[i]
+            // Wrapping subtraction: if address < start the offset is huge and fails `< size`.
+            let offset = address &- entry.guestPhysicalStart
+            if address >= entry.guestPhysicalStart && offset < entry.size {
+                // No overflow: offset < size, so size - offset > 0. Regions never overlap,
+                // so no other region can hold the range.
+                guard length <= entry.size &- offset else { return nil }
+                // Safe: offset + length <= size, which lies inside the region's mapping.
+                return entry.host + Int(truncatingIfNeeded: offset)
+            }
+            i &+= 1
+        }
+        return nil
+    }
+
+    /// Same as `guestPhysical`, over the front-end's virtual addresses (SET_VRING_ADDR).
+    @inlinable @inline(__always)
+    func frontendVirtual(_ address: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
+        guard length != 0 else { return nil }
+        var i = 0
+        while i < count {
+            // Safe: i < count.
+            let entry = entries[i]
+            let offset = address &- entry.frontendVirtualStart
+            if address >= entry.frontendVirtualStart && offset < entry.size {
+                guard length <= entry.size &- offset else { return nil }
+                // Safe: offset + length <= size.
+                return entry.host + Int(truncatingIfNeeded: offset)
+            }
+            i &+= 1
+        }
+        return nil
+    }
+}
+
+/// The guest's memory as a set of mapped regions, immutable after init. A new memory table
+/// (SET_MEM_TABLE, ADD/REM_MEM_REG) builds a new `GuestMemory`; the old one is released only
+/// after every poll thread has stopped using it (see docs/ARCHITECTURE.md, Threads).
+public final class GuestMemory: @unchecked Sendable {  // immutable after init
+    /// The most regions one SET_MEM_TABLE may carry (vhost-user VHOST_MEMORY_BASELINE_NREGIONS).
+    public static let maxRegions = 8
+    /// The most slots we accept with CONFIGURE_MEM_SLOTS (ADD_MEM_REG); QEMU's KVM limit.
+    public static let maxMemorySlots = 509
+
+    public let regions: [GuestMemoryRegion]
+    /// The sum of all region sizes.
+    public let totalSize: UInt64
+    /// The last guest-physical byte of any region (0 without regions). The dirty log must
+    /// cover pages up to here: (highestGuestPhysicalAddress / 4096) / 8 + 1 bytes.
+    public let highestGuestPhysicalAddress: UInt64
+
+    @usableFromInline let table: UnsafeMutablePointer<GuestMemoryTranslationEntry>
+    @usableFromInline let translator: GuestMemoryTranslator
+
+    /// Rejects more than `maxRegions` regions and regions whose guest-physical or front-end
+    /// virtual ranges overlap (a translation must have exactly one answer).
+    public init(regions: [GuestMemoryRegion], maxRegions: Int = GuestMemory.maxMemorySlots) throws(GuestMemoryError) {
+        guard regions.count <= maxRegions else { throw .tooManyRegions }
+        for i in regions.indices {
+            let a = regions[i].descriptor
+            for j in regions.indices where j > i {
+                let b = regions[j].descriptor
+                // End addresses cannot wrap: GuestMemoryRegion.map checked start + size.
+                if a.guestPhysicalAddress < b.guestPhysicalAddress + b.size && b.guestPhysicalAddress < a.guestPhysicalAddress + a.size {
+                    throw .overlappingRegions
+                }
+                if a.userspaceAddress < b.userspaceAddress + b.size && b.userspaceAddress < a.userspaceAddress + a.size {
+                    throw .overlappingRegions
+                }
+            }
+        }
+        self.regions = regions
+        var total: UInt64 = 0
+        var highest: UInt64 = 0
+        table = .allocate(capacity: max(1, regions.count))
+        for (i, region) in regions.enumerated() {
+            let d = region.descriptor
+            total &+= d.size
+            highest = max(highest, d.guestPhysicalAddress + d.size - 1)
+            // Safe: i < regions.count <= the capacity allocated above.
+            (table + i).initialize(to: GuestMemoryTranslationEntry(
+                guestPhysicalStart: d.guestPhysicalAddress, frontendVirtualStart: d.userspaceAddress,
+                size: d.size, host: region.hostAddress))
+        }
+        totalSize = total
+        highestGuestPhysicalAddress = highest
+        translator = GuestMemoryTranslator(entries: UnsafePointer(table), count: regions.count)
+    }
+
+    /// No regions: a device before its first SET_MEM_TABLE. Every translation fails.
+    public convenience init() {
+        // Safe: an empty list has no overlaps and is within every limit.
+        try! self.init(regions: [])
+    }
+
+    deinit {
+        table.deinitialize(count: regions.count)
+        table.deallocate()
+    }
+
+    /// The descriptors of all regions, in order.
+    public var regionDescriptors: [GuestMemoryRegionDescriptor] { regions.map(\.descriptor) }
+
+    /// The host address of guest-physical [address, address + length), or nil unless that
+    /// whole range lies inside one region (length 0 is nil; overflow is nil).
+    @inlinable
+    public func translateGuestPhysical(_ address: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
+        translator.guestPhysical(address, length: length)
+    }
+
+    /// Same over the front-end's virtual addresses (userspace_addr): ring addresses from
+    /// SET_VRING_ADDR are given this way.
+    @inlinable
+    public func translateFrontendVirtual(_ address: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
+        translator.frontendVirtual(address, length: length)
+    }
+
+    /// The guest-physical address of a front-end virtual address, for the used-ring log when
+    /// the front-end did not give log_guest_addr; nil when unmapped.
+    public func guestPhysicalAddress(ofFrontendVirtual address: UInt64) -> UInt64? {
+        for region in regions {
+            let d = region.descriptor
+            if address >= d.userspaceAddress && address - d.userspaceAddress < d.size {
+                return d.guestPhysicalAddress + (address - d.userspaceAddress)
+            }
+        }
+        return nil
+    }
+}
