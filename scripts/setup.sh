@@ -44,6 +44,13 @@ else
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
 fi
 
+# --- toolchain (not installed here: Swift comes from swift.org, not from Debian) ----------
+if command -v swift >/dev/null 2>&1; then
+    log "swift: $(swift --version 2>/dev/null | head -n1)"
+else
+    log "swift: not found in PATH; install Swift 6.x from https://swift.org/install (needed to build)" >&2
+fi
+
 # --- hugepages ------------------------------------------------------------------------
 if ! is_root; then
     log "hugepages: skipped (not root); integration tests with dpdk-testpmd will skip themselves"

@@ -63,5 +63,4 @@ final class PollSnapshot {
         presentPorts.deallocate()
     }
 
-    static let empty = PollSnapshot(queues: [], targets: [], presentPorts: [], owners: [])
 }

@@ -71,11 +71,25 @@ public enum PortSpecDecoder {
         }
         if let features = object["features"] {
             guard let members = features.objectValue else { throw DecodingError("features must be an object with \"enable\" and/or \"disable\" lists") }
-            try rejectUnknown(members, allowed: ["enable", "disable"], in: "features")
+            try rejectUnknown(members, allowed: ["enable", "disable", "mask"], in: "features")
+            if let mask = members["mask"] {
+                guard let text = mask.stringValue, let value = parseMask(text) else {
+                    throw DecodingError("features.mask must be a hex string such as \"0x140000000\"")
+                }
+                spec.featureMask = value
+            }
             spec.enableFeatures = try stringList(members, "enable", prefix: "features.")
             spec.disableFeatures = try stringList(members, "disable", prefix: "features.")
         }
         return spec
+    }
+
+    /// "0x1f" (or plain hex digits), at most 64 bits.
+    public static func parseMask(_ text: String) -> UInt64? {
+        var digits = Substring(text)
+        if digits.hasPrefix("0x") || digits.hasPrefix("0X") { digits = digits.dropFirst(2) }
+        guard !digits.isEmpty, digits.count <= 16, digits.allSatisfy({ $0.isHexDigit }) else { return nil }
+        return UInt64(digits, radix: 16)
     }
 
     static func rejectUnknown(_ object: [String: JSON], allowed: Set<String>, in context: String) throws(DecodingError) {

@@ -95,7 +95,7 @@ public enum FileSystem {
         }
         try systemCall("fsync(\(temporary))") { fsync(fd.rawValue) }
         fd.close()
-        try systemCall("rename(\(temporary))") { rename(temporary, path) }
+        try systemCall("rename(\(temporary))") { Glibc.rename(temporary, path) }
     }
 
     public static func rename(from source: String, to destination: String) throws(SystemError) {

@@ -78,8 +78,9 @@ public final class VhostUserDevice: @unchecked Sendable {
 
     // MARK: Control-thread state
 
-    /// The current session, if any.
-    public internal(set) var connection: VhostUserConnection?
+    /// The current session, if any. Weak: whoever drives the session (the control loop's
+    /// registration, or a test) owns it; the session owns its device.
+    public internal(set) weak var connection: VhostUserConnection?
     var endpointState: VhostUserDeviceInfo.ConnectionState = .stopped
     private(set) var publishedQueues: [ActiveQueue] = []
     private(set) var isReady = false
@@ -87,6 +88,7 @@ public final class VhostUserDevice: @unchecked Sendable {
     var refusedRequests: UInt64 = 0
     var sessionsClosedOnError: UInt64 = 0
     var lastError: String?
+    var sessionErrorLimiter = VhostUserErrorRateLimiter()
 
     /// Requests refused since the device was added (control thread).
     public var refusedRequestCount: UInt64 { refusedRequests }

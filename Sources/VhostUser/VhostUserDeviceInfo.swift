@@ -52,8 +52,11 @@ public struct VhostUserVringInfo: Sendable {
     public var usedAddress: UInt64?
     public var logAddress: UInt64?
     public var logUsed: Bool
-    /// The next avail index the switch will process (from the queue when it exists).
+    /// The next avail index the switch will process: the base while the ring is not
+    /// published; while it is, the used.idx the switch last released (equal between bursts,
+    /// since every chain completes in the burst that takes it).
     public var lastAvailIndex: UInt16
+    /// The used.idx the switch last released; nil while the ring is not published.
     public var lastUsedIndex: UInt16?
     /// Read from guest memory now.
     public var currentAvailIndex: UInt16?

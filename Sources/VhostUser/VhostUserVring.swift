@@ -21,6 +21,8 @@ final class VhostUserVring {
     var size: Int?
     /// Set by SET_VRING_ADDR after the addresses were validated against the memory table.
     var addresses: Addresses?
+    /// The addresses translated through the current memory table.
+    var layout: VirtqueueLayout?
     /// The next avail index to process (SET_VRING_BASE, or taken back from the queue).
     var base: UInt16 = 0
     var kick: FileDescriptor?
@@ -58,6 +60,7 @@ final class VhostUserVring {
         queue = nil
         size = nil
         addresses = nil
+        layout = nil
         base = 0
         kick?.close()
         kick = nil
@@ -72,5 +75,5 @@ final class VhostUserVring {
     }
 
     /// The ring is complete enough to be polled.
-    var isStartable: Bool { started && size != nil && addresses != nil }
+    var isStartable: Bool { started && size != nil && addresses != nil && layout != nil }
 }

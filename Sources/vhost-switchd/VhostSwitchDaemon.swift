@@ -38,11 +38,24 @@ struct VhostSwitchDaemon: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(name: .long, help: "The management API's unix socket (mode 0660). Default: <run-dir>/api.sock.")
+    var apiSocket: String?
+
+    @Option(name: .long, help: "Also serve the API on TCP, e.g. 127.0.0.1:9870 or [::1]:9870 (a non-loopback address needs --api-token-file).")
+    var listen: String?
+
+    @Option(name: .long, help: "File holding the bearer token TCP clients must send (Authorization: Bearer <token>).")
+    var apiTokenFile: String?
+
     var resolvedSocketDir: String { socketDir ?? runDir + "/sockets" }
+    var resolvedAPISocket: String { apiSocket ?? runDir + "/api.sock" }
 
     func validate() throws {
         guard (1...64).contains(pmdThreads) else { throw ValidationError("--pmd-threads must be 1...64") }
         if let pmdCpus, Self.parseCPUList(pmdCpus) == nil { throw ValidationError("--pmd-cpus must be a list such as 1 or 0,2-3") }
+        if let listen, TCPSocket.Address(parsing: listen) == nil {
+            throw ValidationError("--listen must be an IP address and port such as 127.0.0.1:9870 or [::1]:9870")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
     }
 
@@ -77,13 +90,20 @@ struct VhostSwitchDaemon: ParsableCommand {
         let fabric = try Switch(configuration: switchConfiguration)
         try fabric.start()
         let controlLoop = try VhostUserControlLoop(logger: logger)
-        try controlLoop.start()
         let socketDirectory = SocketDirectory(root: resolvedSocketDir)
         try FileSystem.makeDirectoryTree(socketDirectory.root)
-        let ports = PortManager(fabric: fabric, controlLoop: controlLoop, socketDirectory: socketDirectory, logger: logger)
+        let events = EventHub()
+        let ports = PortManager(fabric: fabric, controlLoop: controlLoop, socketDirectory: socketDirectory, logger: logger,
+                                emit: events.handler)
+        let store = PortStateStore(directory: stateDir, logger: logger)
+        let restored = StateRestorer.restore(from: store, into: ports, logger: logger)
 
         if let config {
-            try ConfigFile.load(path: config).forEach { spec in
+            for spec in try ConfigFile.load(path: config) {
+                if restored.contains(spec.name) {
+                    logger.info("port \(spec.name) from \(config) already restored from the saved state; the saved settings win")
+                    continue
+                }
                 do {
                     try ports.create(spec)
                 } catch {
@@ -96,10 +116,25 @@ struct VhostSwitchDaemon: ParsableCommand {
             "polling": "\(busyPoll ? "busy" : "adaptive")", "ports": "\(ports.allPorts.count)",
         ])
 
+        var apiConfiguration = ManagementServer.Configuration(socketPath: resolvedAPISocket)
+        apiConfiguration.listen = listen.flatMap(TCPSocket.Address.init(parsing:))
+        if let apiTokenFile {
+            do { apiConfiguration.token = try BearerToken.load(path: apiTokenFile) } catch { throw ValidationError(error.description) }
+        }
+        let api = ManagementAPI(ports: ports, events: events, store: store, logger: logger)
+        let server: ManagementServer
+        do { server = try ManagementServer(api: api, configuration: apiConfiguration, logger: logger) } catch {
+            ports.deleteAll()
+            controlLoop.shutdown()
+            fabric.stop()
+            throw ValidationError(error.description)
+        }
+
         let signal = signals.wait()
         logger.info("shutting down on signal \(signal)")
+        server.stop()
         ports.deleteAll()
-        controlLoop.stop()
+        controlLoop.shutdown()
         fabric.stop()
     }
 }

@@ -157,4 +157,7 @@ int vhost_shims_accept_nonblocking(int listener);
 /// The errno of this thread (a macro in glibc).
 static inline int vhost_shims_errno(void) { return errno; }
 
+// AF_PACKET ring layout and interface ioctls.
+#include "CVhostShimsPacket.h"
+
 #endif

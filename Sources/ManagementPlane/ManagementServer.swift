@@ -1,0 +1,115 @@
+import Logging
+import Synchronization
+import VhostSystem
+
+/// The API's listeners: always the unix socket (file permissions decide who may manage),
+/// optionally TCP (bearer token required unless bound to loopback), plus the thread that
+/// sends SSE keep-alives.
+public final class ManagementServer: Sendable {
+    public struct Configuration: Sendable {
+        /// The unix socket; created by us, mode 0660.
+        public var socketPath: String
+        public var socketPermissions: UInt32 = 0o660
+        public var listen: TCPSocket.Address?
+        /// Required on TCP when set; refused to start without one on a non-loopback address.
+        public var token: BearerToken?
+        public var maxConnections = 64
+        public var connectionTimeoutSeconds = 30
+        public var connectionMemoryBytes = 64 * 1024
+        public var perIPConnectionLimit = 16
+        public var maxBodyBytes = 64 * 1024
+        public var heartbeatMilliseconds = 15_000
+
+        public init(socketPath: String) {
+            self.socketPath = socketPath
+        }
+    }
+
+    public struct StartError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public let api: ManagementAPI
+    public let configuration: Configuration
+    /// The bound TCP port (useful with `--listen 127.0.0.1:0`).
+    public let tcpPort: UInt16?
+    private let servers: [HTTPServer]
+    private final class Flag: Sendable {
+        let value = Atomic<Bool>(false)
+    }
+
+    private let stopping: Flag
+    private let heartbeat: SystemThread?
+    private let logger: Logger
+
+    public init(api: ManagementAPI, configuration: Configuration, logger: Logger) throws(StartError) {
+        if let listen = configuration.listen, !listen.isLoopback, configuration.token == nil {
+            throw StartError(description: "--listen \(listen) is not a loopback address: an API token (--api-token-file) is required")
+        }
+        self.api = api
+        self.configuration = configuration
+        self.logger = logger
+        var servers: [HTTPServer] = []
+        func settings(_ transport: HTTPRequest.Transport) -> HTTPServer.Configuration {
+            var settings = HTTPServer.Configuration(transport: transport)
+            settings.maxConnections = configuration.maxConnections
+            settings.connectionTimeoutSeconds = configuration.connectionTimeoutSeconds
+            settings.connectionMemoryBytes = configuration.connectionMemoryBytes
+            settings.perIPConnectionLimit = configuration.perIPConnectionLimit
+            settings.maxBodyBytes = configuration.maxBodyBytes
+            settings.bearerToken = transport == .tcp ? configuration.token : nil
+            return settings
+        }
+        do {
+            let parent = String(configuration.socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+            if !parent.isEmpty { try FileSystem.makeDirectoryTree(parent) }
+            let unix = try UnixSocket.listen(path: configuration.socketPath, backlog: 64, permissions: .init(configuration.socketPermissions))
+            servers.append(try HTTPServer(socket: unix, configuration: settings(.unix)) { [api] in api.handle($0) })
+        } catch {
+            throw StartError(description: "cannot serve the API on \(configuration.socketPath): \(error)")
+        }
+        var tcpPort: UInt16?
+        if let listen = configuration.listen {
+            do {
+                let socket = try TCPSocket.listen(listen)
+                tcpPort = try TCPSocket.boundPort(socket)
+                servers.append(try HTTPServer(socket: socket, configuration: settings(.tcp)) { [api] in api.handle($0) })
+            } catch {
+                for server in servers { server.stop() }
+                FileSystem.remove(configuration.socketPath)
+                throw StartError(description: "cannot serve the API on \(listen): \(error)")
+            }
+        }
+        self.tcpPort = tcpPort
+        self.servers = servers
+        let events = api.events
+        let interval = configuration.heartbeatMilliseconds
+        let stopping = Flag()
+        self.stopping = stopping
+        heartbeat = try? SystemThread(name: "api-heartbeat") {
+            var elapsed = 0
+            while !stopping.value.load(ordering: .acquiring) {
+                SystemThread.sleep(milliseconds: 100)
+                elapsed += 100
+                if elapsed >= interval {
+                    elapsed = 0
+                    events.heartbeat()
+                }
+            }
+        }
+        logger.info("management API listening", metadata: [
+            "socket": "\(configuration.socketPath)",
+            "tcp": "\(configuration.listen.map { "\($0.isIPv6 ? "[\($0.host)]" : $0.host):\(tcpPort ?? $0.port)" } ?? "off")",
+            "token": "\(configuration.token == nil ? "none" : "required on tcp")",
+        ])
+    }
+
+    /// Ends event streams, stops the listeners and removes the unix socket file.
+    public func stop() {
+        guard !stopping.value.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        api.events.closeAll()
+        for server in servers { server.stop() }
+        heartbeat?.join()
+        FileSystem.remove(configuration.socketPath)
+    }
+}

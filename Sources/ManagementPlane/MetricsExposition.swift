@@ -1,0 +1,151 @@
+import Dataplane
+import VhostSystem
+import VhostUser
+import Virtio
+
+/// GET /metrics: the API's counters in the Prometheus text exposition format (0.0.4),
+/// each family with HELP and TYPE, counters ending in _total (`promtool check metrics`).
+enum MetricsExposition {
+    struct Family {
+        var name: String
+        var type: String
+        var help: String
+        var samples: [(labels: [(String, String)], value: String)] = []
+    }
+
+    final class Builder {
+        var families: [Family] = []
+        private var index: [String: Int] = [:]
+
+        func add(_ name: String, _ type: String, _ help: String, _ labels: [(String, String)], _ value: UInt64) {
+            add(name, type, help, labels, value: String(value))
+        }
+
+        func add(_ name: String, _ type: String, _ help: String, _ labels: [(String, String)], value: String) {
+            if index[name] == nil {
+                index[name] = families.count
+                families.append(Family(name: name, type: type, help: help))
+            }
+            families[index[name]!].samples.append((labels, value))
+        }
+
+        func declare(_ name: String, _ type: String, _ help: String) {
+            if index[name] == nil {
+                index[name] = families.count
+                families.append(Family(name: name, type: type, help: help))
+            }
+        }
+
+        func render() -> String {
+            var text = ""
+            for family in families {
+                text += "# HELP \(family.name) \(family.help)\n# TYPE \(family.name) \(family.type)\n"
+                for sample in family.samples {
+                    text += family.name
+                    if !sample.labels.isEmpty {
+                        text += "{" + sample.labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
+                    }
+                    text += " \(sample.value)\n"
+                }
+            }
+            return text
+        }
+
+        func escape(_ value: String) -> String {
+            var result = ""
+            for character in value {
+                switch character {
+                case "\\": result += "\\\\"
+                case "\"": result += "\\\""
+                case "\n": result += "\\n"
+                default: result.append(character)
+                }
+            }
+            return result
+        }
+    }
+
+    static func render(_ api: ManagementAPI) -> String {
+        let metrics = Builder()
+        metrics.add("vhost_switch_build_info", "gauge", "Always 1; the version is a label.", [("version", ManagementAPI.version)], 1)
+        metrics.add("vhost_switch_uptime_seconds", "gauge", "Seconds since the management plane started.", [],
+                    (MonotonicClock.nanoseconds() &- api.startedAt) / 1_000_000_000)
+        let ports = api.ports.allPorts
+        metrics.add("vhost_switch_ports", "gauge", "Ports configured.", [], UInt64(ports.count))
+
+        let counterFamilies: [(String, String, KeyPath<VirtqueueStatisticsSnapshot, UInt64>)] = [
+            ("packets_total", "Frames moved through the port.", \.packets),
+            ("bytes_total", "Frame bytes moved through the port, without the virtio-net header.", \.bytes),
+            ("bursts_total", "Bursts that moved at least one ring entry.", \.bursts),
+            ("notifications_total", "Call eventfd writes to the guest.", \.notificationsSent),
+            ("invalid_heads_total", "Avail entries skipped: head out of range or submitted twice.", \.invalidHeads),
+            ("ring_errors_total", "Times a ring was declared broken.", \.ringErrors),
+        ]
+        let dropReasons: [(String, KeyPath<VirtqueueStatisticsSnapshot, UInt64>)] = [
+            ("malformed_descriptor", \.dropsMalformedDescriptor), ("malformed_header", \.dropsMalformedHeader),
+            ("no_buffers", \.dropsNoBuffers), ("too_large", \.dropsTooLarge), ("too_short", \.dropsTooShort),
+            ("unsupported_offload", \.dropsUnsupportedOffload),
+        ]
+        metrics.declare("vhost_switch_port_up", "gauge", "1 when the port's device is ready (queues forwarding).")
+        metrics.declare("vhost_switch_port_sessions_total", "counter", "vhost-user sessions since the port was created.")
+        metrics.declare("vhost_switch_port_refused_requests_total", "counter", "vhost-user requests refused as invalid.")
+        metrics.declare("vhost_switch_port_sessions_closed_on_error_total", "counter", "Sessions ended because of a protocol error.")
+        for (suffix, help, _) in counterFamilies {
+            metrics.declare("vhost_switch_port_\(suffix)", "counter", help + " Direction rx is from the guest, tx to it.")
+        }
+        metrics.declare("vhost_switch_port_drops_total", "counter", "Frames dropped, by direction and reason.")
+        for port in ports {
+            let totals = api.totals(port)
+            let name = port.spec.name
+            if let info = totals.info {
+                metrics.add("vhost_switch_port_up", "gauge", "", [("port", name)], info.state == .ready ? 1 : 0)
+                metrics.add("vhost_switch_port_sessions_total", "counter", "", [("port", name)], info.sessions)
+                metrics.add("vhost_switch_port_refused_requests_total", "counter", "", [("port", name)], info.refusedRequests)
+                metrics.add("vhost_switch_port_sessions_closed_on_error_total", "counter", "", [("port", name)], info.sessionsClosedOnError)
+            }
+            for (direction, snapshot) in [("rx", totals.rx), ("tx", totals.tx)] {
+                for (suffix, _, path) in counterFamilies {
+                    metrics.add("vhost_switch_port_\(suffix)", "counter", "", [("port", name), ("direction", direction)], snapshot[keyPath: path])
+                }
+                for (reason, path) in dropReasons {
+                    metrics.add("vhost_switch_port_drops_total", "counter", "", [("port", name), ("direction", direction), ("reason", reason)],
+                                snapshot[keyPath: path])
+                }
+            }
+        }
+
+        let threads = api.ports.fabric.pollThreadStatistics
+        let threadFamilies: [(String, String, KeyPath<PollThreadStatistics.Snapshot, UInt64>)] = [
+            ("iterations_total", "Poll loop iterations.", \.iterations),
+            ("busy_cycles_total", "TSC cycles spent in iterations that moved packets.", \.busyCycles),
+            ("idle_cycles_total", "TSC cycles spent in iterations that moved nothing.", \.idleCycles),
+            ("packets_total", "Packets forwarded by the poll thread.", \.packets),
+            ("sleeps_total", "Times the poll thread parked on its eventfds (adaptive polling).", \.sleeps),
+        ]
+        for (suffix, help, _) in threadFamilies { metrics.declare("vhost_switch_pmd_\(suffix)", "counter", help) }
+        metrics.declare("vhost_switch_pmd_busy_cycles_per_packet", "gauge", "Busy TSC cycles per forwarded packet.")
+        metrics.declare("vhost_switch_pmd_queues", "gauge", "Receive queues assigned to the poll thread.")
+        let assignments = api.ports.fabric.queueAssignments
+        for (index, snapshot) in threads.enumerated() {
+            let labels = [("thread", String(index))]
+            for (suffix, _, path) in threadFamilies {
+                metrics.add("vhost_switch_pmd_\(suffix)", "counter", "", labels, snapshot[keyPath: path])
+            }
+            metrics.add("vhost_switch_pmd_busy_cycles_per_packet", "gauge", "", labels, value: String(snapshot.busyCyclesPerPacket))
+            metrics.add("vhost_switch_pmd_queues", "gauge", "", labels, UInt64(assignments.filter { $0.pollThread == index }.count))
+        }
+
+        let fdb = api.ports.fabric.fdb
+        metrics.add("vhost_switch_fdb_entries", "gauge", "MAC addresses in the forwarding database.", [],
+                    UInt64(fdb.entries(now: ManagementAPI.nowSeconds()).count))
+        metrics.add("vhost_switch_fdb_capacity", "gauge", "Slots in the forwarding database.", [], UInt64(fdb.capacity))
+
+        let counts = api.events.counts
+        metrics.declare("vhost_switch_events_total", "counter", "Events published, by type.")
+        for kind in SwitchEvent.Kind.allCases {
+            metrics.add("vhost_switch_events_total", "counter", "", [("type", kind.rawValue)], counts[kind] ?? 0)
+        }
+        metrics.add("vhost_switch_event_subscribers", "gauge", "Open event streams.", [], UInt64(api.events.subscriberCount))
+        return metrics.render()
+    }
+}

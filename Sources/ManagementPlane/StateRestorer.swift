@@ -1,0 +1,37 @@
+import Dataplane
+import Logging
+
+/// Start-up: re-creates the ports saved in the state directory. Problems are logged, never
+/// fatal: one bad entry must not keep the other ports (and the API) down.
+public enum StateRestorer {
+    /// Returns the names of the ports restored.
+    @discardableResult
+    public static func restore(from store: PortStateStore, into ports: PortManager, logger: Logger) -> Set<String> {
+        let loaded = store.load()
+        for problem in loaded.problems {
+            logger.error("saved port state: \(problem)")
+        }
+        if let movedAside = loaded.movedAside {
+            logger.error("the unusable state file was moved aside; nothing in it is lost",
+                         metadata: ["path": "\(store.path)", "moved-to": "\(movedAside)"])
+        }
+        var restored = Set<String>()
+        for spec in loaded.specs {
+            do {
+                try ports.create(spec)
+                restored.insert(spec.name)
+            } catch {
+                logger.error("cannot restore saved port \(spec.name): \(error.message)",
+                             metadata: ["spec": "\(PortSpecEncoder.encode(spec).rendered())"])
+            }
+        }
+        if !loaded.specs.isEmpty {
+            logger.info("restored \(restored.count) of \(loaded.specs.count) saved ports", metadata: ["state": "\(store.path)"])
+        }
+        if loaded.movedAside != nil {
+            // The good entries now live in a fresh file beside the moved-aside original.
+            store.saveLogging(ports.allPorts)
+        }
+        return restored
+    }
+}

@@ -1,0 +1,314 @@
+import Logging
+import Synchronization
+import VhostSystem
+
+/// The control thread: one epoll loop that owns every vhost-user socket (listeners,
+/// sessions, client reconnect timers). Only this thread changes device state; other
+/// threads post closures to it (`post`, or `perform` to wait for a result), woken through
+/// an eventfd. Nothing it does blocks: reads, replies, accepts and connects are non-blocking
+/// (a unix-socket connect completes or fails at once).
+public final class VhostUserControlLoop: @unchecked Sendable {
+    /// Client mode: first retry after 100 ms, doubling up to 2 s.
+    public static let initialRetryMilliseconds = 100
+    public static let maxRetryMilliseconds = 2000
+
+    private final class Endpoint {
+        let device: VhostUserDevice
+        var listener: FileDescriptor?
+        var retryMilliseconds = VhostUserControlLoop.initialRetryMilliseconds
+        /// Client mode: when to try connecting next (monotonic ns).
+        var nextAttempt: UInt64?
+        var connectFailures = 0
+        init(device: VhostUserDevice) { self.device = device }
+    }
+
+    private enum Registration {
+        case wakeup
+        case listener(Endpoint)
+        case connection(Endpoint, VhostUserConnection)
+    }
+
+    private let epoll: Epoll
+    private let wakeup: EventFD
+    private let logger: Logger
+    private struct Queue {
+        var commands: [@Sendable () -> Void] = []
+        var accepting = true
+    }
+    private let queue = Mutex(Queue())
+    private var thread: SystemThread?
+
+    // Loop-thread state.
+    private var endpoints: [ObjectIdentifier: Endpoint] = [:]
+    private var registrations: [UInt64: Registration] = [:]
+    private var nextToken: UInt64 = 1
+    private var stopping = false
+    private let wakeupToken: UInt64 = 0
+
+    /// Starts the control thread. The thread keeps the loop alive: call `shutdown()` to end it.
+    public init(logger: Logger = Logger(label: "vhost-user")) throws(SystemError) {
+        self.logger = logger
+        epoll = try Epoll()
+        wakeup = try EventFD()
+        try epoll.add(wakeup.rawValue, events: Epoll.input, token: wakeupToken)
+        registrations[wakeupToken] = .wakeup
+        thread = try SystemThread(name: "vhost-control") { [self] in run() }
+    }
+
+    // MARK: Commands from other threads
+
+    /// Runs `body` on the control thread soon. After `shutdown` it runs on the caller's thread.
+    public func post(_ body: @escaping @Sendable () -> Void) {
+        let queued = queue.withLock { state -> Bool in
+            guard state.accepting else { return false }
+            state.commands.append(body)
+            return true
+        }
+        if queued { wakeup.signal() } else { body() }
+    }
+
+    /// Runs `body` on the control thread and returns its result (for readers such as the
+    /// REST API). Must not be called from the control thread itself (a delegate callback):
+    /// that would wait for itself.
+    public func perform<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E) -> T) throws(E) -> T {
+        let box = PerformResult<T, E>()
+        guard let done = try? EventFD(nonBlocking: false) else {
+            // No fd for the wait (fd exhaustion): fall back to polling the result.
+            post { box.result.withLock { $0 = Result { () throws(E) -> T in try body() } } }
+            while true {
+                if let result = box.result.withLock({ $0 }) { return try result.get() }
+                SystemThread.sleep(milliseconds: 1)
+            }
+        }
+        post {
+            box.result.withLock { $0 = Result { () throws(E) -> T in try body() } }
+            done.signal()
+        }
+        while box.result.withLock({ $0 }) == nil { done.drain() }
+        return try box.result.withLock { $0 }!.get()
+    }
+
+    // MARK: Devices
+
+    /// Creates a port and starts listening (server) or connecting (client).
+    public func addDevice(_ configuration: VhostUserDeviceConfiguration, delegate: any VhostUserDeviceDelegate) throws(VhostUserConfigurationError) -> VhostUserDevice {
+        let logger = self.logger
+        return try perform { () throws(VhostUserConfigurationError) -> VhostUserDevice in
+            guard !self.endpoints.values.contains(where: { $0.device.name == configuration.name }) else {
+                throw .duplicateName(configuration.name)
+            }
+            let device = try VhostUserDevice(configuration: configuration, delegate: delegate, logger: logger)
+            let endpoint = Endpoint(device: device)
+            switch configuration.mode {
+            case .server:
+                do {
+                    let listener = try UnixSocket.listen(path: configuration.socketPath, permissions: configuration.socketPermissions)
+                    try self.register(listener.rawValue, .listener(endpoint))
+                    endpoint.listener = listener
+                } catch {
+                    throw .socket("\(configuration.socketPath): \(error)")
+                }
+                device.endpointState = .listening
+                device.logger.info("listening", metadata: ["socket": "\(configuration.socketPath)"])
+            case .client:
+                device.endpointState = .connecting
+                endpoint.nextAttempt = MonotonicClock.nanoseconds()
+            }
+            self.endpoints[ObjectIdentifier(device)] = endpoint
+            if configuration.mode == .client { self.attemptConnect(endpoint) }
+            return device
+        }
+    }
+
+    /// Disconnects the session (queues withdrawn, `deviceDestroyed`), closes the sockets and
+    /// removes the socket file in server mode.
+    public func removeDevice(_ device: VhostUserDevice) {
+        perform { self.remove(device) }
+    }
+
+    /// A snapshot of the device, taken on the control thread.
+    public func info(of device: VhostUserDevice) -> VhostUserDeviceInfo {
+        perform { device.info() }
+    }
+
+    public var devices: [VhostUserDevice] {
+        perform { self.endpoints.values.map(\.device) }
+    }
+
+    /// Removes every device and stops the thread. Later `post`s run on the caller's thread.
+    public func shutdown() {
+        guard let thread else { return }
+        perform {
+            for endpoint in Array(self.endpoints.values) { self.remove(endpoint.device) }
+            self.stopping = true
+        }
+        thread.join()
+        self.thread = nil
+        let remaining = queue.withLock { state -> [@Sendable () -> Void] in
+            state.accepting = false
+            defer { state.commands = [] }
+            return state.commands
+        }
+        for command in remaining { command() }
+    }
+
+    // MARK: The loop
+
+    private func run() {
+        var events: [Epoll.Event] = []
+        while !stopping {
+            do {
+                try epoll.wait(into: &events, timeoutMilliseconds: nextTimeout())
+            } catch {
+                logger.error("epoll_wait failed: \(error)")
+                SystemThread.sleep(milliseconds: 10)
+                continue
+            }
+            for event in events {
+                guard let registration = registrations[event.token] else { continue }  // closed earlier in this batch
+                switch registration {
+                case .wakeup:
+                    wakeup.drain()
+                    runCommands()
+                case .listener(let endpoint):
+                    acceptConnections(endpoint)
+                case .connection(let endpoint, let connection):
+                    if !connection.handleReadable() { sessionEnded(endpoint) }
+                }
+                if stopping { break }
+            }
+            runTimers()
+        }
+    }
+
+    private func runCommands() {
+        let commands = queue.withLock { state -> [@Sendable () -> Void] in
+            defer { state.commands = [] }
+            return state.commands
+        }
+        for command in commands { command() }
+    }
+
+    private func register(_ fd: Int32, _ registration: Registration) throws(SystemError) {
+        let token = nextToken
+        nextToken += 1
+        try epoll.add(fd, events: Epoll.input | Epoll.peerHangup, token: token)
+        registrations[token] = registration
+    }
+
+    private func unregister(fd: Int32, where matches: (Registration) -> Bool) {
+        epoll.remove(fd)
+        for (token, registration) in registrations where matches(registration) {
+            registrations[token] = nil
+        }
+    }
+
+    private func acceptConnections(_ endpoint: Endpoint) {
+        guard let listener = endpoint.listener else { return }
+        while true {
+            let accepted: FileDescriptor?
+            do {
+                accepted = try UnixSocket.accept(listener)
+            } catch {
+                endpoint.device.logger.warning("accept failed: \(error)")
+                return
+            }
+            guard let socket = accepted else { return }
+            if endpoint.device.connection != nil {
+                // vhost-user has one front-end per socket: a second one is turned away at once.
+                endpoint.device.logger.warning("second front-end connection refused: a session is active")
+                socket.close()
+                continue
+            }
+            startSession(endpoint, socket)
+        }
+    }
+
+    private func startSession(_ endpoint: Endpoint, _ socket: FileDescriptor) {
+        let connection = VhostUserConnection(device: endpoint.device, socket: socket)
+        connection.willClose = { [unowned self] closing in
+            self.unregister(fd: closing.socket.rawValue) {
+                if case .connection(_, let other) = $0 { return other === closing }
+                return false
+            }
+        }
+        do {
+            try register(socket.rawValue, .connection(endpoint, connection))
+        } catch {
+            connection.close(reason: .socketError("epoll: \(error)"))
+            sessionEnded(endpoint)
+        }
+    }
+
+    private func sessionEnded(_ endpoint: Endpoint) {
+        guard endpoints[ObjectIdentifier(endpoint.device)] != nil else { return }
+        switch endpoint.device.configuration.mode {
+        case .server:
+            endpoint.device.endpointState = .listening
+        case .client:
+            endpoint.device.endpointState = .connecting
+            endpoint.retryMilliseconds = Self.initialRetryMilliseconds
+            endpoint.nextAttempt = MonotonicClock.nanoseconds() + UInt64(Self.initialRetryMilliseconds) * 1_000_000
+        }
+    }
+
+    private func attemptConnect(_ endpoint: Endpoint) {
+        endpoint.nextAttempt = nil
+        let path = endpoint.device.configuration.socketPath
+        do {
+            let socket = try UnixSocket.connect(path: path)
+            endpoint.retryMilliseconds = Self.initialRetryMilliseconds
+            endpoint.connectFailures = 0
+            endpoint.device.logger.info("connected", metadata: ["socket": "\(path)"])
+            startSession(endpoint, socket)
+        } catch {
+            if endpoint.connectFailures == 0 {
+                endpoint.device.logger.info("cannot connect yet, retrying with backoff: \(error)", metadata: ["socket": "\(path)"])
+            }
+            endpoint.connectFailures += 1
+            endpoint.nextAttempt = MonotonicClock.nanoseconds() + UInt64(endpoint.retryMilliseconds) * 1_000_000
+            endpoint.retryMilliseconds = min(endpoint.retryMilliseconds * 2, Self.maxRetryMilliseconds)
+        }
+    }
+
+    private func nextTimeout() -> Int32 {
+        let deadlines = endpoints.values.compactMap(\.nextAttempt)
+        guard let earliest = deadlines.min() else { return -1 }
+        let now = MonotonicClock.nanoseconds()
+        guard earliest > now else { return 0 }
+        return Int32(min((earliest - now + 999_999) / 1_000_000, 60_000))
+    }
+
+    private func runTimers() {
+        let now = MonotonicClock.nanoseconds()
+        for endpoint in endpoints.values {
+            if let due = endpoint.nextAttempt, due <= now, endpoint.device.connection == nil {
+                attemptConnect(endpoint)
+            }
+        }
+    }
+
+    private func remove(_ device: VhostUserDevice) {
+        guard let endpoint = endpoints.removeValue(forKey: ObjectIdentifier(device)) else { return }
+        device.connection?.close(reason: nil)
+        if let listener = endpoint.listener {
+            unregister(fd: listener.rawValue) {
+                if case .listener(let other) = $0 { return other === endpoint }
+                return false
+            }
+            listener.close()
+            endpoint.listener = nil
+            // Only our own socket: a file someone put there since is left alone.
+            if FileSystem.kind(at: device.configuration.socketPath) == .socket {
+                FileSystem.remove(device.configuration.socketPath)
+            }
+        }
+        device.endpointState = .stopped
+        device.logger.info("removed")
+    }
+}
+
+/// Where `perform` leaves the result for the waiting thread.
+private final class PerformResult<T: Sendable, E: Error>: Sendable {
+    let result = Mutex<Result<T, E>?>(nil)
+}

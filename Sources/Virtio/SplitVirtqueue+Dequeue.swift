@@ -1,0 +1,118 @@
+/// Guest transmit: frames leave the guest through this side.
+extension SplitVirtqueue {
+    /// Copies up to `maxCount` frames the guest transmitted into `buffers` (frame bytes into
+    /// `.data`, `.length` set, the virtio-net header into `.header`) and returns how many.
+    ///
+    /// Every chain taken is given back at once with a used entry of length 0 (the device
+    /// writes nothing into transmit buffers). Chains that break a rule are consumed, counted
+    /// and skipped, never trusted: wrong direction, unmapped or region-crossing buffers,
+    /// loops, over-long chains, bad indirect tables, shorter than the net header, frames
+    /// under 14 bytes or over the buffer's capacity, invalid headers. Heads out of range or
+    /// taken twice in a burst are skipped without a used entry (`invalidHeads`).
+    @inlinable
+    public func dequeueBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
+        guard !broken, maxCount > 0 else { return 0 }
+        var counters = VirtqueueBurstCounters()
+        guard let pending = pendingAvailEntries(&counters) else {
+            statistics.record(counters)
+            return 0
+        }
+        guard pending != 0 else { return 0 }
+        beginBurst()
+        var taken: UInt16 = 0
+        var usedWritten: UInt16 = 0
+        var produced = 0
+        // Malformed entries do not count against maxCount, but every entry is looked at once
+        // at most, so the burst is bounded by the ring size.
+        while taken < pending && produced < maxCount {
+            let head = availHead(at: taken)
+            taken &+= 1
+            guard claimHead(head) else {
+                counters.invalidHeads &+= 1
+                continue
+            }
+            // Safe: produced < maxCount, the caller's buffer count.
+            let buffer = buffers + produced
+            let outcome = copyTransmittedFrame(head: head, into: buffer)
+            writeUsedEntry(at: usedWritten, id: head, length: 0)
+            usedWritten &+= 1
+            switch outcome {
+            case .delivered:
+                counters.packets &+= 1
+                counters.bytes &+= UInt64(buffer.pointee.length)
+                produced &+= 1
+            case .malformedDescriptor: counters.dropsMalformedDescriptor &+= 1
+            case .malformedHeader: counters.dropsMalformedHeader &+= 1
+            case .tooShort: counters.dropsTooShort &+= 1
+            case .tooLarge: counters.dropsTooLarge &+= 1
+            }
+        }
+        finishBurst(availTaken: taken, usedWritten: usedWritten, &counters)
+        return produced
+    }
+
+    @usableFromInline
+    enum TransmitOutcome {
+        case delivered, malformedDescriptor, malformedHeader, tooShort, tooLarge
+    }
+
+    /// Gathers one chain: the first `headerSize` bytes (wherever the descriptors split them)
+    /// into a local header image, the rest into the buffer's data.
+    @inlinable @inline(__always)
+    func copyTransmittedFrame(head: UInt16, into buffer: UnsafeMutablePointer<PacketBuffer>) -> TransmitOutcome {
+        var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
+                                    indirectAllowed: indirect, memory: translator)
+        let data = buffer.pointee.data
+        let capacity = buffer.pointee.capacity
+        let headerSize = self.headerSize
+        var headerImage: (UInt64, UInt64) = (0, 0)
+        var headerFilled = 0
+        var frameLength = 0
+        var tooLarge = false
+        walk: while true {
+            switch chain.next() {
+            case .end:
+                break walk
+            case .malformed:
+                return .malformedDescriptor
+            case .segment(let host, let length, _, let writable):
+                // 2.7.4.2: a transmit buffer is device-readable only.
+                guard !writable else { return .malformedDescriptor }
+                var source = UnsafeRawPointer(host)
+                var remaining = Int(length)
+                if headerFilled < headerSize {
+                    let take = min(remaining, headerSize &- headerFilled)
+                    withUnsafeMutableBytes(of: &headerImage) { image in
+                        // Safe: headerFilled + take <= headerSize <= 12 < 16 bytes of image;
+                        // source has `length` >= take translated bytes.
+                        image.baseAddress!.advanced(by: headerFilled).copyMemory(from: source, byteCount: take)
+                    }
+                    headerFilled &+= take
+                    source += take
+                    remaining &-= take
+                }
+                guard remaining > 0 else { continue }
+                if tooLarge || remaining > capacity &- frameLength {
+                    // Keep walking to validate and consume the chain, but copy no more.
+                    tooLarge = true
+                    continue
+                }
+                // Safe: frameLength + remaining <= capacity of the dataplane buffer, and the
+                // source range was translated whole (one region).
+                (data + frameLength).copyMemory(from: source, byteCount: remaining)
+                frameLength &+= remaining
+            }
+        }
+        guard headerFilled == headerSize else { return .tooShort }
+        guard !tooLarge else { return .tooLarge }
+        guard frameLength >= Self.minimumFrameLength else { return .tooShort }
+        let header = withUnsafeBytes(of: &headerImage) { image in
+            // Safe: the image has 16 bytes, headerSize <= 12 of them filled.
+            VirtioNetHeader(loadingFrom: image.baseAddress!, size: headerSize)
+        }
+        guard header.isValidForTransmit(frameLength: frameLength, negotiated: negotiatedFeatures) else { return .malformedHeader }
+        buffer.pointee.length = frameLength
+        buffer.pointee.header = header
+        return .delivered
+    }
+}

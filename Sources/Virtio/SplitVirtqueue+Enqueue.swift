@@ -1,0 +1,183 @@
+/// Guest receive: frames enter the guest through this side.
+extension SplitVirtqueue {
+    /// Copies frames (virtio-net header + data) into receive buffers the guest posted and
+    /// returns how many were delivered. Frames not delivered are counted HERE (callers must
+    /// not count them again): `dropsNoBuffers` when the guest ran out of buffers (the rest of
+    /// the burst too), `dropsTooLarge` when a frame does not fit one chain (without
+    /// MRG_RXBUF) or exceeds its own buffer, `dropsTooShort` under 14 bytes,
+    /// `dropsUnsupportedOffload` when the header needs a GUEST_* offload this guest lacks
+    /// (the dataplane must resolve checksum/GSO before sending to such a ring).
+    ///
+    /// Without MRG_RXBUF a frame uses one chain, and a chain too small for it stays posted for
+    /// the next frame. With MRG_RXBUF a frame may span several chains and num_buffers says
+    /// how many (5.1.6.4). Malformed chains are given back with a used length of 0.
+    @inlinable
+    public func enqueueBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int {
+        guard count > 0 else { return 0 }
+        var counters = VirtqueueBurstCounters()
+        guard !broken, let pending = pendingAvailEntries(&counters) else {
+            counters.dropsNoBuffers &+= UInt64(count)
+            statistics.record(counters)
+            return 0
+        }
+        beginBurst()
+        var taken: UInt16 = 0
+        var usedWritten: UInt16 = 0
+        var delivered = 0
+        var index = 0
+        packets: while index < count {
+            // Safe: index < count, the caller's buffer count. A copy: no references inside.
+            let packet = buffers[index]
+            guard packet.length >= Self.minimumFrameLength else {
+                counters.dropsTooShort &+= 1
+                index &+= 1
+                continue
+            }
+            guard packet.length <= packet.capacity, packet.length <= Int(UInt32.max) &- headerSize else {
+                counters.dropsTooLarge &+= 1
+                index &+= 1
+                continue
+            }
+            guard let required = packet.header.requiredReceiveFeatures, negotiatedFeatures & required == required else {
+                counters.dropsUnsupportedOffload &+= 1
+                index &+= 1
+                continue
+            }
+            switch deliver(packet, pending: pending, taken: &taken, usedWritten: &usedWritten, &counters) {
+            case .delivered:
+                counters.packets &+= 1
+                counters.bytes &+= UInt64(packet.length)
+                delivered &+= 1
+                index &+= 1
+            case .tooLarge:
+                counters.dropsTooLarge &+= 1
+                index &+= 1
+            case .noBuffers:
+                counters.dropsNoBuffers &+= UInt64(count &- index)
+                break packets
+            }
+        }
+        finishBurst(availTaken: taken, usedWritten: usedWritten, &counters)
+        return delivered
+    }
+
+    @usableFromInline
+    enum ReceiveOutcome {
+        case delivered, tooLarge, noBuffers
+    }
+
+    /// Delivers one frame into the chains after `taken`, retrying after malformed chains.
+    /// On success `taken` and `usedWritten` include its chains; used entries are written but
+    /// not yet published.
+    @inlinable @inline(__always)
+    func deliver(_ packet: PacketBuffer, pending: UInt16, taken: inout UInt16, usedWritten: inout UInt16,
+                 _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
+        let headerSize = self.headerSize
+        var header = packet.header
+        header.bufferCount = 1
+        var headerImage: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &headerImage) { image in
+            // Safe: the image has 16 bytes, the header at most 12.
+            header.store(to: image.baseAddress!, size: headerSize)
+        }
+        let total = headerSize &+ packet.length  // checked by the caller: fits in UInt32
+        let frame = UnsafeRawPointer(packet.data)
+
+        attempt: while true {
+            var probe = taken          // next avail entry to look at
+            var entries: UInt16 = 0    // used entries written for this frame so far
+            var written = 0            // header + frame bytes placed so far
+            // Where num_buffers (header bytes 10 and 11) landed; they may be in two descriptors.
+            var bufferCountLow: UnsafeMutableRawPointer? = nil
+            var bufferCountHigh: UnsafeMutableRawPointer? = nil
+            var lastHead: UInt16 = 0
+
+            while written < total {
+                if !mergeableReceiveBuffers && entries == 1 {
+                    // The one chain a frame may use was too small: leave it posted.
+                    unclaimHead(lastHead)
+                    return .tooLarge
+                }
+                guard probe < pending else { return .noBuffers }
+                let head = availHead(at: probe)
+                probe &+= 1
+                guard claimHead(head) else {
+                    counters.invalidHeads &+= 1
+                    // Nothing of this frame is pending before it: consume the bad entry now.
+                    if entries == 0 { taken = probe }
+                    continue
+                }
+                lastHead = head
+                var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
+                                            indirectAllowed: indirect, memory: translator)
+                var chainWritten: UInt32 = 0
+                var malformed = false
+                segments: while written < total {
+                    switch chain.next() {
+                    case .end:
+                        break segments
+                    case .malformed:
+                        malformed = true
+                        break segments
+                    case .segment(let host, let length, let guestAddress, let writable):
+                        // 2.7.4.2: a receive buffer is device-writable only.
+                        guard writable else { malformed = true; break segments }
+                        let count = min(Int(length), total &- written)
+                        var destination = host
+                        var remaining = count
+                        if written < headerSize {
+                            let take = min(remaining, headerSize &- written)
+                            withUnsafeBytes(of: &headerImage) { image in
+                                // Safe: written + take <= headerSize <= 12 < 16; destination
+                                // has `length` >= take translated bytes.
+                                destination.copyMemory(from: image.baseAddress!.advanced(by: written), byteCount: take)
+                            }
+                            if headerSize > 10 {
+                                // Safe: the offsets are inside the `take` bytes just written.
+                                if written <= 10 && 10 < written &+ take { bufferCountLow = destination + (10 &- written) }
+                                if written <= 11 && 11 < written &+ take { bufferCountHigh = destination + (11 &- written) }
+                            }
+                            destination += take
+                            remaining &-= take
+                            written &+= take
+                        }
+                        if remaining > 0 {
+                            // Safe: the source is inside the frame (written - headerSize +
+                            // remaining <= length); the destination inside the translated buffer.
+                            destination.copyMemory(from: frame + (written &- headerSize), byteCount: remaining)
+                            written &+= remaining
+                        }
+                        if logData { log?.markGuestPhysical(guestAddress, length: UInt64(count)) }
+                        chainWritten &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
+                    }
+                }
+                if malformed {
+                    // Give this frame's chains so far and the bad one back empty, then retry
+                    // the frame on the following chains.
+                    writeUsedEntry(at: usedWritten &+ entries, id: head, length: 0)
+                    var i: UInt16 = 0
+                    while i < entries {
+                        setUsedEntryLength(at: usedWritten &+ i, length: 0)
+                        i &+= 1
+                    }
+                    entries &+= 1
+                    usedWritten &+= entries
+                    taken = probe
+                    counters.dropsMalformedDescriptor &+= 1
+                    continue attempt
+                }
+                writeUsedEntry(at: usedWritten &+ entries, id: head, length: chainWritten)
+                entries &+= 1
+            }
+            if mergeableReceiveBuffers && entries > 1 {
+                let value = entries.littleEndian
+                // Safe: both pointers were recorded inside header bytes written this attempt.
+                bufferCountLow?.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+                bufferCountHigh?.storeBytes(of: UInt8(truncatingIfNeeded: value >> 8), as: UInt8.self)
+            }
+            taken = probe
+            usedWritten &+= entries
+            return .delivered
+        }
+    }
+}

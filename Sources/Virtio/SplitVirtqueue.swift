@@ -1,0 +1,271 @@
+import CVhostShims
+import VhostSystem
+
+/// The device side of one split virtqueue (VIRTIO 1.1 section 2.7) in guest memory.
+///
+/// Threading: one poll thread owns a queue at a time; nothing here is synchronised against
+/// concurrent calls on the same queue (the dataplane serialises shared receive rings with
+/// its own lock). Management reads (`currentAvailIndex`, `statistics`) are safe from any thread.
+///
+/// Every chain is completed in the burst that takes it off the avail ring, so nothing stays
+/// in flight between bursts: `lastAvailIndex` is exactly what GET_VRING_BASE must return.
+///
+/// Per burst: one acquire load of avail.idx, used entries written with plain stores, one
+/// release store of used.idx, one full fence, then the notify decision (EVENT_IDX's
+/// vring_need_event, or VRING_AVAIL_F_NO_INTERRUPT).
+public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread, see above
+    @usableFromInline static let availFlagNoInterrupt: UInt16 = 1
+    @usableFromInline static let usedFlagNoNotify: UInt16 = 1
+    /// Ethernet destination + source + type.
+    public static let minimumFrameLength = 14
+
+    public let layout: VirtqueueLayout
+    public let memory: GuestMemory
+    public let statistics: VirtqueueStatistics
+    public let dirtyLog: DirtyLog?
+    public let negotiatedFeatures: UInt64
+    public let callDescriptor: Int32
+
+    @usableFromInline let size: UInt16
+    @usableFromInline let mask: UInt16
+    @usableFromInline let descriptors: UnsafeMutableRawPointer
+    @usableFromInline let avail: UnsafeMutableRawPointer
+    @usableFromInline let used: UnsafeMutableRawPointer
+    @usableFromInline let translator: GuestMemoryTranslator
+    @usableFromInline let headerSize: Int
+    @usableFromInline let eventIndex: Bool
+    @usableFromInline let indirect: Bool
+    @usableFromInline let mergeableReceiveBuffers: Bool
+    @usableFromInline let call: Int32
+    /// Non-nil only when LOG_ALL is negotiated and a log is set.
+    @usableFromInline let log: DirtyLog?
+    /// Guest-physical address of the used ring, when its writes must be logged.
+    @usableFromInline let usedLogAddress: UInt64
+    @usableFromInline let logUsed: Bool
+    @usableFromInline let logData: Bool
+    /// Per-head burst stamps: a head seen twice in one burst was submitted twice.
+    @usableFromInline let headStamps: UnsafeMutablePointer<UInt32>
+    @usableFromInline var burstGeneration: UInt32 = 0
+
+    @usableFromInline var nextAvail: UInt16
+    @usableFromInline var nextUsed: UInt16
+    @usableFromInline var notificationsEnabled = true
+    @usableFromInline var broken = false
+
+    /// The next avail entry to process: what GET_VRING_BASE returns.
+    public var lastAvailIndex: UInt16 { nextAvail }
+    /// The used.idx value this side last published.
+    public var lastUsedIndex: UInt16 { nextUsed }
+    /// True once the guest broke the ring (avail.idx more than the ring size ahead). A broken
+    /// queue moves nothing until it is rebuilt (SET_VRING_BASE or a device reset).
+    public var isBroken: Bool { broken }
+    /// Whether used-ring writes are dirty-logged (LOG_ALL, a log, and VHOST_VRING_F_LOG).
+    public var logsUsedRing: Bool { logUsed }
+
+    /// `layout` must have been mapped with `memory`. `lastUsedIndex` defaults to
+    /// `lastAvailIndex` (nothing in flight, as after GET_VRING_BASE). `callDescriptor` is the
+    /// call eventfd, -1 for none; it is not owned (the caller keeps it open while the queue lives).
+    public init(layout: VirtqueueLayout, memory: GuestMemory, negotiatedFeatures: UInt64, lastAvailIndex: UInt16,
+                lastUsedIndex: UInt16? = nil, callDescriptor: Int32, statistics: VirtqueueStatistics, dirtyLog: DirtyLog? = nil) {
+        self.layout = layout
+        self.memory = memory
+        self.statistics = statistics
+        self.dirtyLog = dirtyLog
+        self.negotiatedFeatures = negotiatedFeatures
+        self.callDescriptor = callDescriptor
+        size = layout.size
+        mask = layout.size &- 1
+        descriptors = layout.descriptorTable
+        avail = layout.availRing
+        used = layout.usedRing
+        translator = memory.translator
+        headerSize = VirtioNetHeader.size(negotiated: negotiatedFeatures)
+        eventIndex = VirtioNetFeature.eventIdx.isSet(in: negotiatedFeatures)
+        indirect = VirtioNetFeature.indirectDesc.isSet(in: negotiatedFeatures)
+        mergeableReceiveBuffers = VirtioNetFeature.mrgRxbuf.isSet(in: negotiatedFeatures)
+        call = callDescriptor
+        let logging = VirtioNetFeature.logAll.isSet(in: negotiatedFeatures) && dirtyLog != nil
+        log = logging ? dirtyLog : nil
+        logData = logging
+        logUsed = logging && layout.usedLogGuestAddress != nil
+        usedLogAddress = layout.usedLogGuestAddress ?? 0
+        nextAvail = lastAvailIndex
+        nextUsed = lastUsedIndex ?? lastAvailIndex
+        headStamps = .allocate(capacity: Int(layout.size))
+        headStamps.initialize(repeating: 0, count: Int(layout.size))
+    }
+
+    deinit {
+        headStamps.deallocate()
+    }
+
+    // MARK: Ring fields
+
+    /// avail.idx, acquire: the entries before it are visible once this is read.
+    public func currentAvailIndex() -> UInt16 {
+        // Safe: avail holds 6 + 2 * size mapped bytes, 2-byte aligned (VirtqueueLayout).
+        UInt16(littleEndian: vhost_shims_load_acquire_u16(avail + 2))
+    }
+
+    /// used.idx as it is in guest memory.
+    public func currentUsedIndex() -> UInt16 {
+        // Safe: used holds 6 + 8 * size mapped bytes, 4-byte aligned (VirtqueueLayout).
+        UInt16(littleEndian: vhost_shims_load_acquire_u16(used + 2))
+    }
+
+    /// True when the guest has posted entries this side has not processed.
+    public func hasAvailableBuffers() -> Bool {
+        !broken && currentAvailIndex() != nextAvail
+    }
+
+    /// Asks the guest to kick (enabled) or not to (disabled, while polling). Without
+    /// EVENT_IDX this clears or sets VRING_USED_F_NO_NOTIFY; with it the driver ignores that
+    /// flag, so enabling publishes avail_event = lastAvailIndex (kick on the next entry) and
+    /// disabling leaves avail_event behind (VIRTIO 1.1 2.7.10). Callers going to sleep
+    /// re-check `hasAvailableBuffers()` after a full fence.
+    public func setGuestNotifications(enabled: Bool) {
+        notificationsEnabled = enabled
+        if eventIndex {
+            if enabled { publishAvailEvent() }
+        } else {
+            // Safe: used.flags is inside the checked used ring.
+            vhost_shims_store_relaxed_u16(used, (enabled ? 0 : Self.usedFlagNoNotify).littleEndian)
+            if logUsed { log?.markGuestPhysical(usedLogAddress, length: 2) }
+        }
+    }
+
+    @inlinable @inline(__always)
+    func publishAvailEvent() {
+        // Safe: avail_event is the last u16 of the checked used ring (4 + 8 * size).
+        vhost_shims_store_relaxed_u16(used + 4 + 8 * Int(size), nextAvail.littleEndian)
+        if logUsed { log?.markGuestPhysical(usedLogAddress &+ 4 &+ 8 &* UInt64(size), length: 2) }
+    }
+
+    /// Loads avail.idx once for the burst and returns how many entries are pending, or nil
+    /// (and marks the ring broken) if the guest claims more than the ring holds.
+    @inlinable @inline(__always)
+    func pendingAvailEntries(_ counters: inout VirtqueueBurstCounters) -> UInt16? {
+        // Safe: avail.idx lies inside the checked avail ring.
+        let availIndex = UInt16(littleEndian: vhost_shims_load_acquire_u16(avail + 2))
+        let pending = availIndex &- nextAvail
+        // 2.7.13.1: at most `size` entries can be outstanding. More means a broken or hostile
+        // driver; DPDK refuses the ring too. Processing it would re-take heads in flight.
+        guard pending <= size else {
+            broken = true
+            counters.ringErrors &+= 1
+            return nil
+        }
+        return pending
+    }
+
+    @inlinable @inline(__always)
+    func availHead(at offset: UInt16) -> UInt16 {
+        let slot = Int((nextAvail &+ offset) & mask)
+        // Safe: slot < size and ring[size] u16 follows flags and idx in the checked avail ring.
+        // A plain load is enough: the acquire load of avail.idx ordered it.
+        return UInt16(littleEndian: avail.load(fromByteOffset: 4 &+ slot &* 2, as: UInt16.self))
+    }
+
+    /// Starts a burst's duplicate-head detection.
+    @inlinable @inline(__always)
+    func beginBurst() {
+        burstGeneration &+= 1
+        if burstGeneration == 0 {
+            // Wrapped after 2^32 bursts: forget old stamps so none looks current.
+            headStamps.update(repeating: 0, count: Int(size))
+            burstGeneration = 1
+        }
+    }
+
+    /// Takes `head` for this burst; false if it is out of range or already taken this burst.
+    @inlinable @inline(__always)
+    func claimHead(_ head: UInt16) -> Bool {
+        guard head < size else { return false }
+        // Safe: head < size, the stamp table's length.
+        if headStamps[Int(head)] == burstGeneration { return false }
+        headStamps[Int(head)] = burstGeneration
+        return true
+    }
+
+    @inlinable @inline(__always)
+    func unclaimHead(_ head: UInt16) {
+        // Safe: only called for heads claimHead accepted, so head < size.
+        headStamps[Int(head)] = 0
+    }
+
+    /// Writes used entry number `offset` after nextUsed (not yet published).
+    @inlinable @inline(__always)
+    func writeUsedEntry(at offset: UInt16, id: UInt16, length: UInt32) {
+        let slot = Int((nextUsed &+ offset) & mask)
+        // Safe: slot < size; entries are 8 bytes after flags and idx in the checked used ring.
+        let entry = used + (4 &+ slot &* 8)
+        entry.storeBytes(of: UInt32(id).littleEndian, toByteOffset: 0, as: UInt32.self)
+        entry.storeBytes(of: length.littleEndian, toByteOffset: 4, as: UInt32.self)
+    }
+
+    @inlinable @inline(__always)
+    func setUsedEntryLength(at offset: UInt16, length: UInt32) {
+        let slot = Int((nextUsed &+ offset) & mask)
+        // Safe: as in writeUsedEntry.
+        (used + (4 &+ slot &* 8)).storeBytes(of: length.littleEndian, toByteOffset: 4, as: UInt32.self)
+    }
+
+    /// Ends a burst: commits `availTaken` avail entries and publishes `usedWritten` used
+    /// entries with one release store, logs them, and notifies the guest if it asked.
+    @inlinable @inline(__always)
+    func finishBurst(availTaken: UInt16, usedWritten: UInt16, _ counters: inout VirtqueueBurstCounters) {
+        nextAvail &+= availTaken
+        if usedWritten != 0 {
+            let oldUsed = nextUsed
+            let newUsed = oldUsed &+ usedWritten
+            if logUsed, let log {
+                // Entries first, then the index, like DPDK: the log must cover what QEMU copies.
+                let first = UInt64(oldUsed & mask)
+                let count = UInt64(usedWritten)
+                let firstRun = min(count, UInt64(size) &- first)
+                log.markGuestPhysical(usedLogAddress &+ 4 &+ first &* 8, length: firstRun &* 8)
+                if firstRun < count { log.markGuestPhysical(usedLogAddress &+ 4, length: (count &- firstRun) &* 8) }
+            }
+            // Safe: used.idx lies in the checked used ring. Release: entries before index.
+            vhost_shims_store_release_u16(used + 2, newUsed.littleEndian)
+            if logUsed { log?.markGuestPhysical(usedLogAddress &+ 2, length: 2) }
+            nextUsed = newUsed
+            if eventIndex && notificationsEnabled { publishAvailEvent() }
+            // The guest may change used_event/flags concurrently: order our used.idx store
+            // before reading its wishes (the store-load pair needs a full fence).
+            vhost_shims_fence_seq_cst()
+            if call >= 0 && guestWantsInterrupt(oldUsed: oldUsed, newUsed: newUsed) {
+                EventFD.signal(raw: call)
+                counters.notificationsSent &+= 1
+            }
+        } else if availTaken != 0 && eventIndex && notificationsEnabled {
+            publishAvailEvent()
+        }
+        if counters.packets | counters.dropsMalformedDescriptor | counters.dropsMalformedHeader | counters.dropsNoBuffers
+            | counters.dropsTooLarge | counters.dropsTooShort | counters.dropsUnsupportedOffload | counters.invalidHeads
+            | counters.ringErrors != 0 {
+            statistics.record(counters)
+        }
+    }
+
+    /// vring_need_event (VIRTIO 1.1 2.7.10): true when `usedEvent` lies in (oldUsed, newUsed],
+    /// i.e. used.idx moved past the index the driver asked to be interrupted after.
+    @inlinable @inline(__always)
+    public static func needsEvent(usedEvent: UInt16, newUsed: UInt16, oldUsed: UInt16) -> Bool {
+        newUsed &- usedEvent &- 1 < newUsed &- oldUsed
+    }
+
+    /// VIRTIO 1.1 2.7.7.2 / 2.7.10: with EVENT_IDX, vring_need_event(used_event, new, old);
+    /// otherwise unless the driver set VRING_AVAIL_F_NO_INTERRUPT.
+    @inlinable @inline(__always)
+    func guestWantsInterrupt(oldUsed: UInt16, newUsed: UInt16) -> Bool {
+        if eventIndex {
+            // Safe: used_event is the last u16 of the checked avail ring (4 + 2 * size).
+            let usedEvent = UInt16(littleEndian: vhost_shims_load_relaxed_u16(avail + 4 + 2 * Int(size)))
+            return Self.needsEvent(usedEvent: usedEvent, newUsed: newUsed, oldUsed: oldUsed)
+        }
+        // Safe: avail.flags is the first u16 of the checked avail ring.
+        let flags = UInt16(littleEndian: vhost_shims_load_relaxed_u16(avail))
+        return flags & Self.availFlagNoInterrupt == 0
+    }
+}

@@ -1,0 +1,119 @@
+/// The header in front of every frame in a virtio-net ring (VIRTIO 1.1 section 5.1.6),
+/// little-endian. 12 bytes with VERSION_1 or MRG_RXBUF, 10 bytes (no num_buffers) otherwise.
+public struct VirtioNetHeader: Equatable, Sendable {
+    public static let flagNeedsChecksum: UInt8 = 1
+    public static let flagDataValid: UInt8 = 2
+    public static let flagRSCInfo: UInt8 = 4
+
+    public static let gsoNone: UInt8 = 0
+    public static let gsoTCPv4: UInt8 = 1
+    public static let gsoUDP: UInt8 = 3
+    public static let gsoTCPv6: UInt8 = 4
+    public static let gsoUDPL4: UInt8 = 5
+    public static let gsoECN: UInt8 = 0x80
+
+    public var flags: UInt8
+    public var gsoType: UInt8
+    public var headerLength: UInt16
+    public var gsoSize: UInt16
+    public var checksumStart: UInt16
+    public var checksumOffset: UInt16
+    /// num_buffers: how many receive buffers a merged frame uses (receive side only).
+    public var bufferCount: UInt16
+
+    @inlinable
+    public init(flags: UInt8 = 0, gsoType: UInt8 = 0, headerLength: UInt16 = 0, gsoSize: UInt16 = 0,
+                checksumStart: UInt16 = 0, checksumOffset: UInt16 = 0, bufferCount: UInt16 = 0) {
+        self.flags = flags
+        self.gsoType = gsoType
+        self.headerLength = headerLength
+        self.gsoSize = gsoSize
+        self.checksumStart = checksumStart
+        self.checksumOffset = checksumOffset
+        self.bufferCount = bufferCount
+    }
+
+    public static let legacySize = 10
+    public static let modernSize = 12
+
+    /// The header size the two sides agreed on.
+    @inlinable
+    public static func size(negotiated features: UInt64) -> Int {
+        features & (VirtioNetFeature.version1.mask | VirtioNetFeature.mrgRxbuf.mask) != 0 ? modernSize : legacySize
+    }
+
+    /// Reads a header from `size` (10 or 12) bytes at `bytes`; num_buffers is 0 for 10.
+    @inlinable
+    public init(loadingFrom bytes: UnsafeRawPointer, size: Int) {
+        // Safe: the caller provides `size` >= 10 readable bytes; loads are unaligned.
+        flags = bytes.load(fromByteOffset: 0, as: UInt8.self)
+        gsoType = bytes.load(fromByteOffset: 1, as: UInt8.self)
+        headerLength = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        gsoSize = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+        checksumStart = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+        checksumOffset = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
+        bufferCount = size >= 12 ? UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 10, as: UInt16.self)) : 0
+    }
+
+    /// Writes the first `size` (10 or 12) bytes of this header to `bytes`.
+    @inlinable
+    public func store(to bytes: UnsafeMutableRawPointer, size: Int) {
+        // Safe: the caller provides `size` >= 10 writable bytes; stores are unaligned-tolerant.
+        bytes.storeBytes(of: flags, toByteOffset: 0, as: UInt8.self)
+        bytes.storeBytes(of: gsoType, toByteOffset: 1, as: UInt8.self)
+        bytes.storeBytes(of: headerLength.littleEndian, toByteOffset: 2, as: UInt16.self)
+        bytes.storeBytes(of: gsoSize.littleEndian, toByteOffset: 4, as: UInt16.self)
+        bytes.storeBytes(of: checksumStart.littleEndian, toByteOffset: 6, as: UInt16.self)
+        bytes.storeBytes(of: checksumOffset.littleEndian, toByteOffset: 8, as: UInt16.self)
+        if size >= 12 { bytes.storeBytes(of: bufferCount.littleEndian, toByteOffset: 10, as: UInt16.self) }
+    }
+
+    /// The offload features a receiver must have negotiated to accept this header as is;
+    /// nil if the header asks for something no feature allows (unknown GSO type).
+    @inlinable
+    public var requiredReceiveFeatures: UInt64? {
+        var required: UInt64 = 0
+        if flags & Self.flagNeedsChecksum != 0 { required |= VirtioNetFeature.guestCsum.mask }
+        if gsoType & Self.gsoECN != 0 { required |= VirtioNetFeature.guestEcn.mask }
+        switch gsoType & ~Self.gsoECN {
+        case Self.gsoNone: if gsoType & Self.gsoECN != 0 { return nil }
+        case Self.gsoTCPv4: required |= VirtioNetFeature.guestTso4.mask
+        case Self.gsoTCPv6: required |= VirtioNetFeature.guestTso6.mask
+        case Self.gsoUDP: required |= VirtioNetFeature.guestUfo.mask
+        default: return nil
+        }
+        return required
+    }
+
+    /// The features a sender must have negotiated to use this header (host_* side).
+    @inlinable
+    public var requiredTransmitFeatures: UInt64? {
+        var required: UInt64 = 0
+        if flags & Self.flagNeedsChecksum != 0 { required |= VirtioNetFeature.csum.mask }
+        if gsoType & Self.gsoECN != 0 { required |= VirtioNetFeature.hostEcn.mask }
+        switch gsoType & ~Self.gsoECN {
+        case Self.gsoNone: if gsoType & Self.gsoECN != 0 { return nil }
+        case Self.gsoTCPv4: required |= VirtioNetFeature.hostTso4.mask
+        case Self.gsoTCPv6: required |= VirtioNetFeature.hostTso6.mask
+        case Self.gsoUDP: required |= VirtioNetFeature.hostUfo.mask
+        default: return nil
+        }
+        return required
+    }
+
+    /// Checks a transmitted header against the frame it describes (UNTRUSTED-INPUT.md): the
+    /// checksum field must lie inside the frame, GSO needs a segment size and only offloads
+    /// that were negotiated may be asked for.
+    @inlinable
+    public func isValidForTransmit(frameLength: Int, negotiated features: UInt64) -> Bool {
+        guard let required = requiredTransmitFeatures, features & required == required else { return false }
+        if flags & Self.flagNeedsChecksum != 0 {
+            // Int arithmetic on two UInt16 values and 2 cannot overflow.
+            guard Int(checksumStart) + Int(checksumOffset) + 2 <= frameLength else { return false }
+        }
+        if gsoType != Self.gsoNone {
+            guard gsoSize != 0 else { return false }
+        }
+        return true
+    }
+}

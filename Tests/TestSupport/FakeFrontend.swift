@@ -1,0 +1,334 @@
+import Synchronization
+import VhostSystem
+import VhostUser
+import Virtio
+
+/// A scriptable vhost-user front-end for tests: builds every request (well-formed or not),
+/// sends it with fds, and reads replies. `pump` runs while waiting for a reply, so a test
+/// that drives a `VhostUserConnection` directly can let it process the request.
+public final class FakeFrontend {
+    public let socket: FileDescriptor
+    public var pump: (() -> Void)?
+
+    public struct Reply: Equatable {
+        public var request: UInt32
+        public var flags: UInt32
+        public var payload: [UInt8]
+        public var u64: UInt64? {
+            var reader = LittleEndianReader(payload)
+            return payload.count == 8 ? reader.u64() : nil
+        }
+    }
+
+    public init(socket: FileDescriptor) {
+        self.socket = socket
+        try? socket.setNonBlocking()
+    }
+
+    /// A connected pair: the front-end, and the socket to give the back-end.
+    public static func pair() throws -> (frontend: FakeFrontend, backend: FileDescriptor) {
+        let (a, b) = try UnixSocket.pair()
+        try b.setNonBlocking()
+        return (FakeFrontend(socket: a), b)
+    }
+
+    public static func connect(path: String) throws -> FakeFrontend {
+        FakeFrontend(socket: try UnixSocket.connect(path: path))
+    }
+
+    // MARK: Sending
+
+    /// Sends bytes as one sendmsg with `fds` attached (at most 8), retrying while the
+    /// socket is full (pumping the back-end meanwhile).
+    public func sendRaw(_ bytes: [UInt8], fds: [FileDescriptor] = []) throws {
+        var offset = 0
+        var attached = fds
+        while offset < bytes.count || (bytes.isEmpty && offset == 0) {
+            do {
+                let sent = try UnixSocket.send(socket, bytes: Array(bytes[offset...]), fds: attached)
+                attached = []
+                offset += sent
+                if bytes.isEmpty { break }
+            } catch {
+                guard error.wouldBlock else { throw error }
+                pump?()
+                SystemThread.sleep(milliseconds: 1)
+            }
+        }
+    }
+
+    public static func header(_ request: UInt32, flags: UInt32 = VhostUserHeader.version, size: Int) -> [UInt8] {
+        VhostUserHeader(request: request, flags: flags, size: UInt32(size)).encoded
+    }
+
+    public func send(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = [], needReply: Bool = false) throws {
+        try sendCode(request.rawValue, payload, fds: fds, needReply: needReply)
+    }
+
+    public func sendCode(_ code: UInt32, _ payload: [UInt8] = [], fds: [FileDescriptor] = [], needReply: Bool = false,
+                         flags: UInt32 = VhostUserHeader.version) throws {
+        let allFlags = flags | (needReply ? VhostUserHeader.needReplyFlag : 0)
+        try sendRaw(Self.header(code, flags: allFlags, size: payload.count) + payload, fds: fds)
+    }
+
+    // MARK: Payload builders
+
+    public static func u64(_ value: UInt64) -> [UInt8] {
+        var writer = LittleEndianWriter()
+        writer.u64(value)
+        return writer.bytes
+    }
+
+    public static func vringState(index: UInt32, num: UInt32) -> [UInt8] {
+        var writer = LittleEndianWriter()
+        writer.u32(index)
+        writer.u32(num)
+        return writer.bytes
+    }
+
+    public static func vringAddress(index: UInt32, flags: UInt32 = 0, descriptor: UInt64, used: UInt64, avail: UInt64, log: UInt64 = 0) -> [UInt8] {
+        var writer = LittleEndianWriter()
+        writer.u32(index)
+        writer.u32(flags)
+        writer.u64(descriptor)
+        writer.u64(used)
+        writer.u64(avail)
+        writer.u64(log)
+        return writer.bytes
+    }
+
+    public static func region(_ region: GuestMemoryRegionDescriptor) -> [UInt8] {
+        var writer = LittleEndianWriter()
+        writer.u64(region.guestPhysicalAddress)
+        writer.u64(region.size)
+        writer.u64(region.userspaceAddress)
+        writer.u64(region.mmapOffset)
+        return writer.bytes
+    }
+
+    /// SET_MEM_TABLE: nregions (or `declaredCount`), padding, the regions.
+    public static func memoryTable(_ regions: [GuestMemoryRegionDescriptor], declaredCount: UInt32? = nil) -> [UInt8] {
+        var writer = LittleEndianWriter()
+        writer.u32(declaredCount ?? UInt32(regions.count))
+        writer.u32(0)
+        for entry in regions { writer.append(region(entry)) }
+        return writer.bytes
+    }
+
+    /// ADD_MEM_REG / REM_MEM_REG: u64 padding, one region.
+    public static func singleRegion(_ entry: GuestMemoryRegionDescriptor) -> [UInt8] {
+        u64(0) + region(entry)
+    }
+
+    public static func logBase(size: UInt64, offset: UInt64) -> [UInt8] {
+        u64(size) + u64(offset)
+    }
+
+    /// SET_VRING_KICK/CALL/ERR word: index, plus bit 8 when no fd follows.
+    public static func vringFile(index: UInt64, noFd: Bool = false) -> [UInt8] {
+        u64(index | (noFd ? 1 << 8 : 0))
+    }
+
+    // MARK: Receiving
+
+    /// The next reply, or nil when none came within the timeout or the peer closed.
+    public func readReply(timeoutMilliseconds: Int = 2000) -> Reply? {
+        var buffer: [UInt8] = []
+        var wanted = VhostUserHeader.size
+        var header: VhostUserHeader?
+        let deadline = MonotonicClock.nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
+        while MonotonicClock.nanoseconds() < deadline {
+            pump?()
+            do {
+                let received = try UnixSocket.receive(socket, maxBytes: wanted - buffer.count)
+                if received.bytes.isEmpty { return nil }
+                buffer += received.bytes
+                if header == nil, buffer.count == VhostUserHeader.size {
+                    header = VhostUserHeader(decoding: buffer)
+                    wanted = VhostUserHeader.size + Int(header!.size)
+                }
+                if let header, buffer.count == wanted {
+                    return Reply(request: header.request, flags: header.flags, payload: Array(buffer[VhostUserHeader.size...]))
+                }
+            } catch {
+                if !error.wouldBlock { return nil }
+                SystemThread.sleep(milliseconds: 1)
+            }
+        }
+        return nil
+    }
+
+    /// True when the back-end closed the connection (EOF) within the timeout. Discards
+    /// anything it sent before.
+    public func waitForClose(timeoutMilliseconds: Int = 2000) -> Bool {
+        let deadline = MonotonicClock.nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
+        while MonotonicClock.nanoseconds() < deadline {
+            pump?()
+            do {
+                let received = try UnixSocket.receive(socket, maxBytes: 4096)
+                if received.bytes.isEmpty { return true }
+            } catch {
+                if !error.wouldBlock { return true }
+                SystemThread.sleep(milliseconds: 1)
+            }
+        }
+        return false
+    }
+
+    /// Nothing to read right now (and not closed).
+    public func hasNoPendingInput() -> Bool {
+        do {
+            _ = try UnixSocket.receive(socket, maxBytes: 1)
+            return false
+        } catch {
+            return error.wouldBlock
+        }
+    }
+
+    // MARK: Request helpers (send, then wait for the reply)
+
+    public func request(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = [], needReply: Bool = false) throws -> Reply? {
+        try send(request, payload, fds: fds, needReply: needReply)
+        return readReply()
+    }
+
+    /// Sends with need_reply and returns the REPLY_ACK value (0 success), nil when none came.
+    public func acked(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = []) throws -> UInt64? {
+        try send(request, payload, fds: fds, needReply: true)
+        return readReply()?.u64
+    }
+
+    public func close() { socket.close() }
+}
+
+/// Shared guest memory for a fake front-end: a memfd mapped here too, so tests can write
+/// ring indices the back-end reads. Rings are placed at fixed offsets.
+public final class FakeFrontendMemory {
+    public let fd: FileDescriptor
+    public let mapping: MemoryMapping
+    public let size: UInt64
+    public let guestPhysicalAddress: UInt64
+    public let userspaceAddress: UInt64
+    /// Each ring gets 16 KiB: descriptors at +0, avail at +0x1000, used at +0x2000 (size <= 256).
+    public static let ringStride: UInt64 = 0x4000
+
+    public init(size: UInt64 = 1 << 20, guestPhysicalAddress: UInt64 = 0, userspaceAddress: UInt64 = 0x7f00_0000_0000) throws {
+        fd = try MemFD.create(name: "fake-guest", size: Int(size))
+        mapping = try MemoryMapping(descriptor: fd, length: Int(size))
+        self.size = size
+        self.guestPhysicalAddress = guestPhysicalAddress
+        self.userspaceAddress = userspaceAddress
+    }
+
+    public var descriptor: GuestMemoryRegionDescriptor {
+        GuestMemoryRegionDescriptor(guestPhysicalAddress: guestPhysicalAddress, size: size, userspaceAddress: userspaceAddress, mmapOffset: 0)
+    }
+
+    public func ringAddresses(_ index: Int) -> (descriptor: UInt64, avail: UInt64, used: UInt64) {
+        let base = userspaceAddress + UInt64(index) * Self.ringStride
+        return (base, base + 0x1000, base + 0x2000)
+    }
+
+    public func vringAddressPayload(_ index: Int, flags: UInt32 = 0, log: UInt64 = 0) -> [UInt8] {
+        let a = ringAddresses(index)
+        return FakeFrontend.vringAddress(index: UInt32(index), flags: flags, descriptor: a.descriptor, used: a.used, avail: a.avail, log: log)
+    }
+
+    /// Writes avail.idx of ring `index` (as the guest driver would).
+    public func setAvailIndex(_ ring: Int, _ value: UInt16) {
+        let offset = Int(UInt64(ring) * Self.ringStride + 0x1000 + 2)
+        mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
+    }
+
+    public func setUsedIndex(_ ring: Int, _ value: UInt16) {
+        let offset = Int(UInt64(ring) * Self.ringStride + 0x2000 + 2)
+        mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
+    }
+}
+
+extension FakeFrontend {
+    /// The usual session start: features, protocol features, owner, memory table.
+    /// Returns false when any step failed.
+    @discardableResult
+    public func negotiate(features: UInt64, protocolFeatures: UInt64 = VhostUserProtocolFeature.supportedMask,
+                          memory: FakeFrontendMemory?) throws -> Bool {
+        guard try request(.getFeatures)?.u64 != nil else { return false }
+        if features & (1 << 30) != 0 {
+            guard try request(.getProtocolFeatures)?.u64 != nil else { return false }
+            try send(.setProtocolFeatures, Self.u64(protocolFeatures))
+        }
+        try send(.setFeatures, Self.u64(features))
+        try send(.setOwner)
+        if let memory {
+            let ack = try acked(.setMemTable, Self.memoryTable([memory.descriptor]), fds: [memory.fd])
+            if protocolFeatures & VhostUserProtocolFeature.replyAck.mask != 0 && features & (1 << 30) != 0 {
+                guard ack == 0 else { return false }
+            }
+        }
+        return true
+    }
+
+    /// NUM, BASE, ADDR, KICK (an eventfd or NOFD), CALL for one ring; with REPLY_ACK each is acked.
+    public func setUpRing(_ index: Int, size: UInt32 = 256, base: UInt32 = 0, memory: FakeFrontendMemory,
+                          kick: FileDescriptor?, call: FileDescriptor?, flags: UInt32 = 0, log: UInt64 = 0) throws -> Bool {
+        let i = UInt32(index)
+        guard try acked(.setVringNum, Self.vringState(index: i, num: size)) == 0 else { return false }
+        guard try acked(.setVringBase, Self.vringState(index: i, num: base)) == 0 else { return false }
+        guard try acked(.setVringAddr, memory.vringAddressPayload(index, flags: flags, log: log)) == 0 else { return false }
+        guard try acked(.setVringKick, Self.vringFile(index: UInt64(i), noFd: kick == nil), fds: kick.map { [$0] } ?? []) == 0 else { return false }
+        guard try acked(.setVringCall, Self.vringFile(index: UInt64(i), noFd: call == nil), fds: call.map { [$0] } ?? []) == 0 else { return false }
+        return true
+    }
+
+    public func enableRing(_ index: Int, _ enabled: Bool = true) throws -> Bool {
+        try acked(.setVringEnable, Self.vringState(index: UInt32(index), num: enabled ? 1 : 0)) == 0
+    }
+}
+
+/// Records every delegate call, thread-safe: for tests of the protocol layer.
+public final class RecordingDeviceDelegate: VhostUserDeviceDelegate {
+    public enum Event: Equatable, Sendable {
+        case connected
+        case queuesChanged([Int])
+        case ready
+        case destroyed
+        case vringState(Int, Bool)
+        case features(UInt64)
+        case migration(VhostUserMigrationEvent)
+        case announce([UInt8])
+        case error(String)
+        case mtu(Int)
+    }
+
+    private let state = Mutex<([Event], [ActiveQueue])>(([], []))
+    /// Called on each deviceQueuesChanged (on the control thread), for ordering checks.
+    public let onQueuesChanged = Mutex<(@Sendable ([ActiveQueue]) -> Void)?>(nil)
+
+    public init() {}
+
+    public var events: [Event] { state.withLock { $0.0 } }
+    /// The queues of the latest deviceQueuesChanged.
+    public var queues: [ActiveQueue] { state.withLock { $0.1 } }
+    public var errors: [String] { events.compactMap { if case .error(let text) = $0 { text } else { nil } } }
+    public func clear() { state.withLock { $0.0 = [] } }
+    public func count(_ event: Event) -> Int { events.filter { $0 == event }.count }
+
+    private func record(_ event: Event) { state.withLock { $0.0.append(event) } }
+
+    public func deviceConnected(_ device: VhostUserDevice) { record(.connected) }
+    public func deviceQueuesChanged(_ device: VhostUserDevice, queues: [ActiveQueue]) {
+        onQueuesChanged.withLock { $0 }?(queues)
+        state.withLock {
+            $0.0.append(.queuesChanged(queues.map(\.vringIndex)))
+            $0.1 = queues
+        }
+    }
+    public func deviceReady(_ device: VhostUserDevice) { record(.ready) }
+    public func deviceDestroyed(_ device: VhostUserDevice) { record(.destroyed) }
+    public func vringStateChanged(_ device: VhostUserDevice, vringIndex: Int, enabled: Bool) { record(.vringState(vringIndex, enabled)) }
+    public func featuresChanged(_ device: VhostUserDevice, features: UInt64) { record(.features(features)) }
+    public func migrationStateChanged(_ device: VhostUserDevice, event: VhostUserMigrationEvent) { record(.migration(event)) }
+    public func deviceRequestsAnnounce(_ device: VhostUserDevice, mac: [UInt8]) { record(.announce(mac)) }
+    public func deviceReportedError(_ device: VhostUserDevice, message: String) { record(.error(message)) }
+    public func deviceMTUChanged(_ device: VhostUserDevice, mtu: Int) { record(.mtu(mtu)) }
+}

@@ -1,0 +1,155 @@
+import Glibc
+import TestSupport
+import VhostSystem
+import XCTest
+@testable import Virtio
+
+final class GuestMemoryTests: XCTestCase {
+    private func region(_ gpa: UInt64, _ size: UInt64, va: UInt64? = nil, offset: UInt64 = 0, fileSize: Int = 1 << 16) throws -> (GuestMemoryRegionDescriptor, FileDescriptor) {
+        (GuestMemoryRegionDescriptor(guestPhysicalAddress: gpa, size: size, userspaceAddress: va ?? gpa + 0x1000_0000, mmapOffset: offset),
+         try MemFD.create(name: "t", size: fileSize))
+    }
+
+    private func assertMapFails(_ descriptor: GuestMemoryRegionDescriptor, fd: FileDescriptor, _ expected: GuestMemoryError,
+                                file: StaticString = #filePath, line: UInt = #line) {
+        do {
+            _ = try GuestMemoryRegion.map(descriptor, fd: fd)
+            XCTFail("mapped \(descriptor)", file: file, line: line)
+        } catch {
+            XCTAssertEqual(error, expected, file: file, line: line)
+        }
+    }
+
+    func testRegionOfSizeZeroIsRejected() throws {
+        let (d, fd) = try region(0, 0)
+        assertMapFails(d, fd: fd, .zeroSize)
+    }
+
+    func testGuestPhysicalAddressPlusSizeWrappingIsRejected() throws {
+        let (d, fd) = try region(UInt64.max - 0xfff, 0x2000, va: 0x1000)
+        assertMapFails(d, fd: fd, .addressOverflow)
+    }
+
+    func testUserspaceAddressPlusSizeWrappingIsRejected() throws {
+        let (d, fd) = try region(0, 0x2000, va: UInt64.max - 0xfff)
+        assertMapFails(d, fd: fd, .addressOverflow)
+    }
+
+    func testMmapOffsetPlusSizeWrappingIsRejected() throws {
+        let (d, fd) = try region(0, 0x2000, offset: UInt64.max - 0xfff)
+        assertMapFails(d, fd: fd, .addressOverflow)
+    }
+
+    func testFileShorterThanOffsetPlusSizeIsRejected() throws {
+        let (d, fd) = try region(0, 0x10000, offset: 0x1000, fileSize: 0x10000)
+        assertMapFails(d, fd: fd, .fileTooShort(needed: 0x11000, actual: 0x10000))
+    }
+
+    func testDescriptorThatIsNotAFileIsRejected() throws {
+        let event = try EventFD()
+        let d = GuestMemoryRegionDescriptor(guestPhysicalAddress: 0, size: 0x1000, userspaceAddress: 0, mmapOffset: 0)
+        assertMapFails(d, fd: event.descriptor, .notMappable)
+    }
+
+    func testOverlappingGuestPhysicalRangesAreRejected() throws {
+        let (a, fa) = try region(0, 0x8000, va: 0x10_0000)
+        let (b, fb) = try region(0x7000, 0x8000, va: 0x20_0000)
+        let regions = [try GuestMemoryRegion.map(a, fd: fa), try GuestMemoryRegion.map(b, fd: fb)]
+        XCTAssertThrowsError(try GuestMemory(regions: regions)) { XCTAssertEqual($0 as? GuestMemoryError, .overlappingRegions) }
+    }
+
+    func testOverlappingFrontendVirtualRangesAreRejected() throws {
+        let (a, fa) = try region(0, 0x8000, va: 0x10_0000)
+        let (b, fb) = try region(0x10000, 0x8000, va: 0x10_4000)
+        let regions = [try GuestMemoryRegion.map(a, fd: fa), try GuestMemoryRegion.map(b, fd: fb)]
+        XCTAssertThrowsError(try GuestMemory(regions: regions)) { XCTAssertEqual($0 as? GuestMemoryError, .overlappingRegions) }
+    }
+
+    func testAdjacentRegionsAreAccepted() throws {
+        let fixture = try GuestMemoryFixture.twoAdjacentRegions()
+        XCTAssertEqual(fixture.memory.regions.count, 2)
+        XCTAssertEqual(fixture.memory.totalSize, 2 << 20)
+        XCTAssertEqual(fixture.memory.highestGuestPhysicalAddress, (2 << 20) - 1)
+    }
+
+    func testTooManyRegionsAreRejected() throws {
+        var regions: [GuestMemoryRegion] = []
+        for i in 0..<9 {
+            let (d, fd) = try region(UInt64(i) * 0x10000, 0x1000, fileSize: 0x1000)
+            regions.append(try GuestMemoryRegion.map(d, fd: fd))
+        }
+        XCTAssertThrowsError(try GuestMemory(regions: regions, maxRegions: GuestMemory.maxRegions)) {
+            XCTAssertEqual($0 as? GuestMemoryError, .tooManyRegions)
+        }
+        XCTAssertNoThrow(try GuestMemory(regions: Array(regions.prefix(8)), maxRegions: GuestMemory.maxRegions))
+        XCTAssertNoThrow(try GuestMemory(regions: regions))  // memory slots: up to 509
+    }
+
+    func testTranslationStaysInsideOneRegion() throws {
+        let fixture = try GuestMemoryFixture.twoAdjacentRegions(firstSize: 0x10000, secondSize: 0x10000)
+        let memory = fixture.memory
+        XCTAssertNotNil(memory.translateGuestPhysical(0, length: 0x10000))
+        XCTAssertNotNil(memory.translateGuestPhysical(0xffff, length: 1))
+        XCTAssertNil(memory.translateGuestPhysical(0xffff, length: 2), "crosses into the second region")
+        XCTAssertNotNil(memory.translateGuestPhysical(0x10000, length: 0x10000))
+        XCTAssertNil(memory.translateGuestPhysical(0x10000, length: 0x10001))
+        XCTAssertNil(memory.translateGuestPhysical(0x20000, length: 1), "past the last region")
+        XCTAssertNil(memory.translateGuestPhysical(0, length: 0), "length 0")
+        XCTAssertNil(memory.translateGuestPhysical(UInt64.max, length: 2), "wraps")
+        XCTAssertNil(memory.translateGuestPhysical(0x100, length: UInt64.max), "huge length")
+        XCTAssertNil(memory.translateFrontendVirtual(0, length: 1), "guest-physical is not front-end virtual")
+        let va = fixture.frontendVirtualAddress(ofGuestPhysical: 0x10010)
+        XCTAssertEqual(memory.translateFrontendVirtual(va, length: 4), memory.translateGuestPhysical(0x10010, length: 4))
+        XCTAssertNil(memory.translateFrontendVirtual(fixture.frontendVirtualAddress(ofGuestPhysical: 0xfff0), length: 0x20))
+        XCTAssertEqual(memory.guestPhysicalAddress(ofFrontendVirtual: va), 0x10010)
+    }
+
+    func testMmapOffsetIsHonoured() throws {
+        // The second region starts 4096 bytes into its memfd.
+        let fixture = try GuestMemoryFixture.twoAdjacentRegions(firstSize: 0x10000, secondSize: 0x10000)
+        fixture.write([1, 2, 3, 4], at: 0x10000)
+        let host = try XCTUnwrap(fixture.memory.translateGuestPhysical(0x10000, length: 4))
+        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: host, count: 4)), [1, 2, 3, 4])
+        XCTAssertEqual(fixture.driverMappings[1].base.load(fromByteOffset: 4096, as: UInt8.self), 1)
+    }
+
+    func testEmptyMemoryTranslatesNothing() {
+        let memory = GuestMemory()
+        XCTAssertNil(memory.translateGuestPhysical(0, length: 1))
+        XCTAssertEqual(memory.totalSize, 0)
+    }
+
+    func testNoDescriptorOrMappingLeaks() throws {
+        let fd = try MemFD.create(name: "leak", size: 0x20000)
+        let descriptors = [
+            GuestMemoryRegionDescriptor(guestPhysicalAddress: 0, size: 0x10000, userspaceAddress: 0x1000_0000, mmapOffset: 0),
+            GuestMemoryRegionDescriptor(guestPhysicalAddress: 0x10000, size: 0x10000, userspaceAddress: 0x2000_0000, mmapOffset: 0x10000),
+        ]
+        let fdsBefore = FileDescriptor.openCount()
+        let mapsBefore = Self.mappingCount()
+        XCTAssertEqual(mapsBefore, 0)
+        for _ in 0..<1000 {
+            let memory = try GuestMemory(regions: descriptors.map { d throws(GuestMemoryError) in try GuestMemoryRegion.map(d, fd: fd) })
+            XCTAssertNotNil(memory.translateGuestPhysical(0x10000, length: 1))
+        }
+        for _ in 0..<100 {  // failures must not leak either
+            XCTAssertThrowsError(try GuestMemoryRegion.map(
+                GuestMemoryRegionDescriptor(guestPhysicalAddress: 0, size: 0x30000, userspaceAddress: 0, mmapOffset: 0), fd: fd))
+        }
+        XCTAssertEqual(FileDescriptor.openCount(), fdsBefore)
+        XCTAssertEqual(Self.mappingCount(), mapsBefore)
+    }
+
+    /// Mappings of the test's memfd in /proc/self/maps.
+    private static func mappingCount() -> Int {
+        guard let file = fopen("/proc/self/maps", "r") else { return -1 }
+        defer { fclose(file) }
+        var count = 0
+        var line = [CChar](repeating: 0, count: 4096)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.contains("memfd:leak") { count += 1 }
+        }
+        return count
+    }
+}

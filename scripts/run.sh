@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets the machine up (scripts/setup.sh: packages, hugepages) and runs the switch daemon
+# with its embedded defaults; arguments go to vhost-switchd (see README.md).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup.sh
+exec swift run -c release vhost-switchd "$@"
