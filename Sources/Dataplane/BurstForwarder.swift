@@ -1,64 +1,86 @@
 import Virtio
 
 /// Switches one received burst: learns source MACs, looks up destinations, and hands each
-/// output port the packets meant for it in one enqueue. Per-thread scratch, no allocation.
+/// output port the packets meant for it in one transmit call. Per-thread scratch and
+/// counters; nothing is allocated, locked (beyond a shared ring's burst lock) or logged.
 struct BurstForwarder {
     static let flood = -1
     static let drop = -2
 
     let fdb: MacLearningTable
     let pool: PacketBufferPool
-    let threadIndex: Int
+    let counters: PortCounters
     // Unsafe: `burstSize` destination slots, owned by this forwarder's thread.
     let destinations: UnsafeMutablePointer<Int>
 
-    init(fdb: MacLearningTable, pool: PacketBufferPool, threadIndex: Int) {
+    init(fdb: MacLearningTable, pool: PacketBufferPool, counters: PortCounters) {
         self.fdb = fdb
         self.pool = pool
-        self.threadIndex = threadIndex
+        self.counters = counters
         destinations = .allocate(capacity: PacketBufferPool.burstSize)
     }
 
     func release() { destinations.deallocate() }
 
-    /// Forwards `count` packets received on `inPort`; returns how many were delivered.
+    /// Forwards the `count` packets in the pool's receive buffers that came in on `source`.
     @inline(__always)
-    func forward(count: Int, inPort: Int, snapshot: PollSnapshot, now: UInt32) -> Int {
+    func forward(count: Int, from source: PolledQueue, snapshot: PollSnapshot, now: UInt32) {
         let buffers = pool.buffers
+        let inPort = source.portID
         var sawFlood = false
         var firstDestination = Self.drop
         var allSame = true
+        var bytes: UInt64 = 0
+        var broadcast: UInt64 = 0
+        var multicast: UInt64 = 0
         for i in 0..<count {
-            // Unsafe: dequeue only returns frames of at least 14 bytes (two MACs and a type).
+            let length = buffers[i].length
+            bytes &+= UInt64(length)
+            counters.add(PortCounters.sizeBucket(length), port: inPort, 1)
+            // Unsafe: dequeue returns only frames of at least 14 bytes (two MACs and a type).
             let frame = buffers[i].data
             let destinationMAC = MacAddress.load(frame)
             let sourceMAC = MacAddress.load(frame + 6)
-            if !MacAddress.isMulticast(sourceMAC) {
-                fdb.learn(sourceMAC, port: inPort, now: now)
-            }
             var out = Self.flood
-            if !MacAddress.isMulticast(destinationMAC) {
-                let learned = fdb.lookup(destinationMAC)
-                if learned >= 0 {
-                    // Never send a frame back out of its ingress port.
-                    out = learned == inPort ? Self.drop : learned
+            if length > source.maxFrameLength && buffers[i].header.gsoType == 0 {
+                counters.add(.dropsMTUExceeded, port: inPort, 1)
+                out = Self.drop
+            } else {
+                if !MacAddress.isMulticast(sourceMAC), fdb.learn(sourceMAC, port: inPort, now: now) == .tableFull {
+                    counters.add(.dropsMACTableFull, port: inPort, 1)
+                }
+                if MacAddress.isMulticast(destinationMAC) {
+                    if destinationMAC == MacAddress.broadcast { broadcast &+= 1 } else { multicast &+= 1 }
+                } else {
+                    let learned = fdb.lookup(destinationMAC)
+                    if learned == inPort {
+                        // Never send a frame back out of its ingress port.
+                        counters.add(.dropsHairpin, port: inPort, 1)
+                        out = Self.drop
+                    } else if learned >= 0 {
+                        out = learned
+                    }
                 }
             }
             if out == Self.flood { sawFlood = true }
             destinations[i] = out
             if i == 0 { firstDestination = out } else if out != firstDestination { allSame = false }
         }
+        counters.add(.rxPackets, port: inPort, UInt64(count))
+        counters.add(.rxBytes, port: inPort, bytes)
+        if broadcast != 0 { counters.add(.rxBroadcast, port: inPort, broadcast) }
+        if multicast != 0 { counters.add(.rxMulticast, port: inPort, multicast) }
 
         if allSame && firstDestination >= 0 {
-            return transmit(buffers, count: count, to: firstDestination, snapshot: snapshot)
+            transmit(buffers, count: count, to: firstDestination, snapshot: snapshot)
+            return
         }
-        var delivered = 0
         if sawFlood {
             for p in 0..<snapshot.presentPorts.count {
                 let port = snapshot.presentPorts[p]
                 if port == inPort { continue }
                 let gathered = gather(count: count) { $0 == Self.flood || $0 == port }
-                if gathered > 0 { delivered &+= transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot) }
+                if gathered > 0 { transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot) }
             }
         } else {
             // A handful of distinct unicast destinations: gather each once.
@@ -69,10 +91,9 @@ struct BurstForwarder {
                 for j in 0..<i where destinations[j] == port { seenBefore = true; break }
                 if seenBefore { continue }
                 let gathered = gather(count: count) { $0 == port }
-                delivered &+= transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot)
+                transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot)
             }
         }
-        return delivered
     }
 
     @inline(__always)
@@ -86,15 +107,23 @@ struct BurstForwarder {
     }
 
     @inline(__always)
-    private func transmit(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot) -> Int {
-        guard port < snapshot.targets.count else { return 0 }
+    private func transmit(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot) {
+        guard port < snapshot.targets.count else { return }
         let target = snapshot.targets[port]
-        guard let queue = target.queue else { return 0 }
-        if let lock = target.lock {
-            lock.lock()
-            defer { lock.unlock() }
-            return queue.enqueueBurst(packets, count: count)
+        let delivered: Int
+        if let queue = target.queue {
+            target.lock?.lock()
+            delivered = queue.enqueueBurst(packets, count: count)
+            target.lock?.unlock()
+        } else if let packetPort = target.packetPort {
+            target.lock?.lock()
+            delivered = packetPort.transmitBurst(packets, count: count)
+            target.lock?.unlock()
+        } else {
+            if target.isPresent { counters.add(.dropsRingNotReady, port: port, UInt64(count)) }
+            return
         }
-        return queue.enqueueBurst(packets, count: count)
+        counters.add(.txPackets, port: port, UInt64(delivered))
+        if delivered != count { counters.add(.txDropped, port: port, UInt64(count &- delivered)) }
     }
 }

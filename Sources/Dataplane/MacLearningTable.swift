@@ -174,6 +174,8 @@ public enum MacAddress {
     @inlinable
     public static func isMulticast(_ mac: UInt64) -> Bool { mac & (1 << 40) != 0 }
 
+    public static let broadcast: UInt64 = 0xFFFF_FFFF_FFFF
+
     public static func parse(_ text: String) -> UInt64? {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 6 else { return nil }

@@ -2,23 +2,30 @@ import Synchronization
 import CVhostShims
 import Virtio
 
-/// One receive queue a poll thread serves: a guest's transmit ring.
+/// One receive queue a poll thread serves: a guest's transmit ring, or a kernel port's
+/// receive ring (exactly one of the two is set).
 struct PolledQueue {
-    // Unsafe (unowned): the snapshot's `owners` keeps the queue alive while the snapshot lives.
-    unowned(unsafe) let queue: SplitVirtqueue
+    // Unsafe (unowned): the snapshot's `owners` keeps both alive while the snapshot lives.
+    unowned(unsafe) let queue: SplitVirtqueue?
+    unowned(unsafe) let packetPort: PacketSocketPort?
     let portID: Int
-    let kickDescriptor: Int32
+    /// What wakes the thread when it sleeps: the kick eventfd or the packet socket (-1: none).
+    let wakeDescriptor: Int32
+    /// Longest frame (without virtio-net header) the port accepts: MTU + 18 (header, VLAN tag).
+    let maxFrameLength: Int
 }
 
-/// Where one thread sends frames for one port: one of the port's guest receive rings.
+/// Where one thread sends frames for one port: one of the port's guest receive rings, or
+/// a kernel port's transmit ring.
 struct TransmitTarget {
     // Unsafe (unowned): kept alive by the snapshot's `owners`.
     unowned(unsafe) var queue: SplitVirtqueue?
+    unowned(unsafe) var packetPort: PacketSocketPort?
     /// Set when more threads than rings share this ring; nil when this thread owns it.
     unowned(unsafe) var lock: TransmitLock?
     var isPresent: Bool
 
-    static let absent = TransmitTarget(queue: nil, lock: nil, isPresent: false)
+    static let absent = TransmitTarget(queue: nil, packetPort: nil, lock: nil, isPresent: false)
 }
 
 /// A spin lock for a guest receive ring shared by several poll threads. Held for one

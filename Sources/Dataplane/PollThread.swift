@@ -14,6 +14,7 @@ import Virtio
 final class PollThread: @unchecked Sendable {
     let index: Int
     let statistics = PollThreadStatistics()
+    let counters: PortCounters
     /// Bits of an `Unmanaged<PollSnapshot>` retained by the Switch; 0 before the first publish.
     private let published = Atomic<UInt>(0)
     /// Advanced after every iteration, once the iteration no longer touches its snapshot.
@@ -33,8 +34,9 @@ final class PollThread: @unchecked Sendable {
     static let sleepTimeoutMilliseconds: Int32 = 100
     private static let wakeupToken = UInt64.max
 
-    init(index: Int, fdb: MacLearningTable, busyPoll: Bool) throws(SystemError) {
+    init(index: Int, fdb: MacLearningTable, busyPoll: Bool, maxPorts: Int) throws(SystemError) {
         self.index = index
+        counters = PortCounters(maxPorts: maxPorts)
         self.fdb = fdb
         self.busyPoll = busyPoll
         epoll = try Epoll()
@@ -68,15 +70,18 @@ final class PollThread: @unchecked Sendable {
         return Unmanaged<PollSnapshot>.fromOpaque(pointer)
     }
 
-    /// The sleeping thread must wake on its queues' kicks; epoll_ctl is thread-safe.
+    /// The sleeping thread must wake on its queues' kicks and packet sockets (epoll_ctl is
+    /// thread-safe). Everything is re-registered: an fd number can have been closed with an
+    /// old snapshot and reused since. Edge-triggered: the thread never reads these fds.
     private func updateKickRegistrations(_ snapshot: PollSnapshot) {
-        var wanted: Set<Int32> = []
-        for queue in snapshot.queues where queue.kickDescriptor >= 0 { wanted.insert(queue.kickDescriptor) }
-        for fd in registeredKicks.subtracting(wanted) { epoll.remove(fd) }
-        // Edge-triggered: the thread never reads a kick fd, so it cannot race with the
-        // control thread closing one and the number being reused.
-        for fd in wanted.subtracting(registeredKicks) { try? epoll.add(fd, events: Epoll.input | Epoll.edgeTriggered, token: UInt64(UInt32(bitPattern: fd))) }
-        registeredKicks = wanted
+        for fd in registeredKicks { epoll.remove(fd) }
+        registeredKicks = []
+        for i in 0..<snapshot.queues.count {
+            let fd = snapshot.queues[i].wakeDescriptor
+            guard fd >= 0 else { continue }
+            try? epoll.add(fd, events: Epoll.input | Epoll.edgeTriggered, token: UInt64(UInt32(bitPattern: fd)))
+            registeredKicks.insert(fd)
+        }
     }
 
     /// Returns once this thread has passed a quiescent point (or is offline) after the
@@ -91,7 +96,7 @@ final class PollThread: @unchecked Sendable {
 
     private func run(pool: PacketBufferPool) {
         online.store(true, ordering: .sequentiallyConsistent)
-        let forwarder = BurstForwarder(fdb: fdb, pool: pool, threadIndex: index)
+        let forwarder = BurstForwarder(fdb: fdb, pool: pool, counters: counters)
         defer {
             forwarder.release()
             online.store(false, ordering: .sequentiallyConsistent)
@@ -110,7 +115,7 @@ final class PollThread: @unchecked Sendable {
                 // quiescent point, so borrowing it without a retain is safe here.
                 Unmanaged<PollSnapshot>.fromOpaque(pointer)._withUnsafeGuaranteedRef { snapshot in
                     if notificationsEnabled {
-                        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue.setGuestNotifications(enabled: false) }
+                        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue?.setGuestNotifications(enabled: false) }
                         notificationsEnabled = false
                     }
                     moved = pollOnce(snapshot, forwarder: forwarder)
@@ -148,13 +153,21 @@ final class PollThread: @unchecked Sendable {
     @inline(__always)
     private func pollOnce(_ snapshot: PollSnapshot, forwarder: BurstForwarder) -> Int {
         var received = 0
-        let nowSeconds = UInt32(truncatingIfNeeded: MonotonicClock.nanoseconds() / 1_000_000_000)
+        var nowSeconds: UInt32 = 0
         for q in 0..<snapshot.queues.count {
             let polled = snapshot.queues[q]
-            let count = polled.queue.dequeueBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize)
+            let count: Int
+            if let queue = polled.queue {
+                count = queue.dequeueBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize)
+            } else if let port = polled.packetPort {
+                count = port.receiveBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize)
+            } else {
+                count = 0
+            }
             if count == 0 { continue }
             received &+= count
-            _ = forwarder.forward(count: count, inPort: polled.portID, snapshot: snapshot, now: nowSeconds)
+            if nowSeconds == 0 { nowSeconds = Switch.currentSecond() }
+            forwarder.forward(count: count, from: polled, snapshot: snapshot, now: nowSeconds)
         }
         return received
     }
@@ -162,9 +175,13 @@ final class PollThread: @unchecked Sendable {
     /// Re-enables guest kicks, then checks once more: a frame posted before the guest saw
     /// the flag would otherwise wait for the next kick. Returns whether to sleep.
     private func prepareToSleep(_ snapshot: PollSnapshot) -> Bool {
-        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue.setGuestNotifications(enabled: true) }
+        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue?.setGuestNotifications(enabled: true) }
         vhost_shims_fence_seq_cst()
-        for q in 0..<snapshot.queues.count where snapshot.queues[q].queue.hasAvailableBuffers() { return false }
+        for q in 0..<snapshot.queues.count {
+            let polled = snapshot.queues[q]
+            if let queue = polled.queue, queue.hasAvailableBuffers() { return false }
+            if let port = polled.packetPort, port.hasPendingFrames() { return false }
+        }
         return true
     }
 

@@ -23,6 +23,10 @@ public final class PortManager: @unchecked Sendable {
         /// The absolute socket path (vhost-user).
         public var socketPath: String?
         public var device: VhostUserDevice?
+        /// Kernel ports: the open socket (nil while the interface is missing) and its link.
+        public var packetPort: PacketSocketPort?
+        public var packetStatistics: PacketSocketPortStatistics?
+        public var linkUp: Bool?
     }
 
     public let fabric: Switch
@@ -41,6 +45,7 @@ public final class PortManager: @unchecked Sendable {
         self.socketDirectory = socketDirectory
         self.logger = logger
         self.emit = emit
+        fabric.addHousekeepingTask { [weak self] in self?.superviseKernelPorts() }
     }
 
     public var allPorts: [Port] { ports.withLock { Array($0.values) }.sorted { $0.id < $1.id } }
@@ -77,8 +82,8 @@ public final class PortManager: @unchecked Sendable {
             switch spec.kind {
             case .vhostUser(let vhost):
                 return try createVhostUser(spec, vhost)
-            case .afPacket:
-                throw PortError(.unsupported, "af-packet ports are not available in this build yet")
+            case .afPacket(let interface):
+                return try createPacketPort(spec, interface: interface)
             }
         }
     }
@@ -92,7 +97,9 @@ public final class PortManager: @unchecked Sendable {
         let features = try Self.offeredFeatures(for: vhost)
         do { try socketDirectory.prepareParent(of: path) } catch { throw PortError(.invalid, error.message) }
 
-        let id = fabric.addPort(name: spec.name)
+        guard let id = fabric.addPort(name: spec.name, mtu: vhost.mtu) else {
+            throw PortError(.conflict, "the switch has \(Switch.maxPorts) ports, the most it takes")
+        }
         let bridge = VhostUserPortBridge(portID: id, name: spec.name, fabric: fabric, logger: logger, emit: emit)
         let configuration = VhostUserDeviceConfiguration(
             name: spec.name, socketPath: path, mode: vhost.mode == .server ? .server : .client,
@@ -118,6 +125,79 @@ public final class PortManager: @unchecked Sendable {
         logger.info("port created", metadata: ["port": "\(spec.name)", "socket": "\(path)", "mode": "\(vhost.mode.rawValue)"])
         emit(SwitchEvent(.portCreated, port: spec.name))
         return port
+    }
+
+    private func createPacketPort(_ spec: PortSpec, interface: String) throws(PortError) -> Port {
+        if ports.withLock({ $0.values.contains { $0.spec.kind == .afPacket(interface: interface) } }) {
+            throw PortError(.conflict, "interface \(interface) already has a port")
+        }
+        let packetPort: PacketSocketPort
+        do {
+            packetPort = try PacketSocketPort.open(interface: interface)
+        } catch {
+            if error.noSuchDevice { throw PortError(.invalid, "no interface named \(interface)") }
+            if error.permissionDenied { throw PortError(.failed, "opening a packet socket on \(interface) needs CAP_NET_RAW") }
+            throw PortError(.failed, "cannot open a packet socket on \(interface): \(error)")
+        }
+        guard let id = fabric.addPort(name: spec.name, mtu: packetPort.socket.mtu) else {
+            throw PortError(.conflict, "the switch has \(Switch.maxPorts) ports, the most it takes")
+        }
+        fabric.setPacketPort(portID: id, port: packetPort)
+        let linkUp = packetPort.linkIsUp()
+        let port = Port(spec: spec, id: id, packetPort: packetPort, packetStatistics: packetPort.statistics, linkUp: linkUp)
+        ports.withLock { $0[spec.name] = port }
+        logger.info("port created", metadata: ["port": "\(spec.name)", "interface": "\(interface)", "link": "\(linkUp ? "up" : "down")"])
+        emit(SwitchEvent(.portCreated, port: spec.name))
+        return port
+    }
+
+    /// Once a second: follows each kernel port's interface. Down and up need nothing (the
+    /// kernel keeps the socket bound); a deleted interface takes the port's socket away
+    /// until an interface of that name exists again, then a fresh socket is swapped in.
+    func superviseKernelPorts() {
+        changes.withLock { _ in
+            for port in ports.withLock({ Array($0.values) }) {
+                guard case .afPacket(let interface) = port.spec.kind else { continue }
+                var updated = port
+                if let current = port.packetPort {
+                    current.collectKernelStatistics()
+                    switch current.linkState() {
+                    case .up, .down:
+                        let up = current.linkIsUp()
+                        if up != port.linkUp {
+                            current.socket.takePendingError()
+                            updated.linkUp = up
+                            logger.notice("link \(up ? "up" : "down")", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
+                            emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(up)]))
+                        }
+                    case .missing:
+                        fabric.setPacketPort(portID: port.id, port: nil)
+                        fabric.fdb.flush(port: port.id)
+                        updated.packetPort = nil
+                        updated.linkUp = false
+                        logger.warning("interface deleted; waiting for it to come back", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
+                        emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(false), "interface": .string("missing")]))
+                    case .replaced:
+                        if let fresh = try? current.reopened() {
+                            fabric.setPacketPort(portID: port.id, port: fresh)
+                            fabric.fdb.flush(port: port.id)
+                            updated.packetPort = fresh
+                            updated.linkUp = fresh.linkIsUp()
+                            logger.notice("interface re-created; socket reopened", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
+                            emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(updated.linkUp ?? false)]))
+                        }
+                    }
+                } else if NetworkInterface.index(named: interface) != nil,
+                          let fresh = try? PacketSocketPort.open(interface: interface, statistics: port.packetStatistics ?? PacketSocketPortStatistics()) {
+                    fabric.setPacketPort(portID: port.id, port: fresh)
+                    updated.packetPort = fresh
+                    updated.linkUp = fresh.linkIsUp()
+                    logger.notice("interface is back; socket reopened", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
+                    emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(updated.linkUp ?? false)]))
+                }
+                ports.withLock { if $0[port.spec.name] != nil { $0[port.spec.name] = updated } }
+            }
+        }
     }
 
     /// Deletes a port: the front-end is disconnected, the server socket file removed.

@@ -25,15 +25,22 @@ public final class Switch: @unchecked Sendable {
         public var pollThread: Int
     }
 
+    /// Port ids index the per-thread counter blocks and the MAC table's port field.
+    public static let maxPorts = 4096
+
     public let configuration: Configuration
     public let fdb: MacLearningTable
     private let threads: [PollThread]
     private let state = Mutex(State())
+    private var housekeeping: SystemThread?
+    private let housekeepingStop: EventFD
 
     private struct PortEntry {
         var id: Int
         var name: String
+        var maxFrameLength: Int
         var queues: [ActiveQueue]
+        var packetPort: PacketSocketPort?
     }
 
     private struct State {
@@ -41,6 +48,7 @@ public final class Switch: @unchecked Sendable {
         var transmitLocks: [ObjectIdentifier: TransmitLock] = [:]
         var assignments: [QueueAssignment] = []
         var started = false
+        var housekeepingTasks: [@Sendable () -> Void] = []
     }
 
     public init(configuration: Configuration = Configuration()) throws(SystemError) {
@@ -48,9 +56,16 @@ public final class Switch: @unchecked Sendable {
         fdb = MacLearningTable(capacity: configuration.macTableCapacity, agingSeconds: configuration.macAgingSeconds)
         var threads: [PollThread] = []
         for i in 0..<max(1, configuration.pollThreads) {
-            threads.append(try PollThread(index: i, fdb: fdb, busyPoll: configuration.busyPoll))
+            threads.append(try PollThread(index: i, fdb: fdb, busyPoll: configuration.busyPoll, maxPorts: Self.maxPorts))
         }
         self.threads = threads
+        housekeepingStop = try EventFD(nonBlocking: false)
+    }
+
+    /// Seconds on the monotonic clock: the MAC table's time.
+    @inline(__always)
+    static func currentSecond() -> UInt32 {
+        UInt32(truncatingIfNeeded: MonotonicClock.nanoseconds() / 1_000_000_000)
     }
 
     public func start() throws(SystemError) {
@@ -59,22 +74,45 @@ public final class Switch: @unchecked Sendable {
             try thread.start(cpus: cpus)
         }
         state.withLock { $0.started = true }
+        // Ageing runs off the hot path, once a second.
+        let stopSignal = housekeepingStop
+        housekeeping = try SystemThread(name: "housekeeping") { [fdb, self] in
+            let epoll = try? Epoll()
+            try? epoll?.add(stopSignal.rawValue, token: 0)
+            var events: [Epoll.Event] = []
+            while true {
+                try? epoll?.wait(into: &events, timeoutMilliseconds: 1000)
+                if !events.isEmpty { return }
+                fdb.expire(now: Switch.currentSecond())
+                for task in self.state.withLock({ $0.housekeepingTasks }) { task() }
+            }
+        }
     }
 
     public func stop() {
+        housekeepingStop.signal()
+        housekeeping?.join()
+        housekeeping = nil
         for thread in threads { thread.stop() }
     }
 
-    /// Registers a port with no queues yet; returns its id (the MAC table's port number).
-    public func addPort(name: String) -> Int {
+    /// Registers a port with no queues yet; returns its id (the MAC table's port number),
+    /// or nil when `maxPorts` ports exist. Frames above `mtu` + 18 bytes are dropped.
+    public func addPort(name: String, mtu: Int? = nil) -> Int? {
         state.withLock { state in
             var id = 0
             while state.ports[id] != nil { id += 1 }
-            precondition(id <= MacLearningTable.maxPortID, "too many ports")
-            state.ports[id] = PortEntry(id: id, name: name, queues: [])
+            guard id < Self.maxPorts else { return nil }
+            let maxFrameLength = mtu.map { $0 + 18 } ?? PacketBufferPool.bufferCapacity
+            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetPort: nil)
             republish(&state)
             return id
         }
+    }
+
+    /// A port's switch-level counters, summed over poll threads.
+    public func statistics(portID: Int) -> PortSwitchStatistics {
+        PortSwitchStatistics(summing: threads.map(\.counters), port: portID)
     }
 
     /// Replaces a port's usable rings. Returns once no poll thread uses the old ones.
@@ -86,12 +124,29 @@ public final class Switch: @unchecked Sendable {
         }
     }
 
+    /// Replaces a kernel port's socket (nil: the interface is gone). Returns once no poll
+    /// thread uses the old one.
+    public func setPacketPort(portID: Int, port: PacketSocketPort?) {
+        state.withLock { state in
+            guard state.ports[portID] != nil else { return }
+            state.ports[portID]?.packetPort = port
+            republish(&state)
+        }
+    }
+
+    /// Runs `task` about once a second on the housekeeping thread (link supervision).
+    public func addHousekeepingTask(_ task: @escaping @Sendable () -> Void) {
+        state.withLock { $0.housekeepingTasks.append(task) }
+    }
+
     /// Removes a port; returns once no poll thread can reach it. Its MAC entries go too.
     public func removePort(id: Int) {
         state.withLock { state in
             guard state.ports.removeValue(forKey: id) != nil else { return }
             republish(&state)
+            // No thread reaches the port any more: its id can be reused from a clean slate.
             fdb.flush(port: id)
+            for thread in threads { thread.counters.reset(port: id) }
         }
     }
 
@@ -115,9 +170,18 @@ public final class Switch: @unchecked Sendable {
         var next = 0
         for port in ports {
             for active in port.queues where active.isGuestTransmit {
-                polled[next % threadCount].append(PolledQueue(queue: active.queue, portID: port.id, kickDescriptor: active.kickDescriptor))
+                polled[next % threadCount].append(PolledQueue(queue: active.queue, packetPort: nil, portID: port.id,
+                                                              wakeDescriptor: active.kickDescriptor, maxFrameLength: port.maxFrameLength))
                 assignments.append(QueueAssignment(portName: port.name, vringIndex: active.vringIndex, pollThread: next % threadCount))
                 owners.append(active.queue)
+                next += 1
+            }
+            if let packetPort = port.packetPort {
+                // One reader per receive ring: the whole port goes to one thread.
+                polled[next % threadCount].append(PolledQueue(queue: nil, packetPort: packetPort, portID: port.id,
+                                                              wakeDescriptor: packetPort.pollDescriptor, maxFrameLength: port.maxFrameLength))
+                assignments.append(QueueAssignment(portName: port.name, vringIndex: 0, pollThread: next % threadCount))
+                owners.append(packetPort)
                 next += 1
             }
         }
@@ -130,6 +194,18 @@ public final class Switch: @unchecked Sendable {
             let receiveRings = port.queues.filter { !$0.isGuestTransmit }
             for t in 0..<threadCount {
                 targets[t][port.id].isPresent = true
+                if let packetPort = port.packetPort {
+                    targets[t][port.id].packetPort = packetPort
+                    owners.append(packetPort)
+                    if threadCount > 1 {
+                        let key = ObjectIdentifier(packetPort)
+                        let lock = state.transmitLocks[key] ?? TransmitLock()
+                        locks[key] = lock
+                        targets[t][port.id].lock = lock
+                        owners.append(lock)
+                    }
+                    continue
+                }
                 guard !receiveRings.isEmpty else { continue }
                 let ring = receiveRings[t % receiveRings.count].queue
                 targets[t][port.id].queue = ring

@@ -14,6 +14,7 @@ public struct SwitchEvent: Sendable, Equatable {
         case loggingStopped = "migration.logging_stopped"
         case ringsStopped = "migration.rings_stopped"
         case rarpSent = "migration.rarp_sent"
+        case linkChanged = "port.link_changed"
         case error = "error"
     }
 

@@ -469,7 +469,9 @@ public final class ManagementAPI: Sendable {
 
     func getEvents(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
         var since: UInt64?
-        if let text = request.query["since"] ?? request.header("last-event-id") {
+        // Both are checked when both are given; ?since wins (it is the explicit one).
+        for text in [request.header("last-event-id"), request.query["since"]] {
+            guard let text else { continue }
             guard let value = UInt64(text.trimmingSpaces) else {
                 throw APIError(.badRequest, "invalid_since", "since / Last-Event-ID must be a non-negative integer event id")
             }
@@ -518,7 +520,7 @@ extension APIError {
         case .invalid: self.init(.badRequest, "invalid_port", error.message)
         case .conflict: self.init(.conflict, "port_exists", error.message)
         case .notFound: self.init(.notFound, "port_not_found", error.message)
-        case .unsupported: self.init(.notImplemented, "unsupported", error.message)
+        case .unsupported: self.init(.badRequest, "unsupported", error.message)
         case .failed: self.init(.internalError, "port_failed", error.message)
         }
     }

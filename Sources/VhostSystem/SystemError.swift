@@ -16,6 +16,8 @@ public struct SystemError: Error, Equatable, CustomStringConvertible {
     }
 
     public var wouldBlock: Bool { errno == EAGAIN || errno == EWOULDBLOCK }
+    public var noSuchDevice: Bool { errno == ENODEV || errno == ENXIO }
+    public var permissionDenied: Bool { errno == EPERM || errno == EACCES }
 }
 
 /// The one place where system calls are retried on EINTR and errno becomes a typed error.

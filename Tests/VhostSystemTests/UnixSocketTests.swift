@@ -28,10 +28,12 @@ final class UnixSocketTests: XCTestCase {
     }
 
     func testReceiveOnEmptySocketWouldBlock() throws {
-        let (_, b) = try UnixSocket.pair()
+        let (a, b) = try UnixSocket.pair()
         try b.setNonBlocking()
-        XCTAssertThrowsError(try UnixSocket.receive(b, maxBytes: 4)) { error in
-            XCTAssertTrue((error as? SystemError)?.wouldBlock ?? false)
+        try withExtendedLifetime(a) {
+            XCTAssertThrowsError(try UnixSocket.receive(b, maxBytes: 4)) { error in
+                XCTAssertTrue((error as? SystemError)?.wouldBlock ?? false)
+            }
         }
     }
 

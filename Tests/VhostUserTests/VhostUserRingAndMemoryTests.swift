@@ -319,6 +319,29 @@ final class VhostUserRingAndMemoryTests: XCTestCase {
         session.delegate.onQueuesChanged.withLock { $0 = nil }
     }
 
+    /// DPDK virtio-user grows its memory by disabling the rings, sending a bigger table and
+    /// enabling them again: nothing is published while the table changes, and the rings
+    /// must then be laid out in the NEW mappings (the old ones are unmapped with the old
+    /// table; a queue left pointing there crashes the poll thread).
+    func testMemTableReplacedWhileRingsDisabledLaysRingsOutInNewMemory() throws {
+        let session = try DirectSession()
+        let memory = try FakeFrontendMemory()
+        try session.makeReady(memory: memory, kicks: [try EventFD(), try EventFD()])
+        XCTAssertTrue(try session.frontend.enableRing(0, false))
+        XCTAssertTrue(try session.frontend.enableRing(1, false))
+        XCTAssertTrue(session.delegate.queues.isEmpty)
+        let replacement = try FakeFrontendMemory(size: 1 << 22, userspaceAddress: memory.userspaceAddress)
+        XCTAssertEqual(try session.frontend.acked(.setMemTable, FakeFrontend.memoryTable([replacement.descriptor]), fds: [replacement.fd]), 0)
+        XCTAssertTrue(try session.frontend.enableRing(0))
+        XCTAssertTrue(try session.frontend.enableRing(1))
+        let queues = session.delegate.queues
+        XCTAssertEqual(queues.map(\.vringIndex), [0, 1])
+        // The guest's avail index lives in the replacement memory only.
+        replacement.setAvailIndex(1, 5)
+        memory.setAvailIndex(1, 9)
+        XCTAssertEqual(queues[1].queue.currentAvailIndex(), 5, "the ring reads the new memory table")
+    }
+
     func testReplyAckFailureLeavesNothingHalfConfigured() throws {
         let session = try DirectSession()
         let memory = try FakeFrontendMemory()

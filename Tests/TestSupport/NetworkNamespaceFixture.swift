@@ -1,0 +1,83 @@
+import Foundation
+
+/// A veth pair with one end in a fresh network namespace, for kernel peers in tests. The
+/// names are unique per process; `destroy()` (and deinit) removes both. Only addresses in
+/// the namespace's own private subnet are ever used.
+public final class NetworkNamespaceFixture {
+    public let namespace: String
+    /// The end left in the host namespace (the switch's af-packet port binds it).
+    public let hostInterface: String
+    /// The end inside the namespace.
+    public let namespaceInterface: String
+    private var destroyed = false
+
+    /// nil when the machine cannot run it (not root, no `ip`), with the reason.
+    public static func skipReason() -> String? {
+        if getuid() != 0 { return "needs root for network namespaces and veth pairs" }
+        if !FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") && !FileManager.default.isExecutableFile(atPath: "/sbin/ip") {
+            return "iproute2 (ip) is not installed"
+        }
+        return nil
+    }
+
+    public init(tag: String) throws {
+        let unique = String(getpid() % 10000) + String(Int.random(in: 0..<100))
+        namespace = "vst-\(tag)-\(unique)"
+        hostInterface = "vh\(tag.prefix(3))\(unique)"
+        namespaceInterface = "vn\(tag.prefix(3))\(unique)"
+        try Self.ip(["netns", "add", namespace])
+        try Self.ip(["link", "add", hostInterface, "type", "veth", "peer", "name", namespaceInterface])
+        try Self.ip(["link", "set", namespaceInterface, "netns", namespace])
+        try Self.ip(["link", "set", hostInterface, "up"])
+        try inside(["ip", "link", "set", "lo", "up"])
+        try inside(["ip", "link", "set", namespaceInterface, "up"])
+    }
+
+    deinit { destroy() }
+
+    /// Gives the namespace end an address such as "10.200.7.1/24".
+    public func assignAddress(_ cidr: String) throws {
+        try inside(["ip", "addr", "add", cidr, "dev", namespaceInterface])
+    }
+
+    /// Runs a command inside the namespace; returns its exit status and output.
+    @discardableResult
+    public func inside(_ command: [String], check: Bool = true) throws -> (status: Int32, output: String) {
+        try Self.run(["/usr/sbin/ip", "netns", "exec", namespace] + command, check: check)
+    }
+
+    public func destroy() {
+        guard !destroyed else { return }
+        destroyed = true
+        _ = try? Self.run(["/usr/sbin/ip", "link", "del", hostInterface], check: false)
+        _ = try? Self.run(["/usr/sbin/ip", "netns", "del", namespace], check: false)
+    }
+
+    @discardableResult
+    public static func ip(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        try run(["/usr/sbin/ip"] + arguments, check: true)
+    }
+
+    @discardableResult
+    public static func run(_ command: [String], check: Bool) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let output = String(decoding: data, as: UTF8.self)
+        if check && process.terminationStatus != 0 {
+            throw FixtureError("\(command.joined(separator: " ")) failed (\(process.terminationStatus)): \(output)")
+        }
+        return (process.terminationStatus, output)
+    }
+
+    public struct FixtureError: Error, CustomStringConvertible {
+        public var description: String
+        init(_ description: String) { self.description = description }
+    }
+}
