@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "vhost-switchd", targets: ["vhost-switchd"]),
+        .executable(name: "vhost-switch-cni", targets: ["vhost-switch-cni"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,12 +36,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift),
+        .executableTarget(
+            name: "vhost-switch-cni",
+            dependencies: ["VhostSystem"],
+            swiftSettings: strictSwift),
         .target(name: "TestSupport", dependencies: ["VhostSystem", "Virtio", "VhostUser"], path: "Tests/TestSupport", swiftSettings: strictSwift),
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "ManagementPlaneTests", dependencies: ["ManagementPlane", "Dataplane", "TestSupport"]),
+        .testTarget(name: "CNITests", dependencies: ["TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem"]),
     ]
 )

@@ -4,7 +4,7 @@
 # packages are checked with dpkg first and hugepages are only ever raised, never lowered.
 set -euo pipefail
 
-PACKAGES=(libmicrohttpd-dev libjansson-dev dpdk dpdk-dev iproute2 iputils-ping curl procps prometheus python3-pip)
+PACKAGES=(libmicrohttpd-dev libjansson-dev dpdk dpdk-dev iproute2 iputils-ping curl procps prometheus)
 HUGEPAGES_WANTED="${VHOST_SWITCH_HUGEPAGES:-1024}"   # 2 MiB pages (1024 = 2 GiB)
 HUGEPAGES_SYSFS=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 HUGETLBFS_MOUNT=/dev/hugepages
