@@ -31,11 +31,16 @@ final class PollThread: @unchecked Sendable {
     private var thread: SystemThread?
 
     static let idleIterationsBeforeSleep = 20_000
-    static let sleepTimeoutMilliseconds: Int32 = 100
+    /// Only a safety net: kicks, socket data and reconfiguration wake the thread at once.
+    static let sleepTimeoutMilliseconds: Int32 = 1000
     private static let wakeupToken = UInt64.max
 
-    init(index: Int, fdb: MacLearningTable, busyPoll: Bool, maxPorts: Int) throws(SystemError) {
+    /// Served by thread 0 only.
+    private let injections: InjectionQueue?
+
+    init(index: Int, fdb: MacLearningTable, busyPoll: Bool, maxPorts: Int, injections: InjectionQueue?) throws(SystemError) {
         self.index = index
+        self.injections = injections
         counters = PortCounters(maxPorts: maxPorts)
         self.fdb = fdb
         self.busyPoll = busyPoll
@@ -119,6 +124,7 @@ final class PollThread: @unchecked Sendable {
                         notificationsEnabled = false
                     }
                     moved = pollOnce(snapshot, forwarder: forwarder)
+                    if let injections, injections.hasFrames { moved &+= inject(injections, snapshot: snapshot, forwarder: forwarder) }
                     if moved == 0 && !busyPoll && idleIterations >= Self.idleIterationsBeforeSleep {
                         shouldSleep = prepareToSleep(snapshot)
                         notificationsEnabled = true
@@ -142,8 +148,9 @@ final class PollThread: @unchecked Sendable {
                 PollThreadStatistics.bump(statistics.idleCycles, by: spent)
             }
             if shouldSleep {
-                sleep(events: &events)
-                idleIterations = 0
+                let woken = sleep(events: &events)
+                // A time-out with nothing to do: one look at the rings, then back to sleep.
+                idleIterations = woken ? 0 : Self.idleIterationsBeforeSleep
                 lastCycles = MonotonicClock.cycles()
             }
         }
@@ -177,19 +184,44 @@ final class PollThread: @unchecked Sendable {
     private func prepareToSleep(_ snapshot: PollSnapshot) -> Bool {
         for q in 0..<snapshot.queues.count { snapshot.queues[q].queue?.setGuestNotifications(enabled: true) }
         vhost_shims_fence_seq_cst()
+        if let injections, injections.hasFrames { return false }
         for q in 0..<snapshot.queues.count {
             let polled = snapshot.queues[q]
+            // A ring without a kick fd (the front-end polls) gives no wake-up: never sleep.
+            if polled.wakeDescriptor < 0 { return false }
             if let queue = polled.queue, queue.hasAvailableBuffers() { return false }
             if let port = polled.packetPort, port.hasPendingFrames() { return false }
         }
         return true
     }
 
-    private func sleep(events: inout [Epoll.Event]) {
+    /// Sends queued frames as if received on their port (flooded and learned as usual).
+    private func inject(_ injections: InjectionQueue, snapshot: PollSnapshot, forwarder: BurstForwarder) -> Int {
+        var sent = 0
+        for frame in injections.take(max: PacketBufferPool.burstSize) {
+            let buffer = forwarder.pool.buffers
+            guard frame.bytes.count <= buffer.pointee.capacity, frame.bytes.count >= 14 else { continue }
+            // Unsafe: the frame fits the buffer (checked above).
+            frame.bytes.withUnsafeBytes { buffer.pointee.data.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            buffer.pointee.length = frame.bytes.count
+            buffer.pointee.header = VirtioNetHeader()
+            let source = PolledQueue(queue: nil, packetPort: nil, portID: frame.portID, wakeDescriptor: -1, maxFrameLength: Int.max)
+            forwarder.forward(count: 1, from: source, snapshot: snapshot, now: Switch.currentSecond())
+            sent += 1
+        }
+        return sent
+    }
+
+    /// Wakes the thread if it sleeps (new frames to inject).
+    func wake() { wakeup.signal() }
+
+    /// Returns whether something woke the thread before the time-out.
+    private func sleep(events: inout [Epoll.Event]) -> Bool {
         online.store(false, ordering: .sequentiallyConsistent)
         PollThreadStatistics.bump(statistics.sleeps, by: 1)
         try? epoll.wait(into: &events, timeoutMilliseconds: Self.sleepTimeoutMilliseconds)
         if events.contains(where: { $0.token == Self.wakeupToken }) { wakeup.drain() }
         online.store(true, ordering: .sequentiallyConsistent)
+        return !events.isEmpty
     }
 }

@@ -32,6 +32,7 @@ public final class Switch: @unchecked Sendable {
     public let fdb: MacLearningTable
     private let threads: [PollThread]
     private let state = Mutex(State())
+    private let injections = InjectionQueue()
     private var housekeeping: SystemThread?
     private let housekeepingStop: EventFD
 
@@ -56,7 +57,8 @@ public final class Switch: @unchecked Sendable {
         fdb = MacLearningTable(capacity: configuration.macTableCapacity, agingSeconds: configuration.macAgingSeconds)
         var threads: [PollThread] = []
         for i in 0..<max(1, configuration.pollThreads) {
-            threads.append(try PollThread(index: i, fdb: fdb, busyPoll: configuration.busyPoll, maxPorts: Self.maxPorts))
+            threads.append(try PollThread(index: i, fdb: fdb, busyPoll: configuration.busyPoll, maxPorts: Self.maxPorts,
+                                          injections: i == 0 ? injections : nil))
         }
         self.threads = threads
         housekeepingStop = try EventFD(nonBlocking: false)
@@ -132,6 +134,13 @@ public final class Switch: @unchecked Sendable {
             state.ports[portID]?.packetPort = port
             republish(&state)
         }
+    }
+
+    /// Sends `frame` as if it had arrived on `portID`: learned and flooded as usual. For
+    /// frames the switch makes itself (the RARP of a migrated guest).
+    public func inject(frame: [UInt8], fromPort portID: Int) {
+        injections.add(InjectionQueue.Frame(portID: portID, bytes: frame))
+        threads[0].wake()
     }
 
     /// Runs `task` about once a second on the housekeeping thread (link supervision).

@@ -10,6 +10,9 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
     private let fabric: Switch
     private let emit: SwitchEventHandler
     private let logger: Logger
+    /// A SEND_RARP that came before the device was ready waits for it (control thread only).
+    private var pendingAnnouncement: [UInt8]?
+    private var isReady = false
 
     init(portID: Int, name: String, fabric: Switch, logger: Logger, emit: @escaping SwitchEventHandler) {
         self.portID = portID
@@ -32,10 +35,16 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
 
     func deviceReady(_ device: VhostUserDevice) {
         logger.info("device ready")
+        isReady = true
         emit(SwitchEvent(.deviceReady, port: name))
+        if let mac = pendingAnnouncement {
+            pendingAnnouncement = nil
+            announce(mac)
+        }
     }
 
     func deviceDestroyed(_ device: VhostUserDevice) {
+        isReady = false
         logger.info("device session ended")
         emit(SwitchEvent(.deviceDestroyed, port: name))
     }
@@ -60,9 +69,18 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
         emit(SwitchEvent(kind, port: name))
     }
 
+    /// SEND_RARP after a migration: one RARP from the guest's MAC out of every other port,
+    /// which also moves the MAC to this port in our own table.
     func deviceRequestsAnnounce(_ device: VhostUserDevice, mac: [UInt8]) {
-        // Sending the RARP itself comes with live-migration support.
-        logger.info("front-end asked to announce \(mac.map { String($0, radix: 16) }.joined(separator: ":"))")
+        guard mac.count == 6 else { return }
+        if isReady { announce(mac) } else { pendingAnnouncement = mac }
+    }
+
+    private func announce(_ mac: [UInt8]) {
+        fabric.inject(frame: AnnouncementFrame.rarp(mac: mac), fromPort: portID)
+        let text = mac.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
+        logger.info("RARP sent for \(text)")
+        emit(SwitchEvent(.rarpSent, port: name, data: ["mac": .string(text)]))
     }
 
     func deviceReportedError(_ device: VhostUserDevice, message: String) {

@@ -1,0 +1,606 @@
+#!/usr/bin/env python3
+"""vhost-switchd against DPDK's own vhost back-end, in one run (see Benchmarks/README.md).
+
+Started by Benchmarks/run.sh, which builds everything and exports:
+  BENCH_DAEMON      path of the release vhost-switchd binary
+  BENCH_RAWGEN      path of the compiled tools/rawgen.c
+  BENCH_MICRO       path of the microbenchmark executable (optional)
+  BENCH_TAG         unique short tag for names (netns, veth, file prefixes)
+  BENCH_WORKDIR     scratch directory (sockets, configs, logs)
+Tunables (environment):
+  BENCH_WINDOWS=5 BENCH_WINDOW_SECONDS=10 BENCH_WARMUP_SECONDS=3 BENCH_IDLE_SECONDS=10
+  BENCH_ONLY=vhost,kernel,idle,micro (comma list; default: all)
+  BENCH_SIZES=64,1518  BENCH_FE_CPU=0 BENCH_BE_CPU=1  BENCH_OVS=1 (try OVS-DPDK)
+Nothing here is pass/fail: every figure is printed, and stored in Benchmarks/results/latest.json.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS_DIR = os.path.join(HERE, "results")
+DAEMON = os.environ.get("BENCH_DAEMON", "")
+RAWGEN = os.environ.get("BENCH_RAWGEN", "")
+MICRO = os.environ.get("BENCH_MICRO", "")
+TAG = os.environ.get("BENCH_TAG", "vsb%d" % os.getpid())
+WORK = os.environ.get("BENCH_WORKDIR", "/tmp/%s" % TAG)
+WINDOWS = int(os.environ.get("BENCH_WINDOWS", "5"))
+WINDOW_SECONDS = float(os.environ.get("BENCH_WINDOW_SECONDS", "10"))
+WARMUP_SECONDS = float(os.environ.get("BENCH_WARMUP_SECONDS", "3"))
+IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "10"))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,kernel,idle,micro").split(",")))
+SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64,1518").split(",") if s]
+FE_CPU = int(os.environ.get("BENCH_FE_CPU", "0"))
+BE_CPU = int(os.environ.get("BENCH_BE_CPU", "1"))
+MAC0, MAC1 = "02:00:00:00:00:01", "02:00:00:00:00:02"
+NS_MAC = "02:00:00:00:00:10"
+
+LOG_DIR = os.path.join(WORK, "logs")
+CHILDREN = []  # every process we started, terminated at exit
+
+
+def log(msg):
+    print("bench: %s" % msg, file=sys.stderr, flush=True)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def run(cmd, check=True, **kw):
+    return subprocess.run(cmd, check=check, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+# --------------------------------------------------------------------------------------
+# dpdk-testpmd, driven interactively (docs/TESTPMD.md)
+
+class Testpmd:
+    PROMPT = "testpmd> "
+
+    def __init__(self, name, vdevs, app_args, cpu, mbufs=8192, wait=True, extra_eal=()):
+        self.name = name
+        self.prefix = "%s%s" % (TAG, name)
+        eal = ["--lcores", "0@%d,1@%d" % (cpu, cpu), "--no-pci", "--file-prefix", self.prefix,
+               "--in-memory", "--single-file-segments"] + list(extra_eal)
+        for v in vdevs:
+            eal += ["--vdev", v]
+        self.cmdline = ["stdbuf", "-oL", "dpdk-testpmd"] + eal + ["--", "-i", "--nb-cores=1",
+                                                                  "--total-num-mbufs=%d" % mbufs] + list(app_args)
+        self.logfile = open(os.path.join(LOG_DIR, "testpmd-%s.log" % name), "a")
+        self.logfile.write("$ %s\n" % " ".join(self.cmdline))
+        self.logfile.flush()
+        self.buf = ""
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(self.cmdline, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, bufsize=0)
+        CHILDREN.append(self.proc)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if wait:
+            self.wait_prompt(0, timeout=60)
+
+    def _read(self):
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            text = chunk.decode("utf-8", "replace")
+            self.logfile.write(text)
+            self.logfile.flush()
+            with self.cond:
+                self.buf += text
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_prompt(self, pos, timeout=30):
+        deadline = time.time() + timeout
+        with self.cond:
+            while True:
+                i = self.buf.find(self.PROMPT, pos)
+                if i >= 0:
+                    return self.buf[pos:i]
+                if self.proc.poll() is not None:
+                    raise RuntimeError("testpmd %s exited (%s); see %s" % (self.name, self.proc.returncode, self.logfile.name))
+                left = deadline - time.time()
+                if left <= 0:
+                    raise RuntimeError("testpmd %s: no prompt within %ss; see %s" % (self.name, timeout, self.logfile.name))
+                self.cond.wait(min(left, 0.5))
+
+    def cmd(self, text, timeout=30):
+        with self.cond:
+            pos = len(self.buf)
+        self.proc.stdin.write((text + "\n").encode())
+        self.proc.stdin.flush()
+        return self.wait_prompt(pos, timeout)
+
+    def port_stats(self):
+        out = self.cmd("show port stats all")
+        stats = {}
+        for m in re.finditer(r"NIC statistics for port (\d+).*?RX-packets:\s*(\d+).*?RX-bytes:\s*(\d+).*?"
+                             r"TX-packets:\s*(\d+).*?TX-bytes:\s*(\d+)", out, re.S):
+            stats[int(m.group(1))] = {"rx": int(m.group(2)), "rx_bytes": int(m.group(3)),
+                                      "tx": int(m.group(4)), "tx_bytes": int(m.group(5))}
+        return stats
+
+    def fwd_cycles(self):
+        """(busy cycles, packets) of the forwarding lcore since `start` (--record-core-cycles)."""
+        out = self.cmd("show fwd stats all")
+        m = re.search(r"busy cycles=(\d+) / total \S+ packets=(\d+)", out)
+        return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+    def link_up(self, ports):
+        out = self.cmd("show port summary all")
+        up = set()
+        for line in out.splitlines():
+            parts = line.split()
+            if parts and parts[0].isdigit() and " up " in (" " + line + " "):
+                up.add(int(parts[0]))
+        return all(p in up for p in ports)
+
+    def wait_link(self, ports, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.link_up(ports):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def quit(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(b"quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=8)
+            except Exception:
+                pass
+        stop_process(self.proc)
+        self.logfile.close()
+
+
+def stop_process(proc, timeout=5):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --------------------------------------------------------------------------------------
+# vhost-switchd
+
+class Daemon:
+    def __init__(self, name, ports, busy_poll=True, pmd_cpu=BE_CPU):
+        self.dir = os.path.join(WORK, name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.socket_dir = os.path.join(self.dir, "sockets")
+        self.run_dir = os.path.join(self.dir, "run")
+        os.makedirs(self.socket_dir)
+        config = os.path.join(self.dir, "config.json")
+        with open(config, "w") as f:
+            json.dump({"ports": ports}, f)
+        cmd = ["taskset", "-c", str(FE_CPU), DAEMON, "--config", config, "--socket-dir", self.socket_dir,
+               "--run-dir", self.run_dir, "--state-dir", os.path.join(self.dir, "state"),
+               "--pmd-threads", "1", "--pmd-cpus", str(pmd_cpu), "--log-level", "warning"]
+        if busy_poll:
+            cmd.append("--busy-poll")
+        self.logfile = open(os.path.join(LOG_DIR, "daemon-%s.log" % name), "a")
+        self.logfile.write("$ %s\n" % " ".join(cmd))
+        self.logfile.flush()
+        self.proc = subprocess.Popen(cmd, stdout=self.logfile, stderr=subprocess.STDOUT)
+        CHILDREN.append(self.proc)
+        self.api = os.path.join(self.run_dir, "api.sock")
+        deadline = time.time() + 30
+        while not os.path.exists(self.api):
+            if self.proc.poll() is not None:
+                raise RuntimeError("vhost-switchd exited (%s); see %s" % (self.proc.returncode, self.logfile.name))
+            if time.time() > deadline:
+                raise RuntimeError("vhost-switchd: no API socket after 30 s")
+            time.sleep(0.05)
+
+    def socket(self, name):
+        return os.path.join(self.socket_dir, name)
+
+    def stats(self):
+        out = run(["curl", "-sS", "--max-time", "5", "--unix-socket", self.api, "http://localhost/v1/stats"])
+        return json.loads(out.stdout)
+
+    def cycles(self):
+        t = self.stats()["poll_threads"][0]
+        return (t["busy_cycles"], t["packets"])
+
+    def stop(self):
+        stop_process(self.proc)
+        self.logfile.close()
+
+
+# --------------------------------------------------------------------------------------
+# measurement windows
+
+def measure_windows(rate_sources, cycle_source):
+    """rate_sources: name -> callable returning a packet counter. cycle_source: callable
+    returning (busy cycles, packets) of the back-end core, or None.
+    Returns per-window Mpps per source and cycles/packet, and their medians."""
+    time.sleep(WARMUP_SECONDS)
+    windows = []
+    for _ in range(WINDOWS):
+        t0 = time.time()
+        c0 = {k: f() for k, f in rate_sources.items()}
+        y0 = cycle_source() if cycle_source else None
+        time.sleep(WINDOW_SECONDS)
+        t1 = time.time()
+        c1 = {k: f() for k, f in rate_sources.items()}
+        y1 = cycle_source() if cycle_source else None
+        w = {k: (c1[k] - c0[k]) / (t1 - t0) / 1e6 for k in rate_sources}
+        if y0 and y1 and y1[1] > y0[1]:
+            w["cycles_per_packet"] = (y1[0] - y0[0]) / (y1[1] - y0[1])
+        else:
+            w["cycles_per_packet"] = None
+        windows.append(w)
+    keys = list(rate_sources) + ["cycles_per_packet"]
+    return {"windows": windows, "median": {k: median([w[k] for w in windows]) for k in keys}}
+
+
+# --------------------------------------------------------------------------------------
+# (a) vhost <-> vhost
+
+def frontend_two_ports(sock0, sock1, size, name):
+    fe = Testpmd(name, ["net_virtio_user0,path=%s,queues=1,mac=%s" % (sock0, MAC0),
+                        "net_virtio_user1,path=%s,queues=1,mac=%s" % (sock1, MAC1)],
+                 ["--forward-mode=mac", "--burst=32", "--eth-peer=0,%s" % MAC1, "--eth-peer=1,%s" % MAC0],
+                 cpu=FE_CPU)
+    if not fe.wait_link([0, 1]):
+        raise RuntimeError("front-end links did not come up")
+    fe.cmd("set txpkts %d" % size)
+    return fe
+
+
+def vhost_pair_run(backend, size):
+    """One back-end ('ours' or 'dpdk'), one frame size."""
+    sock_dir = os.path.join(WORK, "vv-%s-%d" % (backend, size))
+    shutil.rmtree(sock_dir, ignore_errors=True)
+    os.makedirs(sock_dir)
+    daemon = be = fe = None
+    try:
+        if backend == "ours":
+            daemon = Daemon("vv-%d" % size, [
+                {"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": 1},
+                {"name": "vm1", "type": "vhost-user", "socket": {"path": "vm1.sock", "mode": "server"}, "queues": 1}])
+            s0, s1 = daemon.socket("vm0.sock"), daemon.socket("vm1.sock")
+            deadline = time.time() + 10
+            while not (os.path.exists(s0) and os.path.exists(s1)) and time.time() < deadline:
+                time.sleep(0.05)
+            cycles = daemon.cycles
+        else:
+            s0, s1 = os.path.join(sock_dir, "vh0.sock"), os.path.join(sock_dir, "vh1.sock")
+            be = Testpmd("be%d" % size, ["net_vhost0,iface=%s,queues=1" % s0, "net_vhost1,iface=%s,queues=1" % s1],
+                         ["--forward-mode=io", "--record-core-cycles"], cpu=BE_CPU)
+            cycles = be.fwd_cycles
+        fe = frontend_two_ports(s0, s1, size, "fe%s%d" % (backend[0], size))
+        if be:
+            be.wait_link([0, 1])
+            be.cmd("start")
+        fe.cmd("start tx_first 16")
+        result = measure_windows({"p0_to_p1": lambda: fe.port_stats()[1]["rx"],
+                                  "p1_to_p0": lambda: fe.port_stats()[0]["rx"]}, cycles)
+        fe.cmd("stop")
+        if be:
+            be.cmd("stop")
+        return result
+    finally:
+        if fe:
+            fe.quit()
+        if be:
+            be.quit()
+        if daemon:
+            daemon.stop()
+
+
+def ovs_status():
+    if os.environ.get("BENCH_OVS") != "1":
+        return "skipped: OVS-DPDK is not part of the default run (needs openvswitch-switch-dpdk, its own hugepage " \
+               "set-up and a dedicated PMD core; set BENCH_OVS=1 once it is installed)"
+    if not shutil.which("ovs-vswitchd"):
+        return "skipped: ovs-vswitchd not installed (apt-get install openvswitch-switch-dpdk)"
+    return "skipped: OVS-DPDK column not implemented yet"
+
+
+# --------------------------------------------------------------------------------------
+# (b) vhost <-> kernel over a veth pair
+
+class Veth:
+    def __init__(self):
+        self.ns = "%sns" % TAG
+        self.host_if = "%sk0" % TAG
+        self.ns_if = "%sk1" % TAG
+        run(["ip", "netns", "add", self.ns])
+        run(["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if])
+        run(["ip", "link", "set", self.ns_if, "netns", self.ns])
+        run(["ip", "-n", self.ns, "link", "set", self.ns_if, "address", NS_MAC])
+        run(["ip", "link", "set", self.host_if, "up"])
+        run(["ip", "-n", self.ns, "link", "set", self.ns_if, "up"])
+        run(["ip", "-n", self.ns, "link", "set", "lo", "up"])
+
+    def ns_counter(self, name):
+        out = run(["ip", "netns", "exec", self.ns, "cat", "/sys/class/net/%s/statistics/%s" % (self.ns_if, name)])
+        return int(out.stdout.strip())
+
+    def delete(self):
+        run(["ip", "link", "del", self.host_if], check=False)
+        run(["ip", "netns", "del", self.ns], check=False)
+
+
+def kernel_run(backend, veth, size):
+    """Both directions, one after the other, through one back-end."""
+    sock_dir = os.path.join(WORK, "vk-%s" % backend)
+    shutil.rmtree(sock_dir, ignore_errors=True)
+    os.makedirs(sock_dir)
+    daemon = be = None
+    result = {}
+    try:
+        if backend == "ours":
+            daemon = Daemon("vk", [
+                {"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": 1},
+                {"name": "kern", "type": "af-packet", "interface": veth.host_if}])
+            sock = daemon.socket("vm0.sock")
+            deadline = time.time() + 10
+            while not os.path.exists(sock) and time.time() < deadline:
+                time.sleep(0.05)
+            cycles = daemon.cycles
+        else:
+            sock = os.path.join(sock_dir, "vh0.sock")
+            be = Testpmd("bek", ["net_vhost0,iface=%s,queues=1" % sock,
+                                 "net_af_packet0,iface=%s,qdisc_bypass=1" % veth.host_if],
+                         ["--forward-mode=io", "--record-core-cycles"], cpu=BE_CPU)
+            cycles = be.fwd_cycles
+        # vhost -> kernel: front-end txonly toward the namespace's MAC, counted there.
+        fe = Testpmd("fek%s" % backend[0], ["net_virtio_user0,path=%s,queues=1,mac=%s" % (sock, MAC0)],
+                     ["--forward-mode=txonly", "--burst=32", "--eth-peer=0,%s" % NS_MAC], cpu=FE_CPU)
+        try:
+            fe.wait_link([0])
+            fe.cmd("set txpkts %d" % size)
+            if be:
+                be.wait_link([0])
+                be.cmd("start")
+            fe.cmd("start")
+            result["vhost_to_kernel"] = measure_windows({"mpps": lambda: veth.ns_counter("rx_packets")}, cycles)
+            fe.cmd("stop")
+            # kernel -> vhost: rawgen in the namespace toward the front-end's MAC, counted at
+            # the front-end (rxonly).
+            fe.cmd("set fwd rxonly")
+            fe.cmd("start")
+            duration = WARMUP_SECONDS + WINDOWS * (WINDOW_SECONDS + 1) + 10
+            gen = subprocess.Popen(["ip", "netns", "exec", veth.ns, "taskset", "-c", str(FE_CPU), RAWGEN, veth.ns_if,
+                                    MAC0, NS_MAC, str(size), str(duration)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            CHILDREN.append(gen)
+            try:
+                result["kernel_to_vhost"] = measure_windows({"mpps": lambda: fe.port_stats()[0]["rx"]}, cycles)
+            finally:
+                gen.send_signal(signal.SIGTERM)
+                try:
+                    out, _ = gen.communicate(timeout=10)
+                except subprocess.TimeoutExpired:
+                    gen.kill()
+                    out, _ = gen.communicate()
+                result["kernel_to_vhost"]["generator"] = out.strip()
+            fe.cmd("stop")
+        finally:
+            fe.quit()
+        if be:
+            be.cmd("stop")
+        return result
+    finally:
+        if be:
+            be.quit()
+        if daemon:
+            daemon.stop()
+
+
+# --------------------------------------------------------------------------------------
+# (d) idle cost
+
+def proc_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+
+def pmd_tid(pid):
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().strip().startswith("pmd"):
+                    return int(tid)
+        except OSError:
+            pass
+    return None
+
+
+def task_ticks(pid, tid):
+    with open("/proc/%d/task/%d/stat" % (pid, tid)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def idle_run(busy_poll, count=16):
+    mode = "busy" if busy_poll else "adaptive"
+    ports = [{"name": "vm%d" % i, "type": "vhost-user", "socket": {"path": "vm%d.sock" % i, "mode": "server"}, "queues": 1}
+             for i in range(count)]
+    daemon = Daemon("idle-%s" % mode, ports, busy_poll=busy_poll)
+    fe = None
+    try:
+        socks = [daemon.socket("vm%d.sock" % i) for i in range(count)]
+        deadline = time.time() + 10
+        while not all(os.path.exists(s) for s in socks) and time.time() < deadline:
+            time.sleep(0.05)
+        fe = Testpmd("idle%s" % mode[0], ["net_virtio_user%d,path=%s,queues=1,mac=02:00:00:00:01:%02x" % (i, s, i)
+                                          for i, s in enumerate(socks)],
+                     ["--forward-mode=rxonly"], cpu=FE_CPU, mbufs=65536)
+        connected = fe.wait_link(list(range(count)))
+        time.sleep(2)
+        hz = os.sysconf("SC_CLK_TCK")
+        pid = daemon.proc.pid
+        tid = pmd_tid(pid)
+        a0, p0, t0 = proc_ticks(pid), task_ticks(pid, tid) if tid else 0, time.time()
+        time.sleep(IDLE_SECONDS)
+        a1, p1, t1 = proc_ticks(pid), task_ticks(pid, tid) if tid else 0, time.time()
+        stats = daemon.stats()["poll_threads"][0]
+        return {"front_ends": count, "links_up": connected,
+                "cpu_percent": 100.0 * (a1 - a0) / hz / (t1 - t0),
+                "pmd_cpu_percent": 100.0 * (p1 - p0) / hz / (t1 - t0) if tid else None,
+                "sleeps": stats.get("sleeps")}
+    finally:
+        if fe:
+            fe.quit()
+        daemon.stop()
+
+
+# --------------------------------------------------------------------------------------
+# output
+
+def fmt(v, digits=3):
+    return "-" if v is None else ("%.*f" % (digits, v))
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def main():
+    os.makedirs(LOG_DIR, exist_ok=True)
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    results = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": os.uname().nodename,
+               "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
+               "settings": {"windows": WINDOWS, "window_seconds": WINDOW_SECONDS, "warmup_seconds": WARMUP_SECONDS,
+                            "front_end_cpu": FE_CPU, "back_end_cpu": BE_CPU},
+               "git": run(["git", "-C", HERE, "describe", "--always", "--dirty"], check=False).stdout.strip()}
+    table = []
+
+    if "vhost" in ONLY:
+        results["vhost_vhost"] = {}
+        for size in SIZES:
+            entry = {}
+            for backend in ("ours", "dpdk"):
+                log("vhost<->vhost %d B, back-end %s: %d x %.0f s" % (size, backend, WINDOWS, WINDOW_SECONDS))
+                try:
+                    entry[backend] = vhost_pair_run(backend, size)
+                except Exception as e:  # keep going: nothing is pass/fail
+                    log("  failed: %s" % e)
+                    entry[backend] = {"error": str(e)}
+            entry["ovs"] = {"skipped": ovs_status()}
+            results["vhost_vhost"][str(size)] = entry
+            om, dm = entry["ours"].get("median", {}), entry["dpdk"].get("median", {})
+            for d in ("p0_to_p1", "p1_to_p0"):
+                table.append(("vhost->vhost %dB %s Mpps" % (size, d), om.get(d), dm.get(d), ratio(om.get(d), dm.get(d))))
+            table.append(("vhost->vhost %dB busy cycles/pkt" % size, om.get("cycles_per_packet"),
+                          dm.get("cycles_per_packet"), ratio(om.get("cycles_per_packet"), dm.get("cycles_per_packet"))))
+
+    if "kernel" in ONLY:
+        veth = None
+        results["vhost_kernel"] = {}
+        try:
+            veth = Veth()
+            for backend in ("ours", "dpdk"):
+                log("vhost<->kernel 64 B, back-end %s" % backend)
+                try:
+                    results["vhost_kernel"][backend] = kernel_run(backend, veth, 64)
+                except Exception as e:
+                    log("  failed: %s" % e)
+                    results["vhost_kernel"][backend] = {"error": str(e)}
+        except Exception as e:
+            log("vhost<->kernel set-up failed: %s" % e)
+            results["vhost_kernel"]["error"] = str(e)
+        finally:
+            if veth:
+                veth.delete()
+        vk = results["vhost_kernel"]
+        for d in ("vhost_to_kernel", "kernel_to_vhost"):
+            o = vk.get("ours", {}).get(d, {}).get("median", {})
+            p = vk.get("dpdk", {}).get(d, {}).get("median", {})
+            table.append(("%s 64B Mpps" % d.replace("_to_", "->"), o.get("mpps"), p.get("mpps"), ratio(o.get("mpps"), p.get("mpps"))))
+            table.append(("%s 64B busy cycles/pkt" % d.replace("_to_", "->"), o.get("cycles_per_packet"),
+                          p.get("cycles_per_packet"), ratio(o.get("cycles_per_packet"), p.get("cycles_per_packet"))))
+
+    if "idle" in ONLY:
+        results["idle"] = {}
+        for busy in (False, True):
+            mode = "busy_poll" if busy else "adaptive"
+            log("idle cost, 16 front-ends, %s" % mode)
+            try:
+                results["idle"][mode] = idle_run(busy)
+            except Exception as e:
+                log("  failed: %s" % e)
+                results["idle"][mode] = {"error": str(e)}
+
+    if "micro" in ONLY:
+        if MICRO and os.path.exists(MICRO):
+            log("microbenchmarks")
+            out = run(["taskset", "-c", str(BE_CPU), MICRO, "--json"], check=False)
+            try:
+                results["micro"] = json.loads(out.stdout.strip().splitlines()[-1])
+            except Exception:
+                results["micro"] = {"error": out.stdout[-2000:]}
+        else:
+            results["micro"] = {"skipped": "microbenchmark binary not built"}
+
+    results["loadavg_at_end"] = os.getloadavg()
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    path = os.path.join(RESULTS_DIR, "latest.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+
+    print()
+    print("vhost-switchd vs DPDK (medians of %d x %.0f s windows; front-end CPU %d, back-end CPU %d; load avg at start %.2f)"
+          % (WINDOWS, WINDOW_SECONDS, FE_CPU, BE_CPU, results["loadavg_at_start"][0]))
+    print("%-40s %12s %12s %10s" % ("measure", "ours", "dpdk", "ours/dpdk"))
+    for name, o, d, r in table:
+        print("%-40s %12s %12s %10s" % (name, fmt(o), fmt(d), fmt(r, 2)))
+    if "vhost_vhost" in results:
+        print("OVS-DPDK: %s" % ovs_status())
+    if "idle" in results:
+        for mode, r in results["idle"].items():
+            if "error" in r:
+                print("idle, 16 front-ends, %-9s: failed: %s" % (mode, r["error"]))
+            else:
+                print("idle, 16 front-ends, %-9s: daemon %s%% CPU (poll thread %s%%), %s sleeps, links up: %s"
+                      % (mode, fmt(r["cpu_percent"], 1), fmt(r["pmd_cpu_percent"], 1), r["sleeps"], r["links_up"]))
+    if "micro" in results:
+        m = results["micro"]
+        if "benchmarks" in m:
+            for b in m["benchmarks"]:
+                print("micro %-45s %8.2f ns/%s (median of %d runs)" % (b["name"], b["median_ns"], b["unit"], b["runs"]))
+        else:
+            print("micro: %s" % (m.get("skipped") or m.get("error")))
+    print("results: %s" % path)
+
+
+def cleanup(*_):
+    for p in CHILDREN:
+        try:
+            stop_process(p, timeout=3)
+        except Exception:
+            pass
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    try:
+        main()
+    finally:
+        cleanup()

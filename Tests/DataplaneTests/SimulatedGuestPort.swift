@@ -1,0 +1,121 @@
+import CVhostShims
+import Synchronization
+import TestSupport
+import VhostUser
+import Virtio
+@testable import Dataplane
+
+/// A guest with one queue pair on memfd memory, driven like a virtio-net driver would:
+/// transmit descriptors and receive buffers are recycled forever, so a test can run
+/// traffic for as long as it likes. Driver side only; the switch is the device.
+final class SimulatedGuestPort: @unchecked Sendable {
+    static let ringSize = 256
+    static let bufferSize = 2048
+    static let headerSize = 12
+    static let features = VirtioNetFeature.version1.mask
+
+    let mac: [UInt8]
+    let fixture: GuestMemoryFixture
+    let receiveRing: GuestDriverRing
+    let transmitRing: GuestDriverRing
+    let receiveQueue: SplitVirtqueue
+    let transmitQueue: SplitVirtqueue
+    private let receiveData: UInt64 = 0x40000
+    private let transmitData: UInt64 = 0x40000 + UInt64(ringSize * bufferSize)
+    private var transmitPosted: UInt16 = 0
+    private var transmitCompleted: UInt16 = 0
+    private var receivePosted: UInt16 = 0
+    private var receiveCompleted: UInt16 = 0
+    /// Frames received so far (driver side).
+    private(set) var received = 0
+    private(set) var receivedFrames: [[UInt8]] = []
+    var keepFrames = false
+
+    init(mac: [UInt8]) throws {
+        self.mac = mac
+        fixture = try GuestMemoryFixture(size: 4 << 20)
+        receiveRing = try GuestDriverRing(fixture: fixture, size: Self.ringSize, ringAddress: 0)
+        transmitRing = try GuestDriverRing(fixture: fixture, size: Self.ringSize, ringAddress: 0x20000)
+        receiveQueue = SplitVirtqueue(layout: try receiveRing.layout(), memory: fixture.memory, negotiatedFeatures: Self.features,
+                                      lastAvailIndex: 0, callDescriptor: -1, statistics: VirtqueueStatistics())
+        transmitQueue = SplitVirtqueue(layout: try transmitRing.layout(), memory: fixture.memory, negotiatedFeatures: Self.features,
+                                       lastAvailIndex: 0, callDescriptor: -1, statistics: VirtqueueStatistics())
+        // Every receive descriptor is one writable buffer; all are posted at once.
+        for i in 0..<Self.ringSize {
+            receiveRing.writeDescriptor(i, address: receiveData + UInt64(i * Self.bufferSize), length: UInt32(Self.bufferSize), flags: GuestDriverRing.write)
+            receiveRing.writeAvailSlot(UInt16(i), head: UInt16(i))
+        }
+        receivePosted = UInt16(Self.ringSize)
+        receiveRing.setAvailIndex(receivePosted)
+    }
+
+    var activeQueues: [ActiveQueue] {
+        [ActiveQueue(vringIndex: 0, queue: receiveQueue, kickDescriptor: -1),
+         ActiveQueue(vringIndex: 1, queue: transmitQueue, kickDescriptor: -1)]
+    }
+
+    /// Posts up to `count` frames to `destination` while transmit descriptors are free.
+    @discardableResult
+    func transmit(to destination: [UInt8], count: Int, length: Int = 64) -> Int {
+        reclaimTransmitted()
+        var sent = 0
+        while sent < count && transmitPosted &- transmitCompleted < UInt16(Self.ringSize) {
+            let slot = Int(transmitPosted) % Self.ringSize
+            let address = transmitData + UInt64(slot * Self.bufferSize)
+            var frame = [UInt8](repeating: 0, count: Self.headerSize) + destination + mac + [0x88, 0xB5]
+            frame += [UInt8](repeating: UInt8(truncatingIfNeeded: slot), count: max(0, length - 14))
+            fixture.write(frame, at: address)
+            transmitRing.writeDescriptor(slot, address: address, length: UInt32(frame.count))
+            transmitRing.writeAvailSlot(transmitPosted, head: UInt16(slot))
+            transmitPosted &+= 1
+            sent += 1
+        }
+        transmitRing.setAvailIndex(transmitPosted)
+        return sent
+    }
+
+    private func reclaimTransmitted() {
+        transmitCompleted = transmitRing.usedIndex
+    }
+
+    /// Takes what the device delivered and gives the buffers back.
+    @discardableResult
+    func collect() -> Int {
+        let used = receiveRing.usedIndex
+        var count = 0
+        while receiveCompleted != used {
+            let entry = fixture.pointer(guestPhysical: receiveRing.usedAddress + 4 + 8 * UInt64(Int(receiveCompleted) % Self.ringSize))
+            let id = Int(entry.load(as: UInt32.self))
+            let length = Int(entry.load(fromByteOffset: 4, as: UInt32.self))
+            if keepFrames {
+                receivedFrames.append(fixture.read(at: receiveData + UInt64(id * Self.bufferSize) + UInt64(Self.headerSize), count: length - Self.headerSize))
+            }
+            receiveRing.writeAvailSlot(receivePosted, head: UInt16(id))
+            receivePosted &+= 1
+            receiveCompleted &+= 1
+            count += 1
+        }
+        receiveRing.setAvailIndex(receivePosted)
+        received += count
+        return count
+    }
+
+    /// Waits until `count` more frames arrived (or the timeout passes); returns how many did.
+    func waitForFrames(_ count: Int, timeout: Double = 2) -> Int {
+        let deadline = MonotonicClockForTests.now() + timeout
+        var got = 0
+        while got < count && MonotonicClockForTests.now() < deadline {
+            got += collect()
+            if got < count { usleep(200) }
+        }
+        return got
+    }
+}
+
+enum MonotonicClockForTests {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
