@@ -9,7 +9,8 @@ Started by Benchmarks/run.sh, which builds everything and exports:
   BENCH_WORKDIR     scratch directory (sockets, configs, logs)
 Tunables (environment):
   BENCH_WINDOWS=5 BENCH_WINDOW_SECONDS=10 BENCH_WARMUP_SECONDS=3 BENCH_IDLE_SECONDS=10
-  BENCH_ONLY=vhost,kernel,idle,micro (comma list; default: all)
+  BENCH_ONLY=vhost,kernel,idle,micro,profile (comma list; default: all but profile)
+  BENCH_PROFILE=1 (add the perf profile to a full run) BENCH_PROFILE_SECONDS=10
   BENCH_SIZES=64,1518  BENCH_FE_CPU=0 BENCH_BE_CPU=1  BENCH_OVS=1 (try OVS-DPDK)
 Nothing here is pass/fail: every figure is printed, and stored in Benchmarks/results/latest.json.
 """
@@ -138,7 +139,7 @@ class Testpmd:
     def fwd_cycles(self):
         """(busy cycles, packets) of the forwarding lcore since `start` (--record-core-cycles)."""
         out = self.cmd("show fwd stats all")
-        m = re.search(r"busy cycles=(\d+) / total \S+ packets=(\d+)", out)
+        m = re.search(r"(?:busy|total) cycles=(\d+) / total \S+ packets=(\d+)", out)
         return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
     def link_up(self, ports):
@@ -413,6 +414,76 @@ def kernel_run(backend, veth, size):
 
 
 # --------------------------------------------------------------------------------------
+# profile of our poll thread while it forwards 64-byte frames vhost <-> vhost
+
+PROFILE_SECONDS = float(os.environ.get("BENCH_PROFILE_SECONDS", "10"))
+RUNTIME_SYMBOLS = ["swift_beginAccess", "swift_endAccess", "swift_retain", "swift_release", "swift_allocObject",
+                   "swift_deallocObject", "malloc", "free", "swift_dynamicCast", "swift_getGenericMetadata",
+                   "swift::runtime::AccessSet::insert"]
+
+
+def profile_run(size=64):
+    if not shutil.which("perf"):
+        return {"skipped": "perf not installed (apt-get install linux-perf)"}
+    daemon = fe = None
+    try:
+        daemon = Daemon("profile", [
+            {"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": 1},
+            {"name": "vm1", "type": "vhost-user", "socket": {"path": "vm1.sock", "mode": "server"}, "queues": 1}])
+        s0, s1 = daemon.socket("vm0.sock"), daemon.socket("vm1.sock")
+        deadline = time.time() + 10
+        while not (os.path.exists(s0) and os.path.exists(s1)) and time.time() < deadline:
+            time.sleep(0.05)
+        fe = frontend_two_ports(s0, s1, size, "fep")
+        fe.cmd("start tx_first 16")
+        time.sleep(WARMUP_SECONDS)
+        tid = pmd_tid(daemon.proc.pid)
+        data = os.path.join(WORK, "perf-pmd.data")
+        # cpu-clock: this VM has no hardware PMU counters; -g: frame-pointer call graphs.
+        rec = run(["perf", "record", "-e", "cpu-clock", "-F", "4999", "-g", "-t", str(tid), "-o", data,
+                   "--", "sleep", str(PROFILE_SECONDS)], check=False)
+        fe.cmd("stop")
+        flat = run(["perf", "report", "-i", data, "--no-children", "--sort", "symbol", "--stdio",
+                    "--percent-limit", "0.3", "-g", "none"], check=False).stdout
+        callers = run(["perf", "report", "-i", data, "--no-children", "--sort", "symbol", "--stdio", "-G",
+                       "-S", ",".join(RUNTIME_SYMBOLS)], check=False).stdout
+        top = []
+        for line in flat.splitlines():
+            m = re.match(r"\s+([\d.]+)%\s+\[(.)\]\s+(\S+)", line)
+            if m:
+                top.append({"percent": float(m.group(1)), "kernel": m.group(2) == "k",
+                            "symbol": demangle(m.group(3))})
+        runtime = {}
+        for entry in top:
+            for name in RUNTIME_SYMBOLS:
+                if entry["symbol"].startswith(name):
+                    runtime[name] = runtime.get(name, 0.0) + entry["percent"]
+        path = os.path.join(RESULTS_DIR, "profile-pmd.txt")
+        with open(path, "w") as f:
+            f.write("# perf record -e cpu-clock -g -t <pmd0> while forwarding %d-byte frames vhost<->vhost (%s s)\n"
+                    % (size, PROFILE_SECONDS))
+            f.write(rec.stdout)
+            f.write("\n# flat profile (self time)\n")
+            for entry in top:
+                f.write("%7.2f%%  %s%s\n" % (entry["percent"], "[k] " if entry["kernel"] else "", entry["symbol"]))
+            f.write("\n# callers of Swift runtime entry points (exclusivity, ARC, allocation, casts)\n")
+            f.write(callers)
+        return {"top": top[:25], "runtime_percent": runtime, "report": path}
+    finally:
+        if fe:
+            fe.quit()
+        if daemon:
+            daemon.stop()
+
+
+def demangle(symbol):
+    if symbol.startswith("$s") and shutil.which("swift-demangle"):
+        out = run(["swift-demangle", "--simplified", "--compact", symbol], check=False).stdout.strip()
+        return out or symbol
+    return symbol
+
+
+# --------------------------------------------------------------------------------------
 # (d) idle cost
 
 def proc_ticks(pid):
@@ -559,6 +630,14 @@ def main():
         else:
             results["micro"] = {"skipped": "microbenchmark binary not built"}
 
+    if "profile" in ONLY or os.environ.get("BENCH_PROFILE") == "1":
+        log("profile of the poll thread (perf, %.0f s)" % PROFILE_SECONDS)
+        try:
+            results["profile"] = profile_run()
+        except Exception as e:
+            log("  failed: %s" % e)
+            results["profile"] = {"error": str(e)}
+
     results["loadavg_at_end"] = os.getloadavg()
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     path = os.path.join(RESULTS_DIR, "latest.json")
@@ -587,6 +666,14 @@ def main():
                 print("micro %-45s %8.2f ns/%s (median of %d runs)" % (b["name"], b["median_ns"], b["unit"], b["runs"]))
         else:
             print("micro: %s" % (m.get("skipped") or m.get("error")))
+    if "profile" in results:
+        p = results["profile"]
+        if "top" in p:
+            print("profile of pmd0 (perf cpu-clock, self %): " + "; ".join("%.1f %s" % (e["percent"], e["symbol"][:60]) for e in p["top"][:8]))
+            print("Swift runtime in the hot path: " + (", ".join("%s %.1f%%" % kv for kv in p["runtime_percent"].items()) or "none above 0.3%"))
+            print("full profile: %s" % p["report"])
+        else:
+            print("profile: %s" % (p.get("skipped") or p.get("error")))
     print("results: %s" % path)
 
 

@@ -16,6 +16,8 @@ import PackageDescription
 // Hostile front-end (no sanitizers):
 //   swift build --package-path Fuzz --scratch-path .build-hostile -c release --product hostile-frontend
 let strictSwift: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+/// Fuzzers and the tool keep their state in top-level globals: Swift 5 mode.
+let toolSwift: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
     name: "vhost-switch-fuzz",
@@ -44,12 +46,12 @@ let package = Package(
             swiftSettings: strictSwift),
 
         // Fuzzing.
-        .target(name: "FuzzSupport"),
-        .executableTarget(name: "FuzzVhostUser", dependencies: ["FuzzSupport", "VhostUser", "Virtio", "VhostSystem", .product(name: "Logging", package: "swift-log")]),
-        .executableTarget(name: "FuzzVirtqueue", dependencies: ["FuzzSupport", "Virtio", "VhostSystem"]),
-        .executableTarget(name: "FuzzJSON", dependencies: ["FuzzSupport", "ManagementPlane", "Dataplane", "VhostUser", "VhostSystem", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "FuzzSupport", swiftSettings: toolSwift),
+        .executableTarget(name: "FuzzVhostUser", dependencies: ["FuzzSupport", "VhostUser", "Virtio", "VhostSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: toolSwift),
+        .executableTarget(name: "FuzzVirtqueue", dependencies: ["FuzzSupport", "Virtio", "VhostSystem"], swiftSettings: toolSwift),
+        .executableTarget(name: "FuzzJSON", dependencies: ["FuzzSupport", "ManagementPlane", "Dataplane", "VhostUser", "VhostSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: toolSwift),
 
         // The hostile front-end (tool; not a fuzzer).
-        .executableTarget(name: "HostileFrontend", dependencies: ["VhostSystem", "VhostUser", "Virtio"]),
+        .executableTarget(name: "HostileFrontend", dependencies: ["VhostSystem", "VhostUser", "Virtio", "CVhostShims"], swiftSettings: toolSwift),
     ]
 )

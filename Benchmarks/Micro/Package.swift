@@ -18,7 +18,9 @@ let package = Package(
     platforms: [.macOS(.v14)],
     targets: [
         .target(name: "CVhostShims"),
-        .target(name: "VhostSystem", dependencies: ["CVhostShims"]),
+        // Files the hot path does not use are left out, so work in progress there (another
+        // engineer's) cannot break the benchmarks.
+        .target(name: "VhostSystem", dependencies: ["CVhostShims"], exclude: ["ProcessSupport.swift", "StreamClient.swift"]),
         .target(name: "Virtio", dependencies: ["VhostSystem", "CVhostShims"]),
         .executableTarget(name: "vhost-switch-micro", dependencies: ["Virtio", "VhostSystem", "CVhostShims"]),
     ]

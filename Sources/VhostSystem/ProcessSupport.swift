@@ -176,8 +176,12 @@ public enum ChildProcess {
 
     private static func makePipe() throws(SystemError) -> (read: FileDescriptor, write: FileDescriptor) {
         var fds: [Int32] = [-1, -1]
-        try systemCall("pipe2") { pipe2(&fds, O_CLOEXEC) }
-        return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
+        // pipe2 is a GNU extension Swift does not see: pipe, then close-on-exec on each end.
+        try systemCall("pipe") { pipe(&fds) }
+        let ends = (read: FileDescriptor(adopting: fds[0]), write: FileDescriptor(adopting: fds[1]))
+        try systemCall("fcntl(FD_CLOEXEC)") { fcntl(fds[0], F_SETFD, FD_CLOEXEC) }
+        try systemCall("fcntl(FD_CLOEXEC)") { fcntl(fds[1], F_SETFD, FD_CLOEXEC) }
+        return ends
     }
 }
 
@@ -192,5 +196,19 @@ extension FileSystem {
     @discardableResult
     public static func removeEmptyDirectory(_ path: String) -> Bool {
         rmdir(path) == 0
+    }
+
+    /// The names in a directory (without "." and ".."), or nil when it cannot be opened.
+    public static func directoryEntries(_ path: String) -> [String]? {
+        guard let directory = opendir(path) else { return nil }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
     }
 }

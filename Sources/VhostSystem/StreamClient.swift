@@ -104,3 +104,16 @@ public enum StreamClient {
         }
     }
 }
+
+extension SystemError {
+    /// ENOENT: no such file (for a unix socket: nobody ever bound it, or it was removed).
+    public var noSuchFile: Bool { errno == ENOENT }
+    /// ECONNREFUSED: nobody listens (a stale unix socket file or a closed TCP port).
+    public var connectionRefused: Bool { errno == ECONNREFUSED }
+    public var timedOut: Bool { errno == ETIMEDOUT }
+
+    /// EINVAL, for refusing an argument before any system call.
+    public static func invalidArgument(_ operation: String) -> SystemError { SystemError(operation, errno: EINVAL) }
+    /// EPROTO, for a peer that answered something unreadable.
+    public static func protocolError(_ operation: String) -> SystemError { SystemError(operation, errno: EPROTO) }
+}

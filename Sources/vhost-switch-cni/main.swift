@@ -1,4 +1,61 @@
-// The CNI plugin: see issue "Kubernetes CNI-style deployment". Placeholder until it lands.
-import Glibc
-print("{\"cniVersion\": \"1.0.0\", \"code\": 4, \"msg\": \"vhost-switch-cni is not implemented yet\"}")
-exit(1)
+// vhost-switch-cni: a CNI plugin (spec 1.0.0, plus GC and STATUS from 1.1.0) that gives a pod
+// a vhost-user interface on vhost-switchd through the daemon's REST API. The runtime runs it
+// with CNI_* in the environment and the network configuration on stdin; the result or a CNI
+// error goes to stdout, and the exit status is 0 only on success.
+import VhostSystem
+
+CurrentProcess.ignoreBrokenPipe()
+
+/// The version errors are reported in: the configuration's when it names a supported one.
+func reportingVersion(_ stdin: [UInt8]) -> String {
+    if let version = (try? JSONValue.parse(stdin))?["cniVersion"]?.stringValue, CNIVersion.supported.contains(version) { return version }
+    return CNIVersion.latest
+}
+
+func fail(_ error: CNIError, stdin: [UInt8]) -> Never {
+    CurrentProcess.writeStandardOutput(error.json(cniVersion: reportingVersion(stdin)).rendered() + "\n")
+    CurrentProcess.writeStandardError("vhost-switch-cni: \(error)\n")
+    CurrentProcess.exit(1)
+}
+
+func readToken(_ path: String?) throws(CNIError) -> String? {
+    guard let path else { return nil }
+    let bytes: [UInt8]?
+    do { bytes = try FileSystem.readFile(path, maxBytes: 4096) } catch {
+        throw CNIError(.ioFailure, "cannot read apiTokenFile \(path)", details: error.description)
+    }
+    guard let bytes else { throw CNIError(.invalidNetworkConfig, "apiTokenFile \(path) does not exist") }
+    let token = String(decoding: bytes, as: UTF8.self).trimmingSpaces()
+    guard !token.isEmpty, !token.contains("\n"), !token.contains("\r") else {
+        throw CNIError(.invalidNetworkConfig, "apiTokenFile \(path) must hold one token on one line")
+    }
+    return token
+}
+
+func run(stdin: [UInt8]) throws(CNIError) {
+    let environment = try CNIEnvironment(environment: CurrentProcess.environment(), entries: CurrentProcess.environmentEntries())
+    if environment.command == .version {
+        let version = reportingVersion(stdin)
+        let answer: JSONObject = ["cniVersion": .string(version), "supportedVersions": .array(CNIVersion.supported.map { .string($0) })]
+        CurrentProcess.writeStandardOutput(JSONValue.object(answer).rendered() + "\n")
+        return
+    }
+    let config = try NetworkConfig(bytes: stdin, command: environment.command)
+    let client = APIClient(endpoint: config.api, token: try readToken(config.apiTokenFile))
+    let plugin = Plugin(environment: environment, config: config, client: client)
+    switch environment.command {
+    case .add: CurrentProcess.writeStandardOutput(try plugin.add().rendered() + "\n")
+    case .del: try plugin.del()
+    case .check: try plugin.check()
+    case .gc: try plugin.gc()
+    case .status: try plugin.status()
+    case .version: break
+    }
+}
+
+let stdin: [UInt8]
+do { stdin = try CurrentProcess.readStandardInput(maxBytes: 1 << 20) } catch {
+    fail(CNIError(.ioFailure, "cannot read the network configuration from stdin", details: error.description), stdin: [])
+}
+do { try run(stdin: stdin) } catch { fail(error, stdin: stdin) }
+CurrentProcess.exit(0)

@@ -64,3 +64,18 @@ public func memfdMappingCount() -> Int {
     }
     return count
 }
+
+/// "fd -> target" for every open fd, for leak reports.
+public func openDescriptorList() -> String {
+    var lines: [String] = []
+    guard let dir = opendir("/proc/self/fd") else { return "?" }
+    defer { closedir(dir) }
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        if name == "." || name == ".." { continue }
+        var target = [CChar](repeating: 0, count: 512)
+        let n = readlink("/proc/self/fd/" + name, &target, 511)
+        lines.append("\(name) -> \(n > 0 ? String(decoding: target.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?")")
+    }
+    return lines.joined(separator: ", ")
+}

@@ -51,7 +51,8 @@ let quietLogger: Logger = {
     return logger
 }()
 let packetStorage = UnsafeMutableRawPointer.allocate(byteCount: 8 * 2048, alignment: 64)
-var baseline: (fds: Int, memfdMaps: Int)? = nil
+var warmedUp = false
+let debugging = getenv("FUZZ_DEBUG") != nil
 
 /// An fd of a kind the input picks: what a hostile front-end might attach.
 func makeDescriptor(_ kind: UInt8, _ input: inout FuzzInput) -> FileDescriptor? {
@@ -66,7 +67,7 @@ func makeDescriptor(_ kind: UInt8, _ input: inout FuzzInput) -> FileDescriptor? 
         return raw >= 0 ? FileDescriptor(adopting: raw) : nil
     case 4:
         var fds: [Int32] = [0, 0]
-        guard pipe2(&fds, O_CLOEXEC) == 0 else { return nil }
+        guard pipe(&fds) == 0 else { return nil }
         close(fds[1])
         return FileDescriptor(adopting: fds[0])
     case 5:
@@ -190,13 +191,15 @@ final class Session {
         let frameLength = 14 + Int(input.u16() % 2100)  // sometimes larger than the capacity
         for queue in delegate.queues {
             if queue.isGuestTransmit {
-                _ = queue.queue.dequeueBurst(into: buffers, maxCount: 8)
+                let n = queue.queue.dequeueBurst(into: buffers, maxCount: 8)
+                if debugging { print("dequeued \(n) from vring \(queue.vringIndex)") }
             } else {
                 for i in 0..<4 {
                     buffers[i].length = min(frameLength + i, 2048 + i)  // > capacity is a drop, not a copy
                     buffers[i].header = VirtioNetHeader()
                 }
-                _ = queue.queue.enqueueBurst(UnsafePointer(buffers), count: 4)
+                let n = queue.queue.enqueueBurst(UnsafePointer(buffers), count: 4)
+                if debugging { print("enqueued \(n) into vring \(queue.vringIndex)") }
             }
         }
     }
@@ -218,11 +221,13 @@ func exactSize(_ request: VhostUserRequest, _ input: inout FuzzInput) -> Int {
 
 @_cdecl("LLVMFuzzerTestOneInput")
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    if baseline == nil {
+    if !warmedUp {
         // Warm up lazily created state (logging, EventFD, socket buffers) once.
         _ = Session()
-        baseline = (FileDescriptor.openCount(), memfdMappingCount())
+        warmedUp = true
     }
+    // Per input, not once: libFuzzer itself opens fds between inputs (the symbolizer's pipes).
+    let baseline = (fds: FileDescriptor.openCount(), memfdMaps: memfdMappingCount())
     guestMapping.base.initializeMemory(as: UInt8.self, repeating: 0, count: guestSize)
     var input = FuzzInput(fuzzBytes(data, size))
     do {
@@ -278,8 +283,8 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     }
     let fds = FileDescriptor.openCount()
     let maps = memfdMappingCount()
-    fuzzInvariant(fds == baseline!.fds, "fd leak: \(fds) open after the input, \(baseline!.fds) before")
-    fuzzInvariant(maps == baseline!.memfdMaps, "memfd mapping leak: \(maps) after the input, \(baseline!.memfdMaps) before")
+    fuzzInvariant(fds == baseline.fds, "fd leak: \(fds) open after the input, \(baseline.fds) before: \(openDescriptorList())")
+    fuzzInvariant(maps == baseline.memfdMaps, "memfd mapping leak: \(maps) after the input, \(baseline.memfdMaps) before")
     return 0
 }
 

@@ -1,0 +1,373 @@
+import Glibc
+import VhostSystem
+import VhostUser
+
+/// What the daemon must do with a case: refuse it (a failed REPLY_ACK, or close the
+/// session) or merely survive it.
+enum Expectation {
+    case refused
+    case survives
+}
+
+struct HostileCase {
+    var name: String
+    var expectation: Expectation
+    /// Runs on a fresh, already handshaken connection (features and protocol features with
+    /// REPLY_ACK negotiated, SET_OWNER sent). Returns true when the daemon behaved: for
+    /// `.refused` cases it refused (ack != 0 or the session was closed); for `.survives`
+    /// cases the set-up worked and the control thread stayed responsive.
+    var run: (Context) -> Bool
+}
+
+/// Shared by the cases: the guest memory a front-end would hand over, and the second
+/// socket used to check that a stalled session does not block the control thread.
+final class Context {
+    let connection: Connection
+    let memory: GuestMemoryFile
+    let socketPath: String
+    let otherSocket: String?
+    var stallMilliseconds: Int32
+
+    init(connection: Connection, socketPath: String, memory: GuestMemoryFile, otherSocket: String?, stallMilliseconds: Int32) {
+        self.connection = connection
+        self.socketPath = socketPath
+        self.memory = memory
+        self.otherSocket = otherSocket
+        self.stallMilliseconds = stallMilliseconds
+    }
+
+    var c: Connection { connection }
+
+    /// A refusal: a non-zero REPLY_ACK, or the session ended.
+    func refused(_ request: VhostUserRequest, _ payload: [UInt8], fds: [FileDescriptor] = []) -> Bool {
+        let ack = c.acked(request, payload, fds: fds)
+        return ack == nil || ack != 0
+    }
+
+    func refusedRaw(_ code: UInt32, _ payload: [UInt8], fds: [FileDescriptor] = [], flags: UInt32 = Connection.version) -> Bool {
+        guard c.send(code, payload, fds: fds, needReply: true, flags: flags) else { return true }
+        let reply = c.readReply()
+        return reply == .closed || reply.u64 != 0
+    }
+
+    func closedBy(_ bytes: [UInt8], fds: [FileDescriptor] = []) -> Bool {
+        guard c.sendRaw(bytes, fds: fds) else { return true }
+        return c.waitForClose()
+    }
+
+    /// SET_MEM_TABLE with the shared memory (1 region); true when accepted.
+    func setMemory() -> Bool {
+        c.acked(.setMemTable, Payload.memoryTable([memory.region]), fds: [memory.duplicate()]) == 0
+    }
+
+    /// NUM, BASE, ADDR, KICK (eventfd), CALL (NOFD) and ENABLE for rings 0 and 1 (size 256).
+    func setUpRings(kicks: [EventFD]) -> Bool {
+        for ring in 0..<2 {
+            let i = UInt32(ring)
+            let a = memory.ringAddresses(ring)
+            guard c.acked(.setVringNum, Payload.state(i, 256)) == 0,
+                  c.acked(.setVringBase, Payload.state(i, 0)) == 0,
+                  c.acked(.setVringAddr, Payload.address(i, descriptor: a.descriptor, used: a.used, avail: a.avail)) == 0,
+                  c.acked(.setVringKick, Payload.u64(UInt64(i)), fds: [try! FileDescriptor.duplicate(kicks[ring].rawValue)]) == 0,
+                  c.acked(.setVringCall, Payload.u64(UInt64(i) | 1 << 8)) == 0,
+                  c.acked(.setVringEnable, Payload.state(i, 1)) == 0 else { return false }
+        }
+        return true
+    }
+
+    /// Memory and both rings: the device is ready and its rings are polled.
+    func ready(_ kicks: [EventFD]) -> Bool { setMemory() && setUpRings(kicks: kicks) }
+
+    /// Lets the daemon's poll thread look at what was posted.
+    func settle(_ kicks: [EventFD]) {
+        for kick in kicks { kick.signal() }
+        usleep(2000)
+    }
+}
+
+func eventFDs(_ count: Int) -> [FileDescriptor] { (0..<count).map { _ in try! EventFD().descriptor } }
+
+func devNull() -> FileDescriptor { FileDescriptor(adopting: open("/dev/null", O_RDWR | O_CLOEXEC)) }
+
+/// Every case of UNTRUSTED-INPUT.md "vhost-user messages", plus ring cases (a session that
+/// sets up rings and then posts garbage descriptors).
+func allCases() -> [HostileCase] {
+    var cases: [HostileCase] = []
+    func add(_ name: String, _ expectation: Expectation = .refused, _ run: @escaping (Context) -> Bool) {
+        cases.append(HostileCase(name: name, expectation: expectation, run: run))
+    }
+    let getFeatures = VhostUserRequest.getFeatures.rawValue
+
+    // --- Framing
+    add("short-header") { $0.c.sendRaw([1, 0, 0, 0, 1]); $0.c.close(); return true }
+    add("size-above-max-payload") { $0.closedBy(Connection.header(getFeatures, size: 0x10000)) }
+    add("size-huge") { $0.closedBy(Connection.header(getFeatures, size: 0xffff_ffff)) }
+    add("size-not-fixed-size") { $0.refused(.setFeatures, [0, 0, 0, 0]) }
+    add("size-too-big-for-request") { $0.refused(.setVringNum, [UInt8](repeating: 0, count: 16)) }
+    add("version-0") { $0.closedBy(Connection.header(getFeatures, flags: 0, size: 0)) }
+    add("version-2") { $0.closedBy(Connection.header(getFeatures, flags: 2, size: 0)) }
+    add("reply-bit-on-request") { $0.closedBy(Connection.header(getFeatures, flags: 1 | 4, size: 0)) }
+    add("request-code-0") { $0.refusedRaw(0, []) }
+    add("request-code-unknown") { $0.refusedRaw(1000, []) }
+    add("request-code-above-highest") { $0.refusedRaw(UInt32(VhostUserRequest.allCases.map(\.rawValue).max()! + 1), []) }
+    add("request-code-max") { $0.refusedRaw(0xffff_ffff, Payload.u64(0)) }
+
+    // --- File descriptors
+    add("fds-on-request-taking-none") { $0.refused(.setOwner, [], fds: eventFDs(3)) }
+    add("fds-on-get-request") { $0.refusedRaw(getFeatures, [], fds: eventFDs(2)) }
+    add("more-than-8-fds") { ctx in
+        ctx.refused(.setMemTable, Payload.memoryTable(Array(repeating: ctx.memory.region, count: 8)), fds: eventFDs(12))
+    }
+    add("missing-fd-kick") { ctx in
+        ctx.setMemory() && ctx.c.acked(.setVringNum, Payload.state(0, 256)) == 0 ? ctx.refused(.setVringKick, Payload.u64(0)) : true
+    }
+    add("missing-fd-mem-table") { ctx in ctx.refused(.setMemTable, Payload.memoryTable([ctx.memory.region])) }
+    add("nofd-with-fd") { $0.refused(.setVringCall, Payload.u64(1 << 8), fds: eventFDs(1)) }
+    add("mem-table-fd-count-mismatch") { ctx in
+        ctx.refused(.setMemTable, Payload.memoryTable([ctx.memory.region]), fds: [ctx.memory.duplicate(), ctx.memory.duplicate()])
+    }
+    add("mem-table-declared-count-mismatch") { ctx in
+        ctx.refused(.setMemTable, Payload.memoryTable([ctx.memory.region], declared: 3), fds: [ctx.memory.duplicate()])
+    }
+
+    // --- Vring index out of range (the device has 1 queue pair unless configured otherwise)
+    let huge: UInt32 = 255
+    add("index-num") { $0.refused(.setVringNum, Payload.state(huge, 256)) }
+    add("index-addr") { $0.refused(.setVringAddr, Payload.address(huge, descriptor: 0, used: 0, avail: 0)) }
+    add("index-base") { $0.refused(.setVringBase, Payload.state(0xffff_ffff, 0)) }
+    add("index-get-base") { $0.refused(.getVringBase, Payload.state(huge, 0)) }
+    add("index-kick") { $0.refused(.setVringKick, Payload.u64(UInt64(huge) | 1 << 8)) }
+    add("index-call") { $0.refused(.setVringCall, Payload.u64(UInt64(huge)), fds: eventFDs(1)) }
+    add("index-err") { $0.refused(.setVringErr, Payload.u64(UInt64(huge)), fds: eventFDs(1)) }
+    add("index-enable") { $0.refused(.setVringEnable, Payload.state(huge, 1)) }
+    add("index-upper-bits-junk") { $0.refused(.setVringKick, Payload.u64(0xdead_0000_0000_0000 | 1 << 8)) }
+
+    // --- SET_VRING_NUM
+    add("num-0") { $0.refused(.setVringNum, Payload.state(0, 0)) }
+    add("num-not-power-of-two") { $0.refused(.setVringNum, Payload.state(0, 255)) }
+    add("num-above-32768") { $0.refused(.setVringNum, Payload.state(0, 65536)) }
+    add("num-repeated", .survives) { ctx in
+        for size in [256, 512, 1024, 256] as [UInt32] { _ = ctx.c.acked(.setVringNum, Payload.state(0, size)) }
+        return true
+    }
+
+    // --- SET_MEM_TABLE
+    add("mem-more-than-8-regions") { ctx in
+        var regions: [Payload.Region] = []
+        for i in 0..<9 { regions.append(Payload.Region(gpa: UInt64(i) << 20, size: 4096, uva: UInt64(i) << 20, offset: 0)) }
+        return ctx.refused(.setMemTable, Payload.memoryTable(regions), fds: (0..<8).map { _ in ctx.memory.duplicate() })
+    }
+    func region(_ ctx: Context, _ change: (inout Payload.Region) -> Void) -> [UInt8] {
+        var r = ctx.memory.region
+        change(&r)
+        return Payload.memoryTable([r])
+    }
+    add("mem-size-0") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.size = 0 }, fds: [ctx.memory.duplicate()]) }
+    add("mem-gpa-wraps") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.gpa = ~UInt64(0) - 4095 }, fds: [ctx.memory.duplicate()]) }
+    add("mem-uva-wraps") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.uva = ~UInt64(0) - 4095 }, fds: [ctx.memory.duplicate()]) }
+    add("mem-offset-wraps") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.offset = ~UInt64(0) - 4095 }, fds: [ctx.memory.duplicate()]) }
+    add("mem-overlapping-regions") { ctx in
+        let r = ctx.memory.region
+        let half = Payload.Region(gpa: r.gpa + r.size / 2, size: r.size / 2, uva: r.uva + r.size, offset: 0)
+        return ctx.refused(.setMemTable, Payload.memoryTable([r, half]), fds: [ctx.memory.duplicate(), ctx.memory.duplicate()])
+    }
+    add("mem-unmappable-fd-eventfd") { ctx in ctx.refused(.setMemTable, Payload.memoryTable([ctx.memory.region]), fds: eventFDs(1)) }
+    add("mem-unmappable-fd-devnull") { ctx in ctx.refused(.setMemTable, Payload.memoryTable([ctx.memory.region]), fds: [devNull()]) }
+    add("mem-file-shorter-than-region") { ctx in
+        ctx.refused(.setMemTable, region(ctx) { $0.size = ctx.memory.region.size * 4 }, fds: [ctx.memory.duplicate()])
+    }
+    add("mem-offset-past-end") { ctx in
+        ctx.refused(.setMemTable, region(ctx) { $0.offset = ctx.memory.region.size - 4096 }, fds: [ctx.memory.duplicate()])
+    }
+
+    // --- SET_VRING_ADDR
+    func addressCase(_ ctx: Context, descriptor: UInt64, avail: UInt64, used: UInt64) -> Bool {
+        guard ctx.setMemory(), ctx.c.acked(.setVringNum, Payload.state(0, 256)) == 0 else { return true }
+        return ctx.refused(.setVringAddr, Payload.address(0, descriptor: descriptor, used: used, avail: avail))
+    }
+    add("addr-outside-every-region") { ctx in
+        addressCase(ctx, descriptor: 0x1000_0000_0000, avail: 0x1000_0000_1000, used: 0x1000_0000_2000)
+    }
+    add("addr-partly-mapped") { ctx in
+        let end = ctx.memory.region.uva + ctx.memory.region.size
+        return addressCase(ctx, descriptor: end - 0x800, avail: ctx.memory.region.uva + 0x1000, used: ctx.memory.region.uva + 0x2000)
+    }
+    add("addr-across-two-regions") { ctx in
+        // Two adjacent regions from two fds; the descriptor table straddles the boundary.
+        let m = ctx.memory
+        let half = m.region.size / 2
+        let a = Payload.Region(gpa: 0, size: half, uva: m.region.uva, offset: 0)
+        let b = Payload.Region(gpa: half, size: half, uva: m.region.uva + half, offset: half)
+        guard ctx.c.acked(.setMemTable, Payload.memoryTable([a, b]), fds: [m.duplicate(), m.duplicate()]) == 0,
+              ctx.c.acked(.setVringNum, Payload.state(0, 256)) == 0 else { return true }
+        return ctx.refused(.setVringAddr, Payload.address(0, descriptor: m.region.uva + half - 0x800, used: m.region.uva + 0x2000, avail: m.region.uva + 0x1000))
+    }
+    add("addr-misaligned") { ctx in
+        let u = ctx.memory.region.uva
+        return addressCase(ctx, descriptor: u + 8, avail: u + 0x1001, used: u + 0x2002)
+    }
+    add("addr-undefined-flags") { ctx in
+        guard ctx.setMemory(), ctx.c.acked(.setVringNum, Payload.state(0, 256)) == 0 else { return true }
+        let a = ctx.memory.ringAddresses(0)
+        return ctx.refused(.setVringAddr, Payload.address(0, flags: 0xfffe, descriptor: a.descriptor, used: a.used, avail: a.avail))
+    }
+
+    // --- SET_LOG_BASE
+    add("log-offset-overflows") { ctx in
+        ctx.setMemory() ? ctx.refused(.setLogBase, Payload.logBase(size: 4096, offset: ~UInt64(0) - 100), fds: [ctx.memory.duplicate()]) : true
+    }
+    add("log-too-small") { ctx in
+        ctx.setMemory() ? ctx.refused(.setLogBase, Payload.logBase(size: 1, offset: 0), fds: [ctx.memory.duplicate()]) : true
+    }
+    add("log-wrong-payload-size") { ctx in ctx.refused(.setLogBase, Payload.u64(4096), fds: [ctx.memory.duplicate()]) }
+    add("log-file-too-short") { ctx in
+        ctx.setMemory() ? ctx.refused(.setLogBase, Payload.logBase(size: 1 << 20, offset: 1 << 30), fds: [ctx.memory.duplicate()]) : true
+    }
+
+    // --- Features, status, MTU
+    add("features-not-offered") { $0.refused(.setFeatures, Payload.u64(1 << 63 | 1 << 0)) }
+    add("features-change-while-running") { ctx in
+        let kicks = [try! EventFD(), try! EventFD()]
+        guard ctx.ready(kicks) else { return true }
+        return ctx.refused(.setFeatures, Payload.u64(1 << 32))  // VERSION_1 only: drops MRG_RXBUF etc.
+    }
+    add("status-above-0xff") { $0.refused(.setStatus, Payload.u64(0x100)) }
+    add("mtu-too-small") { $0.refused(.netSetMtu, Payload.u64(67)) }
+    add("mtu-too-large") { $0.refused(.netSetMtu, Payload.u64(65536)) }
+    add("protocol-features-not-offered") { $0.refused(.setProtocolFeatures, Payload.u64(1 << 62)) }
+
+    // --- Out of order
+    add("addr-before-mem-table") { ctx in
+        let a = ctx.memory.ringAddresses(0)
+        _ = ctx.c.acked(.setVringNum, Payload.state(0, 256))
+        return ctx.refused(.setVringAddr, Payload.address(0, descriptor: a.descriptor, used: a.used, avail: a.avail))
+    }
+    add("kick-before-addr") { ctx in
+        guard ctx.setMemory() else { return true }
+        _ = ctx.c.acked(.setVringNum, Payload.state(0, 256))
+        return ctx.refused(.setVringKick, Payload.u64(0), fds: eventFDs(1))
+    }
+    add("mem-table-replaced-in-flight", .survives) { ctx in
+        let kicks = [try! EventFD(), try! EventFD()]
+        guard ctx.ready(kicks) else { return false }
+        ctx.memory.postTransmit(count: 32)
+        for kick in kicks { kick.signal() }
+        _ = ctx.setMemory()  // the same memory again, new mapping
+        ctx.memory.postTransmit(count: 32)
+        ctx.settle(kicks)
+        return true
+    }
+    add("refused-ring-not-used", .survives) { ctx in
+        // A ring whose address was refused must not be polled: kick it anyway.
+        let kicks = [try! EventFD(), try! EventFD()]
+        guard ctx.ready(kicks) else { return false }
+        _ = ctx.c.acked(.setVringAddr, Payload.address(1, descriptor: 0x1000_0000_0000, used: 0x1000_0000_2000, avail: 0x1000_0000_1000))
+        ctx.memory.postTransmit(count: 8)
+        ctx.settle(kicks)
+        return true
+    }
+
+    // --- Misbehaving streams
+    add("disconnect-mid-message") { ctx in
+        ctx.c.sendRaw(Connection.header(VhostUserRequest.setVringNum.rawValue, size: 8) + [0, 0, 0])
+        ctx.c.close()
+        return true
+    }
+    add("header-without-payload-stalls", .survives) { ctx in
+        ctx.c.sendRaw(Connection.header(VhostUserRequest.setVringNum.rawValue, size: 8))
+        return ctx.otherSocketAnswers()
+    }
+    add("half-header-stalls", .survives) { ctx in
+        ctx.c.sendRaw([2, 0, 0, 0, 1, 0])
+        return ctx.otherSocketAnswers()
+    }
+    add("idle-connections", .survives) { ctx in
+        // The session plus 32 more connections that are turned away or sit idle.
+        var idle: [Connection] = []
+        for _ in 0..<32 { if let extra = try? Connection(path: ctx.socketPath) { idle.append(extra) } }
+        let answered = ctx.otherSocketAnswers()
+        for extra in idle { extra.close() }
+        return answered
+    }
+    add("never-reads-replies") { ctx in
+        // Thousands of GET_FEATURES without reading a reply: the daemon must drop the session.
+        let request = Connection.header(getFeatures, size: 0)
+        var burst: [UInt8] = []
+        for _ in 0..<256 { burst += request }
+        for _ in 0..<64 { if !ctx.c.sendRaw(burst, timeoutMilliseconds: 50) { break } }
+        var pfd = pollfd(fd: ctx.c.socket.rawValue, events: Int16(0x2000 /* POLLRDHUP */), revents: 0)
+        _ = poll(&pfd, 1, 1000)
+        return pfd.revents & Int16(0x2000 | POLLHUP) != 0
+    }
+
+    // --- Ring cases: a ready device, then garbage in the rings
+    func ringCase(_ name: String, _ post: @escaping (GuestMemoryFile) -> Void) {
+        add("ring-" + name, .survives) { ctx in
+            let kicks = [try! EventFD(), try! EventFD()]
+            guard ctx.ready(kicks) else { return false }
+            post(ctx.memory)
+            ctx.settle(kicks)
+            return true
+        }
+    }
+    ringCase("avail-idx-runaway") { $0.setAvailIndex(1, 0x8000); $0.setAvailIndex(0, 0x7777) }
+    ringCase("head-out-of-range") { m in m.postHeads(1, [300, 0xffff, 256]) }
+    ringCase("next-out-of-range") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 64, flags: 1, next: 4000); m.postHeads(1, [0]) }
+    ringCase("loop") { m in
+        m.writeDescriptor(1, 0, address: 0x10000, length: 64, flags: 1, next: 1)
+        m.writeDescriptor(1, 1, address: 0x10100, length: 64, flags: 1, next: 0)
+        m.postHeads(1, [0])
+    }
+    ringCase("length-0xffffffff") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 0xffff_ffff, flags: 0, next: 0); m.postHeads(1, [0]) }
+    ringCase("length-0") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 0, flags: 0, next: 0); m.postHeads(1, [0]) }
+    ringCase("address-unmapped") { m in m.writeDescriptor(1, 0, address: 0xdead_0000_0000, length: 64, flags: 0, next: 0); m.postHeads(1, [0]) }
+    ringCase("write-only-in-tx") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 100, flags: 2, next: 0); m.postHeads(1, [0]) }
+    ringCase("read-only-in-rx") { m in
+        m.writeDescriptor(0, 0, address: 0x20000, length: 2048, flags: 0, next: 0)
+        m.postHeads(0, [0])
+        m.postTransmit(count: 4)  // gives the switch something to deliver back
+    }
+    ringCase("shorter-than-header") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 6, flags: 0, next: 0); m.postHeads(1, [0]) }
+    ringCase("frame-under-14") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 12 + 8, flags: 0, next: 0); m.postHeads(1, [0]) }
+    ringCase("indirect-bad-length") { m in m.writeDescriptor(1, 0, address: 0x30000, length: 17, flags: 4, next: 0); m.postHeads(1, [0]) }
+    ringCase("indirect-nested") { m in
+        m.writeDescriptor(1, 0, address: 0x30000, length: 32, flags: 4, next: 0)
+        m.writeGuest(0x30000, descriptorBytes(address: 0x10000, length: 12, flags: 1, next: 1) + descriptorBytes(address: 0x30000, length: 32, flags: 4, next: 0))
+        m.postHeads(1, [0])
+    }
+    ringCase("indirect-with-next") { m in m.writeDescriptor(1, 0, address: 0x30000, length: 32, flags: 5, next: 1); m.postHeads(1, [0]) }
+    ringCase("indirect-too-many-entries") { m in m.writeDescriptor(1, 0, address: 0x30000, length: 16 * 1024, flags: 4, next: 0); m.postHeads(1, [0]) }
+    ringCase("same-head-twice") { m in
+        m.writeDescriptor(1, 0, address: 0x10000, length: 12 + 60, flags: 0, next: 0)
+        m.postHeads(1, [0, 0, 0, 0])
+    }
+    ringCase("bad-gso-header") { m in
+        m.writeGuest(0x10000, [0x01, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0] + [UInt8](repeating: 0xab, count: 60))
+        m.writeDescriptor(1, 0, address: 0x10000, length: 72, flags: 0, next: 0)
+        m.postHeads(1, [0])
+    }
+    ringCase("frame-above-mtu") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 0x10000, flags: 0, next: 0); m.postHeads(1, [0]) }
+    return cases
+}
+
+extension Context {
+    /// While this session stalls, a connection to another hostile socket must still get its
+    /// GET_FEATURES answered (the control thread is not blocked). True when it is answered.
+    func otherSocketAnswers() -> Bool {
+        usleep(UInt32(stallMilliseconds) * 1000)
+        guard let path = otherSocket else { return true }  // nothing to compare with
+        var attempts = 0
+        while attempts < 50 {
+            attempts += 1
+            guard let other = try? Connection(path: path) else { usleep(1000); continue }
+            defer { other.close() }
+            other.send(.getFeatures)
+            switch other.readReply(timeoutMilliseconds: 1000) {
+            case .message: return true     // answered: not blocked
+            case .timedOut: return false   // blocked
+            case .closed: usleep(1000)     // its previous session is still being torn down
+            }
+        }
+        return false
+    }
+}

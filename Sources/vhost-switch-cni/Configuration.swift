@@ -1,0 +1,252 @@
+/// CNI versions this plugin reads and writes. GC and STATUS exist from 1.1.0, CHECK from 0.4.0.
+enum CNIVersion {
+    static let supported = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+    static let latest = "1.1.0"
+
+    /// Compares dotted versions numerically ("0.4.0" < "1.0.0").
+    static func atLeast(_ version: String, _ minimum: String) -> Bool {
+        let a = version.split(separator: ".").map { Int($0) ?? 0 }
+        let b = minimum.split(separator: ".").map { Int($0) ?? 0 }
+        for i in 0..<max(a.count, b.count) {
+            let x = i < a.count ? a[i] : 0
+            let y = i < b.count ? b[i] : 0
+            if x != y { return x > y }
+        }
+        return true
+    }
+}
+
+/// The CNI_* environment variables (spec 1.0.0, "Parameters").
+struct CNIEnvironment {
+    enum Command: String { case add = "ADD", del = "DEL", check = "CHECK", version = "VERSION", gc = "GC", status = "STATUS" }
+
+    var command: Command
+    var containerID: String
+    var netns: String
+    var ifname: String
+    /// CNI_ARGS as KEY=VALUE pairs separated by ';' (K8S_POD_NAMESPACE, K8S_POD_NAME, MAC, ...).
+    var args: [String: String]
+    var path: [String]
+    /// The whole environment, passed on unchanged to the IPAM plugin.
+    var entries: [String]
+
+    init(environment: [String: String], entries: [String]) throws(CNIError) {
+        guard let raw = environment["CNI_COMMAND"], !raw.isEmpty else {
+            throw CNIError(.invalidEnvironment, "CNI_COMMAND is not set", details: "expected one of ADD, DEL, CHECK, VERSION, GC, STATUS")
+        }
+        guard let command = Command(rawValue: raw) else {
+            throw CNIError(.invalidEnvironment, "unknown CNI_COMMAND \(raw)", details: "expected one of ADD, DEL, CHECK, VERSION, GC, STATUS")
+        }
+        self.command = command
+        containerID = environment["CNI_CONTAINERID"] ?? ""
+        netns = environment["CNI_NETNS"] ?? ""
+        ifname = environment["CNI_IFNAME"] ?? ""
+        path = (environment["CNI_PATH"] ?? "").split(separator: ":").map(String.init).filter { !$0.isEmpty }
+        self.entries = entries
+        args = [:]
+        for pair in (environment["CNI_ARGS"] ?? "").split(separator: ";") {
+            guard let equals = pair.firstIndex(of: "=") else {
+                throw CNIError(.invalidEnvironment, "CNI_ARGS must be KEY=VALUE pairs separated by ';'", details: "\"\(pair)\" has no '='")
+            }
+            args[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+        }
+
+        switch command {
+        case .add, .check, .del:
+            guard !containerID.isEmpty else { throw CNIError(.invalidEnvironment, "CNI_CONTAINERID is not set") }
+            guard containerID.utf8.allSatisfy(Naming.isNameByte) else {
+                throw CNIError(.invalidEnvironment, "CNI_CONTAINERID may contain only letters, digits, '_', '.' and '-'", details: containerID)
+            }
+            guard !ifname.isEmpty else { throw CNIError(.invalidEnvironment, "CNI_IFNAME is not set") }
+            if let problem = Naming.ifnameProblem(ifname) { throw CNIError(.invalidEnvironment, "CNI_IFNAME \(ifname) is invalid", details: problem) }
+            if command != .del && netns.isEmpty { throw CNIError(.invalidEnvironment, "CNI_NETNS is not set") }
+        case .version, .gc, .status:
+            break
+        }
+    }
+}
+
+/// The network configuration from stdin, with this plugin's keys (README, "CNI plugin").
+struct NetworkConfig {
+    enum Mode: String { case server, client }
+
+    var raw: [UInt8]
+    var json: JSONObject
+    var cniVersion: String
+    var name: String
+    var api: APIEndpoint
+    var apiTokenFile: String?
+    var socketDir: String
+    var dataDir: String
+    var mode: Mode
+    var owner: String?
+    var group: String?
+    var permissions: UInt32?
+    /// A MAC, "auto" for one derived from the container id and interface, or nil for none.
+    var mac: String?
+    var mtu: Int?
+    var queues: Int?
+    var features: JSONObject?
+    var ipamType: String?
+    var prevResult: JSONObject?
+
+    static let defaultAPI = "unix:///run/vhost-switch/api.sock"
+
+    init(bytes: [UInt8], command: CNIEnvironment.Command) throws(CNIError) {
+        raw = bytes
+        let parsed: JSONValue
+        do { parsed = try JSONValue.parse(bytes) } catch {
+            throw CNIError(.decodingFailure, "cannot decode the network configuration", details: error.description)
+        }
+        guard let object = parsed.objectValue else { throw CNIError(.decodingFailure, "the network configuration must be a JSON object") }
+        json = object
+
+        guard let version = object["cniVersion"]?.stringValue, !version.isEmpty else {
+            throw CNIError(.invalidNetworkConfig, "cniVersion is required")
+        }
+        guard CNIVersion.supported.contains(version) else {
+            throw CNIError(.incompatibleVersion, "CNI version \(version) is not supported",
+                           details: "supported: \(CNIVersion.supported.joined(separator: ", "))")
+        }
+        cniVersion = version
+        name = object["name"]?.stringValue ?? ""
+
+        func string(_ key: String) throws(CNIError) -> String? {
+            guard let value = object[key], !value.isNull else { return nil }
+            guard let text = value.stringValue else { throw CNIError(.invalidNetworkConfig, "\(key) must be a string") }
+            return text
+        }
+        /// A user or group: a name or a numeric id, as a string or a number.
+        func principal(_ key: String) throws(CNIError) -> String? {
+            guard let value = object[key], !value.isNull else { return nil }
+            if let id = value.intValue, id >= 0 { return String(id) }
+            guard let text = value.stringValue, !text.isEmpty, text.utf8.count <= 32,
+                  text.utf8.allSatisfy({ Naming.isNameByte($0) }) else {
+                throw CNIError(.invalidNetworkConfig, "\(key) must be a user or group name or a numeric id")
+            }
+            return text
+        }
+        func integer(_ key: String, _ range: ClosedRange<Int>) throws(CNIError) -> Int? {
+            guard let value = object[key], !value.isNull else { return nil }
+            guard let number = value.intValue, range.contains(number) else {
+                throw CNIError(.invalidNetworkConfig, "\(key) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return number
+        }
+
+        let apiText = try string("api") ?? Self.defaultAPI
+        do { api = try APIEndpoint(parsing: apiText) } catch { throw CNIError(.invalidNetworkConfig, "api \(apiText) is invalid", details: error.description) }
+        apiTokenFile = try string("apiTokenFile")
+        socketDir = try string("socketDir") ?? "pods"
+        if let problem = Naming.socketDirProblem(socketDir) { throw CNIError(.invalidNetworkConfig, "socketDir \(socketDir) is invalid", details: problem) }
+        dataDir = try string("dataDir") ?? "/var/lib/cni/vhost-switch"
+        guard dataDir.hasPrefix("/") else { throw CNIError(.invalidNetworkConfig, "dataDir must be an absolute path") }
+        let modeText = try string("mode") ?? "server"
+        guard let mode = Mode(rawValue: modeText) else { throw CNIError(.invalidNetworkConfig, "mode must be \"server\" or \"client\", not \"\(modeText)\"") }
+        self.mode = mode
+        owner = try principal("owner")
+        group = try principal("group")
+        if let value = object["permissions"], !value.isNull {
+            guard let text = value.stringValue,
+                  let parsed = UInt32(text.hasPrefix("0o") ? String(text.dropFirst(2)) : text, radix: 8), parsed <= 0o777 else {
+                throw CNIError(.invalidNetworkConfig, "permissions must be an octal string such as \"0660\"")
+            }
+            permissions = parsed
+        }
+        mac = try string("mac")
+        if let text = mac, text != "auto", !Naming.isMAC(text) {
+            throw CNIError(.invalidNetworkConfig, "mac must look like 02:00:00:00:00:01 (or be \"auto\")", details: text)
+        }
+        mac = mac.map { $0.lowercased() }
+        mtu = try integer("mtu", 68...65535)
+        queues = try integer("queues", 1...8)
+        if let value = object["features"], !value.isNull {
+            guard let members = value.objectValue else { throw CNIError(.invalidNetworkConfig, "features must be an object such as {\"disable\": [\"mrg_rxbuf\"]}") }
+            for key in members.keys {
+                switch key {
+                case "enable", "disable":
+                    guard let items = members[key]?.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else {
+                        throw CNIError(.invalidNetworkConfig, "features.\(key) must be a list of feature names")
+                    }
+                case "mask":
+                    guard members[key]?.stringValue != nil else { throw CNIError(.invalidNetworkConfig, "features.mask must be a hex string") }
+                default:
+                    throw CNIError(.invalidNetworkConfig, "unknown field features.\(key)", details: "features takes enable, disable and mask")
+                }
+            }
+            features = members
+        }
+        if let value = object["ipam"], !value.isNull {
+            guard let ipam = value.objectValue else { throw CNIError(.invalidNetworkConfig, "ipam must be an object") }
+            if let type = ipam["type"]?.stringValue, !type.isEmpty {
+                guard !type.contains("/"), type != ".", type != ".." else { throw CNIError(.invalidNetworkConfig, "ipam.type must be a plugin name, not a path") }
+                ipamType = type
+            } else if !ipam.keys.isEmpty {
+                throw CNIError(.invalidNetworkConfig, "ipam.type is required when ipam is configured")
+            }
+        }
+        prevResult = object["prevResult"]?.objectValue
+
+        // runtimeConfig.mac (the "mac" capability, e.g. from Multus) overrides the static MAC.
+        if let runtimeMAC = object["runtimeConfig"]?["mac"]?.stringValue {
+            guard Naming.isMAC(runtimeMAC) else { throw CNIError(.invalidNetworkConfig, "runtimeConfig.mac must look like 02:00:00:00:00:01") }
+            mac = runtimeMAC.lowercased()
+        }
+
+        if command == .add || command == .check || command == .gc {
+            guard !name.isEmpty else { throw CNIError(.invalidNetworkConfig, "name is required") }
+            guard Naming.isNetworkName(name) else {
+                throw CNIError(.invalidNetworkConfig, "name must start with a letter or digit and contain only letters, digits, '_', '.' and '-'", details: name)
+            }
+        }
+    }
+}
+
+/// Where the daemon's API is: its unix socket or a TCP address.
+enum APIEndpoint: CustomStringConvertible {
+    case unix(path: String)
+    case tcp(host: String, port: UInt16, isIPv6: Bool)
+
+    struct ParseError: Error, CustomStringConvertible { var description: String }
+
+    init(parsing text: String) throws(ParseError) {
+        if text.hasPrefix("unix://") {
+            let path = String(text.dropFirst("unix://".count))
+            guard path.hasPrefix("/"), path.utf8.count <= 107 else { throw ParseError(description: "use unix:///absolute/path/to/api.sock (at most 107 bytes)") }
+            self = .unix(path: path)
+            return
+        }
+        guard text.hasPrefix("http://") else { throw ParseError(description: "use unix:///path/to/api.sock or http://HOST:PORT") }
+        var rest = Substring(text.dropFirst("http://".count))
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        guard !rest.contains("/") else { throw ParseError(description: "the API URL takes no path: http://HOST:PORT") }
+        var host: Substring
+        let portText: Substring
+        var isIPv6 = false
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]"), rest[rest.index(after: close)...].hasPrefix(":") else {
+                throw ParseError(description: "an IPv6 address needs brackets and a port: http://[::1]:9870")
+            }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            portText = rest[rest.index(close, offsetBy: 2)...]
+            isIPv6 = true
+        } else {
+            guard let colon = rest.lastIndex(of: ":") else { throw ParseError(description: "a port is required: http://127.0.0.1:9870") }
+            host = rest[..<colon]
+            portText = rest[rest.index(after: colon)...]
+        }
+        if host == "localhost" { host = "127.0.0.1" }
+        guard let port = UInt16(portText), port > 0 else { throw ParseError(description: "invalid port \(portText)") }
+        let isLiteral = isIPv6 ? host.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) && !host.isEmpty
+                               : host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy({ UInt8($0) != nil })
+        guard isLiteral else { throw ParseError(description: "the host must be an IP address or localhost, not \(host)") }
+        self = .tcp(host: String(host), port: port, isIPv6: isIPv6)
+    }
+
+    var description: String {
+        switch self {
+        case .unix(let path): return "unix://" + path
+        case .tcp(let host, let port, let isIPv6): return isIPv6 ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
+        }
+    }
+}

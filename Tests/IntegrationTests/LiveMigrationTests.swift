@@ -1,0 +1,264 @@
+// Live migration end to end: a Linux guest in QEMU (TCG) on vhost-user port "a" of the real
+// daemon is migrated over tcp:127.0.0.1 to a second QEMU on port "b" of the same switch while
+// a network namespace (behind an af-packet port) pings it every 0.1 s. The switch logs dirty
+// pages for the source QEMU, stops the rings on GET_VRING_BASE, and the destination's
+// SEND_RARP (or the guest's own announcement with GUEST_ANNOUNCE) moves the MAC to port b.
+//
+// The namespace pings the guest (not the other way round) so that the replies only come back
+// once the switch sends the requests to port b: a missing RARP shows as lost pings.
+import Foundation
+import TestSupport
+import XCTest
+
+final class LiveMigrationTests: XCTestCase {
+    /// GUEST_ANNOUNCE masked on both ports: QEMU sends SEND_RARP to the destination back-end
+    /// and the switch must announce the guest (migration.rarp_sent). The acceptance test:
+    /// downtime-limit 50 ms, at most 2 of the 0.1 s pings lost.
+    func testMigrationWithRarpFromSwitch() throws {
+        let rig = try MigrationRig(tag: "rarp", subnet: 9, guestAnnounce: false)
+        defer { rig.tearDown() }
+        try rig.migrateAndCheck()
+    }
+
+    /// Default features: the guest negotiates GUEST_ANNOUNCE and announces itself; QEMU sends
+    /// no SEND_RARP.
+    func testMigrationWithGuestAnnounce() throws {
+        let rig = try MigrationRig(tag: "announce", subnet: 11, guestAnnounce: true)
+        defer { rig.tearDown() }
+        try rig.migrateAndCheck()
+    }
+
+    /// The same with ~400 large packets a second into the guest (and its replies out) during
+    /// the migration: receive buffers and both used rings are written all the time, so any page
+    /// the switch forgets to log is stale on the destination (a stalled ring, a driver error).
+    func testMigrationUnderLoad() throws {
+        let rig = try MigrationRig(tag: "load", subnet: 12, guestAnnounce: false)
+        defer { rig.tearDown() }
+        let load = try NamespacePinger(namespace: rig.network.namespace, target: rig.guestAddress, interval: 0.0025, payloadBytes: 1400)
+        defer { load.stop() }
+        XCTAssertTrue(load.waitForReplies(100, timeout: 20), "load ping never got going:\n\(load.output.suffix(2000))")
+        let before = load.replies.count
+        try rig.migrateAndCheck(maxLost: nil)
+        load.stop()
+        let summary = load.summary()
+        print("[migration/load] load ping (1400 B every 2.5 ms): \(before) replies before the migration, "
+              + "received=\(summary.received) lost=\(summary.lost.count) duplicates=\(summary.duplicates) corrupt=\(summary.corrupt) "
+              + "longest gap=\(String(format: "%.0f", summary.longestGap * 1000)) ms")
+        XCTAssertEqual(summary.duplicates, 0, "no duplicated frames or used entries")
+        XCTAssertEqual(summary.corrupt, 0, "no packet data lost in the migration (wrong data bytes)")
+        XCTAssertGreaterThan(summary.received - before, 200, "load ping goes on after the migration")
+    }
+
+    /// migrate_cancel while dirty logging runs: the switch stops logging, the rings keep
+    /// running on port a and the guest stays reachable there.
+    func testCancelledMigrationStopsLoggingAndKeepsSourceRunning() throws {
+        let rig = try MigrationRig(tag: "cancel", subnet: 13, guestAnnounce: false)
+        defer { rig.tearDown() }
+        let pinger = try rig.startPinger()
+        defer { pinger.stop() }
+        // 4 MiB/s: the ~80 MiB of guest RAM would take ~20 s; cancel after 1.5 s.
+        try rig.source.startMigration(toPort: rig.incomingPort, downtimeLimitMs: 50, maxBandwidth: 4 << 20)
+        try rig.daemon.waitForLog("migration.logging_started", timeout: 10)
+        Thread.sleep(forTimeInterval: 1.5)
+        let midway = try rig.source.migrationStatus()
+        XCTAssertEqual(midway.status, "active", "\(midway)")
+        try rig.source.qmp().check("migrate_cancel")
+        let result = try rig.source.waitForMigration(timeout: 30)
+        print("[migration/cancel] QMP: \(result)")
+        XCTAssertEqual(result.status, "cancelled")
+        let seqAtCancel = pinger.replies.last?.seq ?? 0
+        _ = pinger.waitForReplies(pinger.replies.count + 20, timeout: 5)
+        pinger.stop()
+        let summary = pinger.summary()
+        print("[migration/cancel] ping every 0.1 s: \(summary)")
+        XCTAssertEqual(try rig.source.runState(), "running")
+        XCTAssertGreaterThanOrEqual((pinger.replies.last?.seq ?? 0) - seqAtCancel, 15, "guest on port a still answers")
+        XCTAssertEqual(summary.lost.count, 0, "no ping lost when nothing moved: \(summary)")
+
+        let events = try rig.events()
+        let eventText = rig.describe(events)
+        print("[migration/cancel] events:\n\(eventText)")
+        guard let started = events.first(where: { $0.port == "a" && $0.type == "migration.logging_started" }) else {
+            XCTFail("no migration.logging_started on port a:\n\(eventText)")
+            return
+        }
+        XCTAssertNotNil(events.first { $0.port == "a" && $0.type == "migration.logging_stopped" && $0.id > started.id },
+                        "migration.logging_stopped on port a after migrate_cancel:\n\(eventText)")
+        XCTAssertNil(events.first { $0.port == "a" && $0.type == "migration.rings_stopped" },
+                     "the source rings keep running after migrate_cancel:\n\(eventText)")
+    }
+}
+
+/// Two QEMUs (source on port a, destination `-incoming` on port b), one switch, one namespace.
+final class MigrationRig {
+    let tag: String
+    let guestAnnounce: Bool
+    let network: NetworkNamespaceFixture
+    let daemon: SwitchDaemonProcess
+    let source: QemuGuest
+    let destination: QemuGuest
+    let incomingPort: Int
+    let guestAddress: String
+    let mac: String
+    var apiSocket: String { daemon.runDirectory + "/api.sock" }
+
+    /// Throws XCTSkip (after printing why) when the machine cannot run it.
+    init(tag: String, subnet: Int, guestAnnounce: Bool, function: String = #function) throws {
+        if let reason = NetworkNamespaceFixture.skipReason() {
+            print("SKIP \(function): \(reason)")
+            throw XCTSkip(reason)
+        }
+        if let reason = QemuGuest.printedSkipReason(function) { throw XCTSkip(reason) }
+        self.tag = tag
+        self.guestAnnounce = guestAnnounce
+        let image = try QemuGuest.image()
+        network = try NetworkNamespaceFixture(tag: "lm")
+        let namespaceAddress = "10.200.\(subnet).1"
+        guestAddress = "10.200.\(subnet).2"
+        try network.assignAddress(namespaceAddress + "/24")
+        mac = "02:00:00:00:\(String(format: "%02x", subnet)):02"
+        let features = guestAnnounce ? "" : #", "features": {"disable": ["guest_announce"]}"#
+        let config = """
+        {"ports": [
+          {"name": "a", "type": "vhost-user", "socket": {"path": "a.sock"}\(features)},
+          {"name": "b", "type": "vhost-user", "socket": {"path": "b.sock"}\(features)},
+          {"name": "kernel", "type": "af-packet", "interface": "\(network.hostInterface)"}
+        ]}
+        """
+        daemon = try SwitchDaemonProcess(config: config, extraArguments: ["--log-level", "debug"])
+        try daemon.waitForFile(daemon.socketPath("a.sock"))
+        try daemon.waitForFile(daemon.socketPath("b.sock"))
+        let parameters = [("ip", guestAddress + "/24"), ("mode", "answer")]
+        source = try QemuGuest(.init(name: "src-\(tag)", socketPath: daemon.socketPath("a.sock"), mac: mac,
+                                     guestParameters: parameters), image: image)
+        incomingPort = try QemuGuest.freeLocalPort()
+        destination = try QemuGuest(.init(name: "dst-\(tag)", socketPath: daemon.socketPath("b.sock"), mac: mac,
+                                          guestParameters: parameters, incomingPort: incomingPort), image: image)
+        let bootSeconds = try source.waitForSerial("VS-READY", timeout: 180)
+        print("[migration/\(tag)] source guest (kernel \(image.kernelVersion), \(source.accelerator.rawValue)) ready \(String(format: "%.1f", bootSeconds)) s after QEMU started")
+        try daemon.waitForLog("device ready", timeout: 30)
+        XCTAssertEqual(try destination.runState(), "inmigrate")
+    }
+
+    func tearDown() {
+        source.terminate()
+        destination.terminate()
+        daemon.stop()
+        network.destroy()
+    }
+
+    func context() -> String {
+        "--- source ---\n\(source.describe())\n--- destination ---\n\(destination.describe())\n--- switch ---\n\(daemon.output.suffix(8000))"
+    }
+
+    func events() throws -> [SwitchEventHistory.Event] { try SwitchEventHistory.fetch(apiSocket: apiSocket) }
+
+    func describe(_ events: [SwitchEventHistory.Event]) -> String {
+        events.filter { ($0.port == "a" || $0.port == "b") && $0.type != "vring.state_changed" }
+            .map { "  \($0)" }.joined(separator: "\n")
+    }
+
+    /// The namespace pings the guest every 0.1 s; returns once 20 replies came back.
+    func startPinger() throws -> NamespacePinger {
+        let pinger = try NamespacePinger(namespace: network.namespace, target: guestAddress, interval: 0.1)
+        guard pinger.waitForReplies(20, timeout: 30) else {
+            pinger.stop()
+            throw QemuGuest.QemuError("the namespace cannot ping the guest before the migration:\n\(pinger.output)\n\(context())")
+        }
+        return pinger
+    }
+
+    /// Ping, migrate with downtime-limit 50 ms, ping 3 s more; checks the outcome, the MAC
+    /// table and the events. `maxLost`: the most 0.1 s pings that may be lost (nil: report only).
+    func migrateAndCheck(maxLost: Int? = 2, file: StaticString = #filePath, line: UInt = #line) throws {
+        let pinger = try startPinger()
+        defer { pinger.stop() }
+        let started = Date()
+        let result = try source.migrate(toPort: incomingPort, downtimeLimitMs: 50)
+        let seqAtCompletion = pinger.replies.last?.seq ?? 0
+        print("[migration/\(tag)] QMP: \(result) (\(String(format: "%.2f", Date().timeIntervalSince(started))) s wall)")
+        XCTAssertEqual(result.status, "completed", "\(result)\n\(context())", file: file, line: line)
+        guard result.status == "completed" else { return }
+
+        _ = pinger.waitForReplies(pinger.replies.count + 30, timeout: 6)
+        pinger.stop()
+        let summary = pinger.summary()
+        let lastSeq = pinger.replies.last?.seq ?? 0
+        print("[migration/\(tag)] ping every 0.1 s: \(summary)")
+        XCTAssertEqual(summary.duplicates, 0, "no duplicated replies: \(summary)", file: file, line: line)
+        XCTAssertEqual(summary.corrupt, 0, "no corrupt replies: \(summary)", file: file, line: line)
+        XCTAssertEqual(try destination.runState(), "running", context(), file: file, line: line)
+        XCTAssertEqual(try source.runState(), "postmigrate", context(), file: file, line: line)
+        XCTAssertGreaterThanOrEqual(lastSeq - seqAtCompletion, 20,
+                                    "the ping goes on after the migration:\n\(pinger.output.suffix(3000))\n\(context())", file: file, line: line)
+        if let maxLost {
+            XCTAssertLessThanOrEqual(summary.lost.count, maxLost,
+                                     "at most \(maxLost) pings at 0.1 s lost with downtime-limit 50 ms: \(summary)\n\(pinger.output.suffix(4000))\n\(context())",
+                                     file: file, line: line)
+        }
+        // The guest's driver saw nothing odd (a forgotten dirty page shows up as ring errors).
+        let destinationSerial = destination.serial
+        for marker in ["is not a head", "BUG", "Call Trace", "WARNING:"] where destinationSerial.contains(marker) {
+            XCTFail("destination guest console says \"\(marker)\":\n\(destination.describe())", file: file, line: line)
+        }
+
+        // The MAC moved to port b.
+        let fdb = try SwitchEventHistory.getJSON(apiSocket: apiSocket, path: "/v1/fdb")
+        let entries = ((fdb as? [String: Any])?["entries"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(entries.first { ($0["mac"] as? String)?.lowercased() == mac }?["port"] as? String, "b",
+                       "guest MAC on port b: \(entries)", file: file, line: line)
+
+        // Events, in order.
+        let events = try events()
+        let eventText = describe(events)
+        print("[migration/\(tag)] events:\n\(eventText)")
+        func first(_ type: String, on port: String, after id: Int = -1) -> SwitchEventHistory.Event? {
+            events.first { $0.port == port && $0.type == type && $0.id > id }
+        }
+        guard let loggingStarted = first("migration.logging_started", on: "a") else {
+            XCTFail("no migration.logging_started on port a:\n\(eventText)", file: file, line: line)
+            return
+        }
+        let stopped = [first("migration.logging_stopped", on: "a", after: loggingStarted.id),
+                       first("migration.rings_stopped", on: "a", after: loggingStarted.id)].compactMap { $0 }
+        XCTAssertFalse(stopped.isEmpty, "migration.logging_stopped or migration.rings_stopped on port a after logging started:\n\(eventText)",
+                       file: file, line: line)
+        let ringsStopped = first("migration.rings_stopped", on: "a", after: loggingStarted.id)
+        XCTAssertNotNil(ringsStopped, "rings stopped on port a:\n\(eventText)", file: file, line: line)
+        guard let ready = first("device.ready", on: "b", after: loggingStarted.id) else {
+            XCTFail("no device.ready on port b after the migration started:\n\(eventText)", file: file, line: line)
+            return
+        }
+        if let ringsStopped {
+            XCTAssertLessThan(ringsStopped.id, ready.id, "source rings stop before the destination device is ready:\n\(eventText)",
+                              file: file, line: line)
+        }
+        // What did the destination negotiate? features.changed on b carries the mask.
+        let negotiated = events.last { $0.port == "b" && $0.type == "features.changed" }?.dataDescription ?? ""
+        let announceNegotiated = Self.mask(in: negotiated).map { $0 & (1 << 21) != 0 }
+        print("[migration/\(tag)] destination features: \(negotiated) (GUEST_ANNOUNCE \(announceNegotiated.map { $0 ? "negotiated" : "not negotiated" } ?? "unknown"))")
+        XCTAssertEqual(announceNegotiated, guestAnnounce, "GUEST_ANNOUNCE negotiated as configured", file: file, line: line)
+        if announceNegotiated == false {
+            let rarp = first("migration.rarp_sent", on: "b", after: ready.id)
+            XCTAssertNotNil(rarp, "migration.rarp_sent on port b after device.ready (SEND_RARP without GUEST_ANNOUNCE):\n\(eventText)",
+                            file: file, line: line)
+            if let rarp { XCTAssertTrue(rarp.dataDescription.lowercased().contains(mac), "RARP for the guest MAC: \(rarp)", file: file, line: line) }
+        } else {
+            XCTAssertNil(first("migration.rarp_sent", on: "b"), "no SEND_RARP when the guest announces itself:\n\(eventText)", file: file, line: line)
+        }
+
+        // The source QEMU goes away; the switch ends port a's session.
+        source.terminate()
+        try daemon.waitForLog("device session ended", timeout: 15)
+        let warnings = daemon.output.split(separator: "\n").filter { $0.contains(" warning ") || $0.contains(" error ") || $0.contains(" critical ") }
+        if !warnings.isEmpty { print("[migration/\(tag)] switch warnings/errors:\n" + warnings.joined(separator: "\n")) }
+        XCTAssertEqual(daemon.stop(), 0, daemon.output.suffix(4000).description, file: file, line: line)
+    }
+
+    /// "0x..." from a features.changed data object such as {"mask":"0x170008000"}.
+    static func mask(in data: String) -> UInt64? {
+        guard let range = data.range(of: "0x") else { return nil }
+        let hex = data[range.upperBound...].prefix { $0.isHexDigit }
+        return UInt64(hex, radix: 16)
+    }
+}
