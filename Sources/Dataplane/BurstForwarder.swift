@@ -109,16 +109,17 @@ struct BurstForwarder {
     @inline(__always)
     private func transmit(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot) {
         guard port < snapshot.targets.count else { return }
+        // Unsafe (guaranteed refs): the snapshot keeps rings, ports and locks alive.
         let target = snapshot.targets[port]
         let delivered: Int
         if let queue = target.queue {
-            target.lock?.lock()
-            delivered = queue.enqueueBurst(packets, count: count)
-            target.lock?.unlock()
+            target.lock?._withUnsafeGuaranteedRef { $0.lock() }
+            delivered = queue._withUnsafeGuaranteedRef { $0.enqueueBurst(packets, count: count) }
+            target.lock?._withUnsafeGuaranteedRef { $0.unlock() }
         } else if let packetPort = target.packetPort {
-            target.lock?.lock()
-            delivered = packetPort.transmitBurst(packets, count: count)
-            target.lock?.unlock()
+            target.lock?._withUnsafeGuaranteedRef { $0.lock() }
+            delivered = packetPort._withUnsafeGuaranteedRef { $0.transmitBurst(packets, count: count) }
+            target.lock?._withUnsafeGuaranteedRef { $0.unlock() }
         } else {
             if target.isPresent { counters.add(.dropsRingNotReady, port: port, UInt64(count)) }
             return

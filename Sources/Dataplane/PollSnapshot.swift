@@ -5,9 +5,10 @@ import Virtio
 /// One receive queue a poll thread serves: a guest's transmit ring, or a kernel port's
 /// receive ring (exactly one of the two is set).
 struct PolledQueue {
-    // Unsafe (unowned): the snapshot's `owners` keeps both alive while the snapshot lives.
-    unowned(unsafe) let queue: SplitVirtqueue?
-    unowned(unsafe) let packetPort: PacketSocketPort?
+    // Unsafe (unmanaged): the snapshot's `owners` keeps both alive while the snapshot
+    // lives; unmanaged references cost no retain/release on the hot path.
+    let queue: Unmanaged<SplitVirtqueue>?
+    let packetPort: Unmanaged<PacketSocketPort>?
     let portID: Int
     /// What wakes the thread when it sleeps: the kick eventfd or the packet socket (-1: none).
     let wakeDescriptor: Int32
@@ -18,11 +19,11 @@ struct PolledQueue {
 /// Where one thread sends frames for one port: one of the port's guest receive rings, or
 /// a kernel port's transmit ring.
 struct TransmitTarget {
-    // Unsafe (unowned): kept alive by the snapshot's `owners`.
-    unowned(unsafe) var queue: SplitVirtqueue?
-    unowned(unsafe) var packetPort: PacketSocketPort?
+    // Unsafe (unmanaged): kept alive by the snapshot's `owners`; no reference counting.
+    var queue: Unmanaged<SplitVirtqueue>?
+    var packetPort: Unmanaged<PacketSocketPort>?
     /// Set when more threads than rings share this ring; nil when this thread owns it.
-    unowned(unsafe) var lock: TransmitLock?
+    var lock: Unmanaged<TransmitLock>?
     var isPresent: Bool
 
     static let absent = TransmitTarget(queue: nil, packetPort: nil, lock: nil, isPresent: false)

@@ -35,12 +35,14 @@ final class PollThread: @unchecked Sendable {
     static let sleepTimeoutMilliseconds: Int32 = 1000
     private static let wakeupToken = UInt64.max
 
-    /// Served by thread 0 only.
+    /// Served by thread 0 only; unmanaged so the per-iteration check costs no retain.
     private let injections: InjectionQueue?
+    private let injectionsReference: Unmanaged<InjectionQueue>?
 
     init(index: Int, fdb: MacLearningTable, busyPoll: Bool, maxPorts: Int, injections: InjectionQueue?) throws(SystemError) {
         self.index = index
         self.injections = injections
+        injectionsReference = injections.map { Unmanaged.passUnretained($0) }
         counters = PortCounters(maxPorts: maxPorts)
         self.fdb = fdb
         self.busyPoll = busyPoll
@@ -120,11 +122,13 @@ final class PollThread: @unchecked Sendable {
                 // quiescent point, so borrowing it without a retain is safe here.
                 Unmanaged<PollSnapshot>.fromOpaque(pointer)._withUnsafeGuaranteedRef { snapshot in
                     if notificationsEnabled {
-                        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue?.setGuestNotifications(enabled: false) }
+                        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue?._withUnsafeGuaranteedRef { $0.setGuestNotifications(enabled: false) } }
                         notificationsEnabled = false
                     }
                     moved = pollOnce(snapshot, forwarder: forwarder)
-                    if let injections, injections.hasFrames { moved &+= inject(injections, snapshot: snapshot, forwarder: forwarder) }
+                    if let pending = injectionsReference, pending._withUnsafeGuaranteedRef({ $0.hasFrames }) {
+                        moved &+= inject(pending.takeUnretainedValue(), snapshot: snapshot, forwarder: forwarder)
+                    }
                     if moved == 0 && !busyPoll && idleIterations >= Self.idleIterationsBeforeSleep {
                         shouldSleep = prepareToSleep(snapshot)
                         notificationsEnabled = true
@@ -164,10 +168,11 @@ final class PollThread: @unchecked Sendable {
         for q in 0..<snapshot.queues.count {
             let polled = snapshot.queues[q]
             let count: Int
+            // Unsafe (guaranteed refs): the snapshot keeps queues and ports alive.
             if let queue = polled.queue {
-                count = queue.dequeueBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize)
+                count = queue._withUnsafeGuaranteedRef { $0.dequeueBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) }
             } else if let port = polled.packetPort {
-                count = port.receiveBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize)
+                count = port._withUnsafeGuaranteedRef { $0.receiveBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) }
             } else {
                 count = 0
             }
@@ -182,15 +187,15 @@ final class PollThread: @unchecked Sendable {
     /// Re-enables guest kicks, then checks once more: a frame posted before the guest saw
     /// the flag would otherwise wait for the next kick. Returns whether to sleep.
     private func prepareToSleep(_ snapshot: PollSnapshot) -> Bool {
-        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue?.setGuestNotifications(enabled: true) }
+        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue?._withUnsafeGuaranteedRef { $0.setGuestNotifications(enabled: true) } }
         vhost_shims_fence_seq_cst()
         if let injections, injections.hasFrames { return false }
         for q in 0..<snapshot.queues.count {
             let polled = snapshot.queues[q]
             // A ring without a kick fd (the front-end polls) gives no wake-up: never sleep.
             if polled.wakeDescriptor < 0 { return false }
-            if let queue = polled.queue, queue.hasAvailableBuffers() { return false }
-            if let port = polled.packetPort, port.hasPendingFrames() { return false }
+            if let queue = polled.queue, queue._withUnsafeGuaranteedRef({ $0.hasAvailableBuffers() }) { return false }
+            if let port = polled.packetPort, port._withUnsafeGuaranteedRef({ $0.hasPendingFrames() }) { return false }
         }
         return true
     }

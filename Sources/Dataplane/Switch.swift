@@ -179,7 +179,7 @@ public final class Switch: @unchecked Sendable {
         var next = 0
         for port in ports {
             for active in port.queues where active.isGuestTransmit {
-                polled[next % threadCount].append(PolledQueue(queue: active.queue, packetPort: nil, portID: port.id,
+                polled[next % threadCount].append(PolledQueue(queue: Unmanaged.passUnretained(active.queue), packetPort: nil, portID: port.id,
                                                               wakeDescriptor: active.kickDescriptor, maxFrameLength: port.maxFrameLength))
                 assignments.append(QueueAssignment(portName: port.name, vringIndex: active.vringIndex, pollThread: next % threadCount))
                 owners.append(active.queue)
@@ -187,7 +187,7 @@ public final class Switch: @unchecked Sendable {
             }
             if let packetPort = port.packetPort {
                 // One reader per receive ring: the whole port goes to one thread.
-                polled[next % threadCount].append(PolledQueue(queue: nil, packetPort: packetPort, portID: port.id,
+                polled[next % threadCount].append(PolledQueue(queue: nil, packetPort: Unmanaged.passUnretained(packetPort), portID: port.id,
                                                               wakeDescriptor: packetPort.pollDescriptor, maxFrameLength: port.maxFrameLength))
                 assignments.append(QueueAssignment(portName: port.name, vringIndex: 0, pollThread: next % threadCount))
                 owners.append(packetPort)
@@ -204,26 +204,26 @@ public final class Switch: @unchecked Sendable {
             for t in 0..<threadCount {
                 targets[t][port.id].isPresent = true
                 if let packetPort = port.packetPort {
-                    targets[t][port.id].packetPort = packetPort
+                    targets[t][port.id].packetPort = Unmanaged.passUnretained(packetPort)
                     owners.append(packetPort)
                     if threadCount > 1 {
                         let key = ObjectIdentifier(packetPort)
                         let lock = state.transmitLocks[key] ?? TransmitLock()
                         locks[key] = lock
-                        targets[t][port.id].lock = lock
+                        targets[t][port.id].lock = Unmanaged.passUnretained(lock)
                         owners.append(lock)
                     }
                     continue
                 }
                 guard !receiveRings.isEmpty else { continue }
                 let ring = receiveRings[t % receiveRings.count].queue
-                targets[t][port.id].queue = ring
+                targets[t][port.id].queue = Unmanaged.passUnretained(ring)
                 owners.append(ring)
                 if threadCount > receiveRings.count {
                     let key = ObjectIdentifier(ring)
                     let lock = state.transmitLocks[key] ?? TransmitLock()
                     locks[key] = lock
-                    targets[t][port.id].lock = lock
+                    targets[t][port.id].lock = Unmanaged.passUnretained(lock)
                     owners.append(lock)
                 }
             }

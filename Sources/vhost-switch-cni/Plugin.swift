@@ -273,13 +273,15 @@ struct Plugin {
 /// One small file per attachment in <dataDir>/<network name>/<port name>, so GC deletes only
 /// ports this network created (several networks may share a daemon and a socketDir).
 struct Records {
-    let directory: String
+    /// nil when the network has no usable name (DEL does not insist on one): no records then.
+    let directory: String?
 
-    init(config: NetworkConfig) { directory = config.dataDir + "/" + config.name }
+    init(config: NetworkConfig) { directory = Naming.isNetworkName(config.name) ? config.dataDir + "/" + config.name : nil }
 
     struct Record { var port: String; var socket: String? }
 
     func save(port: String, containerID: String, ifname: String, socket: String?) {
+        guard let directory else { return }
         var object: JSONObject = ["containerID": .string(containerID), "ifname": .string(ifname)]
         if let socket { object["socketPath"] = .string(socket) }
         do {
@@ -290,10 +292,13 @@ struct Records {
         }
     }
 
-    func remove(port: String) { FileSystem.remove(directory + "/" + port) }
+    func remove(port: String) {
+        if let directory { FileSystem.remove(directory + "/" + port) }
+    }
 
     func all() -> [Record] {
-        (FileSystem.directoryEntries(directory) ?? []).filter { !$0.hasSuffix(".tmp") }.sorted().map { name in
+        guard let directory else { return [] }
+        return (FileSystem.directoryEntries(directory) ?? []).filter { !$0.hasSuffix(".tmp") }.sorted().map { name in
             let bytes = (try? FileSystem.readFile(directory + "/" + name, maxBytes: 65536)) ?? nil
             let socket = bytes.flatMap { try? JSONValue.parse($0) }?["socketPath"]?.stringValue
             return Record(port: name, socket: socket)

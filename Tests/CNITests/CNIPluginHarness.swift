@@ -67,14 +67,19 @@ final class LiveSwitch {
     let dataDirectory: String
 
     init(extraArguments: [String] = []) throws {
-        print("vhost-switch-cni: \(CNIPlugin.executablePath); vhost-switchd: \(SwitchDaemonProcess.executablePath) (bundle \(Bundle(for: SwitchDaemonProcess.self).bundleURL.path))")
         daemon = try SwitchDaemonProcess(extraArguments: ["--pmd-threads", "1"] + extraArguments)
         dataDirectory = daemon.runDirectory + "/../cni-data"
         try daemon.waitForFile(apiSocket)
-        for _ in 0..<100 where (try? get("/v1/health").status) != 200 { Thread.sleep(forTimeInterval: 0.05) }
+        for _ in 0..<100 {
+            if (try? get("/v1/health").status) == 200 { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
     }
 
-    deinit { daemon.stop() }
+    deinit {
+        daemon.stop()
+        try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: daemon.runDirectory).deletingLastPathComponent().path)
+    }
 
     /// GET over the unix socket with /usr/bin/curl: (HTTP status, decoded JSON body).
     func get(_ path: String) throws -> (status: Int, json: [String: Any]) {

@@ -177,6 +177,7 @@ final class MigrationRig {
         let result = try source.migrate(toPort: incomingPort, downtimeLimitMs: 50)
         let seqAtCompletion = pinger.replies.last?.seq ?? 0
         print("[migration/\(tag)] QMP: \(result) (\(String(format: "%.2f", Date().timeIntervalSince(started))) s wall)")
+        print("[migration/\(tag)] source rings after the stop: \(source.virtioQueueSummary() ?? "n/a")")
         XCTAssertEqual(result.status, "completed", "\(result)\n\(context())", file: file, line: line)
         guard result.status == "completed" else { return }
 
@@ -185,6 +186,11 @@ final class MigrationRig {
         let summary = pinger.summary()
         let lastSeq = pinger.replies.last?.seq ?? 0
         print("[migration/\(tag)] ping every 0.1 s: \(summary)")
+        print("[migration/\(tag)] destination rings now: \(destination.virtioQueueSummary() ?? "n/a")")
+        if let vrings = try? SwitchEventHistory.getJSON(apiSocket: apiSocket, path: "/v1/ports/b/vrings"),
+           let data = try? JSONSerialization.data(withJSONObject: vrings, options: [.sortedKeys]) {
+            print("[migration/\(tag)] switch port b vrings: \(String(decoding: data, as: UTF8.self).prefix(1500))")
+        }
         XCTAssertEqual(summary.duplicates, 0, "no duplicated replies: \(summary)", file: file, line: line)
         XCTAssertEqual(summary.corrupt, 0, "no corrupt replies: \(summary)", file: file, line: line)
         XCTAssertEqual(try destination.runState(), "running", context(), file: file, line: line)

@@ -328,6 +328,22 @@ public final class QemuGuest: @unchecked Sendable {
         throw QemuError("migration did not finish within \(timeout) s: \(try migrationStatus())")
     }
 
+    /// QEMU's view of the NIC's split rings (QMP x-query-virtio-queue-status, QEMU 7.2+):
+    /// one line per queue with last-avail-idx (what GET_VRING_BASE returned on a stopped
+    /// vhost device), used-idx (read from guest memory) and inuse. nil where unsupported.
+    public func virtioQueueSummary(queues: [Int] = [0, 1]) -> String? {
+        guard let qmp = try? qmp(), let reply = try? qmp.execute("x-query-virtio"),
+              let devices = reply["return"] as? [[String: Any]],
+              let path = devices.first(where: { ($0["name"] as? String) == "virtio-net" })?["path"] as? String else { return nil }
+        return queues.map { queue -> String in
+            guard let status = try? qmp.check("x-query-virtio-queue-status", ["path": path, "queue": queue]) else {
+                return "queue \(queue): ?"
+            }
+            let fields = ["last-avail-idx", "shadow-avail-idx", "used-idx", "signalled-used", "inuse"]
+            return "queue \(queue): " + fields.map { "\($0)=\(status[$0].map { "\($0)" } ?? "?")" }.joined(separator: " ")
+        }.joined(separator: "; ")
+    }
+
     /// The run state from QMP query-status ("running", "inmigrate", "postmigrate", ...).
     public func runState() throws -> String {
         try qmp().check("query-status")["status"] as? String ?? "?"

@@ -13,8 +13,12 @@ public final class SwitchDaemonProcess {
 
     /// The daemon built by the same `swift build` as the tests.
     public static var executablePath: String {
+        // The test runner and the daemon are built into the same products directory.
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         let bundle = Bundle(for: SwitchDaemonProcess.self).bundleURL
-        let candidates = [bundle.deletingLastPathComponent().appendingPathComponent("vhost-switchd").path,
+        let candidates = [runner.appendingPathComponent("vhost-switchd").path,
+                          bundle.appendingPathComponent("vhost-switchd").path,
+                          bundle.deletingLastPathComponent().appendingPathComponent("vhost-switchd").path,
                           FileManager.default.currentDirectoryPath + "/.build/debug/vhost-switchd"]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
     }

@@ -1,0 +1,289 @@
+// Faults around a live vhost-switchd: front-ends killed mid-traffic, the daemon itself killed
+// and restarted under traffic (client-mode ports), an af-packet interface deleted and
+// re-created, the memory table replaced while traffic flows. Each test prints its numbers
+// (iterations, the daemon's fds and RSS before and after).
+//
+// FAULT_KILL_ITERATIONS (default 100) and FAULT_RESTARTS (default 3) set the counts.
+import Foundation
+import TestSupport
+import VhostSystem
+import XCTest
+
+final class FaultTests: XCTestCase {
+    private func skipUnlessIntegrationEnvironment(_ test: String = #function) throws {
+        if let reason = IntegrationEnvironment.printedSkipReason(test) { throw XCTSkip(reason) }
+        guard FileManager.default.isExecutableFile(atPath: SwitchDaemonProcess.executablePath) else {
+            print("[skip] \(test): \(SwitchDaemonProcess.executablePath) is not built")
+            throw XCTSkip("vhost-switchd is not built")
+        }
+    }
+
+    private func environmentInt(_ name: String, _ fallback: Int) -> Int {
+        Int(ProcessInfo.processInfo.environment[name] ?? "") ?? fallback
+    }
+
+    private func twoPorts(mode: String, paths: [String] = ["a.sock", "b.sock"]) -> String {
+        """
+        {"ports": [
+          {"name": "a", "type": "vhost-user", "socket": {"path": "\(paths[0])", "mode": "\(mode)"}},
+          {"name": "b", "type": "vhost-user", "socket": {"path": "\(paths[1])", "mode": "\(mode)"}}
+        ]}
+        """
+    }
+
+    /// Sends `bursts` x 16 64-byte frames from each port and waits until each port received
+    /// at least that many more than `baseline`.
+    private func assertForwards(_ frontEnd: Testpmd, bursts: Int = 2, _ context: String,
+                                file: StaticString = #filePath, line: UInt = #line) throws {
+        try frontEnd.clearStats()
+        try frontEnd.start(txFirst: bursts)
+        let wanted = UInt64(bursts * 16)
+        do {
+            _ = try frontEnd.waitForPortStats(timeout: 10) { $0.count == 2 && $0.allSatisfy { $0.rxPackets >= wanted } }
+        } catch {
+            XCTFail("\(context): no forwarding: \(error)", file: file, line: line)
+        }
+        _ = try frontEnd.stop()
+    }
+
+    // MARK: Front-end SIGKILLed mid-traffic
+
+    func testFrontEndKilledMidTraffic100Times() throws {
+        try skipUnlessIntegrationEnvironment()
+        let iterations = environmentInt("FAULT_KILL_ITERATIONS", 100)
+        let daemon = try SwitchDaemonProcess(config: twoPorts(mode: "server"), extraArguments: ["--pmd-cpus", "1", "--log-level", "warning"])
+        defer { daemon.stop() }
+        let sockets = [daemon.socketPath("a.sock"), daemon.socketPath("b.sock")]
+        for socket in sockets { try daemon.waitForFile(socket) }
+        // One clean round first so lazily allocated state is in the "before" numbers.
+        do {
+            let warm = try Testpmd.frontEnd(sockets: sockets, cpu: 0, forwardMode: "io", burst: 16)
+            try warm.waitForLinkUp(ports: [0, 1])
+            try assertForwards(warm, "warm-up")
+            warm.quit()
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        let fdsBefore = daemon.openFileCount(), rssBefore = daemon.residentKiB()
+        let started = Date()
+        var killed = 0
+        for round in 1...iterations {
+            let frontEnd = try Testpmd.frontEnd(sockets: sockets, cpu: 0, forwardMode: "io", burst: 16)
+            try frontEnd.waitForLinkUp(ports: [0, 1])
+            // Traffic circulates (io forwarding) when the kill comes; every 10th round checks it.
+            try frontEnd.start(txFirst: 4)
+            if round % 10 == 0 {
+                _ = try frontEnd.waitForPortStats(timeout: 10) { $0.count == 2 && $0.allSatisfy { $0.rxPackets > 64 } }
+            }
+            kill(frontEnd.processIdentifier, SIGKILL)
+            frontEnd.terminate()  // reaps and removes DPDK's files
+            killed += 1
+            XCTAssertTrue(daemon.isRunning, "round \(round): the daemon died:\n\(daemon.output.suffix(4000))")
+            if !daemon.isRunning { break }
+        }
+        // The ports still work after all that.
+        let final = try Testpmd.frontEnd(sockets: sockets, cpu: 0, forwardMode: "io", burst: 16)
+        try final.waitForLinkUp(ports: [0, 1])
+        try assertForwards(final, "after \(killed) kills")
+        XCTAssertEqual(final.quit(), 0)
+        Thread.sleep(forTimeInterval: 0.5)
+        let fdsAfter = daemon.openFileCount(), rssAfter = daemon.residentKiB()
+        print("[fault] front-end SIGKILLed mid-traffic \(killed) times in \(Int(Date().timeIntervalSince(started))) s; "
+              + "daemon fds \(fdsBefore) -> \(fdsAfter), RSS \(rssBefore) -> \(rssAfter) KiB")
+        XCTAssertEqual(fdsAfter, fdsBefore, "the daemon's fd count changed")
+        XCTAssertLessThan(rssAfter - rssBefore, 16 * 1024, "the daemon's RSS grew by more than 16 MiB")
+        XCTAssertEqual(daemon.stop(), 0, String(daemon.output.suffix(4000)))
+    }
+
+    // MARK: Daemon SIGKILLed and restarted under traffic (client-mode ports)
+
+    func testDaemonKilledAndRestartedUnderTrafficWithClientModePorts() throws {
+        try skipUnlessIntegrationEnvironment()
+        let restarts = environmentInt("FAULT_RESTARTS", 3)
+        let directory = try TemporarySocketDirectory()
+        defer { directory.remove() }
+        let sockets = [directory.socket("a.sock"), directory.socket("b.sock")]
+        // The front-end owns the sockets (virtio-user server=1) and waits for the switch.
+        let frontEnd = try Testpmd.frontEnd(sockets: sockets, serverMode: true, cpu: 0, forwardMode: "io", burst: 16)
+        defer { frontEnd.quit() }
+        var daemon = try SwitchDaemonProcess(config: twoPorts(mode: "client", paths: sockets),
+                                             extraArguments: ["--pmd-cpus", "1", "--socket-dir", directory.path])
+        defer { daemon.stop() }
+        try frontEnd.waitForPrompt(timeout: 30)
+        try frontEnd.waitForLinkUp(ports: [0, 1])
+        try daemon.waitForLog("device ready")
+        try assertForwards(frontEnd, "first daemon")
+        let started = Date()
+        for round in 1...restarts {
+            // Traffic circulating when the daemon dies.
+            try frontEnd.start(txFirst: 4)
+            _ = try frontEnd.waitForPortStats(timeout: 10) { $0.count == 2 && $0.allSatisfy { $0.rxPackets > 64 } }
+            let oldPID = daemon.pid
+            daemon.crash()
+            _ = try frontEnd.stop()
+            daemon = try SwitchDaemonProcess(config: twoPorts(mode: "client", paths: sockets),
+                                             extraArguments: ["--pmd-cpus", "1", "--socket-dir", directory.path],
+                                             reuseDirectoriesOf: daemon)
+            let restartedAt = Date()
+            try daemon.waitForLog("device ready", timeout: 20)
+            // Both ports: "device ready" twice in the new daemon's log.
+            let deadline = Date().addingTimeInterval(20)
+            while daemon.output.components(separatedBy: "device ready").count < 3 && Date() < deadline {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            try frontEnd.waitForLinkUp(ports: [0, 1])
+            try assertForwards(frontEnd, "round \(round) (daemon \(oldPID) killed, \(daemon.pid) started)")
+            print("[fault] round \(round): daemon \(oldPID) SIGKILLed under traffic; \(daemon.pid) forwarding again "
+                  + "\(String(format: "%.2f", Date().timeIntervalSince(restartedAt))) s after its start; fds \(daemon.openFileCount()), RSS \(daemon.residentKiB()) KiB")
+        }
+        print("[fault] daemon killed and restarted \(restarts) times under traffic in \(Int(Date().timeIntervalSince(started))) s")
+        XCTAssertTrue(frontEnd.isRunning, "the front-end survived its back-end's crashes")
+        XCTAssertEqual(daemon.stop(), 0, String(daemon.output.suffix(4000)))
+    }
+
+    // MARK: af-packet interface deleted and re-created
+
+    func testAfPacketInterfaceDeletedAndRecreatedComesBack() throws {
+        try skipUnlessIntegrationEnvironment()
+        if let reason = NetworkNamespaceFixture.skipReason() {
+            print("[skip] \(#function): \(reason)")
+            throw XCTSkip(reason)
+        }
+        let network = try NetworkNamespaceFixture(tag: "flt")
+        defer { network.destroy() }
+        try network.assignAddress("10.200.9.1/24")
+        let config = """
+        {"ports": [
+          {"name": "vm", "type": "vhost-user", "socket": {"path": "vm.sock"}},
+          {"name": "kernel", "type": "af-packet", "interface": "\(network.hostInterface)"}
+        ]}
+        """
+        let daemon = try SwitchDaemonProcess(config: config, extraArguments: ["--pmd-cpus", "1"])
+        defer { daemon.stop() }
+        try daemon.waitForFile(daemon.socketPath("vm.sock"))
+        let frontEnd = try Testpmd.frontEnd(sockets: [daemon.socketPath("vm.sock")], macs: ["02:00:00:00:09:02"],
+                                            cpu: 0, forwardMode: "icmpecho", burst: 32)
+        defer { frontEnd.quit() }
+        try frontEnd.waitForLinkUp(ports: [0])
+        try daemon.waitForLog("device ready")
+        try frontEnd.start()
+        func ping(_ label: String) throws {
+            let result = try network.inside(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.200.9.2"], check: false)
+            XCTAssertEqual(result.status, 0, "\(label): ping through the switch failed:\n\(result.output)\n\(daemon.output.suffix(3000))")
+        }
+        try ping("before")
+        let fdsBefore = daemon.openFileCount()
+        for round in 1...3 {
+            // `ip link del` of one veth end removes both; re-create the pair with the same names.
+            try NetworkNamespaceFixture.ip(["link", "del", network.hostInterface])
+            try daemon.waitForLog("interface deleted", timeout: 5)
+            let deletedAt = Date()
+            try NetworkNamespaceFixture.ip(["link", "add", network.hostInterface, "type", "veth", "peer", "name", network.namespaceInterface])
+            try NetworkNamespaceFixture.ip(["link", "set", network.namespaceInterface, "netns", network.namespace])
+            try NetworkNamespaceFixture.ip(["link", "set", network.hostInterface, "up"])
+            try network.inside(["ip", "link", "set", network.namespaceInterface, "up"])
+            try network.assignAddress("10.200.9.1/24")
+            let back = "interface is back"
+            let deadline = Date().addingTimeInterval(5)
+            while daemon.output.components(separatedBy: back).count <= round && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            XCTAssertEqual(daemon.output.components(separatedBy: back).count, round + 1, "round \(round): the port did not come back:\n\(daemon.output.suffix(3000))")
+            try ping("round \(round)")
+            print("[fault] round \(round): af-packet interface deleted and re-created; the port came back and pinged "
+                  + "\(String(format: "%.1f", Date().timeIntervalSince(deletedAt))) s after re-creation began")
+        }
+        let fdsAfter = daemon.openFileCount()
+        print("[fault] af-packet: daemon fds \(fdsBefore) -> \(fdsAfter)")
+        XCTAssertEqual(fdsAfter, fdsBefore, "one packet socket per port, also after re-creation")
+        XCTAssertEqual(frontEnd.quit(), 0)
+        XCTAssertEqual(daemon.stop(), 0, String(daemon.output.suffix(4000)))
+    }
+
+    // MARK: Memory table replaced while traffic flows
+
+    /// A scripted front-end (FakeFrontend) transmits frames on port "f" while it replaces its
+    /// memory table again and again (new memfd, same ring addresses, contents copied): testpmd
+    /// on port "a" must keep receiving them, and the daemon must end with the fds it started with.
+    func testMemoryTableReplacedWhileTrafficFlows() throws {
+        try skipUnlessIntegrationEnvironment()
+        let replacements = environmentInt("FAULT_MEMORY_REPLACEMENTS", 200)
+        let config = """
+        {"ports": [
+          {"name": "a", "type": "vhost-user", "socket": {"path": "a.sock"}},
+          {"name": "f", "type": "vhost-user", "socket": {"path": "f.sock"}}
+        ]}
+        """
+        let daemon = try SwitchDaemonProcess(config: config, extraArguments: ["--pmd-cpus", "1", "--log-level", "warning"])
+        defer { daemon.stop() }
+        try daemon.waitForFile(daemon.socketPath("a.sock"))
+        try daemon.waitForFile(daemon.socketPath("f.sock"))
+        let receiver = try Testpmd.frontEnd(sockets: [daemon.socketPath("a.sock")], cpu: 0, forwardMode: "rxonly", burst: 32)
+        defer { receiver.quit() }
+        try receiver.waitForLinkUp(ports: [0])
+        try receiver.start()
+        Thread.sleep(forTimeInterval: 0.3)
+        let fdsBefore = daemon.openFileCount(), rssBefore = daemon.residentKiB()
+
+        let frontend = try FakeFrontend.connect(path: daemon.socketPath("f.sock"))
+        var memory = try FakeFrontendMemory()
+        let features = try XCTUnwrap(frontend.request(.getFeatures)?.u64) & ~(UInt64(1) << 26)  // not LOG_ALL
+        XCTAssertTrue(try frontend.negotiate(features: features, memory: memory))
+        let kicks = [try EventFD(), try EventFD()]
+        for ring in 0..<2 {
+            XCTAssertTrue(try frontend.setUpRing(ring, memory: memory, kick: kicks[ring].descriptor, call: nil))
+            XCTAssertTrue(try frontend.enableRing(ring))
+        }
+        var sent = 0
+        var availIndex: UInt16 = 0
+        func transmit(_ count: Int) {
+            // Ring 1 (guest transmit): descriptors at 0x4000, avail 0x5000; frames at 0x10000.
+            for _ in 0..<count {
+                let slot = Int(availIndex % 256)
+                let buffer = 0x10000 + slot * 128
+                let frame: [UInt8] = [UInt8](repeating: 0, count: 12)
+                    + [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0xfa, 0, 0, 0, 1, 0x08, 0x00] + [UInt8](repeating: 0x42, count: 50)
+                frame.withUnsafeBytes { memory.mapping.base.advanced(by: buffer).copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
+                let descriptor = memory.mapping.base + 0x4000 + slot * 16
+                descriptor.storeBytes(of: UInt64(buffer).littleEndian, toByteOffset: 0, as: UInt64.self)
+                descriptor.storeBytes(of: UInt32(frame.count).littleEndian, toByteOffset: 8, as: UInt32.self)
+                descriptor.storeBytes(of: UInt16(0), toByteOffset: 12, as: UInt16.self)
+                memory.mapping.base.storeBytes(of: UInt16(slot).littleEndian, toByteOffset: 0x5004 + slot * 2, as: UInt16.self)
+                availIndex &+= 1
+            }
+            memory.setAvailIndex(1, availIndex)
+            kicks[1].signal()
+            sent += count
+        }
+        let started = Date()
+        var refused = 0
+        for round in 1...replacements {
+            transmit(16)
+            // Wait until the switch consumed what was posted (used.idx caught up): no more
+            // than the ring's worth in flight, so nothing is dropped for lack of descriptors.
+            let deadline = Date().addingTimeInterval(2)
+            while memory.mapping.base.load(fromByteOffset: 0x6002, as: UInt16.self) != availIndex && Date() < deadline { usleep(200) }
+            // Post more, then replace the table while they are in flight.
+            transmit(16)
+            let next = try FakeFrontendMemory()
+            next.mapping.base.copyMemory(from: memory.mapping.base, byteCount: Int(memory.size))
+            let ack = try frontend.acked(.setMemTable, FakeFrontend.memoryTable([next.descriptor]), fds: [next.fd])
+            if ack != 0 { refused += 1 }
+            memory = next  // the old memfd and mapping go away here (the daemon's copy too)
+            if round % 50 == 0 { XCTAssertTrue(daemon.isRunning, "round \(round): the daemon died") }
+        }
+        let deadline = Date().addingTimeInterval(3)
+        while memory.mapping.base.load(fromByteOffset: 0x6002, as: UInt16.self) != availIndex && Date() < deadline { usleep(200) }
+        let stats = try receiver.waitForPortStats(timeout: 5) { $0.first.map { $0.rxPackets >= UInt64(sent) / 2 } ?? false }
+        frontend.close()
+        Thread.sleep(forTimeInterval: 0.5)
+        let fdsAfter = daemon.openFileCount(), rssAfter = daemon.residentKiB()
+        print("[fault] memory table replaced \(replacements) times while transmitting \(sent) frames in "
+              + "\(String(format: "%.1f", Date().timeIntervalSince(started))) s; testpmd received \(stats[0].rxPackets); "
+              + "refused tables \(refused); daemon fds \(fdsBefore) -> \(fdsAfter), RSS \(rssBefore) -> \(rssAfter) KiB")
+        XCTAssertEqual(refused, 0, "a valid replacement table was refused")
+        XCTAssertEqual(memory.mapping.base.load(fromByteOffset: 0x6002, as: UInt16.self), availIndex, "the switch stopped consuming after a replacement")
+        XCTAssertGreaterThanOrEqual(stats[0].rxPackets, UInt64(sent) * 9 / 10, "frames lost across table replacements")
+        XCTAssertEqual(fdsAfter, fdsBefore, "the daemon's fd count changed")
+        XCTAssertLessThan(rssAfter - rssBefore, 16 * 1024, "the daemon's RSS grew by more than 16 MiB")
+        XCTAssertEqual(receiver.quit(), 0)
+        XCTAssertEqual(daemon.stop(), 0, String(daemon.output.suffix(4000)))
+    }
+}
