@@ -43,4 +43,27 @@ if [ "$status" -ne 0 ]; then
     echo "test: FAILED (swift test exit status $status)" >&2
     exit "$status"
 fi
+
+# The REST API against its OpenAPI description (schemathesis from PyPI).
+bin_path="$(swift build "${swift_flags[@]}" --show-bin-path)"
+echo "test: schemathesis against openapi/vhost-switch.yaml"
+scripts/api-schemathesis.sh "$bin_path/vhost-switchd"
+
+# Sanitizers (VHOST_SWITCH_SANITIZERS=0 skips them): the protocol, ring and dataplane unit
+# tests under AddressSanitizer, the concurrent reconfiguration tests under ThreadSanitizer.
+# XCTest itself leaks on this toolchain, so LeakSanitizer is off.
+if [ "${VHOST_SWITCH_SANITIZERS:-1}" != 0 ]; then
+    echo "test: swift test --sanitize=address (protocol, rings, dataplane)"
+    ASAN_OPTIONS=detect_leaks=0 swift test --sanitize=address --scratch-path .build-asan \
+        --filter 'VhostSystemTests|VirtioTests|VhostUserTests|DataplaneTests'
+    echo "test: swift test --sanitize=thread (reconfiguration while forwarding)"
+    swift test --sanitize=thread --scratch-path .build-tsan \
+        --filter 'DataplaneTests.SwitchForwardingTests|DataplaneTests.SwitchReconfigurationTests'
+fi
+
+# Fuzzers for their bounded time (VHOST_SWITCH_FUZZ_SECONDS, 60 by default; 0 skips).
+if [ -x scripts/fuzz.sh ] && [ "${VHOST_SWITCH_FUZZ_SECONDS:-60}" != 0 ]; then
+    echo "test: fuzzers, ${VHOST_SWITCH_FUZZ_SECONDS:-60} s each"
+    scripts/fuzz.sh "${VHOST_SWITCH_FUZZ_SECONDS:-60}"
+fi
 echo "test: all tests passed"
