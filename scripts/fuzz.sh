@@ -24,12 +24,16 @@ artifacts="$root/fuzz-artifacts"
 targets="${FUZZ_TARGETS:-vhost-user virtqueue json}"
 export SWIFT_BACKTRACE=enable=no   # else Swift's crash reporter hangs and no crash file is written
 
+mkdir -p "$artifacts"
 for target in $targets; do
     echo "== building fuzz-$target"
+    set +e
     swift build --package-path Fuzz --scratch-path "$scratch" -c debug \
-        -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld --product "fuzz-$target" 2>&1 \
-        | grep -v "Cannot export local symbol" || true
-    test -x "$scratch/debug/fuzz-$target" || { echo "fuzz.sh: build of fuzz-$target failed" >&2; exit 1; }
+        -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld --product "fuzz-$target" > "$artifacts/build-$target.log" 2>&1
+    status=$?
+    set -e
+    grep -vE "Cannot export local symbol|^\[[0-9]+/[0-9]+\] " "$artifacts/build-$target.log" | tail -20
+    if [ "$status" -ne 0 ]; then echo "fuzz.sh: build of fuzz-$target failed (log $artifacts/build-$target.log)" >&2; exit 1; fi
 done
 
 failed=0
@@ -59,6 +63,7 @@ for target in $targets; do
         log="$out/fuzz.log"
     fi
     runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || true)
+    [ -z "$runs" ] && [ "$mode" = "replay" ] && runs=$(grep -c '^Executed ' "$log" || true)
     [ -z "$runs" ] && runs=$(grep -oE 'Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' || echo "?")
     echo "   fuzz-$target: exit $status, $runs runs, $(( $(date +%s) - start )) s, log $log"
     if [ "$status" -ne 0 ]; then

@@ -669,15 +669,31 @@ public final class VhostUserConnection: @unchecked Sendable {
                 device.publish(nil)
                 return
             }
-            let queue = ring.queue ?? SplitVirtqueue(
-                layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0, lastAvailIndex: ring.base,
-                callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
-                dirtyLog: dirtyLoggingActive ? dirtyLog : nil)
+            let queue = ring.queue ?? makeQueue(ring, layout: layout, memory: memory)
             ring.queue = queue
             queues.append(ActiveQueue(vringIndex: ring.index, queue: queue, kickDescriptor: ring.kick?.rawValue ?? -1))
         }
         let firstPairReady = queues.count >= 2 && queues[0].vringIndex == 0 && queues[1].vringIndex == 1
         device.publish(firstPairReady ? queues : nil)
+    }
+
+    /// A fresh queue for `ring`. A front-end that reconnects without knowing where it was
+    /// (DPDK virtio-user sends SET_VRING_BASE 0 while its rings carry on) would leave us
+    /// far behind the guest's avail index, which reads as a broken ring: like DPDK's
+    /// back-end, resume from the used index in guest memory when it disagrees with the base
+    /// (nothing is in flight between bursts, so used == last avail for this switch).
+    private func makeQueue(_ ring: VhostUserVring, layout: VirtqueueLayout, memory: GuestMemory) -> SplitVirtqueue {
+        let build = { (base: UInt16) in
+            SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: self.negotiatedFeatures ?? 0, lastAvailIndex: base,
+                           callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
+                           dirtyLog: self.dirtyLoggingActive ? self.dirtyLog : nil)
+        }
+        let queue = build(ring.base)
+        let used = queue.currentUsedIndex()
+        guard used != ring.base else { return queue }
+        logger.warning("vring \(ring.index): base \(ring.base) but used index \(used) in guest memory; resuming from \(used)")
+        ring.base = used
+        return build(used)
     }
 
     // MARK: Snapshot

@@ -293,6 +293,8 @@ final class VhostUserRingAndMemoryTests: XCTestCase {
     func testMemTableReplacedWhileQueuesPublishedWithdrawsFirst() throws {
         let session = try DirectSession()
         let memory = try FakeFrontendMemory()
+        memory.setUsedIndex(0, 7)
+        memory.setUsedIndex(1, 3)
         try session.makeReady(memory: memory, kicks: [try EventFD(), try EventFD()], bases: [7, 3])
         let old = session.delegate.queues
         XCTAssertEqual(old.map(\.vringIndex), [0, 1])
@@ -306,6 +308,8 @@ final class VhostUserRingAndMemoryTests: XCTestCase {
             }
         }
         let replacement = try FakeFrontendMemory(size: 1 << 21, userspaceAddress: memory.userspaceAddress)
+        replacement.setUsedIndex(0, 7)  // the guest's rings, as they are in the new mapping
+        replacement.setUsedIndex(1, 3)
         session.delegate.clear()
         XCTAssertEqual(try session.frontend.acked(.setMemTable, FakeFrontend.memoryTable([replacement.descriptor]), fds: [replacement.fd]), 0)
         XCTAssertEqual(session.delegate.events, [.queuesChanged([]), .queuesChanged([0, 1])])
@@ -340,6 +344,24 @@ final class VhostUserRingAndMemoryTests: XCTestCase {
         replacement.setAvailIndex(1, 5)
         memory.setAvailIndex(1, 9)
         XCTAssertEqual(queues[1].queue.currentAvailIndex(), 5, "the ring reads the new memory table")
+    }
+
+    /// DPDK virtio-user reconnecting to a restarted switch sends SET_VRING_BASE 0 while its
+    /// rings are thousands of entries further: the queue must resume at the used index in
+    /// guest memory, not treat the ring as broken.
+    func testReconnectWithBaseZeroResumesFromUsedIndexInGuestMemory() throws {
+        let session = try DirectSession()
+        let memory = try FakeFrontendMemory()
+        memory.setUsedIndex(0, 11312)
+        memory.setAvailIndex(0, 11568)
+        memory.setUsedIndex(1, 11376)
+        memory.setAvailIndex(1, 11376)
+        try session.makeReady(memory: memory, kicks: [try EventFD(), try EventFD()], bases: [0, 0])
+        let queues = session.delegate.queues
+        XCTAssertEqual(queues.map(\.vringIndex), [0, 1])
+        XCTAssertEqual(queues[0].queue.lastAvailIndex, 11312)
+        XCTAssertEqual(queues[1].queue.lastAvailIndex, 11376)
+        XCTAssertFalse(queues[1].queue.isBroken)
     }
 
     func testReplyAckFailureLeavesNothingHalfConfigured() throws {

@@ -104,6 +104,9 @@ final class VhostUserSessionTests: XCTestCase {
     func testGetVringBaseStopsRingAndReportsRingsStoppedOnce() throws {
         let session = try DirectSession()
         let memory = try FakeFrontendMemory()
+        // A front-end's bases agree with the used indices in its memory.
+        memory.setUsedIndex(0, 9)
+        memory.setUsedIndex(1, 4)
         try session.makeReady(memory: memory, kicks: [try EventFD(), try EventFD()], bases: [9, 4])
         let reply0 = try session.frontend.request(.getVringBase, FakeFrontend.vringState(index: 0, num: 0))
         XCTAssertEqual(reply0?.payload, FakeFrontend.vringState(index: 0, num: 9))
@@ -114,10 +117,10 @@ final class VhostUserSessionTests: XCTestCase {
         XCTAssertEqual(session.info.vrings.map(\.started), [false, false])
         // Restart from the returned bases: published again, and a later stop is reported again.
         for ring in 0..<2 {
-            XCTAssertEqual(try session.frontend.acked(.setVringBase, FakeFrontend.vringState(index: UInt32(ring), num: 9)), 0)
+            XCTAssertEqual(try session.frontend.acked(.setVringBase, FakeFrontend.vringState(index: UInt32(ring), num: [9, 4][ring])), 0)
             XCTAssertEqual(try session.frontend.acked(.setVringKick, FakeFrontend.vringFile(index: UInt64(ring), noFd: true)), 0)
         }
-        XCTAssertEqual(session.delegate.queues.map { $0.queue.lastAvailIndex }, [9, 9])
+        XCTAssertEqual(session.delegate.queues.map { $0.queue.lastAvailIndex }, [9, 4])
         _ = try session.frontend.request(.getVringBase, FakeFrontend.vringState(index: 0, num: 0))
         XCTAssertEqual(session.delegate.count(.migration(.ringsStopped)), 2)
     }
