@@ -27,8 +27,9 @@ as_root() {
 # --- packages -------------------------------------------------------------------------
 missing=()
 for pkg in "${PACKAGES[@]}"; do
-    if ! dpkg -s "$pkg" >/dev/null 2>&1 \
-        || ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+    # dpkg-query, not `dpkg -s | grep -q`: with pipefail, grep quitting early makes a long
+    # package description fail the pipe and the package look missing.
+    if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]; then
         missing+=("$pkg")
     fi
 done
