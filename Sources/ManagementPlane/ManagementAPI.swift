@@ -387,6 +387,41 @@ public final class ManagementAPI: Sendable {
             "rx": Self.countersJSON(totals.rx),
             "tx": Self.countersJSON(totals.tx),
         ]
+        // What the switch itself counted for this port, summed over poll threads.
+        let fabricCounters = ports.fabric.statistics(portID: port.id)
+        var histogram: [String: JSON] = [:]
+        for (bucket, value) in zip(PortSwitchStatistics.sizeBucketNames, fabricCounters.sizeHistogram) { histogram[bucket] = Self.count(value) }
+        object["switch"] = [
+            "rx_packets": Self.count(fabricCounters.rxPackets),
+            "rx_bytes": Self.count(fabricCounters.rxBytes),
+            "rx_broadcast": Self.count(fabricCounters.rxBroadcast),
+            "rx_multicast": Self.count(fabricCounters.rxMulticast),
+            "rx_size_histogram": .object(histogram),
+            "tx_packets": Self.count(fabricCounters.txPackets),
+            "tx_dropped": Self.count(fabricCounters.txDropped),
+            "drops": [
+                "ring_not_ready": Self.count(fabricCounters.dropsRingNotReady),
+                "mtu_exceeded": Self.count(fabricCounters.dropsMTUExceeded),
+                "mac_table_full": Self.count(fabricCounters.dropsMACTableFull),
+                "hairpin": Self.count(fabricCounters.dropsHairpin),
+                "no_guest_buffers": Self.count(totals.tx.dropsNoBuffers),
+                "malformed_descriptor": Self.count(totals.rx.dropsMalformedDescriptor &+ totals.tx.dropsMalformedDescriptor),
+            ],
+        ]
+        if let kernel = port.packetStatistics?.snapshot() {
+            object["kernel"] = [
+                "interface_up": .bool(port.linkUp ?? false),
+                "rx_packets": Self.count(kernel.receivedPackets),
+                "rx_bytes": Self.count(kernel.receivedBytes),
+                "tx_packets": Self.count(kernel.transmittedPackets),
+                "tx_bytes": Self.count(kernel.transmittedBytes),
+                "rx_ring_drops": Self.count(kernel.receiveRingDrops),
+                "rx_drops_too_large": Self.count(kernel.receiveDropsTooLarge),
+                "tx_send_errors": Self.count(kernel.transmitSendErrors),
+                "tx_drops_kernel": Self.count(kernel.transmitDropsKernel),
+                "tx_drops_ring_full": Self.count(kernel.transmitDropsRingFull),
+            ]
+        }
         if let info = totals.info {
             object["state"] = .string(info.state.rawValue)
             object["sessions"] = Self.count(info.sessions)
