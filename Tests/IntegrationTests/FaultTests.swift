@@ -157,30 +157,12 @@ final class FaultTests: XCTestCase {
 
     func testAfPacketInterfaceDeletedAndRecreatedComesBack() throws {
         try skipUnlessIntegrationEnvironment()
-        if let reason = NetworkNamespaceFixture.skipReason() {
-            print("[skip] \(#function): \(reason)")
-            throw XCTSkip(reason)
-        }
-        let network = try NetworkNamespaceFixture(tag: "flt")
-        defer { network.destroy() }
-        try network.assignAddress("10.200.9.1/24")
-        let config = """
-        {"ports": [
-          {"name": "vm", "type": "vhost-user", "socket": {"path": "vm.sock"}},
-          {"name": "kernel", "type": "af-packet", "interface": "\(network.hostInterface)"}
-        ]}
-        """
-        let daemon = try SwitchDaemonProcess(config: config, extraArguments: ["--pmd-cpus", "1"])
-        defer { daemon.stop() }
-        try daemon.waitForFile(daemon.socketPath("vm.sock"))
-        let frontEnd = try Testpmd.frontEnd(sockets: [daemon.socketPath("vm.sock")], macs: ["02:00:00:00:09:02"],
-                                            cpu: 0, forwardMode: "icmpecho", burst: 32)
-        defer { frontEnd.quit() }
-        try frontEnd.waitForLinkUp(ports: [0])
-        try daemon.waitForLog("device ready")
-        try frontEnd.start()
+        if let reason = KernelPeerRig.skipReason() { throw XCTSkip(reason) }
+        let rig = try KernelPeerRig(tag: "flt", subnet: 9)
+        defer { rig.tearDown() }
+        let (network, daemon, frontEnd) = (rig.network, rig.daemon, rig.frontEnd)
         func ping(_ label: String) throws {
-            let result = try network.inside(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.200.9.2"], check: false)
+            let result = try rig.ping()
             XCTAssertEqual(result.status, 0, "\(label): ping through the switch failed:\n\(result.output)\n\(daemon.output.suffix(3000))")
         }
         try ping("before")
