@@ -330,7 +330,15 @@ public final class Testpmd: @unchecked Sendable {
     public func command(_ line: String, timeout: TimeInterval = 20) throws -> String {
         let start = output.count
         try send(line)
-        let end = try waitFor(Testpmd.prompt, after: start, timeout: timeout)
+        let end: Int
+        do {
+            end = try waitFor(Testpmd.prompt, after: start, timeout: min(5, timeout))
+        } catch TestpmdError.timedOut {
+            // An asynchronous log line (a link event, a reconnect) can land inside the prompt
+            // ("testpmd>virtio_user_dev_server_reconnect..."): an empty line prints a fresh one.
+            try send("")
+            end = try waitFor(Testpmd.prompt, after: start, timeout: timeout)
+        }
         return output.text(from: start, to: end)
     }
 
