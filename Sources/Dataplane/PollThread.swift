@@ -123,9 +123,8 @@ final class PollThread: @unchecked Sendable {
                 // quiescent point, so borrowing it without a retain is safe here.
                 Unmanaged<PollSnapshot>.fromOpaque(pointer)._withUnsafeGuaranteedRef { snapshot in
                     if bits != installedBits {
-                        // New rings start with guest notifications on: a polling back-end
-                        // must turn them off, or the guest makes a kick syscall per burst.
-                        silenceGuests(snapshot)
+                        // A ring may come from a thread that slept with kicks enabled on it.
+                        notificationsEnabled = true
                         installedBits = bits
                     }
                     if notificationsEnabled {
@@ -164,21 +163,6 @@ final class PollThread: @unchecked Sendable {
                 idleIterations = woken ? 0 : Self.idleIterationsBeforeSleep
                 lastCycles = MonotonicClock.cycles()
             }
-        }
-    }
-
-    /// Sets VRING_USED_F_NO_NOTIFY on every ring this thread touches: the rings it polls and
-    /// the receive rings it fills (under their lock when threads share them).
-    private func silenceGuests(_ snapshot: PollSnapshot) {
-        for q in 0..<snapshot.queues.count {
-            snapshot.queues[q].queue?._withUnsafeGuaranteedRef { $0.setGuestNotifications(enabled: false) }
-        }
-        for t in 0..<snapshot.targets.count {
-            let target = snapshot.targets[t]
-            guard let queue = target.queue else { continue }
-            target.lock?._withUnsafeGuaranteedRef { $0.lock() }
-            queue._withUnsafeGuaranteedRef { $0.setGuestNotifications(enabled: false) }
-            target.lock?._withUnsafeGuaranteedRef { $0.unlock() }
         }
     }
 

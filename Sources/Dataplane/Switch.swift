@@ -48,7 +48,6 @@ public final class Switch: @unchecked Sendable {
         var ports: [Int: PortEntry] = [:]
         var transmitLocks: [ObjectIdentifier: TransmitLock] = [:]
         var assignments: [QueueAssignment] = []
-        var started = false
         var housekeepingTasks: [@Sendable () -> Void] = []
     }
 
@@ -75,7 +74,6 @@ public final class Switch: @unchecked Sendable {
             let cpus = configuration.pollThreadCPUs.isEmpty ? [] : [configuration.pollThreadCPUs[i % configuration.pollThreadCPUs.count]]
             try thread.start(cpus: cpus)
         }
-        state.withLock { $0.started = true }
         // Ageing runs off the hot path, once a second.
         let stopSignal = housekeepingStop
         housekeeping = try SystemThread(name: "housekeeping") { [fdb, self] in

@@ -78,7 +78,7 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
 
     private func announce(_ mac: [UInt8]) {
         fabric.inject(frame: AnnouncementFrame.rarp(mac: mac), fromPort: portID)
-        let text = mac.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
+        let text = MacAddress.format(mac.reduce(0) { $0 << 8 | UInt64($1) })
         logger.info("RARP sent for \(text)")
         emit(SwitchEvent(.rarpSent, port: name, data: ["mac": .string(text)]))
     }

@@ -93,6 +93,9 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         nextUsed = lastUsedIndex ?? lastAvailIndex
         headStamps = .allocate(capacity: Int(layout.size))
         headStamps.initialize(repeating: 0, count: Int(layout.size))
+        // A polling back-end: the guest should not kick (a syscall per burst) until a poll
+        // thread going to sleep asks for it.
+        setGuestNotifications(enabled: false)
     }
 
     deinit {

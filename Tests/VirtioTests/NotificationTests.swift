@@ -71,6 +71,8 @@ final class NotificationTests: XCTestCase {
 
     func testUsedNoNotifyFlagIsSetWhilePolling() throws {
         let h = try QueueHarness()
+        XCTAssertEqual(h.ring.usedFlags, 1, "a new queue polls: VRING_USED_F_NO_NOTIFY from the start")
+        h.queue.setGuestNotifications(enabled: true)
         XCTAssertEqual(h.ring.usedFlags, 0)
         h.queue.setGuestNotifications(enabled: false)
         XCTAssertEqual(h.ring.usedFlags, 1, "VRING_USED_F_NO_NOTIFY")
