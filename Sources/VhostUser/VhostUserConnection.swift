@@ -110,6 +110,11 @@ public final class VhostUserConnection: @unchecked Sendable {
             refuse(message, .unknownRequest(message.header.request), reply: .ackOnly)
             return
         }
+        if logger.logLevel <= .debug {
+            // The first 8 payload bytes name the vring and its value for most ring messages.
+            let head = message.payload.prefix(8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+            logger.debug("message \(request)", metadata: ["payload": "\(head)", "size": "\(message.payload.count)"])
+        }
         let rule = VhostUserMessageRule.rule(for: request)
         if let error = check(message, request, rule) {
             refuse(message, error, reply: rule.reply)
@@ -324,7 +329,11 @@ public final class VhostUserConnection: @unchecked Sendable {
         case .setStatus:
             let value = payload.u64() ?? 0
             guard value <= 0xff else { return .refused(.invalidPayload(request, "status 0x\(String(value, radix: 16)) above 0xff")) }
+            let wasDriverOK = status & Self.statusDriverOK != 0
             status = UInt8(value)
+            if wasDriverOK != (status & Self.statusDriverOK != 0) {
+                logger.info(wasDriverOK ? "driver status: not ready" : "driver status: DRIVER_OK", metadata: ["status": "0x\(String(value, radix: 16))"])
+            }
             return .done
         case .getStatus:
             return .reply(VhostUserMessage.u64Payload(UInt64(status)))
@@ -603,6 +612,12 @@ public final class VhostUserConnection: @unchecked Sendable {
             logger.info("rings stopped")
             device.delegate.migrationStateChanged(device, event: .ringsStopped)
         }
+        var recent = ""
+        if logger.logLevel <= .debug, let memory, let layout = ring.layout {
+            recent = SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0, lastAvailIndex: ring.base,
+                                    callDescriptor: -1, statistics: ring.statistics, observeOnly: true).describeRecentEntries(count: 12)
+        }
+        logger.debug("vring \(index) stopped", metadata: ["base": "\(ring.base)", "ring": "\(recent)"])
         var writer = LittleEndianWriter()
         writer.u32(UInt32(index))
         writer.u32(UInt32(ring.base))
@@ -653,11 +668,23 @@ public final class VhostUserConnection: @unchecked Sendable {
         (negotiatedFeatures ?? 0) & VhostUserDevice.logAllFeature != 0 && dirtyLog != nil
     }
 
-    /// The ready rule: memory is mapped, the first queue pair is enabled, and every enabled
-    /// ring the front-end has touched has a size, addresses inside guest memory and a kick
-    /// (or NOFD). Then every enabled ring is published; disabled rings never are.
+    /// VIRTIO status bit DRIVER_OK (VIRTIO 1.1 2.1).
+    static let statusDriverOK: UInt8 = 4
+
+    /// With the STATUS protocol feature the front-end says when the driver is ready; until
+    /// DRIVER_OK (and from the moment it is cleared, as QEMU does before GET_VRING_BASE) the
+    /// rings are not ours to use (VIRTIO 1.1 3.1.1). DPDK's back-end waits for it the same way.
+    /// Without STATUS, ring readiness alone decides.
+    private var driverAllowsRings: Bool {
+        !hasProtocolFeature(.status) || status & Self.statusDriverOK != 0
+    }
+
+    /// The ready rule: memory is mapped, the driver is ready (see `driverAllowsRings`), the
+    /// first queue pair is enabled, and every enabled ring the front-end has touched has a
+    /// size, addresses inside guest memory and a kick (or NOFD). Then every enabled ring is
+    /// published; disabled rings never are.
     private func updatePublication() {
-        guard let memory else {
+        guard let memory, driverAllowsRings else {
             device.publish(nil)
             return
         }
@@ -690,11 +717,16 @@ public final class VhostUserConnection: @unchecked Sendable {
         }
         let queue = build(ring.base)
         let used = queue.currentUsedIndex()
+        logger.debug("vring \(ring.index) queue built", metadata: [
+            "base": "\(ring.base)", "used_idx": "\(used)", "avail_idx": "\(queue.currentAvailIndex())",
+            "log_used": "\(queue.logsUsedRing)", "ring": "\(queue.describeRecentEntries(count: 12))"])
         guard used != ring.base else { return queue }
         logger.warning("vring \(ring.index): base \(ring.base) but used index \(used) in guest memory; resuming from \(used)")
         ring.base = used
         return build(used)
     }
+
+
 
     // MARK: Snapshot
 
@@ -711,7 +743,8 @@ public final class VhostUserConnection: @unchecked Sendable {
             if current == nil, let memory, let layout = ring.layout {
                 // A read-only view for the indices in guest memory; never published.
                 current = SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0,
-                                         lastAvailIndex: ring.base, callDescriptor: -1, statistics: ring.statistics, dirtyLog: nil)
+                                         lastAvailIndex: ring.base, callDescriptor: -1, statistics: ring.statistics, dirtyLog: nil,
+                                         observeOnly: true)
             }
             // A published queue's own indices belong to its poll thread. Nothing stays in
             // flight between bursts, so the used.idx it last released (read atomically from

@@ -103,7 +103,7 @@ public struct VhostUserMessageRule: Sendable {
         case .getMaxMemSlots: return .init(payload: .exact(0), reply: .always, requires: .configureMemSlots)
         case .addMemReg: return .init(payload: .exact(singleRegionSize), descriptors: .exactlyOne, changesRings: true, requires: .configureMemSlots)
         case .remMemReg: return .init(payload: .exact(singleRegionSize), descriptors: .optionalUnused, changesRings: true, requires: .configureMemSlots)
-        case .setStatus: return .init(payload: .exact(8), requires: .status)
+        case .setStatus: return .init(payload: .exact(8), changesRings: true, requires: .status)
         case .getStatus: return .init(payload: .exact(0), reply: .always, requires: .status)
         case .setBackendRequestFd, .iotlbMessage, .setVringEndian, .getConfig, .setConfig, .createCryptoSession,
              .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd, .getInflightFd, .setInflightFd,

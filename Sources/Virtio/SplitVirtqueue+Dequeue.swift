@@ -51,6 +51,21 @@ extension SplitVirtqueue {
         return produced
     }
 
+    /// A header split over several buffers (legal, rare): adds `count` more bytes, starting
+    /// at header byte `filled`, by re-encoding what was gathered so far.
+    @inlinable @inline(never)
+    func gatherSplitHeader(_ header: inout VirtioNetHeader, filled: Int, from source: UnsafeRawPointer, count: Int) {
+        var image: (UInt64, UInt64) = (0, 0)
+        let headerSize = self.headerSize
+        withUnsafeMutableBytes(of: &image) { bytes in
+            // Safe: filled + count <= headerSize <= 12 < 16 bytes of image; `source` has
+            // `count` translated bytes.
+            header.store(to: bytes.baseAddress!, size: headerSize)
+            bytes.baseAddress!.advanced(by: filled).copyMemory(from: source, byteCount: count)
+            header = VirtioNetHeader(loadingFrom: bytes.baseAddress!, size: headerSize)
+        }
+    }
+
     @usableFromInline
     enum TransmitOutcome {
         case delivered, malformedDescriptor, malformedHeader, tooShort, tooLarge
@@ -65,7 +80,7 @@ extension SplitVirtqueue {
         let data = buffer.pointee.data
         let capacity = buffer.pointee.capacity
         let headerSize = self.headerSize
-        var headerImage: (UInt64, UInt64) = (0, 0)
+        var header = VirtioNetHeader()
         var headerFilled = 0
         var frameLength = 0
         var tooLarge = false
@@ -81,15 +96,21 @@ extension SplitVirtqueue {
                 var source = UnsafeRawPointer(host)
                 var remaining = Int(length)
                 if headerFilled < headerSize {
-                    let take = min(remaining, headerSize &- headerFilled)
-                    withUnsafeMutableBytes(of: &headerImage) { image in
-                        // Safe: headerFilled + take <= headerSize <= 12 < 16 bytes of image;
-                        // source has `length` >= take translated bytes.
-                        image.baseAddress!.advanced(by: headerFilled).copyMemory(from: source, byteCount: take)
+                    if headerFilled == 0 && remaining >= headerSize {
+                        // The usual case: the whole header in the first buffer, read in place
+                        // (each field loaded once, so a guest rewriting it cannot split a check).
+                        // Safe: the segment has `length` >= headerSize translated bytes.
+                        header = VirtioNetHeader(loadingFrom: source, size: headerSize)
+                        headerFilled = headerSize
+                        source += headerSize
+                        remaining &-= headerSize
+                    } else {
+                        let take = min(remaining, headerSize &- headerFilled)
+                        gatherSplitHeader(&header, filled: headerFilled, from: source, count: take)
+                        headerFilled &+= take
+                        source += take
+                        remaining &-= take
                     }
-                    headerFilled &+= take
-                    source += take
-                    remaining &-= take
                 }
                 guard remaining > 0 else { continue }
                 if tooLarge || remaining > capacity &- frameLength {
@@ -106,10 +127,6 @@ extension SplitVirtqueue {
         guard headerFilled == headerSize else { return .tooShort }
         guard !tooLarge else { return .tooLarge }
         guard frameLength >= Self.minimumFrameLength else { return .tooShort }
-        let header = withUnsafeBytes(of: &headerImage) { image in
-            // Safe: the image has 16 bytes, headerSize <= 12 of them filled.
-            VirtioNetHeader(loadingFrom: image.baseAddress!, size: headerSize)
-        }
         guard header.isValidForTransmit(frameLength: frameLength, negotiated: negotiatedFeatures) else { return .malformedHeader }
         buffer.pointee.length = frameLength
         buffer.pointee.header = header

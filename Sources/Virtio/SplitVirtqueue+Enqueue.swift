@@ -61,6 +61,20 @@ extension SplitVirtqueue {
         return delivered
     }
 
+    /// A header split over several receive buffers (legal, rare): writes header bytes
+    /// [offset, offset + count) to `destination`.
+    @inlinable @inline(never)
+    static func scatterSplitHeader(_ header: VirtioNetHeader, size: Int, from offset: Int, count: Int,
+                                   to destination: UnsafeMutableRawPointer) {
+        var image: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &image) { bytes in
+            // Safe: offset + count <= size <= 12 < 16 bytes of image; destination has `count`
+            // translated bytes.
+            header.store(to: bytes.baseAddress!, size: size)
+            destination.copyMemory(from: bytes.baseAddress!.advanced(by: offset), byteCount: count)
+        }
+    }
+
     @usableFromInline
     enum ReceiveOutcome {
         case delivered, tooLarge, noBuffers
@@ -75,11 +89,6 @@ extension SplitVirtqueue {
         let headerSize = self.headerSize
         var header = packet.header
         header.bufferCount = 1
-        var headerImage: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &headerImage) { image in
-            // Safe: the image has 16 bytes, the header at most 12.
-            header.store(to: image.baseAddress!, size: headerSize)
-        }
         let total = headerSize &+ packet.length  // checked by the caller: fits in UInt32
         let frame = UnsafeRawPointer(packet.data)
 
@@ -90,6 +99,9 @@ extension SplitVirtqueue {
             // Where num_buffers (header bytes 10 and 11) landed; they may be in two descriptors.
             var bufferCountLow: UnsafeMutableRawPointer? = nil
             var bufferCountHigh: UnsafeMutableRawPointer? = nil
+            // Their guest-physical addresses: written last, so logged again after the write.
+            var bufferCountLowAddress: UInt64 = 0
+            var bufferCountHighAddress: UInt64 = 0
             var lastHead: UInt16 = 0
 
             while written < total {
@@ -125,17 +137,33 @@ extension SplitVirtqueue {
                         let count = min(Int(length), total &- written)
                         var destination = host
                         var remaining = count
-                        if written < headerSize {
-                            let take = min(remaining, headerSize &- written)
-                            withUnsafeBytes(of: &headerImage) { image in
-                                // Safe: written + take <= headerSize <= 12 < 16; destination
-                                // has `length` >= take translated bytes.
-                                destination.copyMemory(from: image.baseAddress!.advanced(by: written), byteCount: take)
+                        if written == 0 && remaining >= headerSize {
+                            // The usual case: the whole header fits the first buffer.
+                            // Safe: destination has `length` >= count >= headerSize bytes.
+                            header.store(to: destination, size: headerSize)
+                            if headerSize > 10 {
+                                bufferCountLow = destination + 10
+                                bufferCountHigh = destination + 11
+                                bufferCountLowAddress = guestAddress &+ 10
+                                bufferCountHighAddress = guestAddress &+ 11
                             }
+                            destination += headerSize
+                            remaining &-= headerSize
+                            written = headerSize
+                        } else if written < headerSize {
+                            let take = min(remaining, headerSize &- written)
+                            Self.scatterSplitHeader(header, size: headerSize, from: written, count: take, to: destination)
                             if headerSize > 10 {
                                 // Safe: the offsets are inside the `take` bytes just written.
-                                if written <= 10 && 10 < written &+ take { bufferCountLow = destination + (10 &- written) }
-                                if written <= 11 && 11 < written &+ take { bufferCountHigh = destination + (11 &- written) }
+                                // A header continues only at the start of a buffer: destination == host.
+                                if written <= 10 && 10 < written &+ take {
+                                    bufferCountLow = destination + (10 &- written)
+                                    bufferCountLowAddress = guestAddress &+ UInt64(10 &- written)
+                                }
+                                if written <= 11 && 11 < written &+ take {
+                                    bufferCountHigh = destination + (11 &- written)
+                                    bufferCountHighAddress = guestAddress &+ UInt64(11 &- written)
+                                }
                             }
                             destination += take
                             remaining &-= take
@@ -174,6 +202,12 @@ extension SplitVirtqueue {
                 // Safe: both pointers were recorded inside header bytes written this attempt.
                 bufferCountLow?.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
                 bufferCountHigh?.storeBytes(of: UInt8(truncatingIfNeeded: value >> 8), as: UInt8.self)
+                if logData, let log {
+                    // The pages were logged when the header went in; QEMU may have copied them
+                    // since, so log the late write again (write first, then log).
+                    log.markGuestPhysical(bufferCountLowAddress, length: 1)
+                    log.markGuestPhysical(bufferCountHighAddress, length: 1)
+                }
             }
             taken = probe
             usedWritten &+= entries

@@ -65,8 +65,11 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
     /// `layout` must have been mapped with `memory`. `lastUsedIndex` defaults to
     /// `lastAvailIndex` (nothing in flight, as after GET_VRING_BASE). `callDescriptor` is the
     /// call eventfd, -1 for none; it is not owned (the caller keeps it open while the queue lives).
+    /// `observeOnly`: a view for reading the ring's indices that never writes guest memory
+    /// (a stopped ring belongs to the front-end; an unlogged write there could be lost).
     public init(layout: VirtqueueLayout, memory: GuestMemory, negotiatedFeatures: UInt64, lastAvailIndex: UInt16,
-                lastUsedIndex: UInt16? = nil, callDescriptor: Int32, statistics: VirtqueueStatistics, dirtyLog: DirtyLog? = nil) {
+                lastUsedIndex: UInt16? = nil, callDescriptor: Int32, statistics: VirtqueueStatistics, dirtyLog: DirtyLog? = nil,
+                observeOnly: Bool = false) {
         self.layout = layout
         self.memory = memory
         self.statistics = statistics
@@ -95,7 +98,7 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         headStamps.initialize(repeating: 0, count: Int(layout.size))
         // A polling back-end: the guest should not kick (a syscall per burst) until a poll
         // thread going to sleep asks for it.
-        setGuestNotifications(enabled: false)
+        if !observeOnly { setGuestNotifications(enabled: false) }
     }
 
     deinit {
@@ -270,5 +273,30 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         // Safe: avail.flags is the first u16 of the checked avail ring.
         let flags = UInt16(littleEndian: vhost_shims_load_relaxed_u16(avail))
         return flags & Self.availFlagNoInterrupt == 0
+    }
+}
+
+// MARK: Diagnostics
+
+extension SplitVirtqueue {
+    /// The `count` used entries before used.idx as "id:length" (oldest first), and the
+    /// `count` avail heads before avail.idx, for debug logs at ring hand-over (migration).
+    public func describeRecentEntries(count: Int) -> String {
+        let usedIndex = currentUsedIndex()
+        let availIndex = currentAvailIndex()
+        let n = min(count, Int(size))
+        var usedEntries: [String] = []
+        var availHeads: [String] = []
+        for back in stride(from: n, to: 0, by: -1) {
+            let usedSlot = Int((usedIndex &- UInt16(back)) & mask)
+            // Safe: slot < size; entries are 8 bytes after flags and idx in the checked used ring.
+            let id = UInt32(littleEndian: (used + 4 + usedSlot * 8).loadUnaligned(as: UInt32.self))
+            let length = UInt32(littleEndian: (used + 8 + usedSlot * 8).loadUnaligned(as: UInt32.self))
+            usedEntries.append("\(id):\(length)")
+            let availSlot = Int((availIndex &- UInt16(back)) & mask)
+            // Safe: slot < size; the ring follows flags and idx in the checked avail ring.
+            availHeads.append("\(UInt16(littleEndian: (avail + 4 + availSlot * 2).loadUnaligned(as: UInt16.self)))")
+        }
+        return "used.idx=\(usedIndex) used=[\(usedEntries.joined(separator: " "))] avail.idx=\(availIndex) avail=[\(availHeads.joined(separator: " "))]"
     }
 }

@@ -153,6 +153,12 @@ final class MigrationRig {
     }
 
     func tearDown() {
+        // VHOST_SWITCH_TEST_LOG_DIR keeps the switch's and the guests' logs for a post-mortem.
+        if let directory = ProcessInfo.processInfo.environment["VHOST_SWITCH_TEST_LOG_DIR"] {
+            let stamp = Int(Date().timeIntervalSince1970)
+            try? daemon.output.write(toFile: "\(directory)/migration-\(tag)-\(stamp)-switch.log", atomically: true, encoding: .utf8)
+            try? destination.describe().write(toFile: "\(directory)/migration-\(tag)-\(stamp)-destination.log", atomically: true, encoding: .utf8)
+        }
         source.terminate()
         destination.terminate()
         daemon.stop()

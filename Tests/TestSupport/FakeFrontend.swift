@@ -247,8 +247,9 @@ public final class FakeFrontendMemory {
 }
 
 extension FakeFrontend {
-    /// The usual session start: features, protocol features, owner, memory table.
-    /// Returns false when any step failed.
+    /// The usual session start: features, protocol features, owner, memory table, and (with
+    /// the STATUS protocol feature) a driver status of DRIVER_OK, without which the back-end
+    /// does not use the rings. Returns false when any step failed.
     @discardableResult
     public func negotiate(features: UInt64, protocolFeatures: UInt64 = VhostUserProtocolFeature.supportedMask,
                           memory: FakeFrontendMemory?) throws -> Bool {
@@ -259,6 +260,9 @@ extension FakeFrontend {
         }
         try send(.setFeatures, Self.u64(features))
         try send(.setOwner)
+        if features & (1 << 30) != 0 && protocolFeatures & VhostUserProtocolFeature.status.mask != 0 {
+            try send(.setStatus, Self.u64(Self.driverReadyStatus))
+        }
         if let memory {
             let ack = try acked(.setMemTable, Self.memoryTable([memory.descriptor]), fds: [memory.fd])
             if protocolFeatures & VhostUserProtocolFeature.replyAck.mask != 0 && features & (1 << 30) != 0 {
@@ -267,6 +271,9 @@ extension FakeFrontend {
         }
         return true
     }
+
+    /// ACKNOWLEDGE | DRIVER | DRIVER_OK | FEATURES_OK, what QEMU sets once its rings run.
+    public static let driverReadyStatus: UInt64 = 0x0f
 
     /// NUM, BASE, ADDR, KICK (an eventfd or NOFD), CALL for one ring; with REPLY_ACK each is acked.
     public func setUpRing(_ index: Int, size: UInt32 = 256, base: UInt32 = 0, memory: FakeFrontendMemory,

@@ -19,6 +19,37 @@ final class VhostUserSessionTests: XCTestCase {
         XCTAssertEqual(VhostUserProtocolFeature.supportedMask, 0x1_a01f)
     }
 
+    /// QEMU clears the status (SET_STATUS 0) before GET_VRING_BASE when it stops a device
+    /// (migration, shutdown): the rings are the driver's again from that message on.
+    func testClearingDriverOKWithdrawsTheQueuesAndSettingItRepublishes() throws {
+        let session = try DirectSession()
+        let memory = try FakeFrontendMemory()
+        let kicks = [try EventFD(), try EventFD()]
+        try session.makeReady(memory: memory, kicks: kicks)
+        XCTAssertEqual(session.delegate.queues.map(\.vringIndex), [0, 1])
+        XCTAssertEqual(try session.frontend.acked(.setStatus, FakeFrontend.u64(0)), 0)
+        XCTAssertTrue(session.delegate.queues.isEmpty, "SET_STATUS 0 withdraws the queues")
+        XCTAssertEqual(session.info.state, .connected)
+        XCTAssertEqual(try session.frontend.acked(.setStatus, FakeFrontend.u64(FakeFrontend.driverReadyStatus)), 0)
+        XCTAssertEqual(session.delegate.queues.map(\.vringIndex), [0, 1], "DRIVER_OK again: the rings run again")
+    }
+
+    /// A front-end without the STATUS protocol feature never sends a status: ring readiness
+    /// alone starts the device.
+    func testWithoutStatusFeatureRingsStartWithoutDriverOK() throws {
+        let session = try DirectSession()
+        let memory = try FakeFrontendMemory()
+        XCTAssertTrue(try session.frontend.negotiate(features: DirectSession.features,
+                                                     protocolFeatures: VhostUserProtocolFeature.supportedMask & ~VhostUserProtocolFeature.status.mask,
+                                                     memory: memory))
+        session.process()
+        for ring in 0..<2 {
+            XCTAssertTrue(try session.frontend.setUpRing(ring, memory: memory, kick: try EventFD().descriptor, call: nil))
+            XCTAssertTrue(try session.frontend.enableRing(ring))
+        }
+        XCTAssertEqual(session.delegate.queues.map(\.vringIndex), [0, 1])
+    }
+
     func testFullSessionPublishesQueuesThenReady() throws {
         let session = try DirectSession()
         let memory = try FakeFrontendMemory()
@@ -39,6 +70,9 @@ final class VhostUserSessionTests: XCTestCase {
         XCTAssertTrue(try session.frontend.enableRing(0))
         XCTAssertTrue(session.delegate.queues.isEmpty, "the first queue pair is not complete yet")
         XCTAssertTrue(try session.frontend.enableRing(1))
+        XCTAssertTrue(session.delegate.queues.isEmpty, "STATUS negotiated: nothing runs before DRIVER_OK")
+        XCTAssertEqual(try session.frontend.request(.getStatus)?.u64, 0)
+        XCTAssertEqual(try session.frontend.acked(.setStatus, FakeFrontend.u64(FakeFrontend.driverReadyStatus)), 0)
         let queues = session.delegate.queues
         XCTAssertEqual(queues.map(\.vringIndex), [0, 1])
         XCTAssertNotEqual(queues[0].kickDescriptor, -1)
