@@ -38,7 +38,7 @@ extension SplitVirtqueue {
                 index &+= 1
                 continue
             }
-            guard let required = packet.header.requiredReceiveFeatures, negotiatedFeatures & required == required else {
+            guard packet.header.isPlain || packet.header.requiredReceiveFeatures.map({ negotiatedFeatures & $0 == $0 }) == true else {
                 counters.dropsUnsupportedOffload &+= 1
                 index &+= 1
                 continue

@@ -104,8 +104,19 @@ public struct VirtioNetHeader: Equatable, Sendable {
     /// Checks a transmitted header against the frame it describes (UNTRUSTED-INPUT.md): the
     /// checksum field must lie inside the frame, GSO needs a segment size and only offloads
     /// that were negotiated may be asked for.
-    @inlinable
+    @inlinable @inline(__always)
     public func isValidForTransmit(frameLength: Int, negotiated features: UInt64) -> Bool {
+        // The common case, a frame without offloads, needs no feature check.
+        if isPlain { return true }
+        return isValidOffloadForTransmit(frameLength: frameLength, negotiated: features)
+    }
+
+    /// No checksum to complete, no segmentation (flags and gso_type both 0).
+    @inlinable @inline(__always)
+    public var isPlain: Bool { flags == 0 && gsoType == Self.gsoNone }
+
+    @inlinable @inline(never)
+    func isValidOffloadForTransmit(frameLength: Int, negotiated features: UInt64) -> Bool {
         guard let required = requiredTransmitFeatures, features & required == required else { return false }
         if flags & Self.flagNeedsChecksum != 0 {
             // Int arithmetic on two UInt16 values and 2 cannot overflow.
