@@ -110,6 +110,11 @@ extension PackedVirtqueue {
                 }
                 var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: probe,
                                                   indirectAllowed: indirect, memory: translator)
+                // The buffer id is known only at the chain's end: if it turns out invalid,
+                // what was written into this buffer does not count.
+                let writtenBefore = written
+                let bufferCountLowBefore = bufferCountLow
+                let bufferCountHighBefore = bufferCountHigh
                 var chainWritten: UInt32 = 0
                 var malformed = false
                 segments: while written < total {
@@ -162,6 +167,9 @@ extension PackedVirtqueue {
                 let id = chain.bufferID
                 guard claimID(id) else {
                     counters.invalidHeads &+= 1
+                    written = writtenBefore
+                    bufferCountLow = bufferCountLowBefore
+                    bufferCountHigh = bufferCountHighBefore
                     if entries == 0 {
                         // Nothing of this frame is pending before it: consume the bad buffer now.
                         nextAvail = probe
