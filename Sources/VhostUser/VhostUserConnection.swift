@@ -603,13 +603,15 @@ public final class VhostUserConnection: @unchecked Sendable {
 
     private func setVringBase(index: Int, base: UInt32) -> Outcome {
         // Split rings: a 16-bit index. Packed rings (like DPDK): bits 0-14 the avail index,
-        // bit 15 the avail wrap counter; the used position starts equal.
-        guard base <= 0xffff else { return .refused(.invalidPayload(.setVringBase, "base \(base) above 0xffff")) }
+        // bit 15 the avail wrap counter; the used position starts equal. QEMU puts its used
+        // position in bits 16-31: nothing is in flight at a stop, so it is the same one.
+        guard ringsArePacked || base <= 0xffff else { return .refused(.invalidPayload(.setVringBase, "base \(base) above 0xffff")) }
         let ring = vrings[index]
         if ringsArePacked, let size = ring.size, Int(base & 0x7fff) >= size {
             return .refused(.invalidPayload(.setVringBase, "packed ring index \(base & 0x7fff) outside a ring of \(size)"))
         }
-        ring.base = UInt16(base)
+        ring.base = UInt16(truncatingIfNeeded: base)
+        ring.packedUsedBase = nil
         ring.touched = true
         return .done
     }
@@ -630,7 +632,12 @@ public final class VhostUserConnection: @unchecked Sendable {
         }
         var writer = LittleEndianWriter()
         writer.u32(UInt32(index))
-        writer.u32(UInt32(ring.base))
+        if ringsArePacked {
+            // QEMU reads bits 16-31 as its used position (DPDK's back-end leaves them 0).
+            writer.u32(UInt32(ring.base) | UInt32(ring.packedUsedBase ?? ring.base) << 16)
+        } else {
+            writer.u32(UInt32(ring.base))
+        }
         return .reply(writer.bytes)
     }
 

@@ -29,6 +29,9 @@ final class VhostUserVring {
     /// The next avail index to process (SET_VRING_BASE, or taken back from the queue); for a
     /// packed ring bits 0-14 are the index and bit 15 the avail wrap counter.
     var base: UInt16 = 0
+    /// Packed rings: the used position (same encoding) a stopped queue reached; nil means
+    /// equal to `base`. GET_VRING_BASE returns it in bits 16-31, as QEMU expects.
+    var packedUsedBase: UInt16?
     var kick: FileDescriptor?
     /// SET_VRING_KICK with NOFD: the front-end does not kick; the ring is polled.
     var kickPolled = false
@@ -55,7 +58,10 @@ final class VhostUserVring {
     /// Keeps the processing position and drops the queue object. Callers withdrew the
     /// queues from the dataplane first.
     func dropQueue() {
-        if let queue { base = queue.vringBase }
+        if let queue {
+            base = queue.vringBase
+            packedUsedBase = queue.packed?.usedVringBase
+        }
         queue = nil
     }
 
@@ -67,6 +73,7 @@ final class VhostUserVring {
         layout = nil
         packedLayout = nil
         base = 0
+        packedUsedBase = nil
         kick?.close()
         kick = nil
         kickPolled = false

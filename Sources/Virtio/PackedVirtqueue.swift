@@ -76,6 +76,8 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     public var usedWrapCounter: Bool { usedWrap }
     /// vhost-user's encoding of the position (like DPDK): bits 0-14 the avail index, bit 15 the wrap counter.
     public var vringBase: UInt16 { Self.encodeBase(index: nextAvail, wrap: availWrap) }
+    /// The used position in the same encoding (QEMU takes it in GET_VRING_BASE's upper 16 bits).
+    public var usedVringBase: UInt16 { Self.encodeBase(index: nextUsed, wrap: usedWrap) }
     /// True once the guest broke the ring (a chain that never ends) or the base was outside
     /// the ring. A broken queue moves nothing until it is rebuilt.
     public var isBroken: Bool { broken }

@@ -37,9 +37,10 @@ final class VhostUserPackedRingTests: XCTestCase {
         XCTAssertEqual(info.map(\.currentAvailIndex), [nil, nil], "a packed ring has no avail index in memory")
 
         let reply0 = try session.frontend.request(.getVringBase, FakeFrontend.vringState(index: 0, num: 0))
-        XCTAssertEqual(reply0?.payload, FakeFrontend.vringState(index: 0, num: 0x8003))
+        // Bits 16-31: the used position, equal to the avail one (QEMU reads it there).
+        XCTAssertEqual(reply0?.payload, FakeFrontend.vringState(index: 0, num: 0x8003_8003))
         let reply1 = try session.frontend.request(.getVringBase, FakeFrontend.vringState(index: 1, num: 0))
-        XCTAssertEqual(reply1?.payload, FakeFrontend.vringState(index: 1, num: 0x0005))
+        XCTAssertEqual(reply1?.payload, FakeFrontend.vringState(index: 1, num: 0x0005_0005))
     }
 
     func testTheQueueReadsTheRingAtTheAddressesGiven() throws {
@@ -65,7 +66,7 @@ final class VhostUserPackedRingTests: XCTestCase {
         XCTAssertEqual(memory.mapping.base.load(fromByteOffset: ringOffset + 12, as: UInt16.self), 7, "used id")
         XCTAssertEqual(memory.mapping.base.load(fromByteOffset: ringOffset + 14, as: UInt16.self), 1 << 7 | 1 << 15, "used flags")
         let reply = try session.frontend.request(.getVringBase, FakeFrontend.vringState(index: 1, num: 0))
-        XCTAssertEqual(reply?.payload, FakeFrontend.vringState(index: 1, num: 0x8001))
+        XCTAssertEqual(reply?.payload, FakeFrontend.vringState(index: 1, num: 0x8001_8001))
     }
 
     func testPackedRingSizeNeedNotBeAPowerOfTwo() throws {
@@ -78,6 +79,21 @@ final class VhostUserPackedRingTests: XCTestCase {
         let split = try DirectSession()
         try split.negotiate(memory: memory)
         XCTAssertNotEqual(try split.frontend.acked(.setVringNum, FakeFrontend.vringState(index: 0, num: 100)), 0)
+    }
+
+    /// QEMU sends avail | used << 16 (0x80008000 for a fresh ring): the avail half counts.
+    func testQemuStyleBaseWithUsedPositionInTheUpperBitsIsAccepted() throws {
+        let session = try DirectSession()
+        let memory = try FakeFrontendMemory()
+        try session.makeReady(memory: memory, kicks: [try EventFD(), try EventFD()], bases: [0x8000_8000, 0x0007_0007], features: Self.packed)
+        let queues = session.delegate.queues.compactMap { $0.queue.packed }
+        XCTAssertEqual(queues.map(\.lastAvailIndex), [0, 7])
+        XCTAssertEqual(queues.map(\.availWrapCounter), [true, false])
+        XCTAssertEqual(queues.map(\.lastUsedIndex), [0, 7])
+        let split = try DirectSession()
+        try split.negotiate(memory: memory)
+        XCTAssertNotEqual(try split.frontend.acked(.setVringBase, FakeFrontend.vringState(index: 0, num: 0x8000_8000)), 0,
+                          "a split ring's base is 16 bits")
     }
 
     func testPackedBaseIndexOutsideTheRingIsRefused() throws {
