@@ -9,7 +9,8 @@ Started by Benchmarks/run.sh, which builds everything and exports:
   BENCH_WORKDIR     scratch directory (sockets, configs, logs)
 Tunables (environment):
   BENCH_WINDOWS=5 BENCH_WINDOW_SECONDS=10 BENCH_WARMUP_SECONDS=3 BENCH_IDLE_SECONDS=10
-  BENCH_ONLY=vhost,kernel,idle,micro,profile (comma list; default: all but profile)
+  BENCH_ONLY=vhost,rings,kernel,idle,micro,profile (comma list; default: all but profile)
+  BENCH_RING_VARIANTS="packed_vq=1;packed_vq=1,in_order=1;in_order=1" (rings: virtio-user options, 64 B)
   BENCH_PROFILE=1 (add the perf profile to a full run) BENCH_PROFILE_SECONDS=10
   BENCH_SIZES=64,1518  BENCH_FE_CPU=0 BENCH_BE_CPU=1  BENCH_OVS=1 (try OVS-DPDK)
 Nothing here is pass/fail: every figure is printed, and stored in Benchmarks/results/latest.json.
@@ -36,7 +37,9 @@ WINDOWS = int(os.environ.get("BENCH_WINDOWS", "5"))
 WINDOW_SECONDS = float(os.environ.get("BENCH_WINDOW_SECONDS", "10"))
 WARMUP_SECONDS = float(os.environ.get("BENCH_WARMUP_SECONDS", "3"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "10"))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,kernel,idle,micro").split(",")))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,rings,kernel,idle,micro").split(",")))
+# Front-end ring layouts for the "rings" rows: virtio-user devargs, same on both back-ends.
+RING_VARIANTS = [v for v in os.environ.get("BENCH_RING_VARIANTS", "packed_vq=1;packed_vq=1,in_order=1;in_order=1").split(";") if v]
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64,1518").split(",") if s]
 FE_CPU = int(os.environ.get("BENCH_FE_CPU", "0"))
 BE_CPU = int(os.environ.get("BENCH_BE_CPU", "1"))
@@ -260,9 +263,10 @@ def measure_windows(rate_sources, cycle_source):
 # --------------------------------------------------------------------------------------
 # (a) vhost <-> vhost
 
-def frontend_two_ports(sock0, sock1, size, name):
-    fe = Testpmd(name, ["net_virtio_user0,path=%s,queues=1,mac=%s" % (sock0, MAC0),
-                        "net_virtio_user1,path=%s,queues=1,mac=%s" % (sock1, MAC1)],
+def frontend_two_ports(sock0, sock1, size, name, options=""):
+    extra = "," + options if options else ""
+    fe = Testpmd(name, ["net_virtio_user0,path=%s,queues=1,mac=%s%s" % (sock0, MAC0, extra),
+                        "net_virtio_user1,path=%s,queues=1,mac=%s%s" % (sock1, MAC1, extra)],
                  ["--forward-mode=mac", "--burst=32", "--eth-peer=0,%s" % MAC1, "--eth-peer=1,%s" % MAC0],
                  cpu=FE_CPU)
     if not fe.wait_link([0, 1]):
@@ -271,15 +275,17 @@ def frontend_two_ports(sock0, sock1, size, name):
     return fe
 
 
-def vhost_pair_run(backend, size):
-    """One back-end ('ours' or 'dpdk'), one frame size."""
-    sock_dir = os.path.join(WORK, "vv-%s-%d" % (backend, size))
+def vhost_pair_run(backend, size, options=""):
+    """One back-end ('ours' or 'dpdk'), one frame size, the front-end's virtio-user options
+    (e.g. packed_vq=1: DPDK's net_vhost negotiates the packed ring too)."""
+    tag = "".join(c for c in options if c.isalnum())
+    sock_dir = os.path.join(WORK, "vv-%s-%d%s" % (backend, size, tag))
     shutil.rmtree(sock_dir, ignore_errors=True)
     os.makedirs(sock_dir)
     daemon = be = fe = None
     try:
         if backend == "ours":
-            daemon = Daemon("vv-%d" % size, [
+            daemon = Daemon("vv-%d%s" % (size, tag), [
                 {"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": 1},
                 {"name": "vm1", "type": "vhost-user", "socket": {"path": "vm1.sock", "mode": "server"}, "queues": 1}])
             s0, s1 = daemon.socket("vm0.sock"), daemon.socket("vm1.sock")
@@ -289,10 +295,10 @@ def vhost_pair_run(backend, size):
             cycles = daemon.cycles
         else:
             s0, s1 = os.path.join(sock_dir, "vh0.sock"), os.path.join(sock_dir, "vh1.sock")
-            be = Testpmd("be%d" % size, ["net_vhost0,iface=%s,queues=1" % s0, "net_vhost1,iface=%s,queues=1" % s1],
+            be = Testpmd("be%d%s" % (size, tag), ["net_vhost0,iface=%s,queues=1" % s0, "net_vhost1,iface=%s,queues=1" % s1],
                          ["--forward-mode=io", "--record-core-cycles"], cpu=BE_CPU)
             cycles = be.fwd_cycles
-        fe = frontend_two_ports(s0, s1, size, "fe%s%d" % (backend[0], size))
+        fe = frontend_two_ports(s0, s1, size, "fe%s%d%s" % (backend[0], size, tag), options)
         if be:
             be.wait_link([0, 1])
             be.cmd("start")
@@ -580,6 +586,24 @@ def main():
             for d in ("p0_to_p1", "p1_to_p0"):
                 table.append(("vhost->vhost %dB %s Mpps" % (size, d), om.get(d), dm.get(d), ratio(om.get(d), dm.get(d))))
             table.append(("vhost->vhost %dB busy cycles/pkt" % size, om.get("cycles_per_packet"),
+                          dm.get("cycles_per_packet"), ratio(om.get("cycles_per_packet"), dm.get("cycles_per_packet"))))
+
+    if "rings" in ONLY:
+        results["ring_variants"] = {}
+        for options in RING_VARIANTS:
+            entry = {}
+            for backend in ("ours", "dpdk"):
+                log("vhost<->vhost 64 B, front-end %s, back-end %s: %d x %.0f s" % (options, backend, WINDOWS, WINDOW_SECONDS))
+                try:
+                    entry[backend] = vhost_pair_run(backend, 64, options)
+                except Exception as e:  # keep going: nothing is pass/fail
+                    log("  failed: %s" % e)
+                    entry[backend] = {"error": str(e)}
+            results["ring_variants"][options] = entry
+            om, dm = entry["ours"].get("median", {}), entry["dpdk"].get("median", {})
+            for d in ("p0_to_p1", "p1_to_p0"):
+                table.append(("%s 64B %s Mpps" % (options, d), om.get(d), dm.get(d), ratio(om.get(d), dm.get(d))))
+            table.append(("%s 64B busy cycles/pkt" % options, om.get("cycles_per_packet"),
                           dm.get("cycles_per_packet"), ratio(om.get("cycles_per_packet"), dm.get("cycles_per_packet"))))
 
     if "kernel" in ONLY:

@@ -116,6 +116,10 @@ struct BurstForwarder {
             target.lock?._withUnsafeGuaranteedRef { $0.lock() }
             delivered = queue._withUnsafeGuaranteedRef { $0.enqueueBurst(packets, count: count) }
             target.lock?._withUnsafeGuaranteedRef { $0.unlock() }
+        } else if let queue = target.packedQueue {
+            target.lock?._withUnsafeGuaranteedRef { $0.lock() }
+            delivered = queue._withUnsafeGuaranteedRef { $0.enqueueBurst(packets, count: count) }
+            target.lock?._withUnsafeGuaranteedRef { $0.unlock() }
         } else if let packetPort = target.packetPort {
             target.lock?._withUnsafeGuaranteedRef { $0.lock() }
             delivered = packetPort._withUnsafeGuaranteedRef { $0.transmitBurst(packets, count: count) }

@@ -2,12 +2,13 @@ import Synchronization
 import CVhostShims
 import Virtio
 
-/// One receive queue a poll thread serves: a guest's transmit ring, or a kernel port's
-/// receive ring (exactly one of the two is set).
+/// One receive queue a poll thread serves: a guest's transmit ring (split or packed), or a
+/// kernel port's receive ring (exactly one of the three is set).
 struct PolledQueue {
-    // Unsafe (unmanaged): the snapshot's `owners` keeps both alive while the snapshot
+    // Unsafe (unmanaged): the snapshot's `owners` keeps them alive while the snapshot
     // lives; unmanaged references cost no retain/release on the hot path.
     let queue: Unmanaged<SplitVirtqueue>?
+    var packedQueue: Unmanaged<PackedVirtqueue>? = nil
     let packetPort: Unmanaged<PacketSocketPort>?
     let portID: Int
     /// What wakes the thread when it sleeps: the kick eventfd or the packet socket (-1: none).
@@ -21,6 +22,7 @@ struct PolledQueue {
 struct TransmitTarget {
     // Unsafe (unmanaged): kept alive by the snapshot's `owners`; no reference counting.
     var queue: Unmanaged<SplitVirtqueue>?
+    var packedQueue: Unmanaged<PackedVirtqueue>? = nil
     var packetPort: Unmanaged<PacketSocketPort>?
     /// Set when more threads than rings share this ring; nil when this thread owns it.
     var lock: Unmanaged<TransmitLock>?

@@ -128,7 +128,7 @@ final class PollThread: @unchecked Sendable {
                         installedBits = bits
                     }
                     if notificationsEnabled {
-                        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue?._withUnsafeGuaranteedRef { $0.setGuestNotifications(enabled: false) } }
+                        for q in 0..<snapshot.queues.count { Self.setGuestNotifications(snapshot.queues[q], enabled: false) }
                         notificationsEnabled = false
                     }
                     moved = pollOnce(snapshot, forwarder: forwarder)
@@ -177,6 +177,8 @@ final class PollThread: @unchecked Sendable {
             // Unsafe (guaranteed refs): the snapshot keeps queues and ports alive.
             if let queue = polled.queue {
                 count = queue._withUnsafeGuaranteedRef { $0.dequeueBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) }
+            } else if let queue = polled.packedQueue {
+                count = queue._withUnsafeGuaranteedRef { $0.dequeueBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) }
             } else if let port = polled.packetPort {
                 count = port._withUnsafeGuaranteedRef { $0.receiveBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) }
             } else {
@@ -190,10 +192,17 @@ final class PollThread: @unchecked Sendable {
         return received
     }
 
+    /// Unsafe (guaranteed refs): the snapshot keeps the rings alive.
+    @inline(__always)
+    private static func setGuestNotifications(_ polled: PolledQueue, enabled: Bool) {
+        polled.queue?._withUnsafeGuaranteedRef { $0.setGuestNotifications(enabled: enabled) }
+        polled.packedQueue?._withUnsafeGuaranteedRef { $0.setGuestNotifications(enabled: enabled) }
+    }
+
     /// Re-enables guest kicks, then checks once more: a frame posted before the guest saw
     /// the flag would otherwise wait for the next kick. Returns whether to sleep.
     private func prepareToSleep(_ snapshot: PollSnapshot) -> Bool {
-        for q in 0..<snapshot.queues.count { snapshot.queues[q].queue?._withUnsafeGuaranteedRef { $0.setGuestNotifications(enabled: true) } }
+        for q in 0..<snapshot.queues.count { Self.setGuestNotifications(snapshot.queues[q], enabled: true) }
         vhost_shims_fence_seq_cst()
         if let injections, injections.hasFrames { return false }
         for q in 0..<snapshot.queues.count {
@@ -201,6 +210,7 @@ final class PollThread: @unchecked Sendable {
             // A ring without a kick fd (the front-end polls) gives no wake-up: never sleep.
             if polled.wakeDescriptor < 0 { return false }
             if let queue = polled.queue, queue._withUnsafeGuaranteedRef({ $0.hasAvailableBuffers() }) { return false }
+            if let queue = polled.packedQueue, queue._withUnsafeGuaranteedRef({ $0.hasAvailableBuffers() }) { return false }
             if let port = polled.packetPort, port._withUnsafeGuaranteedRef({ $0.hasPendingFrames() }) { return false }
         }
         return true

@@ -177,10 +177,12 @@ public final class Switch: @unchecked Sendable {
         var next = 0
         for port in ports {
             for active in port.queues where active.isGuestTransmit {
-                polled[next % threadCount].append(PolledQueue(queue: Unmanaged.passUnretained(active.queue), packetPort: nil, portID: port.id,
+                polled[next % threadCount].append(PolledQueue(queue: active.queue.split.map(Unmanaged.passUnretained),
+                                                              packedQueue: active.queue.packed.map(Unmanaged.passUnretained),
+                                                              packetPort: nil, portID: port.id,
                                                               wakeDescriptor: active.kickDescriptor, maxFrameLength: port.maxFrameLength))
                 assignments.append(QueueAssignment(portName: port.name, vringIndex: active.vringIndex, pollThread: next % threadCount))
-                owners.append(active.queue)
+                owners.append(active.queue.object)
                 next += 1
             }
             if let packetPort = port.packetPort {
@@ -214,8 +216,10 @@ public final class Switch: @unchecked Sendable {
                     continue
                 }
                 guard !receiveRings.isEmpty else { continue }
-                let ring = receiveRings[t % receiveRings.count].queue
-                targets[t][port.id].queue = Unmanaged.passUnretained(ring)
+                let queue = receiveRings[t % receiveRings.count].queue
+                targets[t][port.id].queue = queue.split.map(Unmanaged.passUnretained)
+                targets[t][port.id].packedQueue = queue.packed.map(Unmanaged.passUnretained)
+                let ring = queue.object
                 owners.append(ring)
                 if threadCount > receiveRings.count {
                     let key = ObjectIdentifier(ring)

@@ -300,6 +300,8 @@ public final class ManagementAPI: Sendable {
             "index": .integer(Int64(vring.index)),
             "direction": vring.index % 2 == 1 ? "guest_tx" : "guest_rx",
             "size": vring.size.map { .integer(Int64($0)) } ?? .null,
+            "layout": .string(vring.ringLayout.rawValue),
+            "wrap_counter": vring.wrapCounter.map { .bool($0) } ?? .null,
             "enabled": .bool(vring.enabled),
             "started": .bool(vring.started),
             "desc_addr": Self.hex(vring.descriptorAddress),

@@ -357,6 +357,10 @@ public final class VhostUserConnection: @unchecked Sendable {
             return .refused(.featureChangeWhileRunning(from: current, to: requested))
         }
         negotiatedFeatures = requested
+        if (requested ^ current) & VhostUserDevice.ringPackedFeature != 0 {
+            // The ring layout changed: addresses set before mean the other layout's areas.
+            revalidateRings(.setFeatures)
+        }
         let wasLogging = current & VhostUserDevice.logAllFeature != 0
         let logging = requested & VhostUserDevice.logAllFeature != 0
         logger.info("features negotiated", metadata: ["features": "0x\(String(requested, radix: 16))"])
@@ -472,7 +476,7 @@ public final class VhostUserConnection: @unchecked Sendable {
         if remaining.isEmpty {
             memory = nil
             memoryRegions = []
-            revalidateRings()
+            revalidateRings(.remMemReg)
             return .done
         }
         return install(remaining, maxRegions: VhostUserLimits.maxMemorySlots, .remMemReg)
@@ -490,23 +494,23 @@ public final class VhostUserConnection: @unchecked Sendable {
         memory = table
         memoryRegions = regions
         logger.info("memory table set", metadata: ["regions": "\(regions.map { describe($0.descriptor) })"])
-        revalidateRings()
+        revalidateRings(.setMemTable)
         return .done
     }
 
     /// After a memory change: a ring whose addresses are no longer inside guest memory is
     /// not used until the front-end sends new ones.
-    private func revalidateRings() {
+    private func revalidateRings(_ request: VhostUserRequest) {
         for ring in vrings {
             guard let addresses = ring.addresses, let size = ring.size else { continue }
-            switch mapLayout(size: size, addresses, .setMemTable) {
+            switch mapLayout(size: size, addresses, request) {
             case .success(let layout):
                 // The old layout points into the old mappings, which go away with the old table.
-                ring.layout = layout
+                ring.setLayout(layout)
             case .failure(let error):
                 ring.addresses = nil
-                ring.layout = nil
-                report(.ringNotConfigured(.setMemTable, "vring \(ring.index) addresses no longer mapped: \(error)"), closing: false)
+                ring.clearLayout()
+                report(.ringNotConfigured(request, "vring \(ring.index) addresses no longer mapped: \(error)"), closing: false)
             }
         }
     }
@@ -543,26 +547,43 @@ public final class VhostUserConnection: @unchecked Sendable {
 
     // MARK: Rings
 
-    private func mapLayout(size: Int, _ addresses: VhostUserVring.Addresses, _ request: VhostUserRequest) -> Result<VirtqueueLayout, VhostUserProtocolError> {
+    /// RING_PACKED negotiated: rings use the packed layout (VIRTIO 1.1 2.8).
+    private var ringsArePacked: Bool { (negotiatedFeatures ?? 0) & VhostUserDevice.ringPackedFeature != 0 }
+
+    private func mapLayout(size: Int, _ addresses: VhostUserVring.Addresses, _ request: VhostUserRequest) -> Result<VhostUserVring.MappedLayout, VhostUserProtocolError> {
         guard let memory else { return .failure(.noMemoryTable(request)) }
+        if ringsArePacked {
+            do {
+                let layout = try PackedVirtqueueLayout.map(size: size, descriptorAddress: addresses.descriptor,
+                                                           driverEventAddress: addresses.avail, deviceEventAddress: addresses.used,
+                                                           logRing: addresses.logUsed, memory: memory)
+                return .success(.packed(layout))
+            } catch {
+                return .failure(.ringNotConfigured(request, "packed ring addresses not in guest memory: \(error)"))
+            }
+        }
+        guard size & (size - 1) == 0 else {
+            return .failure(.ringNotConfigured(request, "split ring size \(size) is not a power of two"))
+        }
         do {
             let layout = try VirtqueueLayout.map(size: size, descriptorAddress: addresses.descriptor, availAddress: addresses.avail,
                                                  usedAddress: addresses.used, logGuestAddress: addresses.logUsed ? addresses.log : nil,
                                                  memory: memory)
-            return .success(layout)
+            return .success(.split(layout))
         } catch {
             return .failure(.ringNotConfigured(request, "addresses not in guest memory: \(error)"))
         }
     }
 
     private func setVringNum(index: Int, size: UInt32) -> Outcome {
-        guard size >= 1, size <= UInt32(VhostUserLimits.maxRingSize), size & (size - 1) == 0 else {
+        // Split rings are a power of two (2.7); packed rings any size up to 32768 (2.8).
+        guard size >= 1, size <= UInt32(VhostUserLimits.maxRingSize), ringsArePacked || size & (size - 1) == 0 else {
             return .refused(.invalidPayload(.setVringNum, "ring size \(size) is not a power of two in 1...\(VhostUserLimits.maxRingSize)"))
         }
         let ring = vrings[index]
         if let addresses = ring.addresses {
             switch mapLayout(size: Int(size), addresses, .setVringNum) {
-            case .success(let layout): ring.layout = layout
+            case .success(let layout): ring.setLayout(layout)
             case .failure(let error): return .refused(error)
             }
         }
@@ -580,7 +601,7 @@ public final class VhostUserConnection: @unchecked Sendable {
         guard let size = ring.size else { return .refused(.ringNotConfigured(.setVringAddr, "vring \(index) has no size (SET_VRING_NUM)")) }
         switch mapLayout(size: size, addresses, .setVringAddr) {
         case .success(let layout):
-            ring.layout = layout
+            ring.setLayout(layout)
             ring.addresses = addresses
             ring.touched = true
             return .done
@@ -590,10 +611,16 @@ public final class VhostUserConnection: @unchecked Sendable {
     }
 
     private func setVringBase(index: Int, base: UInt32) -> Outcome {
-        // Split rings: a 16-bit index (the packed layout's wrap bits are not supported).
-        guard base <= 0xffff else { return .refused(.invalidPayload(.setVringBase, "base \(base) above 0xffff")) }
+        // Split rings: a 16-bit index. Packed rings (like DPDK): bits 0-14 the avail index,
+        // bit 15 the avail wrap counter; the used position starts equal. QEMU puts its used
+        // position in bits 16-31: nothing is in flight at a stop, so it is the same one.
+        guard ringsArePacked || base <= 0xffff else { return .refused(.invalidPayload(.setVringBase, "base \(base) above 0xffff")) }
         let ring = vrings[index]
-        ring.base = UInt16(base)
+        if ringsArePacked, let size = ring.size, Int(base & 0x7fff) >= size {
+            return .refused(.invalidPayload(.setVringBase, "packed ring index \(base & 0x7fff) outside a ring of \(size)"))
+        }
+        ring.base = UInt16(truncatingIfNeeded: base)
+        ring.packedUsedBase = nil
         ring.touched = true
         return .done
     }
@@ -620,7 +647,12 @@ public final class VhostUserConnection: @unchecked Sendable {
         logger.debug("vring \(index) stopped", metadata: ["base": "\(ring.base)", "ring": "\(recent)"])
         var writer = LittleEndianWriter()
         writer.u32(UInt32(index))
-        writer.u32(UInt32(ring.base))
+        if ringsArePacked {
+            // QEMU reads bits 16-31 as its used position (DPDK's back-end leaves them 0).
+            writer.u32(UInt32(ring.base) | UInt32(ring.packedUsedBase ?? ring.base) << 16)
+        } else {
+            writer.u32(UInt32(ring.base))
+        }
         return .reply(writer.bytes)
     }
 
@@ -692,11 +724,21 @@ public final class VhostUserConnection: @unchecked Sendable {
         var queues: [ActiveQueue] = []
         for ring in vrings where ring.isEnabled(protocolFeaturesNegotiated: protocolFeatures) {
             guard ring.touched || ring.index < 2 else { continue }
-            guard ring.isStartable, let layout = ring.layout else {
+            guard ring.isStartable else {
                 device.publish(nil)
                 return
             }
-            let queue = ring.queue ?? makeQueue(ring, layout: layout, memory: memory)
+            let queue: Virtqueue
+            if let existing = ring.queue {
+                queue = existing
+            } else if let layout = ring.layout {
+                queue = .split(makeQueue(ring, layout: layout, memory: memory))
+            } else if let layout = ring.packedLayout {
+                queue = .packed(makePackedQueue(ring, layout: layout, memory: memory))
+            } else {
+                device.publish(nil)
+                return
+            }
             ring.queue = queue
             queues.append(ActiveQueue(vringIndex: ring.index, queue: queue, kickDescriptor: ring.kick?.rawValue ?? -1))
         }
@@ -727,6 +769,16 @@ public final class VhostUserConnection: @unchecked Sendable {
     }
 
 
+    /// A packed ring resumes exactly at the base: there is no used index in guest memory
+    /// to check it against (DPDK's back-end does the same).
+    private func makePackedQueue(_ ring: VhostUserVring, layout: PackedVirtqueueLayout, memory: GuestMemory) -> PackedVirtqueue {
+        let (index, wrap) = PackedVirtqueue.decodeBase(ring.base)
+        let queue = PackedVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0, lastAvailIndex: index,
+                                    availWrapCounter: wrap, callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
+                                    dirtyLog: dirtyLoggingActive ? dirtyLog : nil)
+        if queue.isBroken { logger.warning("vring \(ring.index): packed base 0x\(String(ring.base, radix: 16)) outside the ring") }
+        return queue
+    }
 
     // MARK: Snapshot
 
@@ -739,7 +791,10 @@ public final class VhostUserConnection: @unchecked Sendable {
         info.dirtyLogging = dirtyLoggingActive
         let protocolFeatures = protocolFeaturesNegotiated
         info.vrings = vrings.filter(\.touched).map { ring in
-            var current: SplitVirtqueue? = ring.queue
+            if ring.packedLayout != nil || ring.queue?.layout == .packed {
+                return packedInfo(ring, protocolFeatures: protocolFeatures)
+            }
+            var current: SplitVirtqueue? = ring.queue?.split
             if current == nil, let memory, let layout = ring.layout {
                 // A read-only view for the indices in guest memory; never published.
                 current = SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0,
@@ -761,5 +816,22 @@ public final class VhostUserConnection: @unchecked Sendable {
                 hasKick: ring.kick != nil, kickPolled: ring.kickPolled, hasCall: ring.call != nil, statistics: ring.statistics)
         }
         info.activeQueuePairs = Set(vrings.filter(\.touched).map { $0.index / 2 }).count
+    }
+
+    /// A packed ring has no avail or used index in guest memory: show the position the
+    /// poll thread last published (or the base), with its wrap counter.
+    private func packedInfo(_ ring: VhostUserVring, protocolFeatures: Bool) -> VhostUserVringInfo {
+        let position = ring.queue?.packed?.publishedPosition.load(ordering: .relaxed) ?? ring.base
+        let (index, wrap) = PackedVirtqueue.decodeBase(position)
+        var info = VhostUserVringInfo(
+            index: ring.index, size: ring.size, enabled: ring.isEnabled(protocolFeaturesNegotiated: protocolFeatures),
+            started: ring.started, descriptorAddress: ring.addresses?.descriptor, availAddress: ring.addresses?.avail,
+            usedAddress: ring.addresses?.used, logAddress: ring.addresses?.log, logUsed: ring.addresses?.logUsed ?? false,
+            lastAvailIndex: index, lastUsedIndex: ring.queue != nil ? index : nil,
+            currentAvailIndex: nil, currentUsedIndex: nil,
+            hasKick: ring.kick != nil, kickPolled: ring.kickPolled, hasCall: ring.call != nil, statistics: ring.statistics)
+        info.ringLayout = .packed
+        info.wrapCounter = wrap
+        return info
     }
 }

@@ -15,18 +15,22 @@ public final class VhostUserDevice: @unchecked Sendable {
     static let featureCtrlVq = bit(17), featureGuestAnnounce = bit(21), featureMQ = bit(22)
     static let featureLogAll = bit(26), featureAnyLayout = bit(27), featureIndirectDesc = bit(28)
     static let featureEventIdx = bit(29), featureProtocolFeatures = bit(30), featureVersion1 = bit(32)
+    static let featureRingPacked = bit(34), featureInOrder = bit(35)
 
     /// What the implementation handles: the most a socket may offer. Checksum and
-    /// segmentation offloads, RING_PACKED and IN_ORDER are not implemented yet.
+    /// segmentation offloads are not implemented yet. IN_ORDER
+    /// holds for both ring layouts: every chain completes, in ring order, in the burst that takes it.
     public static let supportedFeatures: UInt64 = featureVersion1 | featureAnyLayout | featureIndirectDesc
         | featureEventIdx | featureMrgRxbuf | featureMQ | featureCtrlVq | featureMTU | featureMAC
         | featureGuestAnnounce | featureLogAll | featureProtocolFeatures | featureStatus
+        | featureRingPacked | featureInOrder
     /// What a new socket offers. CTRL_VQ is handled by the front-end itself (QEMU and DPDK
     /// virtio-user never hand the control queue to the back-end).
     public static let defaultOfferedFeatures: UInt64 = supportedFeatures
     /// The virtio feature bit LOG_ALL (26): the only one that may change while rings run.
     public static let logAllFeature: UInt64 = featureLogAll
     public static let protocolFeaturesFeature: UInt64 = featureProtocolFeatures
+    public static let ringPackedFeature: UInt64 = featureRingPacked
     public static let maxQueuePairsLimit = 128
 
     // MARK: Identity

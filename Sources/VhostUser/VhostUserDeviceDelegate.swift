@@ -6,7 +6,7 @@ import Virtio
 public struct ActiveQueue: @unchecked Sendable {
     /// The vring index: 2q is guest receive queue q, 2q+1 guest transmit queue q.
     public let vringIndex: Int
-    public let queue: SplitVirtqueue
+    public let queue: Virtqueue
     /// The kick eventfd (-1 when the front-end polls), for adaptive polling's sleep.
     public let kickDescriptor: Int32
 
@@ -14,7 +14,7 @@ public struct ActiveQueue: @unchecked Sendable {
     /// Guest transmit rings are the switch's receive side (it dequeues from them).
     public var isGuestTransmit: Bool { vringIndex % 2 == 1 }
 
-    public init(vringIndex: Int, queue: SplitVirtqueue, kickDescriptor: Int32) {
+    public init(vringIndex: Int, queue: Virtqueue, kickDescriptor: Int32) {
         self.vringIndex = vringIndex
         self.queue = queue
         self.kickDescriptor = kickDescriptor

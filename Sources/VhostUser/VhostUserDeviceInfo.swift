@@ -66,4 +66,8 @@ public struct VhostUserVringInfo: Sendable {
     public var hasCall: Bool
     /// The ring's counters (shared with the dataplane; read-only here).
     public var statistics: VirtqueueStatistics?
+    /// Split (VIRTIO 1.1 2.7) or packed (2.8, RING_PACKED negotiated).
+    public var ringLayout: Virtqueue.Layout = .split
+    /// Packed rings: the avail wrap counter that goes with `lastAvailIndex`; nil for split rings.
+    public var wrapCounter: Bool? = nil
 }

@@ -21,10 +21,17 @@ final class VhostUserVring {
     var size: Int?
     /// Set by SET_VRING_ADDR after the addresses were validated against the memory table.
     var addresses: Addresses?
-    /// The addresses translated through the current memory table.
+    /// The addresses translated through the current memory table, as a split ring...
     var layout: VirtqueueLayout?
-    /// The next avail index to process (SET_VRING_BASE, or taken back from the queue).
+    /// ...or as a packed ring (RING_PACKED negotiated): desc = descriptor ring, avail =
+    /// driver event suppression area, used = device event suppression area.
+    var packedLayout: PackedVirtqueueLayout?
+    /// The next avail index to process (SET_VRING_BASE, or taken back from the queue); for a
+    /// packed ring bits 0-14 are the index and bit 15 the avail wrap counter.
     var base: UInt16 = 0
+    /// Packed rings: the used position (same encoding) a stopped queue reached; nil means
+    /// equal to `base`. GET_VRING_BASE returns it in bits 16-31, as QEMU expects.
+    var packedUsedBase: UInt16?
     var kick: FileDescriptor?
     /// SET_VRING_KICK with NOFD: the front-end does not kick; the ring is polled.
     var kickPolled = false
@@ -38,7 +45,7 @@ final class VhostUserVring {
     var touched = false
     let statistics = VirtqueueStatistics()
     /// Built on publication; dropped on any change.
-    var queue: SplitVirtqueue?
+    var queue: Virtqueue?
 
     init(index: Int) { self.index = index }
 
@@ -51,7 +58,10 @@ final class VhostUserVring {
     /// Keeps the processing position and drops the queue object. Callers withdrew the
     /// queues from the dataplane first.
     func dropQueue() {
-        if let queue { base = queue.lastAvailIndex }
+        if let queue {
+            base = queue.vringBase
+            packedUsedBase = queue.packed?.usedVringBase
+        }
         queue = nil
     }
 
@@ -61,7 +71,9 @@ final class VhostUserVring {
         size = nil
         addresses = nil
         layout = nil
+        packedLayout = nil
         base = 0
+        packedUsedBase = nil
         kick?.close()
         kick = nil
         kickPolled = false
@@ -75,5 +87,27 @@ final class VhostUserVring {
     }
 
     /// The ring is complete enough to be polled.
-    var isStartable: Bool { started && size != nil && addresses != nil && layout != nil }
+    var isStartable: Bool { started && size != nil && addresses != nil && (layout != nil || packedLayout != nil) }
+
+    /// Stores a freshly mapped layout (and forgets one of the other kind).
+    func setLayout(_ mapped: MappedLayout) {
+        switch mapped {
+        case .split(let split):
+            layout = split
+            packedLayout = nil
+        case .packed(let packed):
+            layout = nil
+            packedLayout = packed
+        }
+    }
+
+    func clearLayout() {
+        layout = nil
+        packedLayout = nil
+    }
+
+    enum MappedLayout {
+        case split(VirtqueueLayout)
+        case packed(PackedVirtqueueLayout)
+    }
 }

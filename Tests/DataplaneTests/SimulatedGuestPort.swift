@@ -50,8 +50,8 @@ final class SimulatedGuestPort: @unchecked Sendable {
     }
 
     var activeQueues: [ActiveQueue] {
-        [ActiveQueue(vringIndex: 0, queue: receiveQueue, kickDescriptor: -1),
-         ActiveQueue(vringIndex: 1, queue: transmitQueue, kickDescriptor: -1)]
+        [ActiveQueue(vringIndex: 0, queue: .split(receiveQueue), kickDescriptor: -1),
+         ActiveQueue(vringIndex: 1, queue: .split(transmitQueue), kickDescriptor: -1)]
     }
 
     /// Posts up to `count` frames to `destination` while transmit descriptors are free.

@@ -17,7 +17,13 @@ final class QemuGuestTests: XCTestCase {
         try runPingTest(switchMode: "client", subnet: 10)
     }
 
-    private func runPingTest(switchMode: String, subnet: Int, function: String = #function) throws {
+    /// The Linux driver's packed virtqueue (QEMU packed=on): RING_PACKED negotiated, the
+    /// switch's vrings say so, and pings flow both ways.
+    func testGuestWithPackedRingPingsThroughSwitch() throws {
+        try runPingTest(switchMode: "server", subnet: 12, deviceOptions: ",packed=on")
+    }
+
+    private func runPingTest(switchMode: String, subnet: Int, deviceOptions: String = "", function: String = #function) throws {
         if let reason = NetworkNamespaceFixture.skipReason() {
             print("SKIP \(function): \(reason)")
             throw XCTSkip(reason)
@@ -39,11 +45,12 @@ final class QemuGuestTests: XCTestCase {
         defer { daemon.stop() }
         let socket = daemon.socketPath("vm.sock")
         if switchMode == "server" { try daemon.waitForFile(socket) }
-        let guest = try QemuGuest(.init(name: "ping-\(switchMode)", socketPath: socket,
-                                        socketMode: switchMode == "server" ? .qemuConnects : .qemuListens, mac: mac,
-                                        guestParameters: [("ip", guestAddress + "/24"), ("peer", namespaceAddress),
-                                                          ("mode", "ping"), ("count", "20"), ("interval", "0.1")]),
-                                  image: image)
+        var configuration = QemuGuest.Configuration(name: "ping-\(switchMode)", socketPath: socket,
+                                                    socketMode: switchMode == "server" ? .qemuConnects : .qemuListens, mac: mac,
+                                                    guestParameters: [("ip", guestAddress + "/24"), ("peer", namespaceAddress),
+                                                                      ("mode", "ping"), ("count", "20"), ("interval", "0.1")])
+        configuration.deviceOptions = deviceOptions
+        let guest = try QemuGuest(configuration, image: image)
         defer { guest.terminate() }
         let failureContext = { "\(guest.describe())\n--- switch ---\n\(daemon.output.suffix(6000))" }
 
@@ -62,6 +69,13 @@ final class QemuGuestTests: XCTestCase {
         let guestSummary = guest.testLines.first { $0.contains("packets transmitted") } ?? "(none)"
         print("[qemu] guest -> namespace: \(guestSummary)")
         XCTAssertTrue(guestSummary.contains("20 packets received"), "guest ping lost packets:\n\(failureContext())")
+
+        if deviceOptions.contains("packed=on") {
+            let rings = try SwitchEventHistory.getJSON(apiSocket: daemon.runDirectory + "/api.sock", path: "/v1/ports/vm/vrings")
+            let layouts = (((rings as? [String: Any])?["vrings"] as? [[String: Any]]) ?? []).compactMap { $0["layout"] as? String }
+            XCTAssertFalse(layouts.isEmpty)
+            XCTAssertEqual(Set(layouts), ["packed"], "the guest's rings are packed: \(rings)")
+        }
 
         // Both MACs were learned on the right ports.
         let fdb = try SwitchEventHistory.getJSON(apiSocket: daemon.runDirectory + "/api.sock", path: "/v1/fdb")

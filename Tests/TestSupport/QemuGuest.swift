@@ -40,6 +40,8 @@ public final class QemuGuest: @unchecked Sendable {
         public var memoryMiB: Int = 256
         /// Start as a migration destination listening on tcp:127.0.0.1:PORT.
         public var incomingPort: Int? = nil
+        /// Extra virtio-net-pci properties, e.g. ",packed=on".
+        public var deviceOptions: String = ""
 
         public init(name: String, socketPath: String, socketMode: SocketMode = .qemuConnects, mac: String,
                     guestParameters: [(String, String)] = [], memoryMiB: Int = 256, incomingPort: Int? = nil) {
@@ -188,7 +190,7 @@ public final class QemuGuest: @unchecked Sendable {
             "-object", "memory-backend-memfd,id=mem,size=\(memory),share=on", "-numa", "node,memdev=mem",
             "-chardev", chardev,
             "-netdev", "vhost-user,id=net0,chardev=chr0",
-            "-device", "virtio-net-pci,netdev=net0,mac=\(configuration.mac)\(nicInterrupts),romfile=",
+            "-device", "virtio-net-pci,netdev=net0,mac=\(configuration.mac)\(nicInterrupts),romfile=\(configuration.deviceOptions)",
             "-kernel", image.kernel, "-initrd", image.initrd,
             "-append", "console=ttyS0 quiet panic=-1 \(parameters)",
             "-display", "none", "-monitor", "none", "-serial", "stdio",

@@ -549,13 +549,18 @@ extension Testpmd {
     public static func frontEnd(sockets: [String], macs: [String]? = nil, peerMACs: [String]? = nil,
                                 serverMode: Bool = false, cpu: Int = 0, forwardMode: String = "rxonly",
                                 burst: Int = 32, queues: Int = 1, memory: TestpmdMemory = .hugepagesInMemory,
-                                extraAppArguments: [String] = [], startupTimeout: TimeInterval = 30) throws -> Testpmd {
+                                extraAppArguments: [String] = [], vdevOptions: [String] = [],
+                                startupTimeout: TimeInterval = 30) throws -> Testpmd {
         let macs = macs ?? sockets.indices.map(defaultMAC)
         precondition(macs.count == sockets.count, "one MAC per socket")
         var vdevs: [String] = []
         for (index, socket) in sockets.enumerated() {
             var vdev = "net_virtio_user\(index),path=\(socket),queues=\(queues),mac=\(macs[index])"
             if serverMode { vdev += ",server=1" }
+            // Per port (e.g. "packed_vq=1,in_order=1,mrg_rxbuf=0"); the last one applies to the rest.
+            if let options = index < vdevOptions.count ? vdevOptions[index] : vdevOptions.last, !options.isEmpty {
+                vdev += "," + options
+            }
             vdevs.append(vdev)
         }
         var app = ["--forward-mode=\(forwardMode)", "--nb-cores=1", "--burst=\(burst)",

@@ -7,7 +7,8 @@ import XCTest
 /// A device and one session driven directly on the test thread over a socketpair: the
 /// fake front-end's `pump` lets the connection handle each request before the reply is read.
 final class DirectSession {
-    static let features: UInt64 = VhostUserDevice.defaultOfferedFeatures & ~VhostUserDevice.logAllFeature
+    /// Everything offered but LOG_ALL, and RING_PACKED: the fake front-end lays out split rings.
+    static let features: UInt64 = VhostUserDevice.defaultOfferedFeatures & ~VhostUserDevice.logAllFeature & ~VhostUserDevice.ringPackedFeature
     let delegate = RecordingDeviceDelegate()
     let device: VhostUserDevice
     let connection: VhostUserConnection

@@ -344,7 +344,7 @@ final class VhostUserRingAndMemoryTests: XCTestCase {
         // The guest's avail index lives in the replacement memory only.
         replacement.setAvailIndex(1, 5)
         memory.setAvailIndex(1, 9)
-        XCTAssertEqual(queues[1].queue.currentAvailIndex(), 5, "the ring reads the new memory table")
+        XCTAssertEqual(queues[1].queue.split!.currentAvailIndex(), 5, "the ring reads the new memory table")
     }
 
     /// DPDK virtio-user reconnecting to a restarted switch sends SET_VRING_BASE 0 while its
@@ -387,7 +387,7 @@ final class VhostUserRingAndMemoryTests: XCTestCase {
         XCTAssertTrue(try session.frontend.enableRing(2, false))
         let republished = session.delegate.queues
         XCTAssertEqual(republished.map(\.vringIndex), [0, 1])
-        XCTAssertEqual(republished[0].queue.layout.descriptorTable, before[0].queue.layout.descriptorTable)
+        XCTAssertEqual(republished[0].queue.split!.layout.descriptorTable, before[0].queue.split!.layout.descriptorTable)
         XCTAssertEqual(session.info.memoryRegions, [memory.descriptor])
         XCTAssertNil(session.info.vrings.first { $0.index == 2 }?.size)
     }

@@ -1,18 +1,22 @@
 // Fuzz target (b): descriptor-chain walking and packet copy over fuzzer-controlled guest
 // memory and rings.
 //
-// Input: u64 negotiated features (bit 0, unused by virtio-net, asks for used-ring logging),
-// u8 ring size (1 << (b % 9): 1 .. 256), u8 memory layout (b % 3: one 64 KiB region at
+// Input: u64 negotiated features (bit 0, unused by virtio-net, asks for used-ring logging;
+// bit 34, RING_PACKED, picks the packed ring), u8 ring size (split: 1 << (b % 9): 1 .. 256;
+// packed: 1 + b, any size 1 .. 256), u8 memory layout (b % 3: one 64 KiB region at
 // guest-physical 0; two adjacent 32 KiB regions in different memfds; two 32 KiB regions with
-// a 32 KiB hole between them), u16 the device's starting avail index, then op bytes up to 0xff,
+// a 32 KiB hole between them), u16 the device's starting avail index (packed: bits 0-14 the
+// slot, bit 15 the wrap counter, as SET_VRING_BASE gives it), then op bytes up to 0xff,
 // then the guest memory image (copied at guest-physical 0, hole skipped).
 //
 // The ring lives at guest-physical 0: descriptor table at 0, avail ring at 0x1000, used ring
-// at 0x2000. Ops (b & 3, argument b >> 2):
+// at 0x2000 (packed: descriptor ring at 0, driver event area at 0x1000, device event area at
+// 0x2000). Ops (b & 3, argument b >> 2):
 //   0  dequeueBurst (guest transmit) into 8 buffers of 1536 bytes, each its own allocation
 //   1  enqueueBurst (guest receive) of 4 frames; lengths and virtio-net header fields come
 //      from the next input bytes of the image area's tail (deterministic per input)
-//   2  the guest posts more: avail.idx += argument
+//   2  the guest posts more: avail.idx += argument (packed: flips the AVAIL/USED bits of the
+//      descriptor in slot argument % size)
 //   3  setGuestNotifications(argument & 1)
 // Every buffer the device touches is checked by AddressSanitizer (own allocations), every
 // guest access stays inside the memfd mappings or it faults.
@@ -62,7 +66,9 @@ let bufferCapacity = 1536
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var input = FuzzInput(fuzzBytes(data, size))
     let features = input.u64()
-    let ringSize = 1 << Int(input.u8() % 9)
+    let packed = features & (1 << 34) != 0
+    let sizeByte = Int(input.u8())
+    let ringSize = packed ? 1 + sizeByte : 1 << (sizeByte % 9)
     let layout = layouts[Int(input.u8() % 3)]
     let lastAvail = input.u16()
     var ops: [UInt8] = []
@@ -82,14 +88,26 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         }
     }
     // The ring sits in guest-physical [0, 0x2000 + used size), which every layout maps.
-    guard let ring = try? VirtqueueLayout.map(size: ringSize, guestPhysicalDescriptorAddress: 0, availAddress: 0x1000,
-                                              usedAddress: 0x2000, memory: layout.memory, logUsedRing: features & 1 != 0) else {
-        fatalError("ring layout refused for size \(ringSize)")
-    }
     let statistics = VirtqueueStatistics()
-    let queue = SplitVirtqueue(layout: ring, memory: layout.memory, negotiatedFeatures: features,
-                               lastAvailIndex: lastAvail, callDescriptor: -1,
-                               statistics: statistics, dirtyLog: dirtyLog)
+    let queue: Virtqueue
+    if packed {
+        guard let ring = try? PackedVirtqueueLayout.map(size: ringSize, guestPhysicalDescriptorAddress: 0, driverEventAddress: 0x1000,
+                                                        deviceEventAddress: 0x2000, memory: layout.memory, logRing: features & 1 != 0) else {
+            fatalError("packed ring layout refused for size \(ringSize)")
+        }
+        let base = PackedVirtqueue.decodeBase(lastAvail)
+        queue = .packed(PackedVirtqueue(layout: ring, memory: layout.memory, negotiatedFeatures: features,
+                                        lastAvailIndex: base.index, availWrapCounter: base.wrap, callDescriptor: -1,
+                                        statistics: statistics, dirtyLog: dirtyLog))
+    } else {
+        guard let ring = try? VirtqueueLayout.map(size: ringSize, guestPhysicalDescriptorAddress: 0, availAddress: 0x1000,
+                                                  usedAddress: 0x2000, memory: layout.memory, logUsedRing: features & 1 != 0) else {
+            fatalError("ring layout refused for size \(ringSize)")
+        }
+        queue = .split(SplitVirtqueue(layout: ring, memory: layout.memory, negotiatedFeatures: features,
+                                      lastAvailIndex: lastAvail, callDescriptor: -1,
+                                      statistics: statistics, dirtyLog: dirtyLog))
+    }
     let buffers = UnsafeMutablePointer<PacketBuffer>.allocate(capacity: bufferCount)
     var storage: [UnsafeMutableRawPointer] = []
     for i in 0..<bufferCount {
@@ -122,16 +140,22 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             }
             _ = queue.enqueueBurst(UnsafePointer(buffers), count: 4)
         case 2:
-            // The guest posts `argument` more entries.
             let host = layout.views[0].1
-            let old = host.load(fromByteOffset: 0x1002, as: UInt16.self)
-            host.storeBytes(of: old &+ UInt16(argument), toByteOffset: 0x1002, as: UInt16.self)
+            if packed {
+                // The guest makes a descriptor available (or takes it back): flip its marks.
+                let flags = 16 * (argument % ringSize) + 14
+                host.storeBytes(of: host.load(fromByteOffset: flags, as: UInt16.self) ^ 0x8080, toByteOffset: flags, as: UInt16.self)
+            } else {
+                // The guest posts `argument` more entries.
+                let old = host.load(fromByteOffset: 0x1002, as: UInt16.self)
+                host.storeBytes(of: old &+ UInt16(argument), toByteOffset: 0x1002, as: UInt16.self)
+            }
         default:
             queue.setGuestNotifications(enabled: argument & 1 != 0)
         }
     }
     _ = queue.hasAvailableBuffers()
-    _ = queue.currentUsedIndex()
+    _ = queue.split?.currentUsedIndex()
     return 0
 }
 

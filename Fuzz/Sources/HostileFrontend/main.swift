@@ -94,7 +94,7 @@ func handshake(_ path: String) -> Connection? {
         connection.send(.getProtocolFeatures)
         let protocolFeatures = connection.readReply(timeoutMilliseconds: 2000).u64 ?? 0
         connection.send(.setProtocolFeatures, Payload.u64(protocolFeatures))
-        connection.send(.setFeatures, Payload.u64(offered & ~(1 << 26)))  // not LOG_ALL
+        connection.send(.setFeatures, Payload.u64(offered & ~(1 << 26) & ~(1 << 34)))  // not LOG_ALL; split rings (the cases assume them)
         connection.send(.setOwner)
         return connection
     }

@@ -1,0 +1,118 @@
+/// Guest transmit: frames leave the guest through this side.
+extension PackedVirtqueue {
+    /// Copies up to `maxCount` frames the guest transmitted into `buffers` and returns how
+    /// many, with `SplitVirtqueue.dequeueBurst`'s rules: every buffer taken is given back at
+    /// once with a used length of 0; buffers that break a rule are consumed, counted and
+    /// skipped; a buffer id out of range or seen twice in a burst is skipped without a used
+    /// descriptor (`invalidHeads`); a chain of NEXT flags longer than the ring breaks it.
+    @inlinable
+    public func dequeueBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
+        guard !broken, maxCount > 0, isAvailable(slot: nextAvail, wrap: availWrap) else { return 0 }
+        var counters = VirtqueueBurstCounters()
+        beginBurst()
+        let oldUsed = nextUsed
+        var consumed = 0
+        var usedWritten = 0
+        var produced = 0
+        // Bounded by one lap of the ring even if the guest keeps refilling behind us.
+        while produced < maxCount && consumed < Int(size) && isAvailable(slot: nextAvail, wrap: availWrap) {
+            var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: nextAvail,
+                                              indirectAllowed: indirect, memory: translator)
+            // Safe: produced < maxCount, the caller's buffer count.
+            let buffer = buffers + produced
+            let outcome = copyTransmittedFrame(&chain, into: buffer)
+            guard outcome != .ringBroken else {
+                broken = true
+                counters.ringErrors &+= 1
+                break
+            }
+            let slots = chain.ringDescriptors
+            consumed &+= Int(slots)
+            advance(&nextAvail, &availWrap, by: slots)
+            guard claimID(chain.bufferID) else {
+                counters.invalidHeads &+= 1
+                continue
+            }
+            writeUsed(id: chain.bufferID, length: 0, slots: slots, isFirst: usedWritten == 0)
+            usedWritten &+= 1
+            switch outcome {
+            case .delivered:
+                counters.packets &+= 1
+                counters.bytes &+= UInt64(buffer.pointee.length)
+                produced &+= 1
+            case .malformedDescriptor: counters.dropsMalformedDescriptor &+= 1
+            case .malformedHeader: counters.dropsMalformedHeader &+= 1
+            case .tooShort: counters.dropsTooShort &+= 1
+            case .tooLarge: counters.dropsTooLarge &+= 1
+            case .ringBroken: break
+            }
+        }
+        finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: consumed != 0, &counters)
+        return produced
+    }
+
+    @usableFromInline
+    enum TransmitOutcome {
+        case delivered, malformedDescriptor, malformedHeader, tooShort, tooLarge
+        /// The buffer's NEXT flags never end: its extent is unknown.
+        case ringBroken
+    }
+
+    /// Gathers one buffer: the first `headerSize` bytes into a local header image, the rest
+    /// into the buffer's data. Always walks the whole chain so its slot count is known.
+    @inlinable @inline(__always)
+    func copyTransmittedFrame(_ chain: inout PackedDescriptorChain, into buffer: UnsafeMutablePointer<PacketBuffer>) -> TransmitOutcome {
+        let data = buffer.pointee.data
+        let capacity = buffer.pointee.capacity
+        let headerSize = self.headerSize
+        var headerImage: (UInt64, UInt64) = (0, 0)
+        var headerFilled = 0
+        var frameLength = 0
+        var tooLarge = false
+        walk: while true {
+            switch chain.next() {
+            case .end:
+                break walk
+            case .malformed:
+                return chain.skipToEnd() ? .malformedDescriptor : .ringBroken
+            case .segment(let host, let length, _, let writable):
+                // 2.8.6: a transmit buffer is device-readable only.
+                guard !writable else { return chain.skipToEnd() ? .malformedDescriptor : .ringBroken }
+                var source = UnsafeRawPointer(host)
+                var remaining = Int(length)
+                if headerFilled < headerSize {
+                    let take = min(remaining, headerSize &- headerFilled)
+                    withUnsafeMutableBytes(of: &headerImage) { image in
+                        // Safe: headerFilled + take <= headerSize <= 12 < 16 bytes of image;
+                        // source has `length` >= take translated bytes.
+                        image.baseAddress!.advanced(by: headerFilled).copyMemory(from: source, byteCount: take)
+                    }
+                    headerFilled &+= take
+                    source += take
+                    remaining &-= take
+                }
+                guard remaining > 0 else { continue }
+                if tooLarge || remaining > capacity &- frameLength {
+                    // Keep walking to validate and consume the chain, but copy no more.
+                    tooLarge = true
+                    continue
+                }
+                // Safe: frameLength + remaining <= capacity of the dataplane buffer, and the
+                // source range was translated whole (one region).
+                (data + frameLength).copyMemory(from: source, byteCount: remaining)
+                frameLength &+= remaining
+            }
+        }
+        guard headerFilled == headerSize else { return .tooShort }
+        guard !tooLarge else { return .tooLarge }
+        guard frameLength >= Self.minimumFrameLength else { return .tooShort }
+        let header = withUnsafeBytes(of: &headerImage) { image in
+            // Safe: the image has 16 bytes, headerSize <= 12 of them filled.
+            VirtioNetHeader(loadingFrom: image.baseAddress!, size: headerSize)
+        }
+        guard header.isValidForTransmit(frameLength: frameLength, negotiated: negotiatedFeatures) else { return .malformedHeader }
+        buffer.pointee.length = frameLength
+        buffer.pointee.header = header
+        return .delivered
+    }
+}

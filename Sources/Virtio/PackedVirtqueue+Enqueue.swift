@@ -1,0 +1,230 @@
+/// Guest receive: frames enter the guest through this side.
+extension PackedVirtqueue {
+    /// Copies frames (virtio-net header + data) into receive buffers the guest made available
+    /// and returns how many were delivered, with `SplitVirtqueue.enqueueBurst`'s rules and
+    /// counters (callers must not count undelivered frames again). Without MRG_RXBUF a frame
+    /// uses one buffer and a buffer too small for it stays available for the next frame; with
+    /// it a frame may span several buffers and num_buffers says how many (5.1.6.4). Malformed
+    /// buffers are given back with a used length of 0.
+    @inlinable
+    public func enqueueBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int {
+        guard count > 0 else { return 0 }
+        var counters = VirtqueueBurstCounters()
+        guard !broken else {
+            counters.dropsNoBuffers &+= UInt64(count)
+            statistics.record(counters)
+            return 0
+        }
+        beginBurst()
+        let oldUsed = nextUsed
+        let startAvail = nextAvail
+        let startWrap = availWrap
+        var consumed = 0
+        var usedWritten = 0
+        var delivered = 0
+        var index = 0
+        packets: while index < count {
+            // Safe: index < count, the caller's buffer count. A copy: no references inside.
+            let packet = buffers[index]
+            guard packet.length >= Self.minimumFrameLength else {
+                counters.dropsTooShort &+= 1
+                index &+= 1
+                continue
+            }
+            guard packet.length <= packet.capacity, packet.length <= Int(UInt32.max) &- headerSize else {
+                counters.dropsTooLarge &+= 1
+                index &+= 1
+                continue
+            }
+            guard let required = packet.header.requiredReceiveFeatures, negotiatedFeatures & required == required else {
+                counters.dropsUnsupportedOffload &+= 1
+                index &+= 1
+                continue
+            }
+            switch deliver(packet, consumed: &consumed, usedWritten: &usedWritten, &counters) {
+            case .delivered:
+                counters.packets &+= 1
+                counters.bytes &+= UInt64(packet.length)
+                delivered &+= 1
+                index &+= 1
+            case .tooLarge:
+                counters.dropsTooLarge &+= 1
+                index &+= 1
+            case .noBuffers:
+                counters.dropsNoBuffers &+= UInt64(count &- index)
+                break packets
+            case .ringBroken:
+                broken = true
+                counters.ringErrors &+= 1
+                counters.dropsNoBuffers &+= UInt64(count &- index)
+                break packets
+            }
+        }
+        let moved = nextAvail != startAvail || availWrap != startWrap
+        finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: moved, &counters)
+        return delivered
+    }
+
+    @usableFromInline
+    enum ReceiveOutcome {
+        case delivered, tooLarge, noBuffers, ringBroken
+    }
+
+    /// Places one frame in the buffers from `nextAvail` on, retrying after malformed ones.
+    /// Its used descriptors are written only once it is placed whole (or given back empty
+    /// with a malformed buffer); a frame that runs out of buffers leaves them available.
+    @inlinable @inline(__always)
+    func deliver(_ packet: PacketBuffer, consumed: inout Int, usedWritten: inout Int,
+                 _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
+        let headerSize = self.headerSize
+        var header = packet.header
+        header.bufferCount = 1
+        var headerImage: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &headerImage) { image in
+            // Safe: the image has 16 bytes, the header at most 12.
+            header.store(to: image.baseAddress!, size: headerSize)
+        }
+        let total = headerSize &+ packet.length  // checked by the caller: fits in UInt32
+        let frame = UnsafeRawPointer(packet.data)
+        let ringSize = Int(size)
+
+        attempt: while true {
+            var probe = nextAvail          // next slot to look at
+            var probeWrap = availWrap
+            var probeConsumed = consumed
+            var entries = 0                // buffers this frame took so far (pending used descriptors)
+            var written = 0                // header + frame bytes placed so far
+            // Where num_buffers (header bytes 10 and 11) landed; they may be in two descriptors.
+            var bufferCountLow: UnsafeMutableRawPointer? = nil
+            var bufferCountHigh: UnsafeMutableRawPointer? = nil
+
+            while written < total {
+                if !mergeableReceiveBuffers && entries == 1 {
+                    // The one buffer a frame may use was too small: leave it available.
+                    unclaimID(pendingIDs[0])
+                    return .tooLarge
+                }
+                guard probeConsumed < ringSize, isAvailable(slot: probe, wrap: probeWrap) else {
+                    releasePending(entries)
+                    return .noBuffers
+                }
+                var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: probe,
+                                                  indirectAllowed: indirect, memory: translator)
+                // The buffer id is known only at the chain's end: if it turns out invalid,
+                // what was written into this buffer does not count.
+                let writtenBefore = written
+                let bufferCountLowBefore = bufferCountLow
+                let bufferCountHighBefore = bufferCountHigh
+                var chainWritten: UInt32 = 0
+                var malformed = false
+                segments: while written < total {
+                    switch chain.next() {
+                    case .end:
+                        break segments
+                    case .malformed:
+                        malformed = true
+                        break segments
+                    case .segment(let host, let length, let guestAddress, let writable):
+                        // 2.8.6: a receive buffer is device-writable only.
+                        guard writable else { malformed = true; break segments }
+                        let count = min(Int(length), total &- written)
+                        var destination = host
+                        var remaining = count
+                        if written < headerSize {
+                            let take = min(remaining, headerSize &- written)
+                            withUnsafeBytes(of: &headerImage) { image in
+                                // Safe: written + take <= headerSize <= 12 < 16; destination
+                                // has `length` >= take translated bytes.
+                                destination.copyMemory(from: image.baseAddress!.advanced(by: written), byteCount: take)
+                            }
+                            if headerSize > 10 {
+                                // Safe: the offsets are inside the `take` bytes just written.
+                                if written <= 10 && 10 < written &+ take { bufferCountLow = destination + (10 &- written) }
+                                if written <= 11 && 11 < written &+ take { bufferCountHigh = destination + (11 &- written) }
+                            }
+                            destination += take
+                            remaining &-= take
+                            written &+= take
+                        }
+                        if remaining > 0 {
+                            // Safe: the source is inside the frame (written - headerSize +
+                            // remaining <= length); the destination inside the translated buffer.
+                            destination.copyMemory(from: frame + (written &- headerSize), byteCount: remaining)
+                            written &+= remaining
+                        }
+                        if logData { log?.markGuestPhysical(guestAddress, length: UInt64(count)) }
+                        chainWritten &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
+                    }
+                }
+                // The buffer's extent: the rest of its ring descriptors (a frame may end early).
+                guard chain.skipToEnd() else {
+                    releasePending(entries)
+                    return .ringBroken
+                }
+                let slots = chain.ringDescriptors
+                advance(&probe, &probeWrap, by: slots)
+                probeConsumed &+= Int(slots)
+                let id = chain.bufferID
+                guard claimID(id) else {
+                    counters.invalidHeads &+= 1
+                    written = writtenBefore
+                    bufferCountLow = bufferCountLowBefore
+                    bufferCountHigh = bufferCountHighBefore
+                    if entries == 0 {
+                        // Nothing of this frame is pending before it: consume the bad buffer now.
+                        nextAvail = probe
+                        availWrap = probeWrap
+                        consumed = probeConsumed
+                    }
+                    continue
+                }
+                // Safe: entries < consumed slots this burst <= size, the pending tables' length.
+                pendingIDs[entries] = id
+                pendingSlots[entries] = slots
+                pendingLengths[entries] = malformed ? 0 : chainWritten
+                entries &+= 1
+                if malformed {
+                    // Give this frame's buffers so far and the bad one back empty, then retry
+                    // the frame on the following buffers.
+                    var i = 0
+                    while i < entries {
+                        writeUsed(id: pendingIDs[i], length: 0, slots: pendingSlots[i], isFirst: usedWritten == 0)
+                        usedWritten &+= 1
+                        i &+= 1
+                    }
+                    nextAvail = probe
+                    availWrap = probeWrap
+                    consumed = probeConsumed
+                    counters.dropsMalformedDescriptor &+= 1
+                    continue attempt
+                }
+            }
+            if mergeableReceiveBuffers && entries > 1 {
+                let value = UInt16(truncatingIfNeeded: entries).littleEndian
+                // Safe: both pointers were recorded inside header bytes written this attempt.
+                bufferCountLow?.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+                bufferCountHigh?.storeBytes(of: UInt8(truncatingIfNeeded: value >> 8), as: UInt8.self)
+            }
+            var i = 0
+            while i < entries {
+                writeUsed(id: pendingIDs[i], length: pendingLengths[i], slots: pendingSlots[i], isFirst: usedWritten == 0)
+                usedWritten &+= 1
+                i &+= 1
+            }
+            nextAvail = probe
+            availWrap = probeWrap
+            consumed = probeConsumed
+            return .delivered
+        }
+    }
+
+    /// Forgets the ids of a frame that was not placed (its buffers stay available).
+    @inlinable @inline(__always)
+    func releasePending(_ entries: Int) {
+        var i = 0
+        while i < entries {
+            unclaimID(pendingIDs[i])
+            i &+= 1
+        }
+    }
+}

@@ -1,0 +1,309 @@
+import CVhostShims
+import Synchronization
+import VhostSystem
+
+/// The device side of one packed virtqueue (VIRTIO 1.1 section 2.8) in guest memory, with
+/// the same surface and the same drop and counter rules as `SplitVirtqueue`.
+///
+/// Threading: one poll thread owns a queue at a time (as for the split ring). Management
+/// reads (`publishedPosition`, `statistics`) are safe from any thread.
+///
+/// A descriptor is available when its AVAIL flag equals our avail wrap counter and its USED
+/// flag does not (2.8.1). Every buffer is completed in the burst that takes it, in ring
+/// order, so used descriptors land where their buffers started (IN_ORDER holds) and nothing
+/// stays in flight between bursts. Per burst: used descriptors written with id and len
+/// first and each flags store a release, the burst's first used flags stored last, so the
+/// driver (which reads used descriptors in order) sees whole entries only; then one full
+/// fence and the interrupt decision from the driver event suppression area (2.8.10).
+public final class PackedVirtqueue: @unchecked Sendable {  // single owner thread, see above
+    @usableFromInline static let flagAvail: UInt16 = 1 << 7
+    @usableFromInline static let flagUsed: UInt16 = 1 << 15
+    @usableFromInline static let eventEnable: UInt16 = 0
+    @usableFromInline static let eventDisable: UInt16 = 1
+    @usableFromInline static let eventDescriptor: UInt16 = 2
+    /// Ethernet destination + source + type.
+    public static let minimumFrameLength = 14
+
+    public let layout: PackedVirtqueueLayout
+    public let memory: GuestMemory
+    public let statistics: VirtqueueStatistics
+    public let dirtyLog: DirtyLog?
+    public let negotiatedFeatures: UInt64
+    public let callDescriptor: Int32
+    /// The position (avail index | wrap << 15) after the last burst, for management reads.
+    public let publishedPosition = Atomic<UInt16>(0)
+
+    @usableFromInline let size: UInt16
+    @usableFromInline let ring: UnsafeMutableRawPointer
+    @usableFromInline let driverEvent: UnsafeMutableRawPointer
+    @usableFromInline let deviceEvent: UnsafeMutableRawPointer
+    @usableFromInline let translator: GuestMemoryTranslator
+    @usableFromInline let headerSize: Int
+    @usableFromInline let eventIndex: Bool
+    @usableFromInline let indirect: Bool
+    @usableFromInline let mergeableReceiveBuffers: Bool
+    @usableFromInline let call: Int32
+    /// Non-nil only when LOG_ALL is negotiated and a log is set.
+    @usableFromInline let log: DirtyLog?
+    @usableFromInline let logRing: Bool
+    @usableFromInline let logData: Bool
+    @usableFromInline let descriptorLogAddress: UInt64
+    @usableFromInline let deviceEventLogAddress: UInt64
+    /// Per-buffer-id burst stamps: an id seen twice in one burst was submitted twice.
+    @usableFromInline let idStamps: UnsafeMutablePointer<UInt32>
+    @usableFromInline var burstGeneration: UInt32 = 0
+    /// The used descriptors of the frame being received (written only once it is placed, so
+    /// a frame that stops half-way leaves the ring as it was).
+    @usableFromInline let pendingIDs: UnsafeMutablePointer<UInt16>
+    @usableFromInline let pendingLengths: UnsafeMutablePointer<UInt32>
+    @usableFromInline let pendingSlots: UnsafeMutablePointer<UInt16>
+
+    @usableFromInline var nextAvail: UInt16
+    @usableFromInline var availWrap: Bool
+    @usableFromInline var nextUsed: UInt16
+    @usableFromInline var usedWrap: Bool
+    /// Where the burst's first used descriptor went (its flags are stored last).
+    @usableFromInline var firstUsedSlot: UInt16 = 0
+    @usableFromInline var firstUsedFlags: UInt16 = 0
+    @usableFromInline var notificationsEnabled = true
+    @usableFromInline var broken = false
+
+    /// The next ring slot to look at (0 ..< size): with `availWrapCounter`, what GET_VRING_BASE returns.
+    public var lastAvailIndex: UInt16 { nextAvail }
+    public var availWrapCounter: Bool { availWrap }
+    /// The ring slot the next used descriptor goes to.
+    public var lastUsedIndex: UInt16 { nextUsed }
+    public var usedWrapCounter: Bool { usedWrap }
+    /// vhost-user's encoding of the position (like DPDK): bits 0-14 the avail index, bit 15 the wrap counter.
+    public var vringBase: UInt16 { Self.encodeBase(index: nextAvail, wrap: availWrap) }
+    /// The used position in the same encoding (QEMU takes it in GET_VRING_BASE's upper 16 bits).
+    public var usedVringBase: UInt16 { Self.encodeBase(index: nextUsed, wrap: usedWrap) }
+    /// True once the guest broke the ring (a chain that never ends) or the base was outside
+    /// the ring. A broken queue moves nothing until it is rebuilt.
+    public var isBroken: Bool { broken }
+    /// Whether ring writes are dirty-logged (LOG_ALL, a log, and VHOST_VRING_F_LOG).
+    public var logsUsedRing: Bool { logRing }
+
+    @inlinable
+    public static func encodeBase(index: UInt16, wrap: Bool) -> UInt16 { index & 0x7fff | (wrap ? 0x8000 : 0) }
+    @inlinable
+    public static func decodeBase(_ base: UInt16) -> (index: UInt16, wrap: Bool) { (base & 0x7fff, base & 0x8000 != 0) }
+
+    /// `layout` must have been mapped with `memory`. The used position defaults to the avail
+    /// position (nothing in flight, as after GET_VRING_BASE); a new ring starts at 0 with both
+    /// wrap counters set (2.8.1). `callDescriptor` is not owned.
+    public init(layout: PackedVirtqueueLayout, memory: GuestMemory, negotiatedFeatures: UInt64, lastAvailIndex: UInt16,
+                availWrapCounter: Bool = true, lastUsedIndex: UInt16? = nil, usedWrapCounter: Bool? = nil,
+                callDescriptor: Int32, statistics: VirtqueueStatistics, dirtyLog: DirtyLog? = nil) {
+        self.layout = layout
+        self.memory = memory
+        self.statistics = statistics
+        self.dirtyLog = dirtyLog
+        self.negotiatedFeatures = negotiatedFeatures
+        self.callDescriptor = callDescriptor
+        size = layout.size
+        ring = layout.descriptorRing
+        driverEvent = layout.driverEvent
+        deviceEvent = layout.deviceEvent
+        translator = memory.translator
+        headerSize = VirtioNetHeader.size(negotiated: negotiatedFeatures)
+        eventIndex = VirtioNetFeature.eventIdx.isSet(in: negotiatedFeatures)
+        indirect = VirtioNetFeature.indirectDesc.isSet(in: negotiatedFeatures)
+        mergeableReceiveBuffers = VirtioNetFeature.mrgRxbuf.isSet(in: negotiatedFeatures)
+        call = callDescriptor
+        let logging = VirtioNetFeature.logAll.isSet(in: negotiatedFeatures) && dirtyLog != nil
+        log = logging ? dirtyLog : nil
+        logData = logging
+        logRing = logging && layout.descriptorLogGuestAddress != nil && layout.deviceEventLogGuestAddress != nil
+        descriptorLogAddress = layout.descriptorLogGuestAddress ?? 0
+        deviceEventLogAddress = layout.deviceEventLogGuestAddress ?? 0
+        nextAvail = lastAvailIndex
+        availWrap = availWrapCounter
+        nextUsed = lastUsedIndex ?? lastAvailIndex
+        usedWrap = usedWrapCounter ?? availWrapCounter
+        let count = Int(layout.size)
+        idStamps = .allocate(capacity: count)
+        idStamps.initialize(repeating: 0, count: count)
+        pendingIDs = .allocate(capacity: count)
+        pendingIDs.initialize(repeating: 0, count: count)
+        pendingLengths = .allocate(capacity: count)
+        pendingLengths.initialize(repeating: 0, count: count)
+        pendingSlots = .allocate(capacity: count)
+        pendingSlots.initialize(repeating: 0, count: count)
+        // A position outside the ring cannot be used (SET_VRING_BASE is guest input).
+        if nextAvail >= size || nextUsed >= size {
+            broken = true
+            nextAvail = 0
+            nextUsed = 0
+            var counters = VirtqueueBurstCounters()
+            counters.ringErrors = 1
+            statistics.record(counters)
+        }
+        publishedPosition.store(Self.encodeBase(index: nextAvail, wrap: availWrap), ordering: .relaxed)
+        // A polling back-end: the guest should not kick until a poll thread going to sleep asks.
+        setGuestNotifications(enabled: false)
+    }
+
+    deinit {
+        idStamps.deallocate()
+        pendingIDs.deallocate()
+        pendingLengths.deallocate()
+        pendingSlots.deallocate()
+    }
+
+    // MARK: Ring fields
+
+    /// The flags of the descriptor in `slot`, acquire: its other fields (and the rest of its
+    /// chain, written before) are visible once this is read.
+    @inlinable @inline(__always)
+    func descriptorFlags(_ slot: UInt16) -> UInt16 {
+        // Safe: slot < size; flags is the u16 at 14 of a 16-byte entry in the checked ring.
+        UInt16(littleEndian: vhost_shims_load_acquire_u16(ring + (Int(slot) &* 16 &+ 14)))
+    }
+
+    /// 2.8.1: available when AVAIL matches the wrap counter and USED does not.
+    @inlinable @inline(__always)
+    func isAvailable(slot: UInt16, wrap: Bool) -> Bool {
+        let flags = descriptorFlags(slot)
+        return (flags & Self.flagAvail != 0) == wrap && (flags & Self.flagUsed != 0) != wrap
+    }
+
+    /// True when the guest has made a buffer available that this side has not processed.
+    public func hasAvailableBuffers() -> Bool {
+        !broken && isAvailable(slot: nextAvail, wrap: availWrap)
+    }
+
+    /// Asks the guest to kick (enabled) or not (disabled, while polling), through the device
+    /// event suppression area (2.8.10): DISABLE; or ENABLE, or with EVENT_IDX DESC at our
+    /// next avail position. Callers going to sleep re-check `hasAvailableBuffers()` after a fence.
+    public func setGuestNotifications(enabled: Bool) {
+        notificationsEnabled = enabled
+        if enabled && eventIndex {
+            publishAvailEvent()
+            vhost_shims_fence_release()
+            // Safe: the device event area holds 4 checked bytes; flags is the u16 at 2.
+            vhost_shims_store_relaxed_u16(deviceEvent + 2, Self.eventDescriptor.littleEndian)
+        } else {
+            // Safe: as above.
+            vhost_shims_store_relaxed_u16(deviceEvent + 2, (enabled ? Self.eventEnable : Self.eventDisable).littleEndian)
+        }
+        if logRing { log?.markGuestPhysical(deviceEventLogAddress, length: 4) }
+    }
+
+    @inlinable @inline(__always)
+    func publishAvailEvent() {
+        // Safe: off_wrap is the u16 at 0 of the checked device event area.
+        vhost_shims_store_relaxed_u16(deviceEvent, Self.encodeBase(index: nextAvail, wrap: availWrap).littleEndian)
+        if logRing { log?.markGuestPhysical(deviceEventLogAddress, length: 2) }
+    }
+
+    /// Starts a burst's duplicate-id detection.
+    @inlinable @inline(__always)
+    func beginBurst() {
+        burstGeneration &+= 1
+        if burstGeneration == 0 {
+            idStamps.update(repeating: 0, count: Int(size))
+            burstGeneration = 1
+        }
+    }
+
+    /// Takes buffer `id` for this burst; false if it is out of range or already taken this burst.
+    @inlinable @inline(__always)
+    func claimID(_ id: UInt16) -> Bool {
+        guard id < size else { return false }
+        // Safe: id < size, the stamp table's length.
+        if idStamps[Int(id)] == burstGeneration { return false }
+        idStamps[Int(id)] = burstGeneration
+        return true
+    }
+
+    @inlinable @inline(__always)
+    func unclaimID(_ id: UInt16) {
+        // Safe: only called for ids claimID accepted, so id < size.
+        idStamps[Int(id)] = 0
+    }
+
+    @inlinable @inline(__always)
+    func advance(_ index: inout UInt16, _ wrap: inout Bool, by slots: UInt16) {
+        // Both < size <= 32768: the sum fits in 16 bits.
+        index &+= slots
+        if index >= size {
+            index &-= size
+            wrap.toggle()
+        }
+    }
+
+    /// Writes a used descriptor for buffer `id` that took `slots` ring slots, at the used
+    /// position, and moves it on. The burst's first entry's flags wait for `finishBurst`.
+    @inlinable @inline(__always)
+    func writeUsed(id: UInt16, length: UInt32, slots: UInt16, isFirst: Bool) {
+        let slot = nextUsed
+        // Safe: slot < size; the entry's 16 bytes are inside the checked ring.
+        let entry = ring + Int(slot) &* 16
+        entry.storeBytes(of: length.littleEndian, toByteOffset: 8, as: UInt32.self)
+        entry.storeBytes(of: id.littleEndian, toByteOffset: 12, as: UInt16.self)
+        // 2.8.2: a used descriptor has AVAIL and USED both equal to the used wrap counter.
+        let flags = usedWrap ? (Self.flagAvail | Self.flagUsed) : 0
+        if isFirst {
+            firstUsedSlot = slot
+            firstUsedFlags = flags
+        } else {
+            // Safe: as above. Release: id and len before flags.
+            vhost_shims_store_release_u16(entry + 14, flags.littleEndian)
+        }
+        if logRing { log?.markGuestPhysical(descriptorLogAddress &+ UInt64(slot) &* 16, length: 16) }
+        advance(&nextUsed, &usedWrap, by: slots)
+    }
+
+    /// Ends a burst: publishes the used descriptors (first flags last, release), asks for
+    /// kicks at the new position, and interrupts the guest if it asked.
+    @inlinable @inline(__always)
+    func finishBurst(usedWritten: Int, oldUsed: UInt16, availTaken: Bool, _ counters: inout VirtqueueBurstCounters) {
+        if usedWritten != 0 {
+            // Safe: firstUsedSlot < size, written by writeUsed this burst.
+            vhost_shims_store_release_u16(ring + (Int(firstUsedSlot) &* 16 &+ 14), firstUsedFlags.littleEndian)
+        }
+        if availTaken {
+            if eventIndex && notificationsEnabled { publishAvailEvent() }
+            publishedPosition.store(Self.encodeBase(index: nextAvail, wrap: availWrap), ordering: .relaxed)
+        }
+        if usedWritten != 0 {
+            // Order the used flags before reading the driver's wishes (store-load: full fence).
+            vhost_shims_fence_seq_cst()
+            if call >= 0 && guestWantsInterrupt(oldUsed: oldUsed) {
+                EventFD.signal(raw: call)
+                counters.notificationsSent &+= 1
+            }
+        }
+        if counters.packets | counters.dropsMalformedDescriptor | counters.dropsMalformedHeader | counters.dropsNoBuffers
+            | counters.dropsTooLarge | counters.dropsTooShort | counters.dropsUnsupportedOffload | counters.invalidHeads
+            | counters.ringErrors != 0 {
+            statistics.record(counters)
+        }
+    }
+
+    /// 2.8.10: DISABLE: no; ENABLE: yes; DESC (with EVENT_IDX): when the used position moved
+    /// past the driver's off_wrap during this burst (vring_need_event on positions made linear
+    /// across the wrap, as DPDK does). Unknown flag values interrupt (never lose a wake-up).
+    @inlinable @inline(__always)
+    func guestWantsInterrupt(oldUsed: UInt16) -> Bool {
+        // Safe: the driver event area holds 4 checked bytes: off_wrap u16, flags u16.
+        let flags = UInt16(littleEndian: vhost_shims_load_relaxed_u16(driverEvent + 2))
+        if flags == Self.eventDisable { return false }
+        guard flags == Self.eventDescriptor && eventIndex else { return true }
+        let offWrap = UInt16(littleEndian: vhost_shims_load_relaxed_u16(driverEvent))
+        return Self.needsEvent(offWrap: offWrap, oldUsed: oldUsed, newUsed: nextUsed, usedWrap: usedWrap, size: size)
+    }
+
+    /// The packed ring's event test: `oldUsed` and `newUsed` are slots (newUsed with wrap
+    /// counter `usedWrap`), at most one lap apart; `offWrap` the driver's event position.
+    @inlinable @inline(__always)
+    public static func needsEvent(offWrap: UInt16, oldUsed: UInt16, newUsed: UInt16, usedWrap: Bool, size: UInt16) -> Bool {
+        var old = Int(oldUsed)
+        let new = Int(newUsed)
+        if new <= old { old &-= Int(size) }
+        var event = Int(offWrap & 0x7fff)
+        if (offWrap & 0x8000 != 0) != usedWrap { event &-= Int(size) }
+        return UInt16(truncatingIfNeeded: new &- event &- 1) < UInt16(truncatingIfNeeded: new &- old)
+    }
+}

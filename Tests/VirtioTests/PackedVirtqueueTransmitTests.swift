@@ -1,0 +1,332 @@
+import TestSupport
+import XCTest
+@testable import Virtio
+
+/// Guest transmit on a packed ring (the switch dequeues): behaviour, wrap-around, and the
+/// packed versions of the hostile ring cases.
+final class PackedVirtqueueTransmitTests: XCTestCase {
+    private typealias Ring = PackedGuestDriverRing
+    private static let indirect = PackedQueueHarness.modern | VirtioNetFeature.indirectDesc.mask
+
+    // MARK: Functional
+
+    func testTransmitWithTwelveByteHeader() throws {
+        let h = try PackedQueueHarness(features: PackedQueueHarness.modern | VirtioNetFeature.csum.mask | VirtioNetFeature.hostTso4.mask)
+        let frame = QueueHarness.frame(1000)
+        let header = VirtioNetHeader(flags: VirtioNetHeader.flagNeedsChecksum, gsoType: VirtioNetHeader.gsoTCPv4, headerLength: 54,
+                                     gsoSize: 1448, checksumStart: 34, checksumOffset: 16, bufferCount: 0)
+        let id = h.ring.postTransmit(frame: frame, header: header, headerSize: 12)
+        XCTAssertTrue(h.queue.hasAvailableBuffers())
+        XCTAssertEqual(h.dequeue(), [frame])
+        XCTAssertEqual(h.buffers[0].header, header)
+        XCTAssertEqual(h.ring.takeUsed().map { [$0.id, UInt16($0.length)] }, [[id, 0]])
+        XCTAssertEqual(h.queue.lastAvailIndex, 1)
+        XCTAssertEqual(h.queue.lastUsedIndex, 1)
+        XCTAssertTrue(h.queue.availWrapCounter)
+        XCTAssertFalse(h.queue.hasAvailableBuffers())
+        XCTAssertEqual(h.stats.packets, 1)
+        XCTAssertEqual(h.stats.bytes, 1000)
+        XCTAssertEqual(h.dequeue(), [])
+    }
+
+    func testChainedDescriptorsWithHeaderSplitAcrossThem() throws {
+        let h = try PackedQueueHarness()
+        let frame = QueueHarness.frame(300)
+        let id = h.ring.postTransmit(frame: frame, headerSize: 12, segments: [5, 7, 100, 1, 199])
+        XCTAssertEqual(h.dequeue(), [frame])
+        XCTAssertEqual(h.ring.takeUsed().map(\.id), [id])
+        XCTAssertEqual(h.queue.lastAvailIndex, 5, "the used position moves by the chain's five slots")
+        XCTAssertEqual(h.queue.lastUsedIndex, 5)
+    }
+
+    func testIndirectDescriptorsTransmit() throws {
+        let h = try PackedQueueHarness(features: Self.indirect)
+        let frame = QueueHarness.frame(300)
+        h.ring.postTransmit(frame: frame, headerSize: 12, segments: [12, 100, 1, 199], indirect: true)
+        XCTAssertEqual(h.dequeue(), [frame])
+        XCTAssertEqual(h.queue.lastAvailIndex, 1, "an indirect buffer takes one ring slot")
+        XCTAssertEqual(h.stats.dropsMalformedDescriptor, 0)
+    }
+
+    func testBurstStopsAtMaxCountAndResumes() throws {
+        let h = try PackedQueueHarness()
+        let frames = (0..<10).map { QueueHarness.frame(64, seed: UInt8($0)) }
+        for frame in frames { h.ring.postTransmit(frame: frame, headerSize: 12) }
+        XCTAssertEqual(h.dequeue(max: 4), Array(frames[0..<4]))
+        XCTAssertEqual(h.queue.lastAvailIndex, 4)
+        XCTAssertEqual(h.ring.takeUsed().count, 4)
+        XCTAssertEqual(h.dequeue(max: 32), Array(frames[4...]))
+        XCTAssertEqual(h.ring.takeUsed().count, 6)
+    }
+
+    /// An odd ring size (packed rings need not be a power of two), chains of 1 to 3 slots so
+    /// buffers straddle the ring's end, many laps: wrap counters flip and nothing is lost.
+    func testWrapAroundManyTimesWithChainsAcrossTheEnd() throws {
+        let h = try PackedQueueHarness(size: 7)
+        var laps = 0
+        var lastWrap = h.queue.availWrapCounter
+        var delivered = 0
+        for round in 0..<300 {
+            let frames = (0..<2).map { QueueHarness.frame(60 + $0, seed: UInt8(truncatingIfNeeded: round)) }
+            let segments = [[72], [12, 60], [6, 6, 60]][round % 3]
+            let ids = [h.ring.postTransmit(frame: frames[0], headerSize: 12, segments: segments),
+                       h.ring.postTransmit(frame: frames[1], headerSize: 12)]
+            XCTAssertEqual(h.dequeue(), frames)
+            XCTAssertEqual(h.ring.takeUsed().map(\.id), ids)
+            delivered += 2
+            if h.queue.availWrapCounter != lastWrap { laps += 1; lastWrap = h.queue.availWrapCounter }
+        }
+        XCTAssertGreaterThan(laps, 100)
+        XCTAssertEqual(h.stats.packets, UInt64(delivered))
+        XCTAssertEqual(h.queue.lastUsedIndex, h.queue.lastAvailIndex)
+        XCTAssertEqual(h.queue.usedWrapCounter, h.queue.availWrapCounter)
+        XCTAssertEqual(h.ring.nextAvail, Int(h.queue.lastAvailIndex))
+        XCTAssertEqual(h.ring.availWrap, h.queue.availWrapCounter)
+    }
+
+    func testStartsFromGivenPositionAndWrapCounter() throws {
+        // As after SET_VRING_BASE 0x0003 | 0 << 15: slot 3, wrap counter 0.
+        let fixture = try GuestMemoryFixture()
+        let ring = try Ring(fixture: fixture, size: 8)
+        // Drive the driver to slot 3 of its second lap (wrap 0) by posting and forgetting.
+        for _ in 0..<11 { ring.postChain([(0x10000, 64)], writable: false) }
+        XCTAssertFalse(ring.availWrap)
+        let queue = PackedVirtqueue(layout: try ring.layout(), memory: fixture.memory, negotiatedFeatures: PackedQueueHarness.modern,
+                                    lastAvailIndex: 3, availWrapCounter: false, callDescriptor: -1, statistics: VirtqueueStatistics())
+        XCTAssertFalse(queue.hasAvailableBuffers(), "slots 3... still carry the first lap's marks")
+        for i in 0..<5 { ring.postTransmit(frame: QueueHarness.frame(60, seed: UInt8(i)), headerSize: 12) }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 2048 * 8, alignment: 16)
+        defer { buffer.deallocate() }
+        var packets = (0..<8).map { PacketBuffer(data: buffer + $0 * 2048, capacity: 2048) }
+        XCTAssertEqual(queue.dequeueBurst(into: &packets, maxCount: 8), 5)
+        XCTAssertEqual(queue.lastAvailIndex, 0)
+        XCTAssertTrue(queue.availWrapCounter, "wrapped past slot 7")
+        XCTAssertEqual(queue.vringBase, 0x8000)
+    }
+
+    func testBaseEncodingMatchesDPDK() {
+        XCTAssertEqual(PackedVirtqueue.encodeBase(index: 5, wrap: true), 0x8005)
+        XCTAssertEqual(PackedVirtqueue.encodeBase(index: 0x7fff, wrap: false), 0x7fff)
+        XCTAssertTrue(PackedVirtqueue.decodeBase(0x8005) == (5, true))
+        XCTAssertTrue(PackedVirtqueue.decodeBase(0x0005) == (5, false))
+    }
+
+    func testBaseOutsideTheRingBreaksTheQueue() throws {
+        let h = try PackedQueueHarness(size: 8, lastAvailIndex: 8)
+        XCTAssertTrue(h.queue.isBroken)
+        XCTAssertEqual(h.stats.ringErrors, 1)
+        h.ring.postTransmit(frame: QueueHarness.frame(60), headerSize: 12)
+        XCTAssertEqual(h.dequeue(), [])
+        XCTAssertEqual(h.ring.takeUsed().count, 0)
+    }
+
+    // MARK: Hostile rings
+
+    func testDescriptorWithWrongWrapMarksIsNotTaken() throws {
+        let h = try PackedQueueHarness()
+        // AVAIL and USED both set with wrap 1 reads as a used descriptor; neither set as the
+        // next lap's: neither is available to the device.
+        h.ring.writeDescriptor(0, address: 0x10000, length: 72, id: 0, flags: Ring.availFlag | Ring.usedFlag)
+        XCTAssertFalse(h.queue.hasAvailableBuffers())
+        h.ring.writeDescriptor(0, address: 0x10000, length: 72, id: 0, flags: 0)
+        XCTAssertFalse(h.queue.hasAvailableBuffers())
+        XCTAssertEqual(h.dequeue(), [])
+        h.ring.writeDescriptor(0, address: 0x10000, length: 72, id: 0, flags: Ring.usedFlag)
+        XCTAssertFalse(h.queue.hasAvailableBuffers(), "USED without AVAIL is the next lap's mark")
+    }
+
+    func testBufferIDAtOrAboveRingSizeIsSkipped() throws {
+        let h = try PackedQueueHarness(size: 8)
+        let frame = QueueHarness.frame(60)
+        h.ring.postTransmit(frame: frame, headerSize: 12)
+        let bad = h.ring.postChain([(h.ring.allocateBuffer(72), 72)], writable: false, id: 8)
+        h.ring.postTransmit(frame: frame, headerSize: 12)
+        XCTAssertEqual(bad, 8)
+        XCTAssertEqual(h.dequeue(), [frame, frame])
+        XCTAssertEqual(h.stats.invalidHeads, 1)
+        XCTAssertEqual(h.queue.lastAvailIndex, 3, "the bad buffer's slot is consumed")
+        XCTAssertEqual(h.queue.lastUsedIndex, 2, "but no used descriptor is written for it")
+    }
+
+    func testSameBufferIDTwiceInABurstIsTakenOnce() throws {
+        let h = try PackedQueueHarness(size: 8)
+        let frame = QueueHarness.frame(60)
+        let id = h.ring.postTransmit(frame: frame, headerSize: 12)
+        h.ring.postChain([(h.ring.allocateBuffer(72), 72)], writable: false, id: id)
+        XCTAssertEqual(h.dequeue(), [frame])
+        XCTAssertEqual(h.stats.invalidHeads, 1)
+    }
+
+    func testChainOfExactlyRingSizeDescriptorsIsAccepted() throws {
+        let h = try PackedQueueHarness(size: 4)
+        let frame = QueueHarness.frame(100)
+        h.ring.postTransmit(frame: frame, headerSize: 12, segments: [12, 30, 30, 40])
+        XCTAssertEqual(h.dequeue(), [frame])
+        XCTAssertFalse(h.queue.isBroken)
+        XCTAssertFalse(h.queue.availWrapCounter)
+    }
+
+    func testNextFlagsThatNeverEndBreakTheRing() throws {
+        let h = try PackedQueueHarness(size: 4)
+        let avail = Ring.availableBits(wrap: true)
+        for slot in 0..<4 { h.ring.writeDescriptor(slot, address: 0x10000, length: 64, id: 0, flags: avail | Ring.next) }
+        XCTAssertEqual(h.dequeue(), [])
+        XCTAssertTrue(h.queue.isBroken)
+        XCTAssertEqual(h.stats.ringErrors, 1)
+        XCTAssertFalse(h.queue.hasAvailableBuffers())
+        XCTAssertEqual(h.ring.takeUsed().count, 0)
+    }
+
+    private func assertMalformed(_ h: PackedQueueHarness, slots: UInt16, file: StaticString = #filePath, line: UInt = #line) {
+        let good = QueueHarness.frame(60, seed: 9)
+        h.ring.postTransmit(frame: good, headerSize: 12)
+        XCTAssertEqual(h.dequeue(), [good], "the next buffer still flows", file: file, line: line)
+        XCTAssertEqual(h.stats.dropsMalformedDescriptor, 1, file: file, line: line)
+        XCTAssertEqual(h.ring.takeUsed().map(\.length), [0, 0], "the bad buffer is given back", file: file, line: line)
+        XCTAssertEqual(h.queue.lastAvailIndex, slots + 1, "the bad buffer's slots are consumed", file: file, line: line)
+        XCTAssertFalse(h.queue.isBroken, file: file, line: line)
+    }
+
+    func testZeroLengthDescriptorIsMalformed() throws {
+        let h = try PackedQueueHarness()
+        h.ring.postChain([(0x10000, 40), (0x10100, 0), (0x10200, 40)], writable: false)
+        assertMalformed(h, slots: 3)
+    }
+
+    func testDescriptorOutsideEveryRegionIsMalformed() throws {
+        let h = try PackedQueueHarness()
+        h.ring.postChain([(0x10000, 20), (1 << 40, 60)], writable: false)
+        assertMalformed(h, slots: 2)
+    }
+
+    func testDescriptorCrossingTwoRegionsIsMalformed() throws {
+        let fixture = try GuestMemoryFixture.twoAdjacentRegions()
+        let h = try PackedQueueHarness(fixture: fixture)
+        h.ring.postChain([((1 << 20) - 30, 80)], writable: false)
+        assertMalformed(h, slots: 1)
+    }
+
+    func testDescriptorLengthAllOnesIsMalformed() throws {
+        let h = try PackedQueueHarness()
+        h.ring.postChain([(0x10000, Int(UInt32.max))], writable: false)
+        assertMalformed(h, slots: 1)
+    }
+
+    func testWriteOnlyBufferInTransmitChainIsMalformed() throws {
+        let h = try PackedQueueHarness()
+        h.ring.postChain([(0x10000, 80)], writable: true)
+        assertMalformed(h, slots: 1)
+    }
+
+    func testTotalChainLengthOver4GiBIsMalformed() throws {
+        let fixture = try GuestMemoryFixture(regions: [.init(guestPhysicalAddress: 0, size: 1 << 20),
+                                                       .init(guestPhysicalAddress: 1 << 32, size: 3 << 30)])
+        let h = try PackedQueueHarness(fixture: fixture)
+        h.ring.postChain([(1 << 32, 3 << 30), (1 << 32, 3 << 30)], writable: false)
+        assertMalformed(h, slots: 2)
+    }
+
+    func testIndirectWithoutNegotiatedFeatureIsMalformed() throws {
+        let h = try PackedQueueHarness()
+        h.ring.postTransmit(frame: QueueHarness.frame(60), headerSize: 12, indirect: true)
+        assertMalformed(h, slots: 1)
+    }
+
+    private func postIndirect(_ h: PackedQueueHarness, tableLength: UInt32, tableAddress: UInt64? = nil, flags: UInt16 = Ring.indirect,
+                              entries: [(UInt64, UInt32, UInt16)] = [(0x20000, 72, 0)]) {
+        let table = tableAddress ?? h.ring.allocateBuffer(max(16, Int(tableLength)))
+        if tableAddress == nil {
+            for (i, entry) in entries.enumerated() {
+                h.ring.writeDescriptor(at: table + 16 * UInt64(i), address: entry.0, length: entry.1, id: 0, flags: entry.2)
+            }
+        }
+        let slot = h.ring.nextAvail
+        h.ring.postChain([(table, Int(tableLength))], writable: false)
+        // Rewrite the head with the flags under test (keeping it available).
+        h.ring.writeDescriptor(slot, address: table, length: tableLength, id: h.ring.readDescriptor(slot).id,
+                               flags: flags | Ring.availableBits(wrap: true))
+    }
+
+    func testIndirectLengthNotMultipleOf16IsMalformed() throws {
+        let h = try PackedQueueHarness(features: Self.indirect)
+        postIndirect(h, tableLength: 24)
+        assertMalformed(h, slots: 1)
+    }
+
+    func testIndirectTableWithMoreEntriesThanRingSizeIsMalformed() throws {
+        let h = try PackedQueueHarness(features: Self.indirect, size: 4)
+        postIndirect(h, tableLength: 16 * 5)
+        assertMalformed(h, slots: 1)
+    }
+
+    func testIndirectInsideIndirectIsMalformed() throws {
+        let h = try PackedQueueHarness(features: Self.indirect)
+        postIndirect(h, tableLength: 16, entries: [(0x20000, 16, Ring.indirect)])
+        assertMalformed(h, slots: 1)
+    }
+
+    func testIndirectTogetherWithNextIsMalformed() throws {
+        let h = try PackedQueueHarness(features: Self.indirect)
+        // INDIRECT|NEXT in slot 0, then a plain descriptor in slot 1 that ends the chain.
+        let table = h.ring.allocateBuffer(16)
+        h.ring.writeDescriptor(at: table, address: 0x20000, length: 72, id: 0, flags: 0)
+        h.ring.postChain([(table, 16), (0x20000, 72)], writable: false)
+        h.ring.writeDescriptor(0, address: table, length: 16, id: 0, flags: Ring.indirect | Ring.next | Ring.availableBits(wrap: true))
+        assertMalformed(h, slots: 2)
+    }
+
+    func testIndirectAfterDirectDescriptorIsMalformed() throws {
+        let h = try PackedQueueHarness(features: Self.indirect)
+        let table = h.ring.allocateBuffer(16)
+        h.ring.writeDescriptor(at: table, address: 0x20000, length: 72, id: 0, flags: 0)
+        h.ring.postChain([(0x20000, 12), (table, 16)], writable: false)
+        h.ring.writeDescriptor(1, address: table, length: 16, id: 0, flags: Ring.indirect | Ring.availableBits(wrap: true))
+        assertMalformed(h, slots: 2)
+    }
+
+    func testUnmappedIndirectTableIsMalformed() throws {
+        let h = try PackedQueueHarness(features: Self.indirect)
+        postIndirect(h, tableLength: 32, tableAddress: 1 << 40)
+        assertMalformed(h, slots: 1)
+    }
+
+    func testGuestRewritingTheRingAfterTheBurstDoesNotMatter() throws {
+        let h = try PackedQueueHarness()
+        let frame = QueueHarness.frame(60)
+        h.ring.postTransmit(frame: frame, headerSize: 12)
+        XCTAssertEqual(h.dequeue(), [frame])
+        // The used descriptor is in slot 0; a guest that marks it available again with the
+        // old wrap is not re-read (our wrap counter moved on only after a lap).
+        XCTAssertEqual(h.ring.readDescriptor(0).flags & (Ring.availFlag | Ring.usedFlag), Ring.availFlag | Ring.usedFlag)
+        XCTAssertEqual(h.dequeue(), [])
+    }
+
+    // MARK: Frames
+
+    func testChainShorterThanNetHeaderIsDropped() throws {
+        let h = try PackedQueueHarness()
+        h.ring.postChain([(0x10000, 8)], writable: false)
+        XCTAssertEqual(h.dequeue(), [])
+        XCTAssertEqual(h.stats.dropsTooShort, 1)
+        XCTAssertEqual(h.ring.takeUsed().count, 1)
+    }
+
+    func testFrameLongerThanBufferCapacityIsDropped() throws {
+        let h = try PackedQueueHarness(bufferCapacity: 256)
+        h.ring.postTransmit(frame: QueueHarness.frame(300), headerSize: 12, segments: [112, 100, 100])
+        let good = QueueHarness.frame(60)
+        h.ring.postTransmit(frame: good, headerSize: 12)
+        XCTAssertEqual(h.dequeue(), [good])
+        XCTAssertEqual(h.stats.dropsTooLarge, 1)
+        XCTAssertEqual(h.queue.lastAvailIndex, 4)
+    }
+
+    func testOffloadNotNegotiatedIsDropped() throws {
+        let h = try PackedQueueHarness()
+        let header = VirtioNetHeader(flags: VirtioNetHeader.flagNeedsChecksum, gsoType: 0, headerLength: 0,
+                                     gsoSize: 0, checksumStart: 34, checksumOffset: 16, bufferCount: 0)
+        h.ring.postTransmit(frame: QueueHarness.frame(100), header: header, headerSize: 12)
+        XCTAssertEqual(h.dequeue(), [])
+        XCTAssertEqual(h.stats.dropsMalformedHeader, 1)
+    }
+}
