@@ -236,13 +236,13 @@ class Daemon:
 # --------------------------------------------------------------------------------------
 # measurement windows
 
-def measure_windows(rate_sources, cycle_source):
+def measure_windows(rate_sources, cycle_source, windows_wanted=None):
     """rate_sources: name -> callable returning a packet counter. cycle_source: callable
     returning (busy cycles, packets) of the back-end core, or None.
     Returns per-window Mpps per source and cycles/packet, and their medians."""
     time.sleep(WARMUP_SECONDS)
     windows = []
-    for _ in range(WINDOWS):
+    for _ in range(windows_wanted or WINDOWS):
         t0 = time.time()
         c0 = {k: f() for k, f in rate_sources.items()}
         y0 = cycle_source() if cycle_source else None
@@ -275,7 +275,7 @@ def frontend_two_ports(sock0, sock1, size, name, options=""):
     return fe
 
 
-def vhost_pair_run(backend, size, options=""):
+def vhost_pair_run(backend, size, options="", windows=None):
     """One back-end ('ours' or 'dpdk'), one frame size, the front-end's virtio-user options
     (e.g. packed_vq=1: DPDK's net_vhost negotiates the packed ring too)."""
     tag = "".join(c for c in options if c.isalnum())
@@ -304,7 +304,7 @@ def vhost_pair_run(backend, size, options=""):
             be.cmd("start")
         fe.cmd("start tx_first 16")
         result = measure_windows({"p0_to_p1": lambda: fe.port_stats()[1]["rx"],
-                                  "p1_to_p0": lambda: fe.port_stats()[0]["rx"]}, cycles)
+                                  "p1_to_p0": lambda: fe.port_stats()[0]["rx"]}, cycles, windows)
         fe.cmd("stop")
         if be:
             be.cmd("stop")
@@ -316,6 +316,28 @@ def vhost_pair_run(backend, size, options=""):
             be.quit()
         if daemon:
             daemon.stop()
+
+
+def interleaved_pair(size, options=""):
+    """Both back-ends, alternating one window each (ours, dpdk, ours, dpdk, ...), every run
+    set up afresh: on a shared machine whose speed drifts, drift hits both alike. Returns
+    each back-end's windows and medians, and the median of the per-round ratios ours/dpdk."""
+    entry = {"ours": {"windows": []}, "dpdk": {"windows": []}}
+    for round_number in range(WINDOWS):
+        for backend in ("ours", "dpdk"):
+            log("  round %d/%d, back-end %s" % (round_number + 1, WINDOWS, backend))
+            try:
+                entry[backend]["windows"] += vhost_pair_run(backend, size, options, windows=1)["windows"]
+            except Exception as e:  # keep going: nothing is pass/fail
+                log("  failed: %s" % e)
+                entry[backend].setdefault("errors", []).append(str(e))
+    keys = ("p0_to_p1", "p1_to_p0", "cycles_per_packet")
+    for backend in ("ours", "dpdk"):
+        windows = entry[backend]["windows"]
+        entry[backend]["median"] = {k: median([w.get(k) for w in windows]) for k in keys}
+    pairs = list(zip(entry["ours"]["windows"], entry["dpdk"]["windows"]))
+    entry["round_ratio_median"] = {k: median([ratio(o.get(k), d.get(k)) for o, d in pairs]) for k in keys}
+    return entry
 
 
 def ovs_status():
@@ -572,39 +594,27 @@ def main():
     if "vhost" in ONLY:
         results["vhost_vhost"] = {}
         for size in SIZES:
-            entry = {}
-            for backend in ("ours", "dpdk"):
-                log("vhost<->vhost %d B, back-end %s: %d x %.0f s" % (size, backend, WINDOWS, WINDOW_SECONDS))
-                try:
-                    entry[backend] = vhost_pair_run(backend, size)
-                except Exception as e:  # keep going: nothing is pass/fail
-                    log("  failed: %s" % e)
-                    entry[backend] = {"error": str(e)}
+            log("vhost<->vhost %d B: %d rounds of one %.0f s window per back-end" % (size, WINDOWS, WINDOW_SECONDS))
+            entry = interleaved_pair(size)
             entry["ovs"] = {"skipped": ovs_status()}
             results["vhost_vhost"][str(size)] = entry
-            om, dm = entry["ours"].get("median", {}), entry["dpdk"].get("median", {})
+            om, dm, rr = entry["ours"]["median"], entry["dpdk"]["median"], entry["round_ratio_median"]
             for d in ("p0_to_p1", "p1_to_p0"):
-                table.append(("vhost->vhost %dB %s Mpps" % (size, d), om.get(d), dm.get(d), ratio(om.get(d), dm.get(d))))
+                table.append(("vhost->vhost %dB %s Mpps" % (size, d), om.get(d), dm.get(d), rr.get(d)))
             table.append(("vhost->vhost %dB busy cycles/pkt" % size, om.get("cycles_per_packet"),
-                          dm.get("cycles_per_packet"), ratio(om.get("cycles_per_packet"), dm.get("cycles_per_packet"))))
+                          dm.get("cycles_per_packet"), rr.get("cycles_per_packet")))
 
     if "rings" in ONLY:
         results["ring_variants"] = {}
         for options in RING_VARIANTS:
-            entry = {}
-            for backend in ("ours", "dpdk"):
-                log("vhost<->vhost 64 B, front-end %s, back-end %s: %d x %.0f s" % (options, backend, WINDOWS, WINDOW_SECONDS))
-                try:
-                    entry[backend] = vhost_pair_run(backend, 64, options)
-                except Exception as e:  # keep going: nothing is pass/fail
-                    log("  failed: %s" % e)
-                    entry[backend] = {"error": str(e)}
+            log("vhost<->vhost 64 B, front-end %s: %d rounds of one %.0f s window per back-end" % (options, WINDOWS, WINDOW_SECONDS))
+            entry = interleaved_pair(64, options)
             results["ring_variants"][options] = entry
-            om, dm = entry["ours"].get("median", {}), entry["dpdk"].get("median", {})
+            om, dm, rr = entry["ours"]["median"], entry["dpdk"]["median"], entry["round_ratio_median"]
             for d in ("p0_to_p1", "p1_to_p0"):
-                table.append(("%s 64B %s Mpps" % (options, d), om.get(d), dm.get(d), ratio(om.get(d), dm.get(d))))
+                table.append(("%s 64B %s Mpps" % (options, d), om.get(d), dm.get(d), rr.get(d)))
             table.append(("%s 64B busy cycles/pkt" % options, om.get("cycles_per_packet"),
-                          dm.get("cycles_per_packet"), ratio(om.get("cycles_per_packet"), dm.get("cycles_per_packet"))))
+                          dm.get("cycles_per_packet"), rr.get("cycles_per_packet")))
 
     if "kernel" in ONLY:
         veth = None
@@ -671,6 +681,7 @@ def main():
     print()
     print("vhost-switchd vs DPDK (medians of %d x %.0f s windows; front-end CPU %d, back-end CPU %d; load avg at start %.2f)"
           % (WINDOWS, WINDOW_SECONDS, FE_CPU, BE_CPU, results["loadavg_at_start"][0]))
+    print("vhost<->vhost rows alternate the back-ends window by window; their ours/dpdk is the median of the per-round ratios")
     print("%-40s %12s %12s %10s" % ("measure", "ours", "dpdk", "ours/dpdk"))
     for name, o, d, r in table:
         print("%-40s %12s %12s %10s" % (name, fmt(o), fmt(d), fmt(r, 2)))
