@@ -621,6 +621,7 @@ public final class VhostUserConnection: @unchecked Sendable {
         }
         ring.base = UInt16(truncatingIfNeeded: base)
         ring.packedUsedBase = nil
+        ring.baseIsSet = true
         ring.touched = true
         return .done
     }
@@ -649,7 +650,8 @@ public final class VhostUserConnection: @unchecked Sendable {
         writer.u32(UInt32(index))
         if ringsArePacked {
             // QEMU reads bits 16-31 as its used position (DPDK's back-end leaves them 0).
-            writer.u32(UInt32(ring.base) | UInt32(ring.packedUsedBase ?? ring.base) << 16)
+            let base: UInt16 = ring.baseIsSet ? ring.base : 0x8000
+            writer.u32(UInt32(base) | UInt32(ring.packedUsedBase ?? base) << 16)
         } else {
             writer.u32(UInt32(ring.base))
         }
@@ -772,7 +774,7 @@ public final class VhostUserConnection: @unchecked Sendable {
     /// A packed ring resumes exactly at the base: there is no used index in guest memory
     /// to check it against (DPDK's back-end does the same).
     private func makePackedQueue(_ ring: VhostUserVring, layout: PackedVirtqueueLayout, memory: GuestMemory) -> PackedVirtqueue {
-        let (index, wrap) = PackedVirtqueue.decodeBase(ring.base)
+        let (index, wrap) = ring.baseIsSet ? PackedVirtqueue.decodeBase(ring.base) : (0, true)
         let queue = PackedVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0, lastAvailIndex: index,
                                     availWrapCounter: wrap, callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
                                     dirtyLog: dirtyLoggingActive ? dirtyLog : nil)

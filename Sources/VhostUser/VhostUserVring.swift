@@ -32,6 +32,9 @@ final class VhostUserVring {
     /// Packed rings: the used position (same encoding) a stopped queue reached; nil means
     /// equal to `base`. GET_VRING_BASE returns it in bits 16-31, as QEMU expects.
     var packedUsedBase: UInt16?
+    /// SET_VRING_BASE was received (or a queue was taken back) since the last reset. A packed
+    /// ring without one starts where a new ring does: slot 0, wrap counter 1 (2.8.1).
+    var baseIsSet = false
     var kick: FileDescriptor?
     /// SET_VRING_KICK with NOFD: the front-end does not kick; the ring is polled.
     var kickPolled = false
@@ -60,6 +63,7 @@ final class VhostUserVring {
     func dropQueue() {
         if let queue {
             base = queue.vringBase
+            baseIsSet = true
             packedUsedBase = queue.packed?.usedVringBase
         }
         queue = nil
@@ -74,6 +78,7 @@ final class VhostUserVring {
         packedLayout = nil
         base = 0
         packedUsedBase = nil
+        baseIsSet = false
         kick?.close()
         kick = nil
         kickPolled = false

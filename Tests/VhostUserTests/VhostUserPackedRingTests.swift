@@ -96,6 +96,24 @@ final class VhostUserPackedRingTests: XCTestCase {
                           "a split ring's base is 16 bits")
     }
 
+    func testPackedRingWithoutSetVringBaseStartsAtSlotZeroWrapOne() throws {
+        let session = try DirectSession()
+        let memory = try FakeFrontendMemory()
+        try session.negotiate(memory: memory, features: Self.packed)
+        for ring in 0..<2 {
+            let i = UInt32(ring)
+            XCTAssertEqual(try session.frontend.acked(.setVringNum, FakeFrontend.vringState(index: i, num: 256)), 0)
+            XCTAssertEqual(try session.frontend.acked(.setVringAddr, memory.vringAddressPayload(ring)), 0)
+            XCTAssertEqual(try session.frontend.acked(.setVringKick, FakeFrontend.vringFile(index: UInt64(i), noFd: true)), 0)
+            XCTAssertTrue(try session.frontend.enableRing(ring))
+        }
+        let queues = session.delegate.queues.compactMap { $0.queue.packed }
+        XCTAssertEqual(queues.count, 2)
+        XCTAssertEqual(queues.map(\.vringBase), [0x8000, 0x8000])
+        let reply = try session.frontend.request(.getVringBase, FakeFrontend.vringState(index: 0, num: 0))
+        XCTAssertEqual(reply?.payload, FakeFrontend.vringState(index: 0, num: 0x8000_8000))
+    }
+
     func testPackedBaseIndexOutsideTheRingIsRefused() throws {
         let session = try DirectSession()
         let memory = try FakeFrontendMemory()

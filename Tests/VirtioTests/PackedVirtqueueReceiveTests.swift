@@ -201,6 +201,31 @@ final class PackedVirtqueueReceiveTests: XCTestCase {
         XCTAssertEqual(h.stats.dropsNoBuffers, 2)
     }
 
+    func testReceiveBufferShorterThanNetHeaderIsNotUsed() throws {
+        let h = try PackedQueueHarness()
+        h.ring.postReceive(bufferSizes: [8])
+        XCTAssertEqual(h.enqueue([QueueHarness.frame(60)]), 0)
+        XCTAssertEqual(h.ring.takeUsed().count, 0)
+        XCTAssertEqual(h.stats.dropsTooLarge, 1)
+        XCTAssertEqual(h.queue.lastAvailIndex, 0, "it stays available")
+    }
+
+    /// A receive buffer that is the descriptor ring itself: the frame overwrites the
+    /// descriptors being walked; the walk uses what it read, and the used descriptor is whole.
+    func testGuestRewritingDescriptorAfterReadUsesTheCopy() throws {
+        let h = try PackedQueueHarness(size: 16)
+        let second = h.ring.allocateBuffer(256)
+        let avail = Ring.availableBits(wrap: true)
+        h.ring.writeDescriptor(1, address: second, length: 256, id: 5, flags: avail | Ring.write)
+        h.ring.writeDescriptor(0, address: h.ring.descriptorRingAddress, length: 16, id: 5, flags: avail | Ring.write | Ring.next)
+        let frame = [UInt8](repeating: 0xff, count: 100)  // turns slot 0 into id 0xffff, flags 0xffff
+        XCTAssertEqual(h.enqueue([frame]), 1)
+        XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] }, [[5, 112]])
+        XCTAssertEqual(h.fixture.read(at: second, count: 96), Array(frame[4...]))
+        XCTAssertEqual(h.queue.lastAvailIndex, 2)
+        XCTAssertEqual(h.stats.dropsMalformedDescriptor, 0)
+    }
+
     func testFrameShorterThan14BytesAndOffloadNotNegotiatedAreDropped() throws {
         let h = try PackedQueueHarness()
         h.ring.postReceive(bufferSizes: [2048])

@@ -290,6 +290,27 @@ final class PackedVirtqueueTransmitTests: XCTestCase {
         assertMalformed(h, slots: 1)
     }
 
+    func testIndirectTableCrossingRegionsIsMalformed() throws {
+        let fixture = try GuestMemoryFixture.twoAdjacentRegions(firstSize: 0x80000, secondSize: 0x80000)
+        let h = try PackedQueueHarness(features: Self.indirect, fixture: fixture)
+        let data = h.ring.allocateBuffer(80)
+        // A well-formed two-entry table, placed across the boundary.
+        let table: UInt64 = 0x80000 - 16
+        h.ring.writeDescriptor(at: table, address: data, length: 40, id: 0, flags: 0)
+        h.ring.writeDescriptor(at: table + 16, address: data + 40, length: 40, id: 0, flags: 0)
+        postIndirect(h, tableLength: 32, tableAddress: table)
+        assertMalformed(h, slots: 1)
+    }
+
+    func testFrameShorterThan14BytesIsDropped() throws {
+        let h = try PackedQueueHarness()
+        h.ring.postTransmit(frame: QueueHarness.frame(13), headerSize: 12)
+        h.ring.postTransmit(frame: [], headerSize: 12)
+        XCTAssertEqual(h.dequeue(), [])
+        XCTAssertEqual(h.stats.dropsTooShort, 2)
+        XCTAssertEqual(h.ring.takeUsed().count, 2)
+    }
+
     func testGuestRewritingTheRingAfterTheBurstDoesNotMatter() throws {
         let h = try PackedQueueHarness()
         let frame = QueueHarness.frame(60)
