@@ -9,7 +9,7 @@ extension PackedVirtqueue {
     public func dequeueBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
         guard !broken, maxCount > 0, isAvailable(slot: nextAvail, wrap: availWrap) else { return 0 }
         var counters = VirtqueueBurstCounters()
-        beginBurst()
+        claims.begin()
         let oldUsed = nextUsed
         var consumed = 0
         var usedWritten = 0
@@ -29,7 +29,7 @@ extension PackedVirtqueue {
             let slots = chain.ringDescriptors
             consumed &+= Int(slots)
             advance(&nextAvail, &availWrap, by: slots)
-            guard claimID(chain.bufferID) else {
+            guard claims.claim(chain.bufferID) else {
                 counters.invalidHeads &+= 1
                 continue
             }

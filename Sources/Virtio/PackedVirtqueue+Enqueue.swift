@@ -15,7 +15,7 @@ extension PackedVirtqueue {
             statistics.record(counters)
             return 0
         }
-        beginBurst()
+        claims.begin()
         let oldUsed = nextUsed
         let startAvail = nextAvail
         let startWrap = availWrap
@@ -101,7 +101,7 @@ extension PackedVirtqueue {
             while written < total {
                 if !mergeableReceiveBuffers && entries == 1 {
                     // The one buffer a frame may use was too small: leave it available.
-                    unclaimID(pendingIDs[0])
+                    claims.unclaim(pendingIDs[0])
                     return .tooLarge
                 }
                 guard probeConsumed < ringSize, isAvailable(slot: probe, wrap: probeWrap) else {
@@ -165,7 +165,7 @@ extension PackedVirtqueue {
                 advance(&probe, &probeWrap, by: slots)
                 probeConsumed &+= Int(slots)
                 let id = chain.bufferID
-                guard claimID(id) else {
+                guard claims.claim(id) else {
                     counters.invalidHeads &+= 1
                     written = writtenBefore
                     bufferCountLow = bufferCountLowBefore
@@ -223,7 +223,7 @@ extension PackedVirtqueue {
     func releasePending(_ entries: Int) {
         var i = 0
         while i < entries {
-            unclaimID(pendingIDs[i])
+            claims.unclaim(pendingIDs[i])
             i &+= 1
         }
     }

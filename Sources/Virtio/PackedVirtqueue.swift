@@ -49,9 +49,8 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     @usableFromInline let logData: Bool
     @usableFromInline let descriptorLogAddress: UInt64
     @usableFromInline let deviceEventLogAddress: UInt64
-    /// Per-buffer-id burst stamps: an id seen twice in one burst was submitted twice.
-    @usableFromInline let idStamps: UnsafeMutablePointer<UInt32>
-    @usableFromInline var burstGeneration: UInt32 = 0
+    /// Buffer ids taken in the current burst (an id seen twice was submitted twice).
+    @usableFromInline var claims: BurstClaims
     /// The used descriptors of the frame being received (written only once it is placed, so
     /// a frame that stops half-way leaves the ring as it was).
     @usableFromInline let pendingIDs: UnsafeMutablePointer<UInt16>
@@ -122,8 +121,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         nextUsed = lastUsedIndex ?? lastAvailIndex
         usedWrap = usedWrapCounter ?? availWrapCounter
         let count = Int(layout.size)
-        idStamps = .allocate(capacity: count)
-        idStamps.initialize(repeating: 0, count: count)
+        claims = BurstClaims(count: count)
         pendingIDs = .allocate(capacity: count)
         pendingIDs.initialize(repeating: 0, count: count)
         pendingLengths = .allocate(capacity: count)
@@ -145,7 +143,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     }
 
     deinit {
-        idStamps.deallocate()
+        claims.release()
         pendingIDs.deallocate()
         pendingLengths.deallocate()
         pendingSlots.deallocate()
@@ -195,32 +193,6 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         // Safe: off_wrap is the u16 at 0 of the checked device event area.
         vhost_shims_store_relaxed_u16(deviceEvent, Self.encodeBase(index: nextAvail, wrap: availWrap).littleEndian)
         if logRing { log?.markGuestPhysical(deviceEventLogAddress, length: 2) }
-    }
-
-    /// Starts a burst's duplicate-id detection.
-    @inlinable @inline(__always)
-    func beginBurst() {
-        burstGeneration &+= 1
-        if burstGeneration == 0 {
-            idStamps.update(repeating: 0, count: Int(size))
-            burstGeneration = 1
-        }
-    }
-
-    /// Takes buffer `id` for this burst; false if it is out of range or already taken this burst.
-    @inlinable @inline(__always)
-    func claimID(_ id: UInt16) -> Bool {
-        guard id < size else { return false }
-        // Safe: id < size, the stamp table's length.
-        if idStamps[Int(id)] == burstGeneration { return false }
-        idStamps[Int(id)] = burstGeneration
-        return true
-    }
-
-    @inlinable @inline(__always)
-    func unclaimID(_ id: UInt16) {
-        // Safe: only called for ids claimID accepted, so id < size.
-        idStamps[Int(id)] = 0
     }
 
     @inlinable @inline(__always)

@@ -18,7 +18,7 @@ extension SplitVirtqueue {
             return 0
         }
         guard pending != 0 else { return 0 }
-        beginBurst()
+        claims.begin()
         var taken: UInt16 = 0
         var usedWritten: UInt16 = 0
         var produced = 0
@@ -27,7 +27,7 @@ extension SplitVirtqueue {
         while taken < pending && produced < maxCount {
             let head = availHead(at: taken)
             taken &+= 1
-            guard claimHead(head) else {
+            guard claims.claim(head) else {
                 counters.invalidHeads &+= 1
                 continue
             }

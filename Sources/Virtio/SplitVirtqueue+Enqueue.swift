@@ -20,7 +20,7 @@ extension SplitVirtqueue {
             statistics.record(counters)
             return 0
         }
-        beginBurst()
+        claims.begin()
         var taken: UInt16 = 0
         var usedWritten: UInt16 = 0
         var delivered = 0
@@ -107,13 +107,13 @@ extension SplitVirtqueue {
             while written < total {
                 if !mergeableReceiveBuffers && entries == 1 {
                     // The one chain a frame may use was too small: leave it posted.
-                    unclaimHead(lastHead)
+                    claims.unclaim(lastHead)
                     return .tooLarge
                 }
                 guard probe < pending else { return .noBuffers }
                 let head = availHead(at: probe)
                 probe &+= 1
-                guard claimHead(head) else {
+                guard claims.claim(head) else {
                     counters.invalidHeads &+= 1
                     // Nothing of this frame is pending before it: consume the bad entry now.
                     if entries == 0 { taken = probe }

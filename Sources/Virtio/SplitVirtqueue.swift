@@ -43,9 +43,8 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
     @usableFromInline let usedLogAddress: UInt64
     @usableFromInline let logUsed: Bool
     @usableFromInline let logData: Bool
-    /// Per-head burst stamps: a head seen twice in one burst was submitted twice.
-    @usableFromInline let headStamps: UnsafeMutablePointer<UInt32>
-    @usableFromInline var burstGeneration: UInt32 = 0
+    /// Heads taken in the current burst (a head seen twice was submitted twice).
+    @usableFromInline var claims: BurstClaims
 
     @usableFromInline var nextAvail: UInt16
     @usableFromInline var nextUsed: UInt16
@@ -94,15 +93,14 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         usedLogAddress = layout.usedLogGuestAddress ?? 0
         nextAvail = lastAvailIndex
         nextUsed = lastUsedIndex ?? lastAvailIndex
-        headStamps = .allocate(capacity: Int(layout.size))
-        headStamps.initialize(repeating: 0, count: Int(layout.size))
+        claims = BurstClaims(count: Int(layout.size))
         // A polling back-end: the guest should not kick (a syscall per burst) until a poll
         // thread going to sleep asks for it.
         if !observeOnly { setGuestNotifications(enabled: false) }
     }
 
     deinit {
-        headStamps.deallocate()
+        claims.release()
     }
 
     // MARK: Ring fields
@@ -170,33 +168,6 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         // Safe: slot < size and ring[size] u16 follows flags and idx in the checked avail ring.
         // A plain load is enough: the acquire load of avail.idx ordered it.
         return UInt16(littleEndian: avail.load(fromByteOffset: 4 &+ slot &* 2, as: UInt16.self))
-    }
-
-    /// Starts a burst's duplicate-head detection.
-    @inlinable @inline(__always)
-    func beginBurst() {
-        burstGeneration &+= 1
-        if burstGeneration == 0 {
-            // Wrapped after 2^32 bursts: forget old stamps so none looks current.
-            headStamps.update(repeating: 0, count: Int(size))
-            burstGeneration = 1
-        }
-    }
-
-    /// Takes `head` for this burst; false if it is out of range or already taken this burst.
-    @inlinable @inline(__always)
-    func claimHead(_ head: UInt16) -> Bool {
-        guard head < size else { return false }
-        // Safe: head < size, the stamp table's length.
-        if headStamps[Int(head)] == burstGeneration { return false }
-        headStamps[Int(head)] = burstGeneration
-        return true
-    }
-
-    @inlinable @inline(__always)
-    func unclaimHead(_ head: UInt16) {
-        // Safe: only called for heads claimHead accepted, so head < size.
-        headStamps[Int(head)] = 0
     }
 
     /// Writes used entry number `offset` after nextUsed (not yet published).
