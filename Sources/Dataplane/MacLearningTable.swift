@@ -87,14 +87,15 @@ public final class MacLearningTable: @unchecked Sendable {
             }
             if entry & Self.macMask == mac {
                 // Only write when something changed, so a known MAC costs no cache-line write.
-                if lastSeenSeconds[slot] != now { lastSeenSeconds[slot] = now }
+                // Relaxed atomics: the housekeeping thread reads the age concurrently.
+                if vhost_shims_load_relaxed_u32(lastSeenSeconds + slot) != now { vhost_shims_store_relaxed_u32(lastSeenSeconds + slot, now) }
                 if entry == newEntry { return .unchanged }
                 vhost_shims_store_relaxed_u64(slots + slot, newEntry)
                 return .moved(from: Int(truncatingIfNeeded: (entry >> 48) & 0x7FFF))
             }
         }
         guard free >= 0 else { return .tableFull }
-        lastSeenSeconds[free] = now
+        vhost_shims_store_relaxed_u32(lastSeenSeconds + free, now)
         vhost_shims_store_relaxed_u64(slots + free, newEntry)
         return .learned
     }
@@ -106,7 +107,7 @@ public final class MacLearningTable: @unchecked Sendable {
         for slot in 0..<capacity {
             let entry = vhost_shims_load_relaxed_u64(slots + slot)
             guard entry & Self.validBit != 0 else { continue }
-            if now &- lastSeenSeconds[slot] > agingSeconds {
+            if now &- vhost_shims_load_relaxed_u32(lastSeenSeconds + slot) > agingSeconds {
                 vhost_shims_store_relaxed_u64(slots + slot, 0)
                 removed += 1
             }
@@ -154,7 +155,7 @@ public final class MacLearningTable: @unchecked Sendable {
         for slot in 0..<capacity {
             let entry = vhost_shims_load_relaxed_u64(slots + slot)
             guard entry & Self.validBit != 0 else { continue }
-            result.append(Entry(mac: entry & Self.macMask, port: Int((entry >> 48) & 0x7FFF), ageSeconds: now &- lastSeenSeconds[slot]))
+            result.append(Entry(mac: entry & Self.macMask, port: Int((entry >> 48) & 0x7FFF), ageSeconds: now &- vhost_shims_load_relaxed_u32(lastSeenSeconds + slot)))
         }
         return result
     }

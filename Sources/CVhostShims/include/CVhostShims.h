@@ -109,6 +109,12 @@ static inline void vhost_shims_fence_seq_cst(void) { __atomic_thread_fence(__ATO
 static inline void vhost_shims_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void vhost_shims_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 // 64-bit words shared between poll threads (MAC table slots): relaxed, tear-free.
+static inline uint32_t vhost_shims_load_relaxed_u32(const void *p) {
+    return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
+}
+static inline void vhost_shims_store_relaxed_u32(void *p, uint32_t v) {
+    __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELAXED);
+}
 static inline uint64_t vhost_shims_load_relaxed_u64(const void *p) {
     return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
 }
