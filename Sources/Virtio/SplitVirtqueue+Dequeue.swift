@@ -1,3 +1,5 @@
+import CVhostShims
+
 /// Guest transmit: frames leave the guest through this side.
 extension SplitVirtqueue {
     /// Copies up to `maxCount` frames the guest transmitted into `buffers` (frame bytes into
@@ -24,7 +26,13 @@ extension SplitVirtqueue {
         var produced = 0
         // Malformed entries do not count against maxCount, but every entry is looked at once
         // at most, so the burst is bounded by the ring size.
+        if pending > 1 {
+            // Safe: the first chain's descriptor, so the loop's prefetch pipeline starts warm.
+            let first = availHead(at: 0)
+            if first < size { vhost_shims_prefetch_read(descriptors + Int(first) &* 16) }
+        }
         while taken < pending && produced < maxCount {
+            prefetchChains(after: taken, pending: pending, forWriting: false)
             let head = availHead(at: taken)
             taken &+= 1
             guard claims.claim(head) else {

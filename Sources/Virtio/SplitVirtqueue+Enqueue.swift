@@ -1,3 +1,5 @@
+import CVhostShims
+
 /// Guest receive: frames enter the guest through this side.
 extension SplitVirtqueue {
     /// Copies frames (virtio-net header + data) into receive buffers the guest posted and
@@ -92,6 +94,7 @@ extension SplitVirtqueue {
         let total = headerSize &+ packet.length  // checked by the caller: fits in UInt32
         let frame = UnsafeRawPointer(packet.data)
 
+        prefetchChains(after: taken, pending: pending, forWriting: true)
         attempt: while true {
             var probe = taken          // next avail entry to look at
             var entries: UInt16 = 0    // used entries written for this frame so far

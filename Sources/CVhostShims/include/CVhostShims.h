@@ -133,6 +133,11 @@ static inline void vhost_shims_atomic_or_u8(void *p, uint8_t bits) {
     __atomic_fetch_or((uint8_t *)p, bits, __ATOMIC_RELAXED);
 }
 
+/// Cache prefetch hints (a read or a write soon) for guest rings and buffers the other core
+/// wrote last. Hints only: the address need not be valid.
+static inline void vhost_shims_prefetch_read(const void *p) { __builtin_prefetch(p, 0, 3); }
+static inline void vhost_shims_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
+
 /// The time-stamp counter, for per-poll-thread busy/idle cycle accounting.
 static inline uint64_t vhost_shims_rdtsc(void) {
 #if defined(__x86_64__) || defined(__i386__)
