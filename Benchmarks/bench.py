@@ -441,7 +441,14 @@ class OvsDpdk:
         return socks
 
     def pmd_clear(self):
+        # The PMD thread clears its own counters on its next iteration, not inside the
+        # appctl call: wait until they read back reset, so the window's first reading is
+        # not the old total.
+        before = self.pmd_cycles()[1]
         self.appctl("dpif-netdev/pmd-stats-clear")
+        deadline = time.time() + 2
+        while before and self.pmd_cycles()[1] >= before and time.time() < deadline:
+            time.sleep(0.01)
 
     def pmd_cycles(self):
         """(processing cycles, packets received) of the PMD thread(s) since the last clear:
