@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""vhost-switchd against DPDK's own vhost back-end, in one run (see Benchmarks/README.md).
+"""vhost-switchd against DPDK's own vhost back-end and OVS-DPDK, in one run (see Benchmarks/README.md).
 
 Started by Benchmarks/run.sh, which builds everything and exports:
   BENCH_DAEMON      path of the release vhost-switchd binary
@@ -799,7 +799,7 @@ def main():
         json.dump(results, f, indent=2)
 
     print()
-    print("vhost-switchd vs DPDK (medians of %d x %.0f s windows; front-end CPU %d, back-end CPU %d; load avg at start %.2f)"
+    print("vhost-switchd vs DPDK and OVS-DPDK (medians of %d x %.0f s windows; front-end CPU %d, back-end CPU %d; load avg at start %.2f)"
           % (WINDOWS, WINDOW_SECONDS, FE_CPU, BE_CPU, results["loadavg_at_start"][0]))
     print("%-40s %10s %10s %10s %10s %9s" % ("measure", "ours", "dpdk", "ours/dpdk", "ovs-dpdk", "ours/ovs"))
     for name, o, d, v in table:
