@@ -236,15 +236,18 @@ class Daemon:
 # --------------------------------------------------------------------------------------
 # measurement windows
 
-def measure_windows(rate_sources, cycle_source, windows_wanted=None):
+def measure_windows(rate_sources, cycle_source, windows_wanted=None, cycle_reset=None):
     """rate_sources: name -> callable returning a packet counter. cycle_source: callable
-    returning (busy cycles, packets) of the back-end core, or None.
+    returning (busy cycles, packets) of the back-end core, or None; cycle_reset, if given,
+    clears those counters at each window start (OVS: pmd-stats-clear).
     Returns per-window Mpps per source and cycles/packet, and their medians."""
     time.sleep(WARMUP_SECONDS)
     windows = []
     for _ in range(windows_wanted or WINDOWS):
         t0 = time.time()
         c0 = {k: f() for k, f in rate_sources.items()}
+        if cycle_reset:
+            cycle_reset()
         y0 = cycle_source() if cycle_source else None
         time.sleep(WINDOW_SECONDS)
         t1 = time.time()
@@ -282,7 +285,8 @@ def vhost_pair_run(backend, size, options="", windows=None):
     sock_dir = os.path.join(WORK, "vv-%s-%d%s" % (backend, size, tag))
     shutil.rmtree(sock_dir, ignore_errors=True)
     os.makedirs(sock_dir)
-    daemon = be = fe = None
+    daemon = be = fe = ovs = None
+    cycle_reset = None
     try:
         if backend == "ours":
             daemon = Daemon("vv-%d%s" % (size, tag), [
@@ -293,6 +297,10 @@ def vhost_pair_run(backend, size, options="", windows=None):
             while not (os.path.exists(s0) and os.path.exists(s1)) and time.time() < deadline:
                 time.sleep(0.05)
             cycles = daemon.cycles
+        elif backend == "ovs":
+            ovs = OvsDpdk("ovs-%d%s" % (size, tag))
+            s0, s1 = ovs.add_vhost_ports(["vh0", "vh1"])
+            cycles, cycle_reset = ovs.pmd_cycles, ovs.pmd_clear
         else:
             s0, s1 = os.path.join(sock_dir, "vh0.sock"), os.path.join(sock_dir, "vh1.sock")
             be = Testpmd("be%d%s" % (size, tag), ["net_vhost0,iface=%s,queues=1" % s0, "net_vhost1,iface=%s,queues=1" % s1],
@@ -304,7 +312,7 @@ def vhost_pair_run(backend, size, options="", windows=None):
             be.cmd("start")
         fe.cmd("start tx_first 16")
         result = measure_windows({"p0_to_p1": lambda: fe.port_stats()[1]["rx"],
-                                  "p1_to_p0": lambda: fe.port_stats()[0]["rx"]}, cycles, windows)
+                                  "p1_to_p0": lambda: fe.port_stats()[0]["rx"]}, cycles, windows, cycle_reset)
         fe.cmd("stop")
         if be:
             be.cmd("stop")
@@ -316,15 +324,21 @@ def vhost_pair_run(backend, size, options="", windows=None):
             be.quit()
         if daemon:
             daemon.stop()
+        if ovs:
+            ovs.stop()
 
 
 def interleaved_pair(size, options=""):
-    """Both back-ends, alternating one window each (ours, dpdk, ours, dpdk, ...), every run
-    set up afresh: on a shared machine whose speed drifts, drift hits both alike. Returns
-    each back-end's windows and medians, and the median of the per-round ratios ours/dpdk."""
-    entry = {"ours": {"windows": []}, "dpdk": {"windows": []}}
+    """Every back-end, alternating one window each (ours, dpdk[, ovs], ours, ...), every run
+    set up afresh: on a shared machine whose speed drifts, drift hits all alike. Returns
+    each back-end's windows and medians, and the medians of the per-round ratios of ours
+    to each other back-end. OVS-DPDK runs in the plain rows (no virtio-user options) only."""
+    backends = ["ours", "dpdk"] + (["ovs"] if not options and not OVS_REASON else [])
+    entry = {b: {"windows": []} for b in backends}
+    if "ovs" not in backends:
+        entry["ovs"] = {"not_run": OVS_REASON or "only in the plain vhost rows"}
     for round_number in range(WINDOWS):
-        for backend in ("ours", "dpdk"):
+        for backend in backends:
             log("  round %d/%d, back-end %s" % (round_number + 1, WINDOWS, backend))
             try:
                 entry[backend]["windows"] += vhost_pair_run(backend, size, options, windows=1)["windows"]
@@ -332,21 +346,174 @@ def interleaved_pair(size, options=""):
                 log("  failed: %s" % e)
                 entry[backend].setdefault("errors", []).append(str(e))
     keys = ("p0_to_p1", "p1_to_p0", "cycles_per_packet")
-    for backend in ("ours", "dpdk"):
+    for backend in backends:
         windows = entry[backend]["windows"]
         entry[backend]["median"] = {k: median([w.get(k) for w in windows]) for k in keys}
-    pairs = list(zip(entry["ours"]["windows"], entry["dpdk"]["windows"]))
-    entry["round_ratio_median"] = {k: median([ratio(o.get(k), d.get(k)) for o, d in pairs]) for k in keys}
+    for other in backends[1:]:
+        pairs = list(zip(entry["ours"]["windows"], entry[other]["windows"]))
+        entry["round_ratio_median_" + other] = {k: median([ratio(o.get(k), d.get(k)) for o, d in pairs]) for k in keys}
     return entry
 
 
-def ovs_status():
-    if os.environ.get("BENCH_OVS") != "1":
-        return "skipped: OVS-DPDK is not part of the default run (needs openvswitch-switch-dpdk, its own hugepage " \
-               "set-up and a dedicated PMD core; set BENCH_OVS=1 once it is installed)"
-    if not shutil.which("ovs-vswitchd"):
-        return "skipped: ovs-vswitchd not installed (apt-get install openvswitch-switch-dpdk)"
-    return "skipped: OVS-DPDK column not implemented yet"
+def vhost_rows(label, entry):
+    """Table rows (name, ours, dpdk, ours/dpdk, ovs, ours/ovs) of one interleaved entry."""
+    rows = []
+    om, dm = entry["ours"]["median"], entry["dpdk"]["median"]
+    vm = entry["ovs"].get("median", {})
+    rd, rv = entry.get("round_ratio_median_dpdk", {}), entry.get("round_ratio_median_ovs", {})
+    for key, name in (("p0_to_p1", "p0_to_p1 Mpps"), ("p1_to_p0", "p1_to_p0 Mpps"), ("cycles_per_packet", "busy cycles/pkt")):
+        rows.append(("%s %s" % (label, name), om.get(key), dm.get(key), rd.get(key), vm.get(key), rv.get(key)))
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# (c) OVS-DPDK: a private ovsdb-server + ovs-vswitchd (own run/db/log dirs under WORK, never
+# the system service), netdev bridge with two dpdkvhostuser ports (OVS is the server, the
+# front-end connects like it does to the other back-ends), default NORMAL flow.
+
+OVS_VSWITCHD = os.environ.get("BENCH_OVS_VSWITCHD", "ovs-vswitchd")
+OVS_REASON = None  # set in main(): why OVS-DPDK cannot run here, if it cannot
+
+
+def ovs_unavailable():
+    """Why OVS-DPDK cannot run here, or None."""
+    if os.environ.get("BENCH_OVS", "1") == "0":
+        return "BENCH_OVS=0"
+    for tool in ("ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovs-appctl", OVS_VSWITCHD):
+        if not shutil.which(tool):
+            return "%s not installed (apt-get install openvswitch-switch-dpdk)" % tool
+    version = run([OVS_VSWITCHD, "--version"], check=False).stdout
+    if "DPDK" not in version:
+        return "%s is not the DPDK build (update-alternatives --set ovs-vswitchd " \
+               "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk)" % shutil.which(OVS_VSWITCHD)
+    return None
+
+
+class OvsDpdk:
+    def __init__(self, name):
+        self.procs, self.logs = [], []
+        try:
+            self._start(name)
+        except Exception:
+            self.stop()
+            raise
+
+    def _start(self, name):
+        self.dir = os.path.join(WORK, name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.run_dir = os.path.join(self.dir, "run")
+        os.makedirs(self.run_dir)
+        self.prefix = "%s%s" % (TAG, name.replace("-", ""))
+        # ovs-appctl/ovs-vsctl/ovs-vswitchd find pid files, control and vhost sockets here.
+        self.env = dict(os.environ, OVS_RUNDIR=self.run_dir, OVS_DBDIR=self.dir, OVS_LOGDIR=self.dir)
+        self.db_sock = os.path.join(self.run_dir, "db.sock")
+        db = os.path.join(self.dir, "conf.db")
+        self._run(["ovsdb-tool", "create", db, "/usr/share/openvswitch/vswitch.ovsschema"])
+        self.db_log = open(os.path.join(LOG_DIR, "ovsdb-server-%s.log" % name), "a")
+        self.logs.append(self.db_log)
+        self._spawn(["taskset", "-c", str(FE_CPU), "ovsdb-server", db, "--remote=punix:%s" % self.db_sock,
+                     "--pidfile=%s" % os.path.join(self.run_dir, "ovsdb-server.pid"),
+                     "--unixctl=%s" % os.path.join(self.run_dir, "ovsdb-server.ctl")], self.db_log)
+        self._wait_path(self.db_sock, "ovsdb-server socket")
+        self.vsctl("--no-wait", "init")
+        self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
+                   "other_config:dpdk-init=true",
+                   "other_config:dpdk-lcore-mask=0x%x" % (1 << FE_CPU),
+                   "other_config:pmd-cpu-mask=0x%x" % (1 << BE_CPU),
+                   "other_config:dpdk-socket-mem=512",
+                   'other_config:dpdk-extra="--file-prefix=%s --no-pci --huge-unlink"' % self.prefix)
+        self.log_path = os.path.join(LOG_DIR, "ovs-vswitchd-%s.log" % name)
+        self.out = open(os.path.join(LOG_DIR, "ovs-vswitchd-%s.out" % name), "a")
+        self.logs.append(self.out)
+        # The rest of ovs-vswitchd next to our daemon's non-poll threads; OVS pins its PMD itself.
+        self.vswitchd = self._spawn(["taskset", "-c", str(FE_CPU), OVS_VSWITCHD, "unix:%s" % self.db_sock,
+                                     "--pidfile=%s" % os.path.join(self.run_dir, "ovs-vswitchd.pid"),
+                                     "--log-file=%s" % self.log_path], self.out)
+        out = self.vsctl("--timeout=60", "wait-until", "Open_vSwitch", ".", "dpdk_initialized=true", check=False)
+        if out.returncode != 0:
+            raise RuntimeError("ovs-vswitchd: DPDK did not initialise (%s); see %s" % (out.stdout.strip() or
+                                                                                   self._last_error(), self.log_path))
+
+    def _run(self, cmd, check=True):
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
+        if check and out.returncode != 0:
+            raise RuntimeError("%s failed: %s" % (" ".join(cmd[:3]), out.stdout.strip()[-300:]))
+        return out
+
+    def _spawn(self, cmd, logfile):
+        logfile.write("$ %s\n" % " ".join(cmd))
+        logfile.flush()
+        proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, env=self.env)
+        CHILDREN.append(proc)
+        self.procs.append(proc)
+        return proc
+
+    def _wait_path(self, path, what, timeout=30):
+        deadline = time.time() + timeout
+        while not os.path.exists(path):
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError("%s exited (%s) before %s appeared: %s"
+                                       % (proc.args[3], proc.returncode, what, self._last_error()))
+            if time.time() > deadline:
+                raise RuntimeError("no %s after %d s" % (what, timeout))
+            time.sleep(0.05)
+
+    def _last_error(self):
+        try:
+            with open(self.log_path) as f:
+                lines = [l.strip() for l in f if "|ERR|" in l or "|EMER|" in l]
+            return lines[-1] if lines else "no error logged"
+        except OSError:
+            return "no log"
+
+    def vsctl(self, *args, check=True):
+        return self._run(["ovs-vsctl", "--db=unix:%s" % self.db_sock] + list(args), check=check)
+
+    def appctl(self, *args):
+        return self._run(["ovs-appctl"] + list(args)).stdout
+
+    def add_vhost_ports(self, names):
+        """A netdev bridge (default flow: NORMAL) with one dpdkvhostuser port per name;
+        returns their socket paths (OVS listens, the front-end connects)."""
+        self.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
+        for n in names:
+            self.vsctl("add-port", "br0", n, "--", "set", "Interface", n, "type=dpdkvhostuser")
+        socks = [os.path.join(self.run_dir, n) for n in names]
+        for s in socks:
+            self._wait_path(s, "vhost-user socket %s" % s)
+        return socks
+
+    def pmd_clear(self):
+        # The PMD thread clears its own counters on its next iteration, not inside the
+        # appctl call: wait until they read back reset, so the window's first reading is
+        # not the old total.
+        before = self.pmd_cycles()[1]
+        self.appctl("dpif-netdev/pmd-stats-clear")
+        deadline = time.time() + 2
+        while before and self.pmd_cycles()[1] >= before and time.time() < deadline:
+            time.sleep(0.01)
+
+    def pmd_cycles(self):
+        """(processing cycles, packets received) of the PMD thread(s) since the last clear:
+        OVS's processing cycles count iterations that received packets, like ours."""
+        out = self.appctl("dpif-netdev/pmd-stats-show")
+        cycles = packets = 0
+        # One section per thread; the "main thread" section (non-PMD ports) has no cycles.
+        for section in re.split(r"\n(?=\S)", out):
+            if section.startswith("pmd thread"):
+                m = re.search(r"packets received:\s*(\d+)", section)
+                c = re.search(r"processing cycles:\s*(\d+)", section)
+                packets += int(m.group(1)) if m else 0
+                cycles += int(c.group(1)) if c else 0
+        return (cycles, packets)
+
+    def stop(self):
+        for proc in reversed(self.procs):
+            stop_process(proc)
+        for f in self.logs:
+            f.close()
+        shutil.rmtree(os.path.join("/var/run/dpdk", self.prefix), ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -582,7 +749,9 @@ def ratio(a, b):
 
 
 def main():
+    global OVS_REASON
     os.makedirs(LOG_DIR, exist_ok=True)
+    OVS_REASON = ovs_unavailable() if "vhost" in ONLY else None
     os.makedirs(RESULTS_DIR, exist_ok=True)
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": os.uname().nodename,
                "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
@@ -596,13 +765,8 @@ def main():
         for size in SIZES:
             log("vhost<->vhost %d B: %d rounds of one %.0f s window per back-end" % (size, WINDOWS, WINDOW_SECONDS))
             entry = interleaved_pair(size)
-            entry["ovs"] = {"skipped": ovs_status()}
             results["vhost_vhost"][str(size)] = entry
-            om, dm, rr = entry["ours"]["median"], entry["dpdk"]["median"], entry["round_ratio_median"]
-            for d in ("p0_to_p1", "p1_to_p0"):
-                table.append(("vhost->vhost %dB %s Mpps" % (size, d), om.get(d), dm.get(d), rr.get(d)))
-            table.append(("vhost->vhost %dB busy cycles/pkt" % size, om.get("cycles_per_packet"),
-                          dm.get("cycles_per_packet"), rr.get("cycles_per_packet")))
+            table += vhost_rows("vhost->vhost %dB" % size, entry)
 
     if "rings" in ONLY:
         results["ring_variants"] = {}
@@ -610,11 +774,7 @@ def main():
             log("vhost<->vhost 64 B, front-end %s: %d rounds of one %.0f s window per back-end" % (options, WINDOWS, WINDOW_SECONDS))
             entry = interleaved_pair(64, options)
             results["ring_variants"][options] = entry
-            om, dm, rr = entry["ours"]["median"], entry["dpdk"]["median"], entry["round_ratio_median"]
-            for d in ("p0_to_p1", "p1_to_p0"):
-                table.append(("%s 64B %s Mpps" % (options, d), om.get(d), dm.get(d), rr.get(d)))
-            table.append(("%s 64B busy cycles/pkt" % options, om.get("cycles_per_packet"),
-                          dm.get("cycles_per_packet"), rr.get("cycles_per_packet")))
+            table += vhost_rows("%s 64B" % options, entry)
 
     if "kernel" in ONLY:
         veth = None
@@ -638,9 +798,9 @@ def main():
         for d in ("vhost_to_kernel", "kernel_to_vhost"):
             o = vk.get("ours", {}).get(d, {}).get("median", {})
             p = vk.get("dpdk", {}).get(d, {}).get("median", {})
-            table.append(("%s 64B Mpps" % d.replace("_to_", "->"), o.get("mpps"), p.get("mpps"), ratio(o.get("mpps"), p.get("mpps"))))
+            table.append(("%s 64B Mpps" % d.replace("_to_", "->"), o.get("mpps"), p.get("mpps"), ratio(o.get("mpps"), p.get("mpps")), None, None))
             table.append(("%s 64B busy cycles/pkt" % d.replace("_to_", "->"), o.get("cycles_per_packet"),
-                          p.get("cycles_per_packet"), ratio(o.get("cycles_per_packet"), p.get("cycles_per_packet"))))
+                          p.get("cycles_per_packet"), ratio(o.get("cycles_per_packet"), p.get("cycles_per_packet")), None, None))
 
     if "idle" in ONLY:
         results["idle"] = {}
@@ -679,14 +839,16 @@ def main():
         json.dump(results, f, indent=2)
 
     print()
-    print("vhost-switchd vs DPDK (medians of %d x %.0f s windows; front-end CPU %d, back-end CPU %d; load avg at start %.2f)"
+    print("vhost-switchd vs DPDK and OVS-DPDK (medians of %d x %.0f s windows; front-end CPU %d, back-end CPU %d; load avg at start %.2f)"
           % (WINDOWS, WINDOW_SECONDS, FE_CPU, BE_CPU, results["loadavg_at_start"][0]))
-    print("vhost<->vhost rows alternate the back-ends window by window; their ours/dpdk is the median of the per-round ratios")
-    print("%-40s %12s %12s %10s" % ("measure", "ours", "dpdk", "ours/dpdk"))
-    for name, o, d, r in table:
-        print("%-40s %12s %12s %10s" % (name, fmt(o), fmt(d), fmt(r, 2)))
-    if "vhost_vhost" in results:
-        print("OVS-DPDK: %s" % ovs_status())
+    print("vhost<->vhost rows alternate the back-ends window by window; their ratios are medians of the per-round ratios")
+    print("%-40s %10s %10s %10s %10s %9s" % ("measure", "ours", "dpdk", "ours/dpdk", "ovs-dpdk", "ours/ovs"))
+    for name, o, d, rd, v, rv in table:
+        print("%-40s %10s %10s %10s %10s %9s" % (name, fmt(o), fmt(d), fmt(rd, 2), fmt(v), fmt(rv, 2)))
+    for size, entry in results.get("vhost_vhost", {}).items():
+        if "median" not in entry.get("ovs", {}):
+            print("ovs-dpdk: not run: %s" % (entry["ovs"].get("not_run") or entry["ovs"].get("errors")))
+            break
     if "idle" in results:
         for mode, r in results["idle"].items():
             if "error" in r:
