@@ -102,8 +102,8 @@ public final class PacketSocketPort: @unchecked Sendable {
         | VirtioNetFeature.guestEcn.mask | VirtioNetFeature.guestUfo.mask
 
     /// Queues `count` frames on the transmit ring and hands them to the kernel with one
-    /// sendto; a GSO frame too long for a ring frame flushes what is queued (keeping the
-    /// order) and goes out alone through the large-frame socket. Offload headers are
+    /// sendto; a GSO frame flushes what is queued (keeping the order) and goes out alone
+    /// through the large-frame socket. Offload headers are
     /// checked first: a malformed one drops its frame (transmitDropsUnsupportedOffload).
     /// Returns how many the kernel took; the rest are dropped and counted.
     @inline(__always)
@@ -112,7 +112,6 @@ public final class PacketSocketPort: @unchecked Sendable {
         var totals = TransmitTotals()
         var queuedFrom = 0
         var index = 0
-        let ringRoom = socket.maxTransmitLength
         let vnet = socket.carriesVnetHeaders
         while index < count {
             // Safe: index < count, the caller's buffer count. A copy: no references inside.
@@ -123,7 +122,9 @@ public final class PacketSocketPort: @unchecked Sendable {
                 continue
             }
             guard packet.length <= packet.capacity else { totals.tooLarge &+= 1; continue }
-            if packet.length > ringRoom && kernelHeader.gsoType != VirtioNetHeader.gsoNone {
+            // GSO frames leave through the large-frame socket (the ring socket bypasses the
+            // qdisc, and that path drops frames the kernel must segment).
+            if kernelHeader.gsoType != VirtioNetHeader.gsoNone && socket.maxLargeFrameLength > 0 {
                 flushRing(&totals, buffers, from: queuedFrom, to: index &- 1)
                 queuedFrom = index
                 let error = socket.sendLarge(packet.data, length: packet.length, vnetHeader: kernelHeader)
@@ -216,7 +217,8 @@ public final class PacketSocketPort: @unchecked Sendable {
             let packet = buffers[i]
             i &+= 1
             guard Self.kernelHeader(for: packet.header, length: packet.length, vnetHeaders: vnet) != nil,
-                  packet.length <= packet.capacity, packet.length >= 14, packet.length <= ringRoom else { continue }
+                  packet.length <= packet.capacity, packet.length >= 14, packet.length <= ringRoom,
+                  packet.header.gsoType == VirtioNetHeader.gsoNone || socket.maxLargeFrameLength == 0 else { continue }
             bytes &+= UInt64(packet.length)
             seen &+= 1
         }

@@ -281,13 +281,15 @@ public final class PacketSocket: @unchecked Sendable {
             }
         }
 
-        // GSO super-frames do not fit a transmit ring frame, and sendmsg on a socket with a
+        // GSO frames go out here: super-frames do not fit a transmit ring frame, the ring
+        // socket bypasses the qdisc (see below), and sendmsg on a socket with a
         // transmit ring only kicks the ring (packet_sendmsg -> tpacket_snd), so they leave
         // through a second socket: protocol 0 (it receives nothing), no rings, same interface.
         if configuration.vnetHeaders && configuration.largeFrameSocket {
             let large = FileDescriptor(adopting: try systemCall("socket(AF_PACKET, large frames)") { socket(AF_PACKET, socketType, 0) })
             try Self.setOption(large.rawValue, PACKET_VNET_HDR, 1, "PACKET_VNET_HDR (large frames)")
-            _ = try? Self.setOption(large.rawValue, PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS")
+            // No PACKET_QDISC_BYPASS here: packet_direct_xmit drops any skb that validate_xmit
+            // replaces, i.e. every frame the kernel has to segment in software.
             if (try? Self.setSocketOption(large.rawValue, SO_SNDBUFFORCE, 4 << 20, "SO_SNDBUFFORCE")) == nil {
                 _ = try? Self.setSocketOption(large.rawValue, SO_SNDBUF, 4 << 20, "SO_SNDBUF")
             }
@@ -610,7 +612,7 @@ public final class PacketSocket: @unchecked Sendable {
         return result
     }
 
-    /// Sends one frame longer than a ring frame (a GSO super-frame) with its vnet header
+    /// Sends one GSO frame (a super-frame the kernel segments if the device cannot) with its vnet header
     /// through the large-frame socket, at once (call `flush` first to keep the order).
     /// Returns 0 or the errno (EMSGSIZE when too long or without that socket).
     @inlinable
