@@ -8,7 +8,7 @@ set -euo pipefail
 # (Tests/TestSupport/QemuGuest.swift, scripts/guest/): linux-image-amd64 only puts a guest
 # kernel in /boot and its modules in /lib/modules; nothing boots from it here.
 PACKAGES=(libmicrohttpd-dev libjansson-dev dpdk dpdk-dev iproute2 iputils-ping curl procps prometheus
-          qemu-system-x86 linux-image-amd64 busybox-static cpio)
+          qemu-system-x86 linux-image-amd64 busybox-static cpio ethtool)
 HUGEPAGES_WANTED="${VHOST_SWITCH_HUGEPAGES:-1024}"   # 2 MiB pages (1024 = 2 GiB)
 HUGEPAGES_SYSFS=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 HUGETLBFS_MOUNT=/dev/hugepages

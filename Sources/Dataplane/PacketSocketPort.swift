@@ -1,3 +1,4 @@
+import Glibc
 import VhostSystem
 import Virtio
 
@@ -46,8 +47,9 @@ public final class PacketSocketPort: @unchecked Sendable {
     // MARK: - Hot path
 
     /// Copies up to `maxCount` received frames into `buffers` (each `length` set, header
-    /// zeroed: AF_PACKET frames carry no offload metadata). Frames longer than their
-    /// buffer are dropped and counted. Returns the number filled.
+    /// the kernel's vnet header: GSO super-frames from GRO and partial checksums come as
+    /// they are, for the forwarder to pass on or finish; zeroed without vnet headers).
+    /// Frames longer than their buffer are dropped and counted. Returns the number filled.
     @inline(__always)
     public func receiveBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
         var count = 0
@@ -66,7 +68,7 @@ public final class PacketSocketPort: @unchecked Sendable {
             // Unsafe: length <= the buffer's capacity (checked above).
             frame.copy(to: buffer.pointee.data)
             buffer.pointee.length = length
-            buffer.pointee.header = VirtioNetHeader()
+            buffer.pointee.header = Self.header(of: frame)
             if frame.checksumPending { checksumPending &+= 1 }
             bytes &+= UInt64(length)
             count &+= 1
@@ -84,48 +86,79 @@ public final class PacketSocketPort: @unchecked Sendable {
         return count
     }
 
+    /// The offloads (VirtioNetFeature GUEST_* bits) a frame sent here may ask for: with
+    /// PACKET_VNET_HDR the kernel completes partial checksums and segments GSO frames
+    /// itself (or hands them on whole where the interface can). Super-frames need the
+    /// large-frame socket; without vnet headers only plain frames go out.
+    public var acceptedOffloadFeatures: UInt64 {
+        guard socket.carriesVnetHeaders else { return 0 }
+        guard socket.maxLargeFrameLength > 0 else { return VirtioNetFeature.guestCsum.mask }
+        return Self.offloadsWithVnetHeaders
+    }
+
+    /// GUEST_CSUM | GUEST_TSO4 | GUEST_TSO6 | GUEST_ECN | GUEST_UFO.
+    public static let offloadsWithVnetHeaders: UInt64 =
+        VirtioNetFeature.guestCsum.mask | VirtioNetFeature.guestTso4.mask | VirtioNetFeature.guestTso6.mask
+        | VirtioNetFeature.guestEcn.mask | VirtioNetFeature.guestUfo.mask
+
     /// Queues `count` frames on the transmit ring and hands them to the kernel with one
-    /// sendto. Returns how many the kernel took; the rest are dropped and counted.
+    /// sendto; a GSO frame flushes what is queued (keeping the order) and goes out alone
+    /// through the large-frame socket. Offload headers are
+    /// checked first: a malformed one drops its frame (transmitDropsUnsupportedOffload).
+    /// Returns how many the kernel took; the rest are dropped and counted.
     @inline(__always)
     public func transmitBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int {
         guard count > 0 else { return 0 }
-        var queued = 0
-        var bytes: UInt64 = 0
-        var tooLarge: UInt64 = 0
-        var tooShort: UInt64 = 0
-        var offload: UInt64 = 0
-        var ringFull: UInt64 = 0
+        var totals = TransmitTotals()
+        var queuedFrom = 0
         var index = 0
+        let vnet = socket.carriesVnetHeaders
         while index < count {
             // Safe: index < count, the caller's buffer count. A copy: no references inside.
             let packet = buffers[index]
             index &+= 1
-            guard Self.isPlain(packet.header) else { offload &+= 1; continue }
-            guard packet.length <= packet.capacity else { tooLarge &+= 1; continue }
-            switch socket.enqueue(packet.data, length: packet.length) {
+            guard let kernelHeader = Self.kernelHeader(for: packet.header, length: packet.length, vnetHeaders: vnet) else {
+                totals.offload &+= 1
+                continue
+            }
+            guard packet.length <= packet.capacity else { totals.tooLarge &+= 1; continue }
+            // GSO frames leave through the large-frame socket (the ring socket bypasses the
+            // qdisc, and that path drops frames the kernel must segment).
+            if kernelHeader.gsoType != VirtioNetHeader.gsoNone && socket.maxLargeFrameLength > 0 {
+                flushRing(&totals, buffers, from: queuedFrom, to: index &- 1)
+                queuedFrom = index
+                let error = socket.sendLarge(packet.data, length: packet.length, vnetHeader: kernelHeader)
+                if error == 0 {
+                    totals.sent &+= 1
+                    totals.bytes &+= UInt64(packet.length)
+                } else if error == EMSGSIZE {
+                    totals.tooLarge &+= 1
+                } else {
+                    totals.kernelDrops &+= 1
+                    totals.sendErrors &+= 1
+                }
+                continue
+            }
+            switch socket.enqueue(packet.data, length: packet.length, vnetHeader: kernelHeader) {
             case .queued:
-                queued &+= 1
-                bytes &+= UInt64(packet.length)
+                totals.queued &+= 1
             case .badLength:
-                if packet.length < 14 { tooShort &+= 1 } else { tooLarge &+= 1 }
+                if packet.length < 14 { totals.tooShort &+= 1 } else { totals.tooLarge &+= 1 }
             case .ringFull:
                 // Slots free up in order, so the rest of the burst would not fit either.
-                ringFull &+= UInt64(count &- index &+ 1)
+                totals.ringFull &+= UInt64(count &- index &+ 1)
                 index = count
             }
         }
-        var sent = queued
-        var kernelDrops: UInt64 = 0
-        var sendErrors: UInt64 = 0
-        if queued > 0 {
-            let result = socket.flush()
-            if result.error != 0 { sendErrors = 1 }
-            if result.dropped > 0 {
-                sent = queued &- result.dropped
-                kernelDrops = UInt64(result.dropped)
-                bytes = bytesOfFirst(sent, queuedFrom: buffers, count: count)
-            }
-        }
+        flushRing(&totals, buffers, from: queuedFrom, to: index)
+        let sent = totals.sent
+        let bytes = totals.bytes
+        let tooLarge = totals.tooLarge
+        let tooShort = totals.tooShort
+        let offload = totals.offload
+        let ringFull = totals.ringFull
+        let kernelDrops = totals.kernelDrops
+        let sendErrors = totals.sendErrors
         let s = statistics
         PacketSocketPortStatistics.add(s.transmittedPackets, UInt64(sent))
         PacketSocketPortStatistics.add(s.transmittedBytes, bytes)
@@ -142,26 +175,101 @@ public final class PacketSocketPort: @unchecked Sendable {
     @inline(__always)
     public func hasPendingFrames() -> Bool { socket.hasPendingFrames }
 
-    /// Without PACKET_VNET_HDR the kernel cannot be asked to finish a checksum or segment a
-    /// frame, so only frames without offload requests can go out.
-    @inline(__always)
-    static func isPlain(_ header: VirtioNetHeader) -> Bool {
-        header.flags & VirtioNetHeader.flagNeedsChecksum == 0 && header.gsoType == VirtioNetHeader.gsoNone
+    @usableFromInline
+    struct TransmitTotals {
+        /// Frames on the ring since its last flush.
+        var queued = 0
+        var sent = 0
+        var bytes: UInt64 = 0
+        var tooLarge: UInt64 = 0
+        var tooShort: UInt64 = 0
+        var offload: UInt64 = 0
+        var ringFull: UInt64 = 0
+        var kernelDrops: UInt64 = 0
+        var sendErrors: UInt64 = 0
     }
 
-    /// The byte count of the first `sent` frames that were queued: only when the kernel
-    /// took fewer than queued (rare), by replaying the same checks.
-    private func bytesOfFirst(_ sent: Int, queuedFrom buffers: UnsafePointer<PacketBuffer>, count: Int) -> UInt64 {
+    /// Hands the frames queued from buffers[from..<to] to the kernel and adds up what it took.
+    @inline(__always)
+    private func flushRing(_ totals: inout TransmitTotals, _ buffers: UnsafePointer<PacketBuffer>, from: Int, to: Int) {
+        let queued = totals.queued
+        guard queued > 0 else { return }
+        totals.queued = 0
+        let result = socket.flush()
+        if result.error != 0 { totals.sendErrors &+= 1 }
+        let taken = queued &- result.dropped
+        totals.sent &+= taken
+        totals.kernelDrops &+= UInt64(result.dropped)
+        totals.bytes &+= bytesOfFirst(taken, queuedFrom: buffers, from: from, to: to)
+    }
+
+    /// The byte count of the first `taken` frames of buffers[from..<to] that went onto the
+    /// ring, by replaying the same checks (the kernel takes a prefix of what was queued).
+    @inline(__always)
+    private func bytesOfFirst(_ taken: Int, queuedFrom buffers: UnsafePointer<PacketBuffer>, from: Int, to: Int) -> UInt64 {
         var bytes: UInt64 = 0
         var seen = 0
-        for i in 0..<count where seen < sent {
+        var i = from
+        let vnet = socket.carriesVnetHeaders
+        let ringRoom = socket.maxTransmitLength
+        while i < to && seen < taken {
+            // Safe: from <= i < to <= the caller's count.
             let packet = buffers[i]
-            guard Self.isPlain(packet.header), packet.length <= packet.capacity,
-                  packet.length >= 14, packet.length <= socket.maxTransmitLength else { continue }
+            i &+= 1
+            guard Self.kernelHeader(for: packet.header, length: packet.length, vnetHeaders: vnet) != nil,
+                  packet.length <= packet.capacity, packet.length >= 14, packet.length <= ringRoom,
+                  packet.header.gsoType == VirtioNetHeader.gsoNone || socket.maxLargeFrameLength == 0 else { continue }
             bytes &+= UInt64(packet.length)
             seen &+= 1
         }
         return bytes
+    }
+
+    /// The vnet header to give the kernel for a frame of `length` bytes with `header`, or nil
+    /// when the frame must be dropped: an offload request we cannot pass (no vnet headers)
+    /// or a malformed one (UNTRUSTED-INPUT.md). GSO needs NEEDS_CSUM (the kernel's TSO/UFO
+    /// paths need a partial checksum), a known type, a segment size and hdr_len within the
+    /// frame; the checksum field must lie inside the frame. Flags other than NEEDS_CSUM
+    /// (DATA_VALID is receive-side) are not passed on.
+    @inline(__always)
+    static func kernelHeader(for header: VirtioNetHeader, length: Int, vnetHeaders: Bool) -> PacketSocket.VnetHeaderFields? {
+        let needsChecksum = header.flags & VirtioNetHeader.flagNeedsChecksum != 0
+        let gsoType = header.gsoType
+        if !needsChecksum && gsoType == VirtioNetHeader.gsoNone { return PacketSocket.VnetHeaderFields() }
+        guard vnetHeaders else { return nil }
+        if needsChecksum {
+            // Int arithmetic on two UInt16 values and 2 cannot overflow.
+            guard Int(header.checksumStart) &+ Int(header.checksumOffset) &+ 2 <= length else { return nil }
+        }
+        if gsoType != VirtioNetHeader.gsoNone {
+            switch gsoType & ~VirtioNetHeader.gsoECN {
+            case VirtioNetHeader.gsoTCPv4, VirtioNetHeader.gsoTCPv6, VirtioNetHeader.gsoUDP: break
+            default: return nil
+            }
+            guard needsChecksum, header.gsoSize != 0, Int(header.gsoSize) < length,
+                  Int(header.headerLength) <= length else { return nil }
+        }
+        return PacketSocket.VnetHeaderFields(
+            flags: needsChecksum ? VirtioNetHeader.flagNeedsChecksum : 0, gsoType: gsoType,
+            headerLength: gsoType == VirtioNetHeader.gsoNone ? 0 : header.headerLength,
+            gsoSize: gsoType == VirtioNetHeader.gsoNone ? 0 : header.gsoSize,
+            checksumStart: needsChecksum ? header.checksumStart : 0,
+            checksumOffset: needsChecksum ? header.checksumOffset : 0)
+    }
+
+    /// The switch's header for a received frame: the kernel's vnet header as it is, with
+    /// csum_start and hdr_len moved past a VLAN tag the kernel stripped and we re-insert.
+    @inline(__always)
+    static func header(of frame: PacketSocket.ReceivedFrame) -> VirtioNetHeader {
+        guard let raw = frame.vnetHeader else { return VirtioNetHeader() }
+        let k = PacketSocket.VnetHeaderFields(loadingFrom: raw)
+        var header = VirtioNetHeader(flags: k.flags, gsoType: k.gsoType, headerLength: k.headerLength, gsoSize: k.gsoSize,
+                                     checksumStart: k.checksumStart, checksumOffset: k.checksumOffset)
+        if frame.vlanTag != 0 {
+            if header.flags & VirtioNetHeader.flagNeedsChecksum != 0 { header.checksumStart &+= 4 }
+            if header.headerLength != 0 { header.headerLength &+= 4 }
+        }
+        return header
     }
 
     // MARK: - Control side

@@ -26,6 +26,16 @@ public final class PacketSocket: @unchecked Sendable {
         public var transmitFrameCount = 512
         /// Receive frames addressed to other MACs (PACKET_MR_PROMISC, undone on close).
         public var promiscuous = true
+        /// PACKET_VNET_HDR: every frame, received or sent, comes with a 10-byte virtio-net
+        /// header, so GSO super-frames and partial checksums pass between the kernel and
+        /// the switch as they are (the kernel segments and completes them when needed).
+        /// Off by default until the forwarder completes checksums and segments super-frames
+        /// for guests that did not negotiate those offloads (issue 9): with it on, a frame
+        /// from the kernel with a partial checksum would be refused by such a guest's ring.
+        public var vnetHeaders = false
+        /// Sent frames longer than a transmit ring frame holds (GSO super-frames up to
+        /// 64 KiB) go through a second, ring-less socket on the same interface.
+        public var largeFrameSocket = true
 
         public init() {}
     }
@@ -84,13 +94,18 @@ public final class PacketSocket: @unchecked Sendable {
         /// TP_STATUS_CSUMNOTREADY: the sender left the L4 checksum to offload (a local
         /// stack behind a veth), so the checksum field holds only the pseudo-header sum.
         public let checksumPending: Bool
+        /// The kernel's 10-byte virtio-net header (legacy layout, little-endian on the
+        /// hosts we run on) right before the frame, or nil without PACKET_VNET_HDR.
+        public let vnetHeader: UnsafeRawPointer?
 
         @inlinable
-        init(data: UnsafeRawPointer, capturedLength: Int, vlanTag: UInt32, checksumPending: Bool) {
+        init(data: UnsafeRawPointer, capturedLength: Int, vlanTag: UInt32, checksumPending: Bool,
+             vnetHeader: UnsafeRawPointer?) {
             self.data = data
             self.capturedLength = capturedLength
             self.vlanTag = vlanTag
             self.checksumPending = checksumPending
+            self.vnetHeader = vnetHeader
         }
 
         /// The frame's length on the wire (with its VLAN tag).
@@ -99,6 +114,8 @@ public final class PacketSocket: @unchecked Sendable {
 
         /// Copies the frame as it was on the wire, re-inserting a stripped VLAN tag after
         /// the MAC addresses. The caller checks `length` against the destination first.
+        /// (With vnet headers on, a kernel that strips a tag also leaves csum_start counting
+        /// without it; such frames are rare on a veth and are passed as the kernel gave them.)
         @inlinable @inline(__always)
         public func copy(to destination: UnsafeMutableRawPointer) {
             if vlanTag == 0 {
@@ -144,6 +161,10 @@ public final class PacketSocket: @unchecked Sendable {
     /// The longest frame `enqueue` accepts: MTU + Ethernet header + one VLAN tag, or the
     /// transmit frame's room if smaller (the kernel refuses longer ones).
     public let maxTransmitLength: Int
+    /// PACKET_VNET_HDR is on: `enqueue` takes a header, received frames carry one.
+    public let carriesVnetHeaders: Bool
+    /// The longest frame `sendLarge` accepts (0 without the large-frame socket).
+    public let maxLargeFrameLength: Int
     public let configuration: Configuration
 
     private let descriptor: FileDescriptor
@@ -158,6 +179,10 @@ public final class PacketSocket: @unchecked Sendable {
     @usableFromInline let transmitFramesPerBlock: Int
     @usableFromInline let transmitBlockSize: Int
     @usableFromInline let cursor: UnsafeMutablePointer<RingCursor>
+    /// Bytes of vnet header in front of each ring frame: 10 or 0.
+    @usableFromInline let vnetHeaderLength: Int
+    private let largeFrameDescriptor: FileDescriptor?
+    @usableFromInline let rawLargeFrameDescriptor: Int32
 
     /// The socket's fd, for epoll while the poll thread sleeps (readable when a receive
     /// block is handed over; EPOLLERR when the interface goes down).
@@ -165,6 +190,10 @@ public final class PacketSocket: @unchecked Sendable {
 
     @usableFromInline static let ethernetHeaderLength = 14
     @usableFromInline static let vlanTagLength = 4
+    /// struct virtio_net_hdr: the kernel's PACKET_VNET_HDR header (no num_buffers).
+    public static let vnetHeaderSize = 10
+    /// The largest frame an skb can carry (IP's 64 KiB plus the Ethernet header).
+    public static let largestGSOFrame = 65535 + 14 + 4
     static let ethPAll = UInt16(ETH_P_ALL)
 
     /// Opens a socket on `interface` (in the calling thread's network namespace), sets up
@@ -187,6 +216,10 @@ public final class PacketSocket: @unchecked Sendable {
         try systemCall("SIOCGIFHWADDR(\(interface))") { vhost_shims_interface_mac(raw, interface, &mac) }
 
         try Self.setOption(raw, PACKET_VERSION, Int32(TPACKET_V3.rawValue), "PACKET_VERSION")
+        // Must precede the rings (the kernel answers EBUSY after). tpacket_rcv puts the header
+        // right before the MAC header; tpacket_snd reads it at the start of the frame data.
+        if configuration.vnetHeaders { try Self.setOption(raw, PACKET_VNET_HDR, 1, "PACKET_VNET_HDR") }
+        let vnetLength = configuration.vnetHeaders ? Self.vnetHeaderSize : 0
         // Best effort: without them the port still works, only slower or with an extra filter.
         bypassesQdisc = (try? Self.setOption(raw, PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS")) != nil
         kernelIgnoresOutgoing = (try? Self.setOption(raw, PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING")) != nil
@@ -196,7 +229,7 @@ public final class PacketSocket: @unchecked Sendable {
         // Transmit frames: a power of two that holds the header and MTU + 18 bytes.
         let longestFrame = mtu + Self.ethernetHeaderLength + Self.vlanTagLength
         var frameSize = 2048
-        while frameSize < Int(VHOST_SHIMS_TPACKET3_ALIGNED_HEADER) + longestFrame && frameSize < 65536 { frameSize <<= 1 }
+        while frameSize < Int(VHOST_SHIMS_TPACKET3_ALIGNED_HEADER) + vnetLength + longestFrame && frameSize < 65536 { frameSize <<= 1 }
         let txBlockSize = max(frameSize, 64 * 1024)
         let framesPerBlock = txBlockSize / frameSize
         let txBlockCount = max(1, (configuration.transmitFrameCount + framesPerBlock - 1) / framesPerBlock)
@@ -251,14 +284,49 @@ public final class PacketSocket: @unchecked Sendable {
             }
         }
 
+        // GSO frames go out here: super-frames do not fit a transmit ring frame, the ring
+        // socket bypasses the qdisc (see below), and sendmsg on a socket with a
+        // transmit ring only kicks the ring (packet_sendmsg -> tpacket_snd), so they leave
+        // through a second socket: protocol 0 (it receives nothing), no rings, same interface.
+        if configuration.vnetHeaders && configuration.largeFrameSocket {
+            let large = FileDescriptor(adopting: try systemCall("socket(AF_PACKET, large frames)") { socket(AF_PACKET, socketType, 0) })
+            try Self.setOption(large.rawValue, PACKET_VNET_HDR, 1, "PACKET_VNET_HDR (large frames)")
+            // No PACKET_QDISC_BYPASS here: packet_direct_xmit drops any skb that validate_xmit
+            // replaces, i.e. every frame the kernel has to segment in software.
+            if (try? Self.setSocketOption(large.rawValue, SO_SNDBUFFORCE, 4 << 20, "SO_SNDBUFFORCE")) == nil {
+                _ = try? Self.setSocketOption(large.rawValue, SO_SNDBUF, 4 << 20, "SO_SNDBUF")
+            }
+            var largeAddress = sockaddr_ll()
+            largeAddress.sll_family = UInt16(AF_PACKET)
+            largeAddress.sll_protocol = 0
+            largeAddress.sll_ifindex = index
+            try systemCall("bind(AF_PACKET large frames, \(interface))") {
+                // Unsafe: bind reads exactly sizeof(sockaddr_ll) bytes of `largeAddress`.
+                withUnsafePointer(to: &largeAddress) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(large.rawValue, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                    }
+                }
+            }
+            largeFrameDescriptor = large
+            rawLargeFrameDescriptor = large.rawValue
+            maxLargeFrameLength = Self.largestGSOFrame
+        } else {
+            largeFrameDescriptor = nil
+            rawLargeFrameDescriptor = -1
+            maxLargeFrameLength = 0
+        }
+
         descriptor = fd
         rawDescriptor = raw
+        carriesVnetHeaders = configuration.vnetHeaders
+        vnetHeaderLength = vnetLength
         interfaceName = interface
         interfaceIndex = index
         self.mtu = mtu
         macAddress = mac
         self.configuration = configuration
-        maxTransmitLength = min(longestFrame, frameSize - Int(VHOST_SHIMS_TPACKET3_ALIGNED_HEADER))
+        maxTransmitLength = min(longestFrame, frameSize - Int(VHOST_SHIMS_TPACKET3_ALIGNED_HEADER) - vnetLength)
         receiveBase = mapping.base
         receiveBlockSize = configuration.receiveBlockSize
         receiveBlockCount = configuration.receiveBlockCount
@@ -287,6 +355,7 @@ public final class PacketSocket: @unchecked Sendable {
         var summary = ReceiveSummary()
         let c = cursor
         let headerEnd = Int(VHOST_SHIMS_TPACKET3_HDRLEN)
+        let vnetLength = vnetHeaderLength
         while summary.delivered < maxCount {
             if c.pointee.framesLeft == 0 {
                 if c.pointee.blockOpen { releaseBlock() }
@@ -324,7 +393,8 @@ public final class PacketSocket: @unchecked Sendable {
             }
             // The captured bytes must lie inside the block, after the frame header.
             let room = limit &- offset
-            guard macOffset >= headerEnd, macOffset <= room, snapLength <= room &- macOffset else {
+            // With vnet headers the kernel's header lies right before the MAC header.
+            guard macOffset >= headerEnd &+ vnetLength, macOffset <= room, snapLength <= room &- macOffset else {
                 summary.malformed &+= 1
                 continue
             }
@@ -350,7 +420,10 @@ public final class PacketSocket: @unchecked Sendable {
             }
             // Unsafe: macOffset + snapLength <= room (checked above).
             let checksumPending = status & UInt32(TP_STATUS_CSUMNOTREADY) != 0
-            if deliver(ReceivedFrame(data: frame + macOffset, capturedLength: snapLength, vlanTag: vlanTag, checksumPending: checksumPending)) {
+            // Unsafe: macOffset - vnetLength >= headerEnd (checked above), inside the frame.
+            let vnet: UnsafeRawPointer? = vnetLength == 0 ? nil : frame + (macOffset &- vnetLength)
+            if deliver(ReceivedFrame(data: frame + macOffset, capturedLength: snapLength, vlanTag: vlanTag,
+                                     checksumPending: checksumPending, vnetHeader: vnet)) {
                 summary.delivered &+= 1
             }
         }
@@ -418,20 +491,79 @@ public final class PacketSocket: @unchecked Sendable {
         case badLength
     }
 
-    /// Copies one frame into the transmit ring. Nothing is sent until `flush`.
+    /// Copies one frame into the transmit ring (with a zero vnet header when vnet headers
+    /// are on). Nothing is sent until `flush`.
     @inlinable
     public func enqueue(_ bytes: UnsafeRawPointer, length: Int) -> EnqueueResult {
+        enqueue(bytes, length: length, vnetHeader: VnetHeaderFields())
+    }
+
+    /// The 10 bytes of a struct virtio_net_hdr, already validated by the caller: the kernel
+    /// rejects (tpacket_snd: the whole ring send stops) or, worse, trusts what it gets.
+    public struct VnetHeaderFields: Sendable, Equatable {
+        public var flags: UInt8 = 0
+        public var gsoType: UInt8 = 0
+        public var headerLength: UInt16 = 0
+        public var gsoSize: UInt16 = 0
+        public var checksumStart: UInt16 = 0
+        public var checksumOffset: UInt16 = 0
+
+        @inlinable public init() {}
+
+        @inlinable
+        public init(flags: UInt8, gsoType: UInt8, headerLength: UInt16, gsoSize: UInt16,
+                    checksumStart: UInt16, checksumOffset: UInt16) {
+            self.flags = flags
+            self.gsoType = gsoType
+            self.headerLength = headerLength
+            self.gsoSize = gsoSize
+            self.checksumStart = checksumStart
+            self.checksumOffset = checksumOffset
+        }
+
+        /// Reads the kernel's header (little-endian, virtio 1.0 byte order as vio_le()).
+        @inlinable
+        public init(loadingFrom bytes: UnsafeRawPointer) {
+            // Safe: the caller provides 10 readable bytes; loads are unaligned.
+            flags = bytes.load(fromByteOffset: 0, as: UInt8.self)
+            gsoType = bytes.load(fromByteOffset: 1, as: UInt8.self)
+            headerLength = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+            gsoSize = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+            checksumStart = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+            checksumOffset = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
+        }
+
+        @inlinable
+        public func store(to bytes: UnsafeMutableRawPointer) {
+            // Safe: the caller provides 10 writable bytes.
+            bytes.storeBytes(of: flags, toByteOffset: 0, as: UInt8.self)
+            bytes.storeBytes(of: gsoType, toByteOffset: 1, as: UInt8.self)
+            bytes.storeBytes(of: headerLength.littleEndian, toByteOffset: 2, as: UInt16.self)
+            bytes.storeBytes(of: gsoSize.littleEndian, toByteOffset: 4, as: UInt16.self)
+            bytes.storeBytes(of: checksumStart.littleEndian, toByteOffset: 6, as: UInt16.self)
+            bytes.storeBytes(of: checksumOffset.littleEndian, toByteOffset: 8, as: UInt16.self)
+        }
+    }
+
+    /// Copies one frame and its vnet header (ignored without vnet headers, so only plain
+    /// headers make sense then) into the transmit ring. Nothing is sent until `flush`.
+    @inlinable
+    public func enqueue(_ bytes: UnsafeRawPointer, length: Int, vnetHeader: VnetHeaderFields) -> EnqueueResult {
         if length < Self.ethernetHeaderLength || length > maxTransmitLength { return .badLength }
         let c = cursor
         let head = c.pointee.transmitHead
         let frame = transmitFrame(head)
         let busy = UInt32(TP_STATUS_SEND_REQUEST) | UInt32(TP_STATUS_SENDING) | UInt32(TP_STATUS_WRONG_FORMAT)
         if vhost_shims_load_acquire_u32(frame + Int(VHOST_SHIMS_TP3_STATUS)) & busy != 0 { return .ringFull }
-        // Unsafe: data starts at the aligned header and length <= frame size - header.
-        (frame + Int(VHOST_SHIMS_TPACKET3_ALIGNED_HEADER)).copyMemory(from: bytes, byteCount: length)
+        let vnetLength = vnetHeaderLength
+        let data = frame + Int(VHOST_SHIMS_TPACKET3_ALIGNED_HEADER)
+        // Unsafe: data starts at the aligned header and vnetLength + length <= frame size - header.
+        if vnetLength != 0 { vnetHeader.store(to: data) }
+        (data + vnetLength).copyMemory(from: bytes, byteCount: length)
+        let total = UInt32(truncatingIfNeeded: length &+ vnetLength)
         frame.storeBytes(of: 0, toByteOffset: Int(VHOST_SHIMS_TP3_NEXT_OFFSET), as: UInt32.self)
-        frame.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: Int(VHOST_SHIMS_TP3_LEN), as: UInt32.self)
-        frame.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: Int(VHOST_SHIMS_TP3_SNAPLEN), as: UInt32.self)
+        frame.storeBytes(of: total, toByteOffset: Int(VHOST_SHIMS_TP3_LEN), as: UInt32.self)
+        frame.storeBytes(of: total, toByteOffset: Int(VHOST_SHIMS_TP3_SNAPLEN), as: UInt32.self)
         // Release: the frame's bytes are visible before the kernel sees SEND_REQUEST.
         vhost_shims_store_release_u32(frame + Int(VHOST_SHIMS_TP3_STATUS), UInt32(TP_STATUS_SEND_REQUEST))
         let next = head &+ 1
@@ -481,6 +613,27 @@ public final class PacketSocket: @unchecked Sendable {
         }
         if reclaimFrom >= 0 { c.pointee.transmitHead = reclaimFrom }
         return result
+    }
+
+    /// Sends one GSO frame (a super-frame the kernel segments if the device cannot) with its vnet header
+    /// through the large-frame socket, at once (call `flush` first to keep the order).
+    /// Returns 0 or the errno (EMSGSIZE when too long or without that socket).
+    @inlinable
+    public func sendLarge(_ bytes: UnsafeRawPointer, length: Int, vnetHeader: VnetHeaderFields) -> Int32 {
+        if rawLargeFrameDescriptor < 0 || length < Self.ethernetHeaderLength || length > maxLargeFrameLength { return EMSGSIZE }
+        var header = (UInt64(0), UInt16(0))
+        return withUnsafeMutableBytes(of: &header) { headerBytes -> Int32 in
+            // Unsafe: headerBytes holds 16 >= 10 bytes; the iovecs cover only the caller's bytes.
+            vnetHeader.store(to: headerBytes.baseAddress!)
+            var vectors = (iovec(iov_base: headerBytes.baseAddress, iov_len: Self.vnetHeaderSize),
+                           iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes), iov_len: length))
+            return withUnsafeMutableBytes(of: &vectors) { vectorBytes -> Int32 in
+                var message = msghdr()
+                message.msg_iov = vectorBytes.baseAddress!.assumingMemoryBound(to: iovec.self)
+                message.msg_iovlen = 2
+                return sendmsg(rawLargeFrameDescriptor, &message, Int32(MSG_DONTWAIT)) < 0 ? vhost_shims_errno() : 0
+            }
+        }
     }
 
     @inlinable @inline(__always)
