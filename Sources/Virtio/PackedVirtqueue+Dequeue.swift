@@ -58,14 +58,14 @@ extension PackedVirtqueue {
         case ringBroken
     }
 
-    /// Gathers one buffer: the first `headerSize` bytes into a local header image, the rest
+    /// Gathers one buffer: the first `headerSize` bytes into the header, the rest
     /// into the buffer's data. Always walks the whole chain so its slot count is known.
     @inlinable @inline(__always)
     func copyTransmittedFrame(_ chain: inout PackedDescriptorChain, into buffer: UnsafeMutablePointer<PacketBuffer>) -> TransmitOutcome {
         let data = buffer.pointee.data
         let capacity = buffer.pointee.capacity
         let headerSize = self.headerSize
-        var headerImage: (UInt64, UInt64) = (0, 0)
+        var header = VirtioNetHeader()
         var headerFilled = 0
         var frameLength = 0
         var tooLarge = false
@@ -81,15 +81,9 @@ extension PackedVirtqueue {
                 var source = UnsafeRawPointer(host)
                 var remaining = Int(length)
                 if headerFilled < headerSize {
-                    let take = min(remaining, headerSize &- headerFilled)
-                    withUnsafeMutableBytes(of: &headerImage) { image in
-                        // Safe: headerFilled + take <= headerSize <= 12 < 16 bytes of image;
-                        // source has `length` >= take translated bytes.
-                        image.baseAddress!.advanced(by: headerFilled).copyMemory(from: source, byteCount: take)
-                    }
-                    headerFilled &+= take
-                    source += take
-                    remaining &-= take
+                    let taken = VirtioNetHeader.gather(&header, filled: &headerFilled, size: headerSize, from: source, available: remaining)
+                    source += taken
+                    remaining &-= taken
                 }
                 guard remaining > 0 else { continue }
                 if tooLarge || remaining > capacity &- frameLength {
@@ -106,10 +100,6 @@ extension PackedVirtqueue {
         guard headerFilled == headerSize else { return .tooShort }
         guard !tooLarge else { return .tooLarge }
         guard frameLength >= Self.minimumFrameLength else { return .tooShort }
-        let header = withUnsafeBytes(of: &headerImage) { image in
-            // Safe: the image has 16 bytes, headerSize <= 12 of them filled.
-            VirtioNetHeader(loadingFrom: image.baseAddress!, size: headerSize)
-        }
         guard header.isValidForTransmit(frameLength: frameLength, negotiated: negotiatedFeatures) else { return .malformedHeader }
         buffer.pointee.length = frameLength
         buffer.pointee.header = header

@@ -59,28 +59,13 @@ extension SplitVirtqueue {
         return produced
     }
 
-    /// A header split over several buffers (legal, rare): adds `count` more bytes, starting
-    /// at header byte `filled`, by re-encoding what was gathered so far.
-    @inlinable @inline(never)
-    func gatherSplitHeader(_ header: inout VirtioNetHeader, filled: Int, from source: UnsafeRawPointer, count: Int) {
-        var image: (UInt64, UInt64) = (0, 0)
-        let headerSize = self.headerSize
-        withUnsafeMutableBytes(of: &image) { bytes in
-            // Safe: filled + count <= headerSize <= 12 < 16 bytes of image; `source` has
-            // `count` translated bytes.
-            header.store(to: bytes.baseAddress!, size: headerSize)
-            bytes.baseAddress!.advanced(by: filled).copyMemory(from: source, byteCount: count)
-            header = VirtioNetHeader(loadingFrom: bytes.baseAddress!, size: headerSize)
-        }
-    }
-
     @usableFromInline
     enum TransmitOutcome {
         case delivered, malformedDescriptor, malformedHeader, tooShort, tooLarge
     }
 
     /// Gathers one chain: the first `headerSize` bytes (wherever the descriptors split them)
-    /// into a local header image, the rest into the buffer's data.
+    /// into the header, the rest into the buffer's data.
     @inlinable @inline(__always)
     func copyTransmittedFrame(head: UInt16, into buffer: UnsafeMutablePointer<PacketBuffer>) -> TransmitOutcome {
         var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
@@ -104,21 +89,9 @@ extension SplitVirtqueue {
                 var source = UnsafeRawPointer(host)
                 var remaining = Int(length)
                 if headerFilled < headerSize {
-                    if headerFilled == 0 && remaining >= headerSize {
-                        // The usual case: the whole header in the first buffer, read in place
-                        // (each field loaded once, so a guest rewriting it cannot split a check).
-                        // Safe: the segment has `length` >= headerSize translated bytes.
-                        header = VirtioNetHeader(loadingFrom: source, size: headerSize)
-                        headerFilled = headerSize
-                        source += headerSize
-                        remaining &-= headerSize
-                    } else {
-                        let take = min(remaining, headerSize &- headerFilled)
-                        gatherSplitHeader(&header, filled: headerFilled, from: source, count: take)
-                        headerFilled &+= take
-                        source += take
-                        remaining &-= take
-                    }
+                    let taken = VirtioNetHeader.gather(&header, filled: &headerFilled, size: headerSize, from: source, available: remaining)
+                    source += taken
+                    remaining &-= taken
                 }
                 guard remaining > 0 else { continue }
                 if tooLarge || remaining > capacity &- frameLength {
