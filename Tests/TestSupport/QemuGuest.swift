@@ -28,6 +28,8 @@ public final class QemuGuest: @unchecked Sendable {
         public var kernel: String
         public var initrd: String
         public var kernelVersion: String
+        /// The initramfs holds iperf3 (the host had it when the image was built).
+        public var hasIperf3: Bool
     }
 
     public struct Configuration: Sendable {
@@ -40,9 +42,12 @@ public final class QemuGuest: @unchecked Sendable {
         public var memoryMiB: Int = 256
         /// Start as a migration destination listening on tcp:127.0.0.1:PORT.
         public var incomingPort: Int? = nil
+        /// Extra virtio-net-pci properties, e.g. [("csum", "off")].
+        public var nicProperties: [(String, String)] = []
 
         public init(name: String, socketPath: String, socketMode: SocketMode = .qemuConnects, mac: String,
-                    guestParameters: [(String, String)] = [], memoryMiB: Int = 256, incomingPort: Int? = nil) {
+                    guestParameters: [(String, String)] = [], memoryMiB: Int = 256, incomingPort: Int? = nil,
+                    nicProperties: [(String, String)] = []) {
             self.name = name
             self.socketPath = socketPath
             self.socketMode = socketMode
@@ -50,6 +55,7 @@ public final class QemuGuest: @unchecked Sendable {
             self.guestParameters = guestParameters
             self.memoryMiB = memoryMiB
             self.incomingPort = incomingPort
+            self.nicProperties = nicProperties
         }
     }
 
@@ -124,7 +130,7 @@ public final class QemuGuest: @unchecked Sendable {
         guard let kernel = fields["kernel"], let initrd = fields["initrd"] else {
             throw QemuError("\(script) said nothing usable:\n\(result.output)")
         }
-        return Image(kernel: kernel, initrd: initrd, kernelVersion: fields["version"] ?? "?")
+        return Image(kernel: kernel, initrd: initrd, kernelVersion: fields["version"] ?? "?", hasIperf3: fields["iperf3"] == "yes")
     }
 
     /// A TCP port on 127.0.0.1 that was free a moment ago (for `-incoming`).
@@ -181,6 +187,7 @@ public final class QemuGuest: @unchecked Sendable {
         let accelerator = Accelerator.detected
         self.accelerator = accelerator
         let nicInterrupts = accelerator == .tcg ? ",vectors=0" : ""
+        let nicProperties = configuration.nicProperties.map { ",\($0.0)=\($0.1)" }.joined()
         var arguments = [
             "-name", configuration.name,
             "-nodefaults", "-no-user-config", "-no-reboot",
@@ -188,7 +195,7 @@ public final class QemuGuest: @unchecked Sendable {
             "-object", "memory-backend-memfd,id=mem,size=\(memory),share=on", "-numa", "node,memdev=mem",
             "-chardev", chardev,
             "-netdev", "vhost-user,id=net0,chardev=chr0",
-            "-device", "virtio-net-pci,netdev=net0,mac=\(configuration.mac)\(nicInterrupts),romfile=",
+            "-device", "virtio-net-pci,netdev=net0,mac=\(configuration.mac)\(nicInterrupts)\(nicProperties),romfile=",
             "-kernel", image.kernel, "-initrd", image.initrd,
             "-append", "console=ttyS0 quiet panic=-1 \(parameters)",
             "-display", "none", "-monitor", "none", "-serial", "stdio",
