@@ -100,6 +100,25 @@ public final class QemuGuest: @unchecked Sendable {
         return nil
     }
 
+    /// nil when the host has iperf3 (build-initramfs.sh copies it into the guest); installs
+    /// Debian's iperf3 when missing and we are root with apt-get, otherwise says why not.
+    public static func iperf3SkipReason() -> String? {
+        let path = "/usr/bin/iperf3"
+        if FileManager.default.isExecutableFile(atPath: path) { return nil }
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/apt-get") else {
+            return "iperf3 is not installed (apt-get install iperf3; scripts/setup.sh does)"
+        }
+        print("[qemu] installing iperf3 (scripts/setup.sh normally does)")
+        let install = ["/usr/bin/env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--no-install-recommends", "iperf3"]
+        var result = try? run(install)
+        if !FileManager.default.isExecutableFile(atPath: path) {
+            _ = try? run(["/usr/bin/env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update", "-q"])
+            result = try? run(install)
+        }
+        return FileManager.default.isExecutableFile(atPath: path)
+            ? nil : "iperf3 could not be installed: \(result?.output.suffix(500) ?? "apt-get did not run")"
+    }
+
     /// Prints and returns the skip reason.
     public static func printedSkipReason(_ test: String = #function) -> String? {
         guard let reason = skipReason() else { return nil }
