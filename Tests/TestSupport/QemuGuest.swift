@@ -44,10 +44,13 @@ public final class QemuGuest: @unchecked Sendable {
         public var incomingPort: Int? = nil
         /// Extra virtio-net-pci properties, e.g. [("csum", "off")].
         public var nicProperties: [(String, String)] = []
+        /// The CPU model under TCG (KVM always uses "host"). "max" emulates every feature QEMU
+        /// knows; "qemu64" runs guest networking 3-4x faster under TCG (measured with iperf3).
+        public var tcgCpuModel: String = "max"
 
         public init(name: String, socketPath: String, socketMode: SocketMode = .qemuConnects, mac: String,
                     guestParameters: [(String, String)] = [], memoryMiB: Int = 256, incomingPort: Int? = nil,
-                    nicProperties: [(String, String)] = []) {
+                    nicProperties: [(String, String)] = [], tcgCpuModel: String = "max") {
             self.name = name
             self.socketPath = socketPath
             self.socketMode = socketMode
@@ -56,6 +59,7 @@ public final class QemuGuest: @unchecked Sendable {
             self.memoryMiB = memoryMiB
             self.incomingPort = incomingPort
             self.nicProperties = nicProperties
+            self.tcgCpuModel = tcgCpuModel
         }
     }
 
@@ -210,7 +214,7 @@ public final class QemuGuest: @unchecked Sendable {
         var arguments = [
             "-name", configuration.name,
             "-nodefaults", "-no-user-config", "-no-reboot",
-            "-accel", accelerator.rawValue, "-cpu", accelerator == .kvm ? "host" : "max", "-smp", "1", "-m", memory,
+            "-accel", accelerator.rawValue, "-cpu", accelerator == .kvm ? "host" : configuration.tcgCpuModel, "-smp", "1", "-m", memory,
             "-object", "memory-backend-memfd,id=mem,size=\(memory),share=on", "-numa", "node,memdev=mem",
             "-chardev", chardev,
             "-netdev", "vhost-user,id=net0,chardev=chr0",
