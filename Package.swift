@@ -51,6 +51,6 @@ let package = Package(
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "ManagementPlaneTests", dependencies: ["ManagementPlane", "Dataplane", "TestSupport"]),
         .testTarget(name: "CNITests", dependencies: ["TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem", "Virtio"]),
     ]
 )

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the test guest for the QEMU tests: a Debian kernel (linux-image-amd64) and a
 # busybox-static initramfs holding virtio_net, virtio_pci and their dependencies (in
-# modules.dep order) and scripts/guest/init.
+# modules.dep order) and scripts/guest/init. When the host has iperf3 (Debian's iperf3), it
+# goes in too, with the shared libraries ldd finds and the dynamic loader, for the TCP
+# throughput test; the output line says iperf3=yes|no.
 #
 #   scripts/guest/build-initramfs.sh OUTDIR [KERNEL_VERSION]
 #
@@ -14,6 +16,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:?usage: build-initramfs.sh OUTDIR [KERNEL_VERSION]}"
 version="${2:-}"
 modules_wanted=(virtio_net virtio_pci)
+# Dynamically linked host programs copied in when present (with their libraries).
+tools_wanted=(/usr/bin/iperf3)
 
 die() { echo "build-initramfs: $*" >&2; exit 1; }
 
@@ -35,9 +39,13 @@ moddir="/lib/modules/$version"
 [ -r "$kernel" ] || die "$kernel is missing or unreadable"
 [ -r "$moddir/modules.dep" ] || die "$moddir/modules.dep is missing"
 
-stamp="$version $(cat "$busybox" "$here/init" "$here/build-initramfs.sh" | sha256sum | cut -c1-16)"
+tools=()
+for tool in "${tools_wanted[@]}"; do [ -x "$tool" ] && tools+=("$tool"); done
+iperf3=no
+for tool in "${tools[@]}"; do [ "$(basename "$tool")" = iperf3 ] && iperf3=yes; done
+stamp="$version $(cat "$busybox" "$here/init" "$here/build-initramfs.sh" "${tools[@]}" | sha256sum | cut -c1-16) iperf3=$iperf3"
 if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ] && [ -f "$out/initramfs.cpio.gz" ] && [ -f "$out/vmlinuz" ]; then
-    echo "kernel=$out/vmlinuz initrd=$out/initramfs.cpio.gz version=$version cached=yes"
+    echo "kernel=$out/vmlinuz initrd=$out/initramfs.cpio.gz version=$version iperf3=$iperf3 cached=yes"
     exit 0
 fi
 
@@ -89,6 +97,17 @@ for path in "${order[@]}"; do
     esac
     echo "$base" >> "$root/modules.order"
 done
+# Each tool at its host path, and every library ldd resolves for it (the loader included)
+# at its host path too, so the loader's built-in search path finds them.
+for tool in "${tools[@]}"; do
+    mkdir -p "$root$(dirname "$tool")"
+    cp "$tool" "$root$tool"
+    for library in $(ldd "$tool" | grep -oE '/[^ ]+'); do
+        [ -e "$root$library" ] && continue
+        mkdir -p "$root$(dirname "$library")"
+        cp -L "$library" "$root$library"
+    done
+done
 # /dev/console for the kernel to open before /init runs (devtmpfs is mounted later).
 mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
 
@@ -98,4 +117,4 @@ cp "$kernel" "$work/vmlinuz"
 mv "$work/initramfs.cpio.gz" "$out/initramfs.cpio.gz"
 mv "$work/vmlinuz" "$out/vmlinuz"
 echo "$stamp" > "$out/stamp"
-echo "kernel=$out/vmlinuz initrd=$out/initramfs.cpio.gz version=$version modules=$(paste -sd, "$root/modules.order") cached=no"
+echo "kernel=$out/vmlinuz initrd=$out/initramfs.cpio.gz version=$version iperf3=$iperf3 modules=$(paste -sd, "$root/modules.order") cached=no"
