@@ -76,29 +76,16 @@ extension PackedVirtqueue {
     @inlinable @inline(__always)
     func deliver(_ packet: PacketBuffer, consumed: inout Int, usedWritten: inout Int,
                  _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
-        let headerSize = self.headerSize
-        var header = packet.header
-        header.bufferCount = 1
-        var headerImage: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &headerImage) { image in
-            // Safe: the image has 16 bytes, the header at most 12.
-            header.store(to: image.baseAddress!, size: headerSize)
-        }
-        let total = headerSize &+ packet.length  // checked by the caller: fits in UInt32
-        let frame = UnsafeRawPointer(packet.data)
         let ringSize = Int(size)
 
         attempt: while true {
+            var placement = ReceiveFramePlacement(packet, headerSize: headerSize)
             var probe = nextAvail          // next slot to look at
             var probeWrap = availWrap
             var probeConsumed = consumed
             var entries = 0                // buffers this frame took so far (pending used descriptors)
-            var written = 0                // header + frame bytes placed so far
-            // Where num_buffers (header bytes 10 and 11) landed; they may be in two descriptors.
-            var bufferCountLow: UnsafeMutableRawPointer? = nil
-            var bufferCountHigh: UnsafeMutableRawPointer? = nil
 
-            while written < total {
+            while !placement.isComplete {
                 if !mergeableReceiveBuffers && entries == 1 {
                     // The one buffer a frame may use was too small: leave it available.
                     claims.unclaim(pendingIDs[0])
@@ -112,12 +99,10 @@ extension PackedVirtqueue {
                                                   indirectAllowed: indirect, memory: translator)
                 // The buffer id is known only at the chain's end: if it turns out invalid,
                 // what was written into this buffer does not count.
-                let writtenBefore = written
-                let bufferCountLowBefore = bufferCountLow
-                let bufferCountHighBefore = bufferCountHigh
+                let placementBefore = placement
                 var chainWritten: UInt32 = 0
                 var malformed = false
-                segments: while written < total {
+                segments: while !placement.isComplete {
                     switch chain.next() {
                     case .end:
                         break segments
@@ -127,31 +112,7 @@ extension PackedVirtqueue {
                     case .segment(let host, let length, let guestAddress, let writable):
                         // 2.8.6: a receive buffer is device-writable only.
                         guard writable else { malformed = true; break segments }
-                        let count = min(Int(length), total &- written)
-                        var destination = host
-                        var remaining = count
-                        if written < headerSize {
-                            let take = min(remaining, headerSize &- written)
-                            withUnsafeBytes(of: &headerImage) { image in
-                                // Safe: written + take <= headerSize <= 12 < 16; destination
-                                // has `length` >= take translated bytes.
-                                destination.copyMemory(from: image.baseAddress!.advanced(by: written), byteCount: take)
-                            }
-                            if headerSize > 10 {
-                                // Safe: the offsets are inside the `take` bytes just written.
-                                if written <= 10 && 10 < written &+ take { bufferCountLow = destination + (10 &- written) }
-                                if written <= 11 && 11 < written &+ take { bufferCountHigh = destination + (11 &- written) }
-                            }
-                            destination += take
-                            remaining &-= take
-                            written &+= take
-                        }
-                        if remaining > 0 {
-                            // Safe: the source is inside the frame (written - headerSize +
-                            // remaining <= length); the destination inside the translated buffer.
-                            destination.copyMemory(from: frame + (written &- headerSize), byteCount: remaining)
-                            written &+= remaining
-                        }
+                        let count = placement.place(into: host, length: length, guestAddress: guestAddress)
                         if logData { log?.markGuestPhysical(guestAddress, length: UInt64(count)) }
                         chainWritten &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
                     }
@@ -167,9 +128,7 @@ extension PackedVirtqueue {
                 let id = chain.bufferID
                 guard claims.claim(id) else {
                     counters.invalidHeads &+= 1
-                    written = writtenBefore
-                    bufferCountLow = bufferCountLowBefore
-                    bufferCountHigh = bufferCountHighBefore
+                    placement = placementBefore
                     if entries == 0 {
                         // Nothing of this frame is pending before it: consume the bad buffer now.
                         nextAvail = probe
@@ -200,10 +159,7 @@ extension PackedVirtqueue {
                 }
             }
             if mergeableReceiveBuffers && entries > 1 {
-                let value = UInt16(truncatingIfNeeded: entries).littleEndian
-                // Safe: both pointers were recorded inside header bytes written this attempt.
-                bufferCountLow?.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-                bufferCountHigh?.storeBytes(of: UInt8(truncatingIfNeeded: value >> 8), as: UInt8.self)
+                placement.storeBufferCount(UInt16(truncatingIfNeeded: entries), log: logData ? log : nil)
             }
             var i = 0
             while i < entries {

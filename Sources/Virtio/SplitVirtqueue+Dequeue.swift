@@ -70,13 +70,7 @@ extension SplitVirtqueue {
     func copyTransmittedFrame(head: UInt16, into buffer: UnsafeMutablePointer<PacketBuffer>) -> TransmitOutcome {
         var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
                                     indirectAllowed: indirect, memory: translator)
-        let data = buffer.pointee.data
-        let capacity = buffer.pointee.capacity
-        let headerSize = self.headerSize
-        var header = VirtioNetHeader()
-        var headerFilled = 0
-        var frameLength = 0
-        var tooLarge = false
+        var gather = TransmitFrameGather(into: buffer, headerSize: headerSize)
         walk: while true {
             switch chain.next() {
             case .end:
@@ -86,31 +80,14 @@ extension SplitVirtqueue {
             case .segment(let host, let length, _, let writable):
                 // 2.7.4.2: a transmit buffer is device-readable only.
                 guard !writable else { return .malformedDescriptor }
-                var source = UnsafeRawPointer(host)
-                var remaining = Int(length)
-                if headerFilled < headerSize {
-                    let taken = VirtioNetHeader.gather(&header, filled: &headerFilled, size: headerSize, from: source, available: remaining)
-                    source += taken
-                    remaining &-= taken
-                }
-                guard remaining > 0 else { continue }
-                if tooLarge || remaining > capacity &- frameLength {
-                    // Keep walking to validate and consume the chain, but copy no more.
-                    tooLarge = true
-                    continue
-                }
-                // Safe: frameLength + remaining <= capacity of the dataplane buffer, and the
-                // source range was translated whole (one region).
-                (data + frameLength).copyMemory(from: source, byteCount: remaining)
-                frameLength &+= remaining
+                gather.take(host, length: length)
             }
         }
-        guard headerFilled == headerSize else { return .tooShort }
-        guard !tooLarge else { return .tooLarge }
-        guard frameLength >= Self.minimumFrameLength else { return .tooShort }
-        guard header.isValidForTransmit(frameLength: frameLength, negotiated: negotiatedFeatures) else { return .malformedHeader }
-        buffer.pointee.length = frameLength
-        buffer.pointee.header = header
-        return .delivered
+        switch gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures) {
+        case .delivered: return .delivered
+        case .tooShort: return .tooShort
+        case .tooLarge: return .tooLarge
+        case .malformedHeader: return .malformedHeader
+        }
     }
 }

@@ -63,20 +63,6 @@ extension SplitVirtqueue {
         return delivered
     }
 
-    /// A header split over several receive buffers (legal, rare): writes header bytes
-    /// [offset, offset + count) to `destination`.
-    @inlinable @inline(never)
-    static func scatterSplitHeader(_ header: VirtioNetHeader, size: Int, from offset: Int, count: Int,
-                                   to destination: UnsafeMutableRawPointer) {
-        var image: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &image) { bytes in
-            // Safe: offset + count <= size <= 12 < 16 bytes of image; destination has `count`
-            // translated bytes.
-            header.store(to: bytes.baseAddress!, size: size)
-            destination.copyMemory(from: bytes.baseAddress!.advanced(by: offset), byteCount: count)
-        }
-    }
-
     @usableFromInline
     enum ReceiveOutcome {
         case delivered, tooLarge, noBuffers
@@ -88,26 +74,14 @@ extension SplitVirtqueue {
     @inlinable @inline(__always)
     func deliver(_ packet: PacketBuffer, pending: UInt16, taken: inout UInt16, usedWritten: inout UInt16,
                  _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
-        let headerSize = self.headerSize
-        var header = packet.header
-        header.bufferCount = 1
-        let total = headerSize &+ packet.length  // checked by the caller: fits in UInt32
-        let frame = UnsafeRawPointer(packet.data)
-
         prefetchChains(after: taken, pending: pending, forWriting: true)
         attempt: while true {
+            var placement = ReceiveFramePlacement(packet, headerSize: headerSize)
             var probe = taken          // next avail entry to look at
             var entries: UInt16 = 0    // used entries written for this frame so far
-            var written = 0            // header + frame bytes placed so far
-            // Where num_buffers (header bytes 10 and 11) landed; they may be in two descriptors.
-            var bufferCountLow: UnsafeMutableRawPointer? = nil
-            var bufferCountHigh: UnsafeMutableRawPointer? = nil
-            // Their guest-physical addresses: written last, so logged again after the write.
-            var bufferCountLowAddress: UInt64 = 0
-            var bufferCountHighAddress: UInt64 = 0
             var lastHead: UInt16 = 0
 
-            while written < total {
+            while !placement.isComplete {
                 if !mergeableReceiveBuffers && entries == 1 {
                     // The one chain a frame may use was too small: leave it posted.
                     claims.unclaim(lastHead)
@@ -127,7 +101,7 @@ extension SplitVirtqueue {
                                             indirectAllowed: indirect, memory: translator)
                 var chainWritten: UInt32 = 0
                 var malformed = false
-                segments: while written < total {
+                segments: while !placement.isComplete {
                     switch chain.next() {
                     case .end:
                         break segments
@@ -137,47 +111,7 @@ extension SplitVirtqueue {
                     case .segment(let host, let length, let guestAddress, let writable):
                         // 2.7.4.2: a receive buffer is device-writable only.
                         guard writable else { malformed = true; break segments }
-                        let count = min(Int(length), total &- written)
-                        var destination = host
-                        var remaining = count
-                        if written == 0 && remaining >= headerSize {
-                            // The usual case: the whole header fits the first buffer.
-                            // Safe: destination has `length` >= count >= headerSize bytes.
-                            header.store(to: destination, size: headerSize)
-                            if headerSize > 10 {
-                                bufferCountLow = destination + 10
-                                bufferCountHigh = destination + 11
-                                bufferCountLowAddress = guestAddress &+ 10
-                                bufferCountHighAddress = guestAddress &+ 11
-                            }
-                            destination += headerSize
-                            remaining &-= headerSize
-                            written = headerSize
-                        } else if written < headerSize {
-                            let take = min(remaining, headerSize &- written)
-                            Self.scatterSplitHeader(header, size: headerSize, from: written, count: take, to: destination)
-                            if headerSize > 10 {
-                                // Safe: the offsets are inside the `take` bytes just written.
-                                // A header continues only at the start of a buffer: destination == host.
-                                if written <= 10 && 10 < written &+ take {
-                                    bufferCountLow = destination + (10 &- written)
-                                    bufferCountLowAddress = guestAddress &+ UInt64(10 &- written)
-                                }
-                                if written <= 11 && 11 < written &+ take {
-                                    bufferCountHigh = destination + (11 &- written)
-                                    bufferCountHighAddress = guestAddress &+ UInt64(11 &- written)
-                                }
-                            }
-                            destination += take
-                            remaining &-= take
-                            written &+= take
-                        }
-                        if remaining > 0 {
-                            // Safe: the source is inside the frame (written - headerSize +
-                            // remaining <= length); the destination inside the translated buffer.
-                            destination.copyMemory(from: frame + (written &- headerSize), byteCount: remaining)
-                            written &+= remaining
-                        }
+                        let count = placement.place(into: host, length: length, guestAddress: guestAddress)
                         if logData { log?.markGuestPhysical(guestAddress, length: UInt64(count)) }
                         chainWritten &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
                     }
@@ -200,18 +134,7 @@ extension SplitVirtqueue {
                 writeUsedEntry(at: usedWritten &+ entries, id: head, length: chainWritten)
                 entries &+= 1
             }
-            if mergeableReceiveBuffers && entries > 1 {
-                let value = entries.littleEndian
-                // Safe: both pointers were recorded inside header bytes written this attempt.
-                bufferCountLow?.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-                bufferCountHigh?.storeBytes(of: UInt8(truncatingIfNeeded: value >> 8), as: UInt8.self)
-                if logData, let log {
-                    // The pages were logged when the header went in; QEMU may have copied them
-                    // since, so log the late write again (write first, then log).
-                    log.markGuestPhysical(bufferCountLowAddress, length: 1)
-                    log.markGuestPhysical(bufferCountHighAddress, length: 1)
-                }
-            }
+            if mergeableReceiveBuffers && entries > 1 { placement.storeBufferCount(entries, log: logData ? log : nil) }
             taken = probe
             usedWritten &+= entries
             return .delivered

@@ -23,7 +23,7 @@ final class LiveMigrationTests: XCTestCase {
     /// The same with the guest's packed virtqueues (QEMU packed=on): the wrap counters travel
     /// in GET/SET_VRING_BASE, used descriptors are written into (and logged in) the descriptor ring.
     func testMigrationWithPackedRing() throws {
-        let rig = try MigrationRig(tag: "packed", subnet: 13, guestAnnounce: false, deviceOptions: ",packed=on")
+        let rig = try MigrationRig(tag: "packed", subnet: 13, guestAnnounce: false, nicProperties: [("packed", "on")])
         defer { rig.tearDown() }
         try rig.migrateAndCheck()
     }
@@ -127,7 +127,7 @@ final class MigrationRig {
     var apiSocket: String { daemon.runDirectory + "/api.sock" }
 
     /// Throws XCTSkip (after printing why) when the machine cannot run it.
-    init(tag: String, subnet: Int, guestAnnounce: Bool, deviceOptions: String = "", function: String = #function) throws {
+    init(tag: String, subnet: Int, guestAnnounce: Bool, nicProperties: [(String, String)] = [], function: String = #function) throws {
         if let reason = NetworkNamespaceFixture.skipReason() {
             print("SKIP \(function): \(reason)")
             throw XCTSkip(reason)
@@ -155,12 +155,12 @@ final class MigrationRig {
         let parameters = [("ip", guestAddress + "/24"), ("mode", "answer")]
         var sourceConfiguration = QemuGuest.Configuration(name: "src-\(tag)", socketPath: daemon.socketPath("a.sock"), mac: mac,
                                                           guestParameters: parameters)
-        sourceConfiguration.deviceOptions = deviceOptions
+        sourceConfiguration.nicProperties = nicProperties
         source = try QemuGuest(sourceConfiguration, image: image)
         incomingPort = try QemuGuest.freeLocalPort()
         var destinationConfiguration = QemuGuest.Configuration(name: "dst-\(tag)", socketPath: daemon.socketPath("b.sock"), mac: mac,
                                                                guestParameters: parameters, incomingPort: incomingPort)
-        destinationConfiguration.deviceOptions = deviceOptions
+        destinationConfiguration.nicProperties = nicProperties
         destination = try QemuGuest(destinationConfiguration, image: image)
         let bootSeconds = try source.waitForSerial("VS-READY", timeout: 180)
         print("[migration/\(tag)] source guest (kernel \(image.kernelVersion), \(source.accelerator.rawValue)) ready \(String(format: "%.1f", bootSeconds)) s after QEMU started")

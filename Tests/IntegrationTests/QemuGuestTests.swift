@@ -20,10 +20,10 @@ final class QemuGuestTests: XCTestCase {
     /// The Linux driver's packed virtqueue (QEMU packed=on): RING_PACKED negotiated, the
     /// switch's vrings say so, and pings flow both ways.
     func testGuestWithPackedRingPingsThroughSwitch() throws {
-        try runPingTest(switchMode: "server", subnet: 12, deviceOptions: ",packed=on")
+        try runPingTest(switchMode: "server", subnet: 12, nicProperties: [("packed", "on")])
     }
 
-    private func runPingTest(switchMode: String, subnet: Int, deviceOptions: String = "", function: String = #function) throws {
+    private func runPingTest(switchMode: String, subnet: Int, nicProperties: [(String, String)] = [], function: String = #function) throws {
         if let reason = NetworkNamespaceFixture.skipReason() {
             print("SKIP \(function): \(reason)")
             throw XCTSkip(reason)
@@ -49,7 +49,7 @@ final class QemuGuestTests: XCTestCase {
                                                     socketMode: switchMode == "server" ? .qemuConnects : .qemuListens, mac: mac,
                                                     guestParameters: [("ip", guestAddress + "/24"), ("peer", namespaceAddress),
                                                                       ("mode", "ping"), ("count", "20"), ("interval", "0.1")])
-        configuration.deviceOptions = deviceOptions
+        configuration.nicProperties = nicProperties
         let guest = try QemuGuest(configuration, image: image)
         defer { guest.terminate() }
         let failureContext = { "\(guest.describe())\n--- switch ---\n\(daemon.output.suffix(6000))" }
@@ -70,7 +70,7 @@ final class QemuGuestTests: XCTestCase {
         print("[qemu] guest -> namespace: \(guestSummary)")
         XCTAssertTrue(guestSummary.contains("20 packets received"), "guest ping lost packets:\n\(failureContext())")
 
-        if deviceOptions.contains("packed=on") {
+        if nicProperties.contains(where: { $0 == ("packed", "on") }) {
             let rings = try SwitchEventHistory.getJSON(apiSocket: daemon.runDirectory + "/api.sock", path: "/v1/ports/vm/vrings")
             let layouts = (((rings as? [String: Any])?["vrings"] as? [[String: Any]]) ?? []).compactMap { $0["layout"] as? String }
             XCTAssertFalse(layouts.isEmpty)

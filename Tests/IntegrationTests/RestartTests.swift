@@ -7,12 +7,8 @@ import XCTest
 
 final class RestartTests: XCTestCase {
     private func api(_ daemon: SwitchDaemonProcess, _ method: String, _ path: String, body: String? = nil) throws -> (status: Int, body: String) {
-        var command = ["/usr/bin/curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket", daemon.runDirectory + "/api.sock", "-X", method]
-        if let body { command += ["-H", "Content-Type: application/json", "-d", body] }
-        command.append("http://localhost" + path)
-        let result = try NetworkNamespaceFixture.run(command, check: true)
-        let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
-        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+        let reply = try SwitchAPIClient(daemon).request(method, path, body: body)
+        return (reply.status, reply.body)
     }
 
     /// Until /v1/health answers: a crashed daemon's stale api.sock may still be there.

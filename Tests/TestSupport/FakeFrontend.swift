@@ -240,6 +240,17 @@ public final class FakeFrontendMemory {
         mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
     }
 
+    /// used.flags of ring `index` (VRING_USED_F_NO_NOTIFY is bit 0).
+    public func usedFlags(_ ring: Int) -> UInt16 {
+        let offset = Int(UInt64(ring) * Self.ringStride + 0x2000)
+        return UInt16(littleEndian: mapping.base.load(fromByteOffset: offset, as: UInt16.self))
+    }
+
+    public func setUsedFlags(_ ring: Int, _ value: UInt16) {
+        let offset = Int(UInt64(ring) * Self.ringStride + 0x2000)
+        mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
+    }
+
     public func setUsedIndex(_ ring: Int, _ value: UInt16) {
         let offset = Int(UInt64(ring) * Self.ringStride + 0x2000 + 2)
         mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)

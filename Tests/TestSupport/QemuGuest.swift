@@ -42,8 +42,6 @@ public final class QemuGuest: @unchecked Sendable {
         public var memoryMiB: Int = 256
         /// Start as a migration destination listening on tcp:127.0.0.1:PORT.
         public var incomingPort: Int? = nil
-        /// Extra virtio-net-pci properties as one string, e.g. ",packed=on" (see also `nicProperties`).
-        public var deviceOptions: String = ""
         /// Extra virtio-net-pci properties, e.g. [("csum", "off")].
         public var nicProperties: [(String, String)] = []
         /// The CPU model under TCG (KVM always uses "host"). "max" emulates every feature QEMU
@@ -220,7 +218,7 @@ public final class QemuGuest: @unchecked Sendable {
             "-object", "memory-backend-memfd,id=mem,size=\(memory),share=on", "-numa", "node,memdev=mem",
             "-chardev", chardev,
             "-netdev", "vhost-user,id=net0,chardev=chr0",
-            "-device", "virtio-net-pci,netdev=net0,mac=\(configuration.mac)\(nicInterrupts)\(nicProperties),romfile=\(configuration.deviceOptions)",
+            "-device", "virtio-net-pci,netdev=net0,mac=\(configuration.mac)\(nicInterrupts)\(nicProperties),romfile=",
             "-kernel", image.kernel, "-initrd", image.initrd,
             "-append", "console=ttyS0 quiet panic=-1 \(parameters)",
             "-display", "none", "-monitor", "none", "-serial", "stdio",
@@ -646,14 +644,9 @@ public enum SwitchEventHistory {
 
     /// GET `path` (e.g. "/v1/fdb") with Accept: application/json; the parsed JSON.
     public static func getJSON(apiSocket: String, path: String) throws -> Any {
-        let result = try QemuGuest.run(["/usr/bin/curl", "-s", "-S", "--max-time", "10", "--unix-socket", apiSocket,
-                                        "-H", "Accept: application/json", "http://localhost" + path])
-        guard result.status == 0 else { throw QemuGuest.QemuError("curl GET \(path) failed (\(result.status)): \(result.output)") }
-        do {
-            return try JSONSerialization.jsonObject(with: Data(result.output.utf8))
-        } catch {
-            throw QemuGuest.QemuError("GET \(path) did not return JSON: \(result.output.prefix(500))")
-        }
+        let reply = try SwitchAPIClient(socketPath: apiSocket).request("GET", path)
+        guard let json = reply.json else { throw QemuGuest.QemuError("GET \(path) did not return JSON: \(reply)") }
+        return json
     }
 
     public static func fetch(apiSocket: String, query: String = "") throws -> [Event] {

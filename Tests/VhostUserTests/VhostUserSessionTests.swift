@@ -50,6 +50,23 @@ final class VhostUserSessionTests: XCTestCase {
         XCTAssertEqual(session.delegate.queues.map(\.vringIndex), [0, 1])
     }
 
+    /// A stopped ring belongs to the front-end again: reading its indices for the API must not
+    /// write guest memory (a polling back-end's queue sets VRING_USED_F_NO_NOTIFY when built
+    /// without EVENT_IDX; a view for the API must not, and such a write would go unlogged).
+    func testReadingAStoppedRingsInfoWritesNoGuestMemory() throws {
+        let session = try DirectSession()
+        let memory = try FakeFrontendMemory()
+        let kicks = [try EventFD(), try EventFD()]
+        let features = DirectSession.features & ~VirtioNetFeature.eventIdx.mask
+        try session.makeReady(memory: memory, kicks: kicks, features: features)
+        XCTAssertEqual(memory.usedFlags(0), 1, "a polling queue asks the guest not to kick")
+        XCTAssertNotNil(try session.frontend.request(.getVringBase, FakeFrontend.vringState(index: 0, num: 0)))
+        memory.setUsedFlags(0, 0)
+        let info = session.info
+        XCTAssertEqual(info.vrings.first { $0.index == 0 }?.started, false)
+        XCTAssertEqual(memory.usedFlags(0), 0, "the API's view of a stopped ring wrote used.flags")
+    }
+
     func testFullSessionPublishesQueuesThenReady() throws {
         let session = try DirectSession()
         let memory = try FakeFrontendMemory()

@@ -1,0 +1,110 @@
+/// Writes one received frame, virtio-net header first, into the guest's receive buffers one
+/// translated segment at a time; shared by both ring layouts. A value: a caller that must
+/// undo a buffer (packed ring: an invalid buffer id found at the chain's end) keeps a copy
+/// from before it and restores it.
+@usableFromInline
+struct ReceiveFramePlacement {
+    @usableFromInline let header: VirtioNetHeader
+    @usableFromInline let headerSize: Int
+    @usableFromInline let frame: UnsafeRawPointer
+    /// Header + frame bytes.
+    @usableFromInline let total: Int
+    /// Bytes placed so far.
+    @usableFromInline var written = 0
+    // Where num_buffers (header bytes 10 and 11) landed, and their guest-physical addresses:
+    // they are written last (with MRG_RXBUF), so they are logged again after that write.
+    @usableFromInline var bufferCountLow: UnsafeMutableRawPointer? = nil
+    @usableFromInline var bufferCountHigh: UnsafeMutableRawPointer? = nil
+    @usableFromInline var bufferCountLowAddress: UInt64 = 0
+    @usableFromInline var bufferCountHighAddress: UInt64 = 0
+
+    /// `packet.length + headerSize` must fit in UInt32 (checked by the enqueue callers).
+    @inlinable @inline(__always)
+    init(_ packet: PacketBuffer, headerSize: Int) {
+        var header = packet.header
+        header.bufferCount = 1
+        self.header = header
+        self.headerSize = headerSize
+        frame = UnsafeRawPointer(packet.data)
+        total = headerSize &+ packet.length
+    }
+
+    @inlinable @inline(__always)
+    var isComplete: Bool { written >= total }
+
+    /// Fills the next bytes of one writable buffer segment (`length` translated bytes at
+    /// `host`, guest-physical `guestAddress`); returns how many it wrote. The caller logs them.
+    @inlinable @inline(__always)
+    mutating func place(into host: UnsafeMutableRawPointer, length: UInt32, guestAddress: UInt64) -> Int {
+        let count = min(Int(length), total &- written)
+        var destination = host
+        var remaining = count
+        if written == 0 && remaining >= headerSize {
+            // The usual case: the whole header fits the first buffer.
+            // Safe: destination has `length` >= count >= headerSize bytes.
+            header.store(to: destination, size: headerSize)
+            if headerSize > 10 { noteBufferCount(at: destination, guestAddress: guestAddress, from: 0) }
+            destination += headerSize
+            remaining &-= headerSize
+            written = headerSize
+        } else if written < headerSize {
+            // A header split over buffers continues at the start of this one (destination == host).
+            let take = min(remaining, headerSize &- written)
+            Self.scatterHeader(header, size: headerSize, from: written, count: take, to: destination)
+            if headerSize > 10 { noteBufferCount(at: destination, guestAddress: guestAddress, from: written, count: take) }
+            destination += take
+            remaining &-= take
+            written &+= take
+        }
+        if remaining > 0 {
+            // Safe: the source is inside the frame (written - headerSize + remaining <= length);
+            // the destination inside the translated buffer.
+            destination.copyMemory(from: frame + (written &- headerSize), byteCount: remaining)
+            written &+= remaining
+        }
+        return count
+    }
+
+    /// Records where header bytes 10 and 11 went when bytes [from, from + count) of the
+    /// header were written at `destination`.
+    @inlinable @inline(__always)
+    mutating func noteBufferCount(at destination: UnsafeMutableRawPointer, guestAddress: UInt64, from: Int, count: Int = 12) {
+        // Safe: the offsets are inside the bytes just written.
+        if from <= 10 && 10 < from &+ count {
+            bufferCountLow = destination + (10 &- from)
+            bufferCountLowAddress = guestAddress &+ UInt64(10 &- from)
+        }
+        if from <= 11 && 11 < from &+ count {
+            bufferCountHigh = destination + (11 &- from)
+            bufferCountHighAddress = guestAddress &+ UInt64(11 &- from)
+        }
+    }
+
+    /// With MRG_RXBUF, a frame in more than one buffer says how many in num_buffers
+    /// (VIRTIO 1.1 5.1.6.4). The header's pages were logged when it went in and QEMU may have
+    /// copied them since, so the late write is logged again (write first, then log).
+    @inlinable @inline(__always)
+    func storeBufferCount(_ buffers: UInt16, log: DirtyLog?) {
+        let value = buffers.littleEndian
+        // Safe: both pointers were recorded inside header bytes written for this frame.
+        bufferCountLow?.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+        bufferCountHigh?.storeBytes(of: UInt8(truncatingIfNeeded: value >> 8), as: UInt8.self)
+        if let log {
+            log.markGuestPhysical(bufferCountLowAddress, length: 1)
+            log.markGuestPhysical(bufferCountHighAddress, length: 1)
+        }
+    }
+
+    /// Header bytes [offset, offset + count) to `destination`, for a header split over buffers.
+    @inlinable @inline(never)
+    static func scatterHeader(_ header: VirtioNetHeader, size: Int, from offset: Int, count: Int,
+                              to destination: UnsafeMutableRawPointer) {
+        var image: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &image) { bytes in
+            // Safe: offset + count <= size <= 12 < 16 bytes of image; destination has `count`
+            // translated bytes.
+            header.store(to: bytes.baseAddress!, size: size)
+            destination.copyMemory(from: bytes.baseAddress!.advanced(by: offset), byteCount: count)
+        }
+    }
+}
