@@ -10,12 +10,14 @@ struct BurstForwarder {
     let fdb: MacLearningTable
     let pool: PacketBufferPool
     let counters: PortCounters
+    let resolver: OffloadResolver
     // Unsafe: `burstSize` destination slots, owned by this forwarder's thread.
     let destinations: UnsafeMutablePointer<Int>
 
-    init(fdb: MacLearningTable, pool: PacketBufferPool, counters: PortCounters) {
+    init(fdb: MacLearningTable, pool: PacketBufferPool, resolver: OffloadResolver, counters: PortCounters) {
         self.fdb = fdb
         self.pool = pool
+        self.resolver = resolver
         self.counters = counters
         destinations = .allocate(capacity: PacketBufferPool.burstSize)
     }
@@ -33,6 +35,8 @@ struct BurstForwarder {
         var bytes: UInt64 = 0
         var broadcast: UInt64 = 0
         var multicast: UInt64 = 0
+        // Any checksum or segmentation request in the burst (flags | gso_type of every frame).
+        var offloadBits: UInt8 = 0
         for i in 0..<count {
             let length = buffers[i].length
             bytes &+= UInt64(length)
@@ -41,6 +45,7 @@ struct BurstForwarder {
             let frame = buffers[i].data
             let destinationMAC = MacAddress.load(frame)
             let sourceMAC = MacAddress.load(frame + 6)
+            offloadBits |= buffers[i].header.flags | buffers[i].header.gsoType
             var out = Self.flood
             if length > source.maxFrameLength && buffers[i].header.gsoType == 0 {
                 counters.add(.dropsMTUExceeded, port: inPort, 1)
@@ -72,7 +77,7 @@ struct BurstForwarder {
         if multicast != 0 { counters.add(.rxMulticast, port: inPort, multicast) }
 
         if allSame && firstDestination >= 0 {
-            transmit(buffers, count: count, to: firstDestination, snapshot: snapshot)
+            transmit(buffers, count: count, to: firstDestination, snapshot: snapshot, offloads: offloadBits != 0)
             return
         }
         if sawFlood {
@@ -80,7 +85,7 @@ struct BurstForwarder {
                 let port = snapshot.presentPorts[p]
                 if port == inPort { continue }
                 let gathered = gather(count: count) { $0 == Self.flood || $0 == port }
-                if gathered > 0 { transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot) }
+                if gathered > 0 { transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot, offloads: offloadBits != 0) }
             }
         } else {
             // A handful of distinct unicast destinations: gather each once.
@@ -91,7 +96,7 @@ struct BurstForwarder {
                 for j in 0..<i where destinations[j] == port { seenBefore = true; break }
                 if seenBefore { continue }
                 let gathered = gather(count: count) { $0 == port }
-                transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot)
+                transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot, offloads: offloadBits != 0)
             }
         }
     }
@@ -107,28 +112,56 @@ struct BurstForwarder {
     }
 
     @inline(__always)
-    private func transmit(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot) {
+    private func transmit(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot,
+                          offloads: Bool) {
         guard port < snapshot.targets.count else { return }
-        // Unsafe (guaranteed refs): the snapshot keeps rings, ports and locks alive.
         let target = snapshot.targets[port]
-        let delivered: Int
-        if let queue = target.queue {
-            target.lock?._withUnsafeGuaranteedRef { $0.lock() }
-            delivered = queue._withUnsafeGuaranteedRef { $0.enqueueBurst(packets, count: count) }
-            target.lock?._withUnsafeGuaranteedRef { $0.unlock() }
-        } else if let queue = target.packedQueue {
-            target.lock?._withUnsafeGuaranteedRef { $0.lock() }
-            delivered = queue._withUnsafeGuaranteedRef { $0.enqueueBurst(packets, count: count) }
-            target.lock?._withUnsafeGuaranteedRef { $0.unlock() }
-        } else if let packetPort = target.packetPort {
-            target.lock?._withUnsafeGuaranteedRef { $0.lock() }
-            delivered = packetPort._withUnsafeGuaranteedRef { $0.transmitBurst(packets, count: count) }
-            target.lock?._withUnsafeGuaranteedRef { $0.unlock() }
-        } else {
+        guard target.queue != nil || target.packedQueue != nil || target.packetPort != nil else {
             if target.isPresent { counters.add(.dropsRingNotReady, port: port, UInt64(count)) }
             return
         }
+        if offloads && target.acceptedOffloads != OffloadResolver.everyGuestOffload {
+            transmitResolvingOffloads(packets, count: count, to: port, target: target)
+            return
+        }
+        let delivered = enqueue(packets, count: count, to: target)
         counters.add(.txPackets, port: port, UInt64(delivered))
         if delivered != count { counters.add(.txDropped, port: port, UInt64(count &- delivered)) }
+    }
+
+    /// The slow path: a burst with checksum or segmentation requests for a destination
+    /// that lacks some of those offloads.
+    @inline(never)
+    private func transmitResolvingOffloads(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int,
+                                           target: TransmitTarget) {
+        var totals = OffloadResolver.Totals()
+        resolver.resolve(packets, count: count, accepted: target.acceptedOffloads, totals: &totals) { batch, batchCount in
+            enqueue(batch, count: batchCount, to: target)
+        }
+        counters.add(.txPackets, port: port, UInt64(totals.delivered))
+        if totals.delivered != totals.offered { counters.add(.txDropped, port: port, UInt64(totals.offered &- totals.delivered)) }
+        if totals.checksumsCompleted != 0 { counters.add(.offloadChecksumsCompleted, port: port, totals.checksumsCompleted) }
+        if totals.framesSegmented != 0 {
+            counters.add(.offloadFramesSegmented, port: port, totals.framesSegmented)
+            counters.add(.offloadSegments, port: port, totals.segments)
+        }
+        if totals.dropsMalformed != 0 { counters.add(.dropsOffloadMalformed, port: port, totals.dropsMalformed) }
+        if totals.dropsUnsupported != 0 { counters.add(.dropsOffloadUnsupported, port: port, totals.dropsUnsupported) }
+    }
+
+    /// Hands `count` frames to the target's ring or kernel socket; returns how many it took.
+    @inline(__always)
+    private func enqueue(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to target: TransmitTarget) -> Int {
+        // Unsafe (guaranteed refs): the snapshot keeps rings, ports and locks alive.
+        target.lock?._withUnsafeGuaranteedRef { $0.lock() }
+        defer { target.lock?._withUnsafeGuaranteedRef { $0.unlock() } }
+        if let queue = target.queue {
+            return queue._withUnsafeGuaranteedRef { $0.enqueueBurst(packets, count: count) }
+        } else if let queue = target.packedQueue {
+            return queue._withUnsafeGuaranteedRef { $0.enqueueBurst(packets, count: count) }
+        } else if let packetPort = target.packetPort {
+            return packetPort._withUnsafeGuaranteedRef { $0.transmitBurst(packets, count: count) }
+        }
+        return 0
     }
 }

@@ -27,6 +27,9 @@ struct TransmitTarget {
     /// Set when more threads than rings share this ring; nil when this thread owns it.
     var lock: Unmanaged<TransmitLock>?
     var isPresent: Bool
+    /// The GUEST_* offloads this destination takes as they are (negotiated by its guest, or
+    /// what the kernel port's vnet headers carry); the forwarder resolves the others.
+    var acceptedOffloads: UInt64 = 0
 
     static let absent = TransmitTarget(queue: nil, packetPort: nil, lock: nil, isPresent: false)
 }

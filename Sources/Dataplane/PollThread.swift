@@ -53,8 +53,9 @@ final class PollThread: @unchecked Sendable {
 
     func start(cpus: [Int]) throws(SystemError) {
         let pool = try PacketBufferPool()
+        let resolver = try OffloadResolver()
         thread = try SystemThread(name: "pmd\(index)", cpus: cpus) { [self] in
-            run(pool: pool)
+            run(pool: pool, resolver: resolver)
         }
     }
 
@@ -101,9 +102,9 @@ final class PollThread: @unchecked Sendable {
         }
     }
 
-    private func run(pool: PacketBufferPool) {
+    private func run(pool: PacketBufferPool, resolver: OffloadResolver) {
         online.store(true, ordering: .sequentiallyConsistent)
-        let forwarder = BurstForwarder(fdb: fdb, pool: pool, counters: counters)
+        let forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: resolver, counters: counters)
         defer {
             forwarder.release()
             online.store(false, ordering: .sequentiallyConsistent)

@@ -10,6 +10,8 @@ final class PortCounters: @unchecked Sendable {
         case size64, size65To127, size128To255, size256To511, size512To1023, size1024To1518, size1519Plus
         case txPackets, txDropped
         case dropsRingNotReady, dropsMTUExceeded, dropsMACTableFull, dropsHairpin
+        case offloadChecksumsCompleted, offloadFramesSegmented, offloadSegments
+        case dropsOffloadMalformed, dropsOffloadUnsupported
     }
 
     static let stride = (Counter.allCases.count + 7) & ~7  // whole cache lines per port
@@ -73,6 +75,15 @@ public struct PortSwitchStatistics: Sendable, Equatable {
     public var dropsMACTableFull: UInt64 = 0
     /// Frames whose destination was learned on the port they came in on.
     public var dropsHairpin: UInt64 = 0
+    /// Offload requests this port did not negotiate, done by the switch before sending
+    /// here: partial checksums completed, super-frames segmented and the segments made.
+    public var offloadChecksumsCompleted: UInt64 = 0
+    public var offloadFramesSegmented: UInt64 = 0
+    public var offloadSegments: UInt64 = 0
+    /// Frames for this port dropped because their offload header did not match the frame
+    /// (malformed), or asked for something the switch does not do in software (UFO).
+    public var dropsOffloadMalformed: UInt64 = 0
+    public var dropsOffloadUnsupported: UInt64 = 0
 
     public static let sizeBucketNames = ["64", "65-127", "128-255", "256-511", "512-1023", "1024-1518", "1519+"]
 
@@ -92,5 +103,10 @@ public struct PortSwitchStatistics: Sendable, Equatable {
         dropsMTUExceeded = sum(.dropsMTUExceeded)
         dropsMACTableFull = sum(.dropsMACTableFull)
         dropsHairpin = sum(.dropsHairpin)
+        offloadChecksumsCompleted = sum(.offloadChecksumsCompleted)
+        offloadFramesSegmented = sum(.offloadFramesSegmented)
+        offloadSegments = sum(.offloadSegments)
+        dropsOffloadMalformed = sum(.dropsOffloadMalformed)
+        dropsOffloadUnsupported = sum(.dropsOffloadUnsupported)
     }
 }

@@ -205,6 +205,7 @@ public final class Switch: @unchecked Sendable {
                 targets[t][port.id].isPresent = true
                 if let packetPort = port.packetPort {
                     targets[t][port.id].packetPort = Unmanaged.passUnretained(packetPort)
+                    targets[t][port.id].acceptedOffloads = packetPort.acceptedOffloadFeatures
                     owners.append(packetPort)
                     if threadCount > 1 {
                         let key = ObjectIdentifier(packetPort)
@@ -219,6 +220,7 @@ public final class Switch: @unchecked Sendable {
                 let queue = receiveRings[t % receiveRings.count].queue
                 targets[t][port.id].queue = queue.split.map(Unmanaged.passUnretained)
                 targets[t][port.id].packedQueue = queue.packed.map(Unmanaged.passUnretained)
+                targets[t][port.id].acceptedOffloads = queue.negotiatedFeatures & OffloadResolver.everyGuestOffload
                 let ring = queue.object
                 owners.append(ring)
                 if threadCount > receiveRings.count {

@@ -401,11 +401,18 @@ public final class ManagementAPI: Sendable {
             "rx_size_histogram": .object(histogram),
             "tx_packets": Self.count(fabricCounters.txPackets),
             "tx_dropped": Self.count(fabricCounters.txDropped),
+            "tx_offloads_done": [
+                "checksums_completed": Self.count(fabricCounters.offloadChecksumsCompleted),
+                "frames_segmented": Self.count(fabricCounters.offloadFramesSegmented),
+                "segments": Self.count(fabricCounters.offloadSegments),
+            ],
             "drops": [
                 "ring_not_ready": Self.count(fabricCounters.dropsRingNotReady),
                 "mtu_exceeded": Self.count(fabricCounters.dropsMTUExceeded),
                 "mac_table_full": Self.count(fabricCounters.dropsMACTableFull),
                 "hairpin": Self.count(fabricCounters.dropsHairpin),
+                "offload_malformed": Self.count(fabricCounters.dropsOffloadMalformed),
+                "offload_unsupported": Self.count(fabricCounters.dropsOffloadUnsupported),
                 "no_guest_buffers": Self.count(totals.tx.dropsNoBuffers),
                 "malformed_descriptor": Self.count(totals.rx.dropsMalformedDescriptor &+ totals.tx.dropsMalformedDescriptor),
             ],

@@ -28,11 +28,9 @@ public final class PacketSocket: @unchecked Sendable {
         public var promiscuous = true
         /// PACKET_VNET_HDR: every frame, received or sent, comes with a 10-byte virtio-net
         /// header, so GSO super-frames and partial checksums pass between the kernel and
-        /// the switch as they are (the kernel segments and completes them when needed).
-        /// Off by default until the forwarder completes checksums and segments super-frames
-        /// for guests that did not negotiate those offloads (issue 9): with it on, a frame
-        /// from the kernel with a partial checksum would be refused by such a guest's ring.
-        public var vnetHeaders = false
+        /// the switch as they are (the kernel segments and completes them when needed; the
+        /// forwarder does it for guests that did not negotiate those offloads).
+        public var vnetHeaders = true
         /// Sent frames longer than a transmit ring frame holds (GSO super-frames up to
         /// 64 KiB) go through a second, ring-less socket on the same interface.
         public var largeFrameSocket = true

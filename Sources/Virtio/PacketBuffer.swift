@@ -14,4 +14,13 @@ public struct PacketBuffer {
         length = 0
         header = VirtioNetHeader()
     }
+
+    /// A buffer holding a `length`-byte frame with a plain header.
+    @inlinable
+    public init(data: UnsafeMutableRawPointer, capacity: Int, length: Int) {
+        self.data = data
+        self.capacity = capacity
+        self.length = length
+        header = VirtioNetHeader()
+    }
 }

@@ -123,7 +123,10 @@ public struct VirtioNetHeader: Equatable, Sendable {
             guard Int(checksumStart) + Int(checksumOffset) + 2 <= frameLength else { return false }
         }
         if gsoType != Self.gsoNone {
-            guard gsoSize != 0 else { return false }
+            // A segment size of 0 or of the whole frame, or headers longer than the frame,
+            // cannot describe a super-frame (hdr_len is only a hint otherwise: Linux puts the
+            // linear part's length there).
+            guard gsoSize != 0, Int(gsoSize) < frameLength, Int(headerLength) <= frameLength else { return false }
         }
         return true
     }

@@ -10,9 +10,10 @@ import Virtio
 /// traffic for as long as it likes. Driver side only; the switch is the device.
 final class SimulatedGuestPort: @unchecked Sendable {
     static let ringSize = 256
-    static let bufferSize = 2048
     static let headerSize = 12
     static let features = VirtioNetFeature.version1.mask
+
+    let bufferSize: Int
 
     let mac: [UInt8]
     let fixture: GuestMemoryFixture
@@ -21,7 +22,7 @@ final class SimulatedGuestPort: @unchecked Sendable {
     let receiveQueue: SplitVirtqueue
     let transmitQueue: SplitVirtqueue
     private let receiveData: UInt64 = 0x40000
-    private let transmitData: UInt64 = 0x40000 + UInt64(ringSize * bufferSize)
+    private let transmitData: UInt64
     private var transmitPosted: UInt16 = 0
     private var transmitCompleted: UInt16 = 0
     private var receivePosted: UInt16 = 0
@@ -29,20 +30,28 @@ final class SimulatedGuestPort: @unchecked Sendable {
     /// Frames received so far (driver side).
     private(set) var received = 0
     private(set) var receivedFrames: [[UInt8]] = []
+    /// The virtio-net header bytes in front of each kept frame.
+    private(set) var receivedHeaders: [[UInt8]] = []
     var keepFrames = false
 
-    init(mac: [UInt8]) throws {
+    /// `features` as negotiated (VERSION_1 plus any offloads); `bufferSize` per descriptor
+    /// (room for GSO super-frames when the guest takes them whole).
+    init(mac: [UInt8], features: UInt64 = SimulatedGuestPort.features, bufferSize: Int = 2048) throws {
         self.mac = mac
-        fixture = try GuestMemoryFixture(size: 4 << 20)
+        self.bufferSize = bufferSize
+        transmitData = 0x40000 + UInt64(Self.ringSize * bufferSize)
+        let dataEnd: Int = 0x40000 + 2 * Self.ringSize * bufferSize
+        let megabyte: Int = 1 << 20
+        fixture = try GuestMemoryFixture(size: UInt64((dataEnd + megabyte - 1) / megabyte * megabyte))
         receiveRing = try GuestDriverRing(fixture: fixture, size: Self.ringSize, ringAddress: 0)
         transmitRing = try GuestDriverRing(fixture: fixture, size: Self.ringSize, ringAddress: 0x20000)
-        receiveQueue = SplitVirtqueue(layout: try receiveRing.layout(), memory: fixture.memory, negotiatedFeatures: Self.features,
+        receiveQueue = SplitVirtqueue(layout: try receiveRing.layout(), memory: fixture.memory, negotiatedFeatures: features,
                                       lastAvailIndex: 0, callDescriptor: -1, statistics: VirtqueueStatistics())
-        transmitQueue = SplitVirtqueue(layout: try transmitRing.layout(), memory: fixture.memory, negotiatedFeatures: Self.features,
+        transmitQueue = SplitVirtqueue(layout: try transmitRing.layout(), memory: fixture.memory, negotiatedFeatures: features,
                                        lastAvailIndex: 0, callDescriptor: -1, statistics: VirtqueueStatistics())
         // Every receive descriptor is one writable buffer; all are posted at once.
         for i in 0..<Self.ringSize {
-            receiveRing.writeDescriptor(i, address: receiveData + UInt64(i * Self.bufferSize), length: UInt32(Self.bufferSize), flags: GuestDriverRing.write)
+            receiveRing.writeDescriptor(i, address: receiveData + UInt64(i * bufferSize), length: UInt32(bufferSize), flags: GuestDriverRing.write)
             receiveRing.writeAvailSlot(UInt16(i), head: UInt16(i))
         }
         receivePosted = UInt16(Self.ringSize)
@@ -61,7 +70,7 @@ final class SimulatedGuestPort: @unchecked Sendable {
         var sent = 0
         while sent < count && transmitPosted &- transmitCompleted < UInt16(Self.ringSize) {
             let slot = Int(transmitPosted) % Self.ringSize
-            let address = transmitData + UInt64(slot * Self.bufferSize)
+            let address = transmitData + UInt64(slot * bufferSize)
             var frame = [UInt8](repeating: 0, count: Self.headerSize) + destination + mac + [0x88, 0xB5]
             frame += [UInt8](repeating: UInt8(truncatingIfNeeded: slot), count: max(0, length - 14))
             fixture.write(frame, at: address)
@@ -72,6 +81,21 @@ final class SimulatedGuestPort: @unchecked Sendable {
         }
         transmitRing.setAvailIndex(transmitPosted)
         return sent
+    }
+
+    /// Posts one whole frame behind `header` (its 12 bytes as the driver wrote them).
+    func transmit(frame: [UInt8], header: VirtioNetHeader) {
+        reclaimTransmitted()
+        precondition(transmitPosted &- transmitCompleted < UInt16(Self.ringSize) && frame.count + Self.headerSize <= bufferSize)
+        let slot = Int(transmitPosted) % Self.ringSize
+        let address = transmitData + UInt64(slot * bufferSize)
+        var bytes = [UInt8](repeating: 0, count: Self.headerSize)
+        bytes.withUnsafeMutableBytes { header.store(to: $0.baseAddress!, size: Self.headerSize) }
+        fixture.write(bytes + frame, at: address)
+        transmitRing.writeDescriptor(slot, address: address, length: UInt32(Self.headerSize + frame.count))
+        transmitRing.writeAvailSlot(transmitPosted, head: UInt16(slot))
+        transmitPosted &+= 1
+        transmitRing.setAvailIndex(transmitPosted)
     }
 
     private func reclaimTransmitted() {
@@ -88,7 +112,9 @@ final class SimulatedGuestPort: @unchecked Sendable {
             let id = Int(entry.load(as: UInt32.self))
             let length = Int(entry.load(fromByteOffset: 4, as: UInt32.self))
             if keepFrames {
-                receivedFrames.append(fixture.read(at: receiveData + UInt64(id * Self.bufferSize) + UInt64(Self.headerSize), count: length - Self.headerSize))
+                let buffer = receiveData + UInt64(id * bufferSize)
+                receivedHeaders.append(fixture.read(at: buffer, count: Self.headerSize))
+                receivedFrames.append(fixture.read(at: buffer + UInt64(Self.headerSize), count: length - Self.headerSize))
             }
             receiveRing.writeAvailSlot(receivePosted, head: UInt16(id))
             receivePosted &+= 1

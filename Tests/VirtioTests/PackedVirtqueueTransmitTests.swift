@@ -14,7 +14,7 @@ final class PackedVirtqueueTransmitTests: XCTestCase {
         let h = try PackedQueueHarness(features: PackedQueueHarness.modern | VirtioNetFeature.csum.mask | VirtioNetFeature.hostTso4.mask)
         let frame = QueueHarness.frame(1000)
         let header = VirtioNetHeader(flags: VirtioNetHeader.flagNeedsChecksum, gsoType: VirtioNetHeader.gsoTCPv4, headerLength: 54,
-                                     gsoSize: 1448, checksumStart: 34, checksumOffset: 16, bufferCount: 0)
+                                     gsoSize: 536, checksumStart: 34, checksumOffset: 16, bufferCount: 0)
         let id = h.ring.postTransmit(frame: frame, header: header, headerSize: 12)
         XCTAssertTrue(h.queue.hasAvailableBuffers())
         XCTAssertEqual(h.dequeue(), [frame])

@@ -12,7 +12,7 @@ final class SplitVirtqueueTransmitTests: XCTestCase {
         let h = try QueueHarness(features: QueueHarness.modern | VirtioNetFeature.csum.mask | VirtioNetFeature.hostTso4.mask)
         let frame = QueueHarness.frame(1000)
         let header = VirtioNetHeader(flags: VirtioNetHeader.flagNeedsChecksum, gsoType: VirtioNetHeader.gsoTCPv4, headerLength: 54,
-                                     gsoSize: 1448, checksumStart: 34, checksumOffset: 16, bufferCount: 0)
+                                     gsoSize: 536, checksumStart: 34, checksumOffset: 16, bufferCount: 0)
         let head = h.ring.postTransmit(frame: frame, header: header, headerSize: 12)
         XCTAssertTrue(h.queue.hasAvailableBuffers())
         XCTAssertEqual(h.dequeue(), [frame])
@@ -432,5 +432,18 @@ final class SplitVirtqueueTransmitTests: XCTestCase {
         h.ring.postTransmit(frame: QueueHarness.frame(100), header: header, headerSize: 12)
         XCTAssertEqual(h.dequeue(), [])
         XCTAssertEqual(h.stats.dropsMalformedHeader, 1)
+    }
+
+    func testGsoSegmentSizeOrHeaderLengthBeyondTheFrameIsDropped() throws {
+        let h = try QueueHarness(features: QueueHarness.modern | VirtioNetFeature.csum.mask | VirtioNetFeature.hostTso4.mask)
+        func header(gsoSize: UInt16, headerLength: UInt16) -> VirtioNetHeader {
+            VirtioNetHeader(flags: VirtioNetHeader.flagNeedsChecksum, gsoType: VirtioNetHeader.gsoTCPv4, headerLength: headerLength,
+                            gsoSize: gsoSize, checksumStart: 34, checksumOffset: 16)
+        }
+        h.ring.postTransmit(frame: QueueHarness.frame(100), header: header(gsoSize: 100, headerLength: 54), headerSize: 12)
+        h.ring.postTransmit(frame: QueueHarness.frame(100), header: header(gsoSize: 40, headerLength: 101), headerSize: 12)
+        h.ring.postTransmit(frame: QueueHarness.frame(100), header: header(gsoSize: 40, headerLength: 100), headerSize: 12)
+        XCTAssertEqual(h.dequeue().count, 1, "only the last, whose segment size and hdr_len lie within the frame")
+        XCTAssertEqual(h.stats.dropsMalformedHeader, 2)
     }
 }

@@ -209,7 +209,7 @@ func ringBenchmarks(frameLength: Int) throws {
     let fdb = MacLearningTable()
     fdb.learn(macB, port: 1, now: 1)
     let counters = PortCounters(maxPorts: 4)
-    let forwarder = BurstForwarder(fdb: fdb, pool: pool, counters: counters)
+    let forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: try! OffloadResolver(), counters: counters)
     let snapshot = PollSnapshot(
         queues: [PolledQueue(queue: Unmanaged.passUnretained(tx.queue), packetPort: nil, portID: 0, wakeDescriptor: -1, maxFrameLength: 65536)],
         targets: [TransmitTarget(queue: nil, packetPort: nil, lock: nil, isPresent: true),

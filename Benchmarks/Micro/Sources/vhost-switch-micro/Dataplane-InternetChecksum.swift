@@ -1,0 +1,1 @@
+../../../../Sources/Dataplane/InternetChecksum.swift

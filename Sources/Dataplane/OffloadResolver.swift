@@ -1,0 +1,124 @@
+import Virtio
+import VhostSystem
+
+/// Per poll thread: makes frames whose offload requests a destination did not negotiate
+/// into frames it can take. A partial checksum (NEEDS_CSUM) is completed; a GSO
+/// super-frame is cut into segments with complete checksums; DATA_VALID is cleared for a
+/// destination without GUEST_CSUM. Frames the destination accepts pass untouched, header
+/// and all. Resolved frames are written to the resolver's own buffers, never in place: a
+/// flooded frame's data is shared with destinations that take it as it is.
+final class OffloadResolver {
+    /// The GUEST_* features a destination can have: when it has all of them (and the
+    /// burst has no other GSO type) nothing needs resolving.
+    static let everyGuestOffload: UInt64 = VirtioNetFeature.guestCsum.mask | VirtioNetFeature.guestTso4.mask
+        | VirtioNetFeature.guestTso6.mask | VirtioNetFeature.guestEcn.mask | VirtioNetFeature.guestUfo.mask
+    static let slotCount = 64
+    static let slotCapacity = PacketBufferPool.bufferCapacity
+    /// A super-frame that would make more segments than this (a tiny gso_size) is dropped
+    /// as malformed: one hostile frame must not hold a poll thread for long. 64 KiB at
+    /// Linux's smallest MSS (88) is 745 segments.
+    static let maxSegmentsPerFrame = 1024
+
+    /// What one resolved transmit did, for the destination port's counters.
+    struct Totals {
+        var offered = 0
+        var delivered = 0
+        var checksumsCompleted: UInt64 = 0
+        var framesSegmented: UInt64 = 0
+        var segments: UInt64 = 0
+        var dropsMalformed: UInt64 = 0
+        var dropsUnsupported: UInt64 = 0
+    }
+
+    private let mapping: MemoryMapping
+    // Unsafe: `slotCount` entries each, for the resolver's lifetime (one poll thread).
+    private let batch: UnsafeMutablePointer<PacketBuffer>
+    private let slots: UnsafeMutableRawPointer
+
+    init() throws(SystemError) {
+        mapping = try MemoryMapping(anonymousLength: Self.slotCount * Self.slotCapacity)
+        slots = mapping.base
+        batch = .allocate(capacity: Self.slotCount)
+        batch.initialize(repeating: PacketBuffer(data: mapping.base, capacity: 0), count: Self.slotCount)
+    }
+
+    deinit {
+        batch.deinitialize(count: Self.slotCount)
+        batch.deallocate()
+    }
+
+    /// Resolves `count` frames for a destination that accepts the GUEST_* offloads in
+    /// `accepted` and hands them, in order, to `send` in batches of at most `slotCount`
+    /// (`send` returns how many it delivered). Drops are counted in `totals`.
+    func resolve(_ packets: UnsafePointer<PacketBuffer>, count: Int, accepted: UInt64, totals: inout Totals,
+                 send: (UnsafeMutablePointer<PacketBuffer>, Int) -> Int) {
+        var pending = 0
+        var slotsUsed = 0
+        func flush() {
+            guard pending > 0 else { return }
+            totals.offered &+= pending
+            totals.delivered &+= send(batch, pending)
+            pending = 0
+            slotsUsed = 0
+        }
+        for i in 0..<count {
+            // Safe: i < count, the caller's count. A copy: the caller's entry is not changed.
+            var packet = packets[i]
+            if packet.header.flags & VirtioNetHeader.flagDataValid != 0 && accepted & VirtioNetFeature.guestCsum.mask == 0 {
+                packet.header.flags &= ~VirtioNetHeader.flagDataValid
+            }
+            if packet.header.isPlain || packet.header.requiredReceiveFeatures.map({ $0 & ~accepted == 0 }) == true {
+                if pending == Self.slotCount { flush() }
+                batch[pending] = packet
+                pending &+= 1
+                continue
+            }
+            if packet.header.gsoType == VirtioNetHeader.gsoNone {
+                // A partial checksum only (ECN without GSO has no required-feature set and
+                // never gets here: requiredReceiveFeatures is nil only for bad GSO types).
+                let start = Int(packet.header.checksumStart)
+                let offset = Int(packet.header.checksumOffset)
+                guard packet.header.flags & VirtioNetHeader.flagNeedsChecksum != 0,
+                      start &+ offset &+ 2 <= packet.length, packet.length <= Self.slotCapacity else {
+                    totals.dropsMalformed &+= 1
+                    continue
+                }
+                if pending == Self.slotCount || slotsUsed == Self.slotCount { flush() }
+                // Unsafe: slot `slotsUsed` < slotCount holds slotCapacity >= length bytes.
+                let slot = slots + slotsUsed &* Self.slotCapacity
+                slot.copyMemory(from: packet.data, byteCount: packet.length)
+                InternetChecksum.complete(slot, length: packet.length, start: start, offset: offset)
+                batch[pending] = PacketBuffer(data: slot, capacity: Self.slotCapacity, length: packet.length)
+                pending &+= 1
+                slotsUsed &+= 1
+                totals.checksumsCompleted &+= 1
+                continue
+            }
+            guard let frame = SegmentableFrame(frame: packet.data, length: min(packet.length, packet.capacity),
+                                               gsoType: packet.header.gsoType, segmentSize: Int(packet.header.gsoSize)) else {
+                if packet.header.gsoType & ~VirtioNetHeader.gsoECN == VirtioNetHeader.gsoUDP {
+                    totals.dropsUnsupported &+= 1  // UFO (IP fragmentation) is not done in software
+                } else {
+                    totals.dropsMalformed &+= 1
+                }
+                continue
+            }
+            guard frame.segmentCount <= Self.maxSegmentsPerFrame else {
+                totals.dropsMalformed &+= 1
+                continue
+            }
+            for segment in 0..<frame.segmentCount {
+                if pending == Self.slotCount || slotsUsed == Self.slotCount { flush() }
+                // Unsafe: a segment is at most the frame's length <= slotCapacity.
+                let slot = slots + slotsUsed &* Self.slotCapacity
+                let length = frame.writeSegment(segment, to: slot)
+                batch[pending] = PacketBuffer(data: slot, capacity: Self.slotCapacity, length: length)
+                pending &+= 1
+                slotsUsed &+= 1
+            }
+            totals.framesSegmented &+= 1
+            totals.segments &+= UInt64(frame.segmentCount)
+        }
+        flush()
+    }
+}
