@@ -48,7 +48,7 @@ let package = Package(
         // Fuzzing.
         .target(name: "FuzzSupport", swiftSettings: toolSwift),
         .executableTarget(name: "FuzzVhostUser", dependencies: ["FuzzSupport", "VhostUser", "Virtio", "VhostSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: toolSwift),
-        .executableTarget(name: "FuzzVirtqueue", dependencies: ["FuzzSupport", "Virtio", "VhostSystem"], swiftSettings: toolSwift),
+        .executableTarget(name: "FuzzVirtqueue", dependencies: ["FuzzSupport", "Virtio", "VhostSystem", "Dataplane"], swiftSettings: toolSwift),
         .executableTarget(name: "FuzzJSON", dependencies: ["FuzzSupport", "ManagementPlane", "Dataplane", "VhostUser", "VhostSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: toolSwift),
 
         // The hostile front-end (tool; not a fuzzer).

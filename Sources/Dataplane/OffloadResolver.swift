@@ -7,10 +7,11 @@ import VhostSystem
 /// destination without GUEST_CSUM. Frames the destination accepts pass untouched, header
 /// and all. Resolved frames are written to the resolver's own buffers, never in place: a
 /// flooded frame's data is shared with destinations that take it as it is.
-final class OffloadResolver {
+/// Public only for the fuzz target (Fuzz/FuzzVirtqueue feeds it hostile frames).
+public final class OffloadResolver {
     /// The GUEST_* features a destination can have: when it has all of them (and the
     /// burst has no other GSO type) nothing needs resolving.
-    static let everyGuestOffload: UInt64 = VirtioNetFeature.guestCsum.mask | VirtioNetFeature.guestTso4.mask
+    public static let everyGuestOffload: UInt64 = VirtioNetFeature.guestCsum.mask | VirtioNetFeature.guestTso4.mask
         | VirtioNetFeature.guestTso6.mask | VirtioNetFeature.guestEcn.mask | VirtioNetFeature.guestUfo.mask
     static let slotCount = 64
     static let slotCapacity = PacketBufferPool.bufferCapacity
@@ -20,14 +21,16 @@ final class OffloadResolver {
     static let maxSegmentsPerFrame = 1024
 
     /// What one resolved transmit did, for the destination port's counters.
-    struct Totals {
-        var offered = 0
-        var delivered = 0
-        var checksumsCompleted: UInt64 = 0
-        var framesSegmented: UInt64 = 0
-        var segments: UInt64 = 0
-        var dropsMalformed: UInt64 = 0
-        var dropsUnsupported: UInt64 = 0
+    public struct Totals {
+        public var offered = 0
+        public var delivered = 0
+        public var checksumsCompleted: UInt64 = 0
+        public var framesSegmented: UInt64 = 0
+        public var segments: UInt64 = 0
+        public var dropsMalformed: UInt64 = 0
+        public var dropsUnsupported: UInt64 = 0
+
+        public init() {}
     }
 
     private let mapping: MemoryMapping
@@ -35,7 +38,7 @@ final class OffloadResolver {
     private let batch: UnsafeMutablePointer<PacketBuffer>
     private let slots: UnsafeMutableRawPointer
 
-    init() throws(SystemError) {
+    public init() throws(SystemError) {
         mapping = try MemoryMapping(anonymousLength: Self.slotCount * Self.slotCapacity)
         slots = mapping.base
         batch = .allocate(capacity: Self.slotCount)
@@ -50,7 +53,7 @@ final class OffloadResolver {
     /// Resolves `count` frames for a destination that accepts the GUEST_* offloads in
     /// `accepted` and hands them, in order, to `send` in batches of at most `slotCount`
     /// (`send` returns how many it delivered). Drops are counted in `totals`.
-    func resolve(_ packets: UnsafePointer<PacketBuffer>, count: Int, accepted: UInt64, totals: inout Totals,
+    public func resolve(_ packets: UnsafePointer<PacketBuffer>, count: Int, accepted: UInt64, totals: inout Totals,
                  send: (UnsafeMutablePointer<PacketBuffer>, Int) -> Int) {
         var pending = 0
         var slotsUsed = 0

@@ -25,12 +25,13 @@ final class PollThread: @unchecked Sendable {
 
     private let fdb: MacLearningTable
     private let busyPoll: Bool
+    private let idleIterationsBeforeSleep: Int
     private let epoll: Epoll
     private let wakeup: EventFD
     private var registeredKicks: Set<Int32> = []
     private var thread: SystemThread?
 
-    static let idleIterationsBeforeSleep = 20_000
+    static let defaultIdleIterationsBeforeSleep = 20_000
     /// Only a safety net: kicks, socket data and reconfiguration wake the thread at once.
     static let sleepTimeoutMilliseconds: Int32 = 1000
     private static let wakeupToken = UInt64.max
@@ -39,8 +40,10 @@ final class PollThread: @unchecked Sendable {
     private let injections: InjectionQueue?
     private let injectionsReference: Unmanaged<InjectionQueue>?
 
-    init(index: Int, fdb: MacLearningTable, busyPoll: Bool, maxPorts: Int, injections: InjectionQueue?) throws(SystemError) {
+    init(index: Int, fdb: MacLearningTable, busyPoll: Bool, idleIterationsBeforeSleep: Int = PollThread.defaultIdleIterationsBeforeSleep,
+         maxPorts: Int, injections: InjectionQueue?) throws(SystemError) {
         self.index = index
+        self.idleIterationsBeforeSleep = max(1, idleIterationsBeforeSleep)
         self.injections = injections
         injectionsReference = injections.map { Unmanaged.passUnretained($0) }
         counters = PortCounters(maxPorts: maxPorts)
@@ -136,13 +139,13 @@ final class PollThread: @unchecked Sendable {
                     if let pending = injectionsReference, pending._withUnsafeGuaranteedRef({ $0.hasFrames }) {
                         moved &+= inject(pending.takeUnretainedValue(), snapshot: snapshot, forwarder: forwarder)
                     }
-                    if moved == 0 && !busyPoll && idleIterations >= Self.idleIterationsBeforeSleep {
+                    if moved == 0 && !busyPoll && idleIterations >= idleIterationsBeforeSleep {
                         shouldSleep = prepareToSleep(snapshot)
                         notificationsEnabled = true
                     }
                 }
             } else if !busyPoll {
-                shouldSleep = idleIterations >= Self.idleIterationsBeforeSleep
+                shouldSleep = idleIterations >= idleIterationsBeforeSleep
             }
             quiescentCounter.store(quiescentCounter.load(ordering: .relaxed) &+ 1, ordering: .sequentiallyConsistent)
 
@@ -161,7 +164,7 @@ final class PollThread: @unchecked Sendable {
             if shouldSleep {
                 let woken = sleep(events: &events)
                 // A time-out with nothing to do: one look at the rings, then back to sleep.
-                idleIterations = woken ? 0 : Self.idleIterationsBeforeSleep
+                idleIterations = woken ? 0 : idleIterationsBeforeSleep
                 lastCycles = MonotonicClock.cycles()
             }
         }

@@ -12,6 +12,9 @@ public final class Switch: @unchecked Sendable {
         public var pollThreads = 1
         public var pollThreadCPUs: [Int] = []
         public var busyPoll = false
+        /// Adaptive polling: empty iterations before a poll thread sleeps until a kick.
+        /// Fewer leave more CPU to guests on a shared host, at the cost of wake-up latency.
+        public var idlePollsBeforeSleep = PollThread.defaultIdleIterationsBeforeSleep
         public var macTableCapacity = 8192
         public var macAgingSeconds: UInt32 = 300
 
@@ -56,7 +59,8 @@ public final class Switch: @unchecked Sendable {
         fdb = MacLearningTable(capacity: configuration.macTableCapacity, agingSeconds: configuration.macAgingSeconds)
         var threads: [PollThread] = []
         for i in 0..<max(1, configuration.pollThreads) {
-            threads.append(try PollThread(index: i, fdb: fdb, busyPoll: configuration.busyPoll, maxPorts: Self.maxPorts,
+            threads.append(try PollThread(index: i, fdb: fdb, busyPoll: configuration.busyPoll,
+                                          idleIterationsBeforeSleep: configuration.idlePollsBeforeSleep, maxPorts: Self.maxPorts,
                                           injections: i == 0 ? injections : nil))
         }
         self.threads = threads

@@ -32,6 +32,9 @@ struct VhostSwitchDaemon: ParsableCommand {
     @Flag(name: .long, help: "Poll without ever sleeping (lowest latency, one core per poll thread always busy).")
     var busyPoll = false
 
+    @Option(name: .long, help: "Adaptive polling: empty poll iterations before a poll thread sleeps until a guest kicks (fewer leave more CPU to guests on a shared host).")
+    var idlePolls = 20_000
+
     @Option(name: .long, help: "Seconds before an idle MAC table entry is removed.")
     var macAgingSeconds: UInt32 = 300
 
@@ -52,6 +55,7 @@ struct VhostSwitchDaemon: ParsableCommand {
 
     func validate() throws {
         guard (1...64).contains(pmdThreads) else { throw ValidationError("--pmd-threads must be 1...64") }
+        guard (1...100_000_000).contains(idlePolls) else { throw ValidationError("--idle-polls must be 1...100000000") }
         if let pmdCpus, Self.parseCPUList(pmdCpus) == nil { throw ValidationError("--pmd-cpus must be a list such as 1 or 0,2-3") }
         if let listen, TCPSocket.Address(parsing: listen) == nil {
             throw ValidationError("--listen must be an IP address and port such as 127.0.0.1:9870 or [::1]:9870")
@@ -85,6 +89,7 @@ struct VhostSwitchDaemon: ParsableCommand {
         switchConfiguration.pollThreads = pmdThreads
         switchConfiguration.pollThreadCPUs = pmdCpus.flatMap(Self.parseCPUList) ?? []
         switchConfiguration.busyPoll = busyPoll
+        switchConfiguration.idlePollsBeforeSleep = idlePolls
         switchConfiguration.macAgingSeconds = macAgingSeconds
 
         let fabric = try Switch(configuration: switchConfiguration)

@@ -12,7 +12,9 @@
 // The ring lives at guest-physical 0: descriptor table at 0, avail ring at 0x1000, used ring
 // at 0x2000 (packed: descriptor ring at 0, driver event area at 0x1000, device event area at
 // 0x2000). Ops (b & 3, argument b >> 2):
-//   0  dequeueBurst (guest transmit) into 8 buffers of 1536 bytes, each its own allocation
+//   0  dequeueBurst (guest transmit) into 8 buffers of 1536 bytes, each its own allocation;
+//      then the offload resolver (checksum completion, segmentation) for a destination that
+//      accepts the GUEST_* offloads in `features` (the guest's headers drive it)
 //   1  enqueueBurst (guest receive) of 4 frames; lengths and virtio-net header fields come
 //      from the next input bytes of the image area's tail (deterministic per input)
 //   2  the guest posts more: avail.idx += argument (packed: flips the AVAIL/USED bits of the
@@ -20,12 +22,15 @@
 //   3  setGuestNotifications(argument & 1)
 // Every buffer the device touches is checked by AddressSanitizer (own allocations), every
 // guest access stays inside the memfd mappings or it faults.
+import Dataplane
 import FuzzSupport
 import Glibc
 import VhostSystem
 import Virtio
 
 let regionSize = 0x8000
+/// One for the whole run, as one per poll thread in the daemon (its buffers are reused).
+let resolver = try! OffloadResolver()
 let imageSize = 0x10000
 
 struct Layout {
@@ -128,6 +133,13 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             let n = queue.dequeueBurst(into: buffers, maxCount: bufferCount)
             for i in 0..<n {
                 precondition(buffers[i].length >= 14 && buffers[i].length <= bufferCapacity, "dequeued length \(buffers[i].length)")
+            }
+            var totals = OffloadResolver.Totals()
+            resolver.resolve(UnsafePointer(buffers), count: n, accepted: features & OffloadResolver.everyGuestOffload, totals: &totals) { batch, count in
+                for i in 0..<count {
+                    precondition(batch[i].length >= 14 && batch[i].length <= batch[i].capacity, "resolved length \(batch[i].length)")
+                }
+                return count
             }
         case 1:
             for i in 0..<4 {
