@@ -1,5 +1,6 @@
 import CVhostShims
 import Synchronization
+import XCTest
 import TestSupport
 import VhostUser
 import Virtio
@@ -135,6 +136,29 @@ final class SimulatedGuestPort: @unchecked Sendable {
             if got < count { usleep(200) }
         }
         return got
+    }
+}
+
+/// A busy-polling switch per test, and guests attached to it as ports.
+class SimulatedGuestSwitchTestCase: XCTestCase {
+    var fabric: Switch!
+
+    override func setUpWithError() throws {
+        var configuration = Switch.Configuration()
+        configuration.busyPoll = true
+        fabric = try Switch(configuration: configuration)
+        try fabric.start()
+    }
+
+    override func tearDown() {
+        fabric.stop()
+        fabric = nil
+    }
+
+    func attach(_ guest: SimulatedGuestPort, name: String) throws -> Int {
+        let id = try XCTUnwrap(fabric.addPort(name: name))
+        fabric.setQueues(portID: id, queues: guest.activeQueues)
+        return id
     }
 }
 

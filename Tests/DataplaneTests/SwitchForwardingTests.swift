@@ -6,31 +6,12 @@ import Virtio
 /// The switch's forwarding rules on simulated guests: flood unknown, learn, forward known
 /// unicast to one port, never hairpin, RARP announcements, and reconfiguration while
 /// traffic flows (the stress test runs under the thread and address sanitizers in CI).
-final class SwitchForwardingTests: XCTestCase {
+final class SwitchForwardingTests: SimulatedGuestSwitchTestCase {
     static let macA: [UInt8] = [2, 0, 0, 0, 0, 0xA]
     static let macB: [UInt8] = [2, 0, 0, 0, 0, 0xB]
     static let macC: [UInt8] = [2, 0, 0, 0, 0, 0xC]
     static let broadcast: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
 
-    var fabric: Switch!
-
-    override func setUpWithError() throws {
-        var configuration = Switch.Configuration()
-        configuration.busyPoll = true
-        fabric = try Switch(configuration: configuration)
-        try fabric.start()
-    }
-
-    override func tearDown() {
-        fabric.stop()
-        fabric = nil
-    }
-
-    private func attach(_ guest: SimulatedGuestPort, name: String) throws -> Int {
-        let id = try XCTUnwrap(fabric.addPort(name: name))
-        fabric.setQueues(portID: id, queues: guest.activeQueues)
-        return id
-    }
 
     func testUnknownUnicastFloodsThenLearnedUnicastGoesToOnePort() throws {
         let a = try SimulatedGuestPort(mac: Self.macA), b = try SimulatedGuestPort(mac: Self.macB), c = try SimulatedGuestPort(mac: Self.macC)

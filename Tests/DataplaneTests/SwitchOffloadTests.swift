@@ -5,32 +5,13 @@ import Virtio
 /// Offloads through the whole switch: a guest that negotiated checksum and TSO sends a
 /// super-frame; a guest with the GUEST_* offloads gets it whole with its header byte for
 /// byte, a guest without them gets wire-sized segments with complete checksums.
-final class SwitchOffloadTests: XCTestCase {
+final class SwitchOffloadTests: SimulatedGuestSwitchTestCase {
     typealias R = ReferenceFrames
     static let hostOffloads = VirtioNetFeature.csum.mask | VirtioNetFeature.hostTso4.mask | VirtioNetFeature.hostTso6.mask
         | VirtioNetFeature.hostEcn.mask
     static let guestOffloads = VirtioNetFeature.guestCsum.mask | VirtioNetFeature.guestTso4.mask | VirtioNetFeature.guestTso6.mask
         | VirtioNetFeature.guestEcn.mask
 
-    var fabric: Switch!
-
-    override func setUpWithError() throws {
-        var configuration = Switch.Configuration()
-        configuration.busyPoll = true
-        fabric = try Switch(configuration: configuration)
-        try fabric.start()
-    }
-
-    override func tearDown() {
-        fabric.stop()
-        fabric = nil
-    }
-
-    private func attach(_ guest: SimulatedGuestPort, name: String) throws -> Int {
-        let id = try XCTUnwrap(fabric.addPort(name: name))
-        fabric.setQueues(portID: id, queues: guest.activeQueues)
-        return id
-    }
 
     func testSuperFramePassesWholeToAnOffloadGuestAndIsSegmentedForAPlainOne() throws {
         let sender = try SimulatedGuestPort(mac: R.source, features: SimulatedGuestPort.features | Self.hostOffloads, bufferSize: 16_384)
