@@ -146,7 +146,6 @@ struct BurstForwarder {
             counters.add(.offloadSegments, port: port, totals.segments)
         }
         if totals.dropsMalformed != 0 { counters.add(.dropsOffloadMalformed, port: port, totals.dropsMalformed) }
-        if totals.dropsUnsupported != 0 { counters.add(.dropsOffloadUnsupported, port: port, totals.dropsUnsupported) }
     }
 
     /// Hands `count` frames to the target's ring or kernel socket; returns how many it took.

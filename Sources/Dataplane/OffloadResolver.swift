@@ -3,7 +3,7 @@ import VhostSystem
 
 /// Per poll thread: makes frames whose offload requests a destination did not negotiate
 /// into frames it can take. A partial checksum (NEEDS_CSUM) is completed; a GSO
-/// super-frame is cut into segments with complete checksums; DATA_VALID is cleared for a
+/// super-frame is cut into segments (UFO: IP fragments) with complete checksums; DATA_VALID is cleared for a
 /// destination without GUEST_CSUM. Frames the destination accepts pass untouched, header
 /// and all. Resolved frames are written to the resolver's own buffers, never in place: a
 /// flooded frame's data is shared with destinations that take it as it is.
@@ -14,7 +14,8 @@ public final class OffloadResolver {
     public static let everyGuestOffload: UInt64 = VirtioNetFeature.guestCsum.mask | VirtioNetFeature.guestTso4.mask
         | VirtioNetFeature.guestTso6.mask | VirtioNetFeature.guestEcn.mask | VirtioNetFeature.guestUfo.mask
     static let slotCount = 64
-    static let slotCapacity = PacketBufferPool.bufferCapacity
+    /// Room for the largest frame plus an IPv6 fragment header.
+    static let slotCapacity = PacketBufferPool.bufferCapacity + 64
     /// A super-frame that would make more segments than this (a tiny gso_size) is dropped
     /// as malformed: one hostile frame must not hold a poll thread for long. 64 KiB at
     /// Linux's smallest MSS (88) is 745 segments.
@@ -28,7 +29,6 @@ public final class OffloadResolver {
         public var framesSegmented: UInt64 = 0
         public var segments: UInt64 = 0
         public var dropsMalformed: UInt64 = 0
-        public var dropsUnsupported: UInt64 = 0
 
         public init() {}
     }
@@ -37,6 +37,8 @@ public final class OffloadResolver {
     // Unsafe: `slotCount` entries each, for the resolver's lifetime (one poll thread).
     private let batch: UnsafeMutablePointer<PacketBuffer>
     private let slots: UnsafeMutableRawPointer
+    /// IPv6 fragment identification for the next UFO datagram.
+    private var nextFragmentIdentification: UInt32 = 1
 
     public init() throws(SystemError) {
         mapping = try MemoryMapping(anonymousLength: Self.slotCount * Self.slotCapacity)
@@ -99,22 +101,21 @@ public final class OffloadResolver {
             }
             guard let frame = SegmentableFrame(frame: packet.data, length: min(packet.length, packet.capacity),
                                                gsoType: packet.header.gsoType, segmentSize: Int(packet.header.gsoSize)) else {
-                if packet.header.gsoType & ~VirtioNetHeader.gsoECN == VirtioNetHeader.gsoUDP {
-                    totals.dropsUnsupported &+= 1  // UFO (IP fragmentation) is not done in software
-                } else {
-                    totals.dropsMalformed &+= 1
-                }
+                totals.dropsMalformed &+= 1
                 continue
             }
             guard frame.segmentCount <= Self.maxSegmentsPerFrame else {
                 totals.dropsMalformed &+= 1
                 continue
             }
+            let identification = nextFragmentIdentification
+            if frame.isFragmentation { nextFragmentIdentification &+= 1 }
             for segment in 0..<frame.segmentCount {
                 if pending == Self.slotCount || slotsUsed == Self.slotCount { flush() }
-                // Unsafe: a segment is at most the frame's length <= slotCapacity.
+                // Unsafe: a piece is at most the frame's length + 8 <= slotCapacity.
                 let slot = slots + slotsUsed &* Self.slotCapacity
-                let length = frame.writeSegment(segment, to: slot)
+                let length = frame.isFragmentation ? frame.writeFragment(segment, to: slot, identification: identification)
+                    : frame.writeSegment(segment, to: slot)
                 batch[pending] = PacketBuffer(data: slot, capacity: Self.slotCapacity, length: length)
                 pending &+= 1
                 slotsUsed &+= 1

@@ -11,7 +11,7 @@ final class PortCounters: @unchecked Sendable {
         case txPackets, txDropped
         case dropsRingNotReady, dropsMTUExceeded, dropsMACTableFull, dropsHairpin
         case offloadChecksumsCompleted, offloadFramesSegmented, offloadSegments
-        case dropsOffloadMalformed, dropsOffloadUnsupported
+        case dropsOffloadMalformed
     }
 
     static let stride = (Counter.allCases.count + 7) & ~7  // whole cache lines per port
@@ -80,10 +80,8 @@ public struct PortSwitchStatistics: Sendable, Equatable {
     public var offloadChecksumsCompleted: UInt64 = 0
     public var offloadFramesSegmented: UInt64 = 0
     public var offloadSegments: UInt64 = 0
-    /// Frames for this port dropped because their offload header did not match the frame
-    /// (malformed), or asked for something the switch does not do in software (UFO).
+    /// Frames for this port dropped because their offload header did not match the frame.
     public var dropsOffloadMalformed: UInt64 = 0
-    public var dropsOffloadUnsupported: UInt64 = 0
 
     public static let sizeBucketNames = ["64", "65-127", "128-255", "256-511", "512-1023", "1024-1518", "1519+"]
 
@@ -107,6 +105,5 @@ public struct PortSwitchStatistics: Sendable, Equatable {
         offloadFramesSegmented = sum(.offloadFramesSegmented)
         offloadSegments = sum(.offloadSegments)
         dropsOffloadMalformed = sum(.dropsOffloadMalformed)
-        dropsOffloadUnsupported = sum(.dropsOffloadUnsupported)
     }
 }

@@ -1,9 +1,10 @@
 import Virtio
 
-/// A GSO super-frame (TCP over IPv4/IPv6, or UDP with segmentation offload) cut into
-/// wire-sized segments the way a NIC does, for destinations that did not negotiate the
-/// matching GUEST_* offload. The headers are found by parsing the frame: the sender's
-/// hdr_len and csum_start are hints, not trusted (UNTRUSTED-INPUT.md).
+/// A GSO super-frame cut into wire-sized pieces the way a NIC does, for destinations that
+/// did not negotiate the matching GUEST_* offload: TCP over IPv4/IPv6 and UDP segmentation
+/// (USO) into segments, UDP fragmentation offload (UFO) into IP fragments. The headers are
+/// found by parsing the frame: the sender's hdr_len and csum_start are hints, not trusted
+/// (UNTRUSTED-INPUT.md).
 struct SegmentableFrame {
     static let ethernetHeaderLength = 14
     static let tcp: UInt8 = 6
@@ -15,9 +16,16 @@ struct SegmentableFrame {
     let isIPv6: Bool
     let transportOffset: Int
     let transportProtocol: UInt8
-    /// Bytes before the payload: Ethernet, IP and TCP/UDP headers.
+    /// Bytes copied into every piece: Ethernet, IP and TCP/UDP headers (UFO: without the
+    /// UDP header, which belongs to the fragmented datagram).
     let headerLength: Int
+    /// Payload bytes per piece (UFO: gso_size rounded down to a multiple of 8).
     let segmentSize: Int
+    /// UFO: the pieces are IP fragments of one UDP datagram.
+    let isFragmentation: Bool
+    /// Where the protocol number of the transport header is (IPv6: the last next-header
+    /// field before it; a fragment header goes in there).
+    let nextHeaderOffset: Int
 
     var payloadLength: Int { length &- headerLength }
     var segmentCount: Int { (payloadLength &+ segmentSize &- 1) / segmentSize }
@@ -26,10 +34,12 @@ struct SegmentableFrame {
     /// size `segmentSize`; nil when the frame is not what the type says, is an IP fragment,
     /// carries no payload, or its headers run past its end.
     init?(frame: UnsafeRawPointer, length: Int, gsoType: UInt8, segmentSize: Int) {
-        guard segmentSize > 0 else { return nil }
+        isFragmentation = gsoType & ~VirtioNetHeader.gsoECN == VirtioNetHeader.gsoUDP
+        // Fragment offsets count 8-byte units.
+        self.segmentSize = isFragmentation ? segmentSize & ~7 : segmentSize
+        guard self.segmentSize > 0 else { return nil }
         self.frame = frame
         self.length = length
-        self.segmentSize = segmentSize
         // Unsafe (all loads below): each offset is checked against `length` before its load.
         guard length >= Self.ethernetHeaderLength else { return nil }
         var offset = 12
@@ -45,6 +55,7 @@ struct SegmentableFrame {
         networkOffset = offset &+ 2
         var transport: UInt8
         var transportStart: Int
+        var protocolField: Int
         switch etherType {
         case 0x0800:
             guard networkOffset &+ 20 <= length else { return nil }
@@ -54,13 +65,15 @@ struct SegmentableFrame {
             // More-fragments or a fragment offset: not a whole datagram.
             guard Self.loadBigEndian16(frame, networkOffset &+ 6) & 0x3fff == 0 else { return nil }
             isIPv6 = false
-            transport = frame.load(fromByteOffset: networkOffset &+ 9, as: UInt8.self)
+            protocolField = networkOffset &+ 9
+            transport = frame.load(fromByteOffset: protocolField, as: UInt8.self)
             transportStart = networkOffset &+ ipHeaderLength
         case 0x86dd:
             guard networkOffset &+ 40 <= length,
                   frame.load(fromByteOffset: networkOffset, as: UInt8.self) >> 4 == 6 else { return nil }
             isIPv6 = true
-            transport = frame.load(fromByteOffset: networkOffset &+ 6, as: UInt8.self)
+            protocolField = networkOffset &+ 6
+            transport = frame.load(fromByteOffset: protocolField, as: UInt8.self)
             transportStart = networkOffset &+ 40
             // Hop-by-hop and destination options may precede TCP/UDP. A routing header
             // changes the pseudo-header's destination and a fragment header makes a
@@ -68,6 +81,7 @@ struct SegmentableFrame {
             var extensions = 0
             while (transport == 0 || transport == 60) && extensions < 4 {
                 guard transportStart &+ 8 <= length else { return nil }
+                protocolField = transportStart
                 transport = frame.load(fromByteOffset: transportStart, as: UInt8.self)
                 transportStart &+= (Int(frame.load(fromByteOffset: transportStart &+ 1, as: UInt8.self)) &+ 1) &* 8
                 extensions &+= 1
@@ -78,11 +92,17 @@ struct SegmentableFrame {
         switch gsoType & ~VirtioNetHeader.gsoECN {
         case VirtioNetHeader.gsoTCPv4: guard !isIPv6, transport == Self.tcp else { return nil }
         case VirtioNetHeader.gsoTCPv6: guard isIPv6, transport == Self.tcp else { return nil }
-        case VirtioNetHeader.gsoUDPL4: guard transport == Self.udp else { return nil }
+        case VirtioNetHeader.gsoUDPL4, VirtioNetHeader.gsoUDP: guard transport == Self.udp else { return nil }
         default: return nil
         }
         transportProtocol = transport
         transportOffset = transportStart
+        nextHeaderOffset = protocolField
+        if isFragmentation {
+            guard transportStart &+ 8 < length else { return nil }
+            headerLength = transportStart
+            return
+        }
         if transport == Self.tcp {
             guard transportStart &+ 20 <= length else { return nil }
             let dataOffset = Int(frame.load(fromByteOffset: transportStart &+ 12, as: UInt8.self) >> 4) &* 4
@@ -98,6 +118,7 @@ struct SegmentableFrame {
     /// `headerLength + segmentSize` bytes, and returns its length. Every segment gets
     /// complete IP and TCP/UDP checksums.
     func writeSegment(_ index: Int, to output: UnsafeMutableRawPointer) -> Int {
+        if isFragmentation { return writeFragment(index, to: output, identification: 0) }
         let payloadStart = index &* segmentSize
         let chunk = min(segmentSize, payloadLength &- payloadStart)
         let isLast = index == segmentCount &- 1
@@ -136,6 +157,57 @@ struct SegmentableFrame {
         sum = InternetChecksum.add(output + transportOffset, count: transportLength, to: sum)
         output.storeBytes(of: InternetChecksum.field(for: sum), toByteOffset: checksumOffset, as: UInt16.self)
         return headerLength &+ chunk
+    }
+
+    /// UFO: writes IP fragment `index` of the UDP datagram to `output`, which has room for
+    /// `headerLength + 8 + segmentSize` bytes, and returns its length. The first fragment
+    /// carries the UDP header with the whole datagram's checksum; IPv4 fragments keep the
+    /// datagram's identification, IPv6 ones get a fragment header with `identification`.
+    /// A datagram that fits one piece goes out whole, only its checksum completed.
+    func writeFragment(_ index: Int, to output: UnsafeMutableRawPointer, identification: UInt32) -> Int {
+        let datagramLength = length &- transportOffset
+        let start = index &* segmentSize
+        let chunk = min(segmentSize, datagramLength &- start)
+        let fragmented = segmentCount > 1
+        let isLast = index == segmentCount &- 1
+        let fragmentHeader = isIPv6 && fragmented ? 8 : 0
+        let dataOffset = transportOffset &+ fragmentHeader
+        // Unsafe: headers and [transportOffset + start, + chunk) lie inside the frame; the
+        // output holds transportOffset + 8 + chunk bytes.
+        output.copyMemory(from: frame, byteCount: transportOffset)
+        output.advanced(by: dataOffset).copyMemory(from: frame + (transportOffset &+ start), byteCount: chunk)
+        if index == 0 {
+            // The UDP header is in the first fragment: the datagram's length and checksum.
+            Self.storeBigEndian16(output, dataOffset &+ 4, UInt16(truncatingIfNeeded: datagramLength))
+            var sum = pseudoHeaderSum(transportLength: datagramLength)
+            sum = InternetChecksum.add(frame + transportOffset, count: 4, to: sum)
+            sum = InternetChecksum.add(networkOrder: UInt16(truncatingIfNeeded: datagramLength), to: sum)
+            sum = InternetChecksum.add(frame + (transportOffset &+ 8), count: datagramLength &- 8, to: sum)
+            output.storeBytes(of: InternetChecksum.field(for: sum), toByteOffset: dataOffset &+ 6, as: UInt16.self)
+        }
+        if isIPv6 {
+            let extensions = transportOffset &- networkOffset &- 40
+            Self.storeBigEndian16(output, networkOffset &+ 4, UInt16(truncatingIfNeeded: extensions &+ fragmentHeader &+ chunk))
+            if fragmented {
+                output.storeBytes(of: 44, toByteOffset: nextHeaderOffset, as: UInt8.self)
+                output.storeBytes(of: Self.udp, toByteOffset: transportOffset, as: UInt8.self)
+                output.storeBytes(of: 0, toByteOffset: transportOffset &+ 1, as: UInt8.self)
+                Self.storeBigEndian16(output, transportOffset &+ 2, UInt16(truncatingIfNeeded: start) | (isLast ? 0 : 1))
+                output.storeBytes(of: identification.bigEndian, toByteOffset: transportOffset &+ 4, as: UInt32.self)
+            }
+        } else {
+            let ipHeaderLength = transportOffset &- networkOffset
+            Self.storeBigEndian16(output, networkOffset &+ 2, UInt16(truncatingIfNeeded: ipHeaderLength &+ chunk))
+            if fragmented {
+                // Offset in 8-byte units (start is a multiple of 8), more-fragments on all
+                // but the last, don't-fragment cleared.
+                Self.storeBigEndian16(output, networkOffset &+ 6, UInt16(truncatingIfNeeded: start >> 3) | (isLast ? 0 : 0x2000))
+            }
+            output.storeBytes(of: 0, toByteOffset: networkOffset &+ 10, as: UInt16.self)
+            let sum = InternetChecksum.add(output + networkOffset, count: ipHeaderLength, to: 0)
+            output.storeBytes(of: ~InternetChecksum.fold(sum), toByteOffset: networkOffset &+ 10, as: UInt16.self)
+        }
+        return dataOffset &+ chunk
     }
 
     /// The TCP/UDP pseudo-header: addresses, protocol and transport length (RFC 793, RFC 8200 8.1).

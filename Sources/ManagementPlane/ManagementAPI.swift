@@ -412,7 +412,6 @@ public final class ManagementAPI: Sendable {
                 "mac_table_full": Self.count(fabricCounters.dropsMACTableFull),
                 "hairpin": Self.count(fabricCounters.dropsHairpin),
                 "offload_malformed": Self.count(fabricCounters.dropsOffloadMalformed),
-                "offload_unsupported": Self.count(fabricCounters.dropsOffloadUnsupported),
                 "no_guest_buffers": Self.count(totals.tx.dropsNoBuffers),
                 "malformed_descriptor": Self.count(totals.rx.dropsMalformedDescriptor &+ totals.tx.dropsMalformedDescriptor),
             ],

@@ -17,11 +17,11 @@ public final class VhostUserDevice: @unchecked Sendable {
     static let featureEventIdx = bit(29), featureProtocolFeatures = bit(30), featureVersion1 = bit(32)
     static let featureRingPacked = bit(34), featureInOrder = bit(35)
 
-    /// Checksum and TCP segmentation offloads, both directions, with ECN: headers pass
-    /// between ports that negotiated them, and the forwarder completes checksums and
-    /// segments super-frames for ports that did not. UFO is not offered: it would need IP
-    /// fragmentation in software for such ports.
-    static let offloadFeatures: UInt64 = bit(0) | bit(1) | bit(7) | bit(8) | bit(9) | bit(11) | bit(12) | bit(13)
+    /// Checksum, TCP segmentation (with ECN) and UDP fragmentation offloads, both
+    /// directions: headers pass between ports that negotiated them, and the forwarder
+    /// completes checksums, segments and fragments super-frames for ports that did not.
+    static let offloadFeatures: UInt64 = bit(0) | bit(1) | bit(7) | bit(8) | bit(9) | bit(10) | bit(11) | bit(12)
+        | bit(13) | bit(14)
     /// What the implementation handles: the most a socket may offer. IN_ORDER
     /// holds for both ring layouts: every chain completes, in ring order, in the burst that takes it.
     public static let supportedFeatures: UInt64 = featureVersion1 | featureAnyLayout | featureIndirectDesc

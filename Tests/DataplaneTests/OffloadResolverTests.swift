@@ -213,10 +213,55 @@ final class OffloadResolverTests: XCTestCase {
         let outcome = try resolve(hostile, accepted: 0)
         XCTAssertEqual(outcome.frames.count, 0)
         XCTAssertEqual(outcome.totals.dropsMalformed, UInt64(hostile.count))
-        var ufo = R.gsoHeader(R.Shape(udp: true), segmentSize: 1000)
-        ufo.gsoType = VirtioNetHeader.gsoUDP
-        let udp = R.partial(R.frame(R.Shape(udp: true), payload: R.payload(3000)), R.Shape(udp: true))
-        XCTAssertEqual(try resolve([(udp, ufo)], accepted: 0).totals.dropsUnsupported, 1, "UFO is not done in software")
+    }
+
+    // MARK: UDP fragmentation offload
+
+    static func ufoHeader(_ shape: R.Shape, fragmentSize: Int) -> VirtioNetHeader {
+        var header = R.gsoHeader(shape, segmentSize: fragmentSize)
+        header.gsoType = VirtioNetHeader.gsoUDP
+        return header
+    }
+
+    func testUFODatagramsAreFragmentedExactlyAsANICWould() throws {
+        for (shape, payloadLength, fragmentSize) in [(R.Shape(udp: true), 4000, 1480), (R.Shape(ipv6: true, udp: true), 3001, 1448),
+                                                     (R.Shape(udp: true, vlan: true), 1473, 1480), (R.Shape(udp: true), 3000, 1001)] {
+            let payload = R.payload(payloadLength, seed: 5)
+            let datagram = R.partial(R.frame(shape, payload: payload), shape)
+            let outcome = try resolve([(datagram, Self.ufoHeader(shape, fragmentSize: fragmentSize))], accepted: Self.checksumOnly)
+            // gso_size 1001 counts as 1000: fragment data is a multiple of 8 bytes.
+            let expected = R.fragments(shape, payload: payload, fragmentSize: fragmentSize & ~7)
+            assertSameFrames(outcome.frames, expected, "\(shape) \(payloadLength)/\(fragmentSize)")
+            XCTAssertTrue(outcome.headers.allSatisfy(\.isPlain))
+            XCTAssertEqual(outcome.totals.framesSegmented, 1)
+        }
+    }
+
+    func testAUFODatagramThatFitsOneFragmentGoesWholeWithItsChecksumCompleted() throws {
+        let shape = R.Shape(ipv6: true, udp: true)
+        let complete = R.frame(shape, payload: R.payload(500))
+        let outcome = try resolve([(R.partial(complete, shape), Self.ufoHeader(shape, fragmentSize: 1448))], accepted: 0)
+        assertSameFrames(outcome.frames, [complete])
+    }
+
+    func testUFOPassesWholeToADestinationWithGuestUFOAndIPv6FragmentsGetFreshIdentifications() throws {
+        let shape = R.Shape(ipv6: true, udp: true)
+        let datagram = R.partial(R.frame(shape, payload: R.payload(3000)), shape)
+        let header = Self.ufoHeader(shape, fragmentSize: 1448)
+        let whole = try resolve([(datagram, header)], accepted: Self.checksumOnly | VirtioNetFeature.guestUfo.mask)
+        assertSameFrames(whole.frames, [datagram])
+        XCTAssertEqual(whole.headers, [header])
+        let twice = try resolve([(datagram, header), (datagram, header)], accepted: 0)
+        assertSameFrames(twice.frames, R.fragments(shape, payload: R.payload(3000), fragmentSize: 1448, identification: 1)
+                            + R.fragments(shape, payload: R.payload(3000), fragmentSize: 1448, identification: 2))
+    }
+
+    func testUFOWithAFragmentSizeUnderEightBytesIsDroppedAsMalformed() throws {
+        let shape = R.Shape(udp: true)
+        let datagram = R.partial(R.frame(shape, payload: R.payload(100)), shape)
+        let outcome = try resolve([(datagram, Self.ufoHeader(shape, fragmentSize: 7))], accepted: 0)
+        XCTAssertEqual(outcome.frames.count, 0)
+        XCTAssertEqual(outcome.totals.dropsMalformed, 1)
     }
 
     func testWhatTheDestinationRefusesIsReportedAsOfferedMinusDelivered() throws {

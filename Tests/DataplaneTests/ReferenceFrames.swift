@@ -123,6 +123,35 @@ enum ReferenceFrames {
         return result
     }
 
+    /// The IP fragments a NIC makes of a UDP datagram sent with UFO: every fragment's data
+    /// a multiple of 8 bytes but the last, the UDP header (with the whole datagram's
+    /// checksum) in the first, IPv4 keeping the datagram's identification with DF cleared,
+    /// IPv6 with a fragment header carrying `identification`.
+    static func fragments(_ shape: Shape, payload: [UInt8], fragmentSize: Int, identification: UInt32 = 1) -> [[UInt8]] {
+        let whole = frame(shape, payload: payload)
+        let datagram = Array(whole[transportOffset(shape)...])
+        var result: [[UInt8]] = []
+        var offset = 0
+        while offset < datagram.count {
+            let chunk = Array(datagram[offset..<min(datagram.count, offset + fragmentSize)])
+            let more = offset + chunk.count < datagram.count
+            if shape.ipv6 {
+                let fragmentHeader: [UInt8] = [17, 0] + bigEndian16(offset | (more ? 1 : 0)) + bigEndian32(identification)
+                let network: [UInt8] = [0x60, 0, 0, 0] + bigEndian16(8 + chunk.count) + [44, 64] + ipv6Source + ipv6Destination
+                result.append(ethernetHeader(shape) + network + fragmentHeader + chunk)
+            } else {
+                var header = [0x45, 0] + bigEndian16(20 + chunk.count) + bigEndian16(0x4242)
+                    + bigEndian16((more ? 0x2000 : 0) | offset / 8) + [64, 17, 0, 0] + ipv4Source + ipv4Destination
+                let headerSum = checksum(header)
+                header[10] = UInt8(headerSum >> 8)
+                header[11] = UInt8(headerSum & 0xff)
+                result.append(ethernetHeader(shape) + header + chunk)
+            }
+            offset += chunk.count
+        }
+        return result
+    }
+
     static func payload(_ count: Int, seed: UInt8 = 1) -> [UInt8] {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seed)) }
     }

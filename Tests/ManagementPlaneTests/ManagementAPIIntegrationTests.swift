@@ -116,7 +116,7 @@ final class ManagementAPIIntegrationTests: XCTestCase {
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"mac":"nope"}"#, "mac must look like"),
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock","mode":"both"}}"#, "socket.mode"),
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"features":{"enable":["warp_drive"]}}"#, "unknown feature"),
-            (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"features":{"enable":["host_ufo"]}}"#, "not supported"),
+            (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"features":{"enable":["ctrl_rx"]}}"#, "not supported"),
             (#"{"name":"x","type":"teleport"}"#, "type must be"),
             (#"{"type":"vhost-user","socket":{"path":"x.sock"}}"#, "name is required"),
             (#"{"name":"x","type":"vhost-user"}"#, "socket is required"),
@@ -218,13 +218,13 @@ final class ManagementAPIIntegrationTests: XCTestCase {
         XCTAssertEqual((patch.object["offered"] as? [String: Any])?["mask"] as? String, "0x20008000")
 
         for (method, body, code) in [
-            ("PUT", #"{"mask":"0x4000"}"#, "unsupported_features"),  // host_ufo: outside supported
+            ("PUT", #"{"mask":"0x40000"}"#, "unsupported_features"),  // ctrl_rx: outside supported
             ("PUT", #"{"mask":"0xffffffffffffffff"}"#, "unsupported_features"),
             ("PUT", #"{"mask":"zz"}"#, "invalid_mask"),
             ("PUT", #"{"mask":"0x1ffffffffffffffff"}"#, "invalid_mask"),
             ("PUT", #"{"mask":"0x0","extra":1}"#, "unknown_field"),
             ("PUT", #"{}"#, "invalid_body"),
-            ("PATCH", #"{"enable":["host_ufo"]}"#, "unsupported_features"),
+            ("PATCH", #"{"enable":["ctrl_rx"]}"#, "unsupported_features"),
             ("PATCH", #"{"enable":["no_such_feature"]}"#, "unknown_feature"),
             ("PATCH", #"{"enable":"mq"}"#, "invalid_body"),
             ("PATCH", #"{"turn_on":["mq"]}"#, "unknown_field"),

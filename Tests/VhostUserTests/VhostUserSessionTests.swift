@@ -217,7 +217,7 @@ final class VhostUserSessionTests: XCTestCase {
         try session.device.setFeature(named: "mrg_rxbuf", enabled: false)
         XCTAssertEqual(try session.frontend.request(.getFeatures)?.u64, VhostUserDevice.defaultOfferedFeatures)
         XCTAssertEqual(session.device.offeredFeatures, VhostUserDevice.defaultOfferedFeatures & ~(1 << 15))
-        XCTAssertThrowsError(try session.device.setFeature(bit: 14, enabled: true), "HOST_UFO is not supported")
+        XCTAssertThrowsError(try session.device.setFeature(bit: 18, enabled: true), "CTRL_RX is not supported")
         XCTAssertThrowsError(try session.device.setFeature(named: "no_such_feature", enabled: true))
         XCTAssertThrowsError(try session.device.setOfferedFeatures(1 << 62))
         XCTAssertEqual(session.device.offeredFeatures, VhostUserDevice.defaultOfferedFeatures & ~(1 << 15))
