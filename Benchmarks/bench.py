@@ -12,6 +12,7 @@ Tunables (environment):
   BENCH_ONLY=vhost,rings,kernel,idle,micro,profile (comma list; default: all but profile)
   BENCH_RING_VARIANTS="packed_vq=1;packed_vq=1,in_order=1;in_order=1" (rings: virtio-user options, 64 B)
   BENCH_PROFILE=1 (add the perf profile to a full run) BENCH_PROFILE_SECONDS=10
+  BENCH_PROFILE_OPTIONS=packed_vq=1 (virtio-user options of the profiled front-end)
   BENCH_SIZES=64,1518  BENCH_FE_CPU=0 BENCH_BE_CPU=1  BENCH_OVS=1 (try OVS-DPDK)
 Nothing here is pass/fail: every figure is printed, and stored in Benchmarks/results/latest.json.
 """
@@ -629,7 +630,7 @@ def profile_run(size=64):
         deadline = time.time() + 10
         while not (os.path.exists(s0) and os.path.exists(s1)) and time.time() < deadline:
             time.sleep(0.05)
-        fe = frontend_two_ports(s0, s1, size, "fep")
+        fe = frontend_two_ports(s0, s1, size, "fep", os.environ.get("BENCH_PROFILE_OPTIONS", ""))
         fe.cmd("start tx_first 16")
         time.sleep(WARMUP_SECONDS)
         tid = pmd_tid(daemon.proc.pid)
@@ -655,8 +656,8 @@ def profile_run(size=64):
                     runtime[name] = runtime.get(name, 0.0) + entry["percent"]
         path = os.path.join(RESULTS_DIR, "profile-pmd.txt")
         with open(path, "w") as f:
-            f.write("# perf record -e cpu-clock -g -t <pmd0> while forwarding %d-byte frames vhost<->vhost (%s s)\n"
-                    % (size, PROFILE_SECONDS))
+            f.write("# perf record -e cpu-clock -g -t <pmd0> while forwarding %d-byte frames vhost<->vhost (%s s) %s\n"
+                    % (size, PROFILE_SECONDS, os.environ.get("BENCH_PROFILE_OPTIONS", "")))
             f.write(rec.stdout)
             f.write("\n# flat profile (self time)\n")
             for entry in top:
