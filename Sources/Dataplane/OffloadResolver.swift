@@ -72,7 +72,7 @@ public final class OffloadResolver {
             if packet.header.flags & VirtioNetHeader.flagDataValid != 0 && accepted & VirtioNetFeature.guestCsum.mask == 0 {
                 packet.header.flags &= ~VirtioNetHeader.flagDataValid
             }
-            if packet.header.isPlain || packet.header.requiredReceiveFeatures.map({ $0 & ~accepted == 0 }) == true {
+            if packet.header.isAcceptable(toReceiverWith: accepted) {
                 if pending == Self.slotCount { flush() }
                 batch[pending] = packet
                 pending &+= 1

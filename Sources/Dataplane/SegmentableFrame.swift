@@ -114,11 +114,10 @@ struct SegmentableFrame {
         guard headerLength < length else { return nil }
     }
 
-    /// Writes segment `index` (0 ..< segmentCount) to `output`, which has room for
+    /// Not for UFO (see `writeFragment`). Writes segment `index` (0 ..< segmentCount) to `output`, which has room for
     /// `headerLength + segmentSize` bytes, and returns its length. Every segment gets
     /// complete IP and TCP/UDP checksums.
     func writeSegment(_ index: Int, to output: UnsafeMutableRawPointer) -> Int {
-        if isFragmentation { return writeFragment(index, to: output, identification: 0) }
         let payloadStart = index &* segmentSize
         let chunk = min(segmentSize, payloadLength &- payloadStart)
         let isLast = index == segmentCount &- 1

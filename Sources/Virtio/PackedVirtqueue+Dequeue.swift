@@ -35,27 +35,10 @@ extension PackedVirtqueue {
             }
             writeUsed(id: chain.bufferID, length: 0, slots: slots, isFirst: usedWritten == 0)
             usedWritten &+= 1
-            switch outcome {
-            case .delivered:
-                counters.packets &+= 1
-                counters.bytes &+= UInt64(buffer.pointee.length)
-                produced &+= 1
-            case .malformedDescriptor: counters.dropsMalformedDescriptor &+= 1
-            case .malformedHeader: counters.dropsMalformedHeader &+= 1
-            case .tooShort: counters.dropsTooShort &+= 1
-            case .tooLarge: counters.dropsTooLarge &+= 1
-            case .ringBroken: break
-            }
+            if counters.count(outcome, length: buffer.pointee.length) { produced &+= 1 }
         }
         finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: consumed != 0, &counters)
         return produced
-    }
-
-    @usableFromInline
-    enum TransmitOutcome {
-        case delivered, malformedDescriptor, malformedHeader, tooShort, tooLarge
-        /// The buffer's NEXT flags never end: its extent is unknown.
-        case ringBroken
     }
 
     /// Gathers one buffer: the first `headerSize` bytes into the header, the rest
@@ -75,11 +58,6 @@ extension PackedVirtqueue {
                 gather.take(host, length: length)
             }
         }
-        switch gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures) {
-        case .delivered: return .delivered
-        case .tooShort: return .tooShort
-        case .tooLarge: return .tooLarge
-        case .malformedHeader: return .malformedHeader
-        }
+        return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures)
     }
 }

@@ -36,7 +36,7 @@ extension PackedVirtqueue {
                 index &+= 1
                 continue
             }
-            guard let required = packet.header.requiredReceiveFeatures, negotiatedFeatures & required == required else {
+            guard packet.header.isAcceptable(toReceiverWith: negotiatedFeatures) else {
                 counters.dropsUnsupportedOffload &+= 1
                 index &+= 1
                 continue

@@ -44,24 +44,10 @@ extension SplitVirtqueue {
             let outcome = copyTransmittedFrame(head: head, into: buffer)
             writeUsedEntry(at: usedWritten, id: head, length: 0)
             usedWritten &+= 1
-            switch outcome {
-            case .delivered:
-                counters.packets &+= 1
-                counters.bytes &+= UInt64(buffer.pointee.length)
-                produced &+= 1
-            case .malformedDescriptor: counters.dropsMalformedDescriptor &+= 1
-            case .malformedHeader: counters.dropsMalformedHeader &+= 1
-            case .tooShort: counters.dropsTooShort &+= 1
-            case .tooLarge: counters.dropsTooLarge &+= 1
-            }
+            if counters.count(outcome, length: buffer.pointee.length) { produced &+= 1 }
         }
         finishBurst(availTaken: taken, usedWritten: usedWritten, &counters)
         return produced
-    }
-
-    @usableFromInline
-    enum TransmitOutcome {
-        case delivered, malformedDescriptor, malformedHeader, tooShort, tooLarge
     }
 
     /// Gathers one chain: the first `headerSize` bytes (wherever the descriptors split them)
@@ -83,11 +69,6 @@ extension SplitVirtqueue {
                 gather.take(host, length: length)
             }
         }
-        switch gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures) {
-        case .delivered: return .delivered
-        case .tooShort: return .tooShort
-        case .tooLarge: return .tooLarge
-        case .malformedHeader: return .malformedHeader
-        }
+        return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures)
     }
 }

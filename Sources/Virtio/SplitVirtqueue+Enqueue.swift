@@ -40,7 +40,7 @@ extension SplitVirtqueue {
                 index &+= 1
                 continue
             }
-            guard packet.header.isPlain || packet.header.requiredReceiveFeatures.map({ negotiatedFeatures & $0 == $0 }) == true else {
+            guard packet.header.isAcceptable(toReceiverWith: negotiatedFeatures) else {
                 counters.dropsUnsupportedOffload &+= 1
                 index &+= 1
                 continue

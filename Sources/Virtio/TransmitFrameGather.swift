@@ -4,7 +4,6 @@
 /// walked to the end (validated and consumed), just not copied further.
 @usableFromInline
 struct TransmitFrameGather {
-    @usableFromInline enum Result { case delivered, tooShort, tooLarge, malformedHeader }
 
     @usableFromInline let headerSize: Int
     @usableFromInline let data: UnsafeMutableRawPointer
@@ -45,7 +44,7 @@ struct TransmitFrameGather {
     /// Checks the whole chain and, when it is a deliverable frame, sets the buffer's length
     /// and header.
     @inlinable @inline(__always)
-    func finish(into buffer: UnsafeMutablePointer<PacketBuffer>, minimumFrameLength: Int, negotiated features: UInt64) -> Result {
+    func finish(into buffer: UnsafeMutablePointer<PacketBuffer>, minimumFrameLength: Int, negotiated features: UInt64) -> TransmitOutcome {
         guard headerFilled == headerSize else { return .tooShort }
         guard !tooLarge else { return .tooLarge }
         guard frameLength >= minimumFrameLength else { return .tooShort }
@@ -53,5 +52,32 @@ struct TransmitFrameGather {
         buffer.pointee.length = frameLength
         buffer.pointee.header = header
         return .delivered
+    }
+}
+
+/// What became of one transmitted chain, for both ring layouts.
+@usableFromInline
+enum TransmitOutcome {
+    case delivered, malformedDescriptor, malformedHeader, tooShort, tooLarge
+    /// Packed ring: the buffer's NEXT flags never end, so its extent is unknown.
+    case ringBroken
+}
+
+extension VirtqueueBurstCounters {
+    /// Counts one transmitted chain's outcome; true when it became a frame of `length` bytes.
+    @inlinable @inline(__always)
+    mutating func count(_ outcome: TransmitOutcome, length: Int) -> Bool {
+        switch outcome {
+        case .delivered:
+            packets &+= 1
+            bytes &+= UInt64(length)
+            return true
+        case .malformedDescriptor: dropsMalformedDescriptor &+= 1
+        case .malformedHeader: dropsMalformedHeader &+= 1
+        case .tooShort: dropsTooShort &+= 1
+        case .tooLarge: dropsTooLarge &+= 1
+        case .ringBroken: break  // counted where the ring is declared broken
+        }
+        return false
     }
 }

@@ -85,6 +85,13 @@ public struct VirtioNetHeader: Equatable, Sendable {
         return required
     }
 
+    /// True when a receiver that negotiated `features` may get this header as it is (the
+    /// plain header, the common case, needs no feature check).
+    @inlinable @inline(__always)
+    public func isAcceptable(toReceiverWith features: UInt64) -> Bool {
+        isPlain || requiredReceiveFeatures.map { features & $0 == $0 } == true
+    }
+
     /// The features a sender must have negotiated to use this header (host_* side).
     @inlinable
     public var requiredTransmitFeatures: UInt64? {

@@ -75,6 +75,7 @@ final class OffloadForwardingTests: XCTestCase {
         let summaries = try [a, b].map { try $0.command("stop") }
         for (name, summary) in zip(["a", "b"], summaries) {
             // The csum engine counts frames whose checksum the receive side flagged bad.
+            XCTAssertTrue(summary.contains("Bad-l4csum:"), "testpmd \(name) printed no checksum counts:\n\(summary)")
             XCTAssertFalse(summary.range(of: #"Bad-l4csum: [1-9]"#, options: .regularExpression) != nil, "testpmd \(name):\n\(summary)")
         }
 
