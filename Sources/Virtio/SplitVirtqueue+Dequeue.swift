@@ -26,13 +26,8 @@ extension SplitVirtqueue {
         var produced = 0
         // Malformed entries do not count against maxCount, but every entry is looked at once
         // at most, so the burst is bounded by the ring size.
-        if pending > 1 {
-            // Safe: the first chain's descriptor, so the loop's prefetch pipeline starts warm.
-            let first = availHead(at: 0)
-            if first < size { vhost_shims_prefetch_read(descriptors + Int(first) &* 16) }
-        }
+        prefetchBurst(entries: min(pending, UInt16(truncatingIfNeeded: min(maxCount, Int(UInt16.max)))), forWriting: false)
         while taken < pending && produced < maxCount {
-            prefetchChains(after: taken, pending: pending, forWriting: false)
             let head = availHead(at: taken)
             taken &+= 1
             guard claims.claim(head) else {

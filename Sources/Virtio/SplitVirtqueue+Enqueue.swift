@@ -23,6 +23,7 @@ extension SplitVirtqueue {
             return 0
         }
         claims.begin()
+        prefetchBurst(entries: min(pending, UInt16(truncatingIfNeeded: min(count, Int(UInt16.max)))), forWriting: true)
         var taken: UInt16 = 0
         var usedWritten: UInt16 = 0
         var delivered = 0
@@ -74,7 +75,6 @@ extension SplitVirtqueue {
     @inlinable @inline(__always)
     func deliver(_ packet: PacketBuffer, pending: UInt16, taken: inout UInt16, usedWritten: inout UInt16,
                  _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
-        prefetchChains(after: taken, pending: pending, forWriting: true)
         attempt: while true {
             var placement = ReceiveFramePlacement(packet, headerSize: headerSize)
             var probe = taken          // next avail entry to look at

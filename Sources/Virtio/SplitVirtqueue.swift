@@ -193,6 +193,50 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         if forWriting { vhost_shims_prefetch_write(host) } else { vhost_shims_prefetch_read(host) }
     }
 
+    /// Prefetch for a whole burst before it is processed: first the descriptors of the next
+    /// `entries` chains, then (one more pass, whose loads now overlap instead of waiting one
+    /// by one) the first two cache lines of each chain's first buffer. The front-end's core
+    /// wrote these lines; fetched one chain at a time, each miss is paid in full when the two
+    /// cores are far apart (about 2x cycles per 64-byte packet there). Hints only: nothing
+    /// read here is trusted (the walk checks everything again).
+    @inlinable @inline(__always)
+    func prefetchBurst(entries: UInt16, forWriting: Bool) {
+        // The used entries this burst will write (8 per line): owned early, their stores
+        // do not hold up the frame copies queued behind them.
+        var i: UInt16 = 0
+        while i < entries {
+            // Safe: the slot is < size, inside the checked used ring (a hint in any case).
+            vhost_shims_prefetch_write(used + (4 &+ Int((nextUsed &+ i) & mask) &* 8))
+            i &+= 8
+        }
+        i = 0
+        while i < entries {
+            let head = availHead(at: i)
+            // Safe: head < size, inside the checked descriptor table (a hint in any case).
+            if head < size { vhost_shims_prefetch_read(descriptors + Int(head) &* 16) }
+            i &+= 1
+        }
+        i = 0
+        while i < entries {
+            let head = availHead(at: i)
+            i &+= 1
+            guard head < size else { continue }
+            // Safe: head < size; the table holds size * 16 mapped bytes.
+            let entry = descriptors + Int(head) &* 16
+            let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+            guard flags & DescriptorChain.flagIndirect == 0, let host = translator.guestPhysical(address, length: 128) else { continue }
+            // Safe: both lines lie in the translated 128 bytes.
+            if forWriting {
+                vhost_shims_prefetch_write(host)
+                vhost_shims_prefetch_write(host + 64)
+            } else {
+                vhost_shims_prefetch_read(host)
+                vhost_shims_prefetch_read(host + 64)
+            }
+        }
+    }
+
     /// Writes used entry number `offset` after nextUsed (not yet published).
     @inlinable @inline(__always)
     func writeUsedEntry(at offset: UInt16, id: UInt16, length: UInt32) {
