@@ -33,9 +33,19 @@ extension PackedVirtqueue {
                 counters.invalidHeads &+= 1
                 continue
             }
-            writeUsed(id: chain.bufferID, length: 0, slots: slots, isFirst: usedWritten == 0)
+            // Safe: usedWritten < consumed slots <= size, the pending tables' length.
+            pendingIDs[usedWritten] = chain.bufferID
+            pendingSlots[usedWritten] = slots
             usedWritten &+= 1
             if counters.count(outcome, length: buffer.pointee.length) { produced &+= 1 }
+        }
+        // The used descriptors go back in one run after the copies: a store into a ring line
+        // the front-end holds waits for that line, and interleaved with the copies it holds
+        // up every store queued behind it.
+        var i = 0
+        while i < usedWritten {
+            writeUsed(id: pendingIDs[i], length: 0, slots: pendingSlots[i], isFirst: i == 0)
+            i &+= 1
         }
         finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: consumed != 0, &counters)
         return produced

@@ -60,6 +60,12 @@ extension PackedVirtqueue {
                 break packets
             }
         }
+        // The used descriptors go back in one run after the copies (see dequeueBurst).
+        var i = 0
+        while i < usedWritten {
+            writeUsed(id: pendingIDs[i], length: pendingLengths[i], slots: pendingSlots[i], isFirst: i == 0)
+            i &+= 1
+        }
         let moved = nextAvail != startAvail || availWrap != startWrap
         finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: moved, &counters)
         return delivered
@@ -71,8 +77,9 @@ extension PackedVirtqueue {
     }
 
     /// Places one frame in the buffers from `nextAvail` on, retrying after malformed ones.
-    /// Its used descriptors are written only once it is placed whole (or given back empty
-    /// with a malformed buffer); a frame that runs out of buffers leaves them available.
+    /// Its used descriptors join the burst's (pendingIDs/Lengths/Slots from `usedWritten`
+    /// on, written by the caller at the burst's end) only once it is placed whole (or given
+    /// back empty with a malformed buffer); a frame that runs out of buffers leaves them available.
     @inlinable @inline(__always)
     func deliver(_ packet: PacketBuffer, consumed: inout Int, usedWritten: inout Int,
                  _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
@@ -88,11 +95,11 @@ extension PackedVirtqueue {
             while !placement.isComplete {
                 if !mergeableReceiveBuffers && entries == 1 {
                     // The one buffer a frame may use was too small: leave it available.
-                    claims.unclaim(pendingIDs[0])
+                    claims.unclaim(pendingIDs[usedWritten])
                     return .tooLarge
                 }
                 guard probeConsumed < ringSize, isAvailable(slot: probe, wrap: probeWrap) else {
-                    releasePending(entries)
+                    releasePending(from: usedWritten, entries)
                     return .noBuffers
                 }
                 var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: probe,
@@ -119,7 +126,7 @@ extension PackedVirtqueue {
                 }
                 // The buffer's extent: the rest of its ring descriptors (a frame may end early).
                 guard chain.skipToEnd() else {
-                    releasePending(entries)
+                    releasePending(from: usedWritten, entries)
                     return .ringBroken
                 }
                 let slots = chain.ringDescriptors
@@ -137,17 +144,19 @@ extension PackedVirtqueue {
                     }
                     continue
                 }
-                // Safe: entries < consumed slots this burst <= size, the pending tables' length.
-                pendingIDs[entries] = id
-                pendingSlots[entries] = slots
-                pendingLengths[entries] = malformed ? 0 : chainWritten
+                // Safe: usedWritten + entries < consumed slots this burst <= size, the
+                // pending tables' length.
+                let pending = usedWritten &+ entries
+                pendingIDs[pending] = id
+                pendingSlots[pending] = slots
+                pendingLengths[pending] = malformed ? 0 : chainWritten
                 entries &+= 1
                 if malformed {
                     // Give this frame's buffers so far and the bad one back empty, then retry
                     // the frame on the following buffers.
                     var i = 0
                     while i < entries {
-                        writeUsed(id: pendingIDs[i], length: 0, slots: pendingSlots[i], isFirst: usedWritten == 0)
+                        pendingLengths[usedWritten] = 0
                         usedWritten &+= 1
                         i &+= 1
                     }
@@ -161,12 +170,7 @@ extension PackedVirtqueue {
             if mergeableReceiveBuffers && entries > 1 {
                 placement.storeBufferCount(UInt16(truncatingIfNeeded: entries), log: logData ? log : nil)
             }
-            var i = 0
-            while i < entries {
-                writeUsed(id: pendingIDs[i], length: pendingLengths[i], slots: pendingSlots[i], isFirst: usedWritten == 0)
-                usedWritten &+= 1
-                i &+= 1
-            }
+            usedWritten &+= entries
             nextAvail = probe
             availWrap = probeWrap
             consumed = probeConsumed
@@ -174,12 +178,13 @@ extension PackedVirtqueue {
         }
     }
 
-    /// Forgets the ids of a frame that was not placed (its buffers stay available).
+    /// Forgets the ids of a frame that was not placed (its buffers stay available): the
+    /// `entries` pending from `start` on.
     @inlinable @inline(__always)
-    func releasePending(_ entries: Int) {
+    func releasePending(from start: Int, _ entries: Int) {
         var i = 0
         while i < entries {
-            claims.unclaim(pendingIDs[i])
+            claims.unclaim(pendingIDs[start &+ i])
             i &+= 1
         }
     }
