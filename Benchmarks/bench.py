@@ -4,6 +4,7 @@
 Started by Benchmarks/run.sh, which builds everything and exports:
   BENCH_DAEMON      path of the release vhost-switchd binary
   BENCH_RAWGEN      path of the compiled tools/rawgen.c
+  BENCH_CORE_LATENCY path of the compiled tools/core_latency.c (optional)
   BENCH_MICRO       path of the microbenchmark executable (optional)
   BENCH_TAG         unique short tag for names (netns, veth, file prefixes)
   BENCH_WORKDIR     scratch directory (sockets, configs, logs)
@@ -31,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
 DAEMON = os.environ.get("BENCH_DAEMON", "")
 RAWGEN = os.environ.get("BENCH_RAWGEN", "")
+CORE_LATENCY = os.environ.get("BENCH_CORE_LATENCY", "")
 MICRO = os.environ.get("BENCH_MICRO", "")
 TAG = os.environ.get("BENCH_TAG", "vsb%d" % os.getpid())
 WORK = os.environ.get("BENCH_WORKDIR", "/tmp/%s" % TAG)
@@ -279,6 +281,20 @@ def frontend_two_ports(sock0, sock1, size, name, options=""):
     return fe
 
 
+def core_round_trip_ns():
+    """Cache-line round trip between the front-end's and the back-end's CPU (ns), or None.
+    Measured with both CPUs idle (before set-up, after tear-down): on a shared VM the host's
+    placement of the two vCPUs moves it between ~100 and ~400 ns, and every back-end's
+    cycles per packet follow it."""
+    if not CORE_LATENCY or not os.path.exists(CORE_LATENCY):
+        return None
+    out = run([CORE_LATENCY, str(FE_CPU), str(BE_CPU), "50000"], check=False)
+    try:
+        return float(out.stdout.strip())
+    except ValueError:
+        return None
+
+
 def vhost_pair_run(backend, size, options="", windows=None):
     """One back-end ('ours' or 'dpdk'), one frame size, the front-end's virtio-user options
     (e.g. packed_vq=1: DPDK's net_vhost negotiates the packed ring too)."""
@@ -288,6 +304,8 @@ def vhost_pair_run(backend, size, options="", windows=None):
     os.makedirs(sock_dir)
     daemon = be = fe = ovs = None
     cycle_reset = None
+    latency_before = core_round_trip_ns()
+    result = None
     try:
         if backend == "ours":
             daemon = Daemon("vv-%d%s" % (size, tag), [
@@ -317,7 +335,6 @@ def vhost_pair_run(backend, size, options="", windows=None):
         fe.cmd("stop")
         if be:
             be.cmd("stop")
-        return result
     finally:
         if fe:
             fe.quit()
@@ -327,6 +344,10 @@ def vhost_pair_run(backend, size, options="", windows=None):
             daemon.stop()
         if ovs:
             ovs.stop()
+    latency_after = core_round_trip_ns()
+    for w in result["windows"]:
+        w["core_round_trip_ns"] = [latency_before, latency_after]
+    return result
 
 
 def interleaved_pair(size, options=""):
@@ -353,7 +374,40 @@ def interleaved_pair(size, options=""):
     for other in backends[1:]:
         pairs = list(zip(entry["ours"]["windows"], entry[other]["windows"]))
         entry["round_ratio_median_" + other] = {k: median([ratio(o.get(k), d.get(k)) for o, d in pairs]) for k in keys}
+    entry["by_core_distance"] = by_core_distance(entry["ours"]["windows"], entry["dpdk"]["windows"])
     return entry
+
+
+def core_distance(window):
+    """'near' (round trip under 200 ns before and after the window), 'far' (over 300 ns both
+    times) or None (unknown, or the host moved a vCPU meanwhile)."""
+    before, after = (window.get("core_round_trip_ns") or [None, None])
+    if before is None or after is None:
+        return None
+    if max(before, after) < 200:
+        return "near"
+    if min(before, after) > 300:
+        return "far"
+    return None
+
+
+def by_core_distance(ours_windows, dpdk_windows):
+    """Rounds whose two windows (ours, DPDK) saw the same core distance: per class, the
+    medians of each back-end and of the per-round ratios. Comparing like with like: a
+    round where only one of the two had its cores far apart says nothing."""
+    classes = {}
+    for o, d in zip(ours_windows, dpdk_windows):
+        c = core_distance(o)
+        if c is None or c != core_distance(d):
+            continue
+        classes.setdefault(c, []).append((o, d))
+    out = {}
+    for c, pairs in classes.items():
+        out[c] = {"rounds": len(pairs)}
+        for k in ("p0_to_p1", "cycles_per_packet"):
+            out[c][k] = {"ours": median([o.get(k) for o, _ in pairs]), "dpdk": median([d.get(k) for _, d in pairs]),
+                         "ratio": median([ratio(o.get(k), d.get(k)) for o, d in pairs])}
+    return out
 
 
 def vhost_rows(label, entry):
@@ -364,6 +418,10 @@ def vhost_rows(label, entry):
     rd, rv = entry.get("round_ratio_median_dpdk", {}), entry.get("round_ratio_median_ovs", {})
     for key, name in (("p0_to_p1", "p0_to_p1 Mpps"), ("p1_to_p0", "p1_to_p0 Mpps"), ("cycles_per_packet", "busy cycles/pkt")):
         rows.append(("%s %s" % (label, name), om.get(key), dm.get(key), rd.get(key), vm.get(key), rv.get(key)))
+    for c, figures in sorted(entry.get("by_core_distance", {}).items()):
+        for key, name in (("p0_to_p1", "Mpps"), ("cycles_per_packet", "cycles/pkt")):
+            f = figures[key]
+            rows.append(("  cores %s (%d rounds) %s" % (c, figures["rounds"], name), f["ours"], f["dpdk"], f["ratio"], None, None))
     return rows
 
 
@@ -843,9 +901,11 @@ def main():
     print("vhost-switchd vs DPDK and OVS-DPDK (medians of %d x %.0f s windows; front-end CPU %d, back-end CPU %d; load avg at start %.2f)"
           % (WINDOWS, WINDOW_SECONDS, FE_CPU, BE_CPU, results["loadavg_at_start"][0]))
     print("vhost<->vhost rows alternate the back-ends window by window; their ratios are medians of the per-round ratios")
-    print("%-40s %10s %10s %10s %10s %9s" % ("measure", "ours", "dpdk", "ours/dpdk", "ovs-dpdk", "ours/ovs"))
+    print("'cores near/far': only the rounds whose two windows saw the same cache-line round trip between the two CPUs")
+    print("(tools/core_latency.c: near < 200 ns, far > 300 ns; the host moves the vCPUs and every back-end's cost follows)")
+    print("%-44s %10s %10s %10s %10s %9s" % ("measure", "ours", "dpdk", "ours/dpdk", "ovs-dpdk", "ours/ovs"))
     for name, o, d, rd, v, rv in table:
-        print("%-40s %10s %10s %10s %10s %9s" % (name, fmt(o), fmt(d), fmt(rd, 2), fmt(v), fmt(rv, 2)))
+        print("%-44s %10s %10s %10s %10s %9s" % (name, fmt(o), fmt(d), fmt(rd, 2), fmt(v), fmt(rv, 2)))
     for size, entry in results.get("vhost_vhost", {}).items():
         if "median" not in entry.get("ovs", {}):
             print("ovs-dpdk: not run: %s" % (entry["ovs"].get("not_run") or entry["ovs"].get("errors")))
