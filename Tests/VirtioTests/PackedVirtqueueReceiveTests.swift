@@ -115,6 +115,23 @@ final class PackedVirtqueueReceiveTests: XCTestCase {
         XCTAssertEqual(h.enqueue([QueueHarness.frame(60)]), 1, "the buffers are still usable")
     }
 
+    /// The burst's used descriptors are written at its end: a frame delivered before one that
+    /// runs out of buffers mid-frame is given back, the later frame's buffers are not.
+    func testDeliveredFrameThenFrameOutOfBuffersInOneBurst() throws {
+        let h = try PackedQueueHarness(features: Self.mergeable)
+        let ids = (0..<3).map { _ in h.ring.postReceive(bufferSizes: [50]) }
+        let first = QueueHarness.frame(30)   // 42 bytes: one buffer
+        XCTAssertEqual(h.enqueue([first, QueueHarness.frame(200)]), 1)  // the second needs 5 buffers
+        XCTAssertEqual(h.stats.dropsNoBuffers, 1)
+        XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] }, [[UInt32(ids[0]), 42]])
+        XCTAssertEqual(Array(h.ring.receivedBytes(id: ids[0], length: 42).dropFirst(12)), first)
+        XCTAssertEqual(h.queue.lastAvailIndex, 1, "the second frame's buffers stay available")
+        let next = QueueHarness.frame(70)    // 82 bytes = 50 + 32
+        XCTAssertEqual(h.enqueue([next]), 1)
+        XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] }, [[UInt32(ids[1]), 50], [UInt32(ids[2]), 32]])
+        XCTAssertEqual(h.ring.receivedBytes(id: ids[1], length: 50)[10], 2, "num_buffers")
+    }
+
     func testReceiveWithoutBuffersCountsNoBuffers() throws {
         let h = try PackedQueueHarness()
         h.ring.postReceive(bufferSizes: [2048])
