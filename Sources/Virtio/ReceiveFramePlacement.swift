@@ -42,7 +42,7 @@ struct ReceiveFramePlacement {
         if written == 0 && remaining >= headerSize {
             // The usual case: the whole header fits the first buffer.
             // Safe: destination has `length` >= count >= headerSize bytes.
-            header.store(to: destination, size: headerSize)
+            _ = header.storeIfDifferent(to: destination, size: headerSize)
             if headerSize > 10 { noteBufferCount(at: destination, guestAddress: guestAddress, from: 0) }
             destination += headerSize
             remaining &-= headerSize
