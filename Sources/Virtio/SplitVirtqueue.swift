@@ -201,12 +201,12 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
     /// read here is trusted (the walk checks everything again).
     @inlinable @inline(__always)
     func prefetchBurst(entries: UInt16, forWriting: Bool) {
-        // The used entries this burst will write (8 per line): owned early, their stores
-        // do not hold up the frame copies queued behind them.
+        // The used entries this burst will write (8 per line), read early: most already hold
+        // the values to write (see writeUsedEntry), and the others' stores then find the line.
         var i: UInt16 = 0
         while i < entries {
             // Safe: the slot is < size, inside the checked used ring (a hint in any case).
-            vhost_shims_prefetch_write(used + (4 &+ Int((nextUsed &+ i) & mask) &* 8))
+            vhost_shims_prefetch_read(used + (4 &+ Int((nextUsed &+ i) & mask) &* 8))
             i &+= 8
         }
         i = 0
@@ -243,8 +243,13 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         let slot = Int((nextUsed &+ offset) & mask)
         // Safe: slot < size; entries are 8 bytes after flags and idx in the checked used ring.
         let entry = used + (4 &+ slot &* 8)
-        entry.storeBytes(of: UInt32(id).littleEndian, toByteOffset: 0, as: UInt32.self)
-        entry.storeBytes(of: length.littleEndian, toByteOffset: 4, as: UInt32.self)
+        // Unless it already holds these values (a driver that posts its heads in the same
+        // order gets the same entries lap after lap): its cache line then stays with the driver.
+        let element = (UInt64(id) | UInt64(length) &<< 32).littleEndian
+        if entry.loadUnaligned(as: UInt64.self) != element {
+            entry.storeBytes(of: UInt32(id).littleEndian, toByteOffset: 0, as: UInt32.self)
+            entry.storeBytes(of: length.littleEndian, toByteOffset: 4, as: UInt32.self)
+        }
     }
 
     @inlinable @inline(__always)
