@@ -42,10 +42,24 @@ extension PackedVirtqueue {
         // The used descriptors go back in one run after the copies: a store into a ring line
         // the front-end holds waits for that line, and interleaved with the copies it holds
         // up every store queued behind it.
-        var i = 0
-        while i < usedWritten {
-            writeUsed(id: pendingIDs[i], length: 0, slots: pendingSlots[i], isFirst: i == 0)
-            i &+= 1
+        if inOrder && usedWritten > 1 && counters.invalidHeads == 0 {
+            // 2.8.9 (IN_ORDER): one used descriptor with the last buffer's id stands for the
+            // whole batch, and the used position skips all of its descriptors. Only when every
+            // buffer taken gets a used descriptor (none was skipped as an invalid id).
+            var slots = 0
+            var i = 0
+            while i < usedWritten {
+                slots &+= Int(pendingSlots[i])
+                i &+= 1
+            }
+            // slots <= consumed <= size: fits in 16 bits.
+            writeUsed(id: pendingIDs[usedWritten &- 1], length: 0, slots: UInt16(truncatingIfNeeded: slots), isFirst: true)
+        } else {
+            var i = 0
+            while i < usedWritten {
+                writeUsed(id: pendingIDs[i], length: 0, slots: pendingSlots[i], isFirst: i == 0)
+                i &+= 1
+            }
         }
         finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: consumed != 0, &counters)
         return produced

@@ -42,6 +42,8 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     @usableFromInline let eventIndex: Bool
     @usableFromInline let indirect: Bool
     @usableFromInline let mergeableReceiveBuffers: Bool
+    /// IN_ORDER: a transmitted batch is given back with one used descriptor.
+    @usableFromInline let inOrder: Bool
     @usableFromInline let call: Int32
     /// Non-nil only when LOG_ALL is negotiated and a log is set.
     @usableFromInline let log: DirtyLog?
@@ -109,6 +111,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         eventIndex = VirtioNetFeature.eventIdx.isSet(in: negotiatedFeatures)
         indirect = VirtioNetFeature.indirectDesc.isSet(in: negotiatedFeatures)
         mergeableReceiveBuffers = VirtioNetFeature.mrgRxbuf.isSet(in: negotiatedFeatures)
+        inOrder = VirtioNetFeature.inOrder.isSet(in: negotiatedFeatures)
         call = callDescriptor
         let logging = VirtioNetFeature.logAll.isSet(in: negotiatedFeatures) && dirtyLog != nil
         log = logging ? dirtyLog : nil

@@ -10,6 +10,49 @@ final class PackedVirtqueueTransmitTests: XCTestCase {
 
     // MARK: Functional
 
+    /// IN_ORDER (2.8.9): a transmitted batch comes back as one used descriptor carrying the
+    /// last buffer's id, written where the batch started; the used position skips the whole
+    /// batch (with its chained descriptors), and the next burst's descriptor follows it.
+    func testInOrderBatchIsGivenBackWithOneUsedDescriptor() throws {
+        let h = try PackedQueueHarness(features: PackedQueueHarness.modern | VirtioNetFeature.inOrder.mask)
+        let frames = (0..<3).map { QueueHarness.frame(60 + $0) }
+        let first = h.ring.postTransmit(frame: frames[0], headerSize: h.headerSize)
+        h.ring.postTransmit(frame: frames[1], headerSize: h.headerSize, segments: [h.headerSize, 61])  // two descriptors
+        let last = h.ring.postTransmit(frame: frames[2], headerSize: h.headerSize)
+        XCTAssertEqual(h.dequeue(), frames)
+        let used = h.ring.readDescriptor(0)
+        XCTAssertEqual(used.id, last, "the batch's used descriptor names its last buffer (first was \(first))")
+        XCTAssertEqual(used.flags & (PackedGuestDriverRing.availFlag | PackedGuestDriverRing.usedFlag),
+                       PackedGuestDriverRing.availFlag | PackedGuestDriverRing.usedFlag, "marked used in the first lap")
+        for slot in 1..<4 {
+            XCTAssertEqual(h.ring.readDescriptor(slot).flags & PackedGuestDriverRing.usedFlag, 0, "slot \(slot) is not written")
+        }
+        XCTAssertEqual(h.queue.lastUsedIndex, 4, "the used position skips the batch's four descriptors")
+        let next = QueueHarness.frame(80)
+        let nextID = h.ring.postTransmit(frame: next, headerSize: h.headerSize)
+        XCTAssertEqual(h.dequeue(), [next])
+        XCTAssertEqual(h.ring.readDescriptor(4).id, nextID)
+        XCTAssertEqual(h.queue.lastUsedIndex, 5)
+    }
+
+    /// Without a used descriptor for every buffer (an id repeated in the batch is skipped),
+    /// the batch is given back one descriptor per buffer.
+    func testInOrderBatchWithAnInvalidIDFallsBackToOneDescriptorEach() throws {
+        let h = try PackedQueueHarness(features: PackedQueueHarness.modern | VirtioNetFeature.inOrder.mask)
+        let a = h.ring.postTransmit(frame: QueueHarness.frame(60), headerSize: h.headerSize)
+        let b = h.ring.postTransmit(frame: QueueHarness.frame(60), headerSize: h.headerSize)
+        var bytes = [UInt8](repeating: 0, count: h.headerSize) + QueueHarness.frame(60)
+        let address = h.ring.allocateBuffer(bytes.count)
+        h.ring.fixture.write(bytes, at: address)
+        bytes.removeAll()
+        h.ring.postChain([(address, h.headerSize + 60)], writable: false, id: a)  // a again
+        XCTAssertEqual(h.dequeue().count, 2)
+        XCTAssertEqual(h.stats.invalidHeads, 1)
+        XCTAssertEqual(h.ring.readDescriptor(0).id, a)
+        XCTAssertEqual(h.ring.readDescriptor(1).id, b)
+        XCTAssertEqual(h.ring.readDescriptor(1).flags & PackedGuestDriverRing.usedFlag, PackedGuestDriverRing.usedFlag)
+    }
+
     func testTransmitWithTwelveByteHeader() throws {
         let h = try PackedQueueHarness(features: PackedQueueHarness.modern | VirtioNetFeature.csum.mask | VirtioNetFeature.hostTso4.mask)
         let frame = QueueHarness.frame(1000)
