@@ -170,32 +170,9 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         return UInt16(littleEndian: avail.load(fromByteOffset: 4 &+ slot &* 2, as: UInt16.self))
     }
 
-    /// Prefetch for the chain `offset` entries ahead: its descriptor now, and the buffer of
-    /// the chain one entry ahead, whose descriptor the previous call fetched. Hides the cache
-    /// misses of rings and buffers the front-end's core wrote (about 6% fewer busy cycles per
-    /// 64-byte packet in the vhost<->vhost benchmark, A/B on this machine). Hints only:
-    /// nothing read here is trusted (the walk checks everything again).
-    @inlinable @inline(__always)
-    func prefetchChains(after offset: UInt16, pending: UInt16, forWriting: Bool) {
-        if offset &+ 2 < pending {
-            let far = availHead(at: offset &+ 2)
-            // Safe: far < size, inside the checked descriptor table (a hint in any case).
-            if far < size { vhost_shims_prefetch_read(descriptors + Int(far) &* 16) }
-        }
-        guard offset &+ 1 < pending else { return }
-        let near = availHead(at: offset &+ 1)
-        guard near < size else { return }
-        // Safe: near < size; the table holds size * 16 mapped bytes.
-        let entry = descriptors + Int(near) &* 16
-        let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-        guard flags & DescriptorChain.flagIndirect == 0, let host = translator.guestPhysical(address, length: 1) else { return }
-        if forWriting { vhost_shims_prefetch_write(host) } else { vhost_shims_prefetch_read(host) }
-    }
-
     /// Prefetch for a whole burst before it is processed: first the descriptors of the next
     /// `entries` chains, then (one more pass, whose loads now overlap instead of waiting one
-    /// by one) the first two cache lines of each chain's first buffer. The front-end's core
+    /// by one) the first lines of each chain's first buffer. The front-end's core
     /// wrote these lines; fetched one chain at a time, each miss is paid in full when the two
     /// cores are far apart (about 2x cycles per 64-byte packet there). Hints only: nothing
     /// read here is trusted (the walk checks everything again).
@@ -226,10 +203,13 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
             let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
             let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
             guard flags & DescriptorChain.flagIndirect == 0, let host = translator.guestPhysical(address, length: 128) else { continue }
-            // Safe: both lines lie in the translated 128 bytes.
+            // Safe: every line lies in the translated 128 bytes (headerSize <= 12).
             if forWriting {
-                vhost_shims_prefetch_write(host)
-                vhost_shims_prefetch_write(host + 64)
+                // The header is only read unless it differs (storeIfDifferent); the frame's
+                // first two lines are written.
+                vhost_shims_prefetch_read(host)
+                vhost_shims_prefetch_write(host + headerSize)
+                vhost_shims_prefetch_write(host + (headerSize &+ 64))
             } else {
                 vhost_shims_prefetch_read(host)
                 vhost_shims_prefetch_read(host + 64)
