@@ -42,7 +42,7 @@ final class LiveMigrationTests: XCTestCase {
     ///
     /// Known to fail intermittently (about 1 run in 6 to 20 here): right after the hand-over
     /// the guest's driver sees completions it did not expect ("output.0:id 0 is not a head!",
-    /// an oops in free_old_xmit_skbs). What was measured (docs/ARCHITECTURE.md, issue 5 note):
+    /// an oops in free_old_xmit_skbs). What was measured (issue 5 notes):
     /// every page the switch logged arrives identical at the destination (page-by-page
     /// comparison at the source's GET_VRING_BASE and the destination's start), while other
     /// guest pages already differ at the destination's start in failing runs. Runs only with
