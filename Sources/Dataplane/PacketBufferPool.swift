@@ -9,9 +9,9 @@ final class PacketBufferPool {
     /// Room for the largest frame a vhost-user guest can hand us (64 KiB GSO frames later).
     static let bufferCapacity = 65_536
     /// Buffers lie `bufferCapacity + 192` bytes apart, not 64 KiB: at a 64 KiB stride the first
-    /// cache line of all 32 buffers maps to the same L1 (and L2) set and they evict each other
-    /// on every burst (about twice the cycles per 64-byte packet in the vhost<->vhost benchmark,
-    /// depending on where the pages land). 192 = 3 lines, odd in lines: 32 distinct L1 sets.
+    /// cache line of all 32 buffers maps to the same L1 set, more lines than the set has ways.
+    /// 192 = 3 lines, odd in lines: 32 distinct L1 sets. (A precaution: no A/B on this machine
+    /// showed a difference; the large swings seen then were the host's vCPU placement.)
     static let bufferStride = bufferCapacity + 192
 
     private let mapping: MemoryMapping

@@ -36,30 +36,18 @@ extension PackedVirtqueue {
             // Safe: usedWritten < consumed slots <= size, the pending tables' length.
             pendingIDs[usedWritten] = chain.bufferID
             pendingSlots[usedWritten] = slots
+            pendingLengths[usedWritten] = 0
             usedWritten &+= 1
             if counters.count(outcome, length: buffer.pointee.length) { produced &+= 1 }
         }
-        // The used descriptors go back in one run after the copies: a store into a ring line
-        // the front-end holds waits for that line, and interleaved with the copies it holds
-        // up every store queued behind it.
         if inOrder && usedWritten > 1 && counters.invalidHeads == 0 {
             // 2.8.9 (IN_ORDER): one used descriptor with the last buffer's id stands for the
             // whole batch, and the used position skips all of its descriptors. Only when every
-            // buffer taken gets a used descriptor (none was skipped as an invalid id).
-            var slots = 0
-            var i = 0
-            while i < usedWritten {
-                slots &+= Int(pendingSlots[i])
-                i &+= 1
-            }
-            // slots <= consumed <= size: fits in 16 bits.
-            writeUsed(id: pendingIDs[usedWritten &- 1], length: 0, slots: UInt16(truncatingIfNeeded: slots), isFirst: true)
+            // buffer taken got a pending descriptor (no invalid id was skipped): the batch
+            // then spans exactly the `consumed` slots (<= size: fits in 16 bits).
+            writeUsed(id: pendingIDs[usedWritten &- 1], length: 0, slots: UInt16(truncatingIfNeeded: consumed), isFirst: true)
         } else {
-            var i = 0
-            while i < usedWritten {
-                writeUsed(id: pendingIDs[i], length: 0, slots: pendingSlots[i], isFirst: i == 0)
-                i &+= 1
-            }
+            writePendingUsed(usedWritten)
         }
         finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: consumed != 0, &counters)
         return produced

@@ -60,12 +60,7 @@ extension PackedVirtqueue {
                 break packets
             }
         }
-        // The used descriptors go back in one run after the copies (see dequeueBurst).
-        var i = 0
-        while i < usedWritten {
-            writeUsed(id: pendingIDs[i], length: pendingLengths[i], slots: pendingSlots[i], isFirst: i == 0)
-            i &+= 1
-        }
+        writePendingUsed(usedWritten)
         let moved = nextAvail != startAvail || availWrap != startWrap
         finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: moved, &counters)
         return delivered

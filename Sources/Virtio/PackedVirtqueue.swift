@@ -198,6 +198,20 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         if logRing { log?.markGuestPhysical(deviceEventLogAddress, length: 2) }
     }
 
+    /// Writes the burst's first `count` pending used descriptors (pendingIDs, pendingLengths,
+    /// pendingSlots) in one run after the copies: a store into a ring line the front-end
+    /// holds waits for that line, and interleaved with the copies it would hold up every
+    /// store queued behind it.
+    @inlinable @inline(__always)
+    func writePendingUsed(_ count: Int) {
+        var i = 0
+        while i < count {
+            // Safe: i < count <= size, the pending tables' length.
+            writeUsed(id: pendingIDs[i], length: pendingLengths[i], slots: pendingSlots[i], isFirst: i == 0)
+            i &+= 1
+        }
+    }
+
     @inlinable @inline(__always)
     func advance(_ index: inout UInt16, _ wrap: inout Bool, by slots: UInt16) {
         // Both < size <= 32768: the sum fits in 16 bits.

@@ -41,10 +41,9 @@ final class PackedVirtqueueTransmitTests: XCTestCase {
         let h = try PackedQueueHarness(features: PackedQueueHarness.modern | VirtioNetFeature.inOrder.mask)
         let a = h.ring.postTransmit(frame: QueueHarness.frame(60), headerSize: h.headerSize)
         let b = h.ring.postTransmit(frame: QueueHarness.frame(60), headerSize: h.headerSize)
-        var bytes = [UInt8](repeating: 0, count: h.headerSize) + QueueHarness.frame(60)
+        let bytes = [UInt8](repeating: 0, count: h.headerSize) + QueueHarness.frame(60)
         let address = h.ring.allocateBuffer(bytes.count)
         h.ring.fixture.write(bytes, at: address)
-        bytes.removeAll()
         h.ring.postChain([(address, h.headerSize + 60)], writable: false, id: a)  // a again
         XCTAssertEqual(h.dequeue().count, 2)
         XCTAssertEqual(h.stats.invalidHeads, 1)

@@ -105,20 +105,7 @@ static inline uint16_t vhost_shims_load_relaxed_u16(const void *p) {
 static inline void vhost_shims_store_relaxed_u16(void *p, uint16_t v) {
     __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED);
 }
-#ifndef __has_feature
-#define __has_feature(x) 0
-#endif
-// A full fence. On x86-64 a locked add of 0 to a stack word orders all earlier loads and
-// stores before later ones for ordinary memory as MFENCE does, and is the cheaper of the
-// two on most cores (MFENCE also orders non-temporal stores); DPDK's rte_smp_mb does the
-// same. The word's value is unchanged. ThreadSanitizer builds keep the builtin it models.
-static inline void vhost_shims_fence_seq_cst(void) {
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !__has_feature(thread_sanitizer)
-    __asm__ __volatile__("lock; addl $0,-128(%%rsp)" ::: "memory", "cc");
-#else
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
-}
+static inline void vhost_shims_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline void vhost_shims_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void vhost_shims_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 // 64-bit words shared between poll threads (MAC table slots): relaxed, tear-free.
