@@ -16,10 +16,16 @@ extension PackedVirtqueue {
         var produced = 0
         // Bounded by one lap of the ring even if the guest keeps refilling behind us.
         while produced < maxCount && consumed < Int(size) && isAvailable(slot: nextAvail, wrap: availWrap) {
-            var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: nextAvail,
-                                              indirectAllowed: indirect, memory: translator)
             // Safe: produced < maxCount, the caller's buffer count.
             let buffer = buffers + produced
+            if let outcome = takeOneDescriptor(into: buffer, usedWritten: usedWritten) {
+                consumed &+= 1
+                usedWritten &+= 1
+                if counters.count(outcome, length: buffer.pointee.length) { produced &+= 1 }
+                continue
+            }
+            var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: nextAvail,
+                                              indirectAllowed: indirect, memory: translator)
             let outcome = copyTransmittedFrame(&chain, into: buffer)
             guard outcome != .ringBroken else {
                 broken = true
@@ -49,8 +55,37 @@ extension PackedVirtqueue {
         } else {
             writePendingUsed(usedWritten)
         }
-        finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: consumed != 0, &counters)
+        // Every counter but ringErrors (which ends the burst) counts a buffer taken.
+        finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: consumed != 0,
+                    recordCounters: consumed != 0 || counters.ringErrors != 0, &counters)
         return produced
+    }
+
+    /// The usual case in one step, as the chain walk would do it: the next available buffer
+    /// (known to be available) is one readable ring descriptor (no NEXT, no INDIRECT, no
+    /// WRITE) that translates whole, with an id not yet taken this burst. Copies it, records
+    /// its used descriptor as pending entry `usedWritten` and moves past it; nil, with nothing
+    /// changed, otherwise.
+    @inlinable @inline(__always)
+    func takeOneDescriptor(into buffer: UnsafeMutablePointer<PacketBuffer>, usedWritten: Int) -> TransmitOutcome? {
+        // Safe: nextAvail < size; the entry's 16 bytes are inside the checked ring, and its
+        // flags were read with acquire by isAvailable.
+        let entry = ring + Int(nextAvail) &* 16
+        let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+        guard flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect | PackedDescriptorChain.flagWrite) == 0
+        else { return nil }
+        let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        let id = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        guard let host = translator.guestPhysical(address, length: UInt64(length)), claims.claim(id) else { return nil }
+        var gather = TransmitFrameGather(into: buffer, headerSize: headerSize)
+        gather.take(host, length: length)
+        // Safe: usedWritten < consumed + 1 <= size, the pending tables' length.
+        pendingIDs[usedWritten] = id
+        pendingSlots[usedWritten] = 1
+        pendingLengths[usedWritten] = 0
+        advance(&nextAvail, &availWrap, by: 1)
+        return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures)
     }
 
     /// Gathers one buffer: the first `headerSize` bytes into the header, the rest

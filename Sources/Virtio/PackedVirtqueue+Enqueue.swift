@@ -16,6 +16,7 @@ extension PackedVirtqueue {
             return 0
         }
         claims.begin()
+        prefetchBurst(slots: count, forWriting: true)
         let oldUsed = nextUsed
         let startAvail = nextAvail
         let startWrap = availWrap
@@ -24,27 +25,36 @@ extension PackedVirtqueue {
         var delivered = 0
         var index = 0
         packets: while index < count {
-            // Safe: index < count, the caller's buffer count. A copy: no references inside.
-            let packet = buffers[index]
-            guard packet.length >= Self.minimumFrameLength else {
+            // Safe: index < count, the caller's buffer count. Read in place, not copied: a copy
+            // on the stack is re-read in other widths, which waits for the store buffer (full
+            // of stores into the guest's lines) to drain.
+            let packet = buffers + index
+            guard packet.pointee.length >= Self.minimumFrameLength else {
                 counters.dropsTooShort &+= 1
                 index &+= 1
                 continue
             }
-            guard packet.length <= packet.capacity, packet.length <= Int(UInt32.max) &- headerSize else {
+            guard packet.pointee.length <= packet.pointee.capacity, packet.pointee.length <= Int(UInt32.max) &- headerSize else {
                 counters.dropsTooLarge &+= 1
                 index &+= 1
                 continue
             }
-            guard packet.header.isAcceptable(toReceiverWith: negotiatedFeatures) else {
+            guard packet.pointee.header.isAcceptable(toReceiverWith: negotiatedFeatures) else {
                 counters.dropsUnsupportedOffload &+= 1
+                index &+= 1
+                continue
+            }
+            if deliverToOneDescriptor(packet, consumed: &consumed, usedWritten: &usedWritten) {
+                counters.packets &+= 1
+                counters.bytes &+= UInt64(packet.pointee.length)
+                delivered &+= 1
                 index &+= 1
                 continue
             }
             switch deliver(packet, consumed: &consumed, usedWritten: &usedWritten, &counters) {
             case .delivered:
                 counters.packets &+= 1
-                counters.bytes &+= UInt64(packet.length)
+                counters.bytes &+= UInt64(packet.pointee.length)
                 delivered &+= 1
                 index &+= 1
             case .tooLarge:
@@ -62,8 +72,47 @@ extension PackedVirtqueue {
         }
         writePendingUsed(usedWritten)
         let moved = nextAvail != startAvail || availWrap != startWrap
-        finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: moved, &counters)
+        // count > 0: every frame was delivered or counted as a drop.
+        finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: moved, recordCounters: true, &counters)
         return delivered
+    }
+
+    /// The usual case in one step, as `deliver` would do it: the next available buffer is one
+    /// writable ring descriptor (no NEXT, no INDIRECT) that holds the header and the whole
+    /// frame, with an id not yet taken this burst. False, with nothing changed, otherwise:
+    /// `deliver` then takes the frame. No chain walker: its per-frame set-up on the stack
+    /// was where the poll thread stalled.
+    @inlinable @inline(__always)
+    func deliverToOneDescriptor(_ packet: UnsafePointer<PacketBuffer>, consumed: inout Int, usedWritten: inout Int) -> Bool {
+        guard consumed < Int(size) else { return false }
+        let flags = descriptorFlags(nextAvail)  // acquire: the entry's other fields after it
+        guard (flags & Self.flagAvail != 0) == availWrap, (flags & Self.flagUsed != 0) != availWrap,
+              flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect) == 0,
+              flags & PackedDescriptorChain.flagWrite != 0 else { return false }
+        // Safe: nextAvail < size; the entry's 16 bytes are inside the checked ring.
+        let entry = ring + Int(nextAvail) &* 16
+        let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        let id = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        let frameLength = packet.pointee.length
+        let total = headerSize &+ frameLength  // fits in UInt32: checked by enqueueBurst
+        // The whole buffer must translate, as `deliver` requires.
+        guard total <= Int(length), let host = translator.guestPhysical(address, length: UInt64(length)),
+              claims.claim(id) else { return false }
+        var header = packet.pointee.header
+        header.bufferCount = 1
+        // Safe: host has length >= total bytes: the header, then the frame.
+        _ = header.storeIfDifferent(to: host, size: headerSize)
+        (host + headerSize).copyMemory(from: UnsafeRawPointer(packet.pointee.data), byteCount: frameLength)
+        if logData { log?.markGuestPhysical(address, length: UInt64(total)) }
+        // Safe: usedWritten < consumed + 1 <= size, the pending tables' length.
+        pendingIDs[usedWritten] = id
+        pendingLengths[usedWritten] = UInt32(truncatingIfNeeded: total)
+        pendingSlots[usedWritten] = 1
+        usedWritten &+= 1
+        consumed &+= 1
+        advance(&nextAvail, &availWrap, by: 1)
+        return true
     }
 
     @usableFromInline
@@ -76,7 +125,7 @@ extension PackedVirtqueue {
     /// on, written by the caller at the burst's end) only once it is placed whole (or given
     /// back empty with a malformed buffer); a frame that runs out of buffers leaves them available.
     @inlinable @inline(__always)
-    func deliver(_ packet: PacketBuffer, consumed: inout Int, usedWritten: inout Int,
+    func deliver(_ packet: UnsafePointer<PacketBuffer>, consumed: inout Int, usedWritten: inout Int,
                  _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
         let ringSize = Int(size)
 

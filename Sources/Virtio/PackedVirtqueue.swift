@@ -198,6 +198,49 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         if logRing { log?.markGuestPhysical(deviceEventLogAddress, length: 2) }
     }
 
+    /// Fetches what the burst will touch before it starts, so that its stores find their lines
+    /// owned (a store that misses holds up every store behind it, and then any load that
+    /// cannot be forwarded from them). Ring lines of the next `slots` available descriptors
+    /// first (read: the used descriptors go there at the burst's end), then their buffers:
+    /// to be read (transmit), or (receive) the header line read, since it is stored only when
+    /// it differs, and the frame's first two lines for writing. Hints only: descriptors are
+    /// read again, and checked, when they are taken.
+    @inlinable @inline(__always)
+    func prefetchBurst(slots: Int, forWriting: Bool) {
+        let count = min(slots, Int(size))
+        var slot = Int(nextAvail)
+        var i = 0
+        while i < count {
+            // Safe: slot < size, inside the checked ring (a hint in any case).
+            vhost_shims_prefetch_read(ring + slot &* 16)
+            slot &+= 4
+            if slot >= Int(size) { slot &-= Int(size) }
+            i &+= 4
+        }
+        var position = nextAvail
+        var wrap = availWrap
+        i = 0
+        while i < count && isAvailable(slot: position, wrap: wrap) {
+            // Safe: position < size; the entry's 16 bytes are inside the checked ring.
+            let entry = ring + Int(position) &* 16
+            let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+            if flags & PackedDescriptorChain.flagIndirect == 0, let host = translator.guestPhysical(address, length: 128) {
+                // Safe: every line lies in the translated 128 bytes (headerSize <= 12).
+                if forWriting {
+                    vhost_shims_prefetch_read(host)
+                    vhost_shims_prefetch_write(host + headerSize)
+                    vhost_shims_prefetch_write(host + (headerSize &+ 64))
+                } else {
+                    vhost_shims_prefetch_read(host)
+                    vhost_shims_prefetch_read(host + 64)
+                }
+            }
+            advance(&position, &wrap, by: 1)
+            i &+= 1
+        }
+    }
+
     /// Writes the burst's first `count` pending used descriptors (pendingIDs, pendingLengths,
     /// pendingSlots) in one run after the copies: a store into a ring line the front-end
     /// holds waits for that line, and interleaved with the copies it would hold up every
@@ -245,9 +288,12 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     }
 
     /// Ends a burst: publishes the used descriptors (first flags last, release), asks for
-    /// kicks at the new position, and interrupts the guest if it asked.
+    /// kicks at the new position, and interrupts the guest if it asked. `recordCounters`: the
+    /// caller knows whether anything was counted (testing every counter here reads them back
+    /// in wider loads than they were stored with, which waits for the store buffer).
     @inlinable @inline(__always)
-    func finishBurst(usedWritten: Int, oldUsed: UInt16, availTaken: Bool, _ counters: inout VirtqueueBurstCounters) {
+    func finishBurst(usedWritten: Int, oldUsed: UInt16, availTaken: Bool, recordCounters: Bool,
+                     _ counters: inout VirtqueueBurstCounters) {
         if usedWritten != 0 {
             // Safe: firstUsedSlot < size, written by writeUsed this burst.
             vhost_shims_store_release_u16(ring + (Int(firstUsedSlot) &* 16 &+ 14), firstUsedFlags.littleEndian)
@@ -264,11 +310,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
                 counters.notificationsSent &+= 1
             }
         }
-        if counters.packets | counters.dropsMalformedDescriptor | counters.dropsMalformedHeader | counters.dropsNoBuffers
-            | counters.dropsTooLarge | counters.dropsTooShort | counters.dropsUnsupportedOffload | counters.invalidHeads
-            | counters.ringErrors != 0 {
-            statistics.record(counters)
-        }
+        if recordCounters { statistics.record(counters) }
     }
 
     /// 2.8.10: DISABLE: no; ENABLE: yes; DESC (with EVENT_IDX): when the used position moved

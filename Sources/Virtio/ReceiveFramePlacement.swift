@@ -20,13 +20,13 @@ struct ReceiveFramePlacement {
 
     /// `packet.length + headerSize` must fit in UInt32 (checked by the enqueue callers).
     @inlinable @inline(__always)
-    init(_ packet: PacketBuffer, headerSize: Int) {
-        var header = packet.header
+    init(_ packet: UnsafePointer<PacketBuffer>, headerSize: Int) {
+        var header = packet.pointee.header
         header.bufferCount = 1
         self.header = header
         self.headerSize = headerSize
-        frame = UnsafeRawPointer(packet.data)
-        total = headerSize &+ packet.length
+        frame = UnsafeRawPointer(packet.pointee.data)
+        total = headerSize &+ packet.pointee.length
     }
 
     @inlinable @inline(__always)

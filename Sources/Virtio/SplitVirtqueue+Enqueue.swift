@@ -29,19 +29,19 @@ extension SplitVirtqueue {
         var delivered = 0
         var index = 0
         packets: while index < count {
-            // Safe: index < count, the caller's buffer count. A copy: no references inside.
-            let packet = buffers[index]
-            guard packet.length >= Self.minimumFrameLength else {
+            // Safe: index < count, the caller's buffer count. Read in place (see PackedVirtqueue.enqueueBurst).
+            let packet = buffers + index
+            guard packet.pointee.length >= Self.minimumFrameLength else {
                 counters.dropsTooShort &+= 1
                 index &+= 1
                 continue
             }
-            guard packet.length <= packet.capacity, packet.length <= Int(UInt32.max) &- headerSize else {
+            guard packet.pointee.length <= packet.pointee.capacity, packet.pointee.length <= Int(UInt32.max) &- headerSize else {
                 counters.dropsTooLarge &+= 1
                 index &+= 1
                 continue
             }
-            guard packet.header.isAcceptable(toReceiverWith: negotiatedFeatures) else {
+            guard packet.pointee.header.isAcceptable(toReceiverWith: negotiatedFeatures) else {
                 counters.dropsUnsupportedOffload &+= 1
                 index &+= 1
                 continue
@@ -49,7 +49,7 @@ extension SplitVirtqueue {
             switch deliver(packet, pending: pending, taken: &taken, usedWritten: &usedWritten, &counters) {
             case .delivered:
                 counters.packets &+= 1
-                counters.bytes &+= UInt64(packet.length)
+                counters.bytes &+= UInt64(packet.pointee.length)
                 delivered &+= 1
                 index &+= 1
             case .tooLarge:
@@ -73,7 +73,7 @@ extension SplitVirtqueue {
     /// On success `taken` and `usedWritten` include its chains; used entries are written but
     /// not yet published.
     @inlinable @inline(__always)
-    func deliver(_ packet: PacketBuffer, pending: UInt16, taken: inout UInt16, usedWritten: inout UInt16,
+    func deliver(_ packet: UnsafePointer<PacketBuffer>, pending: UInt16, taken: inout UInt16, usedWritten: inout UInt16,
                  _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
         attempt: while true {
             var placement = ReceiveFramePlacement(packet, headerSize: headerSize)

@@ -196,6 +196,37 @@ final class PackedVirtqueueReceiveTests: XCTestCase {
         XCTAssertEqual(h.stats.packets, 1)
     }
 
+    /// One-descriptor buffers take a shorter path than chains; a burst mixing them keeps ring
+    /// order, lengths and contents.
+    func testBurstMixingOneDescriptorAndChainedBuffers() throws {
+        let h = try PackedQueueHarness()
+        let a = h.ring.postReceive(bufferSizes: [2048])
+        let b = h.ring.postReceive(bufferSizes: [12, 40, 200])
+        let c = h.ring.postReceive(bufferSizes: [2048])
+        let frames = [QueueHarness.frame(100, seed: 1), QueueHarness.frame(150, seed: 2), QueueHarness.frame(60, seed: 3)]
+        XCTAssertEqual(h.enqueue(frames), 3)
+        let used = h.ring.takeUsed()
+        XCTAssertEqual(used.map { [UInt32($0.id), $0.length] }, [[UInt32(a), 112], [UInt32(b), 162], [UInt32(c), 72]])
+        for (id, frame) in zip([a, b, c], frames) {
+            XCTAssertEqual(Array(h.ring.receivedBytes(id: id, length: 12 + frame.count).dropFirst(12)), frame)
+        }
+        XCTAssertEqual(h.queue.lastAvailIndex, 5)
+        XCTAssertEqual(h.stats.packets, 3)
+    }
+
+    /// A one-descriptor buffer whose frame would fit in mapped memory but whose stated length
+    /// reaches past it is refused whole, as a chain's would be.
+    func testOneDescriptorReachingPastMappedMemoryIsGivenBackEmpty() throws {
+        let fixture = try GuestMemoryFixture.twoAdjacentRegions()
+        let h = try PackedQueueHarness(fixture: fixture)
+        let bad = h.ring.postChain([((1 << 20) - 200, 400)], writable: true)
+        let good = h.ring.postReceive(bufferSizes: [2048])
+        XCTAssertEqual(h.enqueue([QueueHarness.frame(60)]), 1)
+        XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] }, [[UInt32(bad), 0], [UInt32(good), 72]])
+        XCTAssertEqual(h.stats.dropsMalformedDescriptor, 1)
+        XCTAssertEqual(fixture.read(at: (1 << 20) - 200, count: 72), [UInt8](repeating: 0, count: 72), "nothing written into it")
+    }
+
     func testSameReceiveIDTwiceIsUsedOnce() throws {
         let h = try PackedQueueHarness()
         let id = h.ring.postReceive(bufferSizes: [2048])

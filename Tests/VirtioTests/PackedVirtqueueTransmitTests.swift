@@ -199,6 +199,22 @@ final class PackedVirtqueueTransmitTests: XCTestCase {
         XCTAssertEqual(h.stats.invalidHeads, 1)
     }
 
+    /// One-descriptor buffers take a shorter path than chains; a burst mixing them keeps order,
+    /// and an id taken on the short path is refused on the chain path too.
+    func testBurstMixingOneDescriptorAndChainedBuffers() throws {
+        let h = try PackedQueueHarness()
+        let frames = (0..<4).map { QueueHarness.frame(80 + 10 * $0, seed: UInt8($0)) }
+        let first = h.ring.postTransmit(frame: frames[0], headerSize: 12)
+        h.ring.postTransmit(frame: frames[1], headerSize: 12, segments: [12, 30, 60])
+        h.ring.postTransmit(frame: frames[2], headerSize: 12)
+        h.ring.postTransmit(frame: frames[3], headerSize: 12, segments: [20, 102])
+        h.ring.postChain([(h.ring.allocateBuffer(40), 20), (h.ring.allocateBuffer(80), 80)], writable: false, id: first)
+        XCTAssertEqual(h.dequeue(), frames)
+        XCTAssertEqual(h.stats.invalidHeads, 1)
+        XCTAssertEqual(h.queue.lastAvailIndex, 9)
+        XCTAssertEqual(h.queue.lastUsedIndex, 7, "no used descriptor for the refused id")
+    }
+
     func testChainOfExactlyRingSizeDescriptorsIsAccepted() throws {
         let h = try PackedQueueHarness(size: 4)
         let frame = QueueHarness.frame(100)
