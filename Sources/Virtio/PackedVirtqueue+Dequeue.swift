@@ -10,6 +10,7 @@ extension PackedVirtqueue {
         guard !broken, maxCount > 0, isAvailable(slot: nextAvail, wrap: availWrap) else { return 0 }
         var counters = VirtqueueBurstCounters()
         claims.begin()
+        prefetchBurst(slots: maxCount, forWriting: false)
         let oldUsed = nextUsed
         var consumed = 0
         var usedWritten = 0
