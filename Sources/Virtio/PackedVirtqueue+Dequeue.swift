@@ -12,20 +12,26 @@ extension PackedVirtqueue {
         claims.begin()
         prefetchBurst(slots: maxCount, forWriting: false)
         let oldUsed = nextUsed
+        // The avail position lives in locals for the burst: the stored properties would be
+        // reloaded after every copy, in wider loads than their 16-bit stores, and such a load
+        // waits for the store buffer to drain.
+        var position = nextAvail
+        var wrap = availWrap
         var consumed = 0
         var usedWritten = 0
         var produced = 0
         // Bounded by one lap of the ring even if the guest keeps refilling behind us.
-        while produced < maxCount && consumed < Int(size) && isAvailable(slot: nextAvail, wrap: availWrap) {
+        while produced < maxCount && consumed < Int(size) && isAvailable(slot: position, wrap: wrap) {
             // Safe: produced < maxCount, the caller's buffer count.
             let buffer = buffers + produced
-            if let outcome = takeOneDescriptor(into: buffer, usedWritten: usedWritten) {
+            if let outcome = takeOneDescriptor(at: position, into: buffer, usedWritten: usedWritten) {
+                advance(&position, &wrap, by: 1)
                 consumed &+= 1
                 usedWritten &+= 1
                 if counters.count(outcome, length: buffer.pointee.length) { produced &+= 1 }
                 continue
             }
-            var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: nextAvail,
+            var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: position,
                                               indirectAllowed: indirect, memory: translator)
             let outcome = copyTransmittedFrame(&chain, into: buffer)
             guard outcome != .ringBroken else {
@@ -35,7 +41,7 @@ extension PackedVirtqueue {
             }
             let slots = chain.ringDescriptors
             consumed &+= Int(slots)
-            advance(&nextAvail, &availWrap, by: slots)
+            advance(&position, &wrap, by: slots)
             guard claims.claim(chain.bufferID) else {
                 counters.invalidHeads &+= 1
                 continue
@@ -47,12 +53,16 @@ extension PackedVirtqueue {
             usedWritten &+= 1
             if counters.count(outcome, length: buffer.pointee.length) { produced &+= 1 }
         }
+        nextAvail = position
+        availWrap = wrap
         if inOrder && usedWritten > 1 && counters.invalidHeads == 0 {
             // 2.8.9 (IN_ORDER): one used descriptor with the last buffer's id stands for the
             // whole batch, and the used position skips all of its descriptors. Only when every
             // buffer taken got a pending descriptor (no invalid id was skipped): the batch
             // then spans exactly the `consumed` slots (<= size: fits in 16 bits).
-            writeUsed(id: pendingIDs[usedWritten &- 1], length: 0, slots: UInt16(truncatingIfNeeded: consumed), isFirst: true)
+            pendingIDs[0] = pendingIDs[usedWritten &- 1]
+            pendingSlots[0] = UInt16(truncatingIfNeeded: consumed)
+            writePendingUsed(1)
         } else {
             writePendingUsed(usedWritten)
         }
@@ -64,14 +74,15 @@ extension PackedVirtqueue {
 
     /// The usual case in one step, as the chain walk would do it: the next available buffer
     /// (known to be available) is one readable ring descriptor (no NEXT, no INDIRECT, no
-    /// WRITE) that translates whole, with an id not yet taken this burst. Copies it, records
-    /// its used descriptor as pending entry `usedWritten` and moves past it; nil, with nothing
-    /// changed, otherwise.
+    /// WRITE) that translates whole, with an id not yet taken this burst. Copies it and
+    /// records its used descriptor as pending entry `usedWritten` (the caller moves past its
+    /// one slot); nil, with nothing changed, otherwise.
     @inlinable @inline(__always)
-    func takeOneDescriptor(into buffer: UnsafeMutablePointer<PacketBuffer>, usedWritten: Int) -> TransmitOutcome? {
-        // Safe: nextAvail < size; the entry's 16 bytes are inside the checked ring, and its
+    func takeOneDescriptor(at position: UInt16, into buffer: UnsafeMutablePointer<PacketBuffer>,
+                           usedWritten: Int) -> TransmitOutcome? {
+        // Safe: position < size; the entry's 16 bytes are inside the checked ring, and its
         // flags were read with acquire by isAvailable.
-        let entry = ring + Int(nextAvail) &* 16
+        let entry = ring + Int(position) &* 16
         let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
         guard flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect | PackedDescriptorChain.flagWrite) == 0
         else { return nil }
@@ -85,7 +96,6 @@ extension PackedVirtqueue {
         pendingIDs[usedWritten] = id
         pendingSlots[usedWritten] = 1
         pendingLengths[usedWritten] = 0
-        advance(&nextAvail, &availWrap, by: 1)
         return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures)
     }
 

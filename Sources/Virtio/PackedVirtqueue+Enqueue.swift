@@ -20,6 +20,10 @@ extension PackedVirtqueue {
         let oldUsed = nextUsed
         let startAvail = nextAvail
         let startWrap = availWrap
+        // The avail position lives in locals on the usual path (see dequeueBurst); `deliver`
+        // works on the stored properties, so they are synchronised around it.
+        var position = startAvail
+        var wrap = startWrap
         var consumed = 0
         var usedWritten = 0
         var delivered = 0
@@ -44,14 +48,22 @@ extension PackedVirtqueue {
                 index &+= 1
                 continue
             }
-            if deliverToOneDescriptor(packet, consumed: &consumed, usedWritten: &usedWritten) {
+            if deliverToOneDescriptor(packet, at: position, wrap: wrap, consumed: consumed, usedWritten: usedWritten) {
+                advance(&position, &wrap, by: 1)
+                consumed &+= 1
+                usedWritten &+= 1
                 counters.packets &+= 1
                 counters.bytes &+= UInt64(packet.pointee.length)
                 delivered &+= 1
                 index &+= 1
                 continue
             }
-            switch deliver(packet, consumed: &consumed, usedWritten: &usedWritten, &counters) {
+            nextAvail = position
+            availWrap = wrap
+            let outcome = deliver(packet, consumed: &consumed, usedWritten: &usedWritten, &counters)
+            position = nextAvail
+            wrap = availWrap
+            switch outcome {
             case .delivered:
                 counters.packets &+= 1
                 counters.bytes &+= UInt64(packet.pointee.length)
@@ -70,27 +82,31 @@ extension PackedVirtqueue {
                 break packets
             }
         }
+        nextAvail = position
+        availWrap = wrap
         writePendingUsed(usedWritten)
-        let moved = nextAvail != startAvail || availWrap != startWrap
+        let moved = position != startAvail || wrap != startWrap
         // count > 0: every frame was delivered or counted as a drop.
         finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: moved, recordCounters: true, &counters)
         return delivered
     }
 
-    /// The usual case in one step, as `deliver` would do it: the next available buffer is one
-    /// writable ring descriptor (no NEXT, no INDIRECT) that holds the header and the whole
-    /// frame, with an id not yet taken this burst. False, with nothing changed, otherwise:
-    /// `deliver` then takes the frame. No chain walker: its per-frame set-up on the stack
-    /// was where the poll thread stalled.
+    /// The usual case in one step, as `deliver` would do it: the buffer at `position` is one
+    /// available, writable ring descriptor (no NEXT, no INDIRECT) that holds the header and
+    /// the whole frame, with an id not yet taken this burst. Places the frame and records its
+    /// used descriptor as pending entry `usedWritten` (the caller moves past its one slot).
+    /// False, with nothing changed, otherwise: `deliver` then takes the frame. No chain
+    /// walker: its per-frame set-up on the stack was where the poll thread stalled.
     @inlinable @inline(__always)
-    func deliverToOneDescriptor(_ packet: UnsafePointer<PacketBuffer>, consumed: inout Int, usedWritten: inout Int) -> Bool {
+    func deliverToOneDescriptor(_ packet: UnsafePointer<PacketBuffer>, at position: UInt16, wrap: Bool, consumed: Int,
+                                usedWritten: Int) -> Bool {
         guard consumed < Int(size) else { return false }
-        let flags = descriptorFlags(nextAvail)  // acquire: the entry's other fields after it
-        guard (flags & Self.flagAvail != 0) == availWrap, (flags & Self.flagUsed != 0) != availWrap,
+        let flags = descriptorFlags(position)  // acquire: the entry's other fields after it
+        guard (flags & Self.flagAvail != 0) == wrap, (flags & Self.flagUsed != 0) != wrap,
               flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect) == 0,
               flags & PackedDescriptorChain.flagWrite != 0 else { return false }
-        // Safe: nextAvail < size; the entry's 16 bytes are inside the checked ring.
-        let entry = ring + Int(nextAvail) &* 16
+        // Safe: position < size; the entry's 16 bytes are inside the checked ring.
+        let entry = ring + Int(position) &* 16
         let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
         let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
         let id = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
@@ -105,13 +121,10 @@ extension PackedVirtqueue {
         _ = header.storeIfDifferent(to: host, size: headerSize)
         (host + headerSize).copyMemory(from: UnsafeRawPointer(packet.pointee.data), byteCount: frameLength)
         if logData { log?.markGuestPhysical(address, length: UInt64(total)) }
-        // Safe: usedWritten < consumed + 1 <= size, the pending tables' length.
+        // Safe: usedWritten <= consumed < size, the pending tables' length.
         pendingIDs[usedWritten] = id
         pendingLengths[usedWritten] = UInt32(truncatingIfNeeded: total)
         pendingSlots[usedWritten] = 1
-        usedWritten &+= 1
-        consumed &+= 1
-        advance(&nextAvail, &availWrap, by: 1)
         return true
     }
 

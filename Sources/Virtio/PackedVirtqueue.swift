@@ -244,15 +244,34 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     /// Writes the burst's first `count` pending used descriptors (pendingIDs, pendingLengths,
     /// pendingSlots) in one run after the copies: a store into a ring line the front-end
     /// holds waits for that line, and interleaved with the copies it would hold up every
-    /// store queued behind it.
+    /// store queued behind it. The used position is kept in locals meanwhile (see
+    /// `enqueueBurst`). The first entry's flags wait for `finishBurst`.
     @inlinable @inline(__always)
     func writePendingUsed(_ count: Int) {
+        var slot = nextUsed
+        var wrap = usedWrap
         var i = 0
         while i < count {
-            // Safe: i < count <= size, the pending tables' length.
-            writeUsed(id: pendingIDs[i], length: pendingLengths[i], slots: pendingSlots[i], isFirst: i == 0)
+            // 2.8.2: a used descriptor has AVAIL and USED both equal to the used wrap counter.
+            let flags = wrap ? (Self.flagAvail | Self.flagUsed) : 0
+            // Safe: slot < size; the entry's 16 bytes are inside the checked ring. i < count <=
+            // size, the pending tables' length.
+            let entry = ring + Int(slot) &* 16
+            entry.storeBytes(of: pendingLengths[i].littleEndian, toByteOffset: 8, as: UInt32.self)
+            entry.storeBytes(of: pendingIDs[i].littleEndian, toByteOffset: 12, as: UInt16.self)
+            if i == 0 {
+                firstUsedSlot = slot
+                firstUsedFlags = flags
+            } else {
+                // Safe: as above. Release: id and len before flags.
+                vhost_shims_store_release_u16(entry + 14, flags.littleEndian)
+            }
+            if logRing { log?.markGuestPhysical(descriptorLogAddress &+ UInt64(slot) &* 16, length: 16) }
+            advance(&slot, &wrap, by: pendingSlots[i])
             i &+= 1
         }
+        nextUsed = slot
+        usedWrap = wrap
     }
 
     @inlinable @inline(__always)
@@ -265,28 +284,6 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         }
     }
 
-    /// Writes a used descriptor for buffer `id` that took `slots` ring slots, at the used
-    /// position, and moves it on. The burst's first entry's flags wait for `finishBurst`.
-    @inlinable @inline(__always)
-    func writeUsed(id: UInt16, length: UInt32, slots: UInt16, isFirst: Bool) {
-        let slot = nextUsed
-        // Safe: slot < size; the entry's 16 bytes are inside the checked ring.
-        let entry = ring + Int(slot) &* 16
-        entry.storeBytes(of: length.littleEndian, toByteOffset: 8, as: UInt32.self)
-        entry.storeBytes(of: id.littleEndian, toByteOffset: 12, as: UInt16.self)
-        // 2.8.2: a used descriptor has AVAIL and USED both equal to the used wrap counter.
-        let flags = usedWrap ? (Self.flagAvail | Self.flagUsed) : 0
-        if isFirst {
-            firstUsedSlot = slot
-            firstUsedFlags = flags
-        } else {
-            // Safe: as above. Release: id and len before flags.
-            vhost_shims_store_release_u16(entry + 14, flags.littleEndian)
-        }
-        if logRing { log?.markGuestPhysical(descriptorLogAddress &+ UInt64(slot) &* 16, length: 16) }
-        advance(&nextUsed, &usedWrap, by: slots)
-    }
-
     /// Ends a burst: publishes the used descriptors (first flags last, release), asks for
     /// kicks at the new position, and interrupts the guest if it asked. `recordCounters`: the
     /// caller knows whether anything was counted (testing every counter here reads them back
@@ -295,7 +292,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     func finishBurst(usedWritten: Int, oldUsed: UInt16, availTaken: Bool, recordCounters: Bool,
                      _ counters: inout VirtqueueBurstCounters) {
         if usedWritten != 0 {
-            // Safe: firstUsedSlot < size, written by writeUsed this burst.
+            // Safe: firstUsedSlot < size, set by writePendingUsed this burst.
             vhost_shims_store_release_u16(ring + (Int(firstUsedSlot) &* 16 &+ 14), firstUsedFlags.littleEndian)
         }
         if availTaken {
