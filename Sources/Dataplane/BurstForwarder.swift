@@ -37,6 +37,13 @@ struct BurstForwarder {
         var multicast: UInt64 = 0
         // Any checksum or segmentation request in the burst (flags | gso_type of every frame).
         var offloadBits: UInt8 = 0
+        // The previous frame's MACs and what the table said for them: a burst is mostly one
+        // flow, so the table is asked again only when a MAC changes (no 48-bit MAC equals
+        // UInt64.max). A learn that changed the table forgets the remembered lookup.
+        var rememberedSource = UInt64.max
+        var rememberedSourceTableFull = false
+        var rememberedDestination = UInt64.max
+        var rememberedLearnedPort = Self.flood
         for i in 0..<count {
             let length = buffers[i].length
             bytes &+= UInt64(length)
@@ -51,13 +58,23 @@ struct BurstForwarder {
                 counters.add(.dropsMTUExceeded, port: inPort, 1)
                 out = Self.drop
             } else {
-                if !MacAddress.isMulticast(sourceMAC), fdb.learn(sourceMAC, port: inPort, now: now) == .tableFull {
-                    counters.add(.dropsMACTableFull, port: inPort, 1)
+                if !MacAddress.isMulticast(sourceMAC) {
+                    if sourceMAC != rememberedSource {
+                        let result = fdb.learn(sourceMAC, port: inPort, now: now)
+                        if result != .unchanged { rememberedDestination = UInt64.max }
+                        rememberedSource = sourceMAC
+                        rememberedSourceTableFull = result == .tableFull
+                    }
+                    if rememberedSourceTableFull { counters.add(.dropsMACTableFull, port: inPort, 1) }
                 }
                 if MacAddress.isMulticast(destinationMAC) {
                     if destinationMAC == MacAddress.broadcast { broadcast &+= 1 } else { multicast &+= 1 }
                 } else {
-                    let learned = fdb.lookup(destinationMAC)
+                    if destinationMAC != rememberedDestination {
+                        rememberedLearnedPort = fdb.lookup(destinationMAC)
+                        rememberedDestination = destinationMAC
+                    }
+                    let learned = rememberedLearnedPort
                     if learned == inPort {
                         // Never send a frame back out of its ingress port.
                         counters.add(.dropsHairpin, port: inPort, 1)

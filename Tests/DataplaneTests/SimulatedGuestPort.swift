@@ -86,16 +86,24 @@ final class SimulatedGuestPort: @unchecked Sendable {
 
     /// Posts one whole frame behind `header` (its 12 bytes as the driver wrote them).
     func transmit(frame: [UInt8], header: VirtioNetHeader) {
+        transmit(frames: [frame], header: header)
+    }
+
+    /// Posts whole frames and publishes them with one avail index store, so the switch
+    /// takes them in one burst.
+    func transmit(frames: [[UInt8]], header: VirtioNetHeader = VirtioNetHeader()) {
         reclaimTransmitted()
-        precondition(transmitPosted &- transmitCompleted < UInt16(Self.ringSize) && frame.count + Self.headerSize <= bufferSize)
-        let slot = Int(transmitPosted) % Self.ringSize
-        let address = transmitData + UInt64(slot * bufferSize)
-        var bytes = [UInt8](repeating: 0, count: Self.headerSize)
-        bytes.withUnsafeMutableBytes { header.store(to: $0.baseAddress!, size: Self.headerSize) }
-        fixture.write(bytes + frame, at: address)
-        transmitRing.writeDescriptor(slot, address: address, length: UInt32(Self.headerSize + frame.count))
-        transmitRing.writeAvailSlot(transmitPosted, head: UInt16(slot))
-        transmitPosted &+= 1
+        for frame in frames {
+            precondition(transmitPosted &- transmitCompleted < UInt16(Self.ringSize) && frame.count + Self.headerSize <= bufferSize)
+            let slot = Int(transmitPosted) % Self.ringSize
+            let address = transmitData + UInt64(slot * bufferSize)
+            var bytes = [UInt8](repeating: 0, count: Self.headerSize)
+            bytes.withUnsafeMutableBytes { header.store(to: $0.baseAddress!, size: Self.headerSize) }
+            fixture.write(bytes + frame, at: address)
+            transmitRing.writeDescriptor(slot, address: address, length: UInt32(Self.headerSize + frame.count))
+            transmitRing.writeAvailSlot(transmitPosted, head: UInt16(slot))
+            transmitPosted &+= 1
+        }
         transmitRing.setAvailIndex(transmitPosted)
     }
 

@@ -55,6 +55,25 @@ final class SwitchForwardingTests: SimulatedGuestSwitchTestCase {
         XCTAssertEqual(fabric.statistics(portID: idA).dropsHairpin, 2)
     }
 
+    /// The forwarder asks the table again only when a MAC changes within a burst; a frame
+    /// that moves a MAC must not leave the next frame with the old answer.
+    func testMacMovedInsideABurstIsSeenByTheNextFrameOfThatBurst() throws {
+        let a = try SimulatedGuestPort(mac: Self.macA), b = try SimulatedGuestPort(mac: Self.macB)
+        let idA = try attach(a, name: "a"), idB = try attach(b, name: "b")
+        b.transmit(to: Self.broadcast, count: 1)  // learns B on port b
+        XCTAssertEqual(a.waitForFrames(1), 1)
+        let payload = [UInt8](repeating: 0x5A, count: 50)
+        // One burst: A to B (forwarded to b), then a frame from B's MAC on port a (B moves
+        // to a) to B again: now a hairpin, dropped.
+        a.transmit(frames: [Self.macB + Self.macA + [0x88, 0xB5] + payload, Self.macB + Self.macB + [0x88, 0xB5] + payload])
+        XCTAssertEqual(b.waitForFrames(1), 1)
+        XCTAssertEqual(b.waitForFrames(1, timeout: 0.3), 0, "the second frame is not sent to the MAC's old port")
+        XCTAssertEqual(fabric.fdb.lookup(MacAddress.parse("02:00:00:00:00:0b")!), idA)
+        XCTAssertEqual(fabric.statistics(portID: idA).dropsHairpin, 1)
+        XCTAssertEqual(fabric.statistics(portID: idA).rxPackets, 2)
+        _ = idB
+    }
+
     func testMovedMacFollowsAtOnce() throws {
         let a = try SimulatedGuestPort(mac: Self.macA), b = try SimulatedGuestPort(mac: Self.macB)
         let c = try SimulatedGuestPort(mac: Self.macA)  // the same MAC appears behind c (a migrated guest)
