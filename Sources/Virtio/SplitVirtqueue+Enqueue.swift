@@ -64,6 +64,25 @@ extension SplitVirtqueue {
         return delivered
     }
 
+    /// Places the whole frame when chain `head` is one writable descriptor (no NEXT, no
+    /// INDIRECT) that holds it and translates whole; returns the bytes written, or nil with
+    /// nothing written (the walker then takes the chain). No walker set-up on the usual path
+    /// (see copyTransmittedFrame).
+    @inlinable @inline(__always)
+    func placeInOneDescriptor(head: UInt16, _ placement: inout ReceiveFramePlacement) -> UInt32? {
+        // Safe: head < size (claimed), inside the checked descriptor table.
+        let entry = descriptors + Int(head) &* 16
+        let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        guard flags & (DescriptorChain.flagNext | DescriptorChain.flagIndirect | DescriptorChain.flagWrite)
+                == DescriptorChain.flagWrite else { return nil }
+        let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        guard placement.total <= Int(length), let host = translator.guestPhysical(address, length: UInt64(length)) else { return nil }
+        let count = placement.place(into: host, length: length, guestAddress: address)
+        if logData { log?.markGuestPhysical(address, length: UInt64(count)) }
+        return UInt32(truncatingIfNeeded: count)  // count <= length: u32
+    }
+
     @usableFromInline
     enum ReceiveOutcome {
         case delivered, tooLarge, noBuffers
@@ -97,6 +116,12 @@ extension SplitVirtqueue {
                     continue
                 }
                 lastHead = head
+                if entries == 0, let written = placeInOneDescriptor(head: head, &placement) {
+                    // The usual case: the whole frame in the chain's one writable descriptor.
+                    writeUsedEntry(at: usedWritten, id: head, length: written)
+                    entries = 1
+                    break
+                }
                 var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
                                             indirectAllowed: indirect, memory: translator)
                 var chainWritten: UInt32 = 0

@@ -200,6 +200,34 @@ final class SplitVirtqueueReceiveTests: XCTestCase {
         XCTAssertEqual(h.stats.dropsNoBuffers, 1)
     }
 
+    /// One-descriptor chains take a shorter path than longer chains; a burst mixing them
+    /// keeps ring order, lengths and contents.
+    func testBurstMixingOneDescriptorAndLongerChains() throws {
+        let h = try QueueHarness()
+        let a = h.ring.postReceive(bufferSizes: [2048])
+        let b = h.ring.postReceive(bufferSizes: [12, 40, 200])
+        let c = h.ring.postReceive(bufferSizes: [2048])
+        let frames = [QueueHarness.frame(100, seed: 1), QueueHarness.frame(150, seed: 2), QueueHarness.frame(60, seed: 3)]
+        XCTAssertEqual(h.enqueue(frames), 3)
+        XCTAssertEqual(h.ring.takeUsedEntries().map { [$0.id, $0.length] },
+                       [[UInt32(a), 112], [UInt32(b), 162], [UInt32(c), 72]])
+        for (head, frame) in zip([a, b, c], frames) {
+            XCTAssertEqual(Array(h.ring.receivedBytes(head: head, length: 12 + frame.count).dropFirst(12)), frame)
+        }
+        XCTAssertEqual(h.stats.packets, 3)
+    }
+
+    /// The frame would fit in mapped memory, but the descriptor's stated length reaches past
+    /// the region: refused whole, as the walker refuses it.
+    func testOneDescriptorReachingPastItsRegionIsMalformed() throws {
+        let fixture = try GuestMemoryFixture.twoAdjacentRegions(firstSize: 0x80000, secondSize: 0x80000)
+        let h = try QueueHarness(fixture: fixture)
+        let head = h.ring.postReceive(buffers: [(address: 0x80000 - 200, length: 400)])
+        XCTAssertEqual(h.enqueue([QueueHarness.frame(60)]), 0)
+        XCTAssertEqual(h.ring.takeUsedEntries().map { [$0.id, $0.length] }, [[UInt32(head), 0]])
+        XCTAssertEqual(h.stats.dropsMalformedDescriptor, 1)
+    }
+
     func testSameReceiveHeadSubmittedTwiceIsUsedOnce() throws {
         let h = try QueueHarness()
         let head = h.ring.postReceive(bufferSizes: [2048])

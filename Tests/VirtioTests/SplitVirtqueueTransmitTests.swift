@@ -135,6 +135,21 @@ final class SplitVirtqueueTransmitTests: XCTestCase {
         XCTAssertEqual(h.ring.takeUsedEntries().map(\.id), [UInt32(good)])
     }
 
+    /// One-descriptor chains take a shorter path than longer chains; a burst mixing them
+    /// keeps order, and a one-descriptor chain reaching past its region is refused.
+    func testBurstMixingOneDescriptorAndLongerChains() throws {
+        let fixture = try GuestMemoryFixture.twoAdjacentRegions(firstSize: 0x80000, secondSize: 0x80000)
+        let h = try QueueHarness(fixture: fixture)
+        let frames = (0..<3).map { QueueHarness.frame(80 + 10 * $0, seed: UInt8($0)) }
+        h.ring.postTransmit(frame: frames[0], headerSize: 12)
+        h.ring.postTransmit(frame: frames[1], headerSize: 12, segments: [12, 30, 60])
+        h.ring.publish(head: h.ring.postChain([(0x80000 - 100, 200)], writable: false, indirect: false))
+        h.ring.postTransmit(frame: frames[2], headerSize: 12)
+        XCTAssertEqual(h.dequeue(), frames)
+        XCTAssertEqual(h.stats.dropsMalformedDescriptor, 1)
+        XCTAssertEqual(h.ring.takeUsedEntries().count, 4)
+    }
+
     func testSameHeadSubmittedTwiceIsTakenOnce() throws {
         let h = try QueueHarness()
         let head = h.ring.postTransmit(frame: QueueHarness.frame(60), headerSize: 12)
