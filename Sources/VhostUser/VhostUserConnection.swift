@@ -620,7 +620,7 @@ public final class VhostUserConnection: @unchecked Sendable {
             return .refused(.invalidPayload(.setVringBase, "packed ring index \(base & 0x7fff) outside a ring of \(size)"))
         }
         ring.base = UInt16(truncatingIfNeeded: base)
-        ring.packedUsedBase = nil
+        ring.usedBase = nil
         ring.baseIsSet = true
         ring.touched = true
         return .done
@@ -651,7 +651,7 @@ public final class VhostUserConnection: @unchecked Sendable {
         if ringsArePacked {
             // QEMU reads bits 16-31 as its used position (DPDK's back-end leaves them 0).
             let base: UInt16 = ring.baseIsSet ? ring.base : 0x8000
-            writer.u32(UInt32(base) | UInt32(ring.packedUsedBase ?? base) << 16)
+            writer.u32(UInt32(base) | UInt32(ring.usedBase ?? base) << 16)
         } else {
             writer.u32(UInt32(ring.base))
         }
@@ -753,13 +753,22 @@ public final class VhostUserConnection: @unchecked Sendable {
     /// far behind the guest's avail index, which reads as a broken ring: like DPDK's
     /// back-end, resume from the used index in guest memory when it disagrees with the base
     /// (nothing is in flight between bursts, so used == last avail for this switch).
+    /// A queue rebuilt from one this switch took back resumes exactly where that one stopped
+    /// (`usedBase` set): the guest-memory check is only for a base the front-end sent.
     private func makeQueue(_ ring: VhostUserVring, layout: VirtqueueLayout, memory: GuestMemory) -> SplitVirtqueue {
-        let build = { (base: UInt16) in
+        let build = { (base: UInt16, used: UInt16?) in
             SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: self.negotiatedFeatures ?? 0, lastAvailIndex: base,
-                           callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
+                           lastUsedIndex: used, callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
                            dirtyLog: self.dirtyLoggingActive ? self.dirtyLog : nil)
         }
-        let queue = build(ring.base)
+        if let usedBase = ring.usedBase {
+            let queue = build(ring.base, usedBase)
+            logger.debug("vring \(ring.index) queue rebuilt", metadata: [
+                "base": "\(ring.base)", "used_base": "\(usedBase)", "used_idx": "\(queue.currentUsedIndex())",
+                "avail_idx": "\(queue.currentAvailIndex())", "log_used": "\(queue.logsUsedRing)"])
+            return queue
+        }
+        let queue = build(ring.base, nil)
         let used = queue.currentUsedIndex()
         logger.debug("vring \(ring.index) queue built", metadata: [
             "base": "\(ring.base)", "used_idx": "\(used)", "avail_idx": "\(queue.currentAvailIndex())",
@@ -767,16 +776,19 @@ public final class VhostUserConnection: @unchecked Sendable {
         guard used != ring.base else { return queue }
         logger.warning("vring \(ring.index): base \(ring.base) but used index \(used) in guest memory; resuming from \(used)")
         ring.base = used
-        return build(used)
+        return build(used, nil)
     }
 
 
-    /// A packed ring resumes exactly at the base: there is no used index in guest memory
-    /// to check it against (DPDK's back-end does the same).
+    /// A packed ring resumes exactly at the base (and, rebuilt from a queue taken back, at
+    /// that queue's used position): there is no used index in guest memory to check it
+    /// against (DPDK's back-end does the same).
     private func makePackedQueue(_ ring: VhostUserVring, layout: PackedVirtqueueLayout, memory: GuestMemory) -> PackedVirtqueue {
         let (index, wrap) = ring.baseIsSet ? PackedVirtqueue.decodeBase(ring.base) : (0, true)
+        let used = ring.usedBase.map(PackedVirtqueue.decodeBase)
         let queue = PackedVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0, lastAvailIndex: index,
-                                    availWrapCounter: wrap, callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
+                                    availWrapCounter: wrap, lastUsedIndex: used?.index, usedWrapCounter: used?.wrap,
+                                    callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
                                     dirtyLog: dirtyLoggingActive ? dirtyLog : nil)
         if queue.isBroken { logger.warning("vring \(ring.index): packed base 0x\(String(ring.base, radix: 16)) outside the ring") }
         return queue

@@ -29,9 +29,12 @@ final class VhostUserVring {
     /// The next avail index to process (SET_VRING_BASE, or taken back from the queue); for a
     /// packed ring bits 0-14 are the index and bit 15 the avail wrap counter.
     var base: UInt16 = 0
-    /// Packed rings: the used position (same encoding) a stopped queue reached; nil means
-    /// equal to `base`. GET_VRING_BASE returns it in bits 16-31, as QEMU expects.
-    var packedUsedBase: UInt16?
+    /// The used position a taken-back queue reached (split: the used index; packed: same
+    /// encoding as `base`); nil after SET_VRING_BASE, meaning equal to `base`. A queue
+    /// rebuilt while the ring runs (new log, features, memory table) resumes from both
+    /// positions, so what was consumed without a used entry (an invalid head) is not taken
+    /// again. Packed: GET_VRING_BASE returns it in bits 16-31, as QEMU expects.
+    var usedBase: UInt16?
     /// SET_VRING_BASE was received (or a queue was taken back) since the last reset. A packed
     /// ring without one starts where a new ring does: slot 0, wrap counter 1 (2.8.1).
     var baseIsSet = false
@@ -64,7 +67,7 @@ final class VhostUserVring {
         if let queue {
             base = queue.vringBase
             baseIsSet = true
-            packedUsedBase = queue.packed?.usedVringBase
+            usedBase = queue.usedBase
         }
         queue = nil
     }
@@ -77,7 +80,7 @@ final class VhostUserVring {
         layout = nil
         packedLayout = nil
         base = 0
-        packedUsedBase = nil
+        usedBase = nil
         baseIsSet = false
         kick?.close()
         kick = nil

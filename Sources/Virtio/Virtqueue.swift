@@ -100,6 +100,15 @@ public enum Virtqueue: @unchecked Sendable {  // see the classes' threading note
         }
     }
 
+    /// The used position in the same encoding (split: the used index, which trails
+    /// `vringBase` only by heads consumed without a used entry). Owner thread only.
+    public var usedBase: UInt16 {
+        switch self {
+        case .split(let queue): queue.lastUsedIndex
+        case .packed(let queue): queue.usedVringBase
+        }
+    }
+
     public func setGuestNotifications(enabled: Bool) {
         switch self {
         case .split(let queue): queue.setGuestNotifications(enabled: enabled)

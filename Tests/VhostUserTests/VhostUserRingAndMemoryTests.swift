@@ -365,6 +365,36 @@ final class VhostUserRingAndMemoryTests: XCTestCase {
         XCTAssertFalse(queues[1].queue.isBroken)
     }
 
+    /// A head consumed without a used entry (out of range) leaves the used index behind the
+    /// avail position. A queue rebuilt while the ring runs (here: the ring disabled and
+    /// enabled again; in a migration: SET_LOG_BASE, SET_FEATURES) must resume from both
+    /// positions, not rewind to the used index and take the avail entries after it again.
+    func testQueueRebuiltWhileRunningKeepsBothPositions() throws {
+        let session = try DirectSession()
+        let memory = try FakeFrontendMemory()
+        try session.makeReady(memory: memory, kicks: [try EventFD(), try EventFD()])
+        // Ring 1 (transmit): avail ring[0] = head 999, outside a ring of 256.
+        let availRing = Int(FakeFrontendMemory.ringStride + 0x1000 + 4)
+        memory.mapping.base.storeBytes(of: UInt16(999).littleEndian, toByteOffset: availRing, as: UInt16.self)
+        memory.setAvailIndex(1, 1)
+        let buffers = UnsafeMutablePointer<PacketBuffer>.allocate(capacity: 4)
+        let data = UnsafeMutableRawPointer.allocate(byteCount: 4 * 2048, alignment: 64)
+        defer { buffers.deallocate(); data.deallocate() }
+        for i in 0..<4 { (buffers + i).initialize(to: PacketBuffer(data: data + i * 2048, capacity: 2048)) }
+        let transmit = try XCTUnwrap(session.delegate.queues.first { $0.vringIndex == 1 }?.queue.split)
+        XCTAssertEqual(transmit.dequeueBurst(into: buffers, maxCount: 4), 0)
+        XCTAssertEqual(transmit.lastAvailIndex, 1)
+        XCTAssertEqual(transmit.lastUsedIndex, 0, "no used entry for an invalid head")
+        XCTAssertTrue(try session.frontend.enableRing(1, false))
+        XCTAssertTrue(try session.frontend.enableRing(1))
+        let rebuilt = try XCTUnwrap(session.delegate.queues.first { $0.vringIndex == 1 }?.queue.split)
+        XCTAssertFalse(rebuilt === transmit)
+        XCTAssertEqual(rebuilt.lastAvailIndex, 1, "the consumed head is not taken again")
+        XCTAssertEqual(rebuilt.lastUsedIndex, 0)
+        XCTAssertEqual(rebuilt.dequeueBurst(into: buffers, maxCount: 4), 0)
+        XCTAssertEqual(rebuilt.statistics.snapshot().invalidHeads, 1, "counted once, not twice")
+    }
+
     func testReplyAckFailureLeavesNothingHalfConfigured() throws {
         let session = try DirectSession()
         let memory = try FakeFrontendMemory()
