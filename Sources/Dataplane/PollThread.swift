@@ -140,7 +140,9 @@ final class PollThread: @unchecked Sendable {
                         notificationsEnabled = false
                     }
                     moved = pollOnce(snapshot, forwarder: forwarder)
-                    if let pending = injectionsReference, pending._withUnsafeGuaranteedRef({ $0.hasFrames }) {
+                    // Not into the empty snapshot of a two-phase republish: the frames wait for the next.
+                    if snapshot.presentPorts.count > 0, let pending = injectionsReference,
+                       pending._withUnsafeGuaranteedRef({ $0.hasFrames }) {
                         moved &+= inject(pending.takeUnretainedValue(), snapshot: snapshot, forwarder: forwarder)
                     }
                     if moved == 0 && !busyPoll && idleIterations >= idleIterationsBeforeSleep {

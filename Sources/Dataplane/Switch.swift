@@ -241,6 +241,19 @@ public final class Switch: @unchecked Sendable {
         let present = ports.map(\.id)
 
         var retired: [Unmanaged<PollSnapshot>] = []
+        if threads.count > 1 {
+            // Two phases: the new assignment may move a guest ring or a packet socket to
+            // another thread, or change which threads share a receive ring and whether they
+            // lock it. Published directly, the new owner could start on a ring while the old
+            // one still finishes a burst on it from its old snapshot (the same heads taken
+            // twice, the used index raced). So every thread first leaves its old snapshot
+            // for an empty one.
+            let empty = PollSnapshot(queues: [], targets: [], presentPorts: [], owners: [])
+            for thread in threads {
+                if let old = thread.exchange(empty) { retired.append(old) }
+            }
+            for thread in threads { thread.waitForQuiescentPoint() }
+        }
         for (t, thread) in threads.enumerated() {
             let snapshot = PollSnapshot(queues: polled[t], targets: targets[t], presentPorts: present, owners: owners)
             if let old = thread.exchange(snapshot) { retired.append(old) }

@@ -150,10 +150,13 @@ final class SimulatedGuestPort: @unchecked Sendable {
 /// A busy-polling switch per test, and guests attached to it as ports.
 class SimulatedGuestSwitchTestCase: XCTestCase {
     var fabric: Switch!
+    /// Poll threads of the switch under test (subclasses may ask for more).
+    var pollThreads: Int { 1 }
 
     override func setUpWithError() throws {
         var configuration = Switch.Configuration()
         configuration.busyPoll = true
+        configuration.pollThreads = pollThreads
         fabric = try Switch(configuration: configuration)
         try fabric.start()
     }
