@@ -201,10 +201,8 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     /// Fetches what the burst will touch before it starts, so that its stores find their lines
     /// owned (a store that misses holds up every store behind it, and then any load that
     /// cannot be forwarded from them). Ring lines of the next `slots` available descriptors
-    /// first (read: the used descriptors go there at the burst's end), then their buffers:
-    /// to be read (transmit), or (receive) the header line read, since it is stored only when
-    /// it differs, and the frame's first two lines for writing. Hints only: descriptors are
-    /// read again, and checked, when they are taken.
+    /// first (read: the used descriptors go there at the burst's end), then their buffers
+    /// (`prefetchFrame`). Hints only: descriptors are read again, and checked, when taken.
     @inlinable @inline(__always)
     func prefetchBurst(slots: Int, forWriting: Bool) {
         let count = min(slots, Int(size))
@@ -225,16 +223,8 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
             let entry = ring + Int(position) &* 16
             let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
             let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
-            if flags & PackedDescriptorChain.flagIndirect == 0, let host = translator.guestPhysical(address, length: 128) {
-                // Safe: every line lies in the translated 128 bytes (headerSize <= 12).
-                if forWriting {
-                    vhost_shims_prefetch_read(host)
-                    vhost_shims_prefetch_write(host + headerSize)
-                    vhost_shims_prefetch_write(host + (headerSize &+ 64))
-                } else {
-                    vhost_shims_prefetch_read(host)
-                    vhost_shims_prefetch_read(host + 64)
-                }
+            if flags & PackedDescriptorChain.flagIndirect == 0 {
+                translator.prefetchFrame(at: address, headerSize: headerSize, forWriting: forWriting)
             }
             advance(&position, &wrap, by: 1)
             i &+= 1

@@ -202,18 +202,8 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
             let entry = descriptors + Int(head) &* 16
             let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
             let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-            guard flags & DescriptorChain.flagIndirect == 0, let host = translator.guestPhysical(address, length: 128) else { continue }
-            // Safe: every line lies in the translated 128 bytes (headerSize <= 12).
-            if forWriting {
-                // The header is only read unless it differs (storeIfDifferent); the frame's
-                // first two lines are written.
-                vhost_shims_prefetch_read(host)
-                vhost_shims_prefetch_write(host + headerSize)
-                vhost_shims_prefetch_write(host + (headerSize &+ 64))
-            } else {
-                vhost_shims_prefetch_read(host)
-                vhost_shims_prefetch_read(host + 64)
-            }
+            guard flags & DescriptorChain.flagIndirect == 0 else { continue }
+            translator.prefetchFrame(at: address, headerSize: headerSize, forWriting: forWriting)
         }
     }
 
