@@ -58,7 +58,7 @@ if [ "${VHOST_SWITCH_SANITIZERS:-1}" != 0 ]; then
         --filter 'VhostSystemTests|VirtioTests|VhostUserTests|DataplaneTests'
     echo "test: swift test --sanitize=thread (reconfiguration while forwarding)"
     swift test --sanitize=thread --scratch-path .build-tsan \
-        --filter 'DataplaneTests.SwitchForwardingTests|DataplaneTests.SwitchReconfigurationTests'
+        --filter 'DataplaneTests.SwitchForwardingTests|DataplaneTests.SwitchReconfigurationTests|DataplaneTests.SwitchTwoThreadReassignmentTests'
 fi
 
 # Fuzzers for their bounded time (VHOST_SWITCH_FUZZ_SECONDS, 60 by default; 0 skips).
