@@ -47,7 +47,12 @@ final class LiveMigrationTests: XCTestCase {
     /// an oops in free_old_xmit_skbs). What was measured (issue 5 notes):
     /// every page the switch logged arrives identical at the destination (page-by-page
     /// comparison at the source's GET_VRING_BASE and the destination's start), while other
-    /// guest pages already differ at the destination's start in failing runs. Runs only with
+    /// guest pages already differ at the destination's start in failing runs. A failing run
+    /// captured later (1 in 17, after the fixes to queue rebuilds and two-thread republish)
+    /// showed the transmit ring handed over exactly: source stopped at base 650 with
+    /// used.idx 650 and avail.idx 650, the destination built at 650/650/650 with the same
+    /// last 12 used and avail entries, yet the guest's driver saw "id 1 is not a head", so its
+    /// own state (in pages only the guest writes) disagreed with the ring. Runs only with
     /// VHOST_SWITCH_MIGRATION_LOAD_TEST=1 until explained; VHOST_SWITCH_TEST_LOG_DIR keeps the
     /// switch's debug log (message trace, ring state at hand-over) for a post-mortem.
     func testMigrationUnderLoad() throws {
