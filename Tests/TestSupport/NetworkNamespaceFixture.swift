@@ -59,10 +59,11 @@ public final class NetworkNamespaceFixture {
     }
 
     @discardableResult
-    public static func run(_ command: [String], check: Bool) throws -> (status: Int32, output: String) {
+    public static func run(_ command: [String], check: Bool, environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
+        if let environment { process.environment = environment }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

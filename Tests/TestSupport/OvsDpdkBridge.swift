@@ -96,18 +96,9 @@ public final class OvsDpdkBridge {
 
     @discardableResult
     func run(_ command: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw QemuGuest.QemuError("\(command.prefix(4).joined(separator: " ")) failed (\(process.terminationStatus)): \(output)\n\(logTail)")
+        let (status, output) = try NetworkNamespaceFixture.run(command, check: false, environment: environment)
+        guard status == 0 else {
+            throw QemuGuest.QemuError("\(command.prefix(4).joined(separator: " ")) failed (\(status)): \(output)\n\(logTail)")
         }
         return output
     }
