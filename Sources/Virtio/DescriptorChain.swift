@@ -9,6 +9,25 @@ enum DescriptorChainStep {
     case malformed
 }
 
+/// One split-ring descriptor (VIRTIO 1.1 2.7.5: addr u64, len u32, flags u16, next u16),
+/// loaded once into a copy: the guest may rewrite the table while we use it.
+@usableFromInline
+struct SplitDescriptor {
+    @usableFromInline let address: UInt64
+    @usableFromInline let length: UInt32
+    @usableFromInline let flags: UInt16
+    @usableFromInline let next: UInt16
+
+    /// `entry` must point at 16 readable bytes.
+    @inlinable @inline(__always)
+    init(loadingFrom entry: UnsafeRawPointer) {
+        address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        next = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+    }
+}
+
 /// Walks one descriptor chain of a split ring (VIRTIO 1.1 2.7.5, 2.7.5.3 indirect), one
 /// descriptor at a time. Each descriptor is loaded once into locals and only the copy is
 /// validated and used: the guest may rewrite the table while we walk. The walk ends after at
@@ -56,11 +75,8 @@ struct DescriptorChain {
             hopsLeft &-= 1
             // Safe: index < tableEntries, and the table holds tableEntries * 16 mapped bytes
             // (ring table: checked by VirtqueueLayout; indirect table: translated below).
-            let entry = table + Int(index &* 16)
-            let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-            let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-            let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-            let nextIndex = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+            let descriptor = SplitDescriptor(loadingFrom: table + Int(index &* 16))
+            let (address, length, flags, nextIndex) = (descriptor.address, descriptor.length, descriptor.flags, descriptor.next)
             let wasFirst = isFirst
             isFirst = false
 

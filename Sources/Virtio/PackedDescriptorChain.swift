@@ -1,3 +1,22 @@
+/// One packed-ring descriptor (VIRTIO 1.1 2.8.13: addr u64, len u32, id u16, flags u16),
+/// loaded once into a copy: the guest may rewrite the ring while we use it.
+@usableFromInline
+struct PackedDescriptor {
+    @usableFromInline let address: UInt64
+    @usableFromInline let length: UInt32
+    @usableFromInline let id: UInt16
+    @usableFromInline let flags: UInt16
+
+    /// `entry` must point at 16 readable bytes.
+    @inlinable @inline(__always)
+    init(loadingFrom entry: UnsafeRawPointer) {
+        address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        id = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+    }
+}
+
 /// Walks one buffer of a packed ring (VIRTIO 1.1 2.8.6 chaining, 2.8.7 indirect): ring
 /// descriptors from `position` on, wrapping at the ring's end, while NEXT is set; or, when the
 /// one ring descriptor is INDIRECT, every entry of its table. Each descriptor is loaded once
@@ -45,11 +64,9 @@ struct PackedDescriptorChain {
             if let table = indirectTable {
                 guard indirectIndex < indirectCount else { finished = true; return .end }
                 // Safe: indirectIndex < indirectCount and the table was translated whole (count * 16 bytes).
-                let entry = table + Int(indirectIndex &* 16)
+                let entry = PackedDescriptor(loadingFrom: table + Int(indirectIndex &* 16))
                 indirectIndex &+= 1
-                let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-                let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-                let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+                let (address, length, flags) = (entry.address, entry.length, entry.flags)
                 // 2.8.7: only WRITE is meaningful in the table; a nested table is refused
                 // (NEXT is ignored: the table's entries are consecutive).
                 guard flags & Self.flagIndirect == 0 else { finished = true; return .malformed }
@@ -59,11 +76,8 @@ struct PackedDescriptorChain {
             // A buffer longer than the ring means NEXT flags that never end.
             guard ringDescriptors < ringSize else { finished = true; return .malformed }
             // Safe: position < ringSize and the ring holds ringSize * 16 mapped bytes (PackedVirtqueueLayout).
-            let entry = ring + Int(position) &* 16
-            let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-            let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-            let id = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-            let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+            let entry = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
+            let (address, length, id, flags) = (entry.address, entry.length, entry.id, entry.flags)
             ringDescriptors &+= 1
             position &+= 1
             if position == ringSize { position = 0 }

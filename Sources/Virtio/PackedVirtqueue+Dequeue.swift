@@ -66,9 +66,7 @@ extension PackedVirtqueue {
         } else {
             writePendingUsed(usedWritten)
         }
-        // Every counter but ringErrors (which ends the burst) counts a buffer taken.
-        finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: consumed != 0,
-                    recordCounters: consumed != 0 || counters.ringErrors != 0, &counters)
+        finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: consumed != 0, &counters)
         return produced
     }
 
@@ -82,18 +80,14 @@ extension PackedVirtqueue {
                            usedWritten: Int) -> TransmitOutcome? {
         // Safe: position < size; the entry's 16 bytes are inside the checked ring, and its
         // flags were read with acquire by isAvailable.
-        let entry = ring + Int(position) &* 16
-        let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
-        guard flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect | PackedDescriptorChain.flagWrite) == 0
-        else { return nil }
-        let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        let id = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-        guard let host = translator.guestPhysical(address, length: UInt64(length)), claims.claim(id) else { return nil }
+        let descriptor = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
+        guard descriptor.flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect | PackedDescriptorChain.flagWrite) == 0,
+              let host = translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)),
+              claims.claim(descriptor.id) else { return nil }
         var gather = TransmitFrameGather(into: buffer, headerSize: headerSize)
-        gather.take(host, length: length)
+        gather.take(host, length: descriptor.length)
         // Safe: usedWritten < consumed + 1 <= size, the pending tables' length.
-        pendingIDs[usedWritten] = id
+        pendingIDs[usedWritten] = descriptor.id
         pendingSlots[usedWritten] = 1
         pendingLengths[usedWritten] = 0
         return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures)

@@ -86,8 +86,7 @@ extension PackedVirtqueue {
         availWrap = wrap
         writePendingUsed(usedWritten)
         let moved = position != startAvail || wrap != startWrap
-        // count > 0: every frame was delivered or counted as a drop.
-        finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: moved, recordCounters: true, &counters)
+        finishBurst(usedWritten: usedWritten, oldUsed: oldUsed, availTaken: moved, &counters)
         return delivered
     }
 
@@ -106,23 +105,16 @@ extension PackedVirtqueue {
               flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect) == 0,
               flags & PackedDescriptorChain.flagWrite != 0 else { return false }
         // Safe: position < size; the entry's 16 bytes are inside the checked ring.
-        let entry = ring + Int(position) &* 16
-        let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        let id = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-        let frameLength = packet.pointee.length
-        let total = headerSize &+ frameLength  // fits in UInt32: checked by enqueueBurst
-        // The whole buffer must translate, as `deliver` requires.
-        guard total <= Int(length), let host = translator.guestPhysical(address, length: UInt64(length)),
-              claims.claim(id) else { return false }
-        var header = packet.pointee.header
-        header.bufferCount = 1
-        // Safe: host has length >= total bytes: the header, then the frame.
-        _ = header.storeIfDifferent(to: host, size: headerSize)
-        (host + headerSize).copyMemory(from: UnsafeRawPointer(packet.pointee.data), byteCount: frameLength)
-        if logData { log?.markGuestPhysical(address, length: UInt64(total)) }
+        let descriptor = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
+        // The whole buffer must translate, as `deliver` requires; header and frame must fit
+        // (their sum fits in UInt32: checked by enqueueBurst).
+        guard headerSize &+ packet.pointee.length <= Int(descriptor.length),
+              let host = translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)),
+              claims.claim(descriptor.id) else { return false }
+        let total = ReceiveFramePlacement.placeWhole(packet, headerSize: headerSize, into: host)
+        if logData { log?.markGuestPhysical(descriptor.address, length: UInt64(total)) }
         // Safe: usedWritten <= consumed < size, the pending tables' length.
-        pendingIDs[usedWritten] = id
+        pendingIDs[usedWritten] = descriptor.id
         pendingLengths[usedWritten] = UInt32(truncatingIfNeeded: total)
         pendingSlots[usedWritten] = 1
         return true

@@ -220,11 +220,9 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         i = 0
         while i < count && isAvailable(slot: position, wrap: wrap) {
             // Safe: position < size; the entry's 16 bytes are inside the checked ring.
-            let entry = ring + Int(position) &* 16
-            let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-            let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
-            if flags & PackedDescriptorChain.flagIndirect == 0 {
-                translator.prefetchFrame(at: address, headerSize: headerSize, forWriting: forWriting)
+            let descriptor = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
+            if descriptor.flags & PackedDescriptorChain.flagIndirect == 0 {
+                translator.prefetchFrame(at: descriptor.address, headerSize: headerSize, forWriting: forWriting)
             }
             advance(&position, &wrap, by: 1)
             i &+= 1
@@ -275,12 +273,13 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     }
 
     /// Ends a burst: publishes the used descriptors (first flags last, release), asks for
-    /// kicks at the new position, and interrupts the guest if it asked. `recordCounters`: the
-    /// caller knows whether anything was counted (testing every counter here reads them back
-    /// in wider loads than they were stored with, which waits for the store buffer).
+    /// kicks at the new position, interrupts the guest if it asked, and records the counters.
+    /// Both bursts reach here only having counted something (every buffer taken and every
+    /// frame offered is counted), so they are recorded without testing each counter (a test
+    /// that read them back in wider loads than they were stored with, and waited for the
+    /// store buffer).
     @inlinable @inline(__always)
-    func finishBurst(usedWritten: Int, oldUsed: UInt16, availTaken: Bool, recordCounters: Bool,
-                     _ counters: inout VirtqueueBurstCounters) {
+    func finishBurst(usedWritten: Int, oldUsed: UInt16, availTaken: Bool, _ counters: inout VirtqueueBurstCounters) {
         if usedWritten != 0 {
             // Safe: firstUsedSlot < size, set by writePendingUsed this burst.
             vhost_shims_store_release_u16(ring + (Int(firstUsedSlot) &* 16 &+ 14), firstUsedFlags.littleEndian)
@@ -297,7 +296,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
                 counters.notificationsSent &+= 1
             }
         }
-        if recordCounters { statistics.record(counters) }
+        statistics.record(counters)
     }
 
     /// 2.8.10: DISABLE: no; ENABLE: yes; DESC (with EVENT_IDX): when the used position moved

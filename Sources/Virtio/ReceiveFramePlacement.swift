@@ -32,6 +32,19 @@ struct ReceiveFramePlacement {
     @inlinable @inline(__always)
     var isComplete: Bool { written >= total }
 
+    /// The one-buffer case of both ring layouts, without a placement: the header (num_buffers
+    /// 1; stored only if it differs) and the whole frame into `host`, which must hold
+    /// `headerSize + packet.length` bytes. Returns that count. The caller logs them.
+    @inlinable @inline(__always)
+    static func placeWhole(_ packet: UnsafePointer<PacketBuffer>, headerSize: Int, into host: UnsafeMutableRawPointer) -> Int {
+        var header = packet.pointee.header
+        header.bufferCount = 1
+        // Safe: host holds headerSize + length bytes (the caller's condition).
+        _ = header.storeIfDifferent(to: host, size: headerSize)
+        (host + headerSize).copyMemory(from: UnsafeRawPointer(packet.pointee.data), byteCount: packet.pointee.length)
+        return headerSize &+ packet.pointee.length
+    }
+
     /// Fills the next bytes of one writable buffer segment (`length` translated bytes at
     /// `host`, guest-physical `guestAddress`); returns how many it wrote. The caller logs them.
     @inlinable @inline(__always)

@@ -52,15 +52,14 @@ extension SplitVirtqueue {
         // The usual chain is one readable descriptor: no walker for it (its set-up on the
         // stack is re-read in other widths, which waits for the store buffer to drain).
         // Safe: head < size (claimed), inside the checked descriptor table.
-        let entry = descriptors + Int(head) &* 16
-        let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-        if flags & (DescriptorChain.flagNext | DescriptorChain.flagIndirect | DescriptorChain.flagWrite) == 0 {
-            let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-            let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        let descriptor = SplitDescriptor(loadingFrom: descriptors + Int(head) &* 16)
+        if descriptor.flags & (DescriptorChain.flagNext | DescriptorChain.flagIndirect | DescriptorChain.flagWrite) == 0 {
             // What the walker checks for one descriptor: the whole range in one region.
-            guard let host = translator.guestPhysical(address, length: UInt64(length)) else { return .malformedDescriptor }
+            guard let host = translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)) else {
+                return .malformedDescriptor
+            }
             var gather = TransmitFrameGather(into: buffer, headerSize: headerSize)
-            gather.take(host, length: length)
+            gather.take(host, length: descriptor.length)
             return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures)
         }
         var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,

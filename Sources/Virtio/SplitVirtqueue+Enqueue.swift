@@ -69,17 +69,15 @@ extension SplitVirtqueue {
     /// nothing written (the walker then takes the chain). No walker set-up on the usual path
     /// (see copyTransmittedFrame).
     @inlinable @inline(__always)
-    func placeInOneDescriptor(head: UInt16, _ placement: inout ReceiveFramePlacement) -> UInt32? {
+    func placeInOneDescriptor(head: UInt16, _ packet: UnsafePointer<PacketBuffer>) -> UInt32? {
         // Safe: head < size (claimed), inside the checked descriptor table.
-        let entry = descriptors + Int(head) &* 16
-        let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-        guard flags & (DescriptorChain.flagNext | DescriptorChain.flagIndirect | DescriptorChain.flagWrite)
-                == DescriptorChain.flagWrite else { return nil }
-        let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        guard placement.total <= Int(length), let host = translator.guestPhysical(address, length: UInt64(length)) else { return nil }
-        let count = placement.place(into: host, length: length, guestAddress: address)
-        if logData { log?.markGuestPhysical(address, length: UInt64(count)) }
+        let descriptor = SplitDescriptor(loadingFrom: descriptors + Int(head) &* 16)
+        guard descriptor.flags & (DescriptorChain.flagNext | DescriptorChain.flagIndirect | DescriptorChain.flagWrite)
+                == DescriptorChain.flagWrite,
+              headerSize &+ packet.pointee.length <= Int(descriptor.length),
+              let host = translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)) else { return nil }
+        let count = ReceiveFramePlacement.placeWhole(packet, headerSize: headerSize, into: host)
+        if logData { log?.markGuestPhysical(descriptor.address, length: UInt64(count)) }
         return UInt32(truncatingIfNeeded: count)  // count <= length: u32
     }
 
@@ -116,7 +114,7 @@ extension SplitVirtqueue {
                     continue
                 }
                 lastHead = head
-                if entries == 0, let written = placeInOneDescriptor(head: head, &placement) {
+                if entries == 0, let written = placeInOneDescriptor(head: head, packet) {
                     // The usual case: the whole frame in the chain's one writable descriptor.
                     writeUsedEntry(at: usedWritten, id: head, length: written)
                     entries = 1

@@ -215,6 +215,18 @@ final class PackedVirtqueueTransmitTests: XCTestCase {
         XCTAssertEqual(h.queue.lastUsedIndex, 7, "no used descriptor for the refused id")
     }
 
+    /// finishBurst records the counters without testing them: only bursts that took something
+    /// may get there, or `bursts` would count empty polls.
+    func testEmptyPollsAreNotCountedAsBursts() throws {
+        let h = try PackedQueueHarness()
+        for _ in 0..<3 { XCTAssertEqual(h.dequeue(), []) }
+        XCTAssertEqual(h.stats.bursts, 0)
+        h.ring.postTransmit(frame: QueueHarness.frame(60), headerSize: 12)
+        XCTAssertEqual(h.dequeue().count, 1)
+        XCTAssertEqual(h.dequeue(), [])
+        XCTAssertEqual(h.stats.bursts, 1)
+    }
+
     func testChainOfExactlyRingSizeDescriptorsIsAccepted() throws {
         let h = try PackedQueueHarness(size: 4)
         let frame = QueueHarness.frame(100)

@@ -150,6 +150,18 @@ final class SplitVirtqueueTransmitTests: XCTestCase {
         XCTAssertEqual(h.ring.takeUsedEntries().count, 4)
     }
 
+    /// finishBurst records the counters without testing them: only bursts that took something
+    /// may get there, or `bursts` would count empty polls.
+    func testEmptyPollsAreNotCountedAsBursts() throws {
+        let h = try QueueHarness()
+        for _ in 0..<3 { XCTAssertEqual(h.dequeue(), []) }
+        XCTAssertEqual(h.stats.bursts, 0)
+        h.ring.postTransmit(frame: QueueHarness.frame(60), headerSize: 12)
+        XCTAssertEqual(h.dequeue().count, 1)
+        XCTAssertEqual(h.dequeue(), [])
+        XCTAssertEqual(h.stats.bursts, 1)
+    }
+
     func testSameHeadSubmittedTwiceIsTakenOnce() throws {
         let h = try QueueHarness()
         let head = h.ring.postTransmit(frame: QueueHarness.frame(60), headerSize: 12)
