@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <string.h>
+#include <fcntl.h>
 #include "CVhostShims.h"
 
 int vhost_shims_memfd_create(const char *name, unsigned int flags) {
@@ -32,3 +33,9 @@ int vhost_shims_set_thread_name(const char *name) {
     shortName[sizeof(shortName) - 1] = 0;
     return pthread_setname_np(pthread_self(), shortName);
 }
+
+int vhost_shims_file_seals(int fd) {
+    return fcntl(fd, F_GET_SEALS);
+}
+
+int vhost_shims_seal_shrink_bit(void) { return F_SEAL_SHRINK; }

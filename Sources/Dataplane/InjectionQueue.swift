@@ -2,8 +2,11 @@ import Synchronization
 
 /// Frames the control side wants sent as if they had arrived on a port (the RARP a
 /// migrated guest's new port announces). Poll thread 0 drains it between bursts: a
-/// relaxed flag check per iteration, the lock only when something is queued.
+/// relaxed flag check per iteration, the lock only when something is queued. Bounded: front-
+/// ends ask for these frames, so they must not be able to grow it.
 final class InjectionQueue: Sendable {
+    static let capacity = 64
+
     struct Frame: Sendable {
         var portID: Int
         var bytes: [UInt8]
@@ -12,9 +15,15 @@ final class InjectionQueue: Sendable {
     private let pending = Atomic<Bool>(false)
     private let frames = Mutex<[Frame]>([])
 
-    func add(_ frame: Frame) {
-        frames.withLock { $0.append(frame) }
-        pending.store(true, ordering: .releasing)
+    /// False (the frame dropped) when `capacity` frames are already waiting.
+    func add(_ frame: Frame) -> Bool {
+        let added = frames.withLock { queued -> Bool in
+            guard queued.count < Self.capacity else { return false }
+            queued.append(frame)
+            return true
+        }
+        if added { pending.store(true, ordering: .releasing) }
+        return added
     }
 
     @inline(__always)

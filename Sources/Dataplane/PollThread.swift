@@ -120,6 +120,7 @@ final class PollThread: @unchecked Sendable {
         var notificationsEnabled = false
         var installedBits: UInt = 0
         var lastCycles = MonotonicClock.cycles()
+        var longestIteration: UInt64 = 0
         var events: [Epoll.Event] = []
         events.reserveCapacity(64)
         while !stopRequested.load(ordering: .relaxed) {
@@ -158,6 +159,10 @@ final class PollThread: @unchecked Sendable {
             let now = MonotonicClock.cycles()
             let spent = now &- lastCycles
             lastCycles = now
+            if spent > longestIteration {
+                longestIteration = spent
+                statistics.maxIterationCycles.store(spent, ordering: .relaxed)
+            }
             PollThreadStatistics.bump(statistics.iterations, by: 1)
             if moved > 0 {
                 idleIterations = 0

@@ -1,4 +1,5 @@
 import Synchronization
+import VhostSystem
 
 /// Per poll thread load figures, like OVS's pmd-stats-show. Written only by its thread
 /// (relaxed load + store, no read-modify-write), read by the management plane.
@@ -8,6 +9,9 @@ public final class PollThreadStatistics: Sendable {
     let idleCycles = Atomic<UInt64>(0)
     let packets = Atomic<UInt64>(0)
     let sleeps = Atomic<UInt64>(0)
+    /// The longest loop iteration (every queue served once), in TSC cycles: how long one
+    /// guest's rings could hold the other ports of this thread.
+    let maxIterationCycles = Atomic<UInt64>(0)
 
     public struct Snapshot: Sendable, Equatable {
         public var iterations: UInt64
@@ -15,6 +19,9 @@ public final class PollThreadStatistics: Sendable {
         public var idleCycles: UInt64
         public var packets: UInt64
         public var sleeps: UInt64
+        public var maxIterationCycles: UInt64
+        /// `maxIterationCycles` in nanoseconds.
+        public var maxIterationNanoseconds: UInt64 { MonotonicClock.nanoseconds(fromCycles: maxIterationCycles) }
         /// Busy cycles per forwarded packet: the cost of the hot path.
         public var busyCyclesPerPacket: Double { packets == 0 ? 0 : Double(busyCycles) / Double(packets) }
         /// Share of cycles spent on iterations that moved packets.
@@ -27,7 +34,7 @@ public final class PollThreadStatistics: Sendable {
     public func snapshot() -> Snapshot {
         Snapshot(iterations: iterations.load(ordering: .relaxed), busyCycles: busyCycles.load(ordering: .relaxed),
                  idleCycles: idleCycles.load(ordering: .relaxed), packets: packets.load(ordering: .relaxed),
-                 sleeps: sleeps.load(ordering: .relaxed))
+                 sleeps: sleeps.load(ordering: .relaxed), maxIterationCycles: maxIterationCycles.load(ordering: .relaxed))
     }
 
     @inline(__always)

@@ -65,6 +65,8 @@ public final class Switch: @unchecked Sendable {
         }
         self.threads = threads
         housekeepingStop = try EventFD(nonBlocking: false)
+        // Measured here, once, so that no API read of the worst burst time waits for it.
+        _ = MonotonicClock.cyclesPerNanosecond
     }
 
     /// Seconds on the monotonic clock: the MAC table's time.
@@ -140,9 +142,13 @@ public final class Switch: @unchecked Sendable {
 
     /// Sends `frame` as if it had arrived on `portID`: learned and flooded as usual. For
     /// frames the switch makes itself (the RARP of a migrated guest).
-    public func inject(frame: [UInt8], fromPort portID: Int) {
-        injections.add(InjectionQueue.Frame(portID: portID, bytes: frame))
+    /// Queues a frame the switch makes (a RARP) as if it came from `portID`; false when the
+    /// bounded queue is full (the frame is dropped).
+    @discardableResult
+    public func inject(frame: [UInt8], fromPort portID: Int) -> Bool {
+        guard injections.add(InjectionQueue.Frame(portID: portID, bytes: frame)) else { return false }
         threads[0].wake()
+        return true
     }
 
     /// Runs `task` about once a second on the housekeeping thread (link supervision).

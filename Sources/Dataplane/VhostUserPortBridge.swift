@@ -1,4 +1,5 @@
 import Logging
+import VhostSystem
 import VhostUser
 import Virtio
 
@@ -13,6 +14,8 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
     /// A SEND_RARP that came before the device was ready waits for it (control thread only).
     private var pendingAnnouncement: [UInt8]?
     private var isReady = false
+    /// When each MAC was last announced (monotonic ms): one RARP per MAC per interval.
+    private var lastAnnounced: [UInt64: UInt64] = [:]
 
     init(portID: Int, name: String, fabric: Switch, logger: Logger, emit: @escaping SwitchEventHandler) {
         self.portID = portID
@@ -76,9 +79,24 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
         if isReady { announce(mac) } else { pendingAnnouncement = mac }
     }
 
+    /// A front-end may ask as often as it likes (each request is budgeted by the session);
+    /// a MAC is announced at most once per `VhostUserLimits.announceIntervalMilliseconds`, and
+    /// the injection queue is bounded (`Switch.inject` says when it is full).
     private func announce(_ mac: [UInt8]) {
-        fabric.inject(frame: AnnouncementFrame.rarp(mac: mac), fromPort: portID)
-        let text = MacAddress.format(mac.reduce(0) { $0 << 8 | UInt64($1) })
+        let address = mac.reduce(0) { $0 << 8 | UInt64($1) }
+        let now = MonotonicClock.nanoseconds() / 1_000_000
+        let interval = VhostUserLimits.announceIntervalMilliseconds
+        if let last = lastAnnounced[address], now &- last < interval { return }
+        if lastAnnounced.count >= VhostUserLimits.maxPendingAnnouncements {
+            lastAnnounced = lastAnnounced.filter { now &- $0.value < interval }
+            guard lastAnnounced.count < VhostUserLimits.maxPendingAnnouncements else { return }
+        }
+        lastAnnounced[address] = now
+        let text = MacAddress.format(address)
+        guard fabric.inject(frame: AnnouncementFrame.rarp(mac: mac), fromPort: portID) else {
+            logger.warning("RARP for \(text) not sent: the injection queue is full")
+            return
+        }
         logger.info("RARP sent for \(text)")
         emit(SwitchEvent(.rarpSent, port: name, data: ["mac": .string(text)]))
     }

@@ -290,6 +290,7 @@ public final class ManagementAPI: Sendable {
             "sessions": Self.count(info.sessions),
             "refused_requests": Self.count(info.refusedRequests),
             "sessions_closed_on_error": Self.count(info.sessionsClosedOnError),
+            "guest_faults": Self.count(info.guestFaults),
             "last_error": info.lastError.map { .string($0) } ?? .null,
         ])
     }
@@ -435,6 +436,7 @@ public final class ManagementAPI: Sendable {
             object["sessions"] = Self.count(info.sessions)
             object["refused_requests"] = Self.count(info.refusedRequests)
             object["sessions_closed_on_error"] = Self.count(info.sessionsClosedOnError)
+            object["guest_faults"] = Self.count(info.guestFaults)
             object["vrings"] = .array(info.vrings.map { vring in
                 ["index": .integer(Int64(vring.index)), "counters": Self.countersJSON(vring.statistics?.snapshot() ?? VirtqueueStatisticsSnapshot())]
             })
@@ -458,6 +460,7 @@ public final class ManagementAPI: Sendable {
                 "sleeps": Self.count(s.sleeps),
                 "busy_cycles_per_packet": .number(s.busyCyclesPerPacket),
                 "busy_ratio": .number(s.busyRatio),
+                "max_burst_ns": Self.count(s.maxIterationNanoseconds),
                 "queues": .array(assignments.filter { $0.pollThread == index }.map {
                     ["port": .string($0.portName), "vring": .integer(Int64($0.vringIndex))]
                 }),

@@ -90,6 +90,8 @@ enum MetricsExposition {
         metrics.declare("vhost_switch_port_sessions_total", "counter", "vhost-user sessions since the port was created.")
         metrics.declare("vhost_switch_port_refused_requests_total", "counter", "vhost-user requests refused as invalid.")
         metrics.declare("vhost_switch_port_sessions_closed_on_error_total", "counter", "Sessions ended because of a protocol error.")
+        metrics.declare("vhost_switch_port_guest_faults_total", "counter",
+                        "Sessions ended by containment: guest memory that could not be accessed, or a ring stopped for invalid chains.")
         for (suffix, help, _) in counterFamilies {
             metrics.declare("vhost_switch_port_\(suffix)", "counter", help + " Direction rx is from the guest, tx to it.")
         }
@@ -102,6 +104,7 @@ enum MetricsExposition {
                 metrics.add("vhost_switch_port_sessions_total", "counter", "", [("port", name)], info.sessions)
                 metrics.add("vhost_switch_port_refused_requests_total", "counter", "", [("port", name)], info.refusedRequests)
                 metrics.add("vhost_switch_port_sessions_closed_on_error_total", "counter", "", [("port", name)], info.sessionsClosedOnError)
+                metrics.add("vhost_switch_port_guest_faults_total", "counter", "", [("port", name)], info.guestFaults)
             }
             for (direction, snapshot) in [("rx", totals.rx), ("tx", totals.tx)] {
                 for (suffix, _, path) in counterFamilies {
@@ -124,6 +127,7 @@ enum MetricsExposition {
         ]
         for (suffix, help, _) in threadFamilies { metrics.declare("vhost_switch_pmd_\(suffix)", "counter", help) }
         metrics.declare("vhost_switch_pmd_busy_cycles_per_packet", "gauge", "Busy TSC cycles per forwarded packet.")
+        metrics.declare("vhost_switch_pmd_max_burst_seconds", "gauge", "The longest poll loop iteration since start.")
         metrics.declare("vhost_switch_pmd_queues", "gauge", "Receive queues assigned to the poll thread.")
         let assignments = api.ports.fabric.queueAssignments
         for (index, snapshot) in threads.enumerated() {
@@ -132,6 +136,8 @@ enum MetricsExposition {
                 metrics.add("vhost_switch_pmd_\(suffix)", "counter", "", labels, snapshot[keyPath: path])
             }
             metrics.add("vhost_switch_pmd_busy_cycles_per_packet", "gauge", "", labels, value: String(snapshot.busyCyclesPerPacket))
+            metrics.add("vhost_switch_pmd_max_burst_seconds", "gauge", "", labels,
+                        value: String(Double(snapshot.maxIterationNanoseconds) / 1e9))
             metrics.add("vhost_switch_pmd_queues", "gauge", "", labels, UInt64(assignments.filter { $0.pollThread == index }.count))
         }
 

@@ -25,3 +25,12 @@ extension FileDescriptor {
                           isRegularFile: info.st_mode & S_IFMT == S_IFREG)
     }
 }
+
+extension FileDescriptor {
+    /// True when the file is a memfd sealed against shrinking (F_SEAL_SHRINK): its pages can
+    /// never disappear under a mapping. Hugetlbfs files and plain files cannot be sealed.
+    public var isSealedAgainstShrinking: Bool {
+        let seals = vhost_shims_file_seals(rawValue)
+        return seals >= 0 && seals & vhost_shims_seal_shrink_bit() != 0
+    }
+}

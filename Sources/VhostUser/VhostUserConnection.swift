@@ -23,6 +23,13 @@ public final class VhostUserConnection: @unchecked Sendable {
     private var status: UInt8 = 0
     private var ringsStoppedReported = false
     private var errorLimiter = VhostUserErrorRateLimiter()
+    /// Raised by the SIGBUS handler (this session's guest memory or log faulted) or by a
+    /// poll thread (one of its rings stopped); the control loop then calls `closeIfFaulted`.
+    public let faultFlag: GuestFaultFlag
+    private var ringChangeBudget: RingChangeBudget
+    /// Ring-changing requests were handled since the queues were last published: publish
+    /// once, when the socket has nothing more to read (one republish per batch, not two per request).
+    private var publicationPending = false
     public private(set) var isClosed = false
     /// Why the session ended; nil while open or after an orderly close.
     public private(set) var closeReason: VhostUserProtocolError?
@@ -40,6 +47,9 @@ public final class VhostUserConnection: @unchecked Sendable {
         self.socket = socket
         sessionOfferedFeatures = device.offeredFeatures
         vrings = (0..<(2 * device.configuration.maxQueuePairs)).map { VhostUserVring(index: $0) }
+        faultFlag = GuestFaultFlag(notifyDescriptor: device.faultNotifyDescriptor)
+        ringChangeBudget = RingChangeBudget(perSecond: VhostUserLimits.ringChangesPerSecond
+                                            + VhostUserLimits.ringChangesPerSecondPerVring * vrings.count)
         try? socket.setNonBlocking()
         device.connection = self
         device.sessionCount += 1
@@ -54,6 +64,7 @@ public final class VhostUserConnection: @unchecked Sendable {
     @discardableResult
     public func handleReadable(maxMessages: Int = 64) -> Bool {
         var handled = 0
+        defer { publishIfPending() }
         while !isClosed && handled < maxMessages {
             switch reader.next(from: socket) {
             case .needMoreData:
@@ -68,6 +79,17 @@ public final class VhostUserConnection: @unchecked Sendable {
             }
         }
         return !isClosed
+    }
+
+    /// Closes the session when its fault flag was raised (see `faultFlag`); true if it did.
+    /// The control thread calls this when the flag's eventfd fires; a test calls it directly.
+    @discardableResult
+    public func closeIfFaulted() -> Bool {
+        let raised = faultFlag.raised
+        guard !isClosed, !raised.isEmpty else { return false }
+        device.guestFaults += 1
+        close(reason: raised.contains(.memoryFault) ? .guestMemoryFault : .ringStopped)
+        return true
     }
 
     /// Ends the session: queues withdrawn, `deviceDestroyed`, every fd and mapping released.
@@ -120,6 +142,13 @@ public final class VhostUserConnection: @unchecked Sendable {
             refuse(message, error, reply: rule.reply)
             return
         }
+        if rule.changesRings || request == .sendRarp {
+            // Each costs every poll thread a pause (or an injected frame): budgeted.
+            guard ringChangeBudget.take(now: MonotonicClock.nanoseconds()) else {
+                close(reason: .tooManyRingChanges(perSecond: ringChangeBudget.perSecond))
+                return
+            }
+        }
         if rule.changesRings {
             // The dataplane lets go of every ring before anything it uses can change.
             device.withdrawQueues()
@@ -138,7 +167,13 @@ public final class VhostUserConnection: @unchecked Sendable {
         case .refused(let error):
             refuse(message, error, reply: rule.reply)
         }
-        if rule.changesRings && !isClosed { updatePublication() }
+        if rule.changesRings && !isClosed { publicationPending = true }
+    }
+
+    private func publishIfPending() {
+        guard publicationPending else { return }
+        publicationPending = false
+        if !isClosed { updatePublication() }
     }
 
     private func hasProtocolFeature(_ feature: VhostUserProtocolFeature) -> Bool {
@@ -307,6 +342,10 @@ public final class VhostUserConnection: @unchecked Sendable {
             return setVringEnable(index: Int(payload.u32() ?? 0), value: payload.u32() ?? 0)
         case .sendRarp:
             let mac = payload.bytes(6) ?? []
+            // The guest's own address: unicast (I/G bit clear) and not all zeros.
+            guard mac.count == 6, mac[0] & 1 == 0, mac.contains(where: { $0 != 0 }) else {
+                return .refused(.invalidPayload(request, "RARP MAC is not a unicast address"))
+            }
             logger.info("front-end asks for a RARP announcement", metadata: ["mac": "\(mac.map { String($0, radix: 16) }.joined(separator: ":"))"])
             device.delegate.deviceRequestsAnnounce(device, mac: mac)
             return .done
@@ -428,7 +467,7 @@ public final class VhostUserConnection: @unchecked Sendable {
     private func mapRegion(_ region: GuestMemoryRegionDescriptor, fd: FileDescriptor, _ request: VhostUserRequest) -> Result<GuestMemoryRegion, VhostUserProtocolError> {
         if let problem = validate(region, fd: fd) { return .failure(.memoryTableRefused(request, problem)) }
         do {
-            return .success(try GuestMemoryRegion.map(region, fd: fd))
+            return .success(try GuestMemoryRegion.map(region, fd: fd, faultFlag: faultFlag))
         } catch {
             return .failure(.memoryTableRefused(request, "region \(describe(region)): \(error)"))
         }
@@ -485,6 +524,10 @@ public final class VhostUserConnection: @unchecked Sendable {
     /// Replaces the memory table (the queues were withdrawn by the dispatcher). Rings keep
     /// their indices and are re-validated against the new table.
     private func install(_ regions: [GuestMemoryRegion], maxRegions: Int, _ request: VhostUserRequest) -> Outcome {
+        let mapped = regions.reduce(UInt64(0)) { $0 + UInt64($1.mapping.length) }
+        guard mapped <= VhostUserLimits.maxMappedGuestMemory else {
+            return .refused(.memoryTableRefused(request, "\(mapped) bytes mapped in all, at most \(VhostUserLimits.maxMappedGuestMemory) per session"))
+        }
         let table: GuestMemory
         do {
             table = try GuestMemory(regions: regions, maxRegions: maxRegions)
@@ -532,7 +575,8 @@ public final class VhostUserConnection: @unchecked Sendable {
         let delta = Int(offset - pageOffset)
         let mapping: MemoryMapping
         do {
-            mapping = try MemoryMapping(descriptor: descriptor, length: delta + Int(size), offset: pageOffset)
+            mapping = try MemoryMapping(descriptor: descriptor, length: delta + Int(size), offset: pageOffset,
+                                        guarding: descriptor.isSealedAgainstShrinking ? nil : faultFlag)
         } catch {
             return .refused(.dirtyLogRefused("mmap: \(error)"))
         }
@@ -759,7 +803,7 @@ public final class VhostUserConnection: @unchecked Sendable {
         let build = { (base: UInt16, used: UInt16?) in
             SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: self.negotiatedFeatures ?? 0, lastAvailIndex: base,
                            lastUsedIndex: used, callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
-                           dirtyLog: self.dirtyLoggingActive ? self.dirtyLog : nil)
+                           dirtyLog: self.dirtyLoggingActive ? self.dirtyLog : nil, faultFlag: self.faultFlag)
         }
         if let usedBase = ring.usedBase {
             let queue = build(ring.base, usedBase)
@@ -789,7 +833,7 @@ public final class VhostUserConnection: @unchecked Sendable {
         let queue = PackedVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0, lastAvailIndex: index,
                                     availWrapCounter: wrap, lastUsedIndex: used?.index, usedWrapCounter: used?.wrap,
                                     callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
-                                    dirtyLog: dirtyLoggingActive ? dirtyLog : nil)
+                                    dirtyLog: dirtyLoggingActive ? dirtyLog : nil, faultFlag: faultFlag)
         if queue.isBroken { logger.warning("vring \(ring.index): packed base 0x\(String(ring.base, radix: 16)) outside the ring") }
         return queue
     }

@@ -11,6 +11,9 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     /// Client mode: first retry after 100 ms, doubling up to 2 s.
     public static let initialRetryMilliseconds = 100
     public static let maxRetryMilliseconds = 2000
+    /// A listener whose accept fails (EMFILE, ENFILE, ENOMEM) is left alone this long: a
+    /// level-triggered listener would otherwise spin the control thread.
+    public static let acceptPauseMilliseconds: UInt64 = 100
 
     private final class Endpoint {
         let device: VhostUserDevice
@@ -19,17 +22,25 @@ public final class VhostUserControlLoop: @unchecked Sendable {
         /// Client mode: when to try connecting next (monotonic ns).
         var nextAttempt: UInt64?
         var connectFailures = 0
+        /// The listener's epoll token, to re-add it after an accept pause.
+        var listenerToken: UInt64 = 0
+        /// Server mode: accepting is paused until then (monotonic ns) after accept failed.
+        var acceptResumesAt: UInt64?
+        var acceptFailures = 0
         init(device: VhostUserDevice) { self.device = device }
     }
 
     private enum Registration {
         case wakeup
+        /// A session's `GuestFaultFlag` was raised (SIGBUS contained, ring stopped).
+        case guestFault
         case listener(Endpoint)
         case connection(Endpoint, VhostUserConnection)
     }
 
     private let epoll: Epoll
     private let wakeup: EventFD
+    private let guestFaults: EventFD
     private let logger: Logger
     private struct Queue {
         var commands: [@Sendable () -> Void] = []
@@ -44,6 +55,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     private var nextToken: UInt64 = 1
     private var stopping = false
     private let wakeupToken: UInt64 = 0
+    private let guestFaultToken: UInt64 = 1
 
     /// Starts the control thread. The thread keeps the loop alive: call `shutdown()` to end it.
     public init(logger: Logger = Logger(label: "vhost-user")) throws(SystemError) {
@@ -52,6 +64,11 @@ public final class VhostUserControlLoop: @unchecked Sendable {
         wakeup = try EventFD()
         try epoll.add(wakeup.rawValue, events: Epoll.input, token: wakeupToken)
         registrations[wakeupToken] = .wakeup
+        guestFaults = try EventFD()
+        try epoll.add(guestFaults.rawValue, events: Epoll.input, token: guestFaultToken)
+        registrations[guestFaultToken] = .guestFault
+        nextToken = 2
+        GuestMemoryGuard.install().map { logger.error("guest memory faults cannot be contained: \($0)") }
         thread = try SystemThread(name: "vhost-control") { [self] in run() }
     }
 
@@ -98,12 +115,13 @@ public final class VhostUserControlLoop: @unchecked Sendable {
                 throw .duplicateName(configuration.name)
             }
             let device = try VhostUserDevice(configuration: configuration, delegate: delegate, logger: logger)
+            device.faultNotifyDescriptor = self.guestFaults.rawValue
             let endpoint = Endpoint(device: device)
             switch configuration.mode {
             case .server:
                 do {
                     let listener = try UnixSocket.listen(path: configuration.socketPath, permissions: configuration.socketPermissions)
-                    try self.register(listener.rawValue, .listener(endpoint))
+                    endpoint.listenerToken = try self.register(listener.rawValue, .listener(endpoint))
                     endpoint.listener = listener
                 } catch {
                     throw .socket("\(configuration.socketPath): \(error)")
@@ -170,6 +188,9 @@ public final class VhostUserControlLoop: @unchecked Sendable {
                 case .wakeup:
                     wakeup.drain()
                     runCommands()
+                case .guestFault:
+                    guestFaults.drain()
+                    closeFaultedSessions()
                 case .listener(let endpoint):
                     acceptConnections(endpoint)
                 case .connection(let endpoint, let connection):
@@ -189,11 +210,20 @@ public final class VhostUserControlLoop: @unchecked Sendable {
         for command in commands { command() }
     }
 
-    private func register(_ fd: Int32, _ registration: Registration) throws(SystemError) {
+    @discardableResult
+    private func register(_ fd: Int32, _ registration: Registration) throws(SystemError) -> UInt64 {
         let token = nextToken
         nextToken += 1
         try epoll.add(fd, events: Epoll.input | Epoll.peerHangup, token: token)
         registrations[token] = registration
+        return token
+    }
+
+    /// Each session whose fault flag is up loses its port; nothing else is touched.
+    private func closeFaultedSessions() {
+        for endpoint in endpoints.values {
+            if let connection = endpoint.device.connection, connection.closeIfFaulted() { sessionEnded(endpoint) }
+        }
     }
 
     private func unregister(fd: Int32, where matches: (Registration) -> Bool) {
@@ -210,10 +240,19 @@ public final class VhostUserControlLoop: @unchecked Sendable {
             do {
                 accepted = try UnixSocket.accept(listener)
             } catch {
-                endpoint.device.logger.warning("accept failed: \(error)")
+                pauseAccepting(endpoint, listener, error)
                 return
             }
             guard let socket = accepted else { return }
+            if endpoint.acceptFailures > 0 {
+                endpoint.device.logger.notice("accepting again after \(endpoint.acceptFailures) failed accept(s)")
+                endpoint.acceptFailures = 0
+            }
+            if let live = endpoint.device.connection, !live.handleReadable() {
+                // The front-end closed and reconnected at once (QEMU reconnect=, a restarted
+                // DPDK application): its hang-up was still queued behind this accept.
+                sessionEnded(endpoint)
+            }
             if endpoint.device.connection != nil {
                 // vhost-user has one front-end per socket: a second one is turned away at once.
                 endpoint.device.logger.warning("second front-end connection refused: a session is active")
@@ -221,6 +260,27 @@ public final class VhostUserControlLoop: @unchecked Sendable {
                 continue
             }
             startSession(endpoint, socket)
+        }
+    }
+
+    /// accept failed (out of fds or memory): stop watching the listener for a while instead
+    /// of waking for it again at once, and say so once per failure streak (and every 100th).
+    private func pauseAccepting(_ endpoint: Endpoint, _ listener: FileDescriptor, _ error: SystemError) {
+        endpoint.acceptFailures += 1
+        if endpoint.acceptFailures == 1 || endpoint.acceptFailures % 100 == 0 {
+            endpoint.device.logger.warning("accept failed (\(endpoint.acceptFailures) in a row): \(error); pausing \(Self.acceptPauseMilliseconds) ms")
+        }
+        epoll.remove(listener.rawValue)
+        endpoint.acceptResumesAt = MonotonicClock.nanoseconds() + Self.acceptPauseMilliseconds * 1_000_000
+    }
+
+    private func resumeAccepting(_ endpoint: Endpoint) {
+        endpoint.acceptResumesAt = nil
+        guard let listener = endpoint.listener else { return }
+        do {
+            try epoll.add(listener.rawValue, events: Epoll.input | Epoll.peerHangup, token: endpoint.listenerToken)
+        } catch {
+            pauseAccepting(endpoint, listener, error)
         }
     }
 
@@ -272,7 +332,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     }
 
     private func nextTimeout() -> Int32 {
-        let deadlines = endpoints.values.compactMap(\.nextAttempt)
+        let deadlines = endpoints.values.compactMap(\.nextAttempt) + endpoints.values.compactMap(\.acceptResumesAt)
         guard let earliest = deadlines.min() else { return -1 }
         let now = MonotonicClock.nanoseconds()
         guard earliest > now else { return 0 }
@@ -285,6 +345,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
             if let due = endpoint.nextAttempt, due <= now, endpoint.device.connection == nil {
                 attemptConnect(endpoint)
             }
+            if let due = endpoint.acceptResumesAt, due <= now { resumeAccepting(endpoint) }
         }
     }
 

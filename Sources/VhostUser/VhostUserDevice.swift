@@ -97,6 +97,11 @@ public final class VhostUserDevice: @unchecked Sendable {
     var sessionsClosedOnError: UInt64 = 0
     var lastError: String?
     var sessionErrorLimiter = VhostUserErrorRateLimiter()
+    /// Sessions ended because their guest memory faulted or a ring had to be stopped.
+    var guestFaults: UInt64 = 0
+    /// The control loop's eventfd for `GuestFaultFlag`s of this device's sessions (-1: none,
+    /// a test drives the session and calls `closeIfFaulted()` itself).
+    var faultNotifyDescriptor: Int32 = -1
 
     /// Requests refused since the device was added (control thread).
     public var refusedRequestCount: UInt64 { refusedRequests }
@@ -152,6 +157,7 @@ public final class VhostUserDevice: @unchecked Sendable {
             activeQueuePairs: 0, memoryRegions: [], dirtyLogging: false, vrings: [],
             sessions: sessionCount, refusedRequests: refusedRequests, sessionsClosedOnError: sessionsClosedOnError,
             lastError: lastError)
+        info.guestFaults = guestFaults
         connection?.fill(&info)
         return info
     }

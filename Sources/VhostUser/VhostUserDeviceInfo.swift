@@ -39,6 +39,8 @@ public struct VhostUserDeviceInfo: Sendable {
     public var refusedRequests: UInt64
     /// Sessions ended because of a protocol error.
     public var sessionsClosedOnError: UInt64
+    /// Of those, sessions ended by containment: guest memory that faulted, a stopped ring.
+    public var guestFaults: UInt64 = 0
     public var lastError: String?
 }
 

@@ -100,4 +100,18 @@ public enum VhostUserLimits {
     public static let mtuRange: ClosedRange<UInt64> = 68...65535
     /// The dirty log for the largest guest we accept (16 TiB of guest-physical space).
     public static let maxDirtyLogSize: UInt64 = (16 << 40) / 4096 / 8
+    /// The most guest memory one session may have mapped at once (every region's mapping
+    /// together): 1 TiB. The address space is shared by every port (128 TiB on x86-64), so
+    /// one front-end must not be able to take it all.
+    public static let maxMappedGuestMemory: UInt64 = 1 << 40
+    /// Ring-changing requests (SET_VRING_*, SET_MEM_TABLE, SET_FEATURES, SET_STATUS, ...) a
+    /// session may send per second, plus this many per vring of the device: a set-up
+    /// sends about six per ring, a migration a few more. Past it the session is closed as
+    /// hostile: each such request makes every poll thread stop for a republish.
+    public static let ringChangesPerSecond = 256
+    public static let ringChangesPerSecondPerVring = 16
+    /// SEND_RARP: announcements waiting to be sent, and the shortest interval between two
+    /// for the same MAC.
+    public static let maxPendingAnnouncements = 16
+    public static let announceIntervalMilliseconds: UInt64 = 1000
 }

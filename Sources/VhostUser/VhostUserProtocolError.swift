@@ -27,6 +27,10 @@ public enum VhostUserProtocolError: Error, Equatable, Sendable, CustomStringConv
     case noMemoryTable(VhostUserRequest)
     case ringNotConfigured(VhostUserRequest, String)
     case dirtyLogRefused(String)
+    // Containment: the session ends, the rest of the switch goes on.
+    case guestMemoryFault
+    case ringStopped
+    case tooManyRingChanges(perSecond: Int)
 
     public var description: String {
         switch self {
@@ -54,6 +58,9 @@ public enum VhostUserProtocolError: Error, Equatable, Sendable, CustomStringConv
         case .noMemoryTable(let request): "\(request) before SET_MEM_TABLE"
         case .ringNotConfigured(let request, let text): "\(request): \(text)"
         case .dirtyLogRefused(let text): "SET_LOG_BASE: \(text)"
+        case .guestMemoryFault: "guest memory or dirty log could not be accessed (the front-end shrank its file, or its pages cannot be faulted in)"
+        case .ringStopped: "a ring kept producing invalid descriptor chains and was stopped"
+        case .tooManyRingChanges(let limit): "more than \(limit) ring-changing requests in one second"
         }
     }
 }

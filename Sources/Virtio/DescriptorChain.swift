@@ -31,8 +31,8 @@ struct SplitDescriptor {
 /// Walks one descriptor chain of a split ring (VIRTIO 1.1 2.7.5, 2.7.5.3 indirect), one
 /// descriptor at a time. Each descriptor is loaded once into locals and only the copy is
 /// validated and used: the guest may rewrite the table while we walk. The walk ends after at
-/// most ring-size descriptors (table-size inside an indirect table), so a looping chain
-/// cannot hold the poll thread.
+/// most ring-size descriptors (table-size inside an indirect table), and never more than
+/// `RingWalkLimits.maxChainDescriptors`, so a looping chain cannot hold the poll thread.
 @usableFromInline
 struct DescriptorChain {
     @usableFromInline static let flagNext: UInt16 = 1
@@ -43,6 +43,8 @@ struct DescriptorChain {
     @usableFromInline var tableEntries: UInt32
     @usableFromInline var index: UInt32
     @usableFromInline var hopsLeft: UInt32
+    /// Descriptors read so far (ring and indirect): what the burst's walk budget is charged.
+    @usableFromInline var walked: UInt32 = 0
     @usableFromInline var totalLength: UInt64
     @usableFromInline var isFirst: Bool
     @usableFromInline var inIndirect: Bool
@@ -57,7 +59,7 @@ struct DescriptorChain {
         table = descriptorTable
         tableEntries = UInt32(ringSize)
         index = UInt32(head)
-        hopsLeft = UInt32(ringSize)
+        hopsLeft = min(UInt32(ringSize), UInt32(RingWalkLimits.maxChainDescriptors))
         totalLength = 0
         isFirst = true
         inIndirect = false
@@ -73,6 +75,7 @@ struct DescriptorChain {
             if finished { return .end }
             guard hopsLeft > 0 else { finished = true; return .malformed }  // loop or over-long chain
             hopsLeft &-= 1
+            walked &+= 1
             // Safe: index < tableEntries, and the table holds tableEntries * 16 mapped bytes
             // (ring table: checked by VirtqueueLayout; indirect table: translated below).
             let descriptor = SplitDescriptor(loadingFrom: table + Int(index &* 16))
@@ -92,7 +95,7 @@ struct DescriptorChain {
                 table = UnsafeRawPointer(indirectTable)
                 tableEntries = length / 16
                 index = 0
-                hopsLeft = tableEntries
+                hopsLeft = min(tableEntries, UInt32(RingWalkLimits.maxChainDescriptors))
                 inIndirect = true
                 continue
             }

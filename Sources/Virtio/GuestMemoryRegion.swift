@@ -21,44 +21,61 @@ public struct GuestMemoryRegionDescriptor: Equatable, Sendable {
 /// last `GuestMemory` holding it goes away.
 public final class GuestMemoryRegion: @unchecked Sendable {  // immutable after init
     public let descriptor: GuestMemoryRegionDescriptor
-    /// The whole mapping, [0, mmapOffset + size) of the file (rounded up to the block size).
+    /// The file range the region needs: [mmapOffset rounded down to the block size,
+    /// mmapOffset + size rounded up to it).
     public let mapping: MemoryMapping
     /// Where guest-physical address `descriptor.guestPhysicalAddress` lives in this process.
     public let hostAddress: UnsafeMutableRawPointer
+    /// The backing file is a memfd sealed against shrinking: its pages cannot vanish.
+    public let isSealed: Bool
 
-    private init(descriptor: GuestMemoryRegionDescriptor, mapping: MemoryMapping) {
+    private init(descriptor: GuestMemoryRegionDescriptor, mapping: MemoryMapping, startInMapping: Int, isSealed: Bool) {
         self.descriptor = descriptor
         self.mapping = mapping
-        // Safe: map() checked mmapOffset + size <= mapping.length.
-        hostAddress = mapping.base + Int(descriptor.mmapOffset)
+        self.isSealed = isSealed
+        // Safe: map() checked startInMapping + size <= mapping.length.
+        hostAddress = mapping.base + startInMapping
     }
 
-    /// Validates `descriptor` against the file behind `fd` and maps it shared, read-write.
-    /// Like DPDK, maps from file offset 0 (mmap offsets must be page aligned, mmap_offset
-    /// need not be) and rounds the length up to the file's block size (hugetlbfs needs
-    /// hugepage-aligned lengths to unmap). The caller may close `fd` afterwards.
-    public static func map(_ descriptor: GuestMemoryRegionDescriptor, fd: FileDescriptor) throws(GuestMemoryError) -> GuestMemoryRegion {
+    /// Validates `descriptor` against the file behind `fd` and maps the range it needs,
+    /// shared and read-write. Only that range: mmap offsets must be aligned to the file's
+    /// block size (4 KiB, or the hugepage size on hugetlbfs, which also needs aligned lengths
+    /// to unmap), so the offset is rounded down and the end up, and a region at a huge offset
+    /// of a sparse file costs its own size of address space, not the offset's.
+    ///
+    /// With `faultFlag`, a file that shrinks later is contained (`GuestMemoryGuard`): the
+    /// access completes on anonymous memory and the flag says the session must end. A memfd
+    /// sealed against shrinking needs no guard, which saves a slot of the fixed registry.
+    /// The caller may close `fd` afterwards.
+    public static func map(_ descriptor: GuestMemoryRegionDescriptor, fd: FileDescriptor,
+                           faultFlag: GuestFaultFlag? = nil) throws(GuestMemoryError) -> GuestMemoryRegion {
         guard descriptor.size > 0 else { throw .zeroSize }
         let (_, gpaWraps) = descriptor.guestPhysicalAddress.addingReportingOverflow(descriptor.size)
         let (_, vaWraps) = descriptor.userspaceAddress.addingReportingOverflow(descriptor.size)
         let (needed, offsetWraps) = descriptor.mmapOffset.addingReportingOverflow(descriptor.size)
-        guard !gpaWraps, !vaWraps, !offsetWraps, needed <= UInt64(Int.max) else { throw .addressOverflow }
+        guard !gpaWraps, !vaWraps, !offsetWraps, needed <= UInt64(Int64.max) else { throw .addressOverflow }
 
         let status: FileStatus
         do { status = try fd.status() } catch { throw .notMappable }
         guard status.isRegularFile else { throw .notMappable }
         guard status.size >= needed else { throw .fileTooShort(needed: needed, actual: status.size) }
 
-        var length = needed
-        let block = status.blockSize
-        if block > 1, block & (block - 1) == 0, block <= 1 << 30 {
-            let (rounded, wraps) = needed.addingReportingOverflow(block - 1)
-            if !wraps, rounded & ~(block - 1) <= UInt64(Int.max) { length = rounded & ~(block - 1) }
-        }
+        var block = status.blockSize
+        if block < 4096 || block & (block - 1) != 0 || block > 1 << 30 { block = 4096 }
+        let start = descriptor.mmapOffset & ~(block - 1)
+        let (roundedEnd, endWraps) = needed.addingReportingOverflow(block - 1)
+        guard !endWraps else { throw .addressOverflow }
+        let end = roundedEnd & ~(block - 1)
+        let length = end - start  // >= size > 0; <= Int64.max + block: checked next
+        guard length <= UInt64(Int.max) else { throw .addressOverflow }
+        let sealed = fd.isSealedAgainstShrinking
         let mapping: MemoryMapping
-        do { mapping = try MemoryMapping(descriptor: fd, length: Int(length), offset: 0) } catch {
+        do {
+            mapping = try MemoryMapping(descriptor: fd, length: Int(length), offset: start, guarding: sealed ? nil : faultFlag)
+        } catch {
             throw .mapFailed(errno: error.errno)
         }
-        return GuestMemoryRegion(descriptor: descriptor, mapping: mapping)
+        return GuestMemoryRegion(descriptor: descriptor, mapping: mapping,
+                                 startInMapping: Int(descriptor.mmapOffset - start), isSealed: sealed)
     }
 }

@@ -21,7 +21,10 @@ struct PackedDescriptor {
 /// descriptors from `position` on, wrapping at the ring's end, while NEXT is set; or, when the
 /// one ring descriptor is INDIRECT, every entry of its table. Each descriptor is loaded once
 /// and only the copy is used (the guest may rewrite the ring while we walk). At most
-/// ring-size ring descriptors are walked, so a chain of NEXT flags cannot hold the poll thread.
+/// `maxRingDescriptors` ring descriptors are walked (what is left of one lap of the ring in
+/// this burst, and never more than `RingWalkLimits.maxChainDescriptors`): a burst never
+/// consumes more than the ring's size in slots, so the used position it writes stays inside
+/// the ring, and a chain of NEXT flags cannot hold the poll thread.
 ///
 /// After the walk `ringDescriptors` is how many ring slots the buffer used (what the used
 /// index advances by) and `bufferID` the id of its last ring descriptor (2.8.6: the driver
@@ -34,6 +37,7 @@ struct PackedDescriptorChain {
 
     @usableFromInline let ring: UnsafeRawPointer
     @usableFromInline let ringSize: UInt16
+    @usableFromInline let maxRingDescriptors: UInt16
     @usableFromInline var position: UInt16
     @usableFromInline var ringDescriptors: UInt16 = 0
     @usableFromInline var bufferID: UInt16 = 0
@@ -47,11 +51,18 @@ struct PackedDescriptorChain {
     @usableFromInline let indirectAllowed: Bool
     @usableFromInline let memory: GuestMemoryTranslator
 
-    /// `position` must be < `ringSize`.
+    /// Descriptors read so far, ring and indirect: what the burst's walk budget is charged.
+    @inlinable
+    var walked: Int { Int(ringDescriptors) &+ Int(indirectIndex) }
+
+    /// `position` must be < `ringSize`; `slotsLeft` is how many slots of the ring's lap the
+    /// burst has not consumed yet (1 ... ringSize).
     @inlinable @inline(__always)
-    init(ring: UnsafeRawPointer, ringSize: UInt16, position: UInt16, indirectAllowed: Bool, memory: GuestMemoryTranslator) {
+    init(ring: UnsafeRawPointer, ringSize: UInt16, position: UInt16, slotsLeft: Int, indirectAllowed: Bool,
+         memory: GuestMemoryTranslator) {
         self.ring = ring
         self.ringSize = ringSize
+        maxRingDescriptors = UInt16(truncatingIfNeeded: min(slotsLeft, RingWalkLimits.maxChainDescriptors))
         self.position = position
         self.indirectAllowed = indirectAllowed
         self.memory = memory
@@ -73,8 +84,8 @@ struct PackedDescriptorChain {
                 return segment(address: address, length: length, flags: flags)
             }
             guard moreInRing else { finished = true; return .end }
-            // A buffer longer than the ring means NEXT flags that never end.
-            guard ringDescriptors < ringSize else { finished = true; return .malformed }
+            // A buffer longer than what is left of the lap means NEXT flags that never end.
+            guard ringDescriptors < maxRingDescriptors else { finished = true; return .malformed }
             // Safe: position < ringSize and the ring holds ringSize * 16 mapped bytes (PackedVirtqueueLayout).
             let entry = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
             let (address, length, id, flags) = (entry.address, entry.length, entry.id, entry.flags)
@@ -87,7 +98,7 @@ struct PackedDescriptorChain {
             if flags & Self.flagIndirect != 0 {
                 // 2.8.7: never with NEXT; like the split ring, only as the whole buffer.
                 guard indirectAllowed, ringDescriptors == 1, !moreInRing, length != 0, length % 16 == 0,
-                      length / 16 <= UInt32(ringSize),
+                      length / 16 <= UInt32(min(Int(ringSize), RingWalkLimits.maxChainDescriptors)),
                       let table = memory.guestPhysical(address, length: UInt64(length)) else {
                     finished = true
                     return .malformed
@@ -115,12 +126,13 @@ struct PackedDescriptorChain {
 
     /// After a refused descriptor or a stop before the end: follows the remaining ring
     /// descriptors' NEXT flags (touching nothing they point at) so `ringDescriptors` and
-    /// `bufferID` describe the whole buffer. False when the chain does not end within the ring.
+    /// `bufferID` describe the whole buffer. False when the chain does not end within
+    /// `maxRingDescriptors`: its extent is then unknown and the ring cannot be used.
     @inlinable @inline(__always)
     mutating func skipToEnd() -> Bool {
         finished = true
         while moreInRing {
-            guard ringDescriptors < ringSize else { return false }
+            guard ringDescriptors < maxRingDescriptors else { return false }
             // Safe: position < ringSize, as in next().
             let entry = ring + Int(position) &* 16
             bufferID = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))

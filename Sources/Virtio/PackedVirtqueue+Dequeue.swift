@@ -2,9 +2,13 @@
 extension PackedVirtqueue {
     /// Copies up to `maxCount` frames the guest transmitted into `buffers` and returns how
     /// many, with `SplitVirtqueue.dequeueBurst`'s rules: every buffer taken is given back at
-    /// once with a used length of 0; buffers that break a rule are consumed, counted and
-    /// skipped; a buffer id out of range or seen twice in a burst is skipped without a used
-    /// descriptor (`invalidHeads`); a chain of NEXT flags longer than the ring breaks it.
+    /// once with a used length of 0; frames that break a rule are consumed, counted and
+    /// skipped; an invalid buffer is consumed and counted and ends the burst, and so does a
+    /// buffer id out of range or seen twice in a burst, skipped without a used descriptor
+    /// (`invalidHeads`); a chain of NEXT flags longer than what is left of the ring's lap
+    /// breaks the ring. A burst consumes at most `size` slots, so an IN_ORDER batch's used
+    /// position stays inside the ring, and walks at most `RingWalkLimits.maxDescriptorsPerBurst`
+    /// descriptors (plus the buffer that crosses it).
     @inlinable
     public func dequeueBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
         guard !broken, maxCount > 0, isAvailable(slot: nextAvail, wrap: availWrap) else { return 0 }
@@ -20,39 +24,50 @@ extension PackedVirtqueue {
         var consumed = 0
         var usedWritten = 0
         var produced = 0
+        var walked = 0
+        var invalid = false
         // Bounded by one lap of the ring even if the guest keeps refilling behind us.
-        while produced < maxCount && consumed < Int(size) && isAvailable(slot: position, wrap: wrap) {
+        while produced < maxCount && consumed < Int(size) && walked < RingWalkLimits.maxDescriptorsPerBurst
+                && isAvailable(slot: position, wrap: wrap) {
             // Safe: produced < maxCount, the caller's buffer count.
             let buffer = buffers + produced
             if let outcome = takeOneDescriptor(at: position, into: buffer, usedWritten: usedWritten) {
                 advance(&position, &wrap, by: 1)
                 consumed &+= 1
                 usedWritten &+= 1
+                walked &+= 1
                 if counters.count(outcome, length: buffer.pointee.length) { produced &+= 1 }
                 continue
             }
             var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: position,
-                                              indirectAllowed: indirect, memory: translator)
+                                              slotsLeft: Int(size) &- consumed, indirectAllowed: indirect, memory: translator)
             let outcome = copyTransmittedFrame(&chain, into: buffer)
             guard outcome != .ringBroken else {
-                broken = true
-                counters.ringErrors &+= 1
+                ringGuard.stop(broken: &broken, &counters)
                 break
             }
+            walked &+= chain.walked
             let slots = chain.ringDescriptors
             consumed &+= Int(slots)
             advance(&position, &wrap, by: slots)
             guard claims.claim(chain.bufferID) else {
                 counters.invalidHeads &+= 1
-                continue
+                invalid = true
+                break
             }
             // Safe: usedWritten < consumed slots <= size, the pending tables' length.
             pendingIDs[usedWritten] = chain.bufferID
             pendingSlots[usedWritten] = slots
             pendingLengths[usedWritten] = 0
             usedWritten &+= 1
-            if counters.count(outcome, length: buffer.pointee.length) { produced &+= 1 }
+            if counters.count(outcome, length: buffer.pointee.length) {
+                produced &+= 1
+            } else if outcome == .malformedDescriptor {
+                invalid = true
+                break
+            }
         }
+        ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         nextAvail = position
         availWrap = wrap
         if inOrder && usedWritten > 1 && counters.invalidHeads == 0 {

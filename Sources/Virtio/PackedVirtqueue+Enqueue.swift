@@ -4,8 +4,9 @@ extension PackedVirtqueue {
     /// and returns how many were delivered, with `SplitVirtqueue.enqueueBurst`'s rules and
     /// counters (callers must not count undelivered frames again). Without MRG_RXBUF a frame
     /// uses one buffer and a buffer too small for it stays available for the next frame; with
-    /// it a frame may span several buffers and num_buffers says how many (5.1.6.4). Malformed
-    /// buffers are given back with a used length of 0.
+    /// it a frame may span several buffers and num_buffers says how many (5.1.6.4). An invalid
+    /// buffer is given back with a used length of 0 (a bad id skipped) and ends the burst;
+    /// so does the walk budget of `RingWalkLimits`.
     @inlinable
     public func enqueueBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int {
         guard count > 0 else { return 0 }
@@ -28,6 +29,8 @@ extension PackedVirtqueue {
         var usedWritten = 0
         var delivered = 0
         var index = 0
+        var walked = 0
+        var invalid = false
         packets: while index < count {
             // Safe: index < count, the caller's buffer count. Read in place, not copied: a copy
             // on the stack is re-read in other widths, which waits for the store buffer (full
@@ -52,6 +55,7 @@ extension PackedVirtqueue {
                 advance(&position, &wrap, by: 1)
                 consumed &+= 1
                 usedWritten &+= 1
+                walked &+= 1
                 counters.packets &+= 1
                 counters.bytes &+= UInt64(packet.pointee.length)
                 delivered &+= 1
@@ -60,7 +64,7 @@ extension PackedVirtqueue {
             }
             nextAvail = position
             availWrap = wrap
-            let outcome = deliver(packet, consumed: &consumed, usedWritten: &usedWritten, &counters)
+            let outcome = deliver(packet, consumed: &consumed, usedWritten: &usedWritten, walked: &walked, &counters)
             position = nextAvail
             wrap = availWrap
             switch outcome {
@@ -75,13 +79,17 @@ extension PackedVirtqueue {
             case .noBuffers:
                 counters.dropsNoBuffers &+= UInt64(count &- index)
                 break packets
+            case .invalidChain:
+                counters.dropsNoBuffers &+= UInt64(count &- index)
+                invalid = true
+                break packets
             case .ringBroken:
-                broken = true
-                counters.ringErrors &+= 1
+                ringGuard.stop(broken: &broken, &counters)
                 counters.dropsNoBuffers &+= UInt64(count &- index)
                 break packets
             }
         }
+        ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         nextAvail = position
         availWrap = wrap
         writePendingUsed(usedWritten)
@@ -123,108 +131,109 @@ extension PackedVirtqueue {
     @usableFromInline
     enum ReceiveOutcome {
         case delivered, tooLarge, noBuffers, ringBroken
+        /// An invalid buffer (given back empty) or id (skipped): the burst ends.
+        case invalidChain
     }
 
-    /// Places one frame in the buffers from `nextAvail` on, retrying after malformed ones.
-    /// Its used descriptors join the burst's (pendingIDs/Lengths/Slots from `usedWritten`
-    /// on, written by the caller at the burst's end) only once it is placed whole (or given
-    /// back empty with a malformed buffer); a frame that runs out of buffers leaves them available.
+    /// Places one frame in the buffers from `nextAvail` on. Its used descriptors join the
+    /// burst's (pendingIDs/Lengths/Slots from `usedWritten` on, written by the caller at the
+    /// burst's end) only once it is placed whole (or given back empty with an invalid buffer);
+    /// a frame that runs out of buffers leaves them available. `walked` counts the
+    /// descriptors read, against `RingWalkLimits.maxDescriptorsPerBurst`.
     @inlinable @inline(__always)
-    func deliver(_ packet: UnsafePointer<PacketBuffer>, consumed: inout Int, usedWritten: inout Int,
+    func deliver(_ packet: UnsafePointer<PacketBuffer>, consumed: inout Int, usedWritten: inout Int, walked: inout Int,
                  _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
         let ringSize = Int(size)
 
-        attempt: while true {
-            var placement = ReceiveFramePlacement(packet, headerSize: headerSize)
-            var probe = nextAvail          // next slot to look at
-            var probeWrap = availWrap
-            var probeConsumed = consumed
-            var entries = 0                // buffers this frame took so far (pending used descriptors)
+        var placement = ReceiveFramePlacement(packet, headerSize: headerSize)
+        var probe = nextAvail          // next slot to look at
+        var probeWrap = availWrap
+        var probeConsumed = consumed
+        var entries = 0                // buffers this frame took so far (pending used descriptors)
 
-            while !placement.isComplete {
-                if !mergeableReceiveBuffers && entries == 1 {
-                    // The one buffer a frame may use was too small: leave it available.
-                    claims.unclaim(pendingIDs[usedWritten])
-                    return .tooLarge
+        while !placement.isComplete {
+            if !mergeableReceiveBuffers && entries == 1 {
+                // The one buffer a frame may use was too small: leave it available.
+                claims.unclaim(pendingIDs[usedWritten])
+                return .tooLarge
+            }
+            guard probeConsumed < ringSize, walked < RingWalkLimits.maxDescriptorsPerBurst,
+                  isAvailable(slot: probe, wrap: probeWrap) else {
+                releasePending(from: usedWritten, entries)
+                return .noBuffers
+            }
+            var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: probe,
+                                              slotsLeft: ringSize &- probeConsumed, indirectAllowed: indirect, memory: translator)
+            defer { walked &+= chain.walked }
+            // The buffer id is known only at the chain's end: if it turns out invalid, the
+            // frame is not delivered and what was written into this buffer does not count.
+            var chainWritten: UInt32 = 0
+            var malformed = false
+            segments: while !placement.isComplete {
+                switch chain.next() {
+                case .end:
+                    break segments
+                case .malformed:
+                    malformed = true
+                    break segments
+                case .segment(let host, let length, let guestAddress, let writable):
+                    // 2.8.6: a receive buffer is device-writable only.
+                    guard writable else { malformed = true; break segments }
+                    let count = placement.place(into: host, length: length, guestAddress: guestAddress)
+                    if logData { log?.markGuestPhysical(guestAddress, length: UInt64(count)) }
+                    chainWritten &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
                 }
-                guard probeConsumed < ringSize, isAvailable(slot: probe, wrap: probeWrap) else {
-                    releasePending(from: usedWritten, entries)
-                    return .noBuffers
-                }
-                var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: probe,
-                                                  indirectAllowed: indirect, memory: translator)
-                // The buffer id is known only at the chain's end: if it turns out invalid,
-                // what was written into this buffer does not count.
-                let placementBefore = placement
-                var chainWritten: UInt32 = 0
-                var malformed = false
-                segments: while !placement.isComplete {
-                    switch chain.next() {
-                    case .end:
-                        break segments
-                    case .malformed:
-                        malformed = true
-                        break segments
-                    case .segment(let host, let length, let guestAddress, let writable):
-                        // 2.8.6: a receive buffer is device-writable only.
-                        guard writable else { malformed = true; break segments }
-                        let count = placement.place(into: host, length: length, guestAddress: guestAddress)
-                        if logData { log?.markGuestPhysical(guestAddress, length: UInt64(count)) }
-                        chainWritten &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
-                    }
-                }
-                // The buffer's extent: the rest of its ring descriptors (a frame may end early).
-                guard chain.skipToEnd() else {
-                    releasePending(from: usedWritten, entries)
-                    return .ringBroken
-                }
-                let slots = chain.ringDescriptors
-                advance(&probe, &probeWrap, by: slots)
-                probeConsumed &+= Int(slots)
-                let id = chain.bufferID
-                guard claims.claim(id) else {
-                    counters.invalidHeads &+= 1
-                    placement = placementBefore
-                    if entries == 0 {
-                        // Nothing of this frame is pending before it: consume the bad buffer now.
-                        nextAvail = probe
-                        availWrap = probeWrap
-                        consumed = probeConsumed
-                    }
-                    continue
-                }
-                // Safe: usedWritten + entries < consumed slots this burst <= size, the
-                // pending tables' length.
-                let pending = usedWritten &+ entries
-                pendingIDs[pending] = id
-                pendingSlots[pending] = slots
-                pendingLengths[pending] = malformed ? 0 : chainWritten
-                entries &+= 1
-                if malformed {
-                    // Give this frame's buffers so far and the bad one back empty, then retry
-                    // the frame on the following buffers.
-                    var i = 0
-                    while i < entries {
-                        pendingLengths[usedWritten] = 0
-                        usedWritten &+= 1
-                        i &+= 1
-                    }
+            }
+            // The buffer's extent: the rest of its ring descriptors (a frame may end early).
+            guard chain.skipToEnd() else {
+                releasePending(from: usedWritten, entries)
+                return .ringBroken
+            }
+            let slots = chain.ringDescriptors
+            advance(&probe, &probeWrap, by: slots)
+            probeConsumed &+= Int(slots)
+            let id = chain.bufferID
+            guard claims.claim(id) else {
+                counters.invalidHeads &+= 1
+                releasePending(from: usedWritten, entries)
+                if entries == 0 {
+                    // Nothing of this frame is pending before it: consume the bad buffer now.
                     nextAvail = probe
                     availWrap = probeWrap
                     consumed = probeConsumed
-                    counters.dropsMalformedDescriptor &+= 1
-                    continue attempt
                 }
+                return .invalidChain
             }
-            if mergeableReceiveBuffers && entries > 1 {
-                placement.storeBufferCount(UInt16(truncatingIfNeeded: entries), log: logData ? log : nil)
+            // Safe: usedWritten + entries < consumed slots this burst <= size, the
+            // pending tables' length.
+            let pending = usedWritten &+ entries
+            pendingIDs[pending] = id
+            pendingSlots[pending] = slots
+            pendingLengths[pending] = malformed ? 0 : chainWritten
+            entries &+= 1
+            if malformed {
+                // Give this frame's buffers so far and the bad one back empty; the burst ends.
+                var i = 0
+                while i < entries {
+                    pendingLengths[usedWritten] = 0
+                    usedWritten &+= 1
+                    i &+= 1
+                }
+                nextAvail = probe
+                availWrap = probeWrap
+                consumed = probeConsumed
+                counters.dropsMalformedDescriptor &+= 1
+                return .invalidChain
             }
-            usedWritten &+= entries
-            nextAvail = probe
-            availWrap = probeWrap
-            consumed = probeConsumed
-            return .delivered
         }
+        if mergeableReceiveBuffers && entries > 1 {
+            placement.storeBufferCount(UInt16(truncatingIfNeeded: entries), log: logData ? log : nil)
+        }
+        usedWritten &+= entries
+        nextAvail = probe
+        availWrap = probeWrap
+        consumed = probeConsumed
+        return .delivered
     }
 
     /// Forgets the ids of a frame that was not placed (its buffers stay available): the

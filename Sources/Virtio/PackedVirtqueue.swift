@@ -68,6 +68,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     @usableFromInline var firstUsedFlags: UInt16 = 0
     @usableFromInline var notificationsEnabled = true
     @usableFromInline var broken = false
+    @usableFromInline var ringGuard: RingGuard
 
     /// The next ring slot to look at (0 ..< size): with `availWrapCounter`, what GET_VRING_BASE returns.
     public var lastAvailIndex: UInt16 { nextAvail }
@@ -79,8 +80,10 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     public var vringBase: UInt16 { Self.encodeBase(index: nextAvail, wrap: availWrap) }
     /// The used position in the same encoding (QEMU takes it in GET_VRING_BASE's upper 16 bits).
     public var usedVringBase: UInt16 { Self.encodeBase(index: nextUsed, wrap: usedWrap) }
-    /// True once the guest broke the ring (a chain that never ends) or the base was outside
-    /// the ring. A broken queue moves nothing until it is rebuilt.
+    /// True once the guest broke the ring (a chain that does not end within the ring's
+    /// available slots, `RingWalkLimits.maxErrorBurstsInARow` bursts that ended at an invalid
+    /// buffer) or the base was outside the ring. A broken queue moves nothing until it is
+    /// rebuilt; the session's fault flag was raised.
     public var isBroken: Bool { broken }
     /// Whether ring writes are dirty-logged (LOG_ALL, a log, and VHOST_VRING_F_LOG).
     public var logsUsedRing: Bool { logRing }
@@ -95,7 +98,8 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     /// wrap counters set (2.8.1). `callDescriptor` is not owned.
     public init(layout: PackedVirtqueueLayout, memory: GuestMemory, negotiatedFeatures: UInt64, lastAvailIndex: UInt16,
                 availWrapCounter: Bool = true, lastUsedIndex: UInt16? = nil, usedWrapCounter: Bool? = nil,
-                callDescriptor: Int32, statistics: VirtqueueStatistics, dirtyLog: DirtyLog? = nil) {
+                callDescriptor: Int32, statistics: VirtqueueStatistics, dirtyLog: DirtyLog? = nil,
+                faultFlag: GuestFaultFlag? = nil) {
         self.layout = layout
         self.memory = memory
         self.statistics = statistics
@@ -125,6 +129,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         usedWrap = usedWrapCounter ?? availWrapCounter
         let count = Int(layout.size)
         claims = BurstClaims(count: count)
+        ringGuard = RingGuard(faultFlag: faultFlag)
         pendingIDs = .allocate(capacity: count)
         pendingIDs.initialize(repeating: 0, count: count)
         pendingLengths = .allocate(capacity: count)
@@ -133,11 +138,10 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         pendingSlots.initialize(repeating: 0, count: count)
         // A position outside the ring cannot be used (SET_VRING_BASE is guest input).
         if nextAvail >= size || nextUsed >= size {
-            broken = true
             nextAvail = 0
             nextUsed = 0
             var counters = VirtqueueBurstCounters()
-            counters.ringErrors = 1
+            ringGuard.stop(broken: &broken, &counters)
             statistics.record(counters)
         }
         publishedPosition.store(Self.encodeBase(index: nextAvail, wrap: availWrap), ordering: .relaxed)

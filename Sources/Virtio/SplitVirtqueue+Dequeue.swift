@@ -6,11 +6,13 @@ extension SplitVirtqueue {
     /// `.data`, `.length` set, the virtio-net header into `.header`) and returns how many.
     ///
     /// Every chain taken is given back at once with a used entry of length 0 (the device
-    /// writes nothing into transmit buffers). Chains that break a rule are consumed, counted
-    /// and skipped, never trusted: wrong direction, unmapped or region-crossing buffers,
-    /// loops, over-long chains, bad indirect tables, shorter than the net header, frames
-    /// under 14 bytes or over the buffer's capacity, invalid headers. Heads out of range or
-    /// taken twice in a burst are skipped without a used entry (`invalidHeads`).
+    /// writes nothing into transmit buffers). Frames that break a rule are consumed, counted
+    /// and skipped, never trusted: shorter than the net header, under 14 bytes or over the
+    /// buffer's capacity, invalid headers. An invalid chain (wrong direction, unmapped or
+    /// region-crossing buffers, loops, over-long chains, bad indirect tables) is consumed and
+    /// counted and ends the burst; so does a head out of range or taken twice in a burst,
+    /// which is skipped without a used entry (`invalidHeads`). A burst walks at most
+    /// `RingWalkLimits.maxDescriptorsPerBurst` descriptors (plus the chain that crosses it).
     @inlinable
     public func dequeueBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
         guard !broken, maxCount > 0 else { return 0 }
@@ -24,31 +26,39 @@ extension SplitVirtqueue {
         var taken: UInt16 = 0
         var usedWritten: UInt16 = 0
         var produced = 0
-        // Malformed entries do not count against maxCount, but every entry is looked at once
-        // at most, so the burst is bounded by the ring size.
+        var walked = 0
+        var invalid = false
         prefetchBurst(entries: min(pending, UInt16(truncatingIfNeeded: min(maxCount, Int(UInt16.max)))), forWriting: false)
-        while taken < pending && produced < maxCount {
+        while taken < pending && produced < maxCount && walked < RingWalkLimits.maxDescriptorsPerBurst {
             let head = availHead(at: taken)
             taken &+= 1
             guard claims.claim(head) else {
                 counters.invalidHeads &+= 1
-                continue
+                invalid = true
+                break
             }
             // Safe: produced < maxCount, the caller's buffer count.
             let buffer = buffers + produced
-            let outcome = copyTransmittedFrame(head: head, into: buffer)
+            let outcome = copyTransmittedFrame(head: head, into: buffer, walked: &walked)
             writeUsedEntry(at: usedWritten, id: head, length: 0)
             usedWritten &+= 1
-            if counters.count(outcome, length: buffer.pointee.length) { produced &+= 1 }
+            if counters.count(outcome, length: buffer.pointee.length) {
+                produced &+= 1
+            } else if outcome == .malformedDescriptor {
+                invalid = true
+                break
+            }
         }
+        ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         finishBurst(availTaken: taken, usedWritten: usedWritten, &counters)
         return produced
     }
 
     /// Gathers one chain: the first `headerSize` bytes (wherever the descriptors split them)
-    /// into the header, the rest into the buffer's data.
+    /// into the header, the rest into the buffer's data. Adds the descriptors it read to `walked`.
     @inlinable @inline(__always)
-    func copyTransmittedFrame(head: UInt16, into buffer: UnsafeMutablePointer<PacketBuffer>) -> TransmitOutcome {
+    func copyTransmittedFrame(head: UInt16, into buffer: UnsafeMutablePointer<PacketBuffer>, walked: inout Int) -> TransmitOutcome {
+        walked &+= 1
         // The usual chain is one readable descriptor: no walker for it (its set-up on the
         // stack is re-read in other widths, which waits for the store buffer to drain).
         // Safe: head < size (claimed), inside the checked descriptor table.
@@ -64,6 +74,7 @@ extension SplitVirtqueue {
         }
         var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
                                     indirectAllowed: indirect, memory: translator)
+        defer { walked &+= Int(chain.walked) &- 1 }
         var gather = TransmitFrameGather(into: buffer, headerSize: headerSize)
         walk: while true {
             switch chain.next() {

@@ -12,7 +12,8 @@ extension SplitVirtqueue {
     ///
     /// Without MRG_RXBUF a frame uses one chain, and a chain too small for it stays posted for
     /// the next frame. With MRG_RXBUF a frame may span several chains and num_buffers says
-    /// how many (5.1.6.4). Malformed chains are given back with a used length of 0.
+    /// how many (5.1.6.4). An invalid chain (or head) is given back with a used length of 0
+    /// and ends the burst (`RingGuard`); so does the walk budget of `RingWalkLimits`.
     @inlinable
     public func enqueueBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int {
         guard count > 0 else { return 0 }
@@ -28,6 +29,8 @@ extension SplitVirtqueue {
         var usedWritten: UInt16 = 0
         var delivered = 0
         var index = 0
+        var walked = 0
+        var invalid = false
         packets: while index < count {
             // Safe: index < count, the caller's buffer count. Read in place (see PackedVirtqueue.enqueueBurst).
             let packet = buffers + index
@@ -46,7 +49,7 @@ extension SplitVirtqueue {
                 index &+= 1
                 continue
             }
-            switch deliver(packet, pending: pending, taken: &taken, usedWritten: &usedWritten, &counters) {
+            switch deliver(packet, pending: pending, taken: &taken, usedWritten: &usedWritten, walked: &walked, &counters) {
             case .delivered:
                 counters.packets &+= 1
                 counters.bytes &+= UInt64(packet.pointee.length)
@@ -58,8 +61,13 @@ extension SplitVirtqueue {
             case .noBuffers:
                 counters.dropsNoBuffers &+= UInt64(count &- index)
                 break packets
+            case .invalidChain:
+                counters.dropsNoBuffers &+= UInt64(count &- index)
+                invalid = true
+                break packets
             }
         }
+        ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         finishBurst(availTaken: taken, usedWritten: usedWritten, &counters)
         return delivered
     }
@@ -84,83 +92,84 @@ extension SplitVirtqueue {
     @usableFromInline
     enum ReceiveOutcome {
         case delivered, tooLarge, noBuffers
+        /// An invalid chain or head: given back (a bad head skipped) and the burst ends.
+        case invalidChain
     }
 
-    /// Delivers one frame into the chains after `taken`, retrying after malformed chains.
-    /// On success `taken` and `usedWritten` include its chains; used entries are written but
-    /// not yet published.
+    /// Delivers one frame into the chains after `taken`. On success `taken` and
+    /// `usedWritten` include its chains; used entries are written but not yet published.
+    /// `walked` counts the descriptors read, against `RingWalkLimits.maxDescriptorsPerBurst`.
     @inlinable @inline(__always)
     func deliver(_ packet: UnsafePointer<PacketBuffer>, pending: UInt16, taken: inout UInt16, usedWritten: inout UInt16,
-                 _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
-        attempt: while true {
-            var placement = ReceiveFramePlacement(packet, headerSize: headerSize)
-            var probe = taken          // next avail entry to look at
-            var entries: UInt16 = 0    // used entries written for this frame so far
-            var lastHead: UInt16 = 0
+                 walked: inout Int, _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
+        var placement = ReceiveFramePlacement(packet, headerSize: headerSize)
+        var probe = taken          // next avail entry to look at
+        var entries: UInt16 = 0    // used entries written for this frame so far
+        var lastHead: UInt16 = 0
 
-            while !placement.isComplete {
-                if !mergeableReceiveBuffers && entries == 1 {
-                    // The one chain a frame may use was too small: leave it posted.
-                    claims.unclaim(lastHead)
-                    return .tooLarge
-                }
-                guard probe < pending else { return .noBuffers }
-                let head = availHead(at: probe)
-                probe &+= 1
-                guard claims.claim(head) else {
-                    counters.invalidHeads &+= 1
-                    // Nothing of this frame is pending before it: consume the bad entry now.
-                    if entries == 0 { taken = probe }
-                    continue
-                }
-                lastHead = head
-                if entries == 0, let written = placeInOneDescriptor(head: head, packet) {
-                    // The usual case: the whole frame in the chain's one writable descriptor.
-                    writeUsedEntry(at: usedWritten, id: head, length: written)
-                    entries = 1
-                    break
-                }
-                var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
-                                            indirectAllowed: indirect, memory: translator)
-                var chainWritten: UInt32 = 0
-                var malformed = false
-                segments: while !placement.isComplete {
-                    switch chain.next() {
-                    case .end:
-                        break segments
-                    case .malformed:
-                        malformed = true
-                        break segments
-                    case .segment(let host, let length, let guestAddress, let writable):
-                        // 2.7.4.2: a receive buffer is device-writable only.
-                        guard writable else { malformed = true; break segments }
-                        let count = placement.place(into: host, length: length, guestAddress: guestAddress)
-                        if logData { log?.markGuestPhysical(guestAddress, length: UInt64(count)) }
-                        chainWritten &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
-                    }
-                }
-                if malformed {
-                    // Give this frame's chains so far and the bad one back empty, then retry
-                    // the frame on the following chains.
-                    writeUsedEntry(at: usedWritten &+ entries, id: head, length: 0)
-                    var i: UInt16 = 0
-                    while i < entries {
-                        setUsedEntryLength(at: usedWritten &+ i, length: 0)
-                        i &+= 1
-                    }
-                    entries &+= 1
-                    usedWritten &+= entries
-                    taken = probe
-                    counters.dropsMalformedDescriptor &+= 1
-                    continue attempt
-                }
-                writeUsedEntry(at: usedWritten &+ entries, id: head, length: chainWritten)
-                entries &+= 1
+        while !placement.isComplete {
+            if !mergeableReceiveBuffers && entries == 1 {
+                // The one chain a frame may use was too small: leave it posted.
+                claims.unclaim(lastHead)
+                return .tooLarge
             }
-            if mergeableReceiveBuffers && entries > 1 { placement.storeBufferCount(entries, log: logData ? log : nil) }
-            taken = probe
-            usedWritten &+= entries
-            return .delivered
+            guard probe < pending, walked < RingWalkLimits.maxDescriptorsPerBurst else { return .noBuffers }
+            let head = availHead(at: probe)
+            probe &+= 1
+            walked &+= 1
+            guard claims.claim(head) else {
+                counters.invalidHeads &+= 1
+                // Nothing of this frame is pending before it: consume the bad entry now.
+                if entries == 0 { taken = probe }
+                return .invalidChain
+            }
+            lastHead = head
+            if entries == 0, let written = placeInOneDescriptor(head: head, packet) {
+                // The usual case: the whole frame in the chain's one writable descriptor.
+                writeUsedEntry(at: usedWritten, id: head, length: written)
+                entries = 1
+                break
+            }
+            var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
+                                        indirectAllowed: indirect, memory: translator)
+            defer { walked &+= Int(chain.walked) &- 1 }
+            var chainWritten: UInt32 = 0
+            var malformed = false
+            segments: while !placement.isComplete {
+                switch chain.next() {
+                case .end:
+                    break segments
+                case .malformed:
+                    malformed = true
+                    break segments
+                case .segment(let host, let length, let guestAddress, let writable):
+                    // 2.7.4.2: a receive buffer is device-writable only.
+                    guard writable else { malformed = true; break segments }
+                    let count = placement.place(into: host, length: length, guestAddress: guestAddress)
+                    if logData { log?.markGuestPhysical(guestAddress, length: UInt64(count)) }
+                    chainWritten &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
+                }
+            }
+            if malformed {
+                // Give this frame's chains so far and the bad one back empty; the burst ends.
+                writeUsedEntry(at: usedWritten &+ entries, id: head, length: 0)
+                var i: UInt16 = 0
+                while i < entries {
+                    setUsedEntryLength(at: usedWritten &+ i, length: 0)
+                    i &+= 1
+                }
+                entries &+= 1
+                usedWritten &+= entries
+                taken = probe
+                counters.dropsMalformedDescriptor &+= 1
+                return .invalidChain
+            }
+            writeUsedEntry(at: usedWritten &+ entries, id: head, length: chainWritten)
+            entries &+= 1
         }
+        if mergeableReceiveBuffers && entries > 1 { placement.storeBufferCount(entries, log: logData ? log : nil) }
+        taken = probe
+        usedWritten &+= entries
+        return .delivered
     }
 }

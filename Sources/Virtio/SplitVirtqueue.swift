@@ -50,13 +50,15 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
     @usableFromInline var nextUsed: UInt16
     @usableFromInline var notificationsEnabled = true
     @usableFromInline var broken = false
+    @usableFromInline var ringGuard: RingGuard
 
     /// The next avail entry to process: what GET_VRING_BASE returns.
     public var lastAvailIndex: UInt16 { nextAvail }
     /// The used.idx value this side last published.
     public var lastUsedIndex: UInt16 { nextUsed }
-    /// True once the guest broke the ring (avail.idx more than the ring size ahead). A broken
-    /// queue moves nothing until it is rebuilt (SET_VRING_BASE or a device reset).
+    /// True once the guest broke the ring (avail.idx more than the ring size ahead, or
+    /// `RingWalkLimits.maxErrorBurstsInARow` bursts that ended at an invalid chain). A broken
+    /// queue moves nothing until it is rebuilt; the session's fault flag was raised.
     public var isBroken: Bool { broken }
     /// Whether used-ring writes are dirty-logged (LOG_ALL, a log, and VHOST_VRING_F_LOG).
     public var logsUsedRing: Bool { logUsed }
@@ -68,7 +70,7 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
     /// (a stopped ring belongs to the front-end; an unlogged write there could be lost).
     public init(layout: VirtqueueLayout, memory: GuestMemory, negotiatedFeatures: UInt64, lastAvailIndex: UInt16,
                 lastUsedIndex: UInt16? = nil, callDescriptor: Int32, statistics: VirtqueueStatistics, dirtyLog: DirtyLog? = nil,
-                observeOnly: Bool = false) {
+                faultFlag: GuestFaultFlag? = nil, observeOnly: Bool = false) {
         self.layout = layout
         self.memory = memory
         self.statistics = statistics
@@ -94,6 +96,7 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         nextAvail = lastAvailIndex
         nextUsed = lastUsedIndex ?? lastAvailIndex
         claims = BurstClaims(count: Int(layout.size))
+        ringGuard = RingGuard(faultFlag: observeOnly ? nil : faultFlag)
         // A polling back-end: the guest should not kick (a syscall per burst) until a poll
         // thread going to sleep asks for it.
         if !observeOnly { setGuestNotifications(enabled: false) }
@@ -155,8 +158,7 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         // 2.7.13.1: at most `size` entries can be outstanding. More means a broken or hostile
         // driver; DPDK refuses the ring too. Processing it would re-take heads in flight.
         guard pending <= size else {
-            broken = true
-            counters.ringErrors &+= 1
+            ringGuard.stop(broken: &broken, &counters)
             return nil
         }
         return pending

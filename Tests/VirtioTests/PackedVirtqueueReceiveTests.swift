@@ -177,8 +177,10 @@ final class PackedVirtqueueReceiveTests: XCTestCase {
         let bad = h.ring.postChain([(h.ring.allocateBuffer(2048), 2048)], writable: false)
         let good = h.ring.postReceive(bufferSizes: [2048])
         let frame = QueueHarness.frame(60)
-        XCTAssertEqual(h.enqueue([frame]), 1)
-        XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] }, [[UInt32(bad), 0], [UInt32(good), 72]])
+        XCTAssertEqual(h.enqueue([frame]), 0, "the burst ends at the invalid buffer")
+        XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] }, [[UInt32(bad), 0]])
+        XCTAssertEqual(h.enqueue([frame]), 1, "the next buffer takes the next burst's frame")
+        XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] }, [[UInt32(good), 72]])
         XCTAssertEqual(h.stats.dropsMalformedDescriptor, 1)
     }
 
@@ -189,9 +191,10 @@ final class PackedVirtqueueReceiveTests: XCTestCase {
         let a = h.ring.postReceive(bufferSizes: [100])
         let b = h.ring.postReceive(bufferSizes: [100])
         let frame = QueueHarness.frame(120)
+        XCTAssertEqual(h.enqueue([frame]), 0, "the burst ends at the invalid buffer")
+        XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] }, [[UInt32(first), 0], [UInt32(bad), 0]])
         XCTAssertEqual(h.enqueue([frame]), 1)
-        XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] },
-                       [[UInt32(first), 0], [UInt32(bad), 0], [UInt32(a), 100], [UInt32(b), 32]])
+        XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] }, [[UInt32(a), 100], [UInt32(b), 32]])
         XCTAssertEqual(h.stats.dropsMalformedDescriptor, 1)
         XCTAssertEqual(h.stats.packets, 1)
     }
@@ -221,6 +224,7 @@ final class PackedVirtqueueReceiveTests: XCTestCase {
         let h = try PackedQueueHarness(fixture: fixture)
         let bad = h.ring.postChain([((1 << 20) - 200, 400)], writable: true)
         let good = h.ring.postReceive(bufferSizes: [2048])
+        XCTAssertEqual(h.enqueue([QueueHarness.frame(60)]), 0, "the burst ends at the invalid buffer")
         XCTAssertEqual(h.enqueue([QueueHarness.frame(60)]), 1)
         XCTAssertEqual(h.ring.takeUsed().map { [UInt32($0.id), $0.length] }, [[UInt32(bad), 0], [UInt32(good), 72]])
         XCTAssertEqual(h.stats.dropsMalformedDescriptor, 1)
@@ -233,7 +237,7 @@ final class PackedVirtqueueReceiveTests: XCTestCase {
         h.ring.postChain([(h.ring.allocateBuffer(2048), 2048)], writable: true, id: id)
         XCTAssertEqual(h.enqueue([QueueHarness.frame(60), QueueHarness.frame(60)]), 1)
         XCTAssertEqual(h.stats.invalidHeads, 1)
-        XCTAssertEqual(h.stats.dropsNoBuffers, 1)
+        XCTAssertEqual(h.stats.dropsNoBuffers, 1, "the burst ends at the repeated id")
     }
 
     func testReceiveNextFlagsThatNeverEndBreakTheRing() throws {

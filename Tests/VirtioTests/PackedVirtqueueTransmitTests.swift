@@ -184,10 +184,13 @@ final class PackedVirtqueueTransmitTests: XCTestCase {
         let bad = h.ring.postChain([(h.ring.allocateBuffer(72), 72)], writable: false, id: 8)
         h.ring.postTransmit(frame: frame, headerSize: 12)
         XCTAssertEqual(bad, 8)
-        XCTAssertEqual(h.dequeue(), [frame, frame])
+        XCTAssertEqual(h.dequeue(), [frame], "the burst ends at the bad buffer")
         XCTAssertEqual(h.stats.invalidHeads, 1)
-        XCTAssertEqual(h.queue.lastAvailIndex, 3, "the bad buffer's slot is consumed")
-        XCTAssertEqual(h.queue.lastUsedIndex, 2, "but no used descriptor is written for it")
+        XCTAssertEqual(h.queue.lastAvailIndex, 2, "the bad buffer's slot is consumed")
+        XCTAssertEqual(h.queue.lastUsedIndex, 1, "but no used descriptor is written for it")
+        XCTAssertEqual(h.dequeue(), [frame], "the next buffer flows in the next burst")
+        XCTAssertEqual(h.queue.lastAvailIndex, 3)
+        XCTAssertEqual(h.queue.lastUsedIndex, 2)
     }
 
     func testSameBufferIDTwiceInABurstIsTakenOnce() throws {
@@ -250,10 +253,13 @@ final class PackedVirtqueueTransmitTests: XCTestCase {
     private func assertMalformed(_ h: PackedQueueHarness, slots: UInt16, file: StaticString = #filePath, line: UInt = #line) {
         let good = QueueHarness.frame(60, seed: 9)
         h.ring.postTransmit(frame: good, headerSize: 12)
-        XCTAssertEqual(h.dequeue(), [good], "the next buffer still flows", file: file, line: line)
+        XCTAssertEqual(h.dequeue(), [], "the burst ends at the invalid buffer", file: file, line: line)
         XCTAssertEqual(h.stats.dropsMalformedDescriptor, 1, file: file, line: line)
-        XCTAssertEqual(h.ring.takeUsed().map(\.length), [0, 0], "the bad buffer is given back", file: file, line: line)
-        XCTAssertEqual(h.queue.lastAvailIndex, slots + 1, "the bad buffer's slots are consumed", file: file, line: line)
+        XCTAssertEqual(h.ring.takeUsed().map(\.length), [0], "the bad buffer is given back", file: file, line: line)
+        XCTAssertEqual(h.queue.lastAvailIndex, slots, "the bad buffer's slots are consumed", file: file, line: line)
+        XCTAssertEqual(h.dequeue(), [good], "the next buffer flows in the next burst", file: file, line: line)
+        XCTAssertEqual(h.ring.takeUsed().map(\.length), [0], file: file, line: line)
+        XCTAssertEqual(h.queue.lastAvailIndex, slots + 1, file: file, line: line)
         XCTAssertFalse(h.queue.isBroken, file: file, line: line)
     }
 

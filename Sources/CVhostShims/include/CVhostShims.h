@@ -158,6 +158,9 @@ static inline uint64_t vhost_shims_rdtsc(void) {
 
 /// memfd_create(2).
 int vhost_shims_memfd_create(const char *name, unsigned int flags);
+/// fcntl(F_GET_SEALS) (a GNU name): the memfd seals, -1 with errno for files without seals.
+int vhost_shims_file_seals(int fd);
+int vhost_shims_seal_shrink_bit(void);
 /// MFD_CLOEXEC, from <sys/mman.h> under _GNU_SOURCE.
 #define VHOST_SHIMS_MFD_CLOEXEC 0x0001U
 /// CPU_ZERO/CPU_SET are macros; pthread_setaffinity_np is a GNU extension. Returns 0 or an errno.
@@ -172,5 +175,6 @@ static inline int vhost_shims_errno(void) { return errno; }
 
 // AF_PACKET ring layout and interface ioctls.
 #include "CVhostShimsPacket.h"
+#include "CVhostShimsGuard.h"
 
 #endif
