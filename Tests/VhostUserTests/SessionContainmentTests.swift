@@ -1,0 +1,137 @@
+import Glibc
+import TestSupport
+import VhostSystem
+import VhostUser
+import Virtio
+import XCTest
+
+/// A hostile front-end loses its own session, never the process or another port's session:
+/// memory shrunk under its rings, floods of ring-changing requests, and the reconnect that
+/// follows a close at once (UNTRUSTED-INPUT.md).
+final class SessionContainmentTests: XCTestCase {
+    private var loop: VhostUserControlLoop!
+    private var directory = ""
+
+    override func setUpWithError() throws {
+        loop = try VhostUserControlLoop()
+        directory = "/tmp/vhost-containment-tests-\(MonotonicClock.nanoseconds())"
+        try FileSystem.makeDirectoryTree(directory)
+    }
+
+    override func tearDown() {
+        loop.shutdown()
+        loop = nil
+    }
+
+    private func path(_ name: String) -> String { "\(directory)/\(name).sock" }
+
+    private func addServer(_ name: String, delegate: RecordingDeviceDelegate) throws -> VhostUserDevice {
+        try loop.addDevice(VhostUserDeviceConfiguration(name: name, socketPath: path(name), mode: .server, maxQueuePairs: 1), delegate: delegate)
+    }
+
+    private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool {
+        let deadline = MonotonicClock.nanoseconds() + UInt64(seconds * 1e9)
+        while MonotonicClock.nanoseconds() < deadline {
+            if condition() { return true }
+            SystemThread.sleep(milliseconds: 2)
+        }
+        return condition()
+    }
+
+    /// A ready session over the loop; returns the front-end and its memory.
+    private func readySession(_ name: String, delegate: RecordingDeviceDelegate, kicks: [EventFD]) throws -> (FakeFrontend, FakeFrontendMemory) {
+        let frontend = try FakeFrontend.connect(path: path(name))
+        let memory = try FakeFrontendMemory()
+        XCTAssertTrue(try frontend.negotiate(features: DirectSession.features, memory: memory))
+        for ring in 0..<2 {
+            XCTAssertTrue(try frontend.setUpRing(ring, memory: memory, kick: kicks[ring].descriptor, call: nil))
+            XCTAssertTrue(try frontend.enableRing(ring))
+        }
+        XCTAssertTrue(eventually { delegate.count(.ready) == 1 })
+        return (frontend, memory)
+    }
+
+    func testShrunkGuestMemoryClosesOnlyThatSession() throws {
+        let hostileEvents = RecordingDeviceDelegate(), neighbourEvents = RecordingDeviceDelegate()
+        let hostile = try addServer("hostile", delegate: hostileEvents)
+        _ = try addServer("neighbour", delegate: neighbourEvents)
+        let kicks = [try EventFD(), try EventFD()]
+        let (frontend, memory) = try readySession("hostile", delegate: hostileEvents, kicks: kicks)
+        let neighbour = try FakeFrontend.connect(path: path("neighbour"))
+        XCTAssertNotNil(try neighbour.request(.getFeatures))
+
+        // The front-end takes its memory away; the dataplane's next look at the ring faults.
+        XCTAssertEqual(ftruncate(memory.fd.rawValue, 0), 0)
+        guard let ring = hostileEvents.queues.first?.queue.split else { return XCTFail("no published ring") }
+        XCTAssertFalse(ring.hasAvailableBuffers(), "the access completed, on zeros")
+
+        XCTAssertTrue(frontend.waitForClose(timeoutMilliseconds: 3000), "the hostile session is closed")
+        XCTAssertTrue(eventually { self.loop.info(of: hostile).guestFaults == 1 })
+        let info = loop.info(of: hostile)
+        XCTAssertEqual(info.state, .listening)
+        XCTAssertEqual(info.sessionsClosedOnError, 1)
+        XCTAssertTrue(hostileEvents.errors.contains { $0.contains("guest memory") }, "\(hostileEvents.errors)")
+        XCTAssertNotNil(try neighbour.request(.getQueueNum), "the neighbour's session is untouched")
+        XCTAssertTrue(neighbourEvents.errors.isEmpty)
+    }
+
+    func testRingChangeFloodClosesTheSession() throws {
+        let delegate = RecordingDeviceDelegate()
+        let device = try addServer("flood", delegate: delegate)
+        let frontend = try FakeFrontend.connect(path: path("flood"))
+        XCTAssertTrue(try frontend.negotiate(features: DirectSession.features, memory: try FakeFrontendMemory()))
+        for i in 0..<5000 {
+            do {
+                try frontend.send(.setVringEnable, FakeFrontend.vringState(index: 0, num: UInt32(i & 1)))
+            } catch {
+                break  // closed under us: what the test waits for
+            }
+        }
+        XCTAssertTrue(frontend.waitForClose(timeoutMilliseconds: 3000))
+        XCTAssertTrue(eventually { delegate.errors.contains { $0.contains("ring-changing requests") } }, "\(delegate.errors)")
+        XCTAssertEqual(loop.info(of: device).state, .listening)
+        let again = try FakeFrontend.connect(path: path("flood"))
+        XCTAssertNotNil(try again.request(.getFeatures), "a new session starts with a fresh budget")
+    }
+
+    /// QEMU's reconnect= and a restarted DPDK application close and connect again at once;
+    /// the old session's hang-up may still be queued behind the new accept.
+    func testCloseThenReconnectAtOnceIsServed() throws {
+        let delegate = RecordingDeviceDelegate()
+        _ = try addServer("again", delegate: delegate)
+        for round in 0..<300 {
+            let frontend = try FakeFrontend.connect(path: path("again"))
+            guard try frontend.request(.getFeatures)?.u64 != nil else { return XCTFail("round \(round): not served") }
+            frontend.close()
+        }
+    }
+
+    /// The loop is busy while a front-end sends more than one read batch of requests, hangs
+    /// up and connects again: the accept then comes before the old session's hang-up was
+    /// read, and must still be served.
+    func testReconnectBehindAQueuedHangUpIsServed() throws {
+        let delegate = RecordingDeviceDelegate()
+        _ = try addServer("queued", delegate: delegate)
+        for round in 0..<20 {
+            let old = try FakeFrontend.connect(path: path("queued"))
+            XCTAssertNotNil(try old.request(.getFeatures))
+            loop.post { SystemThread.sleep(milliseconds: 30) }
+            for _ in 0..<100 { try old.send(.setOwner) }
+            old.close()
+            let new = try FakeFrontend.connect(path: path("queued"))
+            XCTAssertNotNil(try new.request(.getFeatures), "round \(round): the reconnect was turned away")
+            new.close()
+            XCTAssertTrue(eventually { delegate.count(.destroyed) == 2 * (round + 1) })
+        }
+    }
+
+    func testSendRarpNeedsAUnicastMac() throws {
+        let session = try DirectSession()
+        try session.negotiate(memory: nil)
+        let broadcast: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]
+        XCTAssertNotEqual(try session.frontend.acked(.sendRarp, broadcast), 0)
+        XCTAssertNotEqual(try session.frontend.acked(.sendRarp, [UInt8](repeating: 0, count: 8)), 0)
+        XCTAssertEqual(try session.frontend.acked(.sendRarp, [0x02, 0, 0, 0, 0, 0x42, 0, 0]), 0)
+        XCTAssertEqual(session.delegate.count(.announce([0x02, 0, 0, 0, 0, 0x42])), 1)
+    }
+}
