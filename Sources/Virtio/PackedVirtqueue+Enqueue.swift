@@ -167,23 +167,9 @@ extension PackedVirtqueue {
             defer { walked &+= chain.walked }
             // The buffer id is known only at the chain's end: if it turns out invalid, the
             // frame is not delivered and what was written into this buffer does not count.
-            var chainWritten: UInt32 = 0
-            var malformed = false
-            segments: while !placement.isComplete {
-                switch chain.next() {
-                case .end:
-                    break segments
-                case .malformed:
-                    malformed = true
-                    break segments
-                case .segment(let host, let length, let guestAddress, let writable):
-                    // 2.8.6: a receive buffer is device-writable only.
-                    guard writable else { malformed = true; break segments }
-                    let count = placement.place(into: host, length: length, guestAddress: guestAddress)
-                    if logData { log?.markGuestPhysical(guestAddress, length: UInt64(count)) }
-                    chainWritten &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
-                }
-            }
+            let placed = placement.fill(from: &chain, log: log)
+            let malformed = placed == nil
+            let chainWritten = placed ?? 0
             // The buffer's extent: the rest of its ring descriptors (a frame may end early).
             guard chain.skipToEnd() else {
                 releasePending(from: usedWritten, entries)

@@ -121,3 +121,37 @@ struct ReceiveFramePlacement {
         }
     }
 }
+
+/// One buffer's walk, for either ring layout's chain walker.
+@usableFromInline
+protocol DescriptorChainWalk {
+    mutating func next() -> DescriptorChainStep
+}
+
+extension DescriptorChain: DescriptorChainWalk {}
+extension PackedDescriptorChain: DescriptorChainWalk {}
+
+extension ReceiveFramePlacement {
+    /// Places what is left of the frame into `chain`'s buffers (stopping when it is all
+    /// placed), logging each write in `log`. Returns the bytes written into this chain, or nil
+    /// when the chain broke a rule: a receive buffer is device-writable only (2.7.4.2, 2.8.6).
+    /// Generic for the two walkers, and specialized: no existential on the dataplane.
+    @inlinable @inline(__always)
+    mutating func fill<Walk: DescriptorChainWalk>(from chain: inout Walk, log: DirtyLog?) -> UInt32? {
+        var written: UInt32 = 0
+        while !isComplete {
+            switch chain.next() {
+            case .end:
+                return written
+            case .malformed:
+                return nil
+            case .segment(let host, let length, let guestAddress, let writable):
+                guard writable else { return nil }
+                let count = place(into: host, length: length, guestAddress: guestAddress)
+                log?.markGuestPhysical(guestAddress, length: UInt64(count))
+                written &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
+            }
+        }
+        return written
+    }
+}

@@ -133,23 +133,9 @@ extension SplitVirtqueue {
             var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
                                         indirectAllowed: indirect, memory: translator)
             defer { walked &+= Int(chain.walked) &- 1 }
-            var chainWritten: UInt32 = 0
-            var malformed = false
-            segments: while !placement.isComplete {
-                switch chain.next() {
-                case .end:
-                    break segments
-                case .malformed:
-                    malformed = true
-                    break segments
-                case .segment(let host, let length, let guestAddress, let writable):
-                    // 2.7.4.2: a receive buffer is device-writable only.
-                    guard writable else { malformed = true; break segments }
-                    let count = placement.place(into: host, length: length, guestAddress: guestAddress)
-                    if logData { log?.markGuestPhysical(guestAddress, length: UInt64(count)) }
-                    chainWritten &+= UInt32(truncatingIfNeeded: count)  // count <= length: u32
-                }
-            }
+            let placed = placement.fill(from: &chain, log: log)
+            let malformed = placed == nil
+            let chainWritten = placed ?? 0
             if malformed {
                 // Give this frame's chains so far and the bad one back empty; the burst ends.
                 writeUsedEntry(at: usedWritten &+ entries, id: head, length: 0)

@@ -97,6 +97,7 @@ final class RingContainmentTests: XCTestCase {
     private final class WriterFlags: Sendable {
         let stop = Atomic<Bool>(false)
         let ready = Atomic<Bool>(false)
+        let done = Atomic<Bool>(false)
     }
 
     private static let inOrder = PackedQueueHarness.modern | VirtioNetFeature.inOrder.mask
@@ -147,9 +148,14 @@ final class RingContainmentTests: XCTestCase {
                 value = value == 3 ? 4 : 3
                 id.pointee = value
             }
+            flags.done.store(true, ordering: .releasing)
         }
         writer.start()
-        defer { flags.stop.store(true, ordering: .relaxed) }
+        defer {
+            // The writer must be gone before the fixture's memory is unmapped.
+            flags.stop.store(true, ordering: .relaxed)
+            while !flags.done.load(ordering: .acquiring) { usleep(100) }
+        }
         while !flags.ready.load(ordering: .acquiring) { usleep(100) }
         for round in 0..<2000 {
             let h = try PackedQueueHarness(features: Self.inOrder, size: 8, fixture: fixture, lastAvailIndex: 5)
