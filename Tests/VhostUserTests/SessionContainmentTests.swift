@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import TestSupport
 import VhostSystem
@@ -123,6 +124,78 @@ final class SessionContainmentTests: XCTestCase {
             new.close()
             XCTAssertTrue(eventually { delegate.count(.destroyed) == 2 * (round + 1) })
         }
+    }
+
+    /// Out of fds, accept fails at once and the listener stays readable: the loop must pause
+    /// it rather than spin, stay responsive, and serve the front-end once fds are back.
+    func testAcceptFailingWithEMFILEDoesNotSpinTheLoop() throws {
+        _ = try addServer("nofds", delegate: RecordingDeviceDelegate())
+        var original = rlimit()
+        XCTAssertEqual(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &original), 0)
+        var fillers: [Int32] = []
+        defer {
+            for fd in fillers { Glibc.close(fd) }
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &original)
+        }
+        // Opened now: with the fds gone, nothing can be opened to read it later.
+        let controlThreadStat = try XCTUnwrap(controlThreadStatDescriptor())
+        defer { Glibc.close(controlThreadStat) }
+        let client = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(client, 0)
+        var lowered = original
+        lowered.rlim_cur = rlim_t(client + 1)
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lowered), 0)
+        // Every fd below the limit taken: the loop's accept now fails with EMFILE.
+        while true {
+            let fd = dup(0)
+            if fd < 0 { break }
+            fillers.append(fd)
+        }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let socketPath = path("nofds")
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in socketPath.utf8.enumerated() { raw[i] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(connected, 0)
+        let cpuBefore = cpuTicks(statDescriptor: controlThreadStat)
+        let started = MonotonicClock.nanoseconds()
+        for _ in 0..<10 { loop.perform {} }
+        XCTAssertLessThan(MonotonicClock.nanoseconds() - started, 500_000_000, "the loop stays responsive")
+        SystemThread.sleep(milliseconds: 500)
+        let spent = cpuTicks(statDescriptor: controlThreadStat) - cpuBefore
+        XCTAssertLessThan(spent, 10, "the control thread spun on the failing accept (\(spent) ticks in 0.5 s)")
+        for fd in fillers { Glibc.close(fd) }
+        fillers = []
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &original)
+        let frontend = FakeFrontend(socket: FileDescriptor(adopting: client))
+        XCTAssertNotNil(try frontend.request(.getFeatures), "served once fds are back")
+    }
+
+    /// /proc/self/task/<tid>/stat of the vhost-control thread, opened.
+    private func controlThreadStatDescriptor() -> Int32? {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return nil }
+        for task in tasks {
+            guard let name = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8),
+                  name.hasPrefix("vhost-control") else { continue }
+            let fd = open("/proc/self/task/\(task)/stat", O_RDONLY)
+            return fd >= 0 ? fd : nil
+        }
+        return nil
+    }
+
+    /// utime + stime from a stat file descriptor, in clock ticks.
+    private func cpuTicks(statDescriptor fd: Int32) -> Int {
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        let count = pread(fd, &buffer, buffer.count, 0)
+        guard count > 0 else { return 0 }
+        let stat = String(decoding: buffer[0..<count], as: UTF8.self)
+        guard let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
     }
 
     func testSendRarpNeedsAUnicastMac() throws {
