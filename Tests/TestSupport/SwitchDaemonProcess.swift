@@ -11,8 +11,10 @@ public final class SwitchDaemonProcess {
     private let log = OutputCollector()
     public let arguments: [String]
 
-    /// The daemon built by the same `swift build` as the tests.
+    /// The daemon built by the same `swift build` as the tests, or the one VHOST_SWITCHD names
+    /// (a release build, or an older binary to show that a test fails without a fix).
     public static var executablePath: String {
+        if let path = ProcessInfo.processInfo.environment["VHOST_SWITCHD"] { return path }
         // The test runner and the daemon are built into the same products directory.
         let runner = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         let bundle = Bundle(for: SwitchDaemonProcess.self).bundleURL

@@ -3,10 +3,21 @@ import VhostSystem
 import VhostUser
 
 /// What the daemon must do with a case: refuse it (a failed REPLY_ACK, or close the
-/// session) or merely survive it.
-enum Expectation {
+/// session), close the session (and live on), serve it, or merely survive it.
+enum Expectation: CustomStringConvertible {
     case refused
+    case closed
+    case served
     case survives
+
+    var description: String {
+        switch self {
+        case .refused: "refused"
+        case .closed: "closed with the daemon alive"
+        case .served: "served"
+        case .survives: "survived cleanly"
+        }
+    }
 }
 
 struct HostileCase {
@@ -14,8 +25,9 @@ struct HostileCase {
     var expectation: Expectation
     /// Runs on a fresh, already handshaken connection (features and protocol features with
     /// REPLY_ACK negotiated, SET_OWNER sent). Returns true when the daemon behaved: for
-    /// `.refused` cases it refused (ack != 0 or the session was closed); for `.survives`
-    /// cases the set-up worked and the control thread stayed responsive.
+    /// `.refused` cases it refused (ack != 0 or the session was closed); for `.closed` cases
+    /// the session ended and the daemon still answers; for `.served` cases it answered; for
+    /// `.survives` cases the set-up worked and the control thread stayed responsive.
     var run: (Context) -> Bool
 }
 
@@ -23,17 +35,26 @@ struct HostileCase {
 /// socket used to check that a stalled session does not block the control thread.
 final class Context {
     let connection: Connection
+    /// The virtio features the handshake set (SET_FEATURES).
+    let features: UInt64
     let memory: GuestMemoryFile
     let socketPath: String
     let otherSocket: String?
     var stallMilliseconds: Int32
+    let daemon: DaemonProbe
+    /// Which of several acceptable results happened ("refused", "closed", ...): counted per
+    /// case and printed at the end.
+    var outcome: String?
 
-    init(connection: Connection, socketPath: String, memory: GuestMemoryFile, otherSocket: String?, stallMilliseconds: Int32) {
+    init(connection: Connection, features: UInt64, socketPath: String, memory: GuestMemoryFile, otherSocket: String?,
+         stallMilliseconds: Int32, daemon: DaemonProbe) {
         self.connection = connection
+        self.features = features
         self.socketPath = socketPath
         self.memory = memory
         self.otherSocket = otherSocket
         self.stallMilliseconds = stallMilliseconds
+        self.daemon = daemon
     }
 
     var c: Connection { connection }
@@ -55,28 +76,59 @@ final class Context {
         return c.waitForClose()
     }
 
-    /// SET_MEM_TABLE with the shared memory (1 region); true when accepted.
-    func setMemory() -> Bool {
-        c.acked(.setMemTable, Payload.memoryTable([memory.region]), fds: [memory.duplicate()]) == 0
+    /// SET_MEM_TABLE with one region of `guest` (the shared memory unless given); true when
+    /// accepted.
+    func setMemory(_ guest: GuestMemoryFile? = nil) -> Bool {
+        let guest = guest ?? memory
+        return c.acked(.setMemTable, Payload.memoryTable([guest.region]), fds: [guest.duplicate()]) == 0
     }
 
-    /// NUM, BASE, ADDR, KICK (eventfd), CALL (NOFD) and ENABLE for rings 0 and 1 (size 256).
-    func setUpRings(kicks: [EventFD]) -> Bool {
-        for ring in 0..<2 {
-            let i = UInt32(ring)
-            let a = memory.ringAddresses(ring)
-            guard c.acked(.setVringNum, Payload.state(i, 256)) == 0,
-                  c.acked(.setVringBase, Payload.state(i, 0)) == 0,
-                  c.acked(.setVringAddr, Payload.address(i, descriptor: a.descriptor, used: a.used, avail: a.avail)) == 0,
-                  c.acked(.setVringKick, Payload.u64(UInt64(i)), fds: [try! FileDescriptor.duplicate(kicks[ring].rawValue)]) == 0,
-                  c.acked(.setVringCall, Payload.u64(UInt64(i) | 1 << 8)) == 0,
-                  c.acked(.setVringEnable, Payload.state(i, 1)) == 0 else { return false }
-        }
-        return true
+    /// Where one ring lives, as front-end virtual addresses (SET_VRING_ADDR), and its size.
+    struct RingPlacement {
+        var size: UInt32
+        var descriptor: UInt64
+        var avail: UInt64
+        var used: UInt64
     }
 
-    /// Memory and both rings: the device is ready and its rings are polled.
-    func ready(_ kicks: [EventFD]) -> Bool { setMemory() && setUpRings(kicks: kicks) }
+    /// The usual placement in `guest`: size 256 at ring * 0x4000.
+    func standardPlacement(_ ring: Int, in guest: GuestMemoryFile? = nil) -> RingPlacement {
+        let a = (guest ?? memory).ringAddresses(ring)
+        return RingPlacement(size: 256, descriptor: a.descriptor, avail: a.avail, used: a.used)
+    }
+
+    /// NUM, BASE, ADDR, KICK (eventfd), CALL (NOFD) and ENABLE for one ring. With `logUsed`
+    /// the address carries VHOST_VRING_F_LOG and the used ring's guest-physical address
+    /// (region at guest-physical 0), so used-ring writes go to the dirty log.
+    func setUpRing(_ ring: Int, _ placement: RingPlacement, kick: EventFD, logUsed: Bool = false) -> Bool {
+        let i = UInt32(ring)
+        let logAddress = logUsed ? placement.used - memory.region.uva : 0
+        let address = Payload.address(i, flags: logUsed ? 1 : 0, descriptor: placement.descriptor, used: placement.used,
+                                      avail: placement.avail, log: logAddress)
+        return c.acked(.setVringNum, Payload.state(i, placement.size)) == 0
+            && c.acked(.setVringBase, Payload.state(i, 0)) == 0
+            && c.acked(.setVringAddr, address) == 0
+            && c.acked(.setVringKick, Payload.u64(UInt64(i)), fds: [try! FileDescriptor.duplicate(kick.rawValue)]) == 0
+            && c.acked(.setVringCall, Payload.u64(UInt64(i) | 1 << 8)) == 0
+            && c.acked(.setVringEnable, Payload.state(i, 1)) == 0
+    }
+
+    /// Rings 0 and 1 (size 256) in `guest`, the shared memory unless given.
+    func setUpRings(kicks: [EventFD], in guest: GuestMemoryFile? = nil, logUsed: Bool = false) -> Bool {
+        (0..<2).allSatisfy { setUpRing($0, standardPlacement($0, in: guest), kick: kicks[$0], logUsed: logUsed) }
+    }
+
+    /// ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK. The handshake negotiates the STATUS
+    /// protocol feature, and with it the daemon (like DPDK) leaves the rings alone until
+    /// DRIVER_OK: without this no ring case would reach the dataplane.
+    static let driverReadyStatus: UInt64 = 0x0f
+
+    func startDriver() -> Bool { c.acked(.setStatus, Payload.u64(Self.driverReadyStatus)) == 0 }
+
+    /// Memory and both rings, driver started: the device is ready and its rings are polled.
+    func ready(_ kicks: [EventFD], in guest: GuestMemoryFile? = nil) -> Bool {
+        setMemory(guest) && setUpRings(kicks: kicks, in: guest) && startDriver()
+    }
 
     /// Lets the daemon's poll thread look at what was posted.
     func settle(_ kicks: [EventFD]) {
@@ -90,7 +142,8 @@ func eventFDs(_ count: Int) -> [FileDescriptor] { (0..<count).map { _ in try! Ev
 func devNull() -> FileDescriptor { FileDescriptor(adopting: open("/dev/null", O_RDWR | O_CLOEXEC)) }
 
 /// Every case of UNTRUSTED-INPUT.md "vhost-user messages", plus ring cases (a session that
-/// sets up rings and then posts garbage descriptors).
+/// sets up rings and then posts garbage descriptors), plus the guest-containment cases of
+/// issue 16 (ContainmentCases.swift).
 func allCases() -> [HostileCase] {
     var cases: [HostileCase] = []
     func add(_ name: String, _ expectation: Expectation = .refused, _ run: @escaping (Context) -> Bool) {
@@ -347,7 +400,7 @@ func allCases() -> [HostileCase] {
         m.postHeads(1, [0])
     }
     ringCase("frame-above-mtu") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 0x10000, flags: 0, next: 0); m.postHeads(1, [0]) }
-    return cases
+    return cases + containmentCases()
 }
 
 extension Context {
@@ -356,6 +409,12 @@ extension Context {
     func otherSocketAnswers() -> Bool {
         usleep(UInt32(stallMilliseconds) * 1000)
         guard let path = otherSocket else { return true }  // nothing to compare with
+        return answers(on: path)
+    }
+
+    /// A new connection to `path` gets GET_FEATURES answered within a second, allowing for
+    /// the previous session there still being torn down (the daemon then turns it away).
+    func answers(on path: String) -> Bool {
         var attempts = 0
         while attempts < 50 {
             attempts += 1

@@ -12,18 +12,29 @@ func descriptorBytes(address: UInt64, length: UInt32, flags: UInt16, next: UInt1
 /// Guest-physical 0, front-end virtual 0x7f00_0000_0000. Ring i: descriptors at i * 0x4000,
 /// avail +0x1000, used +0x2000 (size 256). Buffers from 0x10000.
 final class GuestMemoryFile {
-    static let size = 1 << 20
+    let size: Int
     let fd: FileDescriptor
     let mapping: MemoryMapping
     let region: Payload.Region
 
-    init() throws {
-        fd = try MemFD.create(name: "hostile-guest", size: Self.size)
-        mapping = try MemoryMapping(descriptor: fd, length: Self.size)
-        region = Payload.Region(gpa: 0, size: UInt64(Self.size), uva: 0x7f00_0000_0000, offset: 0)
+    /// The shared memory of most cases is 1 MiB; the cases that shrink memory or need big
+    /// rings make their own (so a shrunk file never reaches another case).
+    init(name: String = "hostile-guest", size: Int = 1 << 20) throws {
+        self.size = size
+        fd = try MemFD.create(name: name, size: size)
+        mapping = try MemoryMapping(descriptor: fd, length: size)
+        region = Payload.Region(gpa: 0, size: UInt64(size), uva: 0x7f00_0000_0000, offset: 0)
     }
 
     func duplicate() -> FileDescriptor { try! FileDescriptor.duplicate(fd.rawValue) }
+
+    /// Shrinks the file under the daemon's mapping, as a hostile front-end would. Our own
+    /// mapping past `bytes` is gone too: touching it from here would raise SIGBUS in this
+    /// process, so callers write only below `bytes` afterwards.
+    func shrink(to bytes: Int) { _ = ftruncate(fd.rawValue, off_t(bytes)) }
+
+    /// Guest-physical `gpa` as the front-end's virtual address (what SET_VRING_ADDR takes).
+    func userAddress(_ gpa: Int) -> UInt64 { region.uva + UInt64(gpa) }
 
     /// Rings and buffers back to zero (each iteration starts from clean memory).
     func reset() { mapping.base.initializeMemory(as: UInt8.self, repeating: 0, count: 0x40000) }
@@ -58,20 +69,29 @@ final class GuestMemoryFile {
         setAvailIndex(ring, index)
     }
 
-    /// `count` well-formed 60-byte frames (12-byte virtio-net header) on ring 1, the guest's
-    /// transmit ring, to a MAC nobody has: the switch floods them.
+    /// A well-formed 60-byte frame after its 12-byte virtio-net header, to a MAC nobody has:
+    /// the switch floods it.
+    static let transmitFrame: [UInt8] = [UInt8](repeating: 0, count: 12)
+        + [0x02, 0xee, 0, 0, 0, 0x01, 0x02, 0xee, 0, 0, 0, 0x02, 0x08, 0x00] + [UInt8](repeating: 0x5a, count: 46)
+
+    /// `count` copies of `transmitFrame` on ring 1, the guest's transmit ring.
     func postTransmit(count: Int) {
         var heads: [UInt16] = []
         for i in 0..<min(count, 128) {
             let buffer = 0x10000 + i * 128
-            let frame: [UInt8] = [UInt8](repeating: 0, count: 12)
-                + [0x02, 0xee, 0, 0, 0, 0x01, 0x02, 0xee, 0, 0, 0, 0x02, 0x08, 0x00] + [UInt8](repeating: 0x5a, count: 46)
-            writeGuest(buffer, frame)
+            writeGuest(buffer, Self.transmitFrame)
             let head = Int(availIndex(1) &+ UInt16(i)) % 256
-            writeDescriptor(1, head, address: UInt64(buffer), length: UInt32(frame.count), flags: 0, next: 0)
+            writeDescriptor(1, head, address: UInt64(buffer), length: UInt32(Self.transmitFrame.count), flags: 0, next: 0)
             heads.append(UInt16(head))
         }
         postHeads(1, heads)
+    }
+
+    /// One descriptor at the next free head of `ring` (standard layout), published.
+    func postBuffer(_ ring: Int, address: Int, length: Int, flags: UInt16) {
+        let head = Int(availIndex(ring) % 256)
+        writeDescriptor(ring, head, address: UInt64(address), length: UInt32(length), flags: flags, next: 0)
+        postHeads(ring, [UInt16(head)])
     }
 }
 

@@ -1,16 +1,26 @@
-// hostile-frontend: replays every case of UNTRUSTED-INPUT.md "vhost-user messages" (and ring
-// cases: a ready session that posts garbage descriptors) against a live vhost-switchd, each
-// iteration on a fresh connection with one bad case, round-robin over the cases.
+// hostile-frontend: replays every case of UNTRUSTED-INPUT.md "vhost-user messages", ring cases
+// (a ready session that posts garbage descriptors) and the guest-containment cases of issue 16
+// (guest memory or dirty log shrunk under traffic, a guest thread rewriting the rings while the
+// switch walks them, 32768-entry rings, sparse huge mmap offsets, close-then-reconnect at once,
+// floods of ring-changing messages) against a live vhost-switchd, each iteration on a fresh
+// connection with one bad case, round-robin over the cases. `--list` prints them.
 //
 //   hostile-frontend --socket S1 [--socket S2] [--iterations 10000] [--pid DAEMON_PID]
-//                    [--case SUBSTRING]... [--stall-ms 2] [--max-rss-growth-kib 8192] [--list]
+//                    [--case SUBSTRING | --case ^PREFIX]... [--stall-ms 2]
+//                    [--max-rss-growth-kib 8192] [--max-case-ms 10000] [--list]
 //
-// With two sockets, iterations alternate between them and the other one is used to check
-// that a stalled session does not block the control thread. With --pid the daemon's fd count
-// and RSS are read from /proc before (after a warm-up round of every case) and after, and
-// its liveness is checked every iteration. Prints per-case results and the numbers; exits 1
-// if the daemon died, a case was not refused / not survived, fds grew or RSS grew more than
-// allowed, 0 otherwise. The last line is machine-readable:
+// With two sockets, iterations alternate between them (each case runs on both, round after
+// round) and the other one is used to check that a stalled session does not block the
+// control thread. --case picks the cases whose name contains SUBSTRING or starts with PREFIX
+// (`--case ^ring-`: the chain and ring attacks). With --pid the daemon's fd count and RSS are
+// read from /proc before (after a warm-up round of every case) and after, its address-space
+// size around the sparse-offset cases, and its liveness every iteration. A case (handshake
+// included) that takes longer than --max-case-ms means the daemon stalled: the run stops
+// there, as it does when the daemon dies. Cases whose acceptable result has several forms
+// (refused or accepted, closed or served) print how often each happened ("outcome" lines).
+// Exits 1 if the daemon died or stalled, a case was not refused / closed / served / survived
+// as expected, fds grew or RSS grew more than allowed, 0 otherwise. The last line is
+// machine-readable:
 //   RESULT iterations=N failures=F fds_before=A fds_after=B rss_before_kib=C rss_after_kib=D seconds=T
 import Glibc
 import VhostSystem
@@ -25,6 +35,7 @@ var pid: Int32?
 var filters: [String] = []
 var stallMilliseconds: Int32 = 2
 var maxRSSGrowthKiB = 8192
+var maxCaseMilliseconds: UInt64 = 10_000
 var listOnly = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
@@ -35,15 +46,22 @@ while let argument = arguments.next() {
     case "--case": filters.append(arguments.next() ?? "")
     case "--stall-ms": stallMilliseconds = Int32(arguments.next() ?? "") ?? stallMilliseconds
     case "--max-rss-growth-kib": maxRSSGrowthKiB = Int(arguments.next() ?? "") ?? maxRSSGrowthKiB
+    case "--max-case-ms": maxCaseMilliseconds = UInt64(arguments.next() ?? "") ?? maxCaseMilliseconds
     case "--list": listOnly = true
     default:
-        print("usage: hostile-frontend --socket PATH [--socket PATH2] [--iterations N] [--pid PID] [--case NAME]... [--stall-ms MS] [--max-rss-growth-kib KIB] [--list]")
+        print("usage: hostile-frontend --socket PATH [--socket PATH2] [--iterations N] [--pid PID] [--case NAME]... "
+              + "[--stall-ms MS] [--max-rss-growth-kib KIB] [--max-case-ms MS] [--list]")
         exit(2)
     }
 }
 
 var cases = allCases()
-if !filters.isEmpty { cases = cases.filter { c in filters.contains { c.name.contains($0) } } }
+/// "--case ring-" takes every case whose name contains "ring-" (flood-vring-enable too);
+/// "--case ^ring-" only those whose name starts with it.
+func selects(_ filter: String, _ name: String) -> Bool {
+    filter.hasPrefix("^") ? name.hasPrefix(filter.dropFirst()) : name.contains(filter)
+}
+if !filters.isEmpty { cases = cases.filter { c in filters.contains { selects($0, c.name) } } }
 if listOnly {
     for c in cases { print(c.name) }
     exit(0)
@@ -53,37 +71,15 @@ guard !sockets.isEmpty, !cases.isEmpty else {
     exit(2)
 }
 
-func daemonAlive() -> Bool { pid.map { kill($0, 0) == 0 && !isZombie($0) } ?? true }
-
-func isZombie(_ pid: Int32) -> Bool {
-    guard let bytes = try? FileSystem.readFile("/proc/\(pid)/stat", maxBytes: 4096) else { return true }
-    let text = String(decoding: bytes, as: UTF8.self)
-    guard let close = text.lastIndex(of: ")") else { return true }
-    return text[text.index(close, offsetBy: 2)...].hasPrefix("Z")
-}
-
-func daemonFDs() -> Int {
-    guard let pid, let dir = opendir("/proc/\(pid)/fd") else { return -1 }
-    defer { closedir(dir) }
-    var count = 0
-    while readdir(dir) != nil { count += 1 }
-    return count - 2
-}
-
-func daemonRSSKiB() -> Int {
-    guard let pid, let bytes = try? FileSystem.readFile("/proc/\(pid)/status", maxBytes: 65536) else { return -1 }
-    for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmRSS:") {
-        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? -1
-    }
-    return -1
-}
-
+let daemon = DaemonProbe(pid: pid)
 let memory = try GuestMemoryFile()
 
-/// A fresh session: connect and negotiate (REPLY_ACK included). Retries while the daemon
-/// still tears down the previous session on this socket (it turns a second front-end away).
-func handshake(_ path: String) -> Connection? {
-    for _ in 0..<500 {
+/// A fresh session: connect and negotiate (REPLY_ACK included); the virtio features it set.
+/// Retries for up to `maxCaseMilliseconds` while the daemon still tears down the previous
+/// session on this socket (it turns a second front-end away).
+func handshake(_ path: String) -> (connection: Connection, features: UInt64)? {
+    let deadline = MonotonicClock.nanoseconds() + maxCaseMilliseconds * 1_000_000
+    while MonotonicClock.nanoseconds() < deadline {
         guard let connection = try? Connection(path: path) else { usleep(1000); continue }
         connection.send(.getFeatures)
         guard let offered = connection.readReply(timeoutMilliseconds: 2000).u64 else {
@@ -94,34 +90,54 @@ func handshake(_ path: String) -> Connection? {
         connection.send(.getProtocolFeatures)
         let protocolFeatures = connection.readReply(timeoutMilliseconds: 2000).u64 ?? 0
         connection.send(.setProtocolFeatures, Payload.u64(protocolFeatures))
-        connection.send(.setFeatures, Payload.u64(offered & ~(1 << 26) & ~(1 << 34)))  // not LOG_ALL; split rings (the cases assume them)
+        let features = offered & ~(1 << 26) & ~(1 << 34)  // not LOG_ALL; split rings (the cases assume them)
+        connection.send(.setFeatures, Payload.u64(features))
         connection.send(.setOwner)
-        return connection
+        return (connection, features)
     }
     return nil
 }
 
-struct Tally { var runs = 0; var failures = 0 }
+struct Tally {
+    var runs = 0
+    var failures = 0
+    /// How often each acceptable result happened, for cases that report one.
+    var outcomes: [String: Int] = [:]
+}
 var tallies: [String: Tally] = [:]
 var failureLog: [String] = []
+/// Set when a case took longer than --max-case-ms: the daemon stalled; the run stops.
+var stalledCase: String?
 
 func runOne(_ index: Int) -> Bool {
     let hostileCase = cases[index % cases.count]
-    let path = sockets[index % sockets.count]
-    let other = sockets.count > 1 ? sockets[(index + 1) % sockets.count] : nil
-    guard let connection = handshake(path) else {
+    // Case k of round r goes to socket k + r: each case alternates between the sockets from
+    // round to round (with an even number of cases, `index` alone would pin it to one).
+    let socketIndex = index % cases.count + index / cases.count
+    let path = sockets[socketIndex % sockets.count]
+    let other = sockets.count > 1 ? sockets[(socketIndex + 1) % sockets.count] : nil
+    let started = MonotonicClock.nanoseconds()
+    guard let session = handshake(path) else {
         failureLog.append("iteration \(index) (\(hostileCase.name)): no session on \(path)")
+        stalledCase = "\(hostileCase.name) (no session within \(maxCaseMilliseconds) ms)"
         return false
     }
     memory.reset()
-    let context = Context(connection: connection, socketPath: path, memory: memory, otherSocket: other, stallMilliseconds: stallMilliseconds)
+    let context = Context(connection: session.connection, features: session.features, socketPath: path, memory: memory,
+                          otherSocket: other, stallMilliseconds: stallMilliseconds, daemon: daemon)
     let ok = hostileCase.run(context)
-    connection.close()
+    session.connection.close()
+    let milliseconds = (MonotonicClock.nanoseconds() - started) / 1_000_000
     tallies[hostileCase.name, default: Tally()].runs += 1
+    if let outcome = context.outcome { tallies[hostileCase.name, default: Tally()].outcomes[outcome, default: 0] += 1 }
+    if milliseconds > maxCaseMilliseconds {
+        stalledCase = "\(hostileCase.name) (took \(milliseconds) ms)"
+    }
     if !ok {
         tallies[hostileCase.name, default: Tally()].failures += 1
         if failureLog.count < 50 {
-            failureLog.append("iteration \(index): \(hostileCase.name) was not \(hostileCase.expectation == .refused ? "refused" : "survived cleanly")")
+            let detail = context.outcome.map { " (\($0))" } ?? ""
+            failureLog.append("iteration \(index): \(hostileCase.name) was not \(hostileCase.expectation.description)\(detail)")
         }
     }
     return ok
@@ -130,42 +146,47 @@ func runOne(_ index: Int) -> Bool {
 let start = MonotonicClock.nanoseconds()
 print("hostile-frontend: \(cases.count) cases, \(iterations) iterations against \(sockets.joined(separator: ", "))")
 // Warm-up: every case once, so lazily grown state is in the "before" numbers.
-for i in 0..<cases.count { _ = runOne(i) }
+for i in 0..<cases.count where stalledCase == nil && daemon.isAlive { _ = runOne(i) }
 tallies = [:]
 let warmFailures = failureLog
 failureLog = []
 usleep(200_000)
-let fdsBefore = daemonFDs()
-let rssBefore = daemonRSSKiB()
+let fdsBefore = daemon.openFDs
+let rssBefore = daemon.residentKiB
 print("before: daemon fds \(fdsBefore), RSS \(rssBefore) KiB")
-var died = false
+var died = !daemon.isAlive
+if died { print("DAEMON DIED during the warm-up round") }
 var completed = 0
-for i in 0..<iterations {
+for i in 0..<iterations where !died && stalledCase == nil {
     _ = runOne(i)
     completed += 1
-    if !daemonAlive() {
+    if !daemon.isAlive {
         died = true
         print("DAEMON DIED at iteration \(i) (case \(cases[i % cases.count].name))")
-        break
     }
     if (i + 1) % 1000 == 0 {
-        print("  \(i + 1) iterations, daemon fds \(daemonFDs()), RSS \(daemonRSSKiB()) KiB, \((MonotonicClock.nanoseconds() - start) / 1_000_000) ms")
+        print("  \(i + 1) iterations, daemon fds \(daemon.openFDs), RSS \(daemon.residentKiB) KiB, \((MonotonicClock.nanoseconds() - start) / 1_000_000) ms")
     }
 }
+if let stalledCase { print("DAEMON STALLED: \(stalledCase)") }
 // Let the daemon finish tearing down the last sessions.
 usleep(300_000)
-let fdsAfter = daemonFDs()
-let rssAfter = daemonRSSKiB()
+let fdsAfter = daemon.openFDs
+let rssAfter = daemon.residentKiB
 let seconds = Double(MonotonicClock.nanoseconds() - start) / 1e9
 print("after:  daemon fds \(fdsAfter), RSS \(rssAfter) KiB")
 for name in tallies.keys.sorted() {
     let t = tallies[name]!
+    if !t.outcomes.isEmpty {
+        print("outcome \(name): " + t.outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+    }
     if t.failures > 0 { print("  case \(name): \(t.failures) of \(t.runs) not as expected") }
 }
 for line in warmFailures + failureLog { print("  " + line) }
 let failures = tallies.values.reduce(0) { $0 + $1.failures } + (died ? 1 : 0)
 var problems: [String] = []
 if died { problems.append("the daemon died") }
+if let stalledCase { problems.append("the daemon stalled in \(stalledCase)") }
 if failures > 0 { problems.append("\(failures) case runs not as expected") }
 if pid != nil && fdsAfter > fdsBefore { problems.append("daemon fds grew \(fdsBefore) -> \(fdsAfter)") }
 if pid != nil && rssAfter - rssBefore > maxRSSGrowthKiB { problems.append("daemon RSS grew \(rssBefore) -> \(rssAfter) KiB") }
