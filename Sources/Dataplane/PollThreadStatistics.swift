@@ -10,7 +10,8 @@ public final class PollThreadStatistics: Sendable {
     let packets = Atomic<UInt64>(0)
     let sleeps = Atomic<UInt64>(0)
     /// The longest loop iteration (every queue served once), in TSC cycles: how long one
-    /// guest's rings could hold the other ports of this thread.
+    /// guest's rings could hold the other ports of this thread. Only iterations of windows in
+    /// which the thread was not preempted count (see `PollThread.run`).
     let maxIterationCycles = Atomic<UInt64>(0)
 
     public struct Snapshot: Sendable, Equatable {

@@ -12,6 +12,10 @@ public final class SystemThread: @unchecked Sendable {
         init(_ name: String, _ body: @escaping () -> Void) { self.name = name; self.body = body }
     }
 
+    /// How often the calling thread was preempted (involuntary context switches), for
+    /// timings that must not count time the thread did not run; -1 when unknown.
+    public static func preemptionCount() -> Int { vhost_shims_thread_involuntary_switches() }
+
     /// Starts `body` on a new thread pinned to `cpus` when given.
     public init(name: String, cpus: [Int] = [], body: @escaping () -> Void) throws(SystemError) {
         self.name = name
