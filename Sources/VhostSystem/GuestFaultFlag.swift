@@ -3,8 +3,9 @@ import CVhostShims
 /// Why one front-end's session must end, raised from where it is noticed (the SIGBUS handler
 /// that contained a fault in its guest memory, or a poll thread that stopped one of its
 /// rings) and read by the control thread, which closes that session alone. The word is
-/// plain memory because the signal handler writes it; `notifyDescriptor` (an eventfd, not
-/// owned) wakes the control thread.
+/// plain memory because the signal handler writes it; `notifyDescriptor` (the control
+/// loop's eventfd, duplicated so that it stays valid as long as any mapping or queue that
+/// may raise the flag) wakes the control thread.
 public final class GuestFaultFlag: @unchecked Sendable {  // the word is only touched atomically
     public struct Reasons: OptionSet, Sendable {
         public let rawValue: UInt32
@@ -16,12 +17,14 @@ public final class GuestFaultFlag: @unchecked Sendable {  // the word is only to
     }
 
     let word: UnsafeMutablePointer<UInt32>
-    public let notifyDescriptor: Int32
+    private let notify: FileDescriptor?
+    public var notifyDescriptor: Int32 { notify?.rawValue ?? -1 }
 
+    /// `notifyDescriptor` is duplicated (-1: nobody to wake; a test reads `raised`).
     public init(notifyDescriptor: Int32 = -1) {
         word = .allocate(capacity: 1)
         word.initialize(to: 0)
-        self.notifyDescriptor = notifyDescriptor
+        notify = notifyDescriptor >= 0 ? try? FileDescriptor.duplicate(notifyDescriptor) : nil
     }
 
     deinit { word.deallocate() }
