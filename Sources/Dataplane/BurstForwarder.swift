@@ -133,7 +133,7 @@ struct BurstForwarder {
                           offloads: Bool) {
         guard port < snapshot.targets.count else { return }
         let target = snapshot.targets[port]
-        guard target.queue != nil || target.packedQueue != nil || target.packetPort != nil else {
+        guard target.driver != nil else {
             if target.isPresent { counters.add(.dropsRingNotReady, port: port, UInt64(count)) }
             return
         }
@@ -171,13 +171,6 @@ struct BurstForwarder {
         // Unsafe (guaranteed refs): the snapshot keeps rings, ports and locks alive.
         target.lock?._withUnsafeGuaranteedRef { $0.lock() }
         defer { target.lock?._withUnsafeGuaranteedRef { $0.unlock() } }
-        if let queue = target.queue {
-            return queue._withUnsafeGuaranteedRef { $0.enqueueBurst(packets, count: count) }
-        } else if let queue = target.packedQueue {
-            return queue._withUnsafeGuaranteedRef { $0.enqueueBurst(packets, count: count) }
-        } else if let packetPort = target.packetPort {
-            return packetPort._withUnsafeGuaranteedRef { $0.transmitBurst(packets, count: count) }
-        }
-        return 0
+        return target.driver?.transmitBurst(packets, count: count) ?? 0
     }
 }

@@ -2,14 +2,10 @@ import Synchronization
 import CVhostShims
 import Virtio
 
-/// One receive queue a poll thread serves: a guest's transmit ring (split or packed), or a
-/// kernel port's receive ring (exactly one of the three is set).
+/// One receive queue a poll thread serves: a guest's transmit ring or a kernel port's
+/// receive ring (nil only for the frames the switch injects itself).
 struct PolledQueue {
-    // Unsafe (unmanaged): the snapshot's `owners` keeps them alive while the snapshot
-    // lives; unmanaged references cost no retain/release on the hot path.
-    let queue: Unmanaged<SplitVirtqueue>?
-    var packedQueue: Unmanaged<PackedVirtqueue>? = nil
-    let packetPort: Unmanaged<PacketSocketPort>?
+    let driver: PortDriver?
     let portID: Int
     /// What wakes the thread when it sleeps: the kick eventfd or the packet socket (-1: none).
     let wakeDescriptor: Int32
@@ -18,12 +14,9 @@ struct PolledQueue {
 }
 
 /// Where one thread sends frames for one port: one of the port's guest receive rings, or
-/// a kernel port's transmit ring.
+/// a kernel port's transmit ring (nil: the port has none ready).
 struct TransmitTarget {
-    // Unsafe (unmanaged): kept alive by the snapshot's `owners`; no reference counting.
-    var queue: Unmanaged<SplitVirtqueue>?
-    var packedQueue: Unmanaged<PackedVirtqueue>? = nil
-    var packetPort: Unmanaged<PacketSocketPort>?
+    var driver: PortDriver?
     /// Set when more threads than rings share this ring; nil when this thread owns it.
     var lock: Unmanaged<TransmitLock>?
     var isPresent: Bool
@@ -31,7 +24,7 @@ struct TransmitTarget {
     /// what the kernel port's vnet headers carry); the forwarder resolves the others.
     var acceptedOffloads: UInt64 = 0
 
-    static let absent = TransmitTarget(queue: nil, packetPort: nil, lock: nil, isPresent: false)
+    static let absent = TransmitTarget(driver: nil, lock: nil, isPresent: false)
 }
 
 /// A spin lock for a guest receive ring shared by several poll threads. Held for one

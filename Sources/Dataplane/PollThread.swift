@@ -144,7 +144,7 @@ final class PollThread: @unchecked Sendable {
                         installedBits = bits
                     }
                     if notificationsEnabled {
-                        for q in 0..<snapshot.queues.count { Self.setGuestNotifications(snapshot.queues[q], enabled: false) }
+                        for q in 0..<snapshot.queues.count { snapshot.queues[q].driver?.armWakeups(false) }
                         notificationsEnabled = false
                     }
                     moved = pollOnce(snapshot, forwarder: forwarder)
@@ -203,17 +203,7 @@ final class PollThread: @unchecked Sendable {
         var nowSeconds: UInt32 = 0
         for q in 0..<snapshot.queues.count {
             let polled = snapshot.queues[q]
-            let count: Int
-            // Unsafe (guaranteed refs): the snapshot keeps queues and ports alive.
-            if let queue = polled.queue {
-                count = queue._withUnsafeGuaranteedRef { $0.dequeueBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) }
-            } else if let queue = polled.packedQueue {
-                count = queue._withUnsafeGuaranteedRef { $0.dequeueBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) }
-            } else if let port = polled.packetPort {
-                count = port._withUnsafeGuaranteedRef { $0.receiveBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) }
-            } else {
-                count = 0
-            }
+            let count = polled.driver?.receiveBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) ?? 0
             if count == 0 { continue }
             received &+= count
             if nowSeconds == 0 { nowSeconds = Switch.currentSecond() }
@@ -222,26 +212,17 @@ final class PollThread: @unchecked Sendable {
         return received
     }
 
-    /// Unsafe (guaranteed refs): the snapshot keeps the rings alive.
-    @inline(__always)
-    private static func setGuestNotifications(_ polled: PolledQueue, enabled: Bool) {
-        polled.queue?._withUnsafeGuaranteedRef { $0.setGuestNotifications(enabled: enabled) }
-        polled.packedQueue?._withUnsafeGuaranteedRef { $0.setGuestNotifications(enabled: enabled) }
-    }
-
     /// Re-enables guest kicks, then checks once more: a frame posted before the guest saw
     /// the flag would otherwise wait for the next kick. Returns whether to sleep.
     private func prepareToSleep(_ snapshot: PollSnapshot) -> Bool {
-        for q in 0..<snapshot.queues.count { Self.setGuestNotifications(snapshot.queues[q], enabled: true) }
+        for q in 0..<snapshot.queues.count { snapshot.queues[q].driver?.armWakeups(true) }
         vhost_shims_fence_seq_cst()
         if let injections, injections.hasFrames { return false }
         for q in 0..<snapshot.queues.count {
             let polled = snapshot.queues[q]
             // A ring without a kick fd (the front-end polls) gives no wake-up: never sleep.
             if polled.wakeDescriptor < 0 { return false }
-            if let queue = polled.queue, queue._withUnsafeGuaranteedRef({ $0.hasAvailableBuffers() }) { return false }
-            if let queue = polled.packedQueue, queue._withUnsafeGuaranteedRef({ $0.hasAvailableBuffers() }) { return false }
-            if let port = polled.packetPort, port._withUnsafeGuaranteedRef({ $0.hasPendingFrames() }) { return false }
+            if polled.driver?.hasPending == true { return false }
         }
         return true
     }
@@ -256,7 +237,7 @@ final class PollThread: @unchecked Sendable {
             frame.bytes.withUnsafeBytes { buffer.pointee.data.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             buffer.pointee.length = frame.bytes.count
             buffer.pointee.header = VirtioNetHeader()
-            let source = PolledQueue(queue: nil, packetPort: nil, portID: frame.portID, wakeDescriptor: -1, maxFrameLength: Int.max)
+            let source = PolledQueue(driver: nil, portID: frame.portID, wakeDescriptor: -1, maxFrameLength: Int.max)
             forwarder.forward(count: 1, from: source, snapshot: snapshot, now: Switch.currentSecond())
             sent += 1
         }

@@ -187,9 +187,7 @@ public final class Switch: @unchecked Sendable {
         var next = 0
         for port in ports {
             for active in port.queues where active.isGuestTransmit {
-                polled[next % threadCount].append(PolledQueue(queue: active.queue.split.map(Unmanaged.passUnretained),
-                                                              packedQueue: active.queue.packed.map(Unmanaged.passUnretained),
-                                                              packetPort: nil, portID: port.id,
+                polled[next % threadCount].append(PolledQueue(driver: PortDriver(active.queue), portID: port.id,
                                                               wakeDescriptor: active.kickDescriptor, maxFrameLength: port.maxFrameLength))
                 assignments.append(QueueAssignment(portName: port.name, vringIndex: active.vringIndex, pollThread: next % threadCount))
                 owners.append(active.queue.object)
@@ -197,7 +195,7 @@ public final class Switch: @unchecked Sendable {
             }
             if let packetPort = port.packetPort {
                 // One reader per receive ring: the whole port goes to one thread.
-                polled[next % threadCount].append(PolledQueue(queue: nil, packetPort: Unmanaged.passUnretained(packetPort), portID: port.id,
+                polled[next % threadCount].append(PolledQueue(driver: PortDriver(packetPort), portID: port.id,
                                                               wakeDescriptor: packetPort.pollDescriptor, maxFrameLength: port.maxFrameLength))
                 assignments.append(QueueAssignment(portName: port.name, vringIndex: 0, pollThread: next % threadCount))
                 owners.append(packetPort)
@@ -214,7 +212,7 @@ public final class Switch: @unchecked Sendable {
             for t in 0..<threadCount {
                 targets[t][port.id].isPresent = true
                 if let packetPort = port.packetPort {
-                    targets[t][port.id].packetPort = Unmanaged.passUnretained(packetPort)
+                    targets[t][port.id].driver = PortDriver(packetPort)
                     targets[t][port.id].acceptedOffloads = packetPort.acceptedOffloadFeatures
                     owners.append(packetPort)
                     if threadCount > 1 {
@@ -228,8 +226,7 @@ public final class Switch: @unchecked Sendable {
                 }
                 guard !receiveRings.isEmpty else { continue }
                 let queue = receiveRings[t % receiveRings.count].queue
-                targets[t][port.id].queue = queue.split.map(Unmanaged.passUnretained)
-                targets[t][port.id].packedQueue = queue.packed.map(Unmanaged.passUnretained)
+                targets[t][port.id].driver = PortDriver(queue)
                 targets[t][port.id].acceptedOffloads = queue.negotiatedFeatures & OffloadResolver.everyGuestOffload
                 let ring = queue.object
                 owners.append(ring)

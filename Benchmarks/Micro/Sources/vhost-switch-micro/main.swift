@@ -211,9 +211,9 @@ func ringBenchmarks(frameLength: Int) throws {
     let counters = PortCounters(maxPorts: 4)
     let forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: try! OffloadResolver(), counters: counters)
     let snapshot = PollSnapshot(
-        queues: [PolledQueue(queue: Unmanaged.passUnretained(tx.queue), packetPort: nil, portID: 0, wakeDescriptor: -1, maxFrameLength: 65536)],
-        targets: [TransmitTarget(queue: nil, packetPort: nil, lock: nil, isPresent: true),
-                  TransmitTarget(queue: Unmanaged.passUnretained(rx.queue), packetPort: nil, lock: nil, isPresent: true)],
+        queues: [PolledQueue(driver: PortDriver(.split(tx.queue)), portID: 0, wakeDescriptor: -1, maxFrameLength: 65536)],
+        targets: [TransmitTarget(driver: nil, lock: nil, isPresent: true),
+                  TransmitTarget(driver: PortDriver(.split(rx.queue)), lock: nil, isPresent: true)],
         presentPorts: [0, 1], owners: [tx.queue, rx.queue])
     measure("switch burst 32 (dequeue+learn+lookup+enqueue), \(frameLength) B", unit: "pkt", perCall: burst) {
         tx.post(burst)
