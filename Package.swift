@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Layers, bottom to top (see docs/ARCHITECTURE.md): C shims, VhostSystem (the only module
-// that calls libc), Virtio, VhostUser, Dataplane, the executables.
+// of the daemon that calls libc), Virtio, VhostUser, Dataplane, ManagementPlane, the
+// executables. CNISystem holds the system calls only the CNI plugin makes.
 let strictSwift: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 // The hot-path modules: guest rings and the forwarding loop are single-owner by design
 // (one poll thread per queue, RCU for reconfiguration), so Swift's dynamic exclusivity
@@ -40,9 +41,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift),
+        // The CNI plugin runs on the host from /opt/cni/bin: VhostSystem and CNISystem only
+        // (no jansson, no libmicrohttpd, no Foundation).
+        .target(name: "CNISystem", dependencies: ["VhostSystem", "CVhostShims"], swiftSettings: strictSwift),
         .executableTarget(
             name: "vhost-switch-cni",
-            dependencies: ["VhostSystem"],
+            dependencies: ["CNISystem", "VhostSystem"],
             swiftSettings: strictSwift),
         .target(name: "TestSupport", dependencies: ["VhostSystem", "Virtio", "VhostUser"], path: "Tests/TestSupport", swiftSettings: strictSwift),
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
