@@ -4,6 +4,11 @@ import PackageDescription
 // Layers, bottom to top (see docs/ARCHITECTURE.md): C shims, VhostSystem (the only module
 // of the daemon that calls libc), Virtio, VhostUser, Dataplane, ManagementPlane, the
 // executables. CNISystem holds the system calls only the CNI plugin makes.
+//
+// This is the only package graph: Fuzz/ is a package that depends on this one by path and
+// uses the library products below, so every module is built from one declaration, with
+// the settings declared here (the hot-path flags included), wherever it is built. SwiftPM accepts unsafeFlags in a root package and in a local path dependency,
+// not in a remote one: these products are for this repository's tools, not for others.
 let strictSwift: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 // The hot-path modules: guest rings and the forwarding loop are single-owner by design
 // (one poll thread per queue, RCU for reconfiguration), so Swift's dynamic exclusivity
@@ -16,6 +21,14 @@ let package = Package(
     products: [
         .executable(name: "vhost-switchd", targets: ["vhost-switchd"]),
         .executable(name: "vhost-switch-cni", targets: ["vhost-switch-cni"]),
+        // For Fuzz/ (a path dependency of this package).
+        .library(name: "CVhostShims", targets: ["CVhostShims"]),
+        .library(name: "VhostSystem", targets: ["VhostSystem"]),
+        .library(name: "Virtio", targets: ["Virtio"]),
+        .library(name: "VhostUser", targets: ["VhostUser"]),
+        .library(name: "Dataplane", targets: ["Dataplane"]),
+        .library(name: "ManagementPlane", targets: ["ManagementPlane"]),
+        .library(name: "TestSupport", targets: ["TestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
