@@ -5,9 +5,10 @@ import PackageDescription
 // of the daemon that calls libc), Virtio, VhostUser, Dataplane, ManagementPlane, the
 // executables. CNISystem holds the system calls only the CNI plugin makes.
 //
-// This is the only package graph: Fuzz/ is a package that depends on this one by path and
-// uses the library products below, so every module is built from one declaration, with
-// the settings declared here (the hot-path flags included), wherever it is built. SwiftPM accepts unsafeFlags in a root package and in a local path dependency,
+// This is the only package graph: Fuzz/ and Benchmarks/Micro/ are packages that depend on
+// this one by path and use the library products below, so every module is built from one
+// declaration, with the settings declared here (the hot-path flags included), wherever it
+// is built. SwiftPM accepts unsafeFlags in a root package and in a local path dependency,
 // not in a remote one: these products are for this repository's tools, not for others.
 let strictSwift: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 // The hot-path modules: guest rings and the forwarding loop are single-owner by design
@@ -21,7 +22,7 @@ let package = Package(
     products: [
         .executable(name: "vhost-switchd", targets: ["vhost-switchd"]),
         .executable(name: "vhost-switch-cni", targets: ["vhost-switch-cni"]),
-        // For Fuzz/ (a path dependency of this package).
+        // For Fuzz/ and Benchmarks/Micro/ (path dependencies of this package).
         .library(name: "CVhostShims", targets: ["CVhostShims"]),
         .library(name: "VhostSystem", targets: ["VhostSystem"]),
         .library(name: "Virtio", targets: ["Virtio"]),
