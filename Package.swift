@@ -2,7 +2,14 @@
 import PackageDescription
 
 // Layers, bottom to top (see docs/ARCHITECTURE.md): C shims, VhostSystem (the only module
-// that calls libc), Virtio, VhostUser, Dataplane, the executables.
+// of the daemon that calls libc), Virtio, VhostUser, Dataplane, ManagementPlane, the
+// executables. CNISystem holds the system calls only the CNI plugin makes.
+//
+// This is the only package graph: Fuzz/ and Benchmarks/Micro/ are packages that depend on
+// this one by path and use the library products below, so every module is built from one
+// declaration, with the settings declared here (the hot-path flags included), wherever it
+// is built. SwiftPM accepts unsafeFlags in a root package and in a local path dependency,
+// not in a remote one: these products are for this repository's tools, not for others.
 let strictSwift: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 // The hot-path modules: guest rings and the forwarding loop are single-owner by design
 // (one poll thread per queue, RCU for reconfiguration), so Swift's dynamic exclusivity
@@ -15,6 +22,14 @@ let package = Package(
     products: [
         .executable(name: "vhost-switchd", targets: ["vhost-switchd"]),
         .executable(name: "vhost-switch-cni", targets: ["vhost-switch-cni"]),
+        // For Fuzz/ and Benchmarks/Micro/ (path dependencies of this package).
+        .library(name: "CVhostShims", targets: ["CVhostShims"]),
+        .library(name: "VhostSystem", targets: ["VhostSystem"]),
+        .library(name: "Virtio", targets: ["Virtio"]),
+        .library(name: "VhostUser", targets: ["VhostUser"]),
+        .library(name: "Dataplane", targets: ["Dataplane"]),
+        .library(name: "ManagementPlane", targets: ["ManagementPlane"]),
+        .library(name: "TestSupport", targets: ["TestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,9 +55,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift),
+        // The CNI plugin runs on the host from /opt/cni/bin: VhostSystem and CNISystem only
+        // (no jansson, no libmicrohttpd, no Foundation).
+        .target(name: "CNISystem", dependencies: ["VhostSystem", "CVhostShims"], swiftSettings: strictSwift),
         .executableTarget(
             name: "vhost-switch-cni",
-            dependencies: ["VhostSystem"],
+            dependencies: ["CNISystem", "VhostSystem"],
             swiftSettings: strictSwift),
         .target(name: "TestSupport", dependencies: ["VhostSystem", "Virtio", "VhostUser"], path: "Tests/TestSupport", swiftSettings: strictSwift),
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),

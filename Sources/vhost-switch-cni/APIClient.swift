@@ -1,3 +1,4 @@
+import CNISystem
 import VhostSystem
 
 /// A minimal HTTP/1.1 client for the daemon's REST API: one request per connection

@@ -1,3 +1,4 @@
+import CNISystem
 import VhostSystem
 
 /// Delegation to an IPAM plugin (spec 1.0.0, "Delegated plugins"): the binary named by

@@ -1,3 +1,4 @@
+import CNISystem
 import VhostSystem
 
 /// The CNI commands against the daemon's REST API.

@@ -2,6 +2,7 @@
 // a vhost-user interface on vhost-switchd through the daemon's REST API. The runtime runs it
 // with CNI_* in the environment and the network configuration on stdin; the result or a CNI
 // error goes to stdout, and the exit status is 0 only on success.
+import CNISystem
 import VhostSystem
 
 CurrentProcess.ignoreBrokenPipe()

@@ -9,6 +9,7 @@
 import Glibc
 #endif
 import CVhostShims
+@_spi(Benchmarks) import Dataplane
 import VhostSystem
 import Virtio
 
@@ -169,8 +170,11 @@ func ringBenchmarks(frameLength: Int) throws {
     let frame = ethernetFrame(length: frameLength, destination: macB, source: macA)
     let tx = try FakeRing(guest: guest, base: 0x0, buffers: 0x10_0000, transmit: true, frame: frame, headerSize: 12)
     let rx = try FakeRing(guest: guest, base: 0x4000, buffers: 0x30_0000, transmit: false, frame: [], headerSize: 12)
-    let pool = try PacketBufferPool()
-    let burst = PacketBufferPool.burstSize
+    let fdb = MacLearningTable()
+    fdb.learn(macB, port: 1, now: 1)
+    let step = try SwitchingStep(source: tx.queue, destination: rx.queue, fdb: fdb)
+    let buffers = step.buffers
+    let burst = SwitchingStep.burstSize
 
     // Baseline on rings of their own: posting without consuming would break the real ones
     // (avail.idx more than the ring size ahead).
@@ -182,14 +186,14 @@ func ringBenchmarks(frameLength: Int) throws {
     }
     // Re-sync the device with the posted indices between benchmarks.
     func resync() {
-        while tx.queue.dequeueBurst(into: pool.buffers, maxCount: burst) > 0 {}
-        while rx.queue.enqueueBurst(pool.buffers, count: 1) > 0 {}
+        while tx.queue.dequeueBurst(into: buffers, maxCount: burst) > 0 {}
+        while rx.queue.enqueueBurst(buffers, count: 1) > 0 {}
     }
     do {  // sanity check: one burst must go through both rings
         tx.post(burst)
         rx.post(burst)
-        let n = tx.queue.dequeueBurst(into: pool.buffers, maxCount: burst)
-        let m = rx.queue.enqueueBurst(pool.buffers, count: n)
+        let n = tx.queue.dequeueBurst(into: buffers, maxCount: burst)
+        let m = rx.queue.enqueueBurst(buffers, count: n)
         guard n == burst, m == burst else {
             fatalError("set-up check failed: dequeued \(n), enqueued \(m) of \(burst); tx \(tx.queue.statistics.snapshot()) rx \(rx.queue.statistics.snapshot())")
         }
@@ -198,35 +202,25 @@ func ringBenchmarks(frameLength: Int) throws {
     measure("dequeue+enqueue burst 32, \(frameLength) B", unit: "pkt", perCall: burst) {
         tx.post(burst)
         rx.post(burst)
-        let n = tx.queue.dequeueBurst(into: pool.buffers, maxCount: burst)
-        let m = rx.queue.enqueueBurst(pool.buffers, count: n)
+        let n = tx.queue.dequeueBurst(into: buffers, maxCount: burst)
+        let m = rx.queue.enqueueBurst(buffers, count: n)
         sink &+= UInt64(m)
     }
     resync()
 
     // The whole per-burst switching path minus the poll loop: dequeue, learn + lookup,
-    // counters, enqueue to the learned port.
-    let fdb = MacLearningTable()
-    fdb.learn(macB, port: 1, now: 1)
-    let counters = PortCounters(maxPorts: 4)
-    let forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: try! OffloadResolver(), counters: counters)
-    let snapshot = PollSnapshot(
-        queues: [PolledQueue(driver: PortDriver(.split(tx.queue)), portID: 0, wakeDescriptor: -1, maxFrameLength: 65536)],
-        targets: [TransmitTarget(driver: nil, lock: nil, isPresent: true),
-                  TransmitTarget(driver: PortDriver(.split(rx.queue)), lock: nil, isPresent: true)],
-        presentPorts: [0, 1], owners: [tx.queue, rx.queue])
+    // counters, enqueue to the learned port (Dataplane's SwitchingStep: the poll thread's
+    // forwarder and snapshot types, compiled in Dataplane as in vhost-switchd).
     measure("switch burst 32 (dequeue+learn+lookup+enqueue), \(frameLength) B", unit: "pkt", perCall: burst) {
         tx.post(burst)
         rx.post(burst)
-        let n = tx.queue.dequeueBurst(into: pool.buffers, maxCount: burst)
-        forwarder.forward(count: n, from: snapshot.queues[0], snapshot: snapshot, now: 1)
+        step.run(now: 1)
     }
-    let sent = counters.value(.txPackets, port: 1)
+    let sent = step.transmittedPackets(port: 1)
     if sent == 0 && loopSeconds == nil && (only.map { "switch burst".contains($0) } ?? true) {
         fatalError("the switch benchmark delivered nothing: its set-up is wrong")
     }
-    forwarder.release()
-    withExtendedLifetime(snapshot) {}
+    withExtendedLifetime(step) {}
 }
 
 func macTableBenchmarks() {

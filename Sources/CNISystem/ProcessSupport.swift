@@ -1,5 +1,6 @@
 import CVhostShims
 import Glibc
+import VhostSystem
 
 /// This process: its environment, standard streams and exit, for short-lived tools (the CNI
 /// plugin) that talk to their caller through stdin, stdout and the environment.

@@ -1,5 +1,10 @@
+// CNISystem: the system calls only the CNI plugin makes (its own process and standard
+// streams, IPAM child processes, short client connections with deadlines). They live apart
+// from VhostSystem so that the daemon's system module carries nothing the daemon does not
+// use; the same rules hold here (libc behind `systemCall`, errno as `SystemError`).
 import CVhostShims
 import Glibc
+import VhostSystem
 
 /// Blocking-style client connections with deadlines, for short request/response exchanges
 /// (the CNI plugin's HTTP/1.1 calls to the management API). Every operation takes an

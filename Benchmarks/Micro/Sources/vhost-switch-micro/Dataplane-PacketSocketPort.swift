@@ -1,1 +1,0 @@
-../../../../Sources/Dataplane/PacketSocketPort.swift

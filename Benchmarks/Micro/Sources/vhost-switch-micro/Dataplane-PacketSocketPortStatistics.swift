@@ -1,1 +1,0 @@
-../../../../Sources/Dataplane/PacketSocketPortStatistics.swift

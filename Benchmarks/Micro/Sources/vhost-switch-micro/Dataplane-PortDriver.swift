@@ -1,1 +1,0 @@
-../../../../Sources/Dataplane/PortDriver.swift
