@@ -1,18 +1,12 @@
 import CVhostShims
+import Virtio
 
 /// The switch-level counters of every port, one block per poll thread: a thread writes
 /// only its own block (relaxed load + store, no shared cache lines between threads), and
 /// readers add the blocks up. Ring-level counts (packets, bytes, ring drops) live in the
 /// queues' own statistics.
 final class PortCounters: @unchecked Sendable {
-    enum Counter: Int, CaseIterable {
-        case rxPackets, rxBytes, rxBroadcast, rxMulticast
-        case size64, size65To127, size128To255, size256To511, size512To1023, size1024To1518, size1519Plus
-        case txPackets, txDropped
-        case dropsRingNotReady, dropsMTUExceeded, dropsMACTableFull, dropsHairpin
-        case offloadChecksumsCompleted, offloadFramesSegmented, offloadSegments
-        case dropsOffloadMalformed
-    }
+    typealias Counter = PortSwitchCounter
 
     static let stride = (Counter.allCases.count + 7) & ~7  // whole cache lines per port
     let maxPorts: Int
@@ -59,51 +53,123 @@ final class PortCounters: @unchecked Sendable {
     }
 }
 
-/// A port's switch-level counters summed over poll threads.
-public struct PortSwitchStatistics: Sendable, Equatable {
-    public var rxPackets: UInt64 = 0
-    public var rxBytes: UInt64 = 0
-    public var rxBroadcast: UInt64 = 0
-    public var rxMulticast: UInt64 = 0
-    /// Received frames by size: 64, 65-127, 128-255, 256-511, 512-1023, 1024-1518, 1519+.
-    public var sizeHistogram: [UInt64] = Array(repeating: 0, count: 7)
-    /// Frames handed to this port's transmit side, and those it could not take.
-    public var txPackets: UInt64 = 0
-    public var txDropped: UInt64 = 0
-    public var dropsRingNotReady: UInt64 = 0
-    public var dropsMTUExceeded: UInt64 = 0
-    public var dropsMACTableFull: UInt64 = 0
-    /// Frames whose destination was learned on the port they came in on.
-    public var dropsHairpin: UInt64 = 0
-    /// Offload requests this port did not negotiate, done by the switch before sending
-    /// here: partial checksums completed, super-frames segmented and the segments made.
-    public var offloadChecksumsCompleted: UInt64 = 0
-    public var offloadFramesSegmented: UInt64 = 0
-    public var offloadSegments: UInt64 = 0
-    /// Frames for this port dropped because their offload header did not match the frame.
-    public var dropsOffloadMalformed: UInt64 = 0
+/// The switch-level counters of a port: the index of each in a `PortCounters` block, and,
+/// through `descriptor`, the row that describes it (an exhaustive switch, so a case cannot
+/// be added without its JSON field and /metrics series).
+public enum PortSwitchCounter: Int, CaseIterable, Sendable {
+    case rxPackets, rxBytes, rxBroadcast, rxMulticast
+    case size64, size65To127, size128To255, size256To511, size512To1023, size1024To1518, size1519Plus
+    case txPackets, txDropped
+    case dropsRingNotReady, dropsMTUExceeded, dropsMACTableFull, dropsHairpin
+    case offloadChecksumsCompleted, offloadFramesSegmented, offloadSegments
+    case dropsOffloadMalformed
 
-    public static let sizeBucketNames = ["64", "65-127", "128-255", "256-511", "512-1023", "1024-1518", "1519+"]
+    public var descriptor: CounterDescriptor<PortSwitchStatistics> {
+        let field = \PortSwitchStatistics.[self]
+        switch self {
+        case .rxPackets:
+            return .init(field, json: "rx_packets", .frames, "Frames the forwarder took from the port.", metric: .switchPackets, .rx)
+        case .rxBytes:
+            return .init(field, json: "rx_bytes", .bytes, "Bytes of the frames the forwarder took from the port.", metric: .switchBytes, .rx)
+        case .rxBroadcast:
+            return .init(field, json: "rx_broadcast", .frames, "Received frames to ff:ff:ff:ff:ff:ff.", metric: .switchBroadcast, .rx)
+        case .rxMulticast:
+            return .init(field, json: "rx_multicast", .frames, "Received frames to other group addresses.", metric: .switchMulticast, .rx)
+        case .size64: return Self.sizeBucket(field, "64")
+        case .size65To127: return Self.sizeBucket(field, "65-127")
+        case .size128To255: return Self.sizeBucket(field, "128-255")
+        case .size256To511: return Self.sizeBucket(field, "256-511")
+        case .size512To1023: return Self.sizeBucket(field, "512-1023")
+        case .size1024To1518: return Self.sizeBucket(field, "1024-1518")
+        case .size1519Plus: return Self.sizeBucket(field, "1519+")
+        case .txPackets:
+            return .init(field, json: "tx_packets", .frames, "Frames the port's transmit side took from the forwarder.",
+                         metric: .switchPackets, .tx)
+        case .txDropped:
+            return .init(field, json: "tx_dropped", .frames,
+                         "Frames handed to the port's transmit side that it did not take (its rings or socket count why).",
+                         metric: .switchDrops, .tx, .reason("not_taken"))
+        case .dropsRingNotReady:
+            return .init(field, json: "drops.ring_not_ready", .frames, "Frames for the port while its rings were not ready.",
+                         metric: .switchDrops, .tx, .reason("ring_not_ready"))
+        case .dropsMTUExceeded:
+            return .init(field, json: "drops.mtu_exceeded", .frames, "Received frames longer than the port's MTU allows (without GSO).",
+                         metric: .switchDrops, .rx, .reason("mtu_exceeded"))
+        case .dropsMACTableFull:
+            return .init(field, json: "drops.mac_table_full", .frames,
+                         "Received frames whose source MAC could not be learned because the table was full (the frame is still forwarded).",
+                         metric: .switchMACTableFull, .rx)
+        case .dropsHairpin:
+            return .init(field, json: "drops.hairpin", .frames, "Frames whose destination was learned on the port they came in on.",
+                         metric: .switchDrops, .rx, .reason("hairpin"))
+        case .offloadChecksumsCompleted:
+            return .init(field, json: "tx_offloads_done.checksums_completed", .frames,
+                         "Partial checksums the switch completed because the port did not negotiate checksum offload.",
+                         metric: .switchChecksumsCompleted, .tx)
+        case .offloadFramesSegmented:
+            return .init(field, json: "tx_offloads_done.frames_segmented", .frames,
+                         "Super-frames the switch segmented (UFO: fragmented) because the port did not negotiate that offload.",
+                         metric: .switchFramesSegmented, .tx)
+        case .offloadSegments:
+            return .init(field, json: "tx_offloads_done.segments", .frames, "Segments or fragments those super-frames made.",
+                         metric: .switchSegments, .tx)
+        case .dropsOffloadMalformed:
+            return .init(field, json: "drops.offload_malformed", .frames,
+                         "Frames for the port whose offload header did not match the frame (the switch could not complete or segment them).",
+                         metric: .switchDrops, .tx, .reason("offload_malformed"))
+        }
+    }
 
-    init() {}
+    private static func sizeBucket(_ field: any WritableKeyPath<PortSwitchStatistics, UInt64> & Sendable, _ bucket: String)
+        -> CounterDescriptor<PortSwitchStatistics> {
+        .init(field, json: "rx_size_histogram." + bucket, .frames, "Received frames of \(bucket) bytes.", metric: .switchFrameSizes, .rx,
+              CounterLabel("size", bucket))
+    }
+}
+
+/// A port's switch-level counters summed over poll threads, indexed by counter.
+public struct PortSwitchStatistics: Sendable, Equatable, CounterSnapshot {
+    private var values = [UInt64](repeating: 0, count: PortSwitchCounter.allCases.count)
+
+    public static let counters = PortSwitchCounter.allCases.map(\.descriptor)
+
+    public init() {}
 
     init(summing blocks: [PortCounters], port: Int) {
-        func sum(_ counter: PortCounters.Counter) -> UInt64 { blocks.reduce(0) { $0 &+ $1.value(counter, port: port) } }
-        rxPackets = sum(.rxPackets)
-        rxBytes = sum(.rxBytes)
-        rxBroadcast = sum(.rxBroadcast)
-        rxMulticast = sum(.rxMulticast)
-        sizeHistogram = [sum(.size64), sum(.size65To127), sum(.size128To255), sum(.size256To511),
-                         sum(.size512To1023), sum(.size1024To1518), sum(.size1519Plus)]
-        txPackets = sum(.txPackets)
-        txDropped = sum(.txDropped)
-        dropsRingNotReady = sum(.dropsRingNotReady)
-        dropsMTUExceeded = sum(.dropsMTUExceeded)
-        dropsMACTableFull = sum(.dropsMACTableFull)
-        dropsHairpin = sum(.dropsHairpin)
-        offloadChecksumsCompleted = sum(.offloadChecksumsCompleted)
-        offloadFramesSegmented = sum(.offloadFramesSegmented)
-        offloadSegments = sum(.offloadSegments)
-        dropsOffloadMalformed = sum(.dropsOffloadMalformed)
+        for counter in PortSwitchCounter.allCases {
+            self[counter] = blocks.reduce(0) { $0 &+ $1.value(counter, port: port) }
+        }
     }
+
+    public subscript(counter: PortSwitchCounter) -> UInt64 {
+        get { values[counter.rawValue] }
+        set { values[counter.rawValue] = newValue }
+    }
+}
+
+extension CounterMetricFamily {
+    public static let switchPackets = CounterMetricFamily(
+        "vhost_switch_port_switched_packets_total",
+        help: "Frames the forwarder took from the port (rx) or handed to its transmit side (tx), summed over poll threads.")
+    public static let switchBytes = CounterMetricFamily(
+        "vhost_switch_port_switched_bytes_total", help: "Bytes of the frames the forwarder took from the port. " + directionHelp)
+    public static let switchBroadcast = CounterMetricFamily(
+        "vhost_switch_port_broadcast_packets_total", help: "Frames to the broadcast address. " + directionHelp)
+    public static let switchMulticast = CounterMetricFamily(
+        "vhost_switch_port_multicast_packets_total", help: "Frames to other group addresses. " + directionHelp)
+    public static let switchFrameSizes = CounterMetricFamily(
+        "vhost_switch_port_frames_by_size_total", help: "Frames by length in bytes (the size label). " + directionHelp)
+    public static let switchDrops = CounterMetricFamily(
+        "vhost_switch_port_switch_drops_total",
+        help: "Frames the forwarder dropped for the port, by reason (not_taken: the port's transmit side refused them; its own drops say why). " + directionHelp)
+    public static let switchMACTableFull = CounterMetricFamily(
+        "vhost_switch_port_mac_table_full_total", help: "Frames whose source MAC was not learned because the table was full. " + directionHelp)
+    public static let switchChecksumsCompleted = CounterMetricFamily(
+        "vhost_switch_port_offload_checksums_completed_total",
+        help: "Partial checksums the switch completed for a port without checksum offload. " + directionHelp)
+    public static let switchFramesSegmented = CounterMetricFamily(
+        "vhost_switch_port_offload_frames_segmented_total",
+        help: "Super-frames the switch segmented or fragmented for a port without that offload. " + directionHelp)
+    public static let switchSegments = CounterMetricFamily(
+        "vhost_switch_port_offload_segments_total", help: "Segments or fragments made from those super-frames. " + directionHelp)
 }

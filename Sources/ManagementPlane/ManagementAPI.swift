@@ -318,19 +318,7 @@ public final class ManagementAPI: Sendable {
             "kick_polled": .bool(vring.kickPolled),
             "has_call": .bool(vring.hasCall),
             "poll_thread": thread.map { .integer(Int64($0)) } ?? .null,
-            "counters": Self.countersJSON(vring.statistics?.snapshot() ?? VirtqueueStatisticsSnapshot()),
-        ]
-    }
-
-    static func countersJSON(_ s: VirtqueueStatisticsSnapshot) -> JSON {
-        [
-            "packets": count(s.packets), "bytes": count(s.bytes), "bursts": count(s.bursts),
-            "notifications_sent": count(s.notificationsSent),
-            "drops_malformed_descriptor": count(s.dropsMalformedDescriptor),
-            "drops_malformed_header": count(s.dropsMalformedHeader),
-            "drops_no_buffers": count(s.dropsNoBuffers), "drops_too_large": count(s.dropsTooLarge),
-            "drops_too_short": count(s.dropsTooShort), "drops_unsupported_offload": count(s.dropsUnsupportedOffload),
-            "invalid_heads": count(s.invalidHeads), "ring_errors": count(s.ringErrors),
+            "counters": CounterJSON.object(vring.statistics?.snapshot() ?? VirtqueueStatisticsSnapshot()),
         ]
     }
 
@@ -361,14 +349,6 @@ public final class ManagementAPI: Sendable {
         var rx = VirtqueueStatisticsSnapshot()
         var tx = VirtqueueStatisticsSnapshot()
         var info: VhostUserDeviceInfo?
-
-        static func add(_ a: inout VirtqueueStatisticsSnapshot, _ b: VirtqueueStatisticsSnapshot) {
-            a.packets &+= b.packets; a.bytes &+= b.bytes; a.bursts &+= b.bursts
-            a.notificationsSent &+= b.notificationsSent
-            a.dropsMalformedDescriptor &+= b.dropsMalformedDescriptor; a.dropsMalformedHeader &+= b.dropsMalformedHeader
-            a.dropsNoBuffers &+= b.dropsNoBuffers; a.dropsTooLarge &+= b.dropsTooLarge; a.dropsTooShort &+= b.dropsTooShort
-            a.dropsUnsupportedOffload &+= b.dropsUnsupportedOffload; a.invalidHeads &+= b.invalidHeads; a.ringErrors &+= b.ringErrors
-        }
     }
 
     func totals(_ port: PortManager.Port) -> PortTotals {
@@ -378,7 +358,7 @@ public final class ManagementAPI: Sendable {
         totals.info = info
         for vring in info.vrings {
             guard let snapshot = vring.statistics?.snapshot() else { continue }
-            if vring.index % 2 == 1 { PortTotals.add(&totals.rx, snapshot) } else { PortTotals.add(&totals.tx, snapshot) }
+            if vring.index % 2 == 1 { totals.rx.add(snapshot) } else { totals.tx.add(snapshot) }
         }
         return totals
     }
@@ -387,49 +367,21 @@ public final class ManagementAPI: Sendable {
         let totals = totals(port)
         var object: [String: JSON] = [
             "name": .string(port.spec.name),
-            "rx": Self.countersJSON(totals.rx),
-            "tx": Self.countersJSON(totals.tx),
+            "rx": CounterJSON.object(totals.rx),
+            "tx": CounterJSON.object(totals.tx),
         ]
-        // What the switch itself counted for this port, summed over poll threads.
-        let fabricCounters = ports.fabric.statistics(portID: port.id)
-        var histogram: [String: JSON] = [:]
-        for (bucket, value) in zip(PortSwitchStatistics.sizeBucketNames, fabricCounters.sizeHistogram) { histogram[bucket] = Self.count(value) }
-        object["switch"] = [
-            "rx_packets": Self.count(fabricCounters.rxPackets),
-            "rx_bytes": Self.count(fabricCounters.rxBytes),
-            "rx_broadcast": Self.count(fabricCounters.rxBroadcast),
-            "rx_multicast": Self.count(fabricCounters.rxMulticast),
-            "rx_size_histogram": .object(histogram),
-            "tx_packets": Self.count(fabricCounters.txPackets),
-            "tx_dropped": Self.count(fabricCounters.txDropped),
-            "tx_offloads_done": [
-                "checksums_completed": Self.count(fabricCounters.offloadChecksumsCompleted),
-                "frames_segmented": Self.count(fabricCounters.offloadFramesSegmented),
-                "segments": Self.count(fabricCounters.offloadSegments),
-            ],
-            "drops": [
-                "ring_not_ready": Self.count(fabricCounters.dropsRingNotReady),
-                "mtu_exceeded": Self.count(fabricCounters.dropsMTUExceeded),
-                "mac_table_full": Self.count(fabricCounters.dropsMACTableFull),
-                "hairpin": Self.count(fabricCounters.dropsHairpin),
-                "offload_malformed": Self.count(fabricCounters.dropsOffloadMalformed),
-                "no_guest_buffers": Self.count(totals.tx.dropsNoBuffers),
-                "malformed_descriptor": Self.count(totals.rx.dropsMalformedDescriptor &+ totals.tx.dropsMalformedDescriptor),
-            ],
-        ]
+        // What the switch itself counted for this port, summed over poll threads, and two
+        // ring drops the switch object shows too.
+        var switchCounters: [String: JSON] = ["drops": [
+            "no_guest_buffers": Self.count(totals.tx.dropsNoBuffers),
+            "malformed_descriptor": Self.count(totals.rx.dropsMalformedDescriptor &+ totals.tx.dropsMalformedDescriptor),
+        ]]
+        CounterJSON.add(ports.fabric.statistics(portID: port.id), to: &switchCounters)
+        object["switch"] = .object(switchCounters)
         if let kernel = port.packetStatistics?.snapshot() {
-            object["kernel"] = [
-                "interface_up": .bool(port.linkUp ?? false),
-                "rx_packets": Self.count(kernel.receivedPackets),
-                "rx_bytes": Self.count(kernel.receivedBytes),
-                "tx_packets": Self.count(kernel.transmittedPackets),
-                "tx_bytes": Self.count(kernel.transmittedBytes),
-                "rx_ring_drops": Self.count(kernel.receiveRingDrops),
-                "rx_drops_too_large": Self.count(kernel.receiveDropsTooLarge),
-                "tx_send_errors": Self.count(kernel.transmitSendErrors),
-                "tx_drops_kernel": Self.count(kernel.transmitDropsKernel),
-                "tx_drops_ring_full": Self.count(kernel.transmitDropsRingFull),
-            ]
+            var kernelCounters: [String: JSON] = ["interface_up": .bool(port.linkUp ?? false)]
+            CounterJSON.add(kernel, to: &kernelCounters)
+            object["kernel"] = .object(kernelCounters)
         }
         if let info = totals.info {
             object["state"] = .string(info.state.rawValue)
@@ -438,7 +390,7 @@ public final class ManagementAPI: Sendable {
             object["sessions_closed_on_error"] = Self.count(info.sessionsClosedOnError)
             object["guest_faults"] = Self.count(info.guestFaults)
             object["vrings"] = .array(info.vrings.map { vring in
-                ["index": .integer(Int64(vring.index)), "counters": Self.countersJSON(vring.statistics?.snapshot() ?? VirtqueueStatisticsSnapshot())]
+                ["index": .integer(Int64(vring.index)), "counters": CounterJSON.object(vring.statistics?.snapshot() ?? VirtqueueStatisticsSnapshot())]
             })
         }
         return .object(object)

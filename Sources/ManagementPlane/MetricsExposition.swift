@@ -65,6 +65,20 @@ enum MetricsExposition {
         }
     }
 
+    /// Declares the metric families a counter table feeds, in the table's order.
+    static func declareFamilies<Snapshot: CounterSnapshot>(_: Snapshot.Type, in metrics: Builder) {
+        for counter in Snapshot.counters { metrics.declare(counter.metric.name, "counter", counter.metric.help) }
+    }
+
+    /// One sample per counter of the table: `labels` (the port, and for rings the direction)
+    /// then the row's own (direction, reason, size).
+    static func add<Snapshot: CounterSnapshot>(_ snapshot: Snapshot, labels: [(String, String)], to metrics: Builder) {
+        for counter in Snapshot.counters {
+            metrics.add(counter.metric.name, "counter", counter.metric.help, labels + counter.labels.map { ($0.name, $0.value) },
+                        snapshot[keyPath: counter.field])
+        }
+    }
+
     static func render(_ api: ManagementAPI) -> String {
         let metrics = Builder()
         metrics.add("vhost_switch_build_info", "gauge", "Always 1; the version is a label.", [("version", ManagementAPI.version)], 1)
@@ -73,29 +87,17 @@ enum MetricsExposition {
         let ports = api.ports.allPorts
         metrics.add("vhost_switch_ports", "gauge", "Ports configured.", [], UInt64(ports.count))
 
-        let counterFamilies: [(String, String, KeyPath<VirtqueueStatisticsSnapshot, UInt64>)] = [
-            ("packets_total", "Frames moved through the port.", \.packets),
-            ("bytes_total", "Frame bytes moved through the port, without the virtio-net header.", \.bytes),
-            ("bursts_total", "Bursts that moved at least one ring entry.", \.bursts),
-            ("notifications_total", "Call eventfd writes to the guest.", \.notificationsSent),
-            ("invalid_heads_total", "Avail entries skipped: head out of range or submitted twice.", \.invalidHeads),
-            ("ring_errors_total", "Times a ring was declared broken.", \.ringErrors),
-        ]
-        let dropReasons: [(String, KeyPath<VirtqueueStatisticsSnapshot, UInt64>)] = [
-            ("malformed_descriptor", \.dropsMalformedDescriptor), ("malformed_header", \.dropsMalformedHeader),
-            ("no_buffers", \.dropsNoBuffers), ("too_large", \.dropsTooLarge), ("too_short", \.dropsTooShort),
-            ("unsupported_offload", \.dropsUnsupportedOffload),
-        ]
-        metrics.declare("vhost_switch_port_up", "gauge", "1 when the port's device is ready (queues forwarding).")
+        metrics.declare("vhost_switch_port_up", "gauge",
+                        "1 when the port forwards: a vhost-user device ready (queues forwarding), an af-packet interface up.")
         metrics.declare("vhost_switch_port_sessions_total", "counter", "vhost-user sessions since the port was created.")
         metrics.declare("vhost_switch_port_refused_requests_total", "counter", "vhost-user requests refused as invalid.")
         metrics.declare("vhost_switch_port_sessions_closed_on_error_total", "counter", "Sessions ended because of a protocol error.")
         metrics.declare("vhost_switch_port_guest_faults_total", "counter",
                         "Sessions ended by containment: guest memory that could not be accessed, or a ring stopped for invalid chains.")
-        for (suffix, help, _) in counterFamilies {
-            metrics.declare("vhost_switch_port_\(suffix)", "counter", help + " Direction rx is from the guest, tx to it.")
-        }
-        metrics.declare("vhost_switch_port_drops_total", "counter", "Frames dropped, by direction and reason.")
+        // Every family of the counter tables, so each shows its HELP and TYPE with no port.
+        declareFamilies(VirtqueueStatisticsSnapshot.self, in: metrics)
+        declareFamilies(PacketSocketPortStatistics.Snapshot.self, in: metrics)
+        declareFamilies(PortSwitchStatistics.self, in: metrics)
         for port in ports {
             let totals = api.totals(port)
             let name = port.spec.name
@@ -106,15 +108,16 @@ enum MetricsExposition {
                 metrics.add("vhost_switch_port_sessions_closed_on_error_total", "counter", "", [("port", name)], info.sessionsClosedOnError)
                 metrics.add("vhost_switch_port_guest_faults_total", "counter", "", [("port", name)], info.guestFaults)
             }
-            for (direction, snapshot) in [("rx", totals.rx), ("tx", totals.tx)] {
-                for (suffix, _, path) in counterFamilies {
-                    metrics.add("vhost_switch_port_\(suffix)", "counter", "", [("port", name), ("direction", direction)], snapshot[keyPath: path])
-                }
-                for (reason, path) in dropReasons {
-                    metrics.add("vhost_switch_port_drops_total", "counter", "", [("port", name), ("direction", direction), ("reason", reason)],
-                                snapshot[keyPath: path])
-                }
+            if port.device != nil {
+                // The rings' side: what the switch took from the guest's transmit rings is rx.
+                add(totals.rx, labels: [("port", name), ("direction", "rx")], to: metrics)
+                add(totals.tx, labels: [("port", name), ("direction", "tx")], to: metrics)
             }
+            if let kernel = port.packetStatistics?.snapshot() {
+                metrics.add("vhost_switch_port_up", "gauge", "", [("port", name)], port.linkUp == true ? 1 : 0)
+                add(kernel, labels: [("port", name)], to: metrics)
+            }
+            add(api.ports.fabric.statistics(portID: port.id), labels: [("port", name)], to: metrics)
         }
 
         let threads = api.ports.fabric.pollThreadStatistics

@@ -4,30 +4,19 @@ import Synchronization
 /// sums once per burst with a relaxed load and store (no read-modify-write: there is only one
 /// writer); the management plane reads them at any time with `snapshot()`.
 public final class VirtqueueStatistics: Sendable {
-    /// Frames moved (dequeued from a guest transmit ring, or delivered to a receive ring).
+    // One atomic per counter of `VirtqueueStatisticsSnapshot.counters` (the table below says
+    // what each counts), added by `record` and read by `snapshot`.
     public let packets = Atomic<UInt64>(0)
-    /// Frame bytes moved, without the virtio-net header.
     public let bytes = Atomic<UInt64>(0)
-    /// Chains that broke a ring rule (bad index, loop, unmapped, wrong direction, ...).
     public let dropsMalformedDescriptor = Atomic<UInt64>(0)
-    /// Transmitted frames whose virtio-net header asks for something invalid or not negotiated.
     public let dropsMalformedHeader = Atomic<UInt64>(0)
-    /// Receive side: frames dropped because the guest posted no (or not enough) buffers.
     public let dropsNoBuffers = Atomic<UInt64>(0)
-    /// Frames larger than the buffer meant to hold them (dataplane buffer, or a receive chain).
     public let dropsTooLarge = Atomic<UInt64>(0)
-    /// Frames shorter than an Ethernet header (14 bytes), or chains shorter than the net header.
     public let dropsTooShort = Atomic<UInt64>(0)
-    /// Receive side: frames needing an offload (checksum, GSO) the guest did not negotiate.
     public let dropsUnsupportedOffload = Atomic<UInt64>(0)
-    /// Avail entries skipped without a used entry: head index out of range, or a head already
-    /// taken in the same burst (the guest submitted it twice).
     public let invalidHeads = Atomic<UInt64>(0)
-    /// Times the ring was declared broken (avail.idx more than the ring size ahead).
     public let ringErrors = Atomic<UInt64>(0)
-    /// Call eventfd writes.
     public let notificationsSent = Atomic<UInt64>(0)
-    /// Bursts that moved at least one entry.
     public let bursts = Atomic<UInt64>(0)
 
     public init() {}
@@ -57,20 +46,22 @@ public final class VirtqueueStatistics: Sendable {
         counter.store(counter.load(ordering: .relaxed) &+ amount, ordering: .relaxed)
     }
 
+    /// The counters now. Management side (any thread); the table drives everything after.
     public func snapshot() -> VirtqueueStatisticsSnapshot {
-        VirtqueueStatisticsSnapshot(
-            packets: packets.load(ordering: .relaxed),
-            bytes: bytes.load(ordering: .relaxed),
-            dropsMalformedDescriptor: dropsMalformedDescriptor.load(ordering: .relaxed),
-            dropsMalformedHeader: dropsMalformedHeader.load(ordering: .relaxed),
-            dropsNoBuffers: dropsNoBuffers.load(ordering: .relaxed),
-            dropsTooLarge: dropsTooLarge.load(ordering: .relaxed),
-            dropsTooShort: dropsTooShort.load(ordering: .relaxed),
-            dropsUnsupportedOffload: dropsUnsupportedOffload.load(ordering: .relaxed),
-            invalidHeads: invalidHeads.load(ordering: .relaxed),
-            ringErrors: ringErrors.load(ordering: .relaxed),
-            notificationsSent: notificationsSent.load(ordering: .relaxed),
-            bursts: bursts.load(ordering: .relaxed))
+        var s = VirtqueueStatisticsSnapshot()
+        s.packets = packets.load(ordering: .relaxed)
+        s.bytes = bytes.load(ordering: .relaxed)
+        s.dropsMalformedDescriptor = dropsMalformedDescriptor.load(ordering: .relaxed)
+        s.dropsMalformedHeader = dropsMalformedHeader.load(ordering: .relaxed)
+        s.dropsNoBuffers = dropsNoBuffers.load(ordering: .relaxed)
+        s.dropsTooLarge = dropsTooLarge.load(ordering: .relaxed)
+        s.dropsTooShort = dropsTooShort.load(ordering: .relaxed)
+        s.dropsUnsupportedOffload = dropsUnsupportedOffload.load(ordering: .relaxed)
+        s.invalidHeads = invalidHeads.load(ordering: .relaxed)
+        s.ringErrors = ringErrors.load(ordering: .relaxed)
+        s.notificationsSent = notificationsSent.load(ordering: .relaxed)
+        s.bursts = bursts.load(ordering: .relaxed)
+        return s
     }
 }
 
@@ -91,41 +82,68 @@ public struct VirtqueueBurstCounters {
     @inlinable public init() {}
 }
 
-/// The counters at one moment, as plain values.
-public struct VirtqueueStatisticsSnapshot: Equatable, Sendable {
-    public var packets: UInt64
-    public var bytes: UInt64
-    public var dropsMalformedDescriptor: UInt64
-    public var dropsMalformedHeader: UInt64
-    public var dropsNoBuffers: UInt64
-    public var dropsTooLarge: UInt64
-    public var dropsTooShort: UInt64
-    public var dropsUnsupportedOffload: UInt64
-    public var invalidHeads: UInt64
-    public var ringErrors: UInt64
-    public var notificationsSent: UInt64
-    public var bursts: UInt64
+/// The counters at one moment, as plain values. The table is the family's schema: what each
+/// counter means, its JSON field (in a vring's `counters` and a port's `rx`/`tx`) and its
+/// /metrics series; a vhost-user port's metrics sum its guest transmit rings as direction rx
+/// and its receive rings as tx.
+public struct VirtqueueStatisticsSnapshot: Equatable, Sendable, CounterSnapshot {
+    public var packets: UInt64 = 0
+    public var bytes: UInt64 = 0
+    public var dropsMalformedDescriptor: UInt64 = 0
+    public var dropsMalformedHeader: UInt64 = 0
+    public var dropsNoBuffers: UInt64 = 0
+    public var dropsTooLarge: UInt64 = 0
+    public var dropsTooShort: UInt64 = 0
+    public var dropsUnsupportedOffload: UInt64 = 0
+    public var invalidHeads: UInt64 = 0
+    public var ringErrors: UInt64 = 0
+    public var notificationsSent: UInt64 = 0
+    public var bursts: UInt64 = 0
 
-    public init(packets: UInt64 = 0, bytes: UInt64 = 0, dropsMalformedDescriptor: UInt64 = 0, dropsMalformedHeader: UInt64 = 0,
-                dropsNoBuffers: UInt64 = 0, dropsTooLarge: UInt64 = 0, dropsTooShort: UInt64 = 0,
-                dropsUnsupportedOffload: UInt64 = 0, invalidHeads: UInt64 = 0, ringErrors: UInt64 = 0,
-                notificationsSent: UInt64 = 0, bursts: UInt64 = 0) {
-        self.packets = packets
-        self.bytes = bytes
-        self.dropsMalformedDescriptor = dropsMalformedDescriptor
-        self.dropsMalformedHeader = dropsMalformedHeader
-        self.dropsNoBuffers = dropsNoBuffers
-        self.dropsTooLarge = dropsTooLarge
-        self.dropsTooShort = dropsTooShort
-        self.dropsUnsupportedOffload = dropsUnsupportedOffload
-        self.invalidHeads = invalidHeads
-        self.ringErrors = ringErrors
-        self.notificationsSent = notificationsSent
-        self.bursts = bursts
-    }
+    public init() {}
+
+    public static let counters: [CounterDescriptor<Self>] = [
+        .init(\.packets, json: "packets", .frames,
+              "Frames moved (dequeued from a guest transmit ring, or delivered to a receive ring).", metric: .portPackets),
+        .init(\.bytes, json: "bytes", .bytes, "Frame bytes moved, without the virtio-net header.", metric: .portBytes),
+        .init(\.bursts, json: "bursts", .events, "Bursts that moved at least one entry.", metric: .ringBursts),
+        .init(\.notificationsSent, json: "notifications_sent", .events, "Call eventfd writes.", metric: .ringNotifications),
+        .init(\.dropsMalformedDescriptor, json: "drops_malformed_descriptor", .frames,
+              "Chains that broke a ring rule (bad index, loop, unmapped, wrong direction, ...).",
+              metric: .portDrops, .reason("malformed_descriptor")),
+        .init(\.dropsMalformedHeader, json: "drops_malformed_header", .frames,
+              "Transmitted frames whose virtio-net header asks for something invalid or not negotiated.",
+              metric: .portDrops, .reason("malformed_header")),
+        .init(\.dropsNoBuffers, json: "drops_no_buffers", .frames,
+              "Receive side: frames dropped because the guest posted no (or not enough) buffers.",
+              metric: .portDrops, .reason("no_buffers")),
+        .init(\.dropsTooLarge, json: "drops_too_large", .frames,
+              "Frames larger than the buffer meant to hold them (dataplane buffer, or a receive chain).",
+              metric: .portDrops, .reason("too_large")),
+        .init(\.dropsTooShort, json: "drops_too_short", .frames,
+              "Frames shorter than an Ethernet header (14 bytes), or chains shorter than the net header.",
+              metric: .portDrops, .reason("too_short")),
+        .init(\.dropsUnsupportedOffload, json: "drops_unsupported_offload", .frames,
+              "Receive side: frames needing an offload (checksum, GSO) the guest did not negotiate.",
+              metric: .portDrops, .reason("unsupported_offload")),
+        .init(\.invalidHeads, json: "invalid_heads", .events,
+              "Avail entries skipped without a used entry: head index out of range, or a head already taken in the same burst (the guest submitted it twice).",
+              metric: .ringInvalidHeads),
+        .init(\.ringErrors, json: "ring_errors", .events,
+              "Times the ring was declared broken (avail.idx more than the ring size ahead).", metric: .ringErrors),
+    ]
 
     /// All drops together.
-    public var drops: UInt64 {
-        dropsMalformedDescriptor &+ dropsMalformedHeader &+ dropsNoBuffers &+ dropsTooLarge &+ dropsTooShort &+ dropsUnsupportedOffload
-    }
+    public var drops: UInt64 { total(of: .portDrops) }
+}
+
+extension CounterMetricFamily {
+    public static let ringBursts = CounterMetricFamily(
+        "vhost_switch_port_bursts_total", help: "Bursts that moved at least one ring entry. " + directionHelp)
+    public static let ringNotifications = CounterMetricFamily(
+        "vhost_switch_port_notifications_total", help: "Call eventfd writes to the guest. " + directionHelp)
+    public static let ringInvalidHeads = CounterMetricFamily(
+        "vhost_switch_port_invalid_heads_total", help: "Avail entries skipped: head out of range or submitted twice. " + directionHelp)
+    public static let ringErrors = CounterMetricFamily(
+        "vhost_switch_port_ring_errors_total", help: "Times a ring was declared broken. " + directionHelp)
 }

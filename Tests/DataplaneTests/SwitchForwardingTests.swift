@@ -31,8 +31,8 @@ final class SwitchForwardingTests: SimulatedGuestSwitchTestCase {
         XCTAssertEqual(b.waitForFrames(5), 5)
         XCTAssertEqual(c.waitForFrames(1, timeout: 0.3), 0)
         let statistics = fabric.statistics(portID: idA)
-        XCTAssertEqual(statistics.rxPackets, 6)
-        XCTAssertEqual(statistics.sizeHistogram[0], 6, "64-byte frames")
+        XCTAssertEqual(statistics[.rxPackets], 6)
+        XCTAssertEqual(statistics[.size64], 6, "64-byte frames")
     }
 
     func testBroadcastFloodsToEveryOtherPortAndNeverBack() throws {
@@ -42,7 +42,7 @@ final class SwitchForwardingTests: SimulatedGuestSwitchTestCase {
         XCTAssertEqual(b.waitForFrames(3), 3)
         XCTAssertEqual(c.waitForFrames(3), 3)
         XCTAssertEqual(a.waitForFrames(1, timeout: 0.3), 0, "no hairpin")
-        XCTAssertEqual(fabric.statistics(portID: idA).rxBroadcast, 3)
+        XCTAssertEqual(fabric.statistics(portID: idA)[.rxBroadcast], 3)
     }
 
     func testFrameForAMacLearnedOnItsIngressPortIsDropped() throws {
@@ -52,7 +52,7 @@ final class SwitchForwardingTests: SimulatedGuestSwitchTestCase {
         XCTAssertEqual(b.waitForFrames(1), 1)
         a.transmit(to: Self.macA, count: 2)  // to itself
         XCTAssertEqual(b.waitForFrames(1, timeout: 0.3), 0)
-        XCTAssertEqual(fabric.statistics(portID: idA).dropsHairpin, 2)
+        XCTAssertEqual(fabric.statistics(portID: idA)[.dropsHairpin], 2)
     }
 
     /// The forwarder asks the table again only when a MAC changes within a burst; a frame
@@ -70,8 +70,8 @@ final class SwitchForwardingTests: SimulatedGuestSwitchTestCase {
         XCTAssertEqual(b.waitForFrames(1), 1)
         XCTAssertEqual(b.waitForFrames(1, timeout: 0.3), 0, "the second frame is not sent to the MAC's old port")
         XCTAssertEqual(fabric.fdb.lookup(MacAddress.parse("02:00:00:00:00:0b")!), idA)
-        XCTAssertEqual(fabric.statistics(portID: idA).dropsHairpin, 1)
-        XCTAssertEqual(fabric.statistics(portID: idA).rxPackets, 2)
+        XCTAssertEqual(fabric.statistics(portID: idA)[.dropsHairpin], 1)
+        XCTAssertEqual(fabric.statistics(portID: idA)[.rxPackets], 2)
     }
 
     func testMovedMacFollowsAtOnce() throws {

@@ -47,11 +47,11 @@ final class SwitchOffloadTests: SimulatedGuestSwitchTestCase {
             h[10] = 1  // num_buffers
             return h
         })
-        XCTAssertEqual(fabric.statistics(portID: idPlain).offloadFramesSegmented, 1)
-        XCTAssertEqual(fabric.statistics(portID: idPlain).offloadSegments, UInt64(segments.count))
-        XCTAssertEqual(fabric.statistics(portID: idPlain).txPackets, UInt64(segments.count))
-        XCTAssertEqual(fabric.statistics(portID: idOffload).offloadFramesSegmented, 0)
-        XCTAssertEqual(fabric.statistics(portID: idOffload).txPackets, 1)
+        XCTAssertEqual(fabric.statistics(portID: idPlain)[.offloadFramesSegmented], 1)
+        XCTAssertEqual(fabric.statistics(portID: idPlain)[.offloadSegments], UInt64(segments.count))
+        XCTAssertEqual(fabric.statistics(portID: idPlain)[.txPackets], UInt64(segments.count))
+        XCTAssertEqual(fabric.statistics(portID: idOffload)[.offloadFramesSegmented], 0)
+        XCTAssertEqual(fabric.statistics(portID: idOffload)[.txPackets], 1)
     }
 
     func testPartialChecksumIsCompletedForAGuestWithoutGuestCsum() throws {
@@ -67,7 +67,7 @@ final class SwitchOffloadTests: SimulatedGuestSwitchTestCase {
         sender.transmit(frame: R.partial(complete, shape), header: header)
         XCTAssertEqual(receiver.waitForFrames(1), 1)
         XCTAssertEqual(receiver.receivedFrames, [complete])
-        XCTAssertEqual(fabric.statistics(portID: id).offloadChecksumsCompleted, 1)
+        XCTAssertEqual(fabric.statistics(portID: id)[.offloadChecksumsCompleted], 1)
     }
 
     func testAGuestCannotSendOffloadsItDidNotNegotiate() throws {
