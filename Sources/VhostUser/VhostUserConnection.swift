@@ -549,10 +549,10 @@ public final class VhostUserConnection: @unchecked Sendable {
             switch mapLayout(size: size, addresses, request) {
             case .success(let layout):
                 // The old layout points into the old mappings, which go away with the old table.
-                ring.setLayout(layout)
+                ring.layout = layout
             case .failure(let error):
                 ring.addresses = nil
-                ring.clearLayout()
+                ring.layout = nil
                 report(.ringNotConfigured(request, "vring \(ring.index) addresses no longer mapped: \(error)"), closing: false)
             }
         }
@@ -594,7 +594,7 @@ public final class VhostUserConnection: @unchecked Sendable {
     /// RING_PACKED negotiated: rings use the packed layout (VIRTIO 1.1 2.8).
     private var ringsArePacked: Bool { (negotiatedFeatures ?? 0) & VhostUserDevice.ringPackedFeature != 0 }
 
-    private func mapLayout(size: Int, _ addresses: VhostUserVring.Addresses, _ request: VhostUserRequest) -> Result<VhostUserVring.MappedLayout, VhostUserProtocolError> {
+    private func mapLayout(size: Int, _ addresses: VhostUserVring.Addresses, _ request: VhostUserRequest) -> Result<MappedVirtqueueLayout, VhostUserProtocolError> {
         guard let memory else { return .failure(.noMemoryTable(request)) }
         if ringsArePacked {
             do {
@@ -627,7 +627,7 @@ public final class VhostUserConnection: @unchecked Sendable {
         let ring = vrings[index]
         if let addresses = ring.addresses {
             switch mapLayout(size: Int(size), addresses, .setVringNum) {
-            case .success(let layout): ring.setLayout(layout)
+            case .success(let layout): ring.layout = layout
             case .failure(let error): return .refused(error)
             }
         }
@@ -645,7 +645,7 @@ public final class VhostUserConnection: @unchecked Sendable {
         guard let size = ring.size else { return .refused(.ringNotConfigured(.setVringAddr, "vring \(index) has no size (SET_VRING_NUM)")) }
         switch mapLayout(size: size, addresses, .setVringAddr) {
         case .success(let layout):
-            ring.setLayout(layout)
+            ring.layout = layout
             ring.addresses = addresses
             ring.touched = true
             return .done
@@ -663,9 +663,7 @@ public final class VhostUserConnection: @unchecked Sendable {
         if ringsArePacked, let size = ring.size, Int(base & 0x7fff) >= size {
             return .refused(.invalidPayload(.setVringBase, "packed ring index \(base & 0x7fff) outside a ring of \(size)"))
         }
-        ring.base = UInt16(truncatingIfNeeded: base)
-        ring.usedBase = nil
-        ring.baseIsSet = true
+        ring.position = VirtqueuePosition(base: UInt16(truncatingIfNeeded: base))
         ring.touched = true
         return .done
     }
@@ -685,19 +683,18 @@ public final class VhostUserConnection: @unchecked Sendable {
             device.delegate.migrationStateChanged(device, event: .ringsStopped)
         }
         var recent = ""
-        if logger.logLevel <= .debug, let memory, let layout = ring.layout {
-            recent = SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0, lastAvailIndex: ring.base,
-                                    callDescriptor: -1, statistics: ring.statistics, observeOnly: true).describeRecentEntries(count: 12)
+        if logger.logLevel <= .debug, let observer = observer(ring) {
+            recent = observer.describeRecentEntries(count: 12)
         }
-        logger.debug("vring \(index) stopped", metadata: ["base": "\(ring.base)", "ring": "\(recent)"])
+        logger.debug("vring \(index) stopped", metadata: ["base": "\(ring.position.base)", "ring": "\(recent)"])
         var writer = LittleEndianWriter()
         writer.u32(UInt32(index))
         if ringsArePacked {
             // QEMU reads bits 16-31 as its used position (DPDK's back-end leaves them 0).
-            let base: UInt16 = ring.baseIsSet ? ring.base : 0x8000
-            writer.u32(UInt32(base) | UInt32(ring.usedBase ?? base) << 16)
+            let base = ring.position.packedBase
+            writer.u32(UInt32(base) | UInt32(ring.position.usedBase ?? base) << 16)
         } else {
-            writer.u32(UInt32(ring.base))
+            writer.u32(UInt32(ring.position.base))
         }
         return .reply(writer.bytes)
     }
@@ -770,21 +767,11 @@ public final class VhostUserConnection: @unchecked Sendable {
         var queues: [ActiveQueue] = []
         for ring in vrings where ring.isEnabled(protocolFeaturesNegotiated: protocolFeatures) {
             guard ring.touched || ring.index < 2 else { continue }
-            guard ring.isStartable else {
+            guard ring.isStartable, let layout = ring.layout else {
                 device.publish(nil)
                 return
             }
-            let queue: Virtqueue
-            if let existing = ring.queue {
-                queue = existing
-            } else if let layout = ring.layout {
-                queue = .split(makeQueue(ring, layout: layout, memory: memory))
-            } else if let layout = ring.packedLayout {
-                queue = .packed(makePackedQueue(ring, layout: layout, memory: memory))
-            } else {
-                device.publish(nil)
-                return
-            }
+            let queue = ring.queue ?? makeQueue(ring, layout, memory: memory)
             ring.queue = queue
             queues.append(ActiveQueue(vringIndex: ring.index, queue: queue, kickDescriptor: ring.kick?.rawValue ?? -1))
         }
@@ -792,50 +779,41 @@ public final class VhostUserConnection: @unchecked Sendable {
         device.publish(firstPairReady ? queues : nil)
     }
 
-    /// A fresh queue for `ring`. A front-end that reconnects without knowing where it was
-    /// (DPDK virtio-user sends SET_VRING_BASE 0 while its rings carry on) would leave us
-    /// far behind the guest's avail index, which reads as a broken ring: like DPDK's
-    /// back-end, resume from the used index in guest memory when it disagrees with the base
-    /// (nothing is in flight between bursts, so used == last avail for this switch).
-    /// A queue rebuilt from one this switch took back resumes exactly where that one stopped
-    /// (`usedBase` set): the guest-memory check is only for a base the front-end sent.
-    private func makeQueue(_ ring: VhostUserVring, layout: VirtqueueLayout, memory: GuestMemory) -> SplitVirtqueue {
-        let build = { (base: UInt16, used: UInt16?) in
-            SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: self.negotiatedFeatures ?? 0, lastAvailIndex: base,
-                           lastUsedIndex: used, callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
-                           dirtyLog: self.dirtyLoggingActive ? self.dirtyLog : nil, faultFlag: self.faultFlag)
-        }
-        if let usedBase = ring.usedBase {
-            let queue = build(ring.base, usedBase)
-            logger.debug("vring \(ring.index) queue rebuilt", metadata: [
-                "base": "\(ring.base)", "used_base": "\(usedBase)", "used_idx": "\(queue.currentUsedIndex())",
-                "avail_idx": "\(queue.currentAvailIndex())", "log_used": "\(queue.logsUsedRing)"])
-            return queue
-        }
-        let queue = build(ring.base, nil)
-        let used = queue.currentUsedIndex()
-        logger.debug("vring \(ring.index) queue built", metadata: [
-            "base": "\(ring.base)", "used_idx": "\(used)", "avail_idx": "\(queue.currentAvailIndex())",
-            "log_used": "\(queue.logsUsedRing)", "ring": "\(queue.describeRecentEntries(count: 12))"])
-        guard used != ring.base else { return queue }
-        logger.warning("vring \(ring.index): base \(ring.base) but used index \(used) in guest memory; resuming from \(used)")
-        ring.base = used
-        return build(used, nil)
+    private func queueBuilder(_ ring: VhostUserVring, memory: GuestMemory) -> VirtqueueBuilder {
+        VirtqueueBuilder(memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0, callDescriptor: ring.call?.rawValue ?? -1,
+                         statistics: ring.statistics, dirtyLog: dirtyLoggingActive ? dirtyLog : nil, faultFlag: faultFlag)
     }
 
-
-    /// A packed ring resumes exactly at the base (and, rebuilt from a queue taken back, at
-    /// that queue's used position): there is no used index in guest memory to check it
-    /// against (DPDK's back-end does the same).
-    private func makePackedQueue(_ ring: VhostUserVring, layout: PackedVirtqueueLayout, memory: GuestMemory) -> PackedVirtqueue {
-        let (index, wrap) = ring.baseIsSet ? PackedVirtqueue.decodeBase(ring.base) : (0, true)
-        let used = ring.usedBase.map(PackedVirtqueue.decodeBase)
-        let queue = PackedVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0, lastAvailIndex: index,
-                                    availWrapCounter: wrap, lastUsedIndex: used?.index, usedWrapCounter: used?.wrap,
-                                    callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
-                                    dirtyLog: dirtyLoggingActive ? dirtyLog : nil, faultFlag: faultFlag)
-        if queue.isBroken { logger.warning("vring \(ring.index): packed base 0x\(String(ring.base, radix: 16)) outside the ring") }
+    /// A fresh queue for `ring`, from where it stands (`VirtqueueBuilder.make` says where a
+    /// split ring resumes when the base disagrees with guest memory).
+    private func makeQueue(_ ring: VhostUserVring, _ layout: MappedVirtqueueLayout, memory: GuestMemory) -> Virtqueue {
+        let requested = ring.position
+        let (queue, position) = queueBuilder(ring, memory: memory).make(layout, at: requested)
+        ring.position = position
+        switch queue {
+        case .split(let split):
+            if let usedBase = requested.usedBase {
+                logger.debug("vring \(ring.index) queue rebuilt", metadata: [
+                    "base": "\(requested.base)", "used_base": "\(usedBase)", "used_idx": "\(split.currentUsedIndex())",
+                    "avail_idx": "\(split.currentAvailIndex())", "log_used": "\(split.logsUsedRing)"])
+            } else {
+                logger.debug("vring \(ring.index) queue built", metadata: [
+                    "base": "\(requested.base)", "used_idx": "\(split.currentUsedIndex())", "avail_idx": "\(split.currentAvailIndex())",
+                    "log_used": "\(split.logsUsedRing)", "ring": "\(split.describeRecentEntries(count: 12))"])
+                if position.base != requested.base {
+                    logger.warning("vring \(ring.index): base \(requested.base) but used index \(position.base) in guest memory; resuming from \(position.base)")
+                }
+            }
+        case .packed(let packed):
+            if packed.isBroken { logger.warning("vring \(ring.index): packed base 0x\(String(requested.base, radix: 16)) outside the ring") }
+        }
         return queue
+    }
+
+    /// A read-only view of a split ring's indices in guest memory; never published.
+    func observer(_ ring: VhostUserVring) -> SplitVirtqueue? {
+        guard let memory, let layout = ring.layout?.split else { return nil }
+        return queueBuilder(ring, memory: memory).observer(layout, at: ring.position.base)
     }
 
     // MARK: Snapshot
@@ -849,29 +827,19 @@ public final class VhostUserConnection: @unchecked Sendable {
         info.dirtyLogging = dirtyLoggingActive
         let protocolFeatures = protocolFeaturesNegotiated
         info.vrings = vrings.filter(\.touched).map { ring in
-            if ring.packedLayout != nil || ring.queue?.layout == .packed {
+            if ring.layout?.packed != nil || ring.queue?.layout == .packed {
                 return packedInfo(ring, protocolFeatures: protocolFeatures)
             }
-            var current: SplitVirtqueue? = ring.queue?.split
-            if current == nil, let memory, let layout = ring.layout {
-                // A read-only view for the indices in guest memory; never published.
-                current = SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0,
-                                         lastAvailIndex: ring.base, callDescriptor: -1, statistics: ring.statistics, dirtyLog: nil,
-                                         observeOnly: true)
-            }
+            let current = ring.queue?.split ?? observer(ring)
             // A published queue's own indices belong to its poll thread. Nothing stays in
             // flight between bursts, so the used.idx it last released (read atomically from
             // guest memory) is its last avail and used index.
             let published = ring.queue != nil
             let currentUsed = current?.currentUsedIndex()
-            return VhostUserVringInfo(
-                index: ring.index, size: ring.size, enabled: ring.isEnabled(protocolFeaturesNegotiated: protocolFeatures),
-                started: ring.started, descriptorAddress: ring.addresses?.descriptor, availAddress: ring.addresses?.avail,
-                usedAddress: ring.addresses?.used, logAddress: ring.addresses?.log, logUsed: ring.addresses?.logUsed ?? false,
-                lastAvailIndex: published ? (currentUsed ?? ring.base) : ring.base,
-                lastUsedIndex: published ? currentUsed : nil,
-                currentAvailIndex: current?.currentAvailIndex(), currentUsedIndex: currentUsed,
-                hasKick: ring.kick != nil, kickPolled: ring.kickPolled, hasCall: ring.call != nil, statistics: ring.statistics)
+            let base = ring.position.base
+            return vringInfo(ring, protocolFeatures: protocolFeatures, lastAvailIndex: published ? (currentUsed ?? base) : base,
+                             lastUsedIndex: published ? currentUsed : nil,
+                             currentAvailIndex: current?.currentAvailIndex(), currentUsedIndex: currentUsed)
         }
         info.activeQueuePairs = Set(vrings.filter(\.touched).map { $0.index / 2 }).count
     }
@@ -879,17 +847,23 @@ public final class VhostUserConnection: @unchecked Sendable {
     /// A packed ring has no avail or used index in guest memory: show the position the
     /// poll thread last published (or the base), with its wrap counter.
     private func packedInfo(_ ring: VhostUserVring, protocolFeatures: Bool) -> VhostUserVringInfo {
-        let position = ring.queue?.packed?.publishedPosition.load(ordering: .relaxed) ?? ring.base
+        let position = ring.queue?.packed?.publishedPosition.load(ordering: .relaxed) ?? ring.position.base
         let (index, wrap) = PackedVirtqueue.decodeBase(position)
-        var info = VhostUserVringInfo(
-            index: ring.index, size: ring.size, enabled: ring.isEnabled(protocolFeaturesNegotiated: protocolFeatures),
-            started: ring.started, descriptorAddress: ring.addresses?.descriptor, availAddress: ring.addresses?.avail,
-            usedAddress: ring.addresses?.used, logAddress: ring.addresses?.log, logUsed: ring.addresses?.logUsed ?? false,
-            lastAvailIndex: index, lastUsedIndex: ring.queue != nil ? index : nil,
-            currentAvailIndex: nil, currentUsedIndex: nil,
-            hasKick: ring.kick != nil, kickPolled: ring.kickPolled, hasCall: ring.call != nil, statistics: ring.statistics)
+        var info = vringInfo(ring, protocolFeatures: protocolFeatures, lastAvailIndex: index,
+                             lastUsedIndex: ring.queue != nil ? index : nil, currentAvailIndex: nil, currentUsedIndex: nil)
         info.ringLayout = .packed
         info.wrapCounter = wrap
         return info
+    }
+
+    private func vringInfo(_ ring: VhostUserVring, protocolFeatures: Bool, lastAvailIndex: UInt16, lastUsedIndex: UInt16?,
+                           currentAvailIndex: UInt16?, currentUsedIndex: UInt16?) -> VhostUserVringInfo {
+        VhostUserVringInfo(
+            index: ring.index, size: ring.size, enabled: ring.isEnabled(protocolFeaturesNegotiated: protocolFeatures),
+            started: ring.started, descriptorAddress: ring.addresses?.descriptor, availAddress: ring.addresses?.avail,
+            usedAddress: ring.addresses?.used, logAddress: ring.addresses?.log, logUsed: ring.addresses?.logUsed ?? false,
+            lastAvailIndex: lastAvailIndex, lastUsedIndex: lastUsedIndex,
+            currentAvailIndex: currentAvailIndex, currentUsedIndex: currentUsedIndex,
+            hasKick: ring.kick != nil, kickPolled: ring.kickPolled, hasCall: ring.call != nil, statistics: ring.statistics)
     }
 }
