@@ -158,7 +158,7 @@ public final class VhostUserDevice: @unchecked Sendable {
             sessions: sessionCount, refusedRequests: refusedRequests, sessionsClosedOnError: sessionsClosedOnError,
             lastError: lastError)
         info.guestFaults = guestFaults
-        connection?.fill(&info)
+        connection?.session.fill(&info)
         return info
     }
 }

@@ -13,7 +13,8 @@ final class VhostUserVring {
         var avail: UInt64
         var log: UInt64
         /// SET_VRING_ADDR flags bit 0 (VHOST_VRING_F_LOG): log writes to the used ring.
-        var logUsed: Bool { flags & 1 != 0 }
+        var logUsed: Bool { flags & Self.logFlag != 0 }
+        static let logFlag: UInt32 = 1
     }
 
     let index: Int
@@ -21,23 +22,12 @@ final class VhostUserVring {
     var size: Int?
     /// Set by SET_VRING_ADDR after the addresses were validated against the memory table.
     var addresses: Addresses?
-    /// The addresses translated through the current memory table, as a split ring...
-    var layout: VirtqueueLayout?
-    /// ...or as a packed ring (RING_PACKED negotiated): desc = descriptor ring, avail =
-    /// driver event suppression area, used = device event suppression area.
-    var packedLayout: PackedVirtqueueLayout?
-    /// The next avail index to process (SET_VRING_BASE, or taken back from the queue); for a
-    /// packed ring bits 0-14 are the index and bit 15 the avail wrap counter.
-    var base: UInt16 = 0
-    /// The used position a taken-back queue reached (split: the used index; packed: same
-    /// encoding as `base`); nil after SET_VRING_BASE, meaning equal to `base`. A queue
-    /// rebuilt while the ring runs (new log, features, memory table) resumes from both
-    /// positions, so what was consumed without a used entry (an invalid head) is not taken
-    /// again. Packed: GET_VRING_BASE returns it in bits 16-31, as QEMU expects.
-    var usedBase: UInt16?
-    /// SET_VRING_BASE was received (or a queue was taken back) since the last reset. A packed
-    /// ring without one starts where a new ring does: slot 0, wrap counter 1 (2.8.1).
-    var baseIsSet = false
+    /// The addresses translated through the current memory table, as a split ring or (RING_PACKED
+    /// negotiated) a packed ring: desc = descriptor ring, avail = driver event suppression
+    /// area, used = device event suppression area.
+    var layout: MappedVirtqueueLayout?
+    /// Where the queue resumes: SET_VRING_BASE, or what a queue taken back reached.
+    var position = VirtqueuePosition.initial
     var kick: FileDescriptor?
     /// SET_VRING_KICK with NOFD: the front-end does not kick; the ring is polled.
     var kickPolled = false
@@ -64,11 +54,7 @@ final class VhostUserVring {
     /// Keeps the processing position and drops the queue object. Callers withdrew the
     /// queues from the dataplane first.
     func dropQueue() {
-        if let queue {
-            base = queue.vringBase
-            baseIsSet = true
-            usedBase = queue.usedBase
-        }
+        if let queue { position = queue.resumePosition }
         queue = nil
     }
 
@@ -78,10 +64,7 @@ final class VhostUserVring {
         size = nil
         addresses = nil
         layout = nil
-        packedLayout = nil
-        base = 0
-        usedBase = nil
-        baseIsSet = false
+        position = .initial
         kick?.close()
         kick = nil
         kickPolled = false
@@ -95,27 +78,5 @@ final class VhostUserVring {
     }
 
     /// The ring is complete enough to be polled.
-    var isStartable: Bool { started && size != nil && addresses != nil && (layout != nil || packedLayout != nil) }
-
-    /// Stores a freshly mapped layout (and forgets one of the other kind).
-    func setLayout(_ mapped: MappedLayout) {
-        switch mapped {
-        case .split(let split):
-            layout = split
-            packedLayout = nil
-        case .packed(let packed):
-            layout = nil
-            packedLayout = packed
-        }
-    }
-
-    func clearLayout() {
-        layout = nil
-        packedLayout = nil
-    }
-
-    enum MappedLayout {
-        case split(VirtqueueLayout)
-        case packed(PackedVirtqueueLayout)
-    }
+    var isStartable: Bool { started && size != nil && addresses != nil && layout != nil }
 }

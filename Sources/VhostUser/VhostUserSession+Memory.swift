@@ -1,0 +1,99 @@
+import VhostSystem
+import Virtio
+
+/// The memory table (SET_MEM_TABLE, ADD/REM_MEM_REG) and the dirty log (SET_LOG_BASE).
+/// The dispatcher withdrew the queues before any of these run.
+extension VhostUserSession {
+    func setMemTable(_ table: MemoryTable) throws(VhostUserProtocolError) -> VhostUserResponse {
+        var mapped: [GuestMemoryRegion] = []
+        for region in table.regions {
+            mapped.append(try mapRegion(region, .setMemTable))
+        }
+        try install(mapped, maxRegions: MemoryTable.maxRegions, .setMemTable)
+        return .done
+    }
+
+    func addMemoryRegion(_ payload: MemoryRegionMessage) throws(VhostUserProtocolError) -> VhostUserResponse {
+        let region = payload.region
+        // The mapping keeps what it needs; the fd is not kept.
+        defer { region.fd?.close() }
+        guard memoryRegions.count < VhostUserLimits.maxMemorySlots else {
+            throw .memoryTableRefused(.addMemReg, "all \(VhostUserLimits.maxMemorySlots) memory slots in use")
+        }
+        try install(memoryRegions + [try mapRegion(region, .addMemReg)], maxRegions: VhostUserLimits.maxMemorySlots, .addMemReg)
+        return .done
+    }
+
+    func removeMemoryRegion(_ payload: MemoryRegionMessage) throws(VhostUserProtocolError) -> VhostUserResponse {
+        let region = payload.region.descriptor
+        guard let position = memoryRegions.firstIndex(where: {
+            $0.descriptor.guestPhysicalAddress == region.guestPhysicalAddress && $0.descriptor.size == region.size
+                && $0.descriptor.userspaceAddress == region.userspaceAddress
+        }) else {
+            throw .memoryTableRefused(.remMemReg, "no region \(region.summary)")
+        }
+        var remaining = memoryRegions
+        remaining.remove(at: position)
+        if remaining.isEmpty {
+            memory = nil
+            memoryRegions = []
+            revalidateRings(.remMemReg)
+            return .done
+        }
+        try install(remaining, maxRegions: VhostUserLimits.maxMemorySlots, .remMemReg)
+        return .done
+    }
+
+    /// Maps a validated region from its fd, guarded by the session's fault flag.
+    private func mapRegion(_ region: MemoryRegion, _ request: VhostUserRequest) throws(VhostUserProtocolError) -> GuestMemoryRegion {
+        guard let fd = region.fd else { throw .missingDescriptor(request) }
+        do {
+            return try GuestMemoryRegion.map(region.descriptor, fd: fd, faultFlag: faultFlag)
+        } catch {
+            throw .memoryTableRefused(request, "region \(region.descriptor.summary): \(error)")
+        }
+    }
+
+    /// Replaces the memory table (the queues were withdrawn by the dispatcher). Rings keep
+    /// their indices and are re-validated against the new table.
+    private func install(_ regions: [GuestMemoryRegion], maxRegions: Int, _ request: VhostUserRequest) throws(VhostUserProtocolError) {
+        let mapped = regions.reduce(UInt64(0)) { $0 + UInt64($1.mapping.length) }
+        guard mapped <= VhostUserLimits.maxMappedGuestMemory else {
+            throw .memoryTableRefused(request, "\(mapped) bytes mapped in all, at most \(VhostUserLimits.maxMappedGuestMemory) per session")
+        }
+        let table: GuestMemory
+        do {
+            table = try GuestMemory(regions: regions, maxRegions: maxRegions)
+        } catch {
+            throw .memoryTableRefused(request, "\(error)")
+        }
+        memory = table
+        memoryRegions = regions
+        logger.info("memory table set", metadata: ["regions": "\(regions.map(\.descriptor.summary))"])
+        revalidateRings(.setMemTable)
+    }
+
+    /// SET_LOG_BASE: the dirty-page bitmap, one bit per 4 KiB guest page up to the last
+    /// guest-physical byte (vhost-user.rst "Migration"). The row requires a memory table.
+    func setLogBase(_ log: LogBase) throws(VhostUserProtocolError) -> VhostUserResponse {
+        guard let memory else { throw .noMemoryTable(.setLogBase) }
+        let needed = memory.highestGuestPhysicalAddress / 4096 / 8 + 1
+        guard log.mmapSize >= needed else { throw .dirtyLogRefused("size \(log.mmapSize) too small for guest memory (needs \(needed))") }
+        let pageOffset = log.mmapOffset & ~UInt64(4095)
+        let delta = Int(log.mmapOffset - pageOffset)
+        let mapping: MemoryMapping
+        do {
+            mapping = try MemoryMapping(descriptor: log.fd, length: delta + Int(log.mmapSize), offset: pageOffset,
+                                        guarding: log.fd.isSealedAgainstShrinking ? nil : faultFlag)
+        } catch {
+            throw .dirtyLogRefused("mmap: \(error)")
+        }
+        do {
+            dirtyLog = try DirtyLog(mapping: mapping, offset: UInt64(delta), size: log.mmapSize)
+        } catch {
+            throw .dirtyLogRefused("\(error)")
+        }
+        logger.info("dirty log set", metadata: ["size": "\(log.mmapSize)"])
+        return .done
+    }
+}
