@@ -36,18 +36,7 @@ extension PackedVirtqueue {
             // on the stack is re-read in other widths, which waits for the store buffer (full
             // of stores into the guest's lines) to drain.
             let packet = buffers + index
-            guard packet.pointee.length >= Self.minimumFrameLength else {
-                counters.dropsTooShort &+= 1
-                index &+= 1
-                continue
-            }
-            guard packet.pointee.length <= packet.pointee.capacity, packet.pointee.length <= Int(UInt32.max) &- headerSize else {
-                counters.dropsTooLarge &+= 1
-                index &+= 1
-                continue
-            }
-            guard packet.pointee.header.isAcceptable(toReceiverWith: negotiatedFeatures) else {
-                counters.dropsUnsupportedOffload &+= 1
+            guard counters.admitsForReceive(packet, headerSize: headerSize, negotiated: negotiatedFeatures) else {
                 index &+= 1
                 continue
             }

@@ -155,3 +155,25 @@ extension ReceiveFramePlacement {
         return written
     }
 }
+
+extension VirtqueueBurstCounters {
+    /// What every frame must be before either ring layout looks for receive buffers: at least
+    /// an Ethernet header, inside its buffer with the net header still fitting in 32 bits, and
+    /// asking only for offloads the guest negotiated. Counts the drop and returns false otherwise.
+    @inlinable @inline(__always)
+    mutating func admitsForReceive(_ packet: UnsafePointer<PacketBuffer>, headerSize: Int, negotiated: UInt64) -> Bool {
+        guard packet.pointee.length >= SplitVirtqueue.minimumFrameLength else {
+            dropsTooShort &+= 1
+            return false
+        }
+        guard packet.pointee.length <= packet.pointee.capacity, packet.pointee.length <= Int(UInt32.max) &- headerSize else {
+            dropsTooLarge &+= 1
+            return false
+        }
+        guard packet.pointee.header.isAcceptable(toReceiverWith: negotiated) else {
+            dropsUnsupportedOffload &+= 1
+            return false
+        }
+        return true
+    }
+}

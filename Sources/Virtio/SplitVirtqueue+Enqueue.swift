@@ -34,18 +34,7 @@ extension SplitVirtqueue {
         packets: while index < count {
             // Safe: index < count, the caller's buffer count. Read in place (see PackedVirtqueue.enqueueBurst).
             let packet = buffers + index
-            guard packet.pointee.length >= Self.minimumFrameLength else {
-                counters.dropsTooShort &+= 1
-                index &+= 1
-                continue
-            }
-            guard packet.pointee.length <= packet.pointee.capacity, packet.pointee.length <= Int(UInt32.max) &- headerSize else {
-                counters.dropsTooLarge &+= 1
-                index &+= 1
-                continue
-            }
-            guard packet.pointee.header.isAcceptable(toReceiverWith: negotiatedFeatures) else {
-                counters.dropsUnsupportedOffload &+= 1
+            guard counters.admitsForReceive(packet, headerSize: headerSize, negotiated: negotiatedFeatures) else {
                 index &+= 1
                 continue
             }
