@@ -13,6 +13,10 @@ import Glibc
 /// The kernel is trusted more than a guest, but every offset read from the ring is still
 /// bounded against its block before use, so a bug on either side cannot make us read
 /// outside the mapping.
+///
+/// Why one long file: set-up (socket options in the kernel's required order), the
+/// receive-ring walk and the transmit ring share the one mapping and its offsets; split
+/// apart, each part would need the others' private layout.
 public final class PacketSocket: @unchecked Sendable {
     public struct Configuration: Sendable, Equatable {
         /// Receive block size: a multiple of the page size. The largest frame received whole
