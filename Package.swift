@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, bottom to top (see docs/ARCHITECTURE.md): C shims, VhostSystem (the only module
-// of the daemon that calls libc), Virtio, VhostUser, Dataplane, ManagementPlane, the
+// of the daemon that calls libc), Virtio, VhostUser, Dataplane, PortService, ManagementPlane, the
 // executables. CNISystem holds the system calls only the CNI plugin makes.
 //
 // This is the only package graph: Fuzz/ and Benchmarks/Micro/ are packages that depend on
@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "Virtio", targets: ["Virtio"]),
         .library(name: "VhostUser", targets: ["VhostUser"]),
         .library(name: "Dataplane", targets: ["Dataplane"]),
+        .library(name: "PortService", targets: ["PortService"]),
         .library(name: "ManagementPlane", targets: ["ManagementPlane"]),
         .library(name: "TestSupport", targets: ["TestSupport"]),
     ],
@@ -43,14 +44,20 @@ let package = Package(
         .target(name: "Virtio", dependencies: ["VhostSystem", "CVhostShims"], swiftSettings: hotPathSwift),
         .target(name: "VhostUser", dependencies: ["Virtio", "VhostSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: strictSwift),
         .target(name: "Dataplane", dependencies: ["Virtio", "VhostUser", "VhostSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: hotPathSwift),
+        // The ports (create, delete, feature changes), change observers (persistence) and the
+        // read models the API maps to JSON: between the dataplane and the HTTP layer.
+        .target(
+            name: "PortService",
+            dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift),
         .target(
             name: "ManagementPlane",
-            dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", "CMicroHTTPD", "CJansson", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["PortService", "Dataplane", "VhostUser", "Virtio", "VhostSystem", "CMicroHTTPD", "CJansson", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift),
         .executableTarget(
             name: "vhost-switchd",
             dependencies: [
-                "ManagementPlane", "Dataplane", "VhostUser", "VhostSystem",
+                "ManagementPlane", "PortService", "Dataplane", "VhostUser", "VhostSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -51,7 +51,7 @@ let package = Package(
             swiftSettings: toolSwift),
         .executableTarget(
             name: "FuzzJSON",
-            dependencies: ["FuzzSupport", switchModule("ManagementPlane"), switchModule("Dataplane"), switchModule("VhostUser"),
+            dependencies: ["FuzzSupport", switchModule("ManagementPlane"), switchModule("PortService"), switchModule("Dataplane"), switchModule("VhostUser"),
                            switchModule("VhostSystem"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: toolSwift),
 

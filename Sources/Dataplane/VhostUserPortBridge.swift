@@ -5,7 +5,7 @@ import Virtio
 
 /// Connects one vhost-user device to the switch: its usable rings become the port's
 /// queues, and its lifecycle becomes events. Runs on the vhost-user control thread.
-final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
+public final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
     let portID: Int
     let name: String
     private let fabric: Switch
@@ -17,7 +17,7 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
     /// When each MAC was last announced (monotonic ms): one RARP per MAC per interval.
     private var lastAnnounced: [UInt64: UInt64] = [:]
 
-    init(portID: Int, name: String, fabric: Switch, logger: Logger, emit: @escaping SwitchEventHandler) {
+    public init(portID: Int, name: String, fabric: Switch, logger: Logger, emit: @escaping SwitchEventHandler) {
         self.portID = portID
         self.name = name
         self.fabric = fabric
@@ -27,16 +27,16 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
         self.logger = logger
     }
 
-    func deviceConnected(_ device: VhostUserDevice) {
+    public func deviceConnected(_ device: VhostUserDevice) {
         logger.info("front-end connected")
         emit(SwitchEvent(.deviceConnected, port: name))
     }
 
-    func deviceQueuesChanged(_ device: VhostUserDevice, queues: [ActiveQueue]) {
+    public func deviceQueuesChanged(_ device: VhostUserDevice, queues: [ActiveQueue]) {
         fabric.setQueues(portID: portID, queues: queues)
     }
 
-    func deviceReady(_ device: VhostUserDevice) {
+    public func deviceReady(_ device: VhostUserDevice) {
         logger.info("device ready")
         isReady = true
         emit(SwitchEvent(.deviceReady, port: name))
@@ -46,23 +46,23 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
         }
     }
 
-    func deviceDestroyed(_ device: VhostUserDevice) {
+    public func deviceDestroyed(_ device: VhostUserDevice) {
         isReady = false
         logger.info("device session ended")
         emit(SwitchEvent(.deviceDestroyed, port: name))
     }
 
-    func vringStateChanged(_ device: VhostUserDevice, vringIndex: Int, enabled: Bool) {
+    public func vringStateChanged(_ device: VhostUserDevice, vringIndex: Int, enabled: Bool) {
         logger.debug("vring \(vringIndex) \(enabled ? "enabled" : "disabled")")
         emit(SwitchEvent(.vringStateChanged, port: name, data: ["vring": .integer(Int64(vringIndex)), "enabled": .bool(enabled)]))
     }
 
-    func featuresChanged(_ device: VhostUserDevice, features: UInt64) {
+    public func featuresChanged(_ device: VhostUserDevice, features: UInt64) {
         logger.info("features negotiated: \(FeatureNames.names(of: features).joined(separator: ","))")
         emit(SwitchEvent(.featuresChanged, port: name, data: ["mask": .string("0x" + String(features, radix: 16))]))
     }
 
-    func migrationStateChanged(_ device: VhostUserDevice, event: VhostUserMigrationEvent) {
+    public func migrationStateChanged(_ device: VhostUserDevice, event: VhostUserMigrationEvent) {
         let kind: SwitchEvent.Kind = switch event {
         case .loggingStarted: .loggingStarted
         case .loggingStopped: .loggingStopped
@@ -74,7 +74,7 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
 
     /// SEND_RARP after a migration: one RARP from the guest's MAC out of every other port,
     /// which also moves the MAC to this port in our own table.
-    func deviceRequestsAnnounce(_ device: VhostUserDevice, mac: [UInt8]) {
+    public func deviceRequestsAnnounce(_ device: VhostUserDevice, mac: [UInt8]) {
         guard mac.count == 6 else { return }
         if isReady { announce(mac) } else { pendingAnnouncement = mac }
     }
@@ -101,7 +101,7 @@ final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Sendable {
         emit(SwitchEvent(.rarpSent, port: name, data: ["mac": .string(text)]))
     }
 
-    func deviceReportedError(_ device: VhostUserDevice, message: String) {
+    public func deviceReportedError(_ device: VhostUserDevice, message: String) {
         logger.warning("\(message)")
         emit(SwitchEvent(.error, port: name, data: ["message": .string(message)]))
     }

@@ -4,7 +4,7 @@ import VhostSystem
 
 /// Numbers every switch event, keeps the last `capacity` of them for replay
 /// (Last-Event-ID, ?since=N, GET /v1/events as JSON) and pushes each new one to the open
-/// event streams whose filter it matches. Install `handler` as the PortManager's event
+/// event streams whose filter it matches. Install `handler` as the PortService's event
 /// handler. Publishing never blocks on a client: a stream that falls too far behind is cut.
 public final class EventHub: Sendable {
     public struct Event: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Dataplane
+import PortService
 import VhostSystem
 import VhostUser
 import Virtio
@@ -84,7 +85,8 @@ enum MetricsExposition {
         metrics.add("vhost_switch_build_info", "gauge", "Always 1; the version is a label.", [("version", ManagementAPI.version)], 1)
         metrics.add("vhost_switch_uptime_seconds", "gauge", "Seconds since the management plane started.", [],
                     (MonotonicClock.nanoseconds() &- api.startedAt) / 1_000_000_000)
-        let ports = api.ports.allPorts
+        let statistics = api.service.switchStatistics
+        let ports = statistics.ports
         metrics.add("vhost_switch_ports", "gauge", "Ports configured.", [], UInt64(ports.count))
 
         metrics.declare("vhost_switch_port_up", "gauge",
@@ -99,9 +101,8 @@ enum MetricsExposition {
         declareFamilies(PacketSocketPortStatistics.Snapshot.self, in: metrics)
         declareFamilies(PortSwitchStatistics.self, in: metrics)
         for port in ports {
-            let totals = api.totals(port)
-            let name = port.spec.name
-            if let info = totals.info {
+            let name = port.name
+            if let info = port.device {
                 metrics.add("vhost_switch_port_up", "gauge", "", [("port", name)], info.state == .ready ? 1 : 0)
                 metrics.add("vhost_switch_port_sessions_total", "counter", "", [("port", name)], info.sessions)
                 metrics.add("vhost_switch_port_refused_requests_total", "counter", "", [("port", name)], info.refusedRequests)
@@ -110,17 +111,16 @@ enum MetricsExposition {
             }
             if port.device != nil {
                 // The rings' side: what the switch took from the guest's transmit rings is rx.
-                add(totals.rx, labels: [("port", name), ("direction", "rx")], to: metrics)
-                add(totals.tx, labels: [("port", name), ("direction", "tx")], to: metrics)
+                add(port.rx, labels: [("port", name), ("direction", "rx")], to: metrics)
+                add(port.tx, labels: [("port", name), ("direction", "tx")], to: metrics)
             }
-            if let kernel = port.packetStatistics?.snapshot() {
+            if let kernel = port.kernel {
                 metrics.add("vhost_switch_port_up", "gauge", "", [("port", name)], port.linkUp == true ? 1 : 0)
                 add(kernel, labels: [("port", name)], to: metrics)
             }
-            add(api.ports.fabric.statistics(portID: port.id), labels: [("port", name)], to: metrics)
+            add(port.switchCounters, labels: [("port", name)], to: metrics)
         }
 
-        let threads = api.ports.fabric.pollThreadStatistics
         let threadFamilies: [(String, String, KeyPath<PollThreadStatistics.Snapshot, UInt64>)] = [
             ("iterations_total", "Poll loop iterations.", \.iterations),
             ("busy_cycles_total", "TSC cycles spent in iterations that moved packets.", \.busyCycles),
@@ -132,22 +132,21 @@ enum MetricsExposition {
         metrics.declare("vhost_switch_pmd_busy_cycles_per_packet", "gauge", "Busy TSC cycles per forwarded packet.")
         metrics.declare("vhost_switch_pmd_max_burst_seconds", "gauge", "The longest poll loop iteration since start.")
         metrics.declare("vhost_switch_pmd_queues", "gauge", "Receive queues assigned to the poll thread.")
-        let assignments = api.ports.fabric.queueAssignments
-        for (index, snapshot) in threads.enumerated() {
-            let labels = [("thread", String(index))]
+        for thread in statistics.pollThreads {
+            let snapshot = thread.statistics
+            let labels = [("thread", String(thread.index))]
             for (suffix, _, path) in threadFamilies {
                 metrics.add("vhost_switch_pmd_\(suffix)", "counter", "", labels, snapshot[keyPath: path])
             }
             metrics.add("vhost_switch_pmd_busy_cycles_per_packet", "gauge", "", labels, value: String(snapshot.busyCyclesPerPacket))
             metrics.add("vhost_switch_pmd_max_burst_seconds", "gauge", "", labels,
                         value: String(Double(snapshot.maxIterationNanoseconds) / 1e9))
-            metrics.add("vhost_switch_pmd_queues", "gauge", "", labels, UInt64(assignments.filter { $0.pollThread == index }.count))
+            metrics.add("vhost_switch_pmd_queues", "gauge", "", labels, UInt64(thread.queues.count))
         }
 
-        let fdb = api.ports.fabric.fdb
         metrics.add("vhost_switch_fdb_entries", "gauge", "MAC addresses in the forwarding database.", [],
-                    UInt64(fdb.entries(now: ManagementAPI.nowSeconds()).count))
-        metrics.add("vhost_switch_fdb_capacity", "gauge", "Slots in the forwarding database.", [], UInt64(fdb.capacity))
+                    UInt64(statistics.fdbEntries))
+        metrics.add("vhost_switch_fdb_capacity", "gauge", "Slots in the forwarding database.", [], UInt64(statistics.fdbCapacity))
 
         let counts = api.events.counts
         metrics.declare("vhost_switch_events_total", "counter", "Events published, by type.")

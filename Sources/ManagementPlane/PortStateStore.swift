@@ -1,10 +1,12 @@
 import Dataplane
 import Logging
+import PortService
 import Synchronization
 import VhostSystem
 
 /// The ports and their settings in `<state-dir>/ports.json`, written atomically (temp file,
-/// fsync, rename) after every change, read once at start-up. A file that cannot be read
+/// fsync, rename) after every change (an observer of `PortService`, subscribed once start-up
+/// has restored the saved ports and created the configured ones), read once at start-up. A file that cannot be read
 /// back is never dropped silently: it is logged and renamed aside with a timestamp suffix.
 public final class PortStateStore: Sendable {
     public static let fileName = "ports.json"
@@ -31,23 +33,11 @@ public final class PortStateStore: Sendable {
         public var movedAside: String?
     }
 
-    /// The spec to persist for a port: its settings now, with the offered feature mask
-    /// as it is after any PUT/PATCH of /features.
-    public static func persistedSpec(_ port: PortManager.Port) -> PortSpec {
-        var spec = port.spec
-        if case .vhostUser(var vhost) = spec.kind, let device = port.device {
-            vhost.featureMask = device.offeredFeatures
-            vhost.enableFeatures = []
-            vhost.disableFeatures = []
-            spec.kind = .vhostUser(vhost)
-        }
-        return spec
-    }
-
-    public func save(_ ports: [PortManager.Port]) throws(SystemError) {
+    /// Writes `specs` (each with its offered mask resolved, as `PortService` keeps them).
+    public func save(_ specs: [PortSpec]) throws(SystemError) {
         let document: JSON = [
             "version": .integer(Self.formatVersion),
-            "ports": .array(ports.map { PortSpecEncoder.encode(Self.persistedSpec($0)) }),
+            "ports": .array(specs.map(PortSpecEncoder.encode)),
         ]
         try writing.withLock { _ throws(SystemError) in
             try FileSystem.makeDirectoryTree(directory, permissions: 0o700)
@@ -55,9 +45,9 @@ public final class PortStateStore: Sendable {
         }
     }
 
-    /// Saves, logging instead of failing: the API change already happened.
-    public func saveLogging(_ ports: [PortManager.Port]) {
-        do { try save(ports) } catch {
+    /// Saves, logging instead of failing: the change already happened.
+    public func saveLogging(_ specs: [PortSpec]) {
+        do { try save(specs) } catch {
             logger.error("cannot save the port state", metadata: ["path": "\(path)", "error": "\(error)"])
         }
     }
@@ -118,6 +108,10 @@ public final class PortStateStore: Sendable {
             return nil
         }
     }
+}
+
+extension PortStateStore: PortChangeObserver {
+    public func portsChanged(_ specs: [PortSpec]) { saveLogging(specs) }
 }
 
 extension String {

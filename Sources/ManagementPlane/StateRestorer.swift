@@ -1,12 +1,13 @@
 import Dataplane
 import Logging
+import PortService
 
 /// Start-up: re-creates the ports saved in the state directory. Problems are logged, never
 /// fatal: one bad entry must not keep the other ports (and the API) down.
 public enum StateRestorer {
     /// Returns the names of the ports restored.
     @discardableResult
-    public static func restore(from store: PortStateStore, into ports: PortManager, logger: Logger) -> Set<String> {
+    public static func restore(from store: PortStateStore, into ports: PortService, logger: Logger) -> Set<String> {
         let loaded = store.load()
         for problem in loaded.problems {
             logger.error("saved port state: \(problem)")
@@ -30,7 +31,7 @@ public enum StateRestorer {
         }
         if loaded.movedAside != nil {
             // The good entries now live in a fresh file beside the moved-aside original.
-            store.saveLogging(ports.allPorts)
+            store.saveLogging(ports.specs)
         }
         return restored
     }

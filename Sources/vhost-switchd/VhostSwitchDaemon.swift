@@ -2,6 +2,7 @@ import ArgumentParser
 import Dataplane
 import Logging
 import ManagementPlane
+import PortService
 import VhostSystem
 import VhostUser
 
@@ -98,7 +99,7 @@ struct VhostSwitchDaemon: ParsableCommand {
         let socketDirectory = SocketDirectory(root: resolvedSocketDir)
         try FileSystem.makeDirectoryTree(socketDirectory.root)
         let events = EventHub()
-        let ports = PortManager(fabric: fabric, controlLoop: controlLoop, socketDirectory: socketDirectory, logger: logger,
+        let ports = PortService(fabric: fabric, controlLoop: controlLoop, socketDirectory: socketDirectory, logger: logger,
                                 emit: events.handler)
         let store = PortStateStore(directory: stateDir, logger: logger)
         let restored = StateRestorer.restore(from: store, into: ports, logger: logger)
@@ -118,7 +119,7 @@ struct VhostSwitchDaemon: ParsableCommand {
         }
         logger.info("vhost-switchd running", metadata: [
             "socket-dir": "\(socketDirectory.root)", "pmd-threads": "\(pmdThreads)",
-            "polling": "\(busyPoll ? "busy" : "adaptive")", "ports": "\(ports.allPorts.count)",
+            "polling": "\(busyPoll ? "busy" : "adaptive")", "ports": "\(ports.portCount)",
         ])
 
         var apiConfiguration = ManagementServer.Configuration(socketPath: resolvedAPISocket)
@@ -126,7 +127,10 @@ struct VhostSwitchDaemon: ParsableCommand {
         if let apiTokenFile {
             do { apiConfiguration.token = try BearerToken.load(path: apiTokenFile) } catch { throw ValidationError(error.description) }
         }
-        let api = ManagementAPI(ports: ports, events: events, store: store, logger: logger)
+        // From here on every change is saved (not before: a saved port that could not be
+        // restored stays in the file, and the config file's ports are saved with the next change).
+        ports.addObserver(store)
+        let api = ManagementAPI(service: ports, events: events, logger: logger)
         let server: ManagementServer
         do { server = try ManagementServer(api: api, configuration: apiConfiguration, logger: logger) } catch {
             ports.deleteAll()

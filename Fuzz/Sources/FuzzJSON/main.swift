@@ -9,7 +9,7 @@
 //   4  PATCH /v1/ports/fz0/features
 //   5  POST  /v1/ports                 (a created port is deleted again)
 //   6  any request: "METHOD PATH\n" then the body (the event stream is not opened)
-// The API runs on a real Switch + control loop + PortManager with a socket directory under
+// The API runs on a real Switch + control loop + PortService with a socket directory under
 // /tmp, like the daemon; the fixture port fz0 is re-created if a request deleted it. Every
 // response must be a well-formed HTTP status and, for errors, a JSON body.
 import Dataplane
@@ -17,6 +17,7 @@ import FuzzSupport
 import Glibc
 import Logging
 import ManagementPlane
+import PortService
 import VhostSystem
 import VhostUser
 
@@ -40,18 +41,18 @@ let fabric: Switch = {
 }()
 let controlLoop = try! VhostUserControlLoop(logger: quiet)
 let events = EventHub()
-let ports: PortManager = {
+let ports: PortService = {
     try! FileSystem.makeDirectoryTree(scratch + "/sockets")
-    return PortManager(fabric: fabric, controlLoop: controlLoop, socketDirectory: SocketDirectory(root: scratch + "/sockets"),
+    return PortService(fabric: fabric, controlLoop: controlLoop, socketDirectory: SocketDirectory(root: scratch + "/sockets"),
                        logger: quiet, emit: events.handler)
 }()
-let api = ManagementAPI(ports: ports, events: events, store: nil, logger: quiet)
+let api = ManagementAPI(service: ports, events: events, logger: quiet)
 let store = PortStateStore(directory: stateDirectory, logger: quiet)
 let fixtureSpec = PortSpec(name: "fz0", kind: .vhostUser(PortSpec.VhostUser(socketPath: "fz0.sock")))
 
 func ensureFixturePort() {
-    if let port = ports.port(named: "fz0"), let device = port.device {
-        try? device.setOfferedFeatures(VhostUserDevice.defaultOfferedFeatures)
+    if ports.port(named: "fz0") != nil {
+        _ = try? ports.changeOfferedFeatures(port: "fz0", .mask(VhostUserDevice.defaultOfferedFeatures))
         return
     }
     _ = try? ports.create(fixtureSpec)

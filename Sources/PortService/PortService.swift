@@ -1,3 +1,4 @@
+import Dataplane
 import Logging
 import Synchronization
 import VhostSystem
@@ -5,9 +6,12 @@ import VhostUser
 import Virtio
 
 /// The one thread-safe facade over ports: creates and deletes them (vhost-user devices
-/// on the control loop plus their switch port), and answers what exists. The config file,
-/// the REST API and persistence all go through it.
-public final class PortManager: @unchecked Sendable {
+/// on the control loop plus their switch port), changes their offered features
+/// (`+Features`), tells observers after each change (`PortChangeObserver`: persistence),
+/// and answers what exists as plain values (`+ReadModels`). The config file, the REST API
+/// and state restore all go through it; nothing above it reaches the control loop, the
+/// switch or a device.
+public final class PortService: @unchecked Sendable {
     public struct PortError: Error, Equatable, CustomStringConvertible {
         public enum Code: String, Sendable { case invalid, conflict, notFound, unsupported, failed }
         public var code: Code
@@ -16,27 +20,32 @@ public final class PortManager: @unchecked Sendable {
         public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
     }
 
-    /// A port as it exists now.
-    public struct Port: Sendable {
-        public var spec: PortSpec
-        public var id: Int
+    /// A port as it exists now (internal: the API sees the read models).
+    struct Port: Sendable {
+        /// What the port was created with, its offered feature mask resolved
+        /// (`featureMask` set, enable/disable lists empty) and kept current by feature
+        /// changes: with the device's offer, the one source of truth.
+        var spec: PortSpec
+        var id: Int
         /// The absolute socket path (vhost-user).
-        public var socketPath: String?
-        public var device: VhostUserDevice?
+        var socketPath: String?
+        var device: VhostUserDevice?
         /// Kernel ports: the open socket (nil while the interface is missing) and its link.
-        public var packetPort: PacketSocketPort?
-        public var packetStatistics: PacketSocketPortStatistics?
-        public var linkUp: Bool?
+        var packetPort: PacketSocketPort?
+        var packetStatistics: PacketSocketPortStatistics?
+        var linkUp: Bool?
     }
 
-    public let fabric: Switch
-    public let controlLoop: VhostUserControlLoop
+    let fabric: Switch
+    let controlLoop: VhostUserControlLoop
     public let socketDirectory: SocketDirectory
     let logger: Logger
     let emit: SwitchEventHandler
     let ports = Mutex<[String: Port]>([:])
-    /// Serializes create/delete so checks and effects cannot interleave.
+    /// Serializes create/delete/feature changes so checks and effects cannot interleave,
+    /// and observers see the changes in the order they happened.
     let changes = Mutex<Void>(())
+    let observers = Mutex<[any PortChangeObserver]>([])
 
     public init(fabric: Switch, controlLoop: VhostUserControlLoop, socketDirectory: SocketDirectory,
                 logger: Logger, emit: @escaping SwitchEventHandler = { _ in }) {
@@ -48,43 +57,44 @@ public final class PortManager: @unchecked Sendable {
         fabric.addHousekeepingTask { [weak self] in self?.superviseKernelPorts() }
     }
 
-    public var allPorts: [Port] { ports.withLock { Array($0.values) }.sorted { $0.id < $1.id } }
+    var allPorts: [Port] { ports.withLock { Array($0.values) }.sorted { $0.id < $1.id } }
 
-    public func port(named name: String) -> Port? { ports.withLock { $0[name] } }
+    /// What persistence saves: every port's spec, in creation order.
+    public var specs: [PortSpec] { allPorts.map(\.spec) }
 
-    /// The feature mask a vhost-user spec offers: the default, or its mask, then its
-    /// enable/disable lists. Names and bits outside what the switch supports are refused.
-    public static func offeredFeatures(for spec: PortSpec.VhostUser) throws(PortError) -> UInt64 {
-        var mask = spec.featureMask ?? VhostUserDevice.defaultOfferedFeatures
-        for (names, enable) in [(spec.enableFeatures, true), (spec.disableFeatures, false)] {
-            for name in names {
-                guard let bit = FeatureNames.bit(named: name) else { throw PortError(.invalid, "unknown feature \"\(name)\"") }
-                let bitMask = UInt64(1) << UInt64(bit)
-                if enable && VhostUserDevice.supportedFeatures & bitMask == 0 {
-                    throw PortError(.invalid, "feature \"\(name)\" is not supported by this switch")
-                }
-                if enable { mask |= bitMask } else { mask &= ~bitMask }
-            }
-        }
-        let unsupported = mask & ~VhostUserDevice.supportedFeatures
-        if unsupported != 0 {
-            throw PortError(.invalid, "features \(FeatureNames.names(of: unsupported)) are not supported by this switch")
-        }
-        return mask
+    public var portCount: Int { ports.withLock { $0.count } }
+
+    /// Subscribes `observer` to every later change (create, delete, a new offered mask).
+    public func addObserver(_ observer: any PortChangeObserver) {
+        observers.withLock { $0.append(observer) }
+    }
+
+    /// Called with `changes` held, so observers see changes one at a time and in order.
+    func changed() {
+        let specs = self.specs
+        for observer in observers.withLock({ $0 }) { observer.portsChanged(specs) }
     }
 
     /// Creates a port. A failure undoes whatever was done, so nothing half-made remains.
     @discardableResult
-    public func create(_ spec: PortSpec) throws(PortError) -> Port {
+    public func create(_ spec: PortSpec) throws(PortError) -> PortView {
+        let port = try createPort(spec)
+        return view(of: port)
+    }
+
+    private func createPort(_ spec: PortSpec) throws(PortError) -> Port {
         try changes.withLock { _ throws(PortError) -> Port in
             if let problem = PortSpec.validateName(spec.name) { throw PortError(.invalid, problem) }
             if ports.withLock({ $0[spec.name] }) != nil { throw PortError(.conflict, "a port named \"\(spec.name)\" exists") }
+            let port: Port
             switch spec.kind {
             case .vhostUser(let vhost):
-                return try createVhostUser(spec, vhost)
+                port = try createVhostUser(spec, vhost)
             case .afPacket(let interface):
-                return try createPacketPort(spec, interface: interface)
+                port = try createPacketPort(spec, interface: interface)
             }
+            changed()
+            return port
         }
     }
 
@@ -94,7 +104,8 @@ public final class PortManager: @unchecked Sendable {
         if ports.withLock({ $0.values.contains { $0.socketPath == path } }) {
             throw PortError(.conflict, "socket \(path) is used by another port")
         }
-        let features = try Self.offeredFeatures(for: vhost)
+        let features: UInt64
+        do throws(FeatureOffer.Problem) { features = try FeatureOffer.mask(for: vhost) } catch { throw PortError(.invalid, error.description) }
         do { try socketDirectory.prepareParent(of: path) } catch { throw PortError(.invalid, error.message) }
 
         guard let id = fabric.addPort(name: spec.name, mtu: vhost.mtu) else {
@@ -120,7 +131,11 @@ public final class PortManager: @unchecked Sendable {
                 throw PortError(.invalid, "cannot set the socket's owner: \(error)")
             }
         }
-        let port = Port(spec: spec, id: id, socketPath: path, device: device)
+        var resolved = vhost
+        resolved.featureMask = features
+        resolved.enableFeatures = []
+        resolved.disableFeatures = []
+        let port = Port(spec: PortSpec(name: spec.name, kind: .vhostUser(resolved)), id: id, socketPath: path, device: device)
         ports.withLock { $0[spec.name] = port }
         logger.info("port created", metadata: ["port": "\(spec.name)", "socket": "\(path)", "mode": "\(vhost.mode.rawValue)"])
         emit(SwitchEvent(.portCreated, port: spec.name))
@@ -202,6 +217,16 @@ public final class PortManager: @unchecked Sendable {
 
     /// Deletes a port: the front-end is disconnected, the server socket file removed.
     public func delete(name: String) throws(PortError) {
+        try remove(name: name, notify: true)
+    }
+
+    /// Deletes every port, for shutdown. Observers are not told: the saved state keeps the
+    /// ports for the next start.
+    public func deleteAll() {
+        for port in allPorts { try? remove(name: port.spec.name, notify: false) }
+    }
+
+    private func remove(name: String, notify: Bool) throws(PortError) {
         try changes.withLock { _ throws(PortError) in
             guard let port = ports.withLock({ $0.removeValue(forKey: name) }) else {
                 throw PortError(.notFound, "no port named \"\(name)\"")
@@ -210,11 +235,7 @@ public final class PortManager: @unchecked Sendable {
             fabric.removePort(id: port.id)
             logger.info("port deleted", metadata: ["port": "\(name)"])
             emit(SwitchEvent(.portDeleted, port: name))
+            if notify { changed() }
         }
-    }
-
-    /// Deletes every port, for shutdown.
-    public func deleteAll() {
-        for port in allPorts { try? delete(name: port.spec.name) }
     }
 }
