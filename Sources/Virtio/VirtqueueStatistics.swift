@@ -130,7 +130,7 @@ public struct VirtqueueStatisticsSnapshot: Equatable, Sendable, CounterSnapshot 
               "Avail entries skipped without a used entry: head index out of range, or a head already taken in the same burst (the guest submitted it twice).",
               metric: .ringInvalidHeads),
         .init(\.ringErrors, json: "ring_errors", .events,
-              "Times the ring was declared broken (avail.idx more than the ring size ahead).", metric: .ringErrors),
+              "Times the ring was stopped: avail.idx more than the ring size ahead, a packed buffer past the ring's lap, or 64 bursts in a row that ended at an invalid chain.", metric: .ringErrors),
     ]
 
     /// All drops together.
