@@ -48,10 +48,9 @@ final class FaultTests: XCTestCase {
 
     private func occurrences(_ text: String, in output: String) -> Int { output.components(separatedBy: text).count - 1 }
 
-    /// GET on the daemon's API socket (curl), for diagnostics in failure messages.
+    /// GET on the daemon's API socket: the body, for diagnostics in failure messages.
     private func api(_ daemon: SwitchDaemonProcess, _ path: String) -> String {
-        (try? NetworkNamespaceFixture.run(["/usr/bin/curl", "-s", "--unix-socket", daemon.runDirectory + "/api.sock",
-                                           "http://localhost" + path], check: false).output) ?? "(curl failed)"
+        (try? daemon.api.request("GET", path).body) ?? "(curl failed)"
     }
 
     // MARK: Front-end SIGKILLed mid-traffic
