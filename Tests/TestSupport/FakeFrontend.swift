@@ -1,14 +1,32 @@
+import Glibc
 import Synchronization
 import VhostSystem
 import VhostUser
 import Virtio
 
-/// A scriptable vhost-user front-end for tests: builds every request (well-formed or not),
-/// sends it with fds, and reads replies. `pump` runs while waiting for a reply, so a test
-/// that drives a `VhostUserConnection` directly can let it process the request.
+/// A scriptable vhost-user front-end for tests and for the hostile tool (Fuzz/HostileFrontend):
+/// builds every request (well-formed or not, any flags), sends it with any fds, and reads
+/// replies with a time-out, telling a closed session from a silent one. `pump` runs while
+/// waiting, so a test that drives a `VhostUserConnection` directly can let it process the
+/// request; without one, waits sleep in poll(2) on the socket.
 public final class FakeFrontend {
     public let socket: FileDescriptor
     public var pump: (() -> Void)?
+
+    public enum Failure: Error, Equatable {
+        /// The socket stayed full for the whole send time-out.
+        case sendTimedOut
+    }
+
+    /// What came back for a request: a reply, the end of the session, or nothing in time.
+    public enum Answer: Equatable {
+        case reply(Reply)
+        case closed
+        case timedOut
+
+        public var reply: Reply? { if case .reply(let reply) = self { reply } else { nil } }
+        public var u64: UInt64? { reply?.u64 }
+    }
 
     public struct Reply: Equatable {
         public var request: UInt32
@@ -38,37 +56,51 @@ public final class FakeFrontend {
 
     // MARK: Sending
 
-    /// Sends bytes as one sendmsg with `fds` attached (at most 8), retrying while the
-    /// socket is full (pumping the back-end meanwhile).
-    public func sendRaw(_ bytes: [UInt8], fds: [FileDescriptor] = []) throws {
+    /// Sends bytes with `fds` attached to the first sendmsg (at most 8), retrying while the
+    /// socket is full (pumping the back-end meanwhile): for ever, or until
+    /// `timeoutMilliseconds` passed (then `Failure.sendTimedOut`). A closed peer throws its errno.
+    public func sendRaw(_ bytes: [UInt8], fds: [FileDescriptor] = [], timeoutMilliseconds: Int? = nil) throws {
+        let deadline = timeoutMilliseconds.map { MonotonicClock.nanoseconds() + UInt64($0) * 1_000_000 } ?? .max
         var offset = 0
         var attached = fds
-        while offset < bytes.count || (bytes.isEmpty && offset == 0) {
+        while true {
             do {
-                let sent = try UnixSocket.send(socket, bytes: Array(bytes[offset...]), fds: attached)
+                offset += try UnixSocket.send(socket, bytes: Array(bytes[offset...]), fds: attached)
                 attached = []
-                offset += sent
-                if bytes.isEmpty { break }
+                if offset >= bytes.count { return }
             } catch {
                 guard error.wouldBlock else { throw error }
                 pump?()
-                SystemThread.sleep(milliseconds: 1)
+                guard wait(for: POLLOUT, until: deadline) else { throw Failure.sendTimedOut }
             }
         }
+    }
+
+    /// Waits until the socket has `events` or `deadline` (monotonic nanoseconds) comes; false
+    /// once it has passed. With a `pump` it waits at most 1 ms, so the back-end runs between.
+    private func wait(for events: Int32, until deadline: UInt64) -> Bool {
+        let now = MonotonicClock.nanoseconds()
+        guard now < deadline else { return false }
+        let remaining = Int32(clamping: (deadline - now + 999_999) / 1_000_000)
+        var descriptor = pollfd(fd: socket.rawValue, events: Int16(events), revents: 0)
+        _ = poll(&descriptor, 1, pump == nil ? remaining : min(remaining, 1))
+        return true
     }
 
     public static func header(_ request: UInt32, flags: UInt32 = VhostUserHeader.version, size: Int) -> [UInt8] {
         VhostUserHeader(request: request, flags: flags, size: UInt32(size)).encoded
     }
 
-    public func send(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = [], needReply: Bool = false) throws {
-        try sendCode(request.rawValue, payload, fds: fds, needReply: needReply)
+    public func send(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = [], needReply: Bool = false,
+                     timeoutMilliseconds: Int? = nil) throws {
+        try sendCode(request.rawValue, payload, fds: fds, needReply: needReply, timeoutMilliseconds: timeoutMilliseconds)
     }
 
+    /// Any request code with any header flags (NEED_REPLY added when `needReply`).
     public func sendCode(_ code: UInt32, _ payload: [UInt8] = [], fds: [FileDescriptor] = [], needReply: Bool = false,
-                         flags: UInt32 = VhostUserHeader.version) throws {
+                         flags: UInt32 = VhostUserHeader.version, timeoutMilliseconds: Int? = nil) throws {
         let allFlags = flags | (needReply ? VhostUserHeader.needReplyFlag : 0)
-        try sendRaw(Self.header(code, flags: allFlags, size: payload.count) + payload, fds: fds)
+        try sendRaw(Self.header(code, flags: allFlags, size: payload.count) + payload, fds: fds, timeoutMilliseconds: timeoutMilliseconds)
     }
 
     // MARK: Payload builders
@@ -133,46 +165,50 @@ public final class FakeFrontend {
 
     /// The next reply, or nil when none came within the timeout or the peer closed.
     public func readReply(timeoutMilliseconds: Int = 2000) -> Reply? {
+        receiveAnswer(timeoutMilliseconds: timeoutMilliseconds).reply
+    }
+
+    /// The next message (header and payload), the end of the session (EOF or a socket
+    /// error), or nothing within the timeout.
+    public func receiveAnswer(timeoutMilliseconds: Int = 2000) -> Answer {
         var buffer: [UInt8] = []
         var wanted = VhostUserHeader.size
         var header: VhostUserHeader?
         let deadline = MonotonicClock.nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
-        while MonotonicClock.nanoseconds() < deadline {
+        while true {
             pump?()
             do {
                 let received = try UnixSocket.receive(socket, maxBytes: wanted - buffer.count)
-                if received.bytes.isEmpty { return nil }
+                if received.bytes.isEmpty { return .closed }
                 buffer += received.bytes
                 if header == nil, buffer.count == VhostUserHeader.size {
                     header = VhostUserHeader(decoding: buffer)
                     wanted = VhostUserHeader.size + Int(header!.size)
                 }
                 if let header, buffer.count == wanted {
-                    return Reply(request: header.request, flags: header.flags, payload: Array(buffer[VhostUserHeader.size...]))
+                    return .reply(Reply(request: header.request, flags: header.flags, payload: Array(buffer[VhostUserHeader.size...])))
                 }
             } catch {
-                if !error.wouldBlock { return nil }
-                SystemThread.sleep(milliseconds: 1)
+                if !error.wouldBlock { return .closed }
+                guard wait(for: POLLIN, until: deadline) else { return .timedOut }
             }
         }
-        return nil
     }
 
     /// True when the back-end closed the connection (EOF) within the timeout. Discards
     /// anything it sent before.
     public func waitForClose(timeoutMilliseconds: Int = 2000) -> Bool {
         let deadline = MonotonicClock.nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
-        while MonotonicClock.nanoseconds() < deadline {
+        while true {
             pump?()
             do {
                 let received = try UnixSocket.receive(socket, maxBytes: 4096)
                 if received.bytes.isEmpty { return true }
             } catch {
                 if !error.wouldBlock { return true }
-                SystemThread.sleep(milliseconds: 1)
+                guard wait(for: POLLIN, until: deadline) else { return false }
             }
         }
-        return false
     }
 
     /// Nothing to read right now (and not closed).
@@ -192,10 +228,13 @@ public final class FakeFrontend {
         return readReply()
     }
 
-    /// Sends with need_reply and returns the REPLY_ACK value (0 success), nil when none came.
-    public func acked(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = []) throws -> UInt64? {
-        try send(request, payload, fds: fds, needReply: true)
-        return readReply()?.u64
+    /// Sends with need_reply and returns the REPLY_ACK value (0 success), nil when none came
+    /// within `timeoutMilliseconds` (a send blocked on a full socket gives up after
+    /// `sendTimeoutMilliseconds`, never when nil).
+    public func acked(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = [],
+                      timeoutMilliseconds: Int = 2000, sendTimeoutMilliseconds: Int? = nil) throws -> UInt64? {
+        try send(request, payload, fds: fds, needReply: true, timeoutMilliseconds: sendTimeoutMilliseconds)
+        return readReply(timeoutMilliseconds: timeoutMilliseconds)?.u64
     }
 
     public func close() { socket.close() }

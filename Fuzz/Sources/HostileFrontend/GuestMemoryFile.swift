@@ -1,9 +1,11 @@
 import CVhostShims
 import Glibc
 import VhostSystem
+import VhostUser
+import Virtio
 
 func descriptorBytes(address: UInt64, length: UInt32, flags: UInt16, next: UInt16) -> [UInt8] {
-    var w = Writer()
+    var w = LittleEndianWriter()
     w.u64(address); w.u32(length); w.u16(flags); w.u16(next)
     return w.bytes
 }
@@ -15,7 +17,7 @@ final class GuestMemoryFile {
     let size: Int
     let fd: FileDescriptor
     let mapping: MemoryMapping
-    let region: Payload.Region
+    let region: GuestMemoryRegionDescriptor
 
     /// The shared memory of most cases is 1 MiB; the cases that shrink memory or need big
     /// rings make their own (so a shrunk file never reaches another case).
@@ -23,7 +25,7 @@ final class GuestMemoryFile {
         self.size = size
         fd = try MemFD.create(name: name, size: size)
         mapping = try MemoryMapping(descriptor: fd, length: size)
-        region = Payload.Region(gpa: 0, size: UInt64(size), uva: 0x7f00_0000_0000, offset: 0)
+        region = GuestMemoryRegionDescriptor(guestPhysicalAddress: 0, size: UInt64(size), userspaceAddress: 0x7f00_0000_0000, mmapOffset: 0)
     }
 
     func duplicate() -> FileDescriptor { try! FileDescriptor.duplicate(fd.rawValue) }
@@ -34,13 +36,13 @@ final class GuestMemoryFile {
     func shrink(to bytes: Int) { _ = ftruncate(fd.rawValue, off_t(bytes)) }
 
     /// Guest-physical `gpa` as the front-end's virtual address (what SET_VRING_ADDR takes).
-    func userAddress(_ gpa: Int) -> UInt64 { region.uva + UInt64(gpa) }
+    func userAddress(_ gpa: Int) -> UInt64 { region.userspaceAddress + UInt64(gpa) }
 
     /// Rings and buffers back to zero (each iteration starts from clean memory).
     func reset() { mapping.base.initializeMemory(as: UInt8.self, repeating: 0, count: 0x40000) }
 
     func ringAddresses(_ ring: Int) -> (descriptor: UInt64, avail: UInt64, used: UInt64) {
-        let base = region.uva + UInt64(ring) * 0x4000
+        let base = region.userspaceAddress + UInt64(ring) * 0x4000
         return (base, base + 0x1000, base + 0x2000)
     }
 
