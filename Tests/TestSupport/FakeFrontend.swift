@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 import VhostSystem
 import VhostUser
 import Virtio
@@ -240,62 +239,6 @@ public final class FakeFrontend {
     public func close() { socket.close() }
 }
 
-/// Shared guest memory for a fake front-end: a memfd mapped here too, so tests can write
-/// ring indices the back-end reads. Rings are placed at fixed offsets.
-public final class FakeFrontendMemory {
-    public let fd: FileDescriptor
-    public let mapping: MemoryMapping
-    public let size: UInt64
-    public let guestPhysicalAddress: UInt64
-    public let userspaceAddress: UInt64
-    /// Each ring gets 16 KiB: descriptors at +0, avail at +0x1000, used at +0x2000 (size <= 256).
-    public static let ringStride: UInt64 = 0x4000
-
-    public init(size: UInt64 = 1 << 20, guestPhysicalAddress: UInt64 = 0, userspaceAddress: UInt64 = 0x7f00_0000_0000) throws {
-        fd = try MemFD.create(name: "fake-guest", size: Int(size))
-        mapping = try MemoryMapping(descriptor: fd, length: Int(size))
-        self.size = size
-        self.guestPhysicalAddress = guestPhysicalAddress
-        self.userspaceAddress = userspaceAddress
-    }
-
-    public var descriptor: GuestMemoryRegionDescriptor {
-        GuestMemoryRegionDescriptor(guestPhysicalAddress: guestPhysicalAddress, size: size, userspaceAddress: userspaceAddress, mmapOffset: 0)
-    }
-
-    public func ringAddresses(_ index: Int) -> (descriptor: UInt64, avail: UInt64, used: UInt64) {
-        let base = userspaceAddress + UInt64(index) * Self.ringStride
-        return (base, base + 0x1000, base + 0x2000)
-    }
-
-    public func vringAddressPayload(_ index: Int, flags: UInt32 = 0, log: UInt64 = 0) -> [UInt8] {
-        let a = ringAddresses(index)
-        return FakeFrontend.vringAddress(index: UInt32(index), flags: flags, descriptor: a.descriptor, used: a.used, avail: a.avail, log: log)
-    }
-
-    /// Writes avail.idx of ring `index` (as the guest driver would).
-    public func setAvailIndex(_ ring: Int, _ value: UInt16) {
-        let offset = Int(UInt64(ring) * Self.ringStride + 0x1000 + 2)
-        mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
-    }
-
-    /// used.flags of ring `index` (VRING_USED_F_NO_NOTIFY is bit 0).
-    public func usedFlags(_ ring: Int) -> UInt16 {
-        let offset = Int(UInt64(ring) * Self.ringStride + 0x2000)
-        return UInt16(littleEndian: mapping.base.load(fromByteOffset: offset, as: UInt16.self))
-    }
-
-    public func setUsedFlags(_ ring: Int, _ value: UInt16) {
-        let offset = Int(UInt64(ring) * Self.ringStride + 0x2000)
-        mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
-    }
-
-    public func setUsedIndex(_ ring: Int, _ value: UInt16) {
-        let offset = Int(UInt64(ring) * Self.ringStride + 0x2000 + 2)
-        mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
-    }
-}
-
 extension FakeFrontend {
     /// The usual session start: features, protocol features, owner, memory table, and (with
     /// the STATUS protocol feature) a driver status of DRIVER_OK, without which the back-end
@@ -340,52 +283,4 @@ extension FakeFrontend {
     public func enableRing(_ index: Int, _ enabled: Bool = true) throws -> Bool {
         try acked(.setVringEnable, Self.vringState(index: UInt32(index), num: enabled ? 1 : 0)) == 0
     }
-}
-
-/// Records every delegate call, thread-safe: for tests of the protocol layer.
-public final class RecordingDeviceDelegate: VhostUserDeviceDelegate {
-    public enum Event: Equatable, Sendable {
-        case connected
-        case queuesChanged([Int])
-        case ready
-        case destroyed
-        case vringState(Int, Bool)
-        case features(UInt64)
-        case migration(VhostUserMigrationEvent)
-        case announce([UInt8])
-        case error(String)
-        case mtu(Int)
-    }
-
-    private let state = Mutex<([Event], [ActiveQueue])>(([], []))
-    /// Called on each deviceQueuesChanged (on the control thread), for ordering checks.
-    public let onQueuesChanged = Mutex<(@Sendable ([ActiveQueue]) -> Void)?>(nil)
-
-    public init() {}
-
-    public var events: [Event] { state.withLock { $0.0 } }
-    /// The queues of the latest deviceQueuesChanged.
-    public var queues: [ActiveQueue] { state.withLock { $0.1 } }
-    public var errors: [String] { events.compactMap { if case .error(let text) = $0 { text } else { nil } } }
-    public func clear() { state.withLock { $0.0 = [] } }
-    public func count(_ event: Event) -> Int { events.filter { $0 == event }.count }
-
-    private func record(_ event: Event) { state.withLock { $0.0.append(event) } }
-
-    public func deviceConnected(_ device: VhostUserDevice) { record(.connected) }
-    public func deviceQueuesChanged(_ device: VhostUserDevice, queues: [ActiveQueue]) {
-        onQueuesChanged.withLock { $0 }?(queues)
-        state.withLock {
-            $0.0.append(.queuesChanged(queues.map(\.vringIndex)))
-            $0.1 = queues
-        }
-    }
-    public func deviceReady(_ device: VhostUserDevice) { record(.ready) }
-    public func deviceDestroyed(_ device: VhostUserDevice) { record(.destroyed) }
-    public func vringStateChanged(_ device: VhostUserDevice, vringIndex: Int, enabled: Bool) { record(.vringState(vringIndex, enabled)) }
-    public func featuresChanged(_ device: VhostUserDevice, features: UInt64) { record(.features(features)) }
-    public func migrationStateChanged(_ device: VhostUserDevice, event: VhostUserMigrationEvent) { record(.migration(event)) }
-    public func deviceRequestsAnnounce(_ device: VhostUserDevice, mac: [UInt8]) { record(.announce(mac)) }
-    public func deviceReportedError(_ device: VhostUserDevice, message: String) { record(.error(message)) }
-    public func deviceMTUChanged(_ device: VhostUserDevice, mtu: Int) { record(.mtu(mtu)) }
 }

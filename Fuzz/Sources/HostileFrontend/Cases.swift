@@ -39,7 +39,7 @@ final class Context {
     let connection: FakeFrontend
     /// The virtio features the handshake set (SET_FEATURES).
     let features: UInt64
-    let memory: GuestMemoryFile
+    let memory: FakeFrontendMemory
     let socketPath: String
     let otherSocket: String?
     var stallMilliseconds: Int32
@@ -48,7 +48,7 @@ final class Context {
     /// case and printed at the end.
     var outcome: String?
 
-    init(connection: FakeFrontend, features: UInt64, socketPath: String, memory: GuestMemoryFile, otherSocket: String?,
+    init(connection: FakeFrontend, features: UInt64, socketPath: String, memory: FakeFrontendMemory, otherSocket: String?,
          stallMilliseconds: Int32, daemon: DaemonProbe) {
         self.connection = connection
         self.features = features
@@ -80,9 +80,9 @@ final class Context {
 
     /// SET_MEM_TABLE with one region of `guest` (the shared memory unless given); true when
     /// accepted.
-    func setMemory(_ guest: GuestMemoryFile? = nil) -> Bool {
+    func setMemory(_ guest: FakeFrontendMemory? = nil) -> Bool {
         let guest = guest ?? memory
-        return c.ack(.setMemTable, FakeFrontend.memoryTable([guest.region]), fds: [guest.duplicate()]) == 0
+        return c.ack(.setMemTable, FakeFrontend.memoryTable([guest.descriptor]), fds: [guest.duplicateFD()]) == 0
     }
 
     /// Where one ring lives, as front-end virtual addresses (SET_VRING_ADDR), and its size.
@@ -94,7 +94,7 @@ final class Context {
     }
 
     /// The usual placement in `guest`: size 256 at ring * 0x4000.
-    func standardPlacement(_ ring: Int, in guest: GuestMemoryFile? = nil) -> RingPlacement {
+    func standardPlacement(_ ring: Int, in guest: FakeFrontendMemory? = nil) -> RingPlacement {
         let a = (guest ?? memory).ringAddresses(ring)
         return RingPlacement(size: 256, descriptor: a.descriptor, avail: a.avail, used: a.used)
     }
@@ -104,7 +104,7 @@ final class Context {
     /// (region at guest-physical 0), so used-ring writes go to the dirty log.
     func setUpRing(_ ring: Int, _ placement: RingPlacement, kick: EventFD, logUsed: Bool = false) -> Bool {
         let i = UInt32(ring)
-        let logAddress = logUsed ? placement.used - memory.region.userspaceAddress : 0
+        let logAddress = logUsed ? placement.used - memory.descriptor.userspaceAddress : 0
         let address = FakeFrontend.vringAddress(index: i, flags: logUsed ? 1 : 0, descriptor: placement.descriptor,
                                                 used: placement.used, avail: placement.avail, log: logAddress)
         return c.ack(.setVringNum, FakeFrontend.vringState(index: i, num: placement.size)) == 0
@@ -116,7 +116,7 @@ final class Context {
     }
 
     /// Rings 0 and 1 (size 256) in `guest`, the shared memory unless given.
-    func setUpRings(kicks: [EventFD], in guest: GuestMemoryFile? = nil, logUsed: Bool = false) -> Bool {
+    func setUpRings(kicks: [EventFD], in guest: FakeFrontendMemory? = nil, logUsed: Bool = false) -> Bool {
         (0..<2).allSatisfy { setUpRing($0, standardPlacement($0, in: guest), kick: kicks[$0], logUsed: logUsed) }
     }
 
@@ -128,7 +128,7 @@ final class Context {
     func startDriver() -> Bool { c.ack(.setStatus, FakeFrontend.u64(Self.driverReadyStatus)) == 0 }
 
     /// Memory and both rings, driver started: the device is ready and its rings are polled.
-    func ready(_ kicks: [EventFD], in guest: GuestMemoryFile? = nil) -> Bool {
+    func ready(_ kicks: [EventFD], in guest: FakeFrontendMemory? = nil) -> Bool {
         setMemory(guest) && setUpRings(kicks: kicks, in: guest) && startDriver()
     }
 
@@ -176,19 +176,19 @@ func allCases() -> [HostileCase] {
     add("fds-on-request-taking-none") { $0.refused(.setOwner, [], fds: eventFDs(3)) }
     add("fds-on-get-request") { $0.refusedRaw(getFeatures, [], fds: eventFDs(2)) }
     add("more-than-8-fds") { ctx in
-        ctx.refused(.setMemTable, FakeFrontend.memoryTable(Array(repeating: ctx.memory.region, count: 8)), fds: eventFDs(12))
+        ctx.refused(.setMemTable, FakeFrontend.memoryTable(Array(repeating: ctx.memory.descriptor, count: 8)), fds: eventFDs(12))
     }
     add("missing-fd-kick") { ctx in
         ctx.setMemory() && ctx.c.ack(.setVringNum, FakeFrontend.vringState(index: 0, num: 256)) == 0
             ? ctx.refused(.setVringKick, FakeFrontend.u64(0)) : true
     }
-    add("missing-fd-mem-table") { ctx in ctx.refused(.setMemTable, FakeFrontend.memoryTable([ctx.memory.region])) }
+    add("missing-fd-mem-table") { ctx in ctx.refused(.setMemTable, FakeFrontend.memoryTable([ctx.memory.descriptor])) }
     add("nofd-with-fd") { $0.refused(.setVringCall, FakeFrontend.u64(1 << 8), fds: eventFDs(1)) }
     add("mem-table-fd-count-mismatch") { ctx in
-        ctx.refused(.setMemTable, FakeFrontend.memoryTable([ctx.memory.region]), fds: [ctx.memory.duplicate(), ctx.memory.duplicate()])
+        ctx.refused(.setMemTable, FakeFrontend.memoryTable([ctx.memory.descriptor]), fds: [ctx.memory.duplicateFD(), ctx.memory.duplicateFD()])
     }
     add("mem-table-declared-count-mismatch") { ctx in
-        ctx.refused(.setMemTable, FakeFrontend.memoryTable([ctx.memory.region], declaredCount: 3), fds: [ctx.memory.duplicate()])
+        ctx.refused(.setMemTable, FakeFrontend.memoryTable([ctx.memory.descriptor], declaredCount: 3), fds: [ctx.memory.duplicateFD()])
     }
 
     // --- Vring index out of range (the device has 1 queue pair unless configured otherwise)
@@ -216,29 +216,29 @@ func allCases() -> [HostileCase] {
     add("mem-more-than-8-regions") { ctx in
         var regions: [GuestMemoryRegionDescriptor] = []
         for i in 0..<9 { regions.append(memoryRegion(gpa: UInt64(i) << 20, size: 4096, uva: UInt64(i) << 20)) }
-        return ctx.refused(.setMemTable, FakeFrontend.memoryTable(regions), fds: (0..<8).map { _ in ctx.memory.duplicate() })
+        return ctx.refused(.setMemTable, FakeFrontend.memoryTable(regions), fds: (0..<8).map { _ in ctx.memory.duplicateFD() })
     }
     func region(_ ctx: Context, _ change: (inout GuestMemoryRegionDescriptor) -> Void) -> [UInt8] {
-        var r = ctx.memory.region
+        var r = ctx.memory.descriptor
         change(&r)
         return FakeFrontend.memoryTable([r])
     }
-    add("mem-size-0") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.size = 0 }, fds: [ctx.memory.duplicate()]) }
-    add("mem-gpa-wraps") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.guestPhysicalAddress = ~UInt64(0) - 4095 }, fds: [ctx.memory.duplicate()]) }
-    add("mem-uva-wraps") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.userspaceAddress = ~UInt64(0) - 4095 }, fds: [ctx.memory.duplicate()]) }
-    add("mem-offset-wraps") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.mmapOffset = ~UInt64(0) - 4095 }, fds: [ctx.memory.duplicate()]) }
+    add("mem-size-0") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.size = 0 }, fds: [ctx.memory.duplicateFD()]) }
+    add("mem-gpa-wraps") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.guestPhysicalAddress = ~UInt64(0) - 4095 }, fds: [ctx.memory.duplicateFD()]) }
+    add("mem-uva-wraps") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.userspaceAddress = ~UInt64(0) - 4095 }, fds: [ctx.memory.duplicateFD()]) }
+    add("mem-offset-wraps") { ctx in ctx.refused(.setMemTable, region(ctx) { $0.mmapOffset = ~UInt64(0) - 4095 }, fds: [ctx.memory.duplicateFD()]) }
     add("mem-overlapping-regions") { ctx in
-        let r = ctx.memory.region
+        let r = ctx.memory.descriptor
         let half = memoryRegion(gpa: r.guestPhysicalAddress + r.size / 2, size: r.size / 2, uva: r.userspaceAddress + r.size)
-        return ctx.refused(.setMemTable, FakeFrontend.memoryTable([r, half]), fds: [ctx.memory.duplicate(), ctx.memory.duplicate()])
+        return ctx.refused(.setMemTable, FakeFrontend.memoryTable([r, half]), fds: [ctx.memory.duplicateFD(), ctx.memory.duplicateFD()])
     }
-    add("mem-unmappable-fd-eventfd") { ctx in ctx.refused(.setMemTable, FakeFrontend.memoryTable([ctx.memory.region]), fds: eventFDs(1)) }
-    add("mem-unmappable-fd-devnull") { ctx in ctx.refused(.setMemTable, FakeFrontend.memoryTable([ctx.memory.region]), fds: [devNull()]) }
+    add("mem-unmappable-fd-eventfd") { ctx in ctx.refused(.setMemTable, FakeFrontend.memoryTable([ctx.memory.descriptor]), fds: eventFDs(1)) }
+    add("mem-unmappable-fd-devnull") { ctx in ctx.refused(.setMemTable, FakeFrontend.memoryTable([ctx.memory.descriptor]), fds: [devNull()]) }
     add("mem-file-shorter-than-region") { ctx in
-        ctx.refused(.setMemTable, region(ctx) { $0.size = ctx.memory.region.size * 4 }, fds: [ctx.memory.duplicate()])
+        ctx.refused(.setMemTable, region(ctx) { $0.size = ctx.memory.descriptor.size * 4 }, fds: [ctx.memory.duplicateFD()])
     }
     add("mem-offset-past-end") { ctx in
-        ctx.refused(.setMemTable, region(ctx) { $0.mmapOffset = ctx.memory.region.size - 4096 }, fds: [ctx.memory.duplicate()])
+        ctx.refused(.setMemTable, region(ctx) { $0.mmapOffset = ctx.memory.descriptor.size - 4096 }, fds: [ctx.memory.duplicateFD()])
     }
 
     // --- SET_VRING_ADDR
@@ -250,23 +250,23 @@ func allCases() -> [HostileCase] {
         addressCase(ctx, descriptor: 0x1000_0000_0000, avail: 0x1000_0000_1000, used: 0x1000_0000_2000)
     }
     add("addr-partly-mapped") { ctx in
-        let start = ctx.memory.region.userspaceAddress
-        let end = start + ctx.memory.region.size
+        let start = ctx.memory.descriptor.userspaceAddress
+        let end = start + ctx.memory.descriptor.size
         return addressCase(ctx, descriptor: end - 0x800, avail: start + 0x1000, used: start + 0x2000)
     }
     add("addr-across-two-regions") { ctx in
         // Two adjacent regions from two fds; the descriptor table straddles the boundary.
         let m = ctx.memory
-        let half = m.region.size / 2
-        let u = m.region.userspaceAddress
+        let half = m.descriptor.size / 2
+        let u = m.descriptor.userspaceAddress
         let a = memoryRegion(gpa: 0, size: half, uva: u)
         let b = memoryRegion(gpa: half, size: half, uva: u + half, offset: half)
-        guard ctx.c.ack(.setMemTable, FakeFrontend.memoryTable([a, b]), fds: [m.duplicate(), m.duplicate()]) == 0,
+        guard ctx.c.ack(.setMemTable, FakeFrontend.memoryTable([a, b]), fds: [m.duplicateFD(), m.duplicateFD()]) == 0,
               ctx.c.ack(.setVringNum, FakeFrontend.vringState(index: 0, num: 256)) == 0 else { return true }
         return ctx.refused(.setVringAddr, FakeFrontend.vringAddress(index: 0, descriptor: u + half - 0x800, used: u + 0x2000, avail: u + 0x1000))
     }
     add("addr-misaligned") { ctx in
-        let u = ctx.memory.region.userspaceAddress
+        let u = ctx.memory.descriptor.userspaceAddress
         return addressCase(ctx, descriptor: u + 8, avail: u + 0x1001, used: u + 0x2002)
     }
     add("addr-undefined-flags") { ctx in
@@ -277,14 +277,14 @@ func allCases() -> [HostileCase] {
 
     // --- SET_LOG_BASE
     add("log-offset-overflows") { ctx in
-        ctx.setMemory() ? ctx.refused(.setLogBase, FakeFrontend.logBase(size: 4096, offset: ~UInt64(0) - 100), fds: [ctx.memory.duplicate()]) : true
+        ctx.setMemory() ? ctx.refused(.setLogBase, FakeFrontend.logBase(size: 4096, offset: ~UInt64(0) - 100), fds: [ctx.memory.duplicateFD()]) : true
     }
     add("log-too-small") { ctx in
-        ctx.setMemory() ? ctx.refused(.setLogBase, FakeFrontend.logBase(size: 1, offset: 0), fds: [ctx.memory.duplicate()]) : true
+        ctx.setMemory() ? ctx.refused(.setLogBase, FakeFrontend.logBase(size: 1, offset: 0), fds: [ctx.memory.duplicateFD()]) : true
     }
-    add("log-wrong-payload-size") { ctx in ctx.refused(.setLogBase, FakeFrontend.u64(4096), fds: [ctx.memory.duplicate()]) }
+    add("log-wrong-payload-size") { ctx in ctx.refused(.setLogBase, FakeFrontend.u64(4096), fds: [ctx.memory.duplicateFD()]) }
     add("log-file-too-short") { ctx in
-        ctx.setMemory() ? ctx.refused(.setLogBase, FakeFrontend.logBase(size: 1 << 20, offset: 1 << 30), fds: [ctx.memory.duplicate()]) : true
+        ctx.setMemory() ? ctx.refused(.setLogBase, FakeFrontend.logBase(size: 1 << 20, offset: 1 << 30), fds: [ctx.memory.duplicateFD()]) : true
     }
 
     // --- Features, status, MTU
@@ -365,52 +365,54 @@ func allCases() -> [HostileCase] {
     }
 
     // --- Ring cases: a ready device, then garbage in the rings
-    func ringCase(_ name: String, _ post: @escaping (GuestMemoryFile) -> Void) {
+    /// `post` gets the guest's receive ring (0), transmit ring (1) and its memory.
+    func ringCase(_ name: String, _ post: @escaping (SplitGuestDriverRing, SplitGuestDriverRing, FakeFrontendMemory) -> Void) {
         add("ring-" + name, .survives) { ctx in
             let kicks = [try! EventFD(), try! EventFD()]
             guard ctx.ready(kicks) else { return false }
-            post(ctx.memory)
+            post(ctx.memory.ring(0), ctx.memory.ring(1), ctx.memory)
             ctx.settle(kicks)
             return true
         }
     }
-    ringCase("avail-idx-runaway") { $0.setAvailIndex(1, 0x8000); $0.setAvailIndex(0, 0x7777) }
-    ringCase("head-out-of-range") { m in m.postHeads(1, [300, 0xffff, 256]) }
-    ringCase("next-out-of-range") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 64, flags: 1, next: 4000); m.postHeads(1, [0]) }
-    ringCase("loop") { m in
-        m.writeDescriptor(1, 0, address: 0x10000, length: 64, flags: 1, next: 1)
-        m.writeDescriptor(1, 1, address: 0x10100, length: 64, flags: 1, next: 0)
-        m.postHeads(1, [0])
+    ringCase("avail-idx-runaway") { rx, tx, _ in tx.setAvailIndex(0x8000); rx.setAvailIndex(0x7777) }
+    ringCase("head-out-of-range") { rx, tx, m in tx.publish(heads: [300, 0xffff, 256]) }
+    ringCase("next-out-of-range") { rx, tx, m in tx.writeDescriptor(0, address: 0x10000, length: 64, flags: 1, next: 4000); tx.publish(heads: [0]) }
+    ringCase("loop") { rx, tx, m in
+        tx.writeDescriptor(0, address: 0x10000, length: 64, flags: 1, next: 1)
+        tx.writeDescriptor(1, address: 0x10100, length: 64, flags: 1, next: 0)
+        tx.publish(heads: [0])
     }
-    ringCase("length-0xffffffff") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 0xffff_ffff, flags: 0, next: 0); m.postHeads(1, [0]) }
-    ringCase("length-0") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 0, flags: 0, next: 0); m.postHeads(1, [0]) }
-    ringCase("address-unmapped") { m in m.writeDescriptor(1, 0, address: 0xdead_0000_0000, length: 64, flags: 0, next: 0); m.postHeads(1, [0]) }
-    ringCase("write-only-in-tx") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 100, flags: 2, next: 0); m.postHeads(1, [0]) }
-    ringCase("read-only-in-rx") { m in
-        m.writeDescriptor(0, 0, address: 0x20000, length: 2048, flags: 0, next: 0)
-        m.postHeads(0, [0])
+    ringCase("length-0xffffffff") { rx, tx, m in tx.writeDescriptor(0, address: 0x10000, length: 0xffff_ffff, flags: 0, next: 0); tx.publish(heads: [0]) }
+    ringCase("length-0") { rx, tx, m in tx.writeDescriptor(0, address: 0x10000, length: 0, flags: 0, next: 0); tx.publish(heads: [0]) }
+    ringCase("address-unmapped") { rx, tx, m in tx.writeDescriptor(0, address: 0xdead_0000_0000, length: 64, flags: 0, next: 0); tx.publish(heads: [0]) }
+    ringCase("write-only-in-tx") { rx, tx, m in tx.writeDescriptor(0, address: 0x10000, length: 100, flags: 2, next: 0); tx.publish(heads: [0]) }
+    ringCase("read-only-in-rx") { rx, tx, m in
+        rx.writeDescriptor(0, address: 0x20000, length: 2048, flags: 0, next: 0)
+        rx.publish(heads: [0])
         m.postTransmit(count: 4)  // gives the switch something to deliver back
     }
-    ringCase("shorter-than-header") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 6, flags: 0, next: 0); m.postHeads(1, [0]) }
-    ringCase("frame-under-14") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 12 + 8, flags: 0, next: 0); m.postHeads(1, [0]) }
-    ringCase("indirect-bad-length") { m in m.writeDescriptor(1, 0, address: 0x30000, length: 17, flags: 4, next: 0); m.postHeads(1, [0]) }
-    ringCase("indirect-nested") { m in
-        m.writeDescriptor(1, 0, address: 0x30000, length: 32, flags: 4, next: 0)
-        m.writeGuest(0x30000, descriptorBytes(address: 0x10000, length: 12, flags: 1, next: 1) + descriptorBytes(address: 0x30000, length: 32, flags: 4, next: 0))
-        m.postHeads(1, [0])
+    ringCase("shorter-than-header") { rx, tx, m in tx.writeDescriptor(0, address: 0x10000, length: 6, flags: 0, next: 0); tx.publish(heads: [0]) }
+    ringCase("frame-under-14") { rx, tx, m in tx.writeDescriptor(0, address: 0x10000, length: 12 + 8, flags: 0, next: 0); tx.publish(heads: [0]) }
+    ringCase("indirect-bad-length") { rx, tx, m in tx.writeDescriptor(0, address: 0x30000, length: 17, flags: 4, next: 0); tx.publish(heads: [0]) }
+    ringCase("indirect-nested") { rx, tx, m in
+        tx.writeDescriptor(0, address: 0x30000, length: 32, flags: 4, next: 0)
+        tx.writeDescriptor(at: 0x30000, address: 0x10000, length: 12, flags: 1, next: 1)
+        tx.writeDescriptor(at: 0x30010, address: 0x30000, length: 32, flags: 4, next: 0)
+        tx.publish(heads: [0])
     }
-    ringCase("indirect-with-next") { m in m.writeDescriptor(1, 0, address: 0x30000, length: 32, flags: 5, next: 1); m.postHeads(1, [0]) }
-    ringCase("indirect-too-many-entries") { m in m.writeDescriptor(1, 0, address: 0x30000, length: 16 * 1024, flags: 4, next: 0); m.postHeads(1, [0]) }
-    ringCase("same-head-twice") { m in
-        m.writeDescriptor(1, 0, address: 0x10000, length: 12 + 60, flags: 0, next: 0)
-        m.postHeads(1, [0, 0, 0, 0])
+    ringCase("indirect-with-next") { rx, tx, m in tx.writeDescriptor(0, address: 0x30000, length: 32, flags: 5, next: 1); tx.publish(heads: [0]) }
+    ringCase("indirect-too-many-entries") { rx, tx, m in tx.writeDescriptor(0, address: 0x30000, length: 16 * 1024, flags: 4, next: 0); tx.publish(heads: [0]) }
+    ringCase("same-head-twice") { rx, tx, m in
+        tx.writeDescriptor(0, address: 0x10000, length: 12 + 60, flags: 0, next: 0)
+        tx.publish(heads: [0, 0, 0, 0])
     }
-    ringCase("bad-gso-header") { m in
-        m.writeGuest(0x10000, [0x01, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0] + [UInt8](repeating: 0xab, count: 60))
-        m.writeDescriptor(1, 0, address: 0x10000, length: 72, flags: 0, next: 0)
-        m.postHeads(1, [0])
+    ringCase("bad-gso-header") { rx, tx, m in
+        m.fixture.write([0x01, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0] + [UInt8](repeating: 0xab, count: 60), at: 0x10000)
+        tx.writeDescriptor(0, address: 0x10000, length: 72, flags: 0, next: 0)
+        tx.publish(heads: [0])
     }
-    ringCase("frame-above-mtu") { m in m.writeDescriptor(1, 0, address: 0x10000, length: 0x10000, flags: 0, next: 0); m.postHeads(1, [0]) }
+    ringCase("frame-above-mtu") { rx, tx, m in tx.writeDescriptor(0, address: 0x10000, length: 0x10000, flags: 0, next: 0); tx.publish(heads: [0]) }
     return cases + containmentCases()
 }
 

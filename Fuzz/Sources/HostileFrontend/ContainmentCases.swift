@@ -56,19 +56,19 @@ func containmentCases() -> [HostileCase] {
 /// lost half are posted (the frame written before the shrink): the daemon's read of the frame
 /// and its write of a flooded frame fault. Either way the daemon must close this session.
 func shrinkGuestMemory(_ ctx: Context, keepingHalf: Bool) -> Bool {
-    guard let guest = try? GuestMemoryFile(name: "hostile-shrink") else { return false }
+    guard let guest = try? FakeFrontendMemory(name: "hostile-shrink") else { return false }
     let kicks = [try! EventFD(), try! EventFD()]
     guard ctx.ready(kicks, in: guest) else { return false }
     guest.postTransmit(count: 1)
     ctx.settle(kicks)
-    let lostHalf = guest.size / 2
+    let lostHalf = Int(guest.size) / 2
     let lostFrame = lostHalf + 0x1000
     let lostReceiveBuffer = lostHalf + 0x2000
-    if keepingHalf { guest.writeGuest(lostFrame, GuestMemoryFile.transmitFrame) }
+    if keepingHalf { guest.fixture.write(FakeFrontendMemory.transmitFrame, at: UInt64(lostFrame)) }
     guest.shrink(to: keepingHalf ? lostHalf : 0)
     if keepingHalf {
         guest.postBuffer(0, address: lostReceiveBuffer, length: 2048, flags: 2)
-        guest.postBuffer(1, address: lostFrame, length: GuestMemoryFile.transmitFrame.count, flags: 0)
+        guest.postBuffer(1, address: lostFrame, length: FakeFrontendMemory.transmitFrame.count, flags: 0)
     }
     for kick in kicks { kick.signal() }
     return ctx.sessionClosedAndDaemonAnswers()

@@ -73,7 +73,7 @@ guard !sockets.isEmpty, !cases.isEmpty else {
 }
 
 let daemon = DaemonProbe(pid: pid)
-let memory = try GuestMemoryFile()
+let memory = try FakeFrontendMemory(name: "hostile-guest")
 
 /// A fresh session: connect and negotiate (REPLY_ACK included); the virtio features it set.
 /// Retries for up to `maxCaseMilliseconds` while the daemon still tears down the previous
@@ -123,7 +123,7 @@ func runOne(_ index: Int) -> Bool {
         stalledCase = "\(hostileCase.name) (no session within \(maxCaseMilliseconds) ms)"
         return false
     }
-    memory.reset()
+    memory.zero(byteCount: 0x40000)  // rings and buffers back to zero: each iteration starts clean
     let context = Context(connection: session.connection, features: session.features, socketPath: path, memory: memory,
                           otherSocket: other, stallMilliseconds: stallMilliseconds, daemon: daemon)
     let ok = hostileCase.run(context)
