@@ -56,7 +56,7 @@ let package = Package(
             swiftSettings: toolSwift),
 
         // The hostile front-end (tool; not a fuzzer). It speaks vhost-user through the test kit's
-        // FakeFrontend (TestSupport).
+        // FakeFrontend and writes its guest's rings through its SplitGuestDriverRing (TestSupport).
         .executableTarget(
             name: "HostileFrontend",
             dependencies: [switchModule("VhostSystem"), switchModule("VhostUser"), switchModule("Virtio"), switchModule("CVhostShims"),
