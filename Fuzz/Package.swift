@@ -55,10 +55,12 @@ let package = Package(
                            switchModule("VhostSystem"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: toolSwift),
 
-        // The hostile front-end (tool; not a fuzzer).
+        // The hostile front-end (tool; not a fuzzer). It speaks vhost-user through the test kit's
+        // FakeFrontend and writes its guest's rings through its SplitGuestDriverRing (TestSupport).
         .executableTarget(
             name: "HostileFrontend",
-            dependencies: [switchModule("VhostSystem"), switchModule("VhostUser"), switchModule("Virtio"), switchModule("CVhostShims")],
+            dependencies: [switchModule("VhostSystem"), switchModule("VhostUser"), switchModule("Virtio"), switchModule("CVhostShims"),
+                           switchModule("TestSupport")],
             swiftSettings: toolSwift),
     ]
 )

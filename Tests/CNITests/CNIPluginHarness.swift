@@ -59,45 +59,26 @@ struct CNIPlugin {
     }
 }
 
-/// A live daemon in temporary directories, and curl to look at it.
+/// A live daemon (the test kit's rig, one poll thread) for the plugin to talk to, and a data
+/// directory for the plugin beside the daemon's directories.
 final class LiveSwitch {
     let daemon: SwitchDaemonProcess
-    var apiSocket: String { daemon.runDirectory + "/api.sock" }
-    var api: String { "unix://" + apiSocket }
+    var api: String { "unix://" + daemon.apiSocketPath }
     let dataDirectory: String
 
     init(extraArguments: [String] = []) throws {
+        if let reason = SwitchDaemonProcess.unavailableReason { throw XCTSkip(reason) }
         daemon = try SwitchDaemonProcess(extraArguments: ["--pmd-threads", "1"] + extraArguments)
-        dataDirectory = daemon.runDirectory + "/../cni-data"
-        try daemon.waitForFile(apiSocket)
-        for _ in 0..<100 {
-            if (try? get("/v1/health").status) == 200 { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
+        dataDirectory = daemon.baseDirectory + "/cni-data"
+        try daemon.waitUntilHealthy()
     }
 
-    deinit {
-        daemon.stop()
-        try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: daemon.runDirectory).deletingLastPathComponent().path)
-    }
+    deinit { daemon.stop() }
 
-    /// GET over the unix socket with /usr/bin/curl: (HTTP status, decoded JSON body).
+    /// GET with the rig's API client: the status and the JSON object.
     func get(_ path: String) throws -> (status: Int, json: [String: Any]) {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw XCTSkip("/usr/bin/curl is not installed") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = ["-s", "--max-time", "5", "--unix-socket", apiSocket, "-w", "\n%{http_code}", "http://localhost" + path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        let status = Int(lines.last ?? "") ?? 0
-        let body = lines.dropLast().joined(separator: "\n")
-        let json = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:]
-        return (status, json)
+        let reply = try daemon.api.request("GET", path)
+        return (reply.status, reply.object)
     }
 
     /// A network configuration for this daemon, with `extra` members merged in.

@@ -157,7 +157,7 @@ final class CNIPluginTests: XCTestCase {
 
     func testIPAMIsDelegated() throws {
         let live = try LiveSwitch()
-        let bin = URL(fileURLWithPath: live.daemon.runDirectory + "/../cni-bin")
+        let bin = URL(fileURLWithPath: live.daemon.baseDirectory + "/cni-bin")
         try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
         let log = bin.appendingPathComponent("calls.log").path
         // A fake IPAM plugin: logs its command and the config it got, answers like host-local.

@@ -8,7 +8,9 @@ import Virtio
 
 /// A guest with one queue pair on memfd memory, driven like a virtio-net driver would:
 /// transmit descriptors and receive buffers are recycled forever, so a test can run
-/// traffic for as long as it likes. Driver side only; the switch is the device.
+/// traffic for as long as it likes. Driver side only; the switch is the device. Its two rings
+/// are the test kit's `SplitGuestDriverRing`s; what this adds is the recycling (one fixed
+/// buffer per descriptor, posted again once used), which their bump allocator does not do.
 final class SimulatedGuestPort: @unchecked Sendable {
     static let ringSize = 256
     static let headerSize = 12
@@ -18,8 +20,8 @@ final class SimulatedGuestPort: @unchecked Sendable {
 
     let mac: [UInt8]
     let fixture: GuestMemoryFixture
-    let receiveRing: GuestDriverRing
-    let transmitRing: GuestDriverRing
+    let receiveRing: SplitGuestDriverRing
+    let transmitRing: SplitGuestDriverRing
     let receiveQueue: SplitVirtqueue
     let transmitQueue: SplitVirtqueue
     private let receiveData: UInt64 = 0x40000
@@ -27,7 +29,6 @@ final class SimulatedGuestPort: @unchecked Sendable {
     private var transmitPosted: UInt16 = 0
     private var transmitCompleted: UInt16 = 0
     private var receivePosted: UInt16 = 0
-    private var receiveCompleted: UInt16 = 0
     /// Frames received so far (driver side).
     private(set) var received = 0
     private(set) var receivedFrames: [[UInt8]] = []
@@ -44,15 +45,15 @@ final class SimulatedGuestPort: @unchecked Sendable {
         let dataEnd: Int = 0x40000 + 2 * Self.ringSize * bufferSize
         let megabyte: Int = 1 << 20
         fixture = try GuestMemoryFixture(size: UInt64((dataEnd + megabyte - 1) / megabyte * megabyte))
-        receiveRing = try GuestDriverRing(fixture: fixture, size: Self.ringSize, ringAddress: 0)
-        transmitRing = try GuestDriverRing(fixture: fixture, size: Self.ringSize, ringAddress: 0x20000)
+        receiveRing = try SplitGuestDriverRing(fixture: fixture, size: Self.ringSize, ringAddress: 0)
+        transmitRing = try SplitGuestDriverRing(fixture: fixture, size: Self.ringSize, ringAddress: 0x20000)
         receiveQueue = SplitVirtqueue(layout: try receiveRing.layout(), memory: fixture.memory, negotiatedFeatures: features,
                                       lastAvailIndex: 0, callDescriptor: -1, statistics: VirtqueueStatistics())
         transmitQueue = SplitVirtqueue(layout: try transmitRing.layout(), memory: fixture.memory, negotiatedFeatures: features,
                                        lastAvailIndex: 0, callDescriptor: -1, statistics: VirtqueueStatistics())
         // Every receive descriptor is one writable buffer; all are posted at once.
         for i in 0..<Self.ringSize {
-            receiveRing.writeDescriptor(i, address: receiveData + UInt64(i * bufferSize), length: UInt32(bufferSize), flags: GuestDriverRing.write)
+            receiveRing.writeDescriptor(i, address: receiveData + UInt64(i * bufferSize), length: UInt32(bufferSize), flags: SplitGuestDriverRing.write)
             receiveRing.writeAvailSlot(UInt16(i), head: UInt16(i))
         }
         receivePosted = UInt16(Self.ringSize)
@@ -114,20 +115,16 @@ final class SimulatedGuestPort: @unchecked Sendable {
     /// Takes what the device delivered and gives the buffers back.
     @discardableResult
     func collect() -> Int {
-        let used = receiveRing.usedIndex
         var count = 0
-        while receiveCompleted != used {
-            let entry = fixture.pointer(guestPhysical: receiveRing.usedAddress + 4 + 8 * UInt64(Int(receiveCompleted) % Self.ringSize))
-            let id = Int(entry.load(as: UInt32.self))
-            let length = Int(entry.load(fromByteOffset: 4, as: UInt32.self))
+        for entry in receiveRing.takeUsedEntries() {
+            let id = Int(entry.id)
             if keepFrames {
                 let buffer = receiveData + UInt64(id * bufferSize)
                 receivedHeaders.append(fixture.read(at: buffer, count: Self.headerSize))
-                receivedFrames.append(fixture.read(at: buffer + UInt64(Self.headerSize), count: length - Self.headerSize))
+                receivedFrames.append(fixture.read(at: buffer + UInt64(Self.headerSize), count: Int(entry.length) - Self.headerSize))
             }
             receiveRing.writeAvailSlot(receivePosted, head: UInt16(id))
             receivePosted &+= 1
-            receiveCompleted &+= 1
             count += 1
         }
         receiveRing.setAvailIndex(receivePosted)

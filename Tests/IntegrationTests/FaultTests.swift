@@ -48,10 +48,9 @@ final class FaultTests: XCTestCase {
 
     private func occurrences(_ text: String, in output: String) -> Int { output.components(separatedBy: text).count - 1 }
 
-    /// GET on the daemon's API socket (curl), for diagnostics in failure messages.
+    /// GET on the daemon's API socket: the body, for diagnostics in failure messages.
     private func api(_ daemon: SwitchDaemonProcess, _ path: String) -> String {
-        (try? NetworkNamespaceFixture.run(["/usr/bin/curl", "-s", "--unix-socket", daemon.runDirectory + "/api.sock",
-                                           "http://localhost" + path], check: false).output) ?? "(curl failed)"
+        (try? daemon.api.request("GET", path).body) ?? "(curl failed)"
     }
 
     // MARK: Front-end SIGKILLed mid-traffic
@@ -233,22 +232,20 @@ final class FaultTests: XCTestCase {
         }
         var sent = 0
         var availIndex: UInt16 = 0
+        let transmitRing = memory.ring(1)
         func transmit(_ count: Int) {
             // Ring 1 (guest transmit): descriptors at 0x4000, avail 0x5000; frames at 0x10000.
             for _ in 0..<count {
                 let slot = Int(availIndex % 256)
-                let buffer = 0x10000 + slot * 128
+                let buffer = UInt64(0x10000 + slot * 128)
                 let frame: [UInt8] = [UInt8](repeating: 0, count: 12)
                     + [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0xfa, 0, 0, 0, 1, 0x08, 0x00] + [UInt8](repeating: 0x42, count: 50)
-                frame.withUnsafeBytes { memory.mapping.base.advanced(by: buffer).copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
-                let descriptor = memory.mapping.base + 0x4000 + slot * 16
-                descriptor.storeBytes(of: UInt64(buffer).littleEndian, toByteOffset: 0, as: UInt64.self)
-                descriptor.storeBytes(of: UInt32(frame.count).littleEndian, toByteOffset: 8, as: UInt32.self)
-                descriptor.storeBytes(of: UInt16(0), toByteOffset: 12, as: UInt16.self)
-                memory.mapping.base.storeBytes(of: UInt16(slot).littleEndian, toByteOffset: 0x5004 + slot * 2, as: UInt16.self)
+                memory.fixture.write(frame, at: buffer)
+                transmitRing.writeDescriptor(slot, address: buffer, length: UInt32(frame.count))
+                transmitRing.writeAvailSlot(availIndex, head: UInt16(slot))
                 availIndex &+= 1
             }
-            memory.setAvailIndex(1, availIndex)
+            transmitRing.setAvailIndex(availIndex)
             kicks[1].signal()
             sent += count
         }

@@ -49,7 +49,7 @@ final class GuestKernelOffloadTests: XCTestCase {
         let daemon = try SwitchDaemonProcess(config: config, extraArguments: ["--log-level", "info", "--idle-polls", "50"])
         defer { daemon.stop() }
         let api = SwitchAPIClient(daemon)
-        try api.waitUntilUp()
+        try daemon.waitUntilHealthy()
         let socket = daemon.socketPath("vm.sock")
         try daemon.waitForFile(socket)
         var configuration = QemuGuest.Configuration(name: "kernel-tcp-\(offloads ? "on" : "off")", socketPath: socket,

@@ -49,7 +49,7 @@ final class GuestThroughputTests: XCTestCase {
         let daemon = try SwitchDaemonProcess(extraArguments: ["--log-level", "info", "--idle-polls", "50"])
         defer { daemon.stop() }
         let api = SwitchAPIClient(daemon)
-        try api.waitUntilUp()
+        try daemon.waitUntilHealthy()
 
         let on = try measure(offloads: true, subnet: 20, api: api, daemon: daemon, image: image)
         let off = try measure(offloads: false, subnet: 21, api: api, daemon: daemon, image: image)

@@ -187,7 +187,7 @@ struct HostileRun {
             defer { daemon.stop() }
             for name in ["a", "b"] + HostileFrontendTests.hostilePorts { try daemon.waitForFile(daemon.socketPath(name + ".sock")) }
             let api = SwitchAPIClient(daemon)
-            try api.waitUntilUp()
+            try daemon.waitUntilHealthy()
 
             // io forwarding: what arrives on one port leaves on the other, so the tx_first
             // packets circulate through the switch for as long as it forwards.

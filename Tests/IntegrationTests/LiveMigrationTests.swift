@@ -135,7 +135,7 @@ final class MigrationRig {
     let incomingPort: Int
     let guestAddress: String
     let mac: String
-    var apiSocket: String { daemon.runDirectory + "/api.sock" }
+    var apiSocket: String { daemon.apiSocketPath }
 
     /// Throws XCTSkip (after printing why) when the machine cannot run it.
     init(tag: String, subnet: Int, guestAnnounce: Bool, nicProperties: [(String, String)] = [], function: String = #function) throws {

@@ -42,7 +42,7 @@ final class OffloadForwardingTests: XCTestCase {
         let daemon = try SwitchDaemonProcess(config: config, extraArguments: ["--pmd-cpus", "1"])
         defer { daemon.stop() }
         let api = SwitchAPIClient(daemon)
-        try api.waitUntilUp()
+        try daemon.waitUntilHealthy()
         let sockets = [daemon.socketPath("a.sock"), daemon.socketPath("b.sock")]
         for socket in sockets { try daemon.waitForFile(socket) }
 

@@ -71,19 +71,19 @@ final class QemuGuestTests: XCTestCase {
         XCTAssertTrue(guestSummary.contains("20 packets received"), "guest ping lost packets:\n\(failureContext())")
 
         if nicProperties.contains(where: { $0 == ("packed", "on") }) {
-            let rings = try SwitchEventHistory.getJSON(apiSocket: daemon.runDirectory + "/api.sock", path: "/v1/ports/vm/vrings")
+            let rings = try SwitchEventHistory.getJSON(apiSocket: daemon.apiSocketPath, path: "/v1/ports/vm/vrings")
             let layouts = (((rings as? [String: Any])?["vrings"] as? [[String: Any]]) ?? []).compactMap { $0["layout"] as? String }
             XCTAssertFalse(layouts.isEmpty)
             XCTAssertEqual(Set(layouts), ["packed"], "the guest's rings are packed: \(rings)")
         }
 
         // Both MACs were learned on the right ports.
-        let fdb = try SwitchEventHistory.getJSON(apiSocket: daemon.runDirectory + "/api.sock", path: "/v1/fdb")
+        let fdb = try SwitchEventHistory.getJSON(apiSocket: daemon.apiSocketPath, path: "/v1/fdb")
         let entries = ((fdb as? [String: Any])?["entries"] as? [[String: Any]]) ?? []
         let guestEntry = entries.first { ($0["mac"] as? String)?.lowercased() == mac }
         XCTAssertEqual(guestEntry?["port"] as? String, "vm", "guest MAC learned on port vm: \(entries)")
 
-        let events = try SwitchEventHistory.fetch(apiSocket: daemon.runDirectory + "/api.sock")
+        let events = try SwitchEventHistory.fetch(apiSocket: daemon.apiSocketPath)
         XCTAssertTrue(events.contains { $0.port == "vm" && $0.type == "device.ready" }, "\(events)")
         let warnings = daemon.output.split(separator: "\n").filter { $0.contains(" warning ") || $0.contains(" error ") || $0.contains(" critical ") }
         if !warnings.isEmpty { print("[qemu] switch warnings/errors:\n" + warnings.joined(separator: "\n")) }

@@ -13,7 +13,7 @@ final class RestartTests: XCTestCase {
 
     /// Until /v1/health answers: a crashed daemon's stale api.sock may still be there.
     private func waitForAPI(_ daemon: SwitchDaemonProcess) throws {
-        try daemon.waitForFile(daemon.runDirectory + "/api.sock")
+        try daemon.waitForFile(daemon.apiSocketPath)
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
             if let answer = try? api(daemon, "GET", "/v1/health"), answer.status == 200 { return }

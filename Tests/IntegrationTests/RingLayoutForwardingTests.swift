@@ -24,12 +24,12 @@ final class RingLayoutForwardingTests: XCTestCase {
 
     /// The vrings of a port as GET /v1/ports/NAME/vrings shows them.
     private func vrings(_ daemon: SwitchDaemonProcess, port: String) throws -> [[String: Any]] {
-        let json = try SwitchEventHistory.getJSON(apiSocket: daemon.runDirectory + "/api.sock", path: "/v1/ports/\(port)/vrings")
+        let json = try SwitchEventHistory.getJSON(apiSocket: daemon.apiSocketPath, path: "/v1/ports/\(port)/vrings")
         return try XCTUnwrap((json as? [String: Any])?["vrings"] as? [[String: Any]])
     }
 
     private func negotiated(_ daemon: SwitchDaemonProcess, port: String) throws -> [String] {
-        let json = try SwitchEventHistory.getJSON(apiSocket: daemon.runDirectory + "/api.sock", path: "/v1/ports/\(port)/features")
+        let json = try SwitchEventHistory.getJSON(apiSocket: daemon.apiSocketPath, path: "/v1/ports/\(port)/features")
         let negotiated = (json as? [String: Any])?["negotiated"] as? [String: Any]
         return negotiated?["names"] as? [String] ?? []
     }
@@ -84,7 +84,7 @@ final class RingLayoutForwardingTests: XCTestCase {
             try assertExactExchange(frontEnd, bursts: 2, burst: 32, length: 1518, file: file, line: line)
         } catch {
             for port in ["a", "b"] {
-                let json = try? SwitchEventHistory.getJSON(apiSocket: daemon.runDirectory + "/api.sock", path: "/v1/ports/\(port)/vrings")
+                let json = try? SwitchEventHistory.getJSON(apiSocket: daemon.apiSocketPath, path: "/v1/ports/\(port)/vrings")
                 print("[rings] port \(port): \(json.map { "\($0)" } ?? "n/a")")
             }
             throw error

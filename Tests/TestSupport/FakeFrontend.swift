@@ -1,14 +1,31 @@
-import Synchronization
+import Glibc
 import VhostSystem
 import VhostUser
 import Virtio
 
-/// A scriptable vhost-user front-end for tests: builds every request (well-formed or not),
-/// sends it with fds, and reads replies. `pump` runs while waiting for a reply, so a test
-/// that drives a `VhostUserConnection` directly can let it process the request.
+/// A scriptable vhost-user front-end for tests and for the hostile tool (Fuzz/HostileFrontend):
+/// builds every request (well-formed or not, any flags), sends it with any fds, and reads
+/// replies with a time-out, telling a closed session from a silent one. `pump` runs while
+/// waiting, so a test that drives a `VhostUserConnection` directly can let it process the
+/// request; without one, waits sleep in poll(2) on the socket.
 public final class FakeFrontend {
     public let socket: FileDescriptor
     public var pump: (() -> Void)?
+
+    public enum Failure: Error, Equatable {
+        /// The socket stayed full for the whole send time-out.
+        case sendTimedOut
+    }
+
+    /// What came back for a request: a reply, the end of the session, or nothing in time.
+    public enum Answer: Equatable {
+        case reply(Reply)
+        case closed
+        case timedOut
+
+        public var reply: Reply? { if case .reply(let reply) = self { reply } else { nil } }
+        public var u64: UInt64? { reply?.u64 }
+    }
 
     public struct Reply: Equatable {
         public var request: UInt32
@@ -38,37 +55,51 @@ public final class FakeFrontend {
 
     // MARK: Sending
 
-    /// Sends bytes as one sendmsg with `fds` attached (at most 8), retrying while the
-    /// socket is full (pumping the back-end meanwhile).
-    public func sendRaw(_ bytes: [UInt8], fds: [FileDescriptor] = []) throws {
+    /// Sends bytes with `fds` attached to the first sendmsg (at most 8), retrying while the
+    /// socket is full (pumping the back-end meanwhile): for ever, or until
+    /// `timeoutMilliseconds` passed (then `Failure.sendTimedOut`). A closed peer throws its errno.
+    public func sendRaw(_ bytes: [UInt8], fds: [FileDescriptor] = [], timeoutMilliseconds: Int? = nil) throws {
+        let deadline = timeoutMilliseconds.map { MonotonicClock.nanoseconds() + UInt64($0) * 1_000_000 } ?? .max
         var offset = 0
         var attached = fds
-        while offset < bytes.count || (bytes.isEmpty && offset == 0) {
+        while true {
             do {
-                let sent = try UnixSocket.send(socket, bytes: Array(bytes[offset...]), fds: attached)
+                offset += try UnixSocket.send(socket, bytes: Array(bytes[offset...]), fds: attached)
                 attached = []
-                offset += sent
-                if bytes.isEmpty { break }
+                if offset >= bytes.count { return }
             } catch {
                 guard error.wouldBlock else { throw error }
                 pump?()
-                SystemThread.sleep(milliseconds: 1)
+                guard wait(for: POLLOUT, until: deadline) else { throw Failure.sendTimedOut }
             }
         }
+    }
+
+    /// Waits until the socket has `events` or `deadline` (monotonic nanoseconds) comes; false
+    /// once it has passed. With a `pump` it waits at most 1 ms, so the back-end runs between.
+    private func wait(for events: Int32, until deadline: UInt64) -> Bool {
+        let now = MonotonicClock.nanoseconds()
+        guard now < deadline else { return false }
+        let remaining = Int32(clamping: (deadline - now + 999_999) / 1_000_000)
+        var descriptor = pollfd(fd: socket.rawValue, events: Int16(events), revents: 0)
+        _ = poll(&descriptor, 1, pump == nil ? remaining : min(remaining, 1))
+        return true
     }
 
     public static func header(_ request: UInt32, flags: UInt32 = VhostUserHeader.version, size: Int) -> [UInt8] {
         VhostUserHeader(request: request, flags: flags, size: UInt32(size)).encoded
     }
 
-    public func send(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = [], needReply: Bool = false) throws {
-        try sendCode(request.rawValue, payload, fds: fds, needReply: needReply)
+    public func send(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = [], needReply: Bool = false,
+                     timeoutMilliseconds: Int? = nil) throws {
+        try sendCode(request.rawValue, payload, fds: fds, needReply: needReply, timeoutMilliseconds: timeoutMilliseconds)
     }
 
+    /// Any request code with any header flags (NEED_REPLY added when `needReply`).
     public func sendCode(_ code: UInt32, _ payload: [UInt8] = [], fds: [FileDescriptor] = [], needReply: Bool = false,
-                         flags: UInt32 = VhostUserHeader.version) throws {
+                         flags: UInt32 = VhostUserHeader.version, timeoutMilliseconds: Int? = nil) throws {
         let allFlags = flags | (needReply ? VhostUserHeader.needReplyFlag : 0)
-        try sendRaw(Self.header(code, flags: allFlags, size: payload.count) + payload, fds: fds)
+        try sendRaw(Self.header(code, flags: allFlags, size: payload.count) + payload, fds: fds, timeoutMilliseconds: timeoutMilliseconds)
     }
 
     // MARK: Payload builders
@@ -133,46 +164,50 @@ public final class FakeFrontend {
 
     /// The next reply, or nil when none came within the timeout or the peer closed.
     public func readReply(timeoutMilliseconds: Int = 2000) -> Reply? {
+        receiveAnswer(timeoutMilliseconds: timeoutMilliseconds).reply
+    }
+
+    /// The next message (header and payload), the end of the session (EOF or a socket
+    /// error), or nothing within the timeout.
+    public func receiveAnswer(timeoutMilliseconds: Int = 2000) -> Answer {
         var buffer: [UInt8] = []
         var wanted = VhostUserHeader.size
         var header: VhostUserHeader?
         let deadline = MonotonicClock.nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
-        while MonotonicClock.nanoseconds() < deadline {
+        while true {
             pump?()
             do {
                 let received = try UnixSocket.receive(socket, maxBytes: wanted - buffer.count)
-                if received.bytes.isEmpty { return nil }
+                if received.bytes.isEmpty { return .closed }
                 buffer += received.bytes
                 if header == nil, buffer.count == VhostUserHeader.size {
                     header = VhostUserHeader(decoding: buffer)
                     wanted = VhostUserHeader.size + Int(header!.size)
                 }
                 if let header, buffer.count == wanted {
-                    return Reply(request: header.request, flags: header.flags, payload: Array(buffer[VhostUserHeader.size...]))
+                    return .reply(Reply(request: header.request, flags: header.flags, payload: Array(buffer[VhostUserHeader.size...])))
                 }
             } catch {
-                if !error.wouldBlock { return nil }
-                SystemThread.sleep(milliseconds: 1)
+                if !error.wouldBlock { return .closed }
+                guard wait(for: POLLIN, until: deadline) else { return .timedOut }
             }
         }
-        return nil
     }
 
     /// True when the back-end closed the connection (EOF) within the timeout. Discards
     /// anything it sent before.
     public func waitForClose(timeoutMilliseconds: Int = 2000) -> Bool {
         let deadline = MonotonicClock.nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
-        while MonotonicClock.nanoseconds() < deadline {
+        while true {
             pump?()
             do {
                 let received = try UnixSocket.receive(socket, maxBytes: 4096)
                 if received.bytes.isEmpty { return true }
             } catch {
                 if !error.wouldBlock { return true }
-                SystemThread.sleep(milliseconds: 1)
+                guard wait(for: POLLIN, until: deadline) else { return false }
             }
         }
-        return false
     }
 
     /// Nothing to read right now (and not closed).
@@ -192,69 +227,16 @@ public final class FakeFrontend {
         return readReply()
     }
 
-    /// Sends with need_reply and returns the REPLY_ACK value (0 success), nil when none came.
-    public func acked(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = []) throws -> UInt64? {
-        try send(request, payload, fds: fds, needReply: true)
-        return readReply()?.u64
+    /// Sends with need_reply and returns the REPLY_ACK value (0 success), nil when none came
+    /// within `timeoutMilliseconds` (a send blocked on a full socket gives up after
+    /// `sendTimeoutMilliseconds`, never when nil).
+    public func acked(_ request: VhostUserRequest, _ payload: [UInt8] = [], fds: [FileDescriptor] = [],
+                      timeoutMilliseconds: Int = 2000, sendTimeoutMilliseconds: Int? = nil) throws -> UInt64? {
+        try send(request, payload, fds: fds, needReply: true, timeoutMilliseconds: sendTimeoutMilliseconds)
+        return readReply(timeoutMilliseconds: timeoutMilliseconds)?.u64
     }
 
     public func close() { socket.close() }
-}
-
-/// Shared guest memory for a fake front-end: a memfd mapped here too, so tests can write
-/// ring indices the back-end reads. Rings are placed at fixed offsets.
-public final class FakeFrontendMemory {
-    public let fd: FileDescriptor
-    public let mapping: MemoryMapping
-    public let size: UInt64
-    public let guestPhysicalAddress: UInt64
-    public let userspaceAddress: UInt64
-    /// Each ring gets 16 KiB: descriptors at +0, avail at +0x1000, used at +0x2000 (size <= 256).
-    public static let ringStride: UInt64 = 0x4000
-
-    public init(size: UInt64 = 1 << 20, guestPhysicalAddress: UInt64 = 0, userspaceAddress: UInt64 = 0x7f00_0000_0000) throws {
-        fd = try MemFD.create(name: "fake-guest", size: Int(size))
-        mapping = try MemoryMapping(descriptor: fd, length: Int(size))
-        self.size = size
-        self.guestPhysicalAddress = guestPhysicalAddress
-        self.userspaceAddress = userspaceAddress
-    }
-
-    public var descriptor: GuestMemoryRegionDescriptor {
-        GuestMemoryRegionDescriptor(guestPhysicalAddress: guestPhysicalAddress, size: size, userspaceAddress: userspaceAddress, mmapOffset: 0)
-    }
-
-    public func ringAddresses(_ index: Int) -> (descriptor: UInt64, avail: UInt64, used: UInt64) {
-        let base = userspaceAddress + UInt64(index) * Self.ringStride
-        return (base, base + 0x1000, base + 0x2000)
-    }
-
-    public func vringAddressPayload(_ index: Int, flags: UInt32 = 0, log: UInt64 = 0) -> [UInt8] {
-        let a = ringAddresses(index)
-        return FakeFrontend.vringAddress(index: UInt32(index), flags: flags, descriptor: a.descriptor, used: a.used, avail: a.avail, log: log)
-    }
-
-    /// Writes avail.idx of ring `index` (as the guest driver would).
-    public func setAvailIndex(_ ring: Int, _ value: UInt16) {
-        let offset = Int(UInt64(ring) * Self.ringStride + 0x1000 + 2)
-        mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
-    }
-
-    /// used.flags of ring `index` (VRING_USED_F_NO_NOTIFY is bit 0).
-    public func usedFlags(_ ring: Int) -> UInt16 {
-        let offset = Int(UInt64(ring) * Self.ringStride + 0x2000)
-        return UInt16(littleEndian: mapping.base.load(fromByteOffset: offset, as: UInt16.self))
-    }
-
-    public func setUsedFlags(_ ring: Int, _ value: UInt16) {
-        let offset = Int(UInt64(ring) * Self.ringStride + 0x2000)
-        mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
-    }
-
-    public func setUsedIndex(_ ring: Int, _ value: UInt16) {
-        let offset = Int(UInt64(ring) * Self.ringStride + 0x2000 + 2)
-        mapping.base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
-    }
 }
 
 extension FakeFrontend {
@@ -301,52 +283,4 @@ extension FakeFrontend {
     public func enableRing(_ index: Int, _ enabled: Bool = true) throws -> Bool {
         try acked(.setVringEnable, Self.vringState(index: UInt32(index), num: enabled ? 1 : 0)) == 0
     }
-}
-
-/// Records every delegate call, thread-safe: for tests of the protocol layer.
-public final class RecordingDeviceDelegate: VhostUserDeviceDelegate {
-    public enum Event: Equatable, Sendable {
-        case connected
-        case queuesChanged([Int])
-        case ready
-        case destroyed
-        case vringState(Int, Bool)
-        case features(UInt64)
-        case migration(VhostUserMigrationEvent)
-        case announce([UInt8])
-        case error(String)
-        case mtu(Int)
-    }
-
-    private let state = Mutex<([Event], [ActiveQueue])>(([], []))
-    /// Called on each deviceQueuesChanged (on the control thread), for ordering checks.
-    public let onQueuesChanged = Mutex<(@Sendable ([ActiveQueue]) -> Void)?>(nil)
-
-    public init() {}
-
-    public var events: [Event] { state.withLock { $0.0 } }
-    /// The queues of the latest deviceQueuesChanged.
-    public var queues: [ActiveQueue] { state.withLock { $0.1 } }
-    public var errors: [String] { events.compactMap { if case .error(let text) = $0 { text } else { nil } } }
-    public func clear() { state.withLock { $0.0 = [] } }
-    public func count(_ event: Event) -> Int { events.filter { $0 == event }.count }
-
-    private func record(_ event: Event) { state.withLock { $0.0.append(event) } }
-
-    public func deviceConnected(_ device: VhostUserDevice) { record(.connected) }
-    public func deviceQueuesChanged(_ device: VhostUserDevice, queues: [ActiveQueue]) {
-        onQueuesChanged.withLock { $0 }?(queues)
-        state.withLock {
-            $0.0.append(.queuesChanged(queues.map(\.vringIndex)))
-            $0.1 = queues
-        }
-    }
-    public func deviceReady(_ device: VhostUserDevice) { record(.ready) }
-    public func deviceDestroyed(_ device: VhostUserDevice) { record(.destroyed) }
-    public func vringStateChanged(_ device: VhostUserDevice, vringIndex: Int, enabled: Bool) { record(.vringState(vringIndex, enabled)) }
-    public func featuresChanged(_ device: VhostUserDevice, features: UInt64) { record(.features(features)) }
-    public func migrationStateChanged(_ device: VhostUserDevice, event: VhostUserMigrationEvent) { record(.migration(event)) }
-    public func deviceRequestsAnnounce(_ device: VhostUserDevice, mac: [UInt8]) { record(.announce(mac)) }
-    public func deviceReportedError(_ device: VhostUserDevice, message: String) { record(.error(message)) }
-    public func deviceMTUChanged(_ device: VhostUserDevice, mtu: Int) { record(.mtu(mtu)) }
 }

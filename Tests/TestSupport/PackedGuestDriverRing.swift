@@ -1,27 +1,20 @@
 import CVhostShims
 import Virtio
 
-/// The driver side of a packed virtqueue (VIRTIO 1.1 2.8) in fixture memory, for tests of
-/// `PackedVirtqueue`: the descriptor ring, then the driver and device event suppression areas.
-/// Buffer ids are handed out round-robin, buffers from a bump allocator that wraps. Hostile
-/// tests use `writeDescriptor` and `makeAvailable` to build any ring state.
-public final class PackedGuestDriverRing: @unchecked Sendable {  // test-only; used from one thread
-    public static let next: UInt16 = 1
-    public static let write: UInt16 = 2
-    public static let indirect: UInt16 = 4
+/// The guest driver side of a packed virtqueue (VIRTIO 1.1 2.8) in a `GuestMemoryFixture`: the
+/// descriptor ring, then the driver and device event suppression areas. Buffer ids are handed
+/// out round-robin. Hostile tests use `writeDescriptor` and `postChain(id:)` to build any ring
+/// state.
+public final class PackedGuestDriverRing: GuestDriverRing, @unchecked Sendable {  // test-only
     public static let availFlag: UInt16 = 1 << 7
     public static let usedFlag: UInt16 = 1 << 15
     public static let eventEnable: UInt16 = 0
     public static let eventDisable: UInt16 = 1
     public static let eventDescriptor: UInt16 = 2
 
-    public let fixture: GuestMemoryFixture
-    public let size: Int
     public let descriptorRingAddress: UInt64
     public let driverEventAddress: UInt64
     public let deviceEventAddress: UInt64
-    public let dataAddress: UInt64
-    public let dataSize: UInt64
 
     /// The driver's next slot to fill and its wrap counter (starts at 1, 2.8.1).
     public private(set) var nextAvail = 0
@@ -30,21 +23,17 @@ public final class PackedGuestDriverRing: @unchecked Sendable {  // test-only; u
     public private(set) var nextUsed = 0
     public private(set) var usedWrap = true
     private var nextID: UInt16 = 0
-    private var dataCursor: UInt64 = 0
     /// Slots each posted buffer id took, to move past its used descriptor.
     public private(set) var slotsOfID: [UInt16: Int] = [:]
-    /// The buffers of each posted receive id, to read what the device wrote.
-    public private(set) var receiveBuffers: [UInt16: [(address: UInt64, length: Int)]] = [:]
 
+    /// Places the descriptor ring at `ringAddress`, the driver and device event areas right
+    /// after it, and zeroes them.
     public init(fixture: GuestMemoryFixture, size: Int, ringAddress: UInt64 = 0, dataAddress: UInt64 = 0x10000,
                 dataSize: UInt64 = 0x40000) throws {
-        self.fixture = fixture
-        self.size = size
         descriptorRingAddress = ringAddress
         driverEventAddress = ringAddress + 16 * UInt64(size)
         deviceEventAddress = driverEventAddress + 4
-        self.dataAddress = dataAddress
-        self.dataSize = dataSize
+        super.init(fixture: fixture, size: size, dataAddress: dataAddress, dataSize: dataSize)
         fixture.fill(0, at: ringAddress, count: 16 * size + 8)
     }
 
@@ -107,15 +96,6 @@ public final class PackedGuestDriverRing: @unchecked Sendable {  // test-only; u
         return nextID
     }
 
-    /// `length` bytes of the data area (16-byte aligned); wraps to the start when full.
-    public func allocateBuffer(_ length: Int) -> UInt64 {
-        let rounded = (UInt64(length) + 15) & ~15
-        precondition(rounded <= dataSize, "buffer larger than the fixture's data area")
-        if dataCursor + rounded > dataSize { dataCursor = 0 }
-        defer { dataCursor += rounded }
-        return dataAddress + dataCursor
-    }
-
     // MARK: Driver operations
 
     /// Makes a buffer available: its descriptors in consecutive slots (or one INDIRECT slot
@@ -154,39 +134,13 @@ public final class PackedGuestDriverRing: @unchecked Sendable {  // test-only; u
         return id
     }
 
-    /// Serializes header + frame, splits it into descriptors of the given `segments` lengths
-    /// (default one), chained or through an indirect table, and makes it available.
-    @discardableResult
-    public func postTransmit(frame: [UInt8], header: VirtioNetHeader = VirtioNetHeader(), headerSize: Int,
-                             segments: [Int]? = nil, indirect: Bool = false) -> UInt16 {
-        var bytes = [UInt8](repeating: 0, count: headerSize)
-        bytes.withUnsafeMutableBytes { header.store(to: $0.baseAddress!, size: headerSize) }
-        bytes += frame
-        let lengths = segments ?? [bytes.count]
-        precondition(lengths.reduce(0, +) == bytes.count, "segments must add up to header + frame")
-        var buffers: [(UInt64, Int)] = []
-        var offset = 0
-        for length in lengths {
-            let address = allocateBuffer(length)
-            fixture.write(Array(bytes[offset..<offset + length]), at: address)
-            buffers.append((address, length))
-            offset += length
-        }
-        return postChain(buffers, writable: false, indirect: indirect)
-    }
-
-    /// Makes one receive buffer of the given descriptor sizes available; returns its id.
-    @discardableResult
-    public func postReceive(bufferSizes: [Int], indirect: Bool = false) -> UInt16 {
-        let buffers = bufferSizes.map { (address: allocateBuffer($0), length: $0) }
-        for buffer in buffers { fixture.fill(0xEE, at: buffer.address, count: buffer.length) }
-        let id = postChain(buffers.map { ($0.address, $0.length) }, writable: true, indirect: indirect)
-        receiveBuffers[id] = buffers
-        return id
+    /// Makes the chain available under a fresh id.
+    override public func makeAvailable(_ buffers: [(UInt64, Int)], writable: Bool, indirect: Bool) -> UInt16 {
+        postChain(buffers, writable: writable, indirect: indirect)
     }
 
     /// Used descriptors the device published since the last call, in ring order.
-    public func takeUsed() -> [(id: UInt16, length: UInt32)] {
+    override public func takeUsed() -> [(id: UInt16, length: UInt32)] {
         var result: [(id: UInt16, length: UInt32)] = []
         while result.count < size {
             let d = readDescriptor(nextUsed)
@@ -196,15 +150,6 @@ public final class PackedGuestDriverRing: @unchecked Sendable {  // test-only; u
             result.append((d.id, d.length))
             nextUsed += slotsOfID[d.id] ?? 1
             while nextUsed >= size { nextUsed -= size; usedWrap.toggle() }
-        }
-        return result
-    }
-
-    /// The first `length` bytes the device wrote into a receive buffer, across its descriptors.
-    public func receivedBytes(id: UInt16, length: Int) -> [UInt8] {
-        var result: [UInt8] = []
-        for buffer in receiveBuffers[id] ?? [] where result.count < length {
-            result += fixture.read(at: buffer.address, count: min(buffer.length, length - result.count))
         }
         return result
     }

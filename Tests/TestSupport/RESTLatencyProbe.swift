@@ -40,7 +40,7 @@ public final class RESTLatencyProbe: @unchecked Sendable {
     }
 
     public convenience init(_ daemon: SwitchDaemonProcess, path: String = "/v1/stats", intervalMilliseconds: Int = 100) {
-        self.init(socketPath: daemon.runDirectory + "/api.sock", path: path, intervalMilliseconds: intervalMilliseconds)
+        self.init(socketPath: daemon.apiSocketPath, path: path, intervalMilliseconds: intervalMilliseconds)
     }
 
     /// Starts probing, on `cpus` when given (keep it off the poll thread's CPU).

@@ -1,54 +1,124 @@
 import Foundation
 
-/// The daemon's REST API over its unix socket, with /usr/bin/curl: any method, a JSON body,
-/// the HTTP status and the decoded JSON reply.
+/// The one client tests use for the daemon's REST API, on its unix socket or on TCP, with
+/// /usr/bin/curl (so what is tested is what an operator's curl sees, chunked bodies
+/// included): any method, a text or raw body with any content type, extra headers, an
+/// Authorization header; the reply's status, headers, body and JSON. `eventStream` reads
+/// GET /v1/events as server-sent events.
 public struct SwitchAPIClient: Sendable {
-    public let socketPath: String
+    public static let curl = "/usr/bin/curl"
 
-    public init(socketPath: String) { self.socketPath = socketPath }
+    public enum Endpoint: Sendable, CustomStringConvertible {
+        case unixSocket(String)
+        case tcp(host: String, port: Int)
 
-    public init(_ daemon: SwitchDaemonProcess) { socketPath = daemon.runDirectory + "/api.sock" }
+        public var description: String {
+            switch self {
+            case .unixSocket(let path): path
+            case .tcp(let host, let port): "\(host):\(port)"
+            }
+        }
+    }
 
-    public struct Reply: @unchecked Sendable, CustomStringConvertible {
+    public let endpoint: Endpoint
+
+    public init(socketPath: String) { endpoint = .unixSocket(socketPath) }
+
+    public init(tcpPort: Int, host: String = "127.0.0.1") { endpoint = .tcp(host: host, port: tcpPort) }
+
+    /// The API on `daemon`'s unix socket.
+    public init(_ daemon: SwitchDaemonProcess) { self.init(socketPath: daemon.apiSocketPath) }
+
+    public struct Reply: Sendable, CustomStringConvertible {
         public var status: Int
+        /// Header names lowercased.
+        public var headers: [String: String]
         public var body: String
+
         /// The body parsed as JSON (nil when empty or not JSON).
-        public var json: Any?
+        public var json: Any? { try? JSONSerialization.jsonObject(with: Data(body.utf8), options: [.fragmentsAllowed]) }
         public var object: [String: Any] { json as? [String: Any] ?? [:] }
+        /// `error.code` and `error.message` of an error reply.
+        public var errorCode: String? { (object["error"] as? [String: Any])?["code"] as? String }
+        public var errorMessage: String { (object["error"] as? [String: Any])?["message"] as? String ?? "" }
         public var description: String { "HTTP \(status): \(body.prefix(2000))" }
     }
 
+    public struct APIError: Error, CustomStringConvertible {
+        public var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// curl's arguments that reach the endpoint and the URL of `path`.
+    func target(_ path: String) -> (arguments: [String], url: String) {
+        switch endpoint {
+        case .unixSocket(let socket): (["--unix-socket", socket], "http://localhost" + path)
+        case .tcp(let host, let port): ([], "http://\(host):\(port)\(path)")
+        }
+    }
+
+    /// One request. `body` (text) or `bodyData` (raw bytes) is sent as-is, with `contentType`
+    /// when there is a body (nil: curl's own). `headers` go to curl's -H as written ("Name:"
+    /// with nothing after removes a header curl would send); without an Accept header among
+    /// them, "Accept: application/json" is sent.
     @discardableResult
-    public func request(_ method: String, _ path: String, body: String? = nil) throws -> Reply {
-        var command = ["/usr/bin/curl", "-s", "-S", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}",
-                       "--unix-socket", socketPath, "-X", method, "-H", "Accept: application/json"]
-        if let body { command += ["-H", "Content-Type: application/json", "-d", body] }
-        command.append("http://localhost" + path)
-        let result = try QemuGuest.run(command)
-        guard result.status == 0 else { throw QemuGuest.QemuError("curl \(method) \(path) failed (\(result.status)): \(result.output)") }
-        var lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
-        let status = Int(lines.popLast() ?? "") ?? 0
-        let text = lines.joined(separator: "\n")
-        let json = text.isEmpty ? nil : try? JSONSerialization.jsonObject(with: Data(text.utf8))
-        return Reply(status: status, body: text, json: json)
+    public func request(_ method: String, _ path: String, body: String? = nil, bodyData: Data? = nil,
+                        contentType: String? = "application/json", headers: [String] = [],
+                        authorization: String? = nil, timeout: Int = 20) throws -> Reply {
+        let scratch = NSTemporaryDirectory() + "vsd-curl-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let bodyFile = scratch + "/body", headerFile = scratch + "/headers"
+        let (endpointArguments, url) = target(path)
+        var arguments = ["-s", "-S", "-g", "--max-time", "\(timeout)", "-X", method, "-o", bodyFile, "-D", headerFile,
+                         "-w", "%{http_code}", "-H", "Expect:"] + endpointArguments
+        if !headers.contains(where: { $0.lowercased().hasPrefix("accept:") }) { arguments += ["-H", "Accept: application/json"] }
+        if let authorization { arguments += ["-H", "Authorization: \(authorization)"] }
+        if let data = bodyData ?? body.map({ Data($0.utf8) }) {
+            if let contentType { arguments += ["-H", "Content-Type: \(contentType)"] }
+            let requestFile = scratch + "/request"
+            try data.write(to: URL(fileURLWithPath: requestFile))
+            arguments += ["--data-binary", "@" + requestFile]
+        }
+        for header in headers { arguments += ["-H", header] }
+        arguments.append(url)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.curl)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let status = Int(output) else {
+            throw APIError("curl \(method) \(path) on \(endpoint) failed (\(process.terminationStatus)): \(errors)")
+        }
+        var headerMap: [String: String] = [:]
+        let headerText = (try? String(contentsOfFile: headerFile, encoding: .utf8)) ?? ""
+        for line in headerText.split(whereSeparator: { $0 == "\r\n" || $0 == "\n" }) {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headerMap[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let responseBody = (try? String(contentsOfFile: bodyFile, encoding: .utf8)) ?? ""
+        return Reply(status: status, headers: headerMap, body: responseBody)
+    }
+
+    /// `object` serialized as the JSON body.
+    @discardableResult
+    public func json(_ method: String, _ path: String, _ object: Any) throws -> Reply {
+        try request(method, path, bodyData: try JSONSerialization.data(withJSONObject: object))
     }
 
     /// Like `request`, but throws unless the status is one of `expecting`.
     @discardableResult
     public func expect(_ method: String, _ path: String, body: String? = nil, status expecting: Set<Int> = [200, 201, 204]) throws -> Reply {
         let reply = try request(method, path, body: body)
-        guard expecting.contains(reply.status) else { throw QemuGuest.QemuError("\(method) \(path): \(reply)") }
+        guard expecting.contains(reply.status) else { throw APIError("\(method) \(path): \(reply)") }
         return reply
-    }
-
-    /// Waits until GET /v1/health answers 200.
-    public func waitUntilUp(timeout: TimeInterval = 15) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if FileManager.default.fileExists(atPath: socketPath), let reply = try? request("GET", "/v1/health"), reply.status == 200 { return }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        throw QemuGuest.QemuError("the API at \(socketPath) did not answer within \(timeout) s")
     }
 
     /// The feature names of a FeatureSet member ("offered", "negotiated", "supported") of
@@ -56,5 +126,10 @@ public struct SwitchAPIClient: Sendable {
     public func featureNames(port: String, set: String) throws -> [String]? {
         let reply = try expect("GET", "/v1/ports/\(port)/features", status: [200])
         return (reply.object[set] as? [String: Any])?["names"] as? [String]
+    }
+
+    /// GET `path` (an event stream: /v1/events with a query) read in the background.
+    public func eventStream(_ path: String = "/v1/events", headers: [String] = []) throws -> SwitchEventStream {
+        try SwitchEventStream(self, path: path, headers: headers)
     }
 }

@@ -57,7 +57,7 @@ final class DirtyLogTests: XCTestCase {
         // buffers is the guest's business.
         XCTAssertEqual(markedPages(log), [h.ring.usedAddress >> 12])
         XCTAssertEqual(h.enqueue([QueueHarness.frame(200)]), 1)
-        XCTAssertEqual(h.ring.receivedBytes(head: head, length: 12)[10], 1)
+        XCTAssertEqual(h.ring.receivedBytes(id: head, length: 12)[10], 1)
         let usedPage = h.ring.usedAddress >> 12
         XCTAssertEqual(Set(markedPages(log)), Set([0x20, 0x21, usedPage]))
     }

@@ -57,7 +57,7 @@ final class NotificationTests: XCTestCase {
 
     func testNoCallWithoutCallDescriptor() throws {
         let fixture = try GuestMemoryFixture()
-        let ring = try GuestDriverRing(fixture: fixture, size: 8)
+        let ring = try SplitGuestDriverRing(fixture: fixture, size: 8)
         let stats = VirtqueueStatistics()
         let queue = SplitVirtqueue(layout: try ring.layout(), memory: fixture.memory, negotiatedFeatures: QueueHarness.modern,
                                    lastAvailIndex: 0, callDescriptor: -1, statistics: stats)

@@ -10,7 +10,7 @@ final class QueueHarness {
     static let legacy: UInt64 = 0
 
     let fixture: GuestMemoryFixture
-    let ring: GuestDriverRing
+    let ring: SplitGuestDriverRing
     let queue: SplitVirtqueue
     let statistics = VirtqueueStatistics()
     let call: EventFD
@@ -24,7 +24,7 @@ final class QueueHarness {
          bufferCapacity: Int = 2048, dirtyLog: DirtyLog? = nil, logUsedRing: Bool = false,
          ringAddress: UInt64 = 0, dataAddress: UInt64 = 0x10000, dataSize: UInt64 = 0x40000) throws {
         self.fixture = try fixture ?? GuestMemoryFixture()
-        ring = try GuestDriverRing(fixture: self.fixture, size: size, ringAddress: ringAddress, dataAddress: dataAddress, dataSize: dataSize)
+        ring = try SplitGuestDriverRing(fixture: self.fixture, size: size, ringAddress: ringAddress, dataAddress: dataAddress, dataSize: dataSize)
         call = try EventFD()
         queue = SplitVirtqueue(layout: try ring.layout(logUsedRing: logUsedRing), memory: self.fixture.memory,
                                negotiatedFeatures: features, lastAvailIndex: 0, callDescriptor: call.rawValue,

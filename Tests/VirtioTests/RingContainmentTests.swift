@@ -16,7 +16,7 @@ final class RingContainmentTests: XCTestCase {
                                  dataAddress: 0x200000, dataSize: 0x100000)
         let data = h.ring.allocateBuffer(64)
         for i in 0..<Self.bigRing {
-            h.ring.writeDescriptor(i, address: data, length: 64, flags: GuestDriverRing.next, next: UInt16(i))
+            h.ring.writeDescriptor(i, address: data, length: 64, flags: SplitGuestDriverRing.next, next: UInt16(i))
             h.ring.writeAvailSlot(UInt16(i), head: UInt16(i))
         }
         h.ring.setAvailIndex(UInt16(truncatingIfNeeded: Self.bigRing))
@@ -70,7 +70,7 @@ final class RingContainmentTests: XCTestCase {
         let length = RingWalkLimits.maxChainDescriptors + 1
         for i in 0..<length {
             let last = i == length - 1
-            h.ring.writeDescriptor(i, address: data, length: 16, flags: last ? 0 : GuestDriverRing.next, next: UInt16(i + 1))
+            h.ring.writeDescriptor(i, address: data, length: 16, flags: last ? 0 : SplitGuestDriverRing.next, next: UInt16(i + 1))
         }
         h.ring.publish(head: 0)
         XCTAssertEqual(h.dequeue(), [])

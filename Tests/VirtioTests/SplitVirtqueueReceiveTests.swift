@@ -4,7 +4,7 @@ import XCTest
 
 /// Guest receive (the switch enqueues): functional behaviour and hostile ring cases.
 final class SplitVirtqueueReceiveTests: XCTestCase {
-    private typealias Ring = GuestDriverRing
+    private typealias Ring = SplitGuestDriverRing
     private static let mergeable = QueueHarness.modern | VirtioNetFeature.mrgRxbuf.mask
 
     private func headerBytes(_ header: VirtioNetHeader, size: Int) -> [UInt8] {
@@ -38,7 +38,7 @@ final class SplitVirtqueueReceiveTests: XCTestCase {
         expectedHeader.bufferCount = 1
         for (i, frame) in frames.enumerated() {
             XCTAssertEqual(Int(used[i].length), headerSize + frame.count)
-            XCTAssertEqual(rx.ring.receivedBytes(head: heads[i], length: Int(used[i].length)),
+            XCTAssertEqual(rx.ring.receivedBytes(id: heads[i], length: Int(used[i].length)),
                            headerBytes(expectedHeader, size: headerSize) + frame)
         }
         XCTAssertEqual(rx.stats.packets, 5)
@@ -51,7 +51,7 @@ final class SplitVirtqueueReceiveTests: XCTestCase {
         let frame = QueueHarness.frame(120)
         XCTAssertEqual(h.enqueue([frame]), 1)
         XCTAssertEqual(h.ring.takeUsedEntries().map { [$0.id, $0.length] }, [[UInt32(head), 132]])
-        XCTAssertEqual(Array(h.ring.receivedBytes(head: head, length: 132).dropFirst(12)), frame)
+        XCTAssertEqual(Array(h.ring.receivedBytes(id: head, length: 132).dropFirst(12)), frame)
     }
 
     func testHeaderSplitAcrossReceiveDescriptorsWorks() throws {
@@ -62,7 +62,7 @@ final class SplitVirtqueueReceiveTests: XCTestCase {
         XCTAssertEqual(h.enqueue([frame], header: header), 1)
         var expected = header
         expected.bufferCount = 1
-        XCTAssertEqual(h.ring.receivedBytes(head: head, length: 102), headerBytes(expected, size: 12) + frame)
+        XCTAssertEqual(h.ring.receivedBytes(id: head, length: 102), headerBytes(expected, size: 12) + frame)
     }
 
     func testMergeableFrameSpansThreeBuffers() throws {
@@ -72,11 +72,11 @@ final class SplitVirtqueueReceiveTests: XCTestCase {
         XCTAssertEqual(h.enqueue([frame]), 1)
         XCTAssertEqual(h.ring.takeUsedEntries().map { [$0.id, $0.length] },
                        [[UInt32(heads[0]), 50], [UInt32(heads[1]), 50], [UInt32(heads[2]), 32]])
-        let first = h.ring.receivedBytes(head: heads[0], length: 50)
+        let first = h.ring.receivedBytes(id: heads[0], length: 50)
         XCTAssertEqual(first[10], 3, "num_buffers")
         XCTAssertEqual(first[11], 0)
-        let received = Array(first.dropFirst(12)) + h.ring.receivedBytes(head: heads[1], length: 50)
-            + h.ring.receivedBytes(head: heads[2], length: 32)
+        let received = Array(first.dropFirst(12)) + h.ring.receivedBytes(id: heads[1], length: 50)
+            + h.ring.receivedBytes(id: heads[2], length: 32)
         XCTAssertEqual(received, frame)
         XCTAssertEqual(h.queue.lastAvailIndex, 3, "the fourth buffer stays posted")
     }
@@ -88,7 +88,7 @@ final class SplitVirtqueueReceiveTests: XCTestCase {
         h.ring.postReceive(bufferSizes: [20])
         h.ring.postReceive(bufferSizes: [20])
         XCTAssertEqual(h.enqueue([QueueHarness.frame(40)]), 1)  // 52 bytes = 20 + 20 + 12
-        let bytes = h.ring.receivedBytes(head: first, length: 20)
+        let bytes = h.ring.receivedBytes(id: first, length: 20)
         XCTAssertEqual(bytes[10], 3)
         XCTAssertEqual(bytes[11], 0)
     }
@@ -97,7 +97,7 @@ final class SplitVirtqueueReceiveTests: XCTestCase {
         let h = try QueueHarness(features: Self.mergeable)
         let head = h.ring.postReceive(bufferSizes: [1600])
         XCTAssertEqual(h.enqueue([QueueHarness.frame(60)]), 1)
-        XCTAssertEqual(h.ring.receivedBytes(head: head, length: 12)[10], 1)
+        XCTAssertEqual(h.ring.receivedBytes(id: head, length: 12)[10], 1)
     }
 
     func testMergeableRunningOutOfBuffersMidFrameConsumesNothing() throws {
@@ -126,7 +126,7 @@ final class SplitVirtqueueReceiveTests: XCTestCase {
         XCTAssertEqual(h.enqueue([QueueHarness.frame(89), small]), 1)
         XCTAssertEqual(h.stats.dropsTooLarge, 1)
         XCTAssertEqual(h.ring.takeUsedEntries().map { [$0.id, $0.length] }, [[UInt32(head), 92]])
-        XCTAssertEqual(Array(h.ring.receivedBytes(head: head, length: 92).dropFirst(12)), small)
+        XCTAssertEqual(Array(h.ring.receivedBytes(id: head, length: 92).dropFirst(12)), small)
     }
 
     func testReceiveChainShorterThanNetHeaderIsNotUsed() throws {
@@ -188,7 +188,7 @@ final class SplitVirtqueueReceiveTests: XCTestCase {
         XCTAssertEqual(h.enqueue([QueueHarness.frame(100)]), 0, "the burst ends at the invalid chain")
         XCTAssertEqual(h.enqueue([QueueHarness.frame(100)]), 1)
         XCTAssertEqual(h.ring.takeUsedEntries().map { [$0.id, $0.length] }, [[UInt32(a), 0], [UInt32(bad), 0], [UInt32(b), 112]])
-        XCTAssertEqual(h.ring.receivedBytes(head: b, length: 12)[10], 1)
+        XCTAssertEqual(h.ring.receivedBytes(id: b, length: 12)[10], 1)
         XCTAssertEqual(h.stats.dropsMalformedDescriptor, 1)
     }
 
@@ -219,7 +219,7 @@ final class SplitVirtqueueReceiveTests: XCTestCase {
         XCTAssertEqual(h.ring.takeUsedEntries().map { [$0.id, $0.length] },
                        [[UInt32(a), 112], [UInt32(b), 162], [UInt32(c), 72]])
         for (head, frame) in zip([a, b, c], frames) {
-            XCTAssertEqual(Array(h.ring.receivedBytes(head: head, length: 12 + frame.count).dropFirst(12)), frame)
+            XCTAssertEqual(Array(h.ring.receivedBytes(id: head, length: 12 + frame.count).dropFirst(12)), frame)
         }
         XCTAssertEqual(h.stats.packets, 3)
     }

@@ -4,7 +4,7 @@ import XCTest
 
 /// Guest transmit (the switch dequeues): functional behaviour and every hostile ring case.
 final class SplitVirtqueueTransmitTests: XCTestCase {
-    private typealias Ring = GuestDriverRing
+    private typealias Ring = SplitGuestDriverRing
 
     // MARK: Functional
 
@@ -59,7 +59,7 @@ final class SplitVirtqueueTransmitTests: XCTestCase {
 
     func testStartsFromGivenAvailIndex() throws {
         let fixture = try GuestMemoryFixture()
-        let ring = try GuestDriverRing(fixture: fixture, size: 8)
+        let ring = try SplitGuestDriverRing(fixture: fixture, size: 8)
         for _ in 0..<65533 { ring.setAvailIndex(ring.availIndex &+ 1) }  // as if 65533 were consumed
         let queue = SplitVirtqueue(layout: try ring.layout(), memory: fixture.memory, negotiatedFeatures: QueueHarness.modern,
                                    lastAvailIndex: 65533, callDescriptor: -1, statistics: VirtqueueStatistics())

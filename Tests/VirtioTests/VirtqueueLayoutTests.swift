@@ -15,7 +15,7 @@ final class VirtqueueLayoutTests: XCTestCase {
 
     func testValidLayoutTranslatesEachTable() throws {
         let fixture = try GuestMemoryFixture()
-        let ring = try GuestDriverRing(fixture: fixture, size: 256, ringAddress: 0x1000)
+        let ring = try SplitGuestDriverRing(fixture: fixture, size: 256, ringAddress: 0x1000)
         let layout = try ring.layout()
         XCTAssertEqual(layout.size, 256)
         XCTAssertEqual(layout.descriptorTable, fixture.memory.translateGuestPhysical(0x1000, length: 1))

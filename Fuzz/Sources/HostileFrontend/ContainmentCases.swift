@@ -1,4 +1,5 @@
 import Glibc
+import TestSupport
 import VhostSystem
 import VhostUser
 
@@ -31,17 +32,17 @@ func containmentCases() -> [HostileCase] {
     // --- Floods of ring-changing messages: the daemon may close the session (over its budget)
     // or serve them all; either survives, the outcome lines say which.
     add("flood-vring-enable", .survives) { ctx in
-        flood(ctx) { i in .setVringEnable(Payload.state(1, UInt32(i % 2))) }  // ends enabled
+        flood(ctx) { i in .setVringEnable(FakeFrontend.vringState(index: 1, num: UInt32(i % 2))) }  // ends enabled
     }
     add("flood-log-all-toggle", .survives) { ctx in
-        flood(ctx) { i in .setFeatures(Payload.u64(i % 2 == 0 ? ctx.features | 1 << 26 : ctx.features)) }  // ends off
+        flood(ctx) { i in .setFeatures(FakeFrontend.u64(i % 2 == 0 ? ctx.features | 1 << 26 : ctx.features)) }  // ends off
     }
     add("flood-status-toggle", .survives) { ctx in
-        flood(ctx) { i in .setStatus(Payload.u64(i % 2 == 0 ? 0x0b : Context.driverReadyStatus)) }  // DRIVER_OK off, on
+        flood(ctx) { i in .setStatus(FakeFrontend.u64(i % 2 == 0 ? 0x0b : Context.driverReadyStatus)) }  // DRIVER_OK off, on
     }
     add("flood-send-rarp", .survives) { ctx in
         var random = HostileRandom()
-        return flood(ctx) { _ in .sendRarp(Payload.u64(random.next() & 0xffff_ffff_ffff)) }  // any MAC, multicast too
+        return flood(ctx) { _ in .sendRarp(FakeFrontend.u64(random.next() & 0xffff_ffff_ffff)) }  // any MAC, multicast too
     }
     return cases
 }
@@ -55,19 +56,19 @@ func containmentCases() -> [HostileCase] {
 /// lost half are posted (the frame written before the shrink): the daemon's read of the frame
 /// and its write of a flooded frame fault. Either way the daemon must close this session.
 func shrinkGuestMemory(_ ctx: Context, keepingHalf: Bool) -> Bool {
-    guard let guest = try? GuestMemoryFile(name: "hostile-shrink") else { return false }
+    guard let guest = try? FakeFrontendMemory(name: "hostile-shrink") else { return false }
     let kicks = [try! EventFD(), try! EventFD()]
     guard ctx.ready(kicks, in: guest) else { return false }
     guest.postTransmit(count: 1)
     ctx.settle(kicks)
-    let lostHalf = guest.size / 2
+    let lostHalf = Int(guest.size) / 2
     let lostFrame = lostHalf + 0x1000
     let lostReceiveBuffer = lostHalf + 0x2000
-    if keepingHalf { guest.writeGuest(lostFrame, GuestMemoryFile.transmitFrame) }
+    if keepingHalf { guest.fixture.write(FakeFrontendMemory.transmitFrame, at: UInt64(lostFrame)) }
     guest.shrink(to: keepingHalf ? lostHalf : 0)
     if keepingHalf {
         guest.postBuffer(0, address: lostReceiveBuffer, length: 2048, flags: 2)
-        guest.postBuffer(1, address: lostFrame, length: GuestMemoryFile.transmitFrame.count, flags: 0)
+        guest.postBuffer(1, address: lostFrame, length: FakeFrontendMemory.transmitFrame.count, flags: 0)
     }
     for kick in kicks { kick.signal() }
     return ctx.sessionClosedAndDaemonAnswers()
@@ -81,7 +82,7 @@ func shrinkDirtyLog(_ ctx: Context) -> Bool {
     guard let log = try? MemFD.create(name: "hostile-log", size: 4096),
           ctx.setMemory(), ctx.setUpRings(kicks: kicks, logUsed: true), ctx.startDriver(),
           ctx.setLogBase(log, size: 4096),
-          ctx.c.acked(.setFeatures, Payload.u64(ctx.features | 1 << 26)) == 0 else { return false }
+          ctx.c.ack(.setFeatures, FakeFrontend.u64(ctx.features | 1 << 26)) == 0 else { return false }
     ctx.memory.postTransmit(count: 4)
     ctx.settle(kicks)
     _ = ftruncate(log.rawValue, 0)
@@ -137,10 +138,10 @@ func sparseHugeOffset(_ ctx: Context, regionCount: Int) -> Bool {
         return true
     }
     let regions = (0..<regionCount).map { i in
-        Payload.Region(gpa: UInt64(i) * size, size: size, uva: 0x7e00_0000_0000 + UInt64(i) * size, offset: offset)
+        memoryRegion(gpa: UInt64(i) * size, size: size, uva: 0x7e00_0000_0000 + UInt64(i) * size, offset: offset)
     }
     let before = ctx.daemon.virtualKiB
-    let ack = ctx.c.acked(.setMemTable, Payload.memoryTable(regions), fds: regions.map { _ in try! FileDescriptor.duplicate(file.rawValue) })
+    let ack = ctx.c.ack(.setMemTable, FakeFrontend.memoryTable(regions), fds: regions.map { _ in try! FileDescriptor.duplicate(file.rawValue) })
     guard ack == 0 else {
         ctx.outcome = "refused"
         return ctx.daemon.isAlive
@@ -170,19 +171,19 @@ func sparseHugeOffset(_ ctx: Context, regionCount: Int) -> Bool {
 func reconnectAtOnce(_ ctx: Context) -> Bool {
     let kicks = [try! EventFD(), try! EventFD()]
     guard ctx.ready(kicks) else { return false }
-    let busy = ctx.otherSocket.flatMap { try? Connection(path: $0) }
+    let busy = ctx.otherSocket.flatMap { try? FakeFrontend.connect(path: $0) }
     defer { busy?.close() }
-    busy?.sendRaw(setOwnerRequests(5000), timeoutMilliseconds: 100)
-    ctx.c.sendRaw(setOwnerRequests(100))
+    busy?.offer(setOwnerRequests(5000), timeoutMilliseconds: 100)
+    ctx.c.offer(setOwnerRequests(100))
     ctx.c.close()
-    guard let again = try? Connection(path: ctx.socketPath) else {
+    guard let again = try? FakeFrontend.connect(path: ctx.socketPath) else {
         ctx.outcome = "connect refused"
         return false
     }
     defer { again.close() }
-    again.send(.getFeatures)
-    switch again.readReply(timeoutMilliseconds: 1000) {
-    case .message:
+    again.offer(.getFeatures)
+    switch again.receiveAnswer(timeoutMilliseconds: 1000) {
+    case .reply:
         ctx.outcome = "served"
         return true
     case .closed:
@@ -196,7 +197,7 @@ func reconnectAtOnce(_ ctx: Context) -> Bool {
 
 /// `count` SET_OWNER requests: cheap for the daemon, no reply, not ring-changing.
 func setOwnerRequests(_ count: Int) -> [UInt8] {
-    Array([[UInt8]](repeating: Connection.header(VhostUserRequest.setOwner.rawValue, size: 0), count: count).joined())
+    Array([[UInt8]](repeating: FakeFrontend.header(VhostUserRequest.setOwner.rawValue, size: 0), count: count).joined())
 }
 
 // MARK: Floods
@@ -215,7 +216,7 @@ enum FloodMessage {
         case .setStatus(let p): (.setStatus, p)
         case .sendRarp(let p): (.sendRarp, p)
         }
-        return Connection.header(request.rawValue, size: payload.count) + payload
+        return FakeFrontend.header(request.rawValue, size: payload.count) + payload
     }
 }
 
@@ -228,7 +229,7 @@ func flood(_ ctx: Context, count: Int = 2000, _ message: (Int) -> FloodMessage) 
     var burst: [UInt8] = []
     burst.reserveCapacity(count * 20)
     for i in 0..<count { burst += message(i).encoded }
-    if ctx.c.sendRaw(burst, timeoutMilliseconds: 2000), ctx.c.send(.getFeatures) {
+    if ctx.c.offer(burst, timeoutMilliseconds: 2000), ctx.c.offer(.getFeatures) {
         ctx.outcome = ctx.c.replyOutcome(to: .getFeatures)
     } else {
         ctx.outcome = "closed"
@@ -242,8 +243,9 @@ extension Context {
     /// SET_LOG_BASE with LOG_SHMFD (negotiated by the handshake): accepted when the daemon
     /// sends its reply; a refusal closes the session.
     func setLogBase(_ log: FileDescriptor, size: UInt64) -> Bool {
-        guard c.send(.setLogBase, Payload.logBase(size: size, offset: 0), fds: [try! FileDescriptor.duplicate(log.rawValue)]) else { return false }
-        if case .message = c.readReply() { return true }
+        let logFD = try! FileDescriptor.duplicate(log.rawValue)
+        guard c.offer(.setLogBase, FakeFrontend.logBase(size: size, offset: 0), fds: [logFD]) else { return false }
+        if case .reply = c.receiveAnswer(timeoutMilliseconds: 1000) { return true }
         return false
     }
 
@@ -257,7 +259,7 @@ extension Context {
     /// After a ring attack: the daemon lives and its control thread answers another socket;
     /// the outcome records whether it kept this session or closed it.
     func survivedWithSessionOutcome() -> Bool {
-        outcome = c.send(.getFeatures) ? c.replyOutcome(to: .getFeatures) : "closed"
+        outcome = c.offer(.getFeatures) ? c.replyOutcome(to: .getFeatures) : "closed"
         return outcome != "no answer" && daemon.isAlive && otherSocketAnswers()
     }
 
@@ -265,14 +267,14 @@ extension Context {
     func daemonAnswers() -> Bool { answers(on: otherSocket ?? socketPath) }
 }
 
-extension Connection {
+extension FakeFrontend {
     /// Reads until the reply to `request` ("served"), the end of the session ("closed") or
     /// 2 s of silence ("no answer"); other replies are skipped.
     func replyOutcome(to request: VhostUserRequest) -> String {
         while true {
-            switch readReply(timeoutMilliseconds: 2000) {
-            case .message(let code, _) where code == request.rawValue: return "served"
-            case .message: continue
+            switch receiveAnswer(timeoutMilliseconds: 2000) {
+            case .reply(let reply) where reply.request == request.rawValue: return "served"
+            case .reply: continue
             case .closed: return "closed"
             case .timedOut: return "no answer"
             }

@@ -1,5 +1,6 @@
 import CVhostShims
 import Glibc
+import TestSupport
 import VhostSystem
 
 /// xorshift64*: cheap, seedable randomness for the guest-side writers (the system generator
@@ -28,7 +29,9 @@ struct HostileRandom {
 /// field once and validate the copy (ARCHITECTURE.md "Hot path rules"), so whatever it reads
 /// at whatever moment can cost this session at most.
 final class GuestRingScribbler {
-    private let memory: GuestMemoryFile
+    /// The guest's two rings (receive, transmit), written through the test kit's split-ring driver.
+    private let rings: [SplitGuestDriverRing]
+    private let memorySize: UInt64
     /// 0 while running; the writer thread polls it (relaxed: it only has to stop eventually).
     private let stopFlag = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     private var thread: SystemThread?
@@ -38,8 +41,9 @@ final class GuestRingScribbler {
     static let indirectTable = 0x30000
     static let ringSize = 256
 
-    init(memory: GuestMemoryFile, seed: UInt64 = UInt64.random(in: 1...UInt64.max)) {
-        self.memory = memory
+    init(memory: FakeFrontendMemory, seed: UInt64 = UInt64.random(in: 1...UInt64.max)) {
+        rings = [memory.ring(0), memory.ring(1)]
+        memorySize = memory.size
         self.seed = seed
         stopFlag.initialize(to: 0)
     }
@@ -50,10 +54,10 @@ final class GuestRingScribbler {
     }
 
     func start() {
-        thread = try? SystemThread(name: "guest-scribbler") { [memory, stopFlag, seed] in
+        thread = try? SystemThread(name: "guest-scribbler") { [rings, memorySize, stopFlag, seed] in
             var random = HostileRandom(seed: seed)
             while vhost_shims_load_relaxed_u32(stopFlag) == 0 {
-                for _ in 0..<64 { Self.scribbleOnce(memory, &random) }
+                for _ in 0..<64 { Self.scribbleOnce(rings, memorySize, &random) }
             }
         }
     }
@@ -66,49 +70,49 @@ final class GuestRingScribbler {
 
     // MARK: One rewrite
 
-    private static func scribbleOnce(_ memory: GuestMemoryFile, _ random: inout HostileRandom) {
-        let ring = random.below(2)
+    private static func scribbleOnce(_ rings: [SplitGuestDriverRing], _ memorySize: UInt64, _ random: inout HostileRandom) {
+        let ring = rings[random.below(2)]
         switch random.below(8) {
-        case 0..<4: rewriteDescriptor(memory, ring: ring, &random)
-        case 4: rewriteIndirectEntry(memory, &random)
-        case 5, 6: rewriteAvailEntry(memory, ring: ring, &random)
-        default: moveAvailIndex(memory, ring: ring, &random)
+        case 0..<4: rewriteDescriptor(ring, memorySize, &random)
+        case 4: rewriteIndirectEntry(ring, memorySize, &random)
+        case 5, 6: rewriteAvailEntry(ring, &random)
+        default: moveAvailIndex(ring, &random)
         }
     }
 
-    private static func rewriteDescriptor(_ memory: GuestMemoryFile, ring: Int, _ random: inout HostileRandom) {
+    private static func rewriteDescriptor(_ ring: SplitGuestDriverRing, _ memorySize: UInt64, _ random: inout HostileRandom) {
         let index = random.below(ringSize)
-        memory.writeDescriptor(ring, index, address: address(memory, &random), length: length(&random),
-                               flags: flags(&random), next: next(after: index, &random))
+        ring.writeDescriptor(index, address: address(memorySize, &random), length: length(&random),
+                             flags: flags(&random), next: next(after: index, &random))
     }
 
-    private static func rewriteIndirectEntry(_ memory: GuestMemoryFile, _ random: inout HostileRandom) {
+    /// An entry of the indirect table (the ring it was drawn for does not matter).
+    private static func rewriteIndirectEntry(_ ring: SplitGuestDriverRing, _ memorySize: UInt64, _ random: inout HostileRandom) {
         let index = random.below(ringSize)
-        memory.writeGuest(indirectTable + index * 16,
-                          descriptorBytes(address: address(memory, &random), length: length(&random),
-                                          flags: flags(&random), next: next(after: index, &random)))
+        ring.writeDescriptor(at: UInt64(indirectTable + index * 16), address: address(memorySize, &random), length: length(&random),
+                             flags: flags(&random), next: next(after: index, &random))
     }
 
-    private static func rewriteAvailEntry(_ memory: GuestMemoryFile, ring: Int, _ random: inout HostileRandom) {
+    private static func rewriteAvailEntry(_ ring: SplitGuestDriverRing, _ random: inout HostileRandom) {
         let slot = random.below(ringSize)
         let head = random.below(8) == 0 ? UInt16(truncatingIfNeeded: random.next()) : UInt16(random.below(ringSize))
-        memory.mapping.base.storeBytes(of: head.littleEndian, toByteOffset: ring * 0x4000 + 0x1004 + slot * 2, as: UInt16.self)
+        ring.writeAvailSlot(UInt16(slot), head: head)
     }
 
     /// Mostly a plausible step forward; sometimes a jump past the ring size, or backwards.
-    private static func moveAvailIndex(_ memory: GuestMemoryFile, ring: Int, _ random: inout HostileRandom) {
-        let current = memory.availIndex(ring)
+    private static func moveAvailIndex(_ ring: SplitGuestDriverRing, _ random: inout HostileRandom) {
+        let current = ring.availIndex
         let value = random.below(16) == 0 ? UInt16(truncatingIfNeeded: random.next()) : current &+ UInt16(random.below(33))
-        memory.setAvailIndex(ring, value)
+        ring.setAvailIndex(value)
     }
 
     // MARK: Field values: plausible ones most of the time, so the walker gets deep
 
-    private static func address(_ memory: GuestMemoryFile, _ random: inout HostileRandom) -> UInt64 {
+    private static func address(_ memorySize: UInt64, _ random: inout HostileRandom) -> UInt64 {
         switch random.below(8) {
         case 0..<5: UInt64(0x10000 + random.below(0x20000))  // the buffer area
         case 5: UInt64(indirectTable)
-        case 6: UInt64(memory.size - 8)  // runs off the end of the region
+        case 6: memorySize - 8  // runs off the end of the region
         default: random.next()
         }
     }

@@ -1,6 +1,4 @@
-import CVhostShims
-import Glibc
-import VhostSystem
+import TestSupport
 
 /// Guest memory with two 32768-entry split rings, the largest the protocol allows, filled
 /// so that every available entry costs the daemon the most hops a chain may take: a ring
@@ -25,10 +23,10 @@ final class HugeRingGuest {
         case indirectMax = "indirect-max"
     }
 
-    let memory: GuestMemoryFile
+    let memory: FakeFrontendMemory
 
     init(_ shape: Shape) throws {
-        memory = try GuestMemoryFile(name: "hostile-huge-ring", size: Self.memorySize)
+        memory = try FakeFrontendMemory(name: "hostile-huge-ring", size: UInt64(Self.memorySize))
         for ring in 0..<2 { fill(ring, shape) }
     }
 
@@ -42,39 +40,36 @@ final class HugeRingGuest {
                               avail: memory.userAddress(Self.avail(ring)), used: memory.userAddress(Self.used(ring)))
     }
 
+    /// The guest driver of ring `ring` in this layout.
+    private func driver(_ ring: Int) -> SplitGuestDriverRing {
+        SplitGuestDriverRing(fixture: memory.fixture, size: Self.ringSize, descriptorTableAddress: UInt64(Self.descriptorTable(ring)),
+                             availAddress: UInt64(Self.avail(ring)), usedAddress: UInt64(Self.used(ring)))
+    }
+
     private func fill(_ ring: Int, _ shape: Shape) {
+        let driver = driver(ring)
         // Ring 0 is the guest's receive ring: its buffers are device-writable.
-        let write: UInt16 = ring == 0 ? 2 : 0
+        let write: UInt16 = ring == 0 ? SplitGuestDriverRing.write : 0
         switch shape {
         case .longChain:
-            writeLoop(at: Self.descriptorTable(ring), flags: write)
+            writeLoop(driver, at: Self.descriptorTable(ring), flags: write)
         case .indirectMax:
-            writeLoop(at: Self.indirectTable(ring), flags: write)
+            writeLoop(driver, at: Self.indirectTable(ring), flags: write)
             for index in 0..<Self.ringSize {
-                writeDescriptor(at: Self.descriptorTable(ring), index, address: UInt64(Self.indirectTable(ring)),
-                                length: UInt32(Self.ringSize * 16), flags: 4, next: 0)
+                driver.writeDescriptor(index, address: UInt64(Self.indirectTable(ring)), length: UInt32(Self.ringSize * 16),
+                                       flags: SplitGuestDriverRing.indirect)
             }
         }
         // Every head offered at once: avail[i] = i, avail.idx = 32768 (= size: a full ring).
-        for slot in 0..<Self.ringSize {
-            memory.mapping.base.storeBytes(of: UInt16(slot).littleEndian, toByteOffset: Self.avail(ring) + 4 + slot * 2, as: UInt16.self)
-        }
-        vhost_shims_store_release_u16(memory.mapping.base + Self.avail(ring) + 2, UInt16(Self.ringSize).littleEndian)
+        for slot in 0..<Self.ringSize { driver.writeAvailSlot(UInt16(slot), head: UInt16(slot)) }
+        driver.setAvailIndex(UInt16(Self.ringSize))
     }
 
     /// 32768 descriptors, i -> (i + 1) mod 32768, each NEXT: a loop as long as the table.
-    private func writeLoop(at table: Int, flags: UInt16) {
+    private func writeLoop(_ driver: SplitGuestDriverRing, at table: Int, flags: UInt16) {
         for index in 0..<Self.ringSize {
-            writeDescriptor(at: table, index, address: UInt64(Self.buffer), length: Self.bufferLength, flags: 1 | flags,
-                            next: UInt16((index + 1) % Self.ringSize))
+            driver.writeDescriptor(at: UInt64(table + index * 16), address: UInt64(Self.buffer), length: Self.bufferLength,
+                                   flags: SplitGuestDriverRing.next | flags, next: UInt16((index + 1) % Self.ringSize))
         }
-    }
-
-    private func writeDescriptor(at table: Int, _ index: Int, address: UInt64, length: UInt32, flags: UInt16, next: UInt16) {
-        let base = memory.mapping.base + table + index * 16
-        base.storeBytes(of: address.littleEndian, as: UInt64.self)
-        base.storeBytes(of: length.littleEndian, toByteOffset: 8, as: UInt32.self)
-        base.storeBytes(of: flags.littleEndian, toByteOffset: 12, as: UInt16.self)
-        base.storeBytes(of: next.littleEndian, toByteOffset: 14, as: UInt16.self)
     }
 }

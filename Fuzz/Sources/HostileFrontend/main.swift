@@ -23,6 +23,7 @@
 // machine-readable:
 //   RESULT iterations=N failures=F fds_before=A fds_after=B rss_before_kib=C rss_after_kib=D seconds=T
 import Glibc
+import TestSupport
 import VhostSystem
 import VhostUser
 
@@ -72,27 +73,27 @@ guard !sockets.isEmpty, !cases.isEmpty else {
 }
 
 let daemon = DaemonProbe(pid: pid)
-let memory = try GuestMemoryFile()
+let memory = try FakeFrontendMemory(name: "hostile-guest")
 
 /// A fresh session: connect and negotiate (REPLY_ACK included); the virtio features it set.
 /// Retries for up to `maxCaseMilliseconds` while the daemon still tears down the previous
 /// session on this socket (it turns a second front-end away).
-func handshake(_ path: String) -> (connection: Connection, features: UInt64)? {
+func handshake(_ path: String) -> (connection: FakeFrontend, features: UInt64)? {
     let deadline = MonotonicClock.nanoseconds() + maxCaseMilliseconds * 1_000_000
     while MonotonicClock.nanoseconds() < deadline {
-        guard let connection = try? Connection(path: path) else { usleep(1000); continue }
-        connection.send(.getFeatures)
-        guard let offered = connection.readReply(timeoutMilliseconds: 2000).u64 else {
+        guard let connection = try? FakeFrontend.connect(path: path) else { usleep(1000); continue }
+        connection.offer(.getFeatures)
+        guard let offered = connection.receiveAnswer(timeoutMilliseconds: 2000).u64 else {
             connection.close()
             usleep(500)
             continue
         }
-        connection.send(.getProtocolFeatures)
-        let protocolFeatures = connection.readReply(timeoutMilliseconds: 2000).u64 ?? 0
-        connection.send(.setProtocolFeatures, Payload.u64(protocolFeatures))
+        connection.offer(.getProtocolFeatures)
+        let protocolFeatures = connection.receiveAnswer(timeoutMilliseconds: 2000).u64 ?? 0
+        connection.offer(.setProtocolFeatures, FakeFrontend.u64(protocolFeatures))
         let features = offered & ~(1 << 26) & ~(1 << 34)  // not LOG_ALL; split rings (the cases assume them)
-        connection.send(.setFeatures, Payload.u64(features))
-        connection.send(.setOwner)
+        connection.offer(.setFeatures, FakeFrontend.u64(features))
+        connection.offer(.setOwner)
         return (connection, features)
     }
     return nil
@@ -122,7 +123,7 @@ func runOne(_ index: Int) -> Bool {
         stalledCase = "\(hostileCase.name) (no session within \(maxCaseMilliseconds) ms)"
         return false
     }
-    memory.reset()
+    memory.zero(byteCount: 0x40000)  // rings and buffers back to zero: each iteration starts clean
     let context = Context(connection: session.connection, features: session.features, socketPath: path, memory: memory,
                           otherSocket: other, stallMilliseconds: stallMilliseconds, daemon: daemon)
     let ok = hostileCase.run(context)

@@ -5,7 +5,7 @@ import Foundation
 import TestSupport
 import XCTest
 
-final class SwitchForwardingTests: XCTestCase {
+final class TestpmdSwitchForwardingTests: XCTestCase {
     private func skipUnlessIntegrationEnvironment(_ test: String = #function) throws {
         if let reason = IntegrationEnvironment.printedSkipReason(test) { throw XCTSkip(reason) }
         guard FileManager.default.isExecutableFile(atPath: SwitchDaemonProcess.executablePath) else {
