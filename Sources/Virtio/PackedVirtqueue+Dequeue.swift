@@ -60,9 +60,7 @@ extension PackedVirtqueue {
             pendingSlots[usedWritten] = slots
             pendingLengths[usedWritten] = 0
             usedWritten &+= 1
-            if counters.count(outcome, length: buffer.pointee.length) {
-                produced &+= 1
-            } else if outcome == .malformedDescriptor {
+            guard counters.countTransmit(outcome, length: buffer.pointee.length, produced: &produced) else {
                 invalid = true
                 break
             }

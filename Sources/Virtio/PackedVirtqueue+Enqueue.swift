@@ -56,27 +56,13 @@ extension PackedVirtqueue {
             let outcome = deliver(packet, consumed: &consumed, usedWritten: &usedWritten, walked: &walked, &counters)
             position = nextAvail
             wrap = availWrap
-            switch outcome {
-            case .delivered:
-                counters.packets &+= 1
-                counters.bytes &+= UInt64(packet.pointee.length)
-                delivered &+= 1
-                index &+= 1
-            case .tooLarge:
-                counters.dropsTooLarge &+= 1
-                index &+= 1
-            case .noBuffers:
-                counters.dropsNoBuffers &+= UInt64(count &- index)
-                break packets
-            case .invalidChain:
-                counters.dropsNoBuffers &+= UInt64(count &- index)
-                invalid = true
-                break packets
-            case .ringBroken:
-                ringGuard.stop(broken: &broken, &counters)
-                counters.dropsNoBuffers &+= UInt64(count &- index)
+            guard counters.countReceive(outcome, length: packet.pointee.length, index: index, of: count) else {
+                invalid = outcome == .invalidChain
+                if outcome == .ringBroken { ringGuard.stop(broken: &broken, &counters) }
                 break packets
             }
+            if outcome == .delivered { delivered &+= 1 }
+            index &+= 1
         }
         ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         nextAvail = position
@@ -115,13 +101,6 @@ extension PackedVirtqueue {
         pendingLengths[usedWritten] = UInt32(truncatingIfNeeded: total)
         pendingSlots[usedWritten] = 1
         return true
-    }
-
-    @usableFromInline
-    enum ReceiveOutcome {
-        case delivered, tooLarge, noBuffers, ringBroken
-        /// An invalid buffer (given back empty) or id (skipped): the burst ends.
-        case invalidChain
     }
 
     /// Places one frame in the buffers from `nextAvail` on. Its used descriptors join the

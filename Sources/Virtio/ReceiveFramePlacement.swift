@@ -177,3 +177,46 @@ extension VirtqueueBurstCounters {
         return true
     }
 }
+
+/// What became of one frame offered to a receive ring (either layout).
+@usableFromInline
+enum ReceiveOutcome {
+    case delivered, tooLarge, noBuffers
+    /// An invalid chain or buffer (given back empty) or head or id (skipped): the burst ends.
+    case invalidChain
+    /// Packed ring: a buffer whose NEXT flags do not end within the ring's lap.
+    case ringBroken
+}
+
+extension VirtqueueBurstCounters {
+    /// Counts frame `index` of a burst of `count` (its `length`) by its outcome; false when
+    /// the burst ends there (the frames not offered yet are counted as finding no buffers).
+    @inlinable @inline(__always)
+    mutating func countReceive(_ outcome: ReceiveOutcome, length: Int, index: Int, of count: Int) -> Bool {
+        switch outcome {
+        case .delivered:
+            packets &+= 1
+            bytes &+= UInt64(length)
+            return true
+        case .tooLarge:
+            dropsTooLarge &+= 1
+            return true
+        case .noBuffers, .invalidChain, .ringBroken:
+            dropsNoBuffers &+= UInt64(count &- index)
+            return false
+        }
+    }
+}
+
+extension VirtqueueBurstCounters {
+    /// Counts one transmitted buffer's outcome (`count`) and adds a frame to `produced`;
+    /// false when the buffer was an invalid chain, which ends the burst.
+    @inlinable @inline(__always)
+    mutating func countTransmit(_ outcome: TransmitOutcome, length: Int, produced: inout Int) -> Bool {
+        if count(outcome, length: length) {
+            produced &+= 1
+            return true
+        }
+        return outcome != .malformedDescriptor
+    }
+}

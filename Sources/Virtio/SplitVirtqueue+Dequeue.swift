@@ -42,9 +42,7 @@ extension SplitVirtqueue {
             let outcome = copyTransmittedFrame(head: head, into: buffer, walked: &walked)
             writeUsedEntry(at: usedWritten, id: head, length: 0)
             usedWritten &+= 1
-            if counters.count(outcome, length: buffer.pointee.length) {
-                produced &+= 1
-            } else if outcome == .malformedDescriptor {
+            guard counters.countTransmit(outcome, length: buffer.pointee.length, produced: &produced) else {
                 invalid = true
                 break
             }

@@ -38,23 +38,13 @@ extension SplitVirtqueue {
                 index &+= 1
                 continue
             }
-            switch deliver(packet, pending: pending, taken: &taken, usedWritten: &usedWritten, walked: &walked, &counters) {
-            case .delivered:
-                counters.packets &+= 1
-                counters.bytes &+= UInt64(packet.pointee.length)
-                delivered &+= 1
-                index &+= 1
-            case .tooLarge:
-                counters.dropsTooLarge &+= 1
-                index &+= 1
-            case .noBuffers:
-                counters.dropsNoBuffers &+= UInt64(count &- index)
-                break packets
-            case .invalidChain:
-                counters.dropsNoBuffers &+= UInt64(count &- index)
-                invalid = true
+            let outcome = deliver(packet, pending: pending, taken: &taken, usedWritten: &usedWritten, walked: &walked, &counters)
+            guard counters.countReceive(outcome, length: packet.pointee.length, index: index, of: count) else {
+                invalid = outcome == .invalidChain  // a split ring never breaks mid-burst
                 break packets
             }
+            if outcome == .delivered { delivered &+= 1 }
+            index &+= 1
         }
         ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         finishBurst(availTaken: taken, usedWritten: usedWritten, &counters)
@@ -76,13 +66,6 @@ extension SplitVirtqueue {
         let count = ReceiveFramePlacement.placeWhole(packet, headerSize: headerSize, into: host)
         if logData { log?.markGuestPhysical(descriptor.address, length: UInt64(count)) }
         return UInt32(truncatingIfNeeded: count)  // count <= length: u32
-    }
-
-    @usableFromInline
-    enum ReceiveOutcome {
-        case delivered, tooLarge, noBuffers
-        /// An invalid chain or head: given back (a bad head skipped) and the burst ends.
-        case invalidChain
     }
 
     /// Delivers one frame into the chains after `taken`. On success `taken` and
