@@ -54,6 +54,9 @@ public final class MemoryMapping: @unchecked Sendable {
         faultFlag = nil
     }
 
+    /// Whether a SIGBUS inside the mapping is contained (it holds a guard registry slot).
+    public var isGuarded: Bool { guardSlot >= 0 }
+
     deinit {
         // Released first: the address range may be reused by the next mapping.
         if guardSlot >= 0 { vhost_shims_guard_unregister(guardSlot) }

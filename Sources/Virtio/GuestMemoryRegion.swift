@@ -26,13 +26,9 @@ public final class GuestMemoryRegion: @unchecked Sendable {  // immutable after 
     public let mapping: MemoryMapping
     /// Where guest-physical address `descriptor.guestPhysicalAddress` lives in this process.
     public let hostAddress: UnsafeMutableRawPointer
-    /// The backing file is a memfd sealed against shrinking: its pages cannot vanish.
-    public let isSealed: Bool
-
-    private init(descriptor: GuestMemoryRegionDescriptor, mapping: MemoryMapping, startInMapping: Int, isSealed: Bool) {
+    private init(descriptor: GuestMemoryRegionDescriptor, mapping: MemoryMapping, startInMapping: Int) {
         self.descriptor = descriptor
         self.mapping = mapping
-        self.isSealed = isSealed
         // Safe: map() checked startInMapping + size <= mapping.length.
         hostAddress = mapping.base + startInMapping
     }
@@ -68,14 +64,14 @@ public final class GuestMemoryRegion: @unchecked Sendable {  // immutable after 
         let end = roundedEnd & ~(block - 1)
         let length = end - start  // >= size > 0; <= Int64.max + block: checked next
         guard length <= UInt64(Int.max) else { throw .addressOverflow }
-        let sealed = fd.isSealedAgainstShrinking
         let mapping: MemoryMapping
         do {
-            mapping = try MemoryMapping(descriptor: fd, length: Int(length), offset: start, guarding: sealed ? nil : faultFlag)
+            mapping = try MemoryMapping(descriptor: fd, length: Int(length), offset: start,
+                                        guarding: fd.isSealedAgainstShrinking ? nil : faultFlag)
         } catch {
             throw .mapFailed(errno: error.errno)
         }
         return GuestMemoryRegion(descriptor: descriptor, mapping: mapping,
-                                 startInMapping: Int(descriptor.mmapOffset - start), isSealed: sealed)
+                                 startInMapping: Int(descriptor.mmapOffset - start))
     }
 }

@@ -95,8 +95,9 @@ final class SessionContainmentTests: XCTestCase {
         XCTAssertNotNil(try again.request(.getFeatures), "a new session starts with a fresh budget")
     }
 
-    /// QEMU's reconnect= and a restarted DPDK application close and connect again at once;
-    /// the old session's hang-up may still be queued behind the new accept.
+    /// QEMU's reconnect= and a restarted DPDK application close and connect again at once.
+    /// This plain case passed before the fix too (the hang-up is usually read first); the
+    /// next test queues the hang-up behind the accept, which is what the fix is for.
     func testCloseThenReconnectAtOnceIsServed() throws {
         let delegate = RecordingDeviceDelegate()
         _ = try addServer("again", delegate: delegate)
