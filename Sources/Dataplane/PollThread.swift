@@ -32,8 +32,6 @@ final class PollThread: @unchecked Sendable {
     private var thread: SystemThread?
 
     static let defaultIdleIterationsBeforeSleep = 20_000
-    /// Iterations between two reads of the thread's preemption count (one getrusage).
-    static let preemptionWindowIterations = 1024
     /// Only a safety net: kicks, socket data and reconfiguration wake the thread at once.
     static let sleepTimeoutMilliseconds: Int32 = 1000
     private static let wakeupToken = UInt64.max
@@ -121,13 +119,7 @@ final class PollThread: @unchecked Sendable {
         var idleIterations = 0
         var notificationsEnabled = false
         var installedBits: UInt = 0
-        var lastCycles = MonotonicClock.cycles()
-        // The longest iteration counts only windows the thread ran through unpreempted: time
-        // on another thread's behalf (the kernel's, the host's) is no guest's doing.
-        var longestIteration: UInt64 = 0
-        var windowLongest: UInt64 = 0
-        var windowIterations = 0
-        var preemptions = SystemThread.preemptionCount()
+        var timer = IterationTimer()
         var events: [Epoll.Event] = []
         events.reserveCapacity(64)
         while !stopRequested.load(ordering: .relaxed) {
@@ -163,21 +155,8 @@ final class PollThread: @unchecked Sendable {
             }
             quiescentCounter.store(quiescentCounter.load(ordering: .relaxed) &+ 1, ordering: .sequentiallyConsistent)
 
-            let now = MonotonicClock.cycles()
-            let spent = now &- lastCycles
-            lastCycles = now
-            if spent > windowLongest { windowLongest = spent }
-            windowIterations &+= 1
-            if windowIterations == Self.preemptionWindowIterations {
-                let now = SystemThread.preemptionCount()
-                if now == preemptions && windowLongest > longestIteration {
-                    longestIteration = windowLongest
-                    statistics.maxIterationCycles.store(windowLongest, ordering: .relaxed)
-                }
-                preemptions = now
-                windowLongest = 0
-                windowIterations = 0
-            }
+            let (spent, longestGrew) = timer.endIteration()
+            if longestGrew { statistics.maxIterationCycles.store(timer.longestCycles, ordering: .relaxed) }
             PollThreadStatistics.bump(statistics.iterations, by: 1)
             if moved > 0 {
                 idleIterations = 0
@@ -191,7 +170,7 @@ final class PollThread: @unchecked Sendable {
                 let woken = sleep(events: &events)
                 // A time-out with nothing to do: one look at the rings, then back to sleep.
                 idleIterations = woken ? 0 : idleIterationsBeforeSleep
-                lastCycles = MonotonicClock.cycles()
+                timer.resumeAfterSleep()
             }
         }
     }

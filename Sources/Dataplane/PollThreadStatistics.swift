@@ -11,7 +11,7 @@ public final class PollThreadStatistics: Sendable {
     let sleeps = Atomic<UInt64>(0)
     /// The longest loop iteration (every queue served once), in TSC cycles: how long one
     /// guest's rings could hold the other ports of this thread. Only iterations of windows in
-    /// which the thread was not preempted count (see `PollThread.run`).
+    /// which the thread kept its CPU count (see `IterationTimer`).
     let maxIterationCycles = Atomic<UInt64>(0)
 
     public struct Snapshot: Sendable, Equatable {

@@ -16,6 +16,14 @@ public final class SystemThread: @unchecked Sendable {
     /// timings that must not count time the thread did not run; -1 when unknown.
     public static func preemptionCount() -> Int { vhost_shims_thread_involuntary_switches() }
 
+    /// CPU time the calling thread has run, in nanoseconds. With paravirtual steal-time
+    /// accounting this leaves out time the hypervisor ran something else.
+    public static func cpuTimeNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
     /// Starts `body` on a new thread pinned to `cpus` when given.
     public init(name: String, cpus: [Int] = [], body: @escaping () -> Void) throws(SystemError) {
         self.name = name
