@@ -38,6 +38,8 @@ public struct PortSpec: Equatable, Sendable {
 
     public var name: String
     public var kind: Kind
+    /// Segment, anti-spoofing and limits; changeable live.
+    public var policy = PortPolicy()
 
     public init(name: String, kind: Kind) {
         self.name = name
