@@ -45,6 +45,7 @@ public final class Switch: @unchecked Sendable {
         var maxFrameLength: Int
         var queues: [ActiveQueue]
         var packetPort: PacketSocketPort?
+        var policy = PortPolicy()
     }
 
     private struct State {
@@ -126,6 +127,16 @@ public final class Switch: @unchecked Sendable {
         state.withLock { state in
             guard state.ports[portID] != nil else { return }
             state.ports[portID]?.queues = queues
+            republish(&state)
+        }
+    }
+
+    /// Replaces a port's segment and port-security settings (`policy.problem` must be nil);
+    /// takes effect within one burst and never touches the port's rings or socket.
+    public func setPolicy(portID: Int, _ policy: PortPolicy) {
+        state.withLock { state in
+            guard state.ports[portID] != nil else { return }
+            state.ports[portID]?.policy = policy
             republish(&state)
         }
     }
