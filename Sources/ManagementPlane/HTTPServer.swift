@@ -156,14 +156,14 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func bodyTooLarge() -> APIError {
-        APIError(.payloadTooLarge, "body_too_large", "request bodies are limited to \(configuration.maxBodyBytes) bytes")
+        APIError(.payloadTooLarge, .bodyTooLarge, "request bodies are limited to \(configuration.maxBodyBytes) bytes")
     }
 
     private func checkHeaders(_ connection: OpaquePointer) -> HTTPResponse? {
         if let token = configuration.bearerToken {
             let given = Self.header(connection, "Authorization")
             if !token.matches(authorizationHeader: given) {
-                return .error(APIError(.unauthorized, "unauthorized",
+                return .error(APIError(.unauthorized, .unauthorized,
                                        given == nil ? "this listener needs Authorization: Bearer <token>" : "the bearer token is not valid",
                                        headers: [("WWW-Authenticate", #"Bearer realm="vhost-switch""#)]))
             }
@@ -176,7 +176,7 @@ public final class HTTPServer: @unchecked Sendable {
         if (length ?? 0) > 0 || chunked {
             let type = Self.header(connection, "Content-Type")
             if !Self.isJSONMediaType(type) {
-                return .error(APIError(.unsupportedMediaType, "unsupported_media_type",
+                return .error(APIError(.unsupportedMediaType, .unsupportedMediaType,
                                        "request bodies must be application/json, not \(RouterText.printable(type ?? "(none)"))"))
             }
         }

@@ -16,7 +16,7 @@ extension ManagementAPI {
         let body = try request.jsonBody()
         let spec: PortSpec
         do { spec = try PortSpecDecoder.decode(body) } catch {
-            throw APIError(.badRequest, "invalid_port", error.message)
+            throw APIError(.badRequest, .invalidPort, error.message)
         }
         let port: PortView
         do { port = try service.create(spec) } catch { throw APIError(error) }

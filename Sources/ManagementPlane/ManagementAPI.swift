@@ -88,7 +88,7 @@ public final class ManagementAPI: Sendable {
 
     static func rejectUnknown(_ object: [String: JSON], allowed: Set<String>) throws(APIError) {
         if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw APIError(.badRequest, "unknown_field", "unknown field \"\(RouterText.printable(unknown))\"")
+            throw APIError(.badRequest, .unknownField, "unknown field \"\(RouterText.printable(unknown))\"")
         }
     }
 }
@@ -97,11 +97,11 @@ extension APIError {
     /// The port service's errors mapped onto statuses.
     init(_ error: PortService.PortError) {
         switch error.code {
-        case .invalid: self.init(.badRequest, "invalid_port", error.message)
-        case .conflict: self.init(.conflict, "port_exists", error.message)
-        case .notFound: self.init(.notFound, "port_not_found", error.message)
-        case .unsupported: self.init(.badRequest, "unsupported", error.message)
-        case .failed: self.init(.internalError, "port_failed", error.message)
+        case .invalid: self.init(.badRequest, .invalidPort, error.message)
+        case .conflict: self.init(.conflict, .portExists, error.message)
+        case .notFound: self.init(.notFound, .portNotFound, error.message)
+        case .unsupported: self.init(.badRequest, .unsupported, error.message)
+        case .failed: self.init(.internalError, .portFailed, error.message)
         }
     }
 
@@ -109,9 +109,9 @@ extension APIError {
     init(_ error: PortLookupError) {
         switch error {
         case .noPort(let name):
-            self.init(.notFound, "port_not_found", "no port named \"\(RouterText.printable(name))\"")
+            self.init(.notFound, .portNotFound, "no port named \"\(RouterText.printable(name))\"")
         case .notVhostUser(let name, let type):
-            self.init(.notFound, "not_vhost_user", "port \(name) is a \(type) port: it has no vhost-user device")
+            self.init(.notFound, .notVhostUser, "port \(name) is a \(type) port: it has no vhost-user device")
         }
     }
 }

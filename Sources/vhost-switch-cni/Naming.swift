@@ -66,8 +66,13 @@ enum Naming {
         if dir.isEmpty { return nil }
         if dir.hasPrefix("/") { return "must be relative to the daemon's socket directory (--socket-dir)" }
         if dir.utf8.count > 48 { return "longer than 48 bytes (socket paths are limited to 107 bytes)" }
-        for component in dir.split(separator: "/", omittingEmptySubsequences: false) {
-            if component.isEmpty || component == "." || component == ".." { return "empty, '.' or '..' path component" }
+        let components = dir.split(separator: "/", omittingEmptySubsequences: false)
+        // With the pod directory and the socket file: the daemon's 8-component limit.
+        if components.count > 6 { return "more than 6 path components" }
+        for component in components {
+            if component.isEmpty || component.hasPrefix(".") || component.hasPrefix("-") {
+                return "empty path component, or one starting with '.' or '-'"
+            }
             if !component.utf8.allSatisfy(isNameByte) { return "path components may contain only letters, digits, '.', '_' and '-'" }
         }
         return nil

@@ -7,7 +7,7 @@ final class RouterTests: XCTestCase {
         var router = Router<Void>()
         router.add("GET", "/v1/ports/{name}") { _, _, p throws(APIError) in .json(["name": .string(p["name"])]) }
         router.add("DELETE", "/v1/ports/{name}") { _, _, _ throws(APIError) in .noContent() }
-        router.add("GET", "/v1/fail") { _, _, _ throws(APIError) in throw APIError(.conflict, "port_exists", "taken") }
+        router.add("GET", "/v1/fail") { _, _, _ throws(APIError) in throw APIError(.conflict, .portExists, "taken") }
         return router
     }
 
