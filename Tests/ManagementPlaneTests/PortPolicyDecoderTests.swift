@@ -79,6 +79,7 @@ final class PortPolicyDecoderTests: XCTestCase {
         expectError(#", "allowed_macs": "02:00:00:00:00:01""#, containing: "allowed_macs must be a list")
         expectError(#", "allowed_macs": ["02:00:00:00:00"]"#, containing: "allowed_macs must contain only MACs")
         expectError(#", "allowed_macs": [2]"#, containing: "allowed_macs must contain only MACs")
+        expectError(#", "allowed_macs": ["+2:00:00:00:00:01"]"#, containing: "allowed_macs must contain only MACs")
         expectError(#", "allowed_macs": ["01:00:5e:00:00:01"]"#, containing: "allowed_macs must list unicast MACs")
         expectError(#", "allowed_macs": ["ff:ff:ff:ff:ff:ff"]"#, containing: "unicast")
         let sixtyFive = (1...65).map { "\"02:00:00:00:00:\(String(format: "%02x", $0))\"" }.joined(separator: ",")
