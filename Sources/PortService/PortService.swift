@@ -7,7 +7,7 @@ import Virtio
 
 /// The one thread-safe facade over ports: creates and deletes them (vhost-user devices
 /// on the control loop plus their switch port), changes their offered features
-/// (`+Features`), tells observers after each change (`PortChangeObserver`: persistence),
+/// (`+Features`) and their policy (`+Policy`), tells observers after each change (`PortChangeObserver`: persistence),
 /// and answers what exists as plain values (`+ReadModels`). The config file, the REST API
 /// and state restore all go through it; nothing above it reaches the control loop, the
 /// switch or a device.
@@ -42,7 +42,7 @@ public final class PortService: @unchecked Sendable {
     let logger: Logger
     let emit: SwitchEventHandler
     let ports = Mutex<[String: Port]>([:])
-    /// Serializes create/delete/feature changes so checks and effects cannot interleave,
+    /// Serializes create/delete/feature and policy changes so checks and effects cannot interleave,
     /// and observers see the changes in the order they happened.
     let changes = Mutex<Void>(())
     let observers = Mutex<[any PortChangeObserver]>([])
@@ -64,7 +64,7 @@ public final class PortService: @unchecked Sendable {
 
     public var portCount: Int { ports.withLock { $0.count } }
 
-    /// Subscribes `observer` to every later change (create, delete, a new offered mask).
+    /// Subscribes `observer` to every later change (create, delete, a new offered mask, a new policy).
     public func addObserver(_ observer: any PortChangeObserver) {
         observers.withLock { $0.append(observer) }
     }
