@@ -10,16 +10,6 @@ import XCTest
 final class LivePolicyChangeTests: XCTestCase {
     private let frontEndMACs = ["02:00:00:00:18:01", "02:00:00:00:18:02"]
 
-    private func exchange(_ frontEnd: Testpmd, bursts: Int = 2, burst: Int = 16) throws {
-        let packets = UInt64(bursts * burst)
-        try frontEnd.clearStats()
-        try frontEnd.start(txFirst: bursts)
-        _ = try frontEnd.waitForPortStats(timeout: 10) { stats in
-            stats.count == 2 && stats.allSatisfy { $0.rxPackets >= packets && $0.txPackets >= packets }
-        }
-        _ = try frontEnd.stop()
-    }
-
     private func device(_ api: SwitchAPIClient, _ port: String) throws -> (state: String?, sessions: Int?) {
         let reply = try api.expect("GET", "/v1/ports/\(port)/device", status: [200])
         return (reply.object["state"] as? String, reply.object["sessions"] as? Int)
@@ -62,7 +52,7 @@ final class LivePolicyChangeTests: XCTestCase {
         defer { frontEnd.quit() }
         try frontEnd.waitForLinkUp(ports: [0, 1])
         try daemon.waitForLog("port=b [Dataplane] device ready")
-        try exchange(frontEnd)
+        try frontEnd.exchangeBothWays()
         let before = try device(api, "a")
         XCTAssertEqual(before.state, "ready")
         XCTAssertEqual(before.sessions, 1)
@@ -112,7 +102,7 @@ final class LivePolicyChangeTests: XCTestCase {
                                     contentType: "application/merge-patch+json")
         XCTAssertEqual(reset.status, 200, reset.description)
         XCTAssertEqual(try api.request("PATCH", "/v1/ports/b", body: #"{"max_macs": null, "storm_control": null}"#).status, 200)
-        try exchange(frontEnd)
+        try frontEnd.exchangeBothWays()
         XCTAssertEqual(try device(api, "a").sessions, before.sessions)
 
         // A restart restores what was saved (the config file's ports included).

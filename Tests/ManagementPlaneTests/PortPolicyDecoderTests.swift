@@ -110,18 +110,25 @@ final class PortPolicyDecoderTests: XCTestCase {
         let off = PortPolicyEncoder.encode(PortPolicy())
         XCTAssertEqual(JSON.object(off).rendered(),
                        #"{"allowed_macs":null,"max_macs":64,"rate_limit":null,"storm_control":null,"trunk":[],"vlan":null}"#)
+        let on = PortPolicyEncoder.encode(.everyKeySet)
+        XCTAssertEqual(JSON.object(on).rendered(),
+                       #"{"allowed_macs":["02:ab:00:00:00:01"],"max_macs":100,"rate_limit":{"burst":3,"pps":10},"#
+                       + #""storm_control":{"broadcast_pps":null,"multicast_pps":4,"unknown_unicast_pps":0},"trunk":[8,9],"vlan":7}"#)
+        XCTAssertEqual(try PortPolicyDecoder.decode(on), .everyKeySet)
+        XCTAssertEqual(try PortPolicyDecoder.decode(off), PortPolicy())
+    }
+}
+
+extension PortPolicy {
+    /// A policy with every key set (one storm limit left out, one at 0), for round trips.
+    static var everyKeySet: PortPolicy {
         var policy = PortPolicy()
         policy.vlan = 7
         policy.trunk = [8, 9]
         policy.allowedMACs = [0x02AB_0000_0001]
         policy.maxMACs = 100
         policy.rateLimit = .init(pps: 10, burst: 3)
-        policy.stormControl = .init(multicastPPS: 4)
-        let on = PortPolicyEncoder.encode(policy)
-        XCTAssertEqual(JSON.object(on).rendered(),
-                       #"{"allowed_macs":["02:ab:00:00:00:01"],"max_macs":100,"rate_limit":{"burst":3,"pps":10},"#
-                       + #""storm_control":{"broadcast_pps":null,"multicast_pps":4,"unknown_unicast_pps":null},"trunk":[8,9],"vlan":7}"#)
-        XCTAssertEqual(try PortPolicyDecoder.decode(on), policy)
-        XCTAssertEqual(try PortPolicyDecoder.decode(off), PortPolicy())
+        policy.stormControl = .init(multicastPPS: 4, unknownUnicastPPS: 0)
+        return policy
     }
 }
