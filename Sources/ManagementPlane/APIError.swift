@@ -19,11 +19,13 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     /// (ManagementPlaneTests.OpenAPIContractTests).
     public enum Code: String, Sendable, CaseIterable {
         case bodyTooLarge = "body_too_large"
+        case immutableField = "immutable_field"
         case invalidBody = "invalid_body"
         case invalidEventType = "invalid_event_type"
         case invalidJson = "invalid_json"
         case invalidMac = "invalid_mac"
         case invalidMask = "invalid_mask"
+        case invalidPolicy = "invalid_policy"
         case invalidPort = "invalid_port"
         case invalidSince = "invalid_since"
         case invalidVringIndex = "invalid_vring_index"

@@ -177,17 +177,18 @@ public final class HTTPServer: @unchecked Sendable {
             let type = Self.header(connection, "Content-Type")
             if !Self.isJSONMediaType(type) {
                 return .error(APIError(.unsupportedMediaType, .unsupportedMediaType,
-                                       "request bodies must be application/json, not \(RouterText.printable(type ?? "(none)"))"))
+                                       "request bodies must be application/json (or application/merge-patch+json), not \(RouterText.printable(type ?? "(none)"))"))
             }
         }
         return nil
     }
 
-    /// "application/json", optionally with parameters ("; charset=utf-8").
+    /// "application/json", or "application/merge-patch+json" (RFC 7396: a JSON document,
+    /// what PATCH /v1/ports/{name} takes), optionally with parameters ("; charset=utf-8").
     static func isJSONMediaType(_ value: String?) -> Bool {
         guard let value else { return false }
         let essence = value.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingSpaces.lowercased() } ?? ""
-        return essence == "application/json"
+        return essence == "application/json" || essence == "application/merge-patch+json"
     }
 
     private static func header(_ connection: OpaquePointer, _ name: String) -> String? {

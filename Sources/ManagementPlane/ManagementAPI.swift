@@ -45,6 +45,7 @@ public final class ManagementAPI: Sendable {
         router.add("GET", "/v1/ports") { api, _, _ throws(APIError) in try api.listPorts() }
         router.add("POST", "/v1/ports") { api, request, _ throws(APIError) in try api.createPort(request) }
         router.add("GET", "/v1/ports/{name}") { api, _, p throws(APIError) in try api.getPort(p["name"]) }
+        router.add("PATCH", "/v1/ports/{name}") { api, request, p throws(APIError) in try api.patchPort(p["name"], request) }
         router.add("DELETE", "/v1/ports/{name}") { api, _, p throws(APIError) in try api.deletePort(p["name"]) }
         router.add("GET", "/v1/ports/{name}/features") { api, _, p throws(APIError) in try api.getFeatures(p["name"]) }
         router.add("PUT", "/v1/ports/{name}/features") { api, request, p throws(APIError) in try api.putFeatures(p["name"], request) }
