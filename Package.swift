@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "ManagementPlaneTests", dependencies: ["ManagementPlane", "Dataplane", "TestSupport"]),
-        .testTarget(name: "CNITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "CNITests", dependencies: ["TestSupport", "VhostSystem", "vhost-switch-cni"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem", "Virtio"]),
     ]
 )

@@ -208,8 +208,9 @@ struct NetworkConfig {
             mac = runtimeMAC.lowercased()
         }
         if let value = object["runtimeConfig"]?["CNIDeviceInfoFile"], !value.isNull {
-            guard let file = value.stringValue, let slash = file.lastIndex(of: "/"), String(file[..<slash]) == settings.deviceInfoDirectory,
-                  file[file.index(after: slash)...].utf8.allSatisfy(Naming.isNameByte), !file[file.index(after: slash)...].hasPrefix(".") else {
+            let name = value.stringValue.flatMap { file in file.lastIndex(of: "/").map { file[file.index(after: $0)...] } } ?? ""
+            guard let file = value.stringValue, file == settings.deviceInfoDirectory + "/" + name, (1...255).contains(name.utf8.count),
+                  name.utf8.allSatisfy(Naming.isNameByte), !name.hasPrefix(".") else {
                 throw CNIError(.invalidNetworkConfig, "runtimeConfig.CNIDeviceInfoFile must be a file directly in \(settings.deviceInfoDirectory)",
                                details: "a name of letters, digits, '_', '.' and '-' not starting with '.'; got \(value.rendered().prefix(200))")
             }

@@ -93,7 +93,12 @@ struct Plugin {
             Records(config: config).save(port: portName, containerID: environment.containerID, ifname: environment.ifname, socket: try socketPath())
             return result(port: port, hostSocket: hostSocket, ipam: ipamResult)
         } catch {
-            if created { _ = try? deletePort(portName, socketPath: try? socketPath()) }
+            // Undo: the port (and with it the pod directory), or the directory alone.
+            if created {
+                _ = try? deletePort(portName, socketPath: try? socketPath())
+            } else if let relative = try? socketPath() {
+                PodDirectory(root: settings.socketDirectory, socketPath: relative).cleanUp(removeSocket: false)
+            }
             if let type = config.ipamType { _ = try? IPAM.run(type: type, command: .del, environment: environment, config: config) }
             throw error
         }

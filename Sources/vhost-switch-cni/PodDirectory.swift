@@ -25,8 +25,13 @@ struct PodDirectory {
         var names = components
         names.removeLast()
         guard let podName = names.popLast() else { return }
+        var directory: DirectoryHandle
+        do { directory = try DirectoryHandle.open(root, followLinks: true) } catch {
+            guard error.noSuchFile else { throw CNIError(.ioFailure, "cannot open the socket directory \(root)", details: error.description) }
+            throw CNIError(.tryAgainLater, "the vhost-switch daemon is not ready: its socket directory \(root) does not exist",
+                           details: "is vhost-switchd running on this node? (socketDirectory in \(InstallSettings.path))")
+        }
         do throws(SystemError) {
-            var directory = try DirectoryHandle.open(root, followLinks: true)
             for name in names {
                 try directory.makeDirectory(name)
                 directory = try directory.child(name)
