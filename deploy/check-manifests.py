@@ -132,11 +132,22 @@ def find(kind, name=None):
     return [(where, d) for where, d in documents if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
 
 
-def cni_config(text, where):
+def json_object(text, where, what):
+    """The JSON object in `text`, or {} and a problem."""
     try:
-        config = json.loads(text)
+        value = json.loads(text)
     except ValueError as error:
-        problem(f"{where}: the CNI configuration is not JSON: {error}")
+        problem(f"{where}: {what} is not JSON: {error}")
+        return {}
+    if not isinstance(value, dict):
+        problem(f"{where}: {what} is not a JSON object")
+        return {}
+    return value
+
+
+def cni_config(text, where):
+    config = json_object(text, where, "the CNI configuration")
+    if not config:
         return {}
     if config.get("type") != "vhost-switch-cni" or "vhost-switch-cni" not in products:
         problem(f"{where}: CNI type {config.get('type')} is not the vhost-switch-cni binary")
@@ -159,11 +170,7 @@ install_settings = {"allowedDirectories": ["/run/vhost-switch"], "socketDirector
 
 
 def plugin_settings(text, where):
-    try:
-        settings = json.loads(text)
-    except ValueError as error:
-        problem(f"{where}: the plugin settings are not JSON: {error}")
-        return {}
+    settings = json_object(text, where, "the plugin settings")
     known = {"allowedDirectories", "socketDirectory", "deviceInfoDirectory", "dataDirectory"}
     for key in set(settings) - known:
         problem(f"{where}: unknown plugin setting {key} (known: {sorted(known)})")
