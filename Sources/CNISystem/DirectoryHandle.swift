@@ -94,6 +94,7 @@ public struct DirectoryHandle {
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
+            // Unsafe: read(2) fills the array's own buffer, bounded by its count.
             let n = try chunk.withUnsafeMutableBytes { buffer in Result { () throws(SystemError) -> Int in try file.read(into: buffer) } }.get()
             if n == 0 { return result }
             result.append(contentsOf: chunk[0..<n])
@@ -155,6 +156,7 @@ public struct DirectoryHandle {
     private static func writeAll(_ file: FileDescriptor, _ bytes: [UInt8], what: String) throws(SystemError) {
         var written = 0
         while written < bytes.count {
+            // Unsafe: write(2) reads the rest of the array's own buffer.
             written += try bytes.withUnsafeBytes { buffer in
                 Result { () throws(SystemError) -> Int in try file.write(UnsafeRawBufferPointer(rebasing: buffer[written...])) }
             }.get()

@@ -151,6 +151,7 @@ final class FakeAPIServer: @unchecked Sendable {
             var request: [UInt8] = []
             var chunk = [UInt8](repeating: 0, count: 4096)
             while !String(decoding: request, as: UTF8.self).contains("\r\n\r\n") {
+                // Unsafe: recv(2) fills the array's own buffer, bounded by its count.
                 let n = chunk.withUnsafeMutableBytes { recv(raw, $0.baseAddress, $0.count, 0) }
                 if n <= 0 { break }
                 request += chunk[0..<n]
@@ -164,6 +165,7 @@ final class FakeAPIServer: @unchecked Sendable {
                 reply = "HTTP/1.1 204 No Content\r\n\r\n"
             default: reply = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
             }
+            // Unsafe: send(2) reads the reply's own bytes.
             _ = Array(reply.utf8).withUnsafeBytes { send(raw, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             connection.close()
         }
