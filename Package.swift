@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(
             name: "ManagementPlaneTests",
             dependencies: ["ManagementPlane", "PortService", "Dataplane", "VhostUser", "TestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "CNITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "CNITests", dependencies: ["TestSupport", "VhostSystem", "vhost-switch-cni"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem", "Virtio"]),
     ]
 )

@@ -7,7 +7,7 @@ import Glibc
 import VhostSystem
 
 /// Blocking-style client connections with deadlines, for short request/response exchanges
-/// (the CNI plugin's HTTP/1.1 calls to the management API). Every operation takes an
+/// (the CNI plugin's HTTP/1.1 calls to the management API's unix socket). Every operation takes an
 /// absolute deadline from `MonotonicClock.nanoseconds()`; passing it throws ETIMEDOUT.
 public enum StreamClient {
     /// A deadline `milliseconds` from now.
@@ -18,42 +18,6 @@ public enum StreamClient {
     /// Connects to a unix stream socket (a unix connect completes or fails at once).
     public static func connectUnix(path: String) throws(SystemError) -> FileDescriptor {
         try UnixSocket.connect(path: path)
-    }
-
-    /// Connects to an IPv4 or IPv6 literal address, giving up at `deadline`. The returned
-    /// socket is non-blocking and close-on-exec.
-    public static func connectTCP(_ address: TCPSocket.Address, deadline: UInt64) throws(SystemError) -> FileDescriptor {
-        let family = address.isIPv6 ? AF_INET6 : AF_INET
-        let fd = FileDescriptor(adopting: try systemCall("socket") {
-            socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        })
-        let result: Int32
-        if address.isIPv6 {
-            var value = sockaddr_in6()
-            value.sin6_family = sa_family_t(AF_INET6)
-            value.sin6_port = address.port.bigEndian
-            guard inet_pton(AF_INET6, address.host, &value.sin6_addr) == 1 else { throw SystemError("inet_pton(\(address.host))", errno: EINVAL) }
-            result = withUnsafePointer(to: &value) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        } else {
-            var value = sockaddr_in()
-            value.sin_family = sa_family_t(AF_INET)
-            value.sin_port = address.port.bigEndian
-            guard inet_pton(AF_INET, address.host, &value.sin_addr) == 1 else { throw SystemError("inet_pton(\(address.host))", errno: EINVAL) }
-            result = withUnsafePointer(to: &value) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
-        if result == 0 { return fd }
-        let code = vhost_shims_errno()
-        guard code == EINPROGRESS || code == EINTR else { throw SystemError("connect(\(address))", errno: code) }
-        try wait(fd, for: Int16(POLLOUT), deadline: deadline, operation: "connect(\(address))")
-        var pending: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        try systemCall("getsockopt(SO_ERROR)") { getsockopt(fd.rawValue, SOL_SOCKET, SO_ERROR, &pending, &length) }
-        if pending != 0 { throw SystemError("connect(\(address))", errno: pending) }
-        return fd
     }
 
     /// Sends all of `bytes` (MSG_NOSIGNAL: a closed peer is EPIPE, not a signal).
@@ -113,7 +77,7 @@ public enum StreamClient {
 extension SystemError {
     /// ENOENT: no such file (for a unix socket: nobody ever bound it, or it was removed).
     public var noSuchFile: Bool { errno == ENOENT }
-    /// ECONNREFUSED: nobody listens (a stale unix socket file or a closed TCP port).
+    /// ECONNREFUSED: nobody listens (a stale unix socket file).
     public var connectionRefused: Bool { errno == ECONNREFUSED }
     public var timedOut: Bool { errno == ETIMEDOUT }
 

@@ -2,7 +2,7 @@ import CNISystem
 import VhostSystem
 
 /// A minimal HTTP/1.1 client for the daemon's REST API: one request per connection
-/// ("Connection: close"), over the unix socket or TCP, with a deadline on the whole exchange.
+/// ("Connection: close"), over the unix socket, with a deadline on the whole exchange.
 struct APIClient {
     var endpoint: APIEndpoint
     var token: String?
@@ -24,22 +24,33 @@ struct APIClient {
         var endpoint: APIEndpoint
         var reason: SystemError
         /// No API socket file at all: the daemon is not installed or not running on this node.
-        var socketMissing: Bool { if case .unix = endpoint { return reason.noSuchFile }; return false }
+        var socketMissing: Bool { reason.noSuchFile }
         var description: String { "\(endpoint): \(reason)" }
+    }
+
+    /// The token in `path` (already checked against the allow-list): a regular file, not a
+    /// symlink, holding one line.
+    static func readToken(_ path: String?) throws(CNIError) -> String? {
+        guard let path, let slash = path.lastIndex(of: "/") else { return nil }
+        let bytes: [UInt8]
+        do {
+            bytes = try DirectoryHandle.open(slash == path.startIndex ? "/" : String(path[..<slash]), followLinks: true)
+                .readFile(String(path[path.index(after: slash)...]), maxBytes: 4096)
+        } catch {
+            if error.noSuchFile { throw CNIError(.invalidNetworkConfig, "apiTokenFile \(path) does not exist") }
+            throw CNIError(.ioFailure, "cannot read apiTokenFile \(path)", details: "\(error) (a symlink or anything but a regular file is refused)")
+        }
+        let token = String(decoding: bytes, as: UTF8.self).trimmingSpaces()
+        guard !token.isEmpty, !token.contains("\n"), !token.contains("\r") else {
+            throw CNIError(.invalidNetworkConfig, "apiTokenFile \(path) must hold one token on one line")
+        }
+        return token
     }
 
     func request(_ method: String, _ path: String, body: JSONValue? = nil) throws(Unreachable) -> Response {
         let deadline = StreamClient.deadline(afterMilliseconds: timeoutMilliseconds)
         do throws(SystemError) {
-            let socket: FileDescriptor
-            switch endpoint {
-            case .unix(let socketPath): socket = try StreamClient.connectUnix(path: socketPath)
-            case .tcp(let host, let port, let isIPv6):
-                guard let address = TCPSocket.Address(parsing: isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)") else {
-                    throw SystemError.invalidArgument("address \(host):\(port)")
-                }
-                socket = try StreamClient.connectTCP(address, deadline: deadline)
-            }
+            let socket = try StreamClient.connectUnix(path: endpoint.path)
             defer { socket.close() }
             var head = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nUser-Agent: vhost-switch-cni\r\nAccept: application/json\r\nConnection: close\r\n"
             if let token { head += "Authorization: Bearer \(token)\r\n" }
