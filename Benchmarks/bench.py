@@ -10,7 +10,8 @@ Started by Benchmarks/run.sh, which builds everything and exports:
   BENCH_WORKDIR     scratch directory (sockets, configs, logs)
 Tunables (environment):
   BENCH_WINDOWS=5 BENCH_WINDOW_SECONDS=10 BENCH_WARMUP_SECONDS=3 BENCH_IDLE_SECONDS=10
-  BENCH_ONLY=vhost,rings,kernel,idle,micro,profile (comma list; default: all but profile)
+  BENCH_ONLY=vhost,rings,segments,kernel,idle,micro,profile (comma list; default: all but profile)
+  BENCH_SEGMENT_VLAN=10 (segments: the access VLAN of both ports, or the VLAN both trunks carry)
   BENCH_RING_VARIANTS="packed_vq=1;packed_vq=1,in_order=1;in_order=1" (rings: virtio-user options, 64 B)
   BENCH_PROFILE=1 (add the perf profile to a full run) BENCH_PROFILE_SECONDS=10
   BENCH_PROFILE_OPTIONS=packed_vq=1 (virtio-user options of the profiled front-end)
@@ -40,10 +41,16 @@ WINDOWS = int(os.environ.get("BENCH_WINDOWS", "5"))
 WINDOW_SECONDS = float(os.environ.get("BENCH_WINDOW_SECONDS", "10"))
 WARMUP_SECONDS = float(os.environ.get("BENCH_WARMUP_SECONDS", "3"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "10"))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,rings,kernel,idle,micro").split(",")))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,rings,segments,kernel,idle,micro").split(",")))
 # Front-end ring layouts for the "rings" rows: virtio-user devargs, same on both back-ends.
 RING_VARIANTS = [v for v in os.environ.get("BENCH_RING_VARIANTS", "packed_vq=1;packed_vq=1,in_order=1;in_order=1").split(";") if v]
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64,1518").split(",") if s]
+SEGMENT_VLAN = int(os.environ.get("BENCH_SEGMENT_VLAN", "10"))
+# The "segments" rows (issue 18): our back-end only, both ports alike. Each variant: its name, the
+# policy keys of both ports, and the VLAN the front-end tags its frames with (None: untagged).
+SEGMENT_VARIANTS = [("untagged", {}, None),
+                    ("access", {"vlan": SEGMENT_VLAN}, None),
+                    ("trunk", {"trunk": [SEGMENT_VLAN]}, SEGMENT_VLAN)]
 FE_CPU = int(os.environ.get("BENCH_FE_CPU", "0"))
 BE_CPU = int(os.environ.get("BENCH_BE_CPU", "1"))
 MAC0, MAC1 = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -269,7 +276,10 @@ def measure_windows(rate_sources, cycle_source, windows_wanted=None, cycle_reset
 # --------------------------------------------------------------------------------------
 # (a) vhost <-> vhost
 
-def frontend_two_ports(sock0, sock1, size, name, options=""):
+def frontend_two_ports(sock0, sock1, size, name, options="", vlan=None):
+    """vlan: the front-end tags every frame it sends with it (virtio's software VLAN insert,
+    `tx_vlan set`) and strips the tag of every frame it receives (`vlan set strip on`), so the
+    loop's frames stay singly tagged; they are then 4 bytes longer than `size` on the wire."""
     extra = "," + options if options else ""
     fe = Testpmd(name, ["net_virtio_user0,path=%s,queues=1,mac=%s%s" % (sock0, MAC0, extra),
                         "net_virtio_user1,path=%s,queues=1,mac=%s%s" % (sock1, MAC1, extra)],
@@ -277,6 +287,17 @@ def frontend_two_ports(sock0, sock1, size, name, options=""):
                  cpu=FE_CPU)
     if not fe.wait_link([0, 1]):
         raise RuntimeError("front-end links did not come up")
+    if vlan is not None:
+        # tx_vlan set refuses a started port ("Please stop port 0 first").
+        fe.cmd("port stop all")
+        for port in (0, 1):
+            for command in ("vlan set strip on %d" % port, "tx_vlan set %d %d" % (port, vlan)):
+                out = fe.cmd(command)
+                if "rror" in out or "not supported" in out or "Bad arguments" in out:
+                    raise RuntimeError("testpmd %r: %s" % (command, out.strip()))
+        fe.cmd("port start all")
+        if not fe.wait_link([0, 1]):
+            raise RuntimeError("front-end links did not come back after setting VLAN %d" % vlan)
     fe.cmd("set txpkts %d" % size)
     return fe
 
@@ -295,10 +316,12 @@ def core_round_trip_ns():
         return None
 
 
-def vhost_pair_run(backend, size, options="", windows=None):
+def vhost_pair_run(backend, size, options="", windows=None, policy=None, vlan=None, label=""):
     """One back-end ('ours' or 'dpdk'), one frame size, the front-end's virtio-user options
-    (e.g. packed_vq=1: DPDK's net_vhost negotiates the packed ring too)."""
-    tag = "".join(c for c in options if c.isalnum())
+    (e.g. packed_vq=1: DPDK's net_vhost negotiates the packed ring too). For 'ours' only:
+    policy, the segment keys of both ports (e.g. {"vlan": 10}); vlan, the tag the front-end
+    puts on its frames; label, a word for the directory names."""
+    tag = "".join(c for c in options + label if c.isalnum())
     sock_dir = os.path.join(WORK, "vv-%s-%d%s" % (backend, size, tag))
     shutil.rmtree(sock_dir, ignore_errors=True)
     os.makedirs(sock_dir)
@@ -309,8 +332,8 @@ def vhost_pair_run(backend, size, options="", windows=None):
     try:
         if backend == "ours":
             daemon = Daemon("vv-%d%s" % (size, tag), [
-                {"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": 1},
-                {"name": "vm1", "type": "vhost-user", "socket": {"path": "vm1.sock", "mode": "server"}, "queues": 1}])
+                dict({"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": 1}, **(policy or {})),
+                dict({"name": "vm1", "type": "vhost-user", "socket": {"path": "vm1.sock", "mode": "server"}, "queues": 1}, **(policy or {}))])
             s0, s1 = daemon.socket("vm0.sock"), daemon.socket("vm1.sock")
             deadline = time.time() + 10
             while not (os.path.exists(s0) and os.path.exists(s1)) and time.time() < deadline:
@@ -325,7 +348,7 @@ def vhost_pair_run(backend, size, options="", windows=None):
             be = Testpmd("be%d%s" % (size, tag), ["net_vhost0,iface=%s,queues=1" % s0, "net_vhost1,iface=%s,queues=1" % s1],
                          ["--forward-mode=io", "--record-core-cycles"], cpu=BE_CPU)
             cycles = be.fwd_cycles
-        fe = frontend_two_ports(s0, s1, size, "fe%s%d%s" % (backend[0], size, tag), options)
+        fe = frontend_two_ports(s0, s1, size, "fe%s%d%s" % (backend[0], size, tag), options, vlan)
         if be:
             be.wait_link([0, 1])
             be.cmd("start")
@@ -408,6 +431,39 @@ def by_core_distance(ours_windows, dpdk_windows):
             out[c][k] = {"ours": median([o.get(k) for o, _ in pairs]), "dpdk": median([d.get(k) for _, d in pairs]),
                          "ratio": median([ratio(o.get(k), d.get(k)) for o, d in pairs])}
     return out
+
+
+def segment_pair(size):
+    """Our back-end with both ports untagged, on one access VLAN, and as trunks carrying the
+    front-end's tagged frames (SEGMENT_VARIANTS), alternating one window each, every run set
+    up afresh (as interleaved_pair). Returns each variant's windows and medians, and per
+    variant the medians of the per-round ratios to untagged (the issue's bar: within 5%)."""
+    entry = {name: {"windows": []} for name, _, _ in SEGMENT_VARIANTS}
+    for round_number in range(WINDOWS):
+        for name, policy, vlan in SEGMENT_VARIANTS:
+            log("  round %d/%d, %s" % (round_number + 1, WINDOWS, name))
+            try:
+                entry[name]["windows"] += vhost_pair_run("ours", size, windows=1, policy=policy, vlan=vlan, label=name)["windows"]
+            except Exception as e:  # keep going: nothing is pass/fail
+                log("  failed: %s" % e)
+                entry[name].setdefault("errors", []).append(str(e))
+    keys = ("p0_to_p1", "p1_to_p0", "cycles_per_packet")
+    for name, _, _ in SEGMENT_VARIANTS:
+        entry[name]["median"] = {k: median([w.get(k) for w in entry[name]["windows"]]) for k in keys}
+        pairs = list(zip(entry[name]["windows"], entry["untagged"]["windows"]))
+        entry[name]["round_ratio_median_untagged"] = {k: median([ratio(v.get(k), u.get(k)) for v, u in pairs]) for k in keys}
+    return entry
+
+
+def segment_rows(size, entry):
+    """Table rows of segment_pair: the variant's figure in 'ours', untagged's in 'dpdk'."""
+    rows = []
+    untagged = entry["untagged"]["median"]
+    for name, _, _ in SEGMENT_VARIANTS[1:]:
+        figures, ratios = entry[name]["median"], entry[name]["round_ratio_median_untagged"]
+        for key, what in (("p0_to_p1", "p0_to_p1 Mpps"), ("p1_to_p0", "p1_to_p0 Mpps"), ("cycles_per_packet", "busy cycles/pkt")):
+            rows.append(("%s %dB %s" % (name, size, what), figures.get(key), untagged.get(key), ratios.get(key), None, None))
+    return rows
 
 
 def vhost_rows(label, entry):
@@ -835,6 +891,12 @@ def main():
             results["ring_variants"][options] = entry
             table += vhost_rows("%s 64B" % options, entry)
 
+    if "segments" in ONLY:
+        log("vhost<->vhost 64 B, segments (ours only): untagged, access VLAN %d, trunk of VLAN %d: %d rounds of one %.0f s window each"
+            % (SEGMENT_VLAN, SEGMENT_VLAN, WINDOWS, WINDOW_SECONDS))
+        results["segments"] = {"64": segment_pair(64)}
+        table += segment_rows(64, results["segments"]["64"])
+
     if "kernel" in ONLY:
         veth = None
         results["vhost_kernel"] = {}
@@ -903,6 +965,8 @@ def main():
     print("vhost<->vhost rows alternate the back-ends window by window; their ratios are medians of the per-round ratios")
     print("'cores near/far': only the rounds whose two windows saw the same cache-line round trip between the two CPUs")
     print("(tools/core_latency.c: near < 200 ns, far > 300 ns; the host moves the vCPUs and every back-end's cost follows)")
+    if "segments" in results:
+        print("access/trunk rows (segments): 'ours' is that variant, 'dpdk' column is ours untagged, the ratio variant/untagged")
     print("%-44s %10s %10s %10s %10s %9s" % ("measure", "ours", "dpdk", "ours/dpdk", "ovs-dpdk", "ours/ovs"))
     for name, o, d, rd, v, rv in table:
         print("%-44s %10s %10s %10s %10s %9s" % (name, fmt(o), fmt(d), fmt(rd, 2), fmt(v), fmt(rv, 2)))
@@ -910,6 +974,9 @@ def main():
         if "median" not in entry.get("ovs", {}):
             print("ovs-dpdk: not run: %s" % (entry["ovs"].get("not_run") or entry["ovs"].get("errors")))
             break
+    for name, variant in results.get("segments", {}).get("64", {}).items():
+        if variant.get("errors"):
+            print("segments %s: %d window(s) failed: %s" % (name, len(variant["errors"]), variant["errors"][-1]))
     if "idle" in results:
         for mode, r in results["idle"].items():
             if "error" in r:
