@@ -57,7 +57,7 @@ final class VlanSegmentTests: XCTestCase {
             let before = try rig.arrivals()
             let senderRxBefore = try rig.api.portCounters()[sender]?["switch.rx_packets"] ?? 0
             let responderSeen = rig.responder.received.count
-            _ = try from.shell.run("arping -c 3 -w 4 -I eth0 \(to.address)", timeout: 30)
+            _ = try from.shell.run("arping -b -c 3 -w 4 -I eth0 \(to.address)", timeout: 30)
             let ping = try from.shell.run("ping -c 2 -i 0.5 -W 1 \(to.address)", timeout: 30)
             Thread.sleep(forTimeInterval: 0.5)
             let after = try rig.arrivals()
