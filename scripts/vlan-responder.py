@@ -6,8 +6,9 @@
       VLAN's tag. Prints one line per received frame ("RX vlan=10 src=... dst=... type=0x0806";
       vlan=none when untagged) and per answer ("TX vlan=10 arp-reply|echo-reply ..."), and
       "READY" once the socket is bound. Runs until killed.
-  vlan-responder.py send --iface IF --mac MAC --vlan VLAN --count N --target IPV4 --sender IPV4
-      Sends N broadcast ARP requests for TARGET tagged with VLAN (0: untagged), then exits.
+  vlan-responder.py send --iface IF --mac MAC --vlan VLAN --count N --target IPV4 --sender IPV4 [--length BYTES]
+      Sends N broadcast ARP requests for TARGET tagged with VLAN (0: untagged), padded to
+      BYTES (default 60, the minimum without the CRC; the tag counts), then exits.
 
 On AF_PACKET receive the kernel moves the tag out of the frame into PACKET_AUXDATA
 (tpacket_auxdata.tp_vlan_tci, valid when TP_STATUS_VLAN_VALID is set), so the VLAN is read
@@ -47,11 +48,11 @@ def checksum(data):
     return ~total & 0xFFFF
 
 
-def ethernet(dst, src, vlan, ethertype, payload):
-    """A frame tagged with `vlan` (untagged when 0)."""
+def ethernet(dst, src, vlan, ethertype, payload, length=60):
+    """A frame tagged with `vlan` (untagged when 0), padded to `length` bytes."""
     tag = struct.pack("!HH", ETH_P_8021Q, vlan & 0x0FFF) if vlan else b""
     frame = dst + src + tag + struct.pack("!H", ethertype) + payload
-    return frame + b"\0" * max(0, 60 - len(frame))
+    return frame + b"\0" * max(0, length - len(frame))
 
 
 def arp(op, sender_mac, sender_ip, target_mac, target_ip):
@@ -138,7 +139,7 @@ def send(args):
     mac = mac_bytes(args.mac)
     sock = open_socket(args.iface)
     request = arp(1, mac, socket.inet_aton(args.sender), b"\0" * 6, socket.inet_aton(args.target))
-    frame = ethernet(BROADCAST, mac, args.vlan, ETH_P_ARP, request)
+    frame = ethernet(BROADCAST, mac, args.vlan, ETH_P_ARP, request, args.length)
     for _ in range(args.count):
         sock.send(frame)
     print("SENT %d vlan=%d" % (args.count, args.vlan), flush=True)
@@ -158,6 +159,7 @@ def main():
     send_parser.add_argument("--count", type=int, default=1)
     send_parser.add_argument("--target", required=True)
     send_parser.add_argument("--sender", required=True)
+    send_parser.add_argument("--length", type=int, default=60)
     args = parser.parse_args()
     serve(args) if args.command == "serve" else send(args)
 
