@@ -560,12 +560,7 @@ public final class NamespacePinger: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments = ["netns", "exec", namespace, "ping", "-D", "-O", "-n", "-i", String(interval), "-W", "1"]
             + (payloadBytes.map { ["-s", String($0)] } ?? []) + [target]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        log.attach(pipe.fileHandleForReading)
-        try process.run()
+        try log.run(process)
     }
 
     deinit { stop() }

@@ -29,12 +29,7 @@ public final class VlanResponder: @unchecked Sendable {
         process.arguments = ["netns", "exec", network.namespace, Self.python, "-u", Self.script, "serve",
                              "--iface", network.namespaceInterface, "--mac", mac]
             + addresses.sorted { $0.key < $1.key }.flatMap { ["--address", "\($0.key)=\($0.value)"] }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        log.attach(pipe.fileHandleForReading)
-        try process.run()
+        try log.run(process)
         let deadline = Date().addingTimeInterval(10)
         while !output.contains("READY") {
             guard process.isRunning, Date() < deadline else {
