@@ -26,9 +26,7 @@ extension SwitchAPIClient {
         var result: [String: PortCounterSet] = [:]
         for port in ports {
             guard let name = port["name"] as? String else { continue }
-            var values: [String: Int] = [:]
-            PortCounterSet.flatten(port, prefix: "", into: &values)
-            result[name] = PortCounterSet(values: values)
+            result[name] = PortCounterSet(port: port)
         }
         return result
     }
@@ -45,6 +43,14 @@ extension SwitchAPIClient {
 public struct PortCounterSet: Sendable, CustomStringConvertible {
     public var values: [String: Int]
 
+    /// The integer members of one port's object of GET /v1/stats, nested objects included
+    /// (arrays, strings and booleans are left out).
+    public init(port object: [String: Any]) {
+        var values: [String: Int] = [:]
+        Self.flatten(object, prefix: "", into: &values)
+        self.values = values
+    }
+
     public subscript(path: String) -> Int? { values[path] }
 
     /// The sum of the counters whose path contains "drops" and one of `words` (e.g. ["spoof"]):
@@ -59,13 +65,19 @@ public struct PortCounterSet: Sendable, CustomStringConvertible {
         values.sorted { $0.key < $1.key }.filter { $0.value != 0 }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
     }
 
-    static func flatten(_ object: [String: Any], prefix: String, into values: inout [String: Int]) {
+    /// JSON true/false: Foundation makes them NSNumbers too, and `is Bool` holds for the
+    /// numbers 0 and 1 as well; their type encoding ("c", a char) tells them apart.
+    private static func isBoolean(_ number: NSNumber) -> Bool {
+        String(cString: number.objCType) == "c"
+    }
+
+    private static func flatten(_ object: [String: Any], prefix: String, into values: inout [String: Int]) {
         for (key, value) in object {
             let path = prefix.isEmpty ? key : prefix + "." + key
             if let nested = value as? [String: Any] {
                 flatten(nested, prefix: path, into: &values)
-            } else if let number = value as? Int, !(value is Bool) {
-                values[path] = number
+            } else if let number = value as? NSNumber, !isBoolean(number) {
+                values[path] = number.intValue
             }
         }
     }
