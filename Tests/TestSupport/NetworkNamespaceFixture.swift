@@ -20,9 +20,10 @@ public final class NetworkNamespaceFixture {
         return nil
     }
 
-    public init(tag: String) throws {
+    /// `prefix` starts the namespace's name (a branch's tests can use their own).
+    public init(tag: String, prefix: String = "vst") throws {
         let unique = String(getpid() % 10000) + String(Int.random(in: 0..<100))
-        namespace = "vst-\(tag)-\(unique)"
+        namespace = "\(prefix)-\(tag)-\(unique)"
         hostInterface = "vh\(tag.prefix(3))\(unique)"
         namespaceInterface = "vn\(tag.prefix(3))\(unique)"
         try Self.ip(["netns", "add", namespace])

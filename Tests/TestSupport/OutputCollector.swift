@@ -16,6 +16,16 @@ final class OutputCollector: @unchecked Sendable {
         }
     }
 
+    /// Runs `process` with no input and its stdout and stderr collected here.
+    func run(_ process: Process) throws {
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        attach(pipe.fileHandleForReading)
+        try process.run()
+    }
+
     var text: String {
         lock.lock()
         defer { lock.unlock() }
