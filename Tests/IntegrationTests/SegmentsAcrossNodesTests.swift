@@ -59,8 +59,9 @@ final class SegmentsAcrossNodesTests: XCTestCase {
     }
 
     /// Access ports on VLANs 10 and 20 (VNIs 100 and 200): each segment's guests ping each other
-    /// across the nodes, both ways, and GET shows each port's `vlan`. Needs the `vlan` key in
-    /// the API; passes without VLAN isolation in the dataplane.
+    /// across the nodes, both ways, and GET shows each port's `vlan`. Needs VLAN isolation too:
+    /// without it the two tunnels join one flood domain into a loop (a broadcast goes out through
+    /// vx100, comes back through vx200) and the storm starves the pings.
     func testSameSegmentPeersPingAcrossNodes() throws {
         if let reason = NetworkNode.printedSkipReason() { throw XCTSkip(reason) }
         let (a, b, segments) = try buildNodes([(vlan: 10, vni: 100), (vlan: 20, vni: 200)])
