@@ -29,7 +29,8 @@ public final class NetworkNamespaceFixture {
         String(getpid() % 10000) + String(Int.random(in: 0..<100))
     }
 
-    /// The namespace is named `<prefix>-<tag>-<unique>`.
+    /// `prefix` starts the namespace's name (a branch's tests can use their own);
+    /// `outerNamespace` takes the outer end (nil: the host namespace).
     public init(tag: String, prefix: String = "vst", outerNamespace: String? = nil) throws {
         let unique = Self.uniqueSuffix()
         namespace = "\(prefix)-\(tag)-\(unique)"
