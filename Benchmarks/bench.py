@@ -10,7 +10,7 @@ Started by Benchmarks/run.sh, which builds everything and exports:
   BENCH_WORKDIR     scratch directory (sockets, configs, logs)
 Tunables (environment):
   BENCH_WINDOWS=5 BENCH_WINDOW_SECONDS=10 BENCH_WARMUP_SECONDS=3 BENCH_IDLE_SECONDS=10
-  BENCH_ONLY=vhost,rings,segments,kernel,idle,micro,profile (comma list; default: all but profile)
+  BENCH_ONLY=vhost,rings,segments,kernel,idle,churn,micro,profile (comma list; default: all but profile)
   BENCH_SEGMENT_VLAN=10 (segments: the access VLAN of both ports, or the VLAN both trunks carry)
   BENCH_RING_VARIANTS="packed_vq=1;packed_vq=1,in_order=1;in_order=1" (rings: virtio-user options, 64 B)
   BENCH_PROFILE=1 (add the perf profile to a full run) BENCH_PROFILE_SECONDS=10
@@ -18,11 +18,13 @@ Tunables (environment):
   BENCH_SIZES=64,1518  BENCH_FE_CPU=0 BENCH_BE_CPU=1  BENCH_OVS=1 (try OVS-DPDK)
 Nothing here is pass/fail: every figure is printed, and stored in Benchmarks/results/latest.json.
 """
+import http.client
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +43,7 @@ WINDOWS = int(os.environ.get("BENCH_WINDOWS", "5"))
 WINDOW_SECONDS = float(os.environ.get("BENCH_WINDOW_SECONDS", "10"))
 WARMUP_SECONDS = float(os.environ.get("BENCH_WARMUP_SECONDS", "3"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "10"))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,rings,segments,kernel,idle,micro").split(",")))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,rings,segments,kernel,idle,churn,micro").split(",")))
 # Front-end ring layouts for the "rings" rows: virtio-user devargs, same on both back-ends.
 RING_VARIANTS = [v for v in os.environ.get("BENCH_RING_VARIANTS", "packed_vq=1;packed_vq=1,in_order=1;in_order=1").split(";") if v]
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64,1518").split(",") if s]
@@ -200,8 +202,8 @@ def stop_process(proc, timeout=5):
 # vhost-switchd
 
 class Daemon:
-    def __init__(self, name, ports, busy_poll=True, pmd_cpu=BE_CPU):
-        self.dir = os.path.join(WORK, name)
+    def __init__(self, name, ports, busy_poll=True, pmd_cpu=BE_CPU, base=None):
+        self.dir = os.path.join(base or WORK, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         self.socket_dir = os.path.join(self.dir, "sockets")
@@ -243,6 +245,77 @@ class Daemon:
     def stop(self):
         stop_process(self.proc)
         self.logfile.close()
+
+
+# --------------------------------------------------------------------------------------
+# port churn (issue 19): REST creates and deletes over one keep-alive connection
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=30)
+        self.unix_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.unix_path)
+        self.sock = sock
+
+
+def churn_run(count=1000, probes=200):
+    """`count` creates then `count` deletes of vhost-user ports (server mode), timed in total;
+    then the per-call cost at 100 and at `count` ports: the median of `probes` create+delete
+    pairs of one extra port. The daemon's directories are on tmpfs (/dev/shm), as /run is on
+    a node."""
+    daemon = Daemon("churn-%s" % TAG, [], busy_poll=False, base="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    conn = UnixHTTP(daemon.api)
+
+    def call(method, path, body=None):
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers={"Content-Type": "application/json"} if body is not None else {})
+        reply = conn.getresponse()
+        reply.read()
+        return reply.status
+
+    def create(i):
+        status = call("POST", "/v1/ports", {"name": "c%d" % i, "type": "vhost-user", "socket": {"path": "c%d.sock" % i}})
+        if status != 201:
+            raise RuntimeError("create c%d: HTTP %d" % (i, status))
+
+    def delete(i):
+        status = call("DELETE", "/v1/ports/c%d" % i)
+        if status != 204:
+            raise RuntimeError("delete c%d: HTTP %d" % (i, status))
+
+    def probe_ms(existing):
+        for i in range(existing):
+            create(i)
+        times = []
+        for _ in range(probes):
+            t = time.perf_counter()
+            create(count + 1)
+            delete(count + 1)
+            times.append((time.perf_counter() - t) / 2 * 1000)
+        for i in range(existing):
+            delete(i)
+        return median(times)
+
+    try:
+        t0 = time.perf_counter()
+        for i in range(count):
+            create(i)
+        t1 = time.perf_counter()
+        for i in range(count):
+            delete(i)
+        t2 = time.perf_counter()
+        at100 = probe_ms(100)
+        atcount = probe_ms(count)
+        return {"ports": count, "create_seconds": t1 - t0, "delete_seconds": t2 - t1, "total_seconds": t2 - t0,
+                "ms_per_call_at_100": at100, "ms_per_call_at_%d" % count: atcount,
+                "per_call_ratio": atcount / at100 if at100 else None}
+    finally:
+        conn.close()
+        daemon.stop()
+        shutil.rmtree(daemon.dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -949,6 +1022,14 @@ def main():
                 log("  failed: %s" % e)
                 results["idle"][mode] = {"error": str(e)}
 
+    if "churn" in ONLY:
+        log("port churn: 1000 creates + 1000 deletes over one keep-alive connection")
+        try:
+            results["churn"] = churn_run()
+        except Exception as e:
+            log("  failed: %s" % e)
+            results["churn"] = {"error": str(e)}
+
     if "micro" in ONLY:
         if MICRO and os.path.exists(MICRO):
             log("microbenchmarks")
@@ -992,6 +1073,14 @@ def main():
     for name, variant in results.get("segments", {}).get("64", {}).items():
         if variant.get("errors"):
             print("segments %s: %d window(s) failed: %s" % (name, len(variant["errors"]), variant["errors"][-1]))
+    if "churn" in results:
+        c = results["churn"]
+        if "error" in c:
+            print("port churn: failed: %s" % c["error"])
+        else:
+            print("port churn: %d creates + %d deletes in %.2f s (%.2f + %.2f); per call %.3f ms at 100 ports, %.3f ms at %d (ratio %.2f)"
+                  % (c["ports"], c["ports"], c["total_seconds"], c["create_seconds"], c["delete_seconds"],
+                     c["ms_per_call_at_100"], c["ms_per_call_at_%d" % c["ports"]], c["ports"], c["per_call_ratio"]))
     if "idle" in results:
         for mode, r in results["idle"].items():
             if "error" in r:
