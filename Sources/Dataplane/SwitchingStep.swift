@@ -25,7 +25,8 @@ public final class SwitchingStep {
     public init(source: SplitVirtqueue, destination: SplitVirtqueue, fdb: MacLearningTable) throws(SystemError) {
         pool = try PacketBufferPool()
         counters = PortCounters(maxPorts: 4)
-        forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: try OffloadResolver(), counters: counters)
+        forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: try OffloadResolver(), counters: counters,
+                                   segmentCounters: SegmentCounters(), limiters: PortLimiters(maxPorts: 4))
         snapshot = PollSnapshot(
             queues: [PolledQueue(driver: PortDriver(.split(source)), portID: 0, wakeDescriptor: -1, maxFrameLength: 65536)],
             targets: [TransmitTarget(driver: nil, lock: nil, isPresent: true),
@@ -40,7 +41,7 @@ public final class SwitchingStep {
     public func run(now: UInt32) -> Int {
         let polled = snapshot.queues[0]
         let count = polled.driver?.receiveBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) ?? 0
-        if count > 0 { forwarder.forward(count: count, from: polled, snapshot: snapshot, now: now) }
+        if count > 0 { forwarder.forward(count: count, from: polled, snapshot: snapshot, now: now, cycles: MonotonicClock.cycles()) }
         return count
     }
 

@@ -1,0 +1,86 @@
+/// One poll thread's rate and storm limiters, one per port id: a token bucket refilled from
+/// the TSC time of the poll iteration, and per-second counts of broadcast, multicast and
+/// unknown-unicast frames. Checked once per burst (`begin`/`end`), no system call and no
+/// shared cache line. The state lives here, not in the snapshot, so a republish does not
+/// refill a bucket; a new policy (a new `generation`) starts it afresh.
+final class PortLimiters {
+    struct State {
+        var generation: UInt64 = 0
+        var tokens: UInt64 = 0
+        var refilledAtCycles: UInt64 = 0
+        var second: UInt32 = 0
+        var broadcast: UInt64 = 0
+        var multicast: UInt64 = 0
+        var unknownUnicast: UInt64 = 0
+    }
+
+    /// What a burst may still pass: frames (tokens) and flooded frames of each kind.
+    struct Allowance {
+        var tokens: UInt64 = .max
+        var broadcast: UInt64 = .max
+        var multicast: UInt64 = .max
+        var unknownUnicast: UInt64 = .max
+    }
+
+    private let maxPorts: Int
+    // Unsafe: maxPorts states, allocated once, freed in deinit.
+    private let states: UnsafeMutablePointer<State>
+
+    init(maxPorts: Int) {
+        self.maxPorts = maxPorts
+        states = .allocate(capacity: maxPorts)
+        states.initialize(repeating: State(), count: maxPorts)
+    }
+
+    deinit { states.deallocate() }
+
+    /// The allowance of a burst from `port` at TSC time `cycles`, second `second`.
+    @inline(__always)
+    func begin(port: Int, rules: PortRules, cycles: UInt64, second: UInt32) -> Allowance {
+        guard port < maxPorts else { return Allowance() }
+        // Unsafe: port < maxPorts.
+        let state = states + port
+        if state.pointee.generation != rules.generation {
+            state.pointee = State(generation: rules.generation, tokens: rules.rate?.depth ?? 0, refilledAtCycles: cycles, second: second)
+        }
+        var allowance = Allowance()
+        if let rate = rules.rate {
+            // A TSC read on another core may lag the last refill a little: no time passed.
+            let elapsed = cycles > state.pointee.refilledAtCycles ? cycles &- state.pointee.refilledAtCycles : 0
+            let earned = elapsed / rate.cyclesPerToken
+            if earned > 0 {
+                let tokens = state.pointee.tokens &+ min(earned, rate.depth)
+                state.pointee.tokens = min(tokens, rate.depth)
+                state.pointee.refilledAtCycles = state.pointee.tokens == rate.depth
+                    ? cycles : state.pointee.refilledAtCycles &+ earned &* rate.cyclesPerToken
+            }
+            allowance.tokens = state.pointee.tokens
+        }
+        if let storm = rules.storm {
+            if state.pointee.second != second {
+                state.pointee.second = second
+                state.pointee.broadcast = 0
+                state.pointee.multicast = 0
+                state.pointee.unknownUnicast = 0
+            }
+            allowance.broadcast = storm.broadcast &- min(storm.broadcast, state.pointee.broadcast)
+            allowance.multicast = storm.multicast &- min(storm.multicast, state.pointee.multicast)
+            allowance.unknownUnicast = storm.unknownUnicast &- min(storm.unknownUnicast, state.pointee.unknownUnicast)
+        }
+        return allowance
+    }
+
+    /// Records what the burst used of the allowance `begin` gave.
+    @inline(__always)
+    func end(port: Int, rules: PortRules, left: Allowance) {
+        guard port < maxPorts else { return }
+        // Unsafe: port < maxPorts.
+        let state = states + port
+        if rules.rate != nil { state.pointee.tokens = left.tokens }
+        if let storm = rules.storm {
+            state.pointee.broadcast = storm.broadcast &- left.broadcast
+            state.pointee.multicast = storm.multicast &- left.multicast
+            state.pointee.unknownUnicast = storm.unknownUnicast &- left.unknownUnicast
+        }
+    }
+}
