@@ -33,8 +33,8 @@ final class SegmentCounters: @unchecked Sendable {
 public enum SegmentDropCounter: Int, CaseIterable, Sendable {
     case notCarried, taggedOnAccess, spoofed, rateLimited, stormBroadcast, stormMulticast, stormUnknownUnicast
 
-    public var descriptor: CounterDescriptor<SegmentStatistics> {
-        let field = \SegmentStatistics.[self]
+    public var descriptor: CounterDescriptor<SegmentDropStatistics> {
+        let field = \SegmentDropStatistics.[self]
         let reason: String = switch self {
         case .notCarried: "vlan_not_carried"
         case .taggedOnAccess: "vlan_tagged_on_access"
@@ -48,10 +48,21 @@ public enum SegmentDropCounter: Int, CaseIterable, Sendable {
     }
 }
 
-/// One segment's drops summed over poll threads: segment 0 is the untagged default segment,
-/// 1...4094 the VLANs (a tag's VLAN when the frame was dropped for carrying it).
-public struct SegmentStatistics: Sendable, Equatable, CounterSnapshot {
-    public var segment = 0
+/// One segment's drops summed over poll threads (`Switch.segmentStatistics()`).
+public struct SegmentStatistics: Sendable, Equatable {
+    /// 0 is the untagged default segment, 1...4094 the VLANs (a tag's VLAN when the frame
+    /// was dropped for carrying it).
+    public var segment: Int
+    public var drops: SegmentDropStatistics
+
+    public init(segment: Int, drops: SegmentDropStatistics) {
+        self.segment = segment
+        self.drops = drops
+    }
+}
+
+/// A segment's drop counters, indexed by counter.
+public struct SegmentDropStatistics: Sendable, Equatable, CounterSnapshot {
     private var values = [UInt64](repeating: 0, count: SegmentDropCounter.allCases.count)
 
     public static let counters = SegmentDropCounter.allCases.map(\.descriptor)

@@ -160,12 +160,11 @@ public final class Switch: @unchecked Sendable {
     public func segmentStatistics() -> [SegmentStatistics] {
         var result: [SegmentStatistics] = []
         for segment in 0..<MacLearningTable.segmentCount {
-            var statistics = SegmentStatistics()
-            statistics.segment = segment
+            var drops = SegmentDropStatistics()
             for counter in SegmentDropCounter.allCases {
-                statistics[counter] = threads.reduce(0) { $0 &+ $1.segmentCounters.value(counter, segment: segment) }
+                drops[counter] = threads.reduce(0) { $0 &+ $1.segmentCounters.value(counter, segment: segment) }
             }
-            if !statistics.isZero { result.append(statistics) }
+            if !drops.isZero { result.append(SegmentStatistics(segment: segment, drops: drops)) }
         }
         return result
     }

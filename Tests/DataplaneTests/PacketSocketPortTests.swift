@@ -541,7 +541,7 @@ final class PacketSocketTrunkTests: SimulatedGuestSwitchTestCase {
 
         XCTAssertEqual(peer.send([SegmentFrames.tagged(to: broadcast, from: 0x7, vlan: 30, payload: 9)]), 1)
         XCTAssertEqual(guest.waitForFrames(1, timeout: 0.3), 0)
-        XCTAssertEqual(fabric.segmentStatistics().first { $0.segment == 30 }?[.notCarried], 1)
+        XCTAssertEqual(fabric.segmentStatistics().first { $0.segment == 30 }?.drops[.notCarried], 1)
     }
 }
 

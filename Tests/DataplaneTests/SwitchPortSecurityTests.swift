@@ -24,7 +24,7 @@ final class SwitchPortSecurityTests: SimulatedGuestSwitchTestCase {
         XCTAssertEqual(fabric.statistics(portID: a.id)[.dropsSpoofed], 5)
         XCTAssertEqual(fabric.statistics(portID: a.id)[.rxPackets], 5)
         XCTAssertEqual(fabric.fdb.lookup(MacAddress.load(SegmentFrames.mac(0xA))), -1, "a spoofed MAC is never learned")
-        XCTAssertEqual(fabric.segmentStatistics().first { $0.segment == 0 }?[.spoofed], 5)
+        XCTAssertEqual(fabric.segmentStatistics().first { $0.segment == 0 }?.drops[.spoofed], 5)
         // Fixed live: the same rings, no reconnection.
         policy.allowedMACs = [MacAddress.load(SegmentFrames.mac(0xA))]
         fabric.setPolicy(portID: a.id, policy)
@@ -137,6 +137,6 @@ final class SwitchPortSecurityTests: SimulatedGuestSwitchTestCase {
         XCTAssertTrue((7...10).contains(statistics[.dropsStormBroadcast]), "\(statistics[.dropsStormBroadcast])")
         XCTAssertTrue((8...10).contains(statistics[.dropsStormMulticast]), "\(statistics[.dropsStormMulticast])")
         XCTAssertTrue((6...10).contains(statistics[.dropsStormUnknownUnicast]), "\(statistics[.dropsStormUnknownUnicast])")
-        XCTAssertEqual(fabric.segmentStatistics().first { $0.segment == 0 }?[.stormBroadcast], statistics[.dropsStormBroadcast])
+        XCTAssertEqual(fabric.segmentStatistics().first { $0.segment == 0 }?.drops[.stormBroadcast], statistics[.dropsStormBroadcast])
     }
 }

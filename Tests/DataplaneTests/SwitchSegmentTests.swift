@@ -75,7 +75,7 @@ final class SwitchSegmentTests: SimulatedGuestSwitchTestCase {
         XCTAssertEqual(a.guest.waitForFrames(1, timeout: 0.3) + c.guest.waitForFrames(1, timeout: 0.1) + n.guest.waitForFrames(1, timeout: 0.1)
                        + d.guest.waitForFrames(1, timeout: 0.1), 0)
         XCTAssertEqual(fabric.statistics(portID: trunk.id)[.dropsVLANNotCarried], 1)
-        XCTAssertEqual(fabric.segmentStatistics().first { $0.segment == 40 }?[.notCarried], 1)
+        XCTAssertEqual(fabric.segmentStatistics().first { $0.segment == 40 }?.drops[.notCarried], 1)
         XCTAssertEqual(d.guest.received, 0, "the default segment saw nothing of it all")
     }
 
