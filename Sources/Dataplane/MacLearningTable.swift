@@ -129,9 +129,6 @@ public final class MacLearningTable: @unchecked Sendable {
         let portWord = UInt32(truncatingIfNeeded: (segment & Self.segmentMask) << 16 | (port & Self.maxPortID))
         attempts: for _ in 0..<Self.claimAttempts {
             var free = -1
-            var oldest = -1
-            var oldestEntry: UInt64 = 0
-            var oldestAge: UInt32 = 0
             for i in 0..<Self.slotsPerBucket {
                 let slot = base &+ i
                 // Unsafe: slot < capacity (masked bucket).
@@ -140,20 +137,10 @@ public final class MacLearningTable: @unchecked Sendable {
                     if free < 0 { free = slot }
                     continue
                 }
-                if entry & Self.validBit == 0 { continue }  // claimed by another writer
-                let age = now &- vhost_shims_load_relaxed_u32(lastSeenSeconds + slot)
-                if entry != wanted {
-                    // (A stamp a second ahead of `now`, from another thread, reads as huge: skip it.)
-                    if age > oldestAge && age < 1 << 31 {
-                        oldest = slot
-                        oldestEntry = entry
-                        oldestAge = age
-                    }
-                    continue
-                }
+                if entry != wanted { continue }
                 // Only write when something changed, so a known MAC costs no cache-line write.
                 // Relaxed: the age is a hint that housekeeping reads concurrently.
-                if age != 0 { vhost_shims_store_relaxed_u32(lastSeenSeconds + slot, now) }
+                if vhost_shims_load_relaxed_u32(lastSeenSeconds + slot) != now { vhost_shims_store_relaxed_u32(lastSeenSeconds + slot, now) }
                 let current = Int(truncatingIfNeeded: vhost_shims_load_relaxed_u32(ports + slot) & 0xFFFF)
                 if current == port { return .unchanged }
                 guard reserveEntry(port: port, limit: limit) else { return .limitReached }
@@ -167,10 +154,14 @@ public final class MacLearningTable: @unchecked Sendable {
                 releaseEntry(port: previous)
                 return .moved(from: previous)
             }
-            if free < 0 && oldest < 0 { return .tableFull }
+            var slot = free
+            var expected: UInt64 = 0
+            if free < 0 {
+                guard let oldest = leastRecentlySeen(base: base, now: now) else { return .tableFull }
+                slot = oldest.slot
+                expected = oldest.entry
+            }
             guard reserveEntry(port: port, limit: limit) else { return .limitReached }
-            let slot = free >= 0 ? free : oldest
-            let expected = free >= 0 ? 0 : oldestEntry
             guard vhost_shims_compare_exchange_u64(keys + slot, expected, Self.claimed) != 0 else {
                 releaseEntry(port: port)
                 continue attempts
@@ -184,6 +175,25 @@ public final class MacLearningTable: @unchecked Sendable {
             return .evicted(port: victim)
         }
         return .tableFull
+    }
+
+    /// The valid entry of a full bucket seen longest ago, if it was not seen this second.
+    @inlinable
+    func leastRecentlySeen(base: Int, now: UInt32) -> (slot: Int, entry: UInt64)? {
+        var oldest: (slot: Int, entry: UInt64)?
+        var oldestAge: UInt32 = 0
+        for slot in base..<(base &+ Self.slotsPerBucket) {
+            // Unsafe: slot < capacity (masked bucket).
+            let entry = vhost_shims_load_acquire_u64(keys + slot)
+            guard entry & Self.validBit != 0 else { continue }
+            let age = now &- vhost_shims_load_relaxed_u32(lastSeenSeconds + slot)
+            // A stamp a second ahead of `now` (another thread's clock) reads as huge: skip it.
+            if age > oldestAge && age < 1 << 31 {
+                oldest = (slot, entry)
+                oldestAge = age
+            }
+        }
+        return oldest
     }
 
     /// Counts one more entry for `port` unless it has `limit` already.

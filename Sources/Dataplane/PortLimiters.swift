@@ -37,7 +37,7 @@ final class PortLimiters {
     /// The allowance of a burst from `port` at TSC time `cycles`, second `second`.
     @inline(__always)
     func begin(port: Int, rules: PortRules, cycles: UInt64, second: UInt32) -> Allowance {
-        guard port < maxPorts else { return Allowance() }
+        guard port < maxPorts, rules.rate != nil || rules.storm != nil else { return Allowance() }
         // Unsafe: port < maxPorts.
         let state = states + port
         if state.pointee.generation != rules.generation {
@@ -73,7 +73,7 @@ final class PortLimiters {
     /// Records what the burst used of the allowance `begin` gave.
     @inline(__always)
     func end(port: Int, rules: PortRules, left: Allowance) {
-        guard port < maxPorts else { return }
+        guard port < maxPorts, rules.rate != nil || rules.storm != nil else { return }
         // Unsafe: port < maxPorts.
         let state = states + port
         if rules.rate != nil { state.pointee.tokens = left.tokens }
