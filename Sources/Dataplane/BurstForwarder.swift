@@ -236,22 +236,22 @@ struct BurstForwarder {
     /// unknown unicast) is within this second's allowance; counts it when not.
     @inline(__always)
     private func admitFlooded(_ destinationMAC: UInt64, segment: Int, port: Int, allowance: inout PortLimiters.Allowance) -> Bool {
-        let left: UInt64
+        let kind: PortRules.FloodKinds.Kind
+        let counters: (PortSwitchCounter, SegmentDropCounter)
         if destinationMAC == MacAddress.broadcast {
-            left = allowance.broadcast
-            if left != 0 { allowance.broadcast = left &- 1 } else { _ = dropped(.dropsStormBroadcast, .stormBroadcast, port: port, segment: segment) }
+            (kind, counters) = (.broadcast, (.dropsStormBroadcast, .stormBroadcast))
         } else if MacAddress.isMulticast(destinationMAC) {
-            left = allowance.multicast
-            if left != 0 { allowance.multicast = left &- 1 } else { _ = dropped(.dropsStormMulticast, .stormMulticast, port: port, segment: segment) }
+            (kind, counters) = (.multicast, (.dropsStormMulticast, .stormMulticast))
         } else {
-            left = allowance.unknownUnicast
-            if left != 0 {
-                allowance.unknownUnicast = left &- 1
-            } else {
-                _ = dropped(.dropsStormUnknownUnicast, .stormUnknownUnicast, port: port, segment: segment)
-            }
+            (kind, counters) = (.unknownUnicast, (.dropsStormUnknownUnicast, .stormUnknownUnicast))
         }
-        return left != 0
+        let left = allowance.flooded[kind]
+        if left == 0 {
+            _ = dropped(counters.0, counters.1, port: port, segment: segment)
+            return false
+        }
+        allowance.flooded[kind] = left &- 1
+        return true
     }
 
     /// Counts a dropped received frame for its port and its segment; returns -1.

@@ -9,17 +9,14 @@ final class PortLimiters {
         var tokens: UInt64 = 0
         var refilledAtCycles: UInt64 = 0
         var second: UInt32 = 0
-        var broadcast: UInt64 = 0
-        var multicast: UInt64 = 0
-        var unknownUnicast: UInt64 = 0
+        /// Flooded frames passed in `second`.
+        var flooded = PortRules.FloodKinds.none
     }
 
     /// What a burst may still pass: frames (tokens) and flooded frames of each kind.
     struct Allowance {
         var tokens: UInt64 = .max
-        var broadcast: UInt64 = .max
-        var multicast: UInt64 = .max
-        var unknownUnicast: UInt64 = .max
+        var flooded = PortRules.FloodKinds.unlimited
     }
 
     private let maxPorts: Int
@@ -59,13 +56,12 @@ final class PortLimiters {
         if let storm = rules.storm {
             if state.pointee.second != second {
                 state.pointee.second = second
-                state.pointee.broadcast = 0
-                state.pointee.multicast = 0
-                state.pointee.unknownUnicast = 0
+                state.pointee.flooded = .none
             }
-            allowance.broadcast = storm.broadcast &- min(storm.broadcast, state.pointee.broadcast)
-            allowance.multicast = storm.multicast &- min(storm.multicast, state.pointee.multicast)
-            allowance.unknownUnicast = storm.unknownUnicast &- min(storm.unknownUnicast, state.pointee.unknownUnicast)
+            let used = state.pointee.flooded
+            allowance.flooded = .init(broadcast: storm.broadcast &- min(storm.broadcast, used.broadcast),
+                                      multicast: storm.multicast &- min(storm.multicast, used.multicast),
+                                      unknownUnicast: storm.unknownUnicast &- min(storm.unknownUnicast, used.unknownUnicast))
         }
         return allowance
     }
@@ -78,9 +74,9 @@ final class PortLimiters {
         let state = states + port
         if rules.rate != nil { state.pointee.tokens = left.tokens }
         if let storm = rules.storm {
-            state.pointee.broadcast = storm.broadcast &- left.broadcast
-            state.pointee.multicast = storm.multicast &- left.multicast
-            state.pointee.unknownUnicast = storm.unknownUnicast &- left.unknownUnicast
+            state.pointee.flooded = .init(broadcast: storm.broadcast &- left.flooded.broadcast,
+                                          multicast: storm.multicast &- left.flooded.multicast,
+                                          unknownUnicast: storm.unknownUnicast &- left.flooded.unknownUnicast)
         }
     }
 }

@@ -18,7 +18,7 @@ struct PortRules {
     /// This thread's share of the port's rate limit, or nil.
     var rate: TokenBucket?
     /// This thread's share of the port's storm limits (frames per second; `.max`: none), or nil.
-    var storm: StormLimits?
+    var storm: FloodKinds?
     /// Changes whenever the port's limits do, so a thread's limiter state starts afresh.
     var generation: UInt64 = 0
     /// The default segment, any source MAC, no limits: the forwarder's plain path (one branch).
@@ -34,10 +34,34 @@ struct PortRules {
         var depth: UInt64
     }
 
-    struct StormLimits {
-        var broadcast: UInt64 = .max
-        var multicast: UInt64 = .max
-        var unknownUnicast: UInt64 = .max
+    /// A number per kind of frame that every port of its segment gets.
+    struct FloodKinds {
+        var broadcast: UInt64
+        var multicast: UInt64
+        var unknownUnicast: UInt64
+
+        static var unlimited: FloodKinds { FloodKinds(broadcast: .max, multicast: .max, unknownUnicast: .max) }
+        static var none: FloodKinds { FloodKinds(broadcast: 0, multicast: 0, unknownUnicast: 0) }
+
+        enum Kind { case broadcast, multicast, unknownUnicast }
+
+        @inline(__always)
+        subscript(kind: Kind) -> UInt64 {
+            get {
+                switch kind {
+                case .broadcast: broadcast
+                case .multicast: multicast
+                case .unknownUnicast: unknownUnicast
+                }
+            }
+            set {
+                switch kind {
+                case .broadcast: broadcast = newValue
+                case .multicast: multicast = newValue
+                case .unknownUnicast: unknownUnicast = newValue
+                }
+            }
+        }
     }
 
     /// An access port: one VLAN, untagged.
