@@ -21,8 +21,10 @@ public final class SwitchingStep {
     public var buffers: UnsafeMutablePointer<PacketBuffer> { pool.buffers }
 
     /// Port 0 is the guest transmitting through `source`, port 1 the guest receiving through
-    /// `destination`; `fdb` says where MAC addresses live. Both queues are kept alive.
-    public init(source: SplitVirtqueue, destination: SplitVirtqueue, fdb: MacLearningTable) throws(SystemError) {
+    /// `destination`; `fdb` says where MAC addresses live (in the segment the policies put
+    /// the frames in: 0 by default). Both queues are kept alive.
+    public init(source: SplitVirtqueue, destination: SplitVirtqueue, fdb: MacLearningTable,
+                sourcePolicy: PortPolicy = PortPolicy(), destinationPolicy: PortPolicy = PortPolicy()) throws(SystemError) {
         pool = try PacketBufferPool()
         counters = PortCounters(maxPorts: 4)
         forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: try OffloadResolver(), counters: counters,
@@ -31,7 +33,10 @@ public final class SwitchingStep {
             queues: [PolledQueue(driver: PortDriver(.split(source)), portID: 0, wakeDescriptor: -1, maxFrameLength: 65536)],
             targets: [TransmitTarget(driver: nil, lock: nil, isPresent: true),
                       TransmitTarget(driver: PortDriver(.split(destination)), lock: nil, isPresent: true)],
-            presentPorts: [0, 1], owners: [source, destination])
+            presentPorts: [0, 1],
+            rules: PortRulesTable([.init(policy: sourcePolicy, generation: 1, share: (1, 1)),
+                                   .init(policy: destinationPolicy, generation: 2, share: (0, 0))]),
+            owners: [source, destination])
     }
 
     deinit { forwarder.release() }
