@@ -95,6 +95,7 @@ struct BurstForwarder {
                 out = Self.drop
             } else {
                 if !plain {
+                    // Unsafe: i < count <= burstSize, inside the pool's buffers and `segments`.
                     segment = admit(buffers + i, sourceMAC: sourceMAC, rules: rules, port: inPort, allowance: &allowance, popped: &popped)
                     segments[i] = segment
                 }

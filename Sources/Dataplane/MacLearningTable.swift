@@ -223,6 +223,7 @@ public final class MacLearningTable: @unchecked Sendable {
 
     /// Empties `slot` if it still holds `entry` and `matches` its port; true when it did.
     private func clear(slot: Int, entry: UInt64, where matches: (Int) -> Bool = { _ in true }) -> Bool {
+        // Unsafe: slot < capacity (the callers' loops).
         guard vhost_shims_compare_exchange_u64(keys + slot, entry, Self.claimed) != 0 else { return false }
         let port = Int(vhost_shims_load_relaxed_u32(ports + slot) & 0xFFFF)
         guard matches(port) else {
@@ -239,6 +240,7 @@ public final class MacLearningTable: @unchecked Sendable {
                               _ remove: (_ slot: Int, _ entry: UInt64) -> Bool) -> Int {
         var removed = 0
         for slot in 0..<capacity {
+            // Unsafe: slot < capacity.
             let entry = vhost_shims_load_acquire_u64(keys + slot)
             guard entry & Self.validBit != 0, remove(slot, entry) else { continue }
             if clear(slot: slot, entry: entry, where: matches) { removed += 1 }
@@ -268,6 +270,7 @@ public final class MacLearningTable: @unchecked Sendable {
         if let segment {
             let wanted = Self.key(mac, segment: segment)
             let base = bucket(of: wanted) &* Self.slotsPerBucket
+            // Unsafe: the bucket's slots lie below capacity (masked bucket).
             for slot in base..<(base + Self.slotsPerBucket)
             where vhost_shims_load_acquire_u64(keys + slot) == wanted && clear(slot: slot, entry: wanted) {
                 return true
@@ -289,6 +292,7 @@ public final class MacLearningTable: @unchecked Sendable {
     public func entries(now: UInt32) -> [Entry] {
         var result: [Entry] = []
         for slot in 0..<capacity {
+            // Unsafe: slot < capacity.
             let entry = vhost_shims_load_acquire_u64(keys + slot)
             guard entry & Self.validBit != 0 else { continue }
             let portWord = vhost_shims_load_acquire_u32(ports + slot)

@@ -80,6 +80,7 @@ struct PortRules {
     @inline(__always)
     func allows(sourceMAC mac: UInt64) -> Bool {
         guard let allowedMACs else { return true }
+        // Unsafe: the list holds allowedMACCount MACs (PortRulesTable).
         for i in 0..<allowedMACCount where allowedMACs[i] == mac { return true }
         return false
     }
