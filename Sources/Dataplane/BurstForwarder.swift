@@ -45,16 +45,29 @@ struct BurstForwarder {
     /// at second `now` (the MAC table's clock) and TSC time `cycles` (the rate limiters').
     ///
     /// A port with the default policy (`PortRules.isPlain`) takes one predictable branch
-    /// past the policy: its frames are all in the default segment 0, as they are. Other
-    /// ports' frames are classified (`admit`: VLAN, allowed source MACs, rate limit) and
-    /// storm-limited per frame; each frame's segment keys learning and lookup, and decides
-    /// where it may be flooded and whether it leaves tagged.
+    /// here, into a copy of the burst loop specialized without the policy: its frames are
+    /// all in the default segment 0, as they are. Other ports' frames are classified
+    /// (`admit`: VLAN, allowed source MACs, rate limit) and storm-limited per frame; each
+    /// frame's segment keys learning and lookup, and decides where it may be flooded and
+    /// whether it leaves tagged.
     @inline(__always)
     func forward(count: Int, from source: PolledQueue, snapshot: PollSnapshot, now: UInt32, cycles: UInt64) {
+        let rules = snapshot.rules(of: source.portID)
+        if rules.isPlain {
+            forward(count: count, from: source, snapshot: snapshot, rules: rules, now: now, cycles: cycles, DefaultPolicy.self)
+        } else {
+            forward(count: count, from: source, snapshot: snapshot, rules: rules, now: now, cycles: cycles, PortPolicyApplied.self)
+        }
+    }
+
+    /// The burst loop, specialized per `Mode` (generic over a type whose one constant the
+    /// optimizer folds: no dispatch at run time).
+    @inline(__always)
+    private func forward<Mode: PolicyMode>(count: Int, from source: PolledQueue, snapshot: PollSnapshot, rules: PortRules,
+                                           now: UInt32, cycles: UInt64, _: Mode.Type) {
         let buffers = pool.buffers
         let inPort = source.portID
-        let rules = snapshot.rules(of: inPort)
-        let plain = rules.isPlain
+        let plain = !Mode.appliesPolicy
         // The segment of every frame of the burst, except on a trunk (-1: see `segments`).
         let burstSegment = rules.taggedSegments == nil ? rules.untaggedSegment : -1
         var allowance = plain ? PortLimiters.Allowance() : limiters.begin(port: inPort, rules: rules, cycles: cycles, second: now)
@@ -357,3 +370,10 @@ struct BurstForwarder {
         return target.driver?.transmitBurst(packets, count: count) ?? 0
     }
 }
+
+/// Whether a burst loop applies a port policy: the two specializations of `BurstForwarder`'s loop.
+protocol PolicyMode { static var appliesPolicy: Bool { get } }
+/// The default policy: default segment, frames as they are, no limits.
+enum DefaultPolicy: PolicyMode { static var appliesPolicy: Bool { false } }
+/// Any other policy: segments, allowed MACs, limits.
+enum PortPolicyApplied: PolicyMode { static var appliesPolicy: Bool { true } }
