@@ -7,14 +7,6 @@ import Virtio
 final class SwitchPortSecurityTests: SimulatedGuestSwitchTestCase {
     static let broadcast: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
 
-    func guest(_ last: UInt8, name: String, policy: PortPolicy = PortPolicy()) throws -> (guest: SimulatedGuestPort, id: Int) {
-        let guest = try SimulatedGuestPort(mac: SegmentFrames.mac(last))
-        let id = try XCTUnwrap(fabric.addPort(name: name))
-        fabric.setPolicy(portID: id, policy)
-        fabric.setQueues(portID: id, queues: guest.activeQueues)
-        return (guest, id)
-    }
-
     func testSpoofedFramesAreDroppedBeforeLearningAndComeBackWhenAllowedMACsIsFixedLive() throws {
         var policy = PortPolicy()
         policy.allowedMACs = [MacAddress.load(SegmentFrames.mac(0x99))]

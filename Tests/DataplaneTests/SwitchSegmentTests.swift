@@ -9,16 +9,6 @@ import Virtio
 final class SwitchSegmentTests: SimulatedGuestSwitchTestCase {
     static let broadcast: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
 
-    /// A guest with `mac` on a new port with `policy`, keeping the frames it receives.
-    func guest(_ last: UInt8, name: String, policy: PortPolicy = PortPolicy()) throws -> (guest: SimulatedGuestPort, id: Int) {
-        let guest = try SimulatedGuestPort(mac: SegmentFrames.mac(last))
-        guest.keepFrames = true
-        let id = try XCTUnwrap(fabric.addPort(name: name))
-        fabric.setPolicy(portID: id, policy)
-        fabric.setQueues(portID: id, queues: guest.activeQueues)
-        return (guest, id)
-    }
-
     func testAccessPortsOfOneVLANForwardBothWaysAndNothingCrossesToAnother() throws {
         let a = try guest(0xA, name: "a", policy: .access(10)), b = try guest(0xB, name: "b", policy: .access(10))
         let c = try guest(0xC, name: "c", policy: .access(20)), d = try guest(0xD, name: "d")
