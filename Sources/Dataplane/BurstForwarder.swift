@@ -68,8 +68,9 @@ struct BurstForwarder {
         let buffers = pool.buffers
         let inPort = source.portID
         let plain = !Mode.appliesPolicy
-        // The segment of every frame of the burst, except on a trunk (-1: see `segments`).
-        let burstSegment = rules.taggedSegments == nil ? rules.untaggedSegment : -1
+        // The segment of every frame of the burst, except on a trunk (-1: see `segments`); a
+        // constant 0 for the default policy.
+        let burstSegment = plain ? 0 : rules.taggedSegments == nil ? rules.untaggedSegment : -1
         var allowance = plain ? PortLimiters.Allowance() : limiters.begin(port: inPort, rules: rules, cycles: cycles, second: now)
         var popped = false
         var sawFlood = false
