@@ -10,25 +10,69 @@ struct BurstForwarder {
     let fdb: MacLearningTable
     let pool: PacketBufferPool
     let counters: PortCounters
+    let segmentCounters: SegmentCounters
+    let limiters: PortLimiters
     let resolver: OffloadResolver
-    // Unsafe: `burstSize` destination slots, owned by this forwarder's thread.
+    // Unsafe: `burstSize` slots each, owned by this forwarder's thread: each frame's
+    // destination, each frame's segment (trunk bursts only), and the segment of each frame
+    // gathered into the pool's scratch array.
     let destinations: UnsafeMutablePointer<Int>
+    let segments: UnsafeMutablePointer<Int>
+    let gatheredSegments: UnsafeMutablePointer<Int>
 
-    init(fdb: MacLearningTable, pool: PacketBufferPool, resolver: OffloadResolver, counters: PortCounters) {
+    init(fdb: MacLearningTable, pool: PacketBufferPool, resolver: OffloadResolver, counters: PortCounters,
+         segmentCounters: SegmentCounters, limiters: PortLimiters) {
         self.fdb = fdb
         self.pool = pool
         self.resolver = resolver
         self.counters = counters
+        self.segmentCounters = segmentCounters
+        self.limiters = limiters
         destinations = .allocate(capacity: PacketBufferPool.burstSize)
+        segments = .allocate(capacity: PacketBufferPool.burstSize)
+        segments.initialize(repeating: 0, count: PacketBufferPool.burstSize)
+        gatheredSegments = .allocate(capacity: PacketBufferPool.burstSize)
+        gatheredSegments.initialize(repeating: 0, count: PacketBufferPool.burstSize)
     }
 
-    func release() { destinations.deallocate() }
+    func release() {
+        destinations.deallocate()
+        segments.deallocate()
+        gatheredSegments.deallocate()
+    }
 
-    /// Forwards the `count` packets in the pool's receive buffers that came in on `source`.
+    /// Forwards the `count` packets in the pool's receive buffers that came in on `source`,
+    /// at second `now` (the MAC table's clock) and TSC time `cycles` (the rate limiters').
+    ///
+    /// A port with the default policy (`PortRules.isPlain`) takes one predictable branch
+    /// here, into a copy of the burst loop specialized without the policy: its frames are
+    /// all in the default segment 0, as they are. Other ports' frames are classified
+    /// (`admit`: VLAN, allowed source MACs, rate limit) and storm-limited per frame; each
+    /// frame's segment keys learning and lookup, and decides where it may be flooded and
+    /// whether it leaves tagged.
     @inline(__always)
-    func forward(count: Int, from source: PolledQueue, snapshot: PollSnapshot, now: UInt32) {
+    func forward(count: Int, from source: PolledQueue, snapshot: PollSnapshot, now: UInt32, cycles: UInt64) {
+        let rules = snapshot.rules(of: source.portID)
+        if rules.isPlain {
+            forward(count: count, from: source, snapshot: snapshot, rules: rules, now: now, cycles: cycles, DefaultPolicy.self)
+        } else {
+            forward(count: count, from: source, snapshot: snapshot, rules: rules, now: now, cycles: cycles, PortPolicyApplied.self)
+        }
+    }
+
+    /// The burst loop, specialized per `Mode` (generic over a type whose one constant the
+    /// optimizer folds: no dispatch at run time).
+    @inline(__always)
+    private func forward<Mode: PolicyMode>(count: Int, from source: PolledQueue, snapshot: PollSnapshot, rules: PortRules,
+                                           now: UInt32, cycles: UInt64, _: Mode.Type) {
         let buffers = pool.buffers
         let inPort = source.portID
+        let plain = !Mode.appliesPolicy
+        // The segment of every frame of the burst, except on a trunk (-1: see `segments`); a
+        // constant 0 for the default policy.
+        let burstSegment = plain ? 0 : rules.taggedSegments == nil ? rules.untaggedSegment : -1
+        var allowance = plain ? PortLimiters.Allowance() : limiters.begin(port: inPort, rules: rules, cycles: cycles, second: now)
+        var popped = false
         var sawFlood = false
         var firstDestination = Self.drop
         var allSame = true
@@ -37,13 +81,14 @@ struct BurstForwarder {
         var multicast: UInt64 = 0
         // Any checksum or segmentation request in the burst (flags | gso_type of every frame).
         var offloadBits: UInt8 = 0
-        // The previous frame's MACs and what the table said for them: a burst is mostly one
-        // flow, so the table is asked again only when a MAC changes (no 48-bit MAC equals
-        // UInt64.max). A learn that changed the table forgets the remembered lookup.
+        // The previous frame's (segment, MAC) keys and what the table said for them: a burst
+        // is mostly one flow, so the table is asked again only when a key changes (no key
+        // equals UInt64.max). A learn that changed the table forgets the remembered lookup.
         var rememberedSource = UInt64.max
-        var rememberedSourceTableFull = false
+        var rememberedSourceCounter: PortSwitchCounter?
         var rememberedDestination = UInt64.max
         var rememberedLearnedPort = Self.flood
+        var rememberedCarried = true
         for i in 0..<count {
             let length = buffers[i].length
             bytes &+= UInt64(length)
@@ -53,34 +98,68 @@ struct BurstForwarder {
             let destinationMAC = MacAddress.load(frame)
             let sourceMAC = MacAddress.load(frame + 6)
             offloadBits |= buffers[i].header.flags | buffers[i].header.gsoType
+            let groupDestination = MacAddress.isMulticast(destinationMAC)
+            if groupDestination {
+                if destinationMAC == MacAddress.broadcast { broadcast &+= 1 } else { multicast &+= 1 }
+            }
             var out = Self.flood
+            var segment = burstSegment
             if length > source.maxFrameLength && buffers[i].header.gsoType == 0 {
                 counters.add(.dropsMTUExceeded, port: inPort, 1)
                 out = Self.drop
             } else {
-                if !MacAddress.isMulticast(sourceMAC) {
-                    if sourceMAC != rememberedSource {
-                        let result = fdb.learn(sourceMAC, port: inPort, now: now)
-                        if result != .unchanged { rememberedDestination = UInt64.max }
-                        rememberedSource = sourceMAC
-                        rememberedSourceTableFull = result == .tableFull
-                    }
-                    if rememberedSourceTableFull { counters.add(.dropsMACTableFull, port: inPort, 1) }
+                if !plain {
+                    // Unsafe: i < count <= burstSize, inside the pool's buffers and `segments`.
+                    segment = admit(buffers + i, sourceMAC: sourceMAC, rules: rules, port: inPort, allowance: &allowance, popped: &popped)
+                    segments[i] = segment
                 }
-                if MacAddress.isMulticast(destinationMAC) {
-                    if destinationMAC == MacAddress.broadcast { broadcast &+= 1 } else { multicast &+= 1 }
+                if segment < 0 {
+                    out = Self.drop
                 } else {
-                    if destinationMAC != rememberedDestination {
-                        rememberedLearnedPort = fdb.lookup(destinationMAC)
-                        rememberedDestination = destinationMAC
+                    if !MacAddress.isMulticast(sourceMAC) {
+                        let sourceKey = UInt64(truncatingIfNeeded: segment) << 48 | sourceMAC
+                        if sourceKey != rememberedSource {
+                            let result = fdb.learn(sourceMAC, segment: segment, port: inPort, now: now, limit: rules.maxMACs)
+                            rememberedSource = sourceKey
+                            rememberedSourceCounter = nil
+                            switch result {
+                            case .unchanged: break
+                            case .learned, .moved: rememberedDestination = UInt64.max
+                            case .evicted:
+                                rememberedDestination = UInt64.max
+                                counters.add(.macEvictions, port: inPort, 1)
+                            case .limitReached: rememberedSourceCounter = .macsNotLearnedLimit
+                            case .tableFull: rememberedSourceCounter = .dropsMACTableFull
+                            }
+                        }
+                        if let counter = rememberedSourceCounter { counters.add(counter, port: inPort, 1) }
                     }
-                    let learned = rememberedLearnedPort
-                    if learned == inPort {
-                        // Never send a frame back out of its ingress port.
-                        counters.add(.dropsHairpin, port: inPort, 1)
+                    if !groupDestination {
+                        let destinationKey = UInt64(truncatingIfNeeded: segment) << 48 | destinationMAC
+                        if destinationKey != rememberedDestination {
+                            rememberedLearnedPort = fdb.lookup(destinationMAC, segment: segment)
+                            rememberedDestination = destinationKey
+                            // Isolation never rests on the table alone: the port must carry the segment.
+                            rememberedCarried = rememberedLearnedPort < 0 || snapshot.rules(of: rememberedLearnedPort).carries(segment)
+                        }
+                        let learned = rememberedLearnedPort
+                        if learned == inPort {
+                            // Never send a frame back out of its ingress port.
+                            counters.add(.dropsHairpin, port: inPort, 1)
+                            out = Self.drop
+                        } else if learned >= 0 {
+                            if rememberedCarried {
+                                out = learned
+                            } else {
+                                counters.add(.dropsVLANEgressNotCarried, port: learned, 1)
+                                segmentCounters.add(.notCarried, segment: segment, 1)
+                                out = Self.drop
+                            }
+                        }
+                    }
+                    if !plain && rules.storm != nil && out == Self.flood
+                        && !admitFlooded(destinationMAC, segment: segment, port: inPort, allowance: &allowance) {
                         out = Self.drop
-                    } else if learned >= 0 {
-                        out = learned
                     }
                 }
             }
@@ -92,17 +171,32 @@ struct BurstForwarder {
         counters.add(.rxBytes, port: inPort, bytes)
         if broadcast != 0 { counters.add(.rxBroadcast, port: inPort, broadcast) }
         if multicast != 0 { counters.add(.rxMulticast, port: inPort, multicast) }
+        if !plain { limiters.end(port: inPort, rules: rules, left: allowance) }
 
+        let offloads = offloadBits != 0
         if allSame && firstDestination >= 0 {
-            transmit(buffers, count: count, to: firstDestination, snapshot: snapshot, offloads: offloadBits != 0)
-            return
-        }
-        if sawFlood {
+            transmit(buffers, count: count, to: firstDestination, snapshot: snapshot, offloads: offloads,
+                     segment: burstSegment, frameSegments: segments)
+        } else if sawFlood {
             for p in 0..<snapshot.presentPorts.count {
                 let port = snapshot.presentPorts[p]
                 if port == inPort { continue }
-                let gathered = gather(count: count) { $0 == Self.flood || $0 == port }
-                if gathered > 0 { transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot, offloads: offloadBits != 0) }
+                let egress = snapshot.rules(of: port)
+                let gathered: Int
+                if burstSegment >= 0 {
+                    // The segment's flood list: the present ports that carry it. (Unicast to a
+                    // port that does not carry it was dropped above.)
+                    guard egress.carries(burstSegment) else { continue }
+                    gathered = gather(count: count, segmented: false) { $0 == Self.flood || $0 == port }
+                } else {
+                    gathered = gather(count: count, segmented: true) { i, destination in
+                        destination == port || (destination == Self.flood && egress.carries(segments[i]))
+                    }
+                }
+                if gathered > 0 {
+                    transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot, offloads: offloads,
+                             segment: burstSegment, frameSegments: gatheredSegments)
+                }
             }
         } else {
             // A handful of distinct unicast destinations: gather each once.
@@ -112,26 +206,129 @@ struct BurstForwarder {
                 var seenBefore = false
                 for j in 0..<i where destinations[j] == port { seenBefore = true; break }
                 if seenBefore { continue }
-                let gathered = gather(count: count) { $0 == port }
-                transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot, offloads: offloadBits != 0)
+                let gathered = gather(count: count, segmented: burstSegment < 0) { $0 == port }
+                transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot, offloads: offloads,
+                         segment: burstSegment, frameSegments: gatheredSegments)
             }
         }
+        if popped { pool.restore(count: count) }
+    }
+
+    /// A policed port's frame before learning: its segment, or -1 when it is dropped (and
+    /// counted). VLAN ports take the frame's 802.1Q tag off (access: only a priority tag;
+    /// trunk: a VLAN it carries, untagged frames go to the native VLAN); then the source MAC
+    /// must be allowed and the rate limit must have a token left.
+    @inline(__always)
+    private func admit(_ buffer: UnsafeMutablePointer<PacketBuffer>, sourceMAC: UInt64, rules: PortRules, port: Int,
+                       allowance: inout PortLimiters.Allowance, popped: inout Bool) -> Int {
+        var segment = rules.untaggedSegment
+        if segment != 0 || rules.taggedSegments != nil {
+            let vid = VLANTag.vid(of: buffer.pointee)
+            if vid != VLANTag.untagged {
+                if vid != 0 {
+                    if rules.taggedSegments == nil { return dropped(.dropsVLANTaggedOnAccess, .taggedOnAccess, port: port, segment: vid) }
+                    if !rules.carries(vid) { return dropped(.dropsVLANNotCarried, .notCarried, port: port, segment: vid) }
+                    segment = vid
+                }
+                guard VLANTag.pop(&buffer.pointee) else {
+                    counters.add(.dropsVLANMalformed, port: port, 1)
+                    return -1
+                }
+                popped = true
+            }
+            // Untagged on a trunk without a native VLAN.
+            if segment == PortRules.noSegment { return dropped(.dropsVLANNotCarried, .notCarried, port: port, segment: 0) }
+        }
+        if !rules.allows(sourceMAC: sourceMAC) { return dropped(.dropsSpoofed, .spoofed, port: port, segment: segment) }
+        if rules.rate != nil {
+            if allowance.tokens == 0 { return dropped(.dropsRateLimited, .rateLimited, port: port, segment: segment) }
+            allowance.tokens &-= 1
+        }
+        return segment
+    }
+
+    /// Storm control: whether a frame every port of its segment gets (broadcast, multicast,
+    /// unknown unicast) is within this second's allowance; counts it when not.
+    @inline(__always)
+    private func admitFlooded(_ destinationMAC: UInt64, segment: Int, port: Int, allowance: inout PortLimiters.Allowance) -> Bool {
+        let kind: PortRules.FloodKinds.Kind
+        let counters: (PortSwitchCounter, SegmentDropCounter)
+        if destinationMAC == MacAddress.broadcast {
+            (kind, counters) = (.broadcast, (.dropsStormBroadcast, .stormBroadcast))
+        } else if MacAddress.isMulticast(destinationMAC) {
+            (kind, counters) = (.multicast, (.dropsStormMulticast, .stormMulticast))
+        } else {
+            (kind, counters) = (.unknownUnicast, (.dropsStormUnknownUnicast, .stormUnknownUnicast))
+        }
+        let left = allowance.flooded[kind]
+        if left == 0 {
+            _ = dropped(counters.0, counters.1, port: port, segment: segment)
+            return false
+        }
+        allowance.flooded[kind] = left &- 1
+        return true
+    }
+
+    /// Counts a dropped received frame for its port and its segment; returns -1.
+    @inline(__always)
+    private func dropped(_ counter: PortSwitchCounter, _ segmentCounter: SegmentDropCounter, port: Int, segment: Int) -> Int {
+        counters.add(counter, port: port, 1)
+        segmentCounters.add(segmentCounter, segment: segment, 1)
+        return -1
     }
 
     @inline(__always)
-    private func gather(count: Int, where matches: (Int) -> Bool) -> Int {
+    private func gather(count: Int, segmented: Bool, where matches: (Int) -> Bool) -> Int {
+        gather(count: count, segmented: segmented) { _, destination in matches(destination) }
+    }
+
+    /// Copies the frames whose (index, destination) match into the scratch array, with their
+    /// segments when the burst's frames do not share one.
+    @inline(__always)
+    private func gather(count: Int, segmented: Bool, where matches: (Int, Int) -> Bool) -> Int {
         var gathered = 0
-        for i in 0..<count where matches(destinations[i]) {
+        for i in 0..<count where matches(i, destinations[i]) {
             pool.scratch[gathered] = pool.buffers[i]
+            if segmented { gatheredSegments[gathered] = segments[i] }
             gathered &+= 1
         }
         return gathered
     }
 
+    /// Sends `count` frames of `segment` (-1: each of `frameSegments[i]`) to `port`; frames of
+    /// a segment the port carries tagged get their tag for this send only.
+    @inline(__always)
+    private func transmit(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot,
+                          offloads: Bool, segment: Int, frameSegments: UnsafeMutablePointer<Int>) {
+        guard port < snapshot.targets.count else { return }
+        let untagged = snapshot.rules(of: port).untaggedSegment
+        if segment == untagged {
+            transmit(packets, count: count, to: port, snapshot: snapshot, offloads: offloads)
+            return
+        }
+        transmitTagging(packets, count: count, to: port, snapshot: snapshot, offloads: offloads, segment: segment,
+                        frameSegments: frameSegments, untagged: untagged)
+    }
+
+    /// Pushes the 802.1Q tags a trunk port's frames leave with, sends, and takes them off
+    /// again (a flooded frame's data is shared with the other destinations).
+    @inline(never)
+    private func transmitTagging(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot,
+                                 offloads: Bool, segment: Int, frameSegments: UnsafeMutablePointer<Int>, untagged: Int) {
+        for j in 0..<count {
+            let frameSegment = segment >= 0 ? segment : frameSegments[j]
+            if frameSegment != untagged { VLANTag.push(&packets[j], vid: frameSegment) }
+        }
+        transmit(packets, count: count, to: port, snapshot: snapshot, offloads: offloads)
+        for j in 0..<count {
+            let frameSegment = segment >= 0 ? segment : frameSegments[j]
+            if frameSegment != untagged { VLANTag.unpush(&packets[j]) }
+        }
+    }
+
     @inline(__always)
     private func transmit(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot,
                           offloads: Bool) {
-        guard port < snapshot.targets.count else { return }
         let target = snapshot.targets[port]
         guard target.driver != nil else {
             if target.isPresent { counters.add(.dropsRingNotReady, port: port, UInt64(count)) }
@@ -174,3 +371,10 @@ struct BurstForwarder {
         return target.driver?.transmitBurst(packets, count: count) ?? 0
     }
 }
+
+/// Whether a burst loop applies a port policy: the two specializations of `BurstForwarder`'s loop.
+protocol PolicyMode { static var appliesPolicy: Bool { get } }
+/// The default policy: default segment, frames as they are, no limits.
+enum DefaultPolicy: PolicyMode { static var appliesPolicy: Bool { false } }
+/// Any other policy: segments, allowed MACs, limits.
+enum PortPolicyApplied: PolicyMode { static var appliesPolicy: Bool { true } }

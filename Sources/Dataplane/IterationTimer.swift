@@ -19,6 +19,9 @@ struct IterationTimer {
     private var preemptions = SystemThread.preemptionCount()
     private var cpuNanoseconds = SystemThread.cpuTimeNanoseconds()
 
+    /// When the current iteration started (TSC): the poll loop's clock for rate limits.
+    @inline(__always) var iterationStartCycles: UInt64 { lastCycles }
+
     /// Ends an iteration; returns its length in cycles and whether `longestCycles` grew.
     @inline(__always)
     mutating func endIteration() -> (spent: UInt64, longestGrew: Bool) {

@@ -51,16 +51,29 @@ final class PollSnapshot {
     let queues: UnsafeMutableBufferPointer<PolledQueue>
     let targets: UnsafeMutableBufferPointer<TransmitTarget>
     let presentPorts: UnsafeMutableBufferPointer<Int>
+    /// Each port's segment, port-security and limit rules, by port id (`rules(of:)`).
+    private let portRules: UnsafeMutableBufferPointer<PortRules>
+    private let rulesTable: PortRulesTable
     private let owners: [AnyObject]
 
-    init(queues: [PolledQueue], targets: [TransmitTarget], presentPorts: [Int], owners: [AnyObject]) {
+    init(queues: [PolledQueue], targets: [TransmitTarget], presentPorts: [Int], rules: PortRulesTable = PortRulesTable([]),
+         owners: [AnyObject]) {
         self.queues = .allocate(capacity: queues.count)
         _ = self.queues.initialize(from: queues)
         self.targets = .allocate(capacity: targets.count)
         _ = self.targets.initialize(from: targets)
         self.presentPorts = .allocate(capacity: presentPorts.count)
         _ = self.presentPorts.initialize(from: presentPorts)
+        rulesTable = rules
+        portRules = rules.rules
         self.owners = owners
+    }
+
+    /// The rules of `port`; the default policy's for an id the snapshot does not know.
+    @inline(__always)
+    func rules(of port: Int) -> PortRules {
+        // Unsafe: port is checked against the table's size.
+        port >= 0 && port < portRules.count ? portRules[port] : .plain
     }
 
     deinit {

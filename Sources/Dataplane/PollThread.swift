@@ -15,6 +15,8 @@ final class PollThread: @unchecked Sendable {
     let index: Int
     let statistics = PollThreadStatistics()
     let counters: PortCounters
+    let segmentCounters = SegmentCounters()
+    private let limiters: PortLimiters
     /// Bits of an `Unmanaged<PollSnapshot>` retained by the Switch; 0 before the first publish.
     private let published = Atomic<UInt>(0)
     /// Advanced after every iteration, once the iteration no longer touches its snapshot.
@@ -47,6 +49,7 @@ final class PollThread: @unchecked Sendable {
         self.injections = injections
         injectionsReference = injections.map { Unmanaged.passUnretained($0) }
         counters = PortCounters(maxPorts: maxPorts)
+        limiters = PortLimiters(maxPorts: maxPorts)
         self.fdb = fdb
         self.busyPoll = busyPoll
         epoll = try Epoll()
@@ -111,7 +114,8 @@ final class PollThread: @unchecked Sendable {
 
     private func run(pool: PacketBufferPool, resolver: OffloadResolver) {
         online.store(true, ordering: .sequentiallyConsistent)
-        let forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: resolver, counters: counters)
+        let forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: resolver, counters: counters,
+                                       segmentCounters: segmentCounters, limiters: limiters)
         defer {
             forwarder.release()
             online.store(false, ordering: .sequentiallyConsistent)
@@ -139,7 +143,7 @@ final class PollThread: @unchecked Sendable {
                         for q in 0..<snapshot.queues.count { snapshot.queues[q].driver?.armWakeups(false) }
                         notificationsEnabled = false
                     }
-                    moved = pollOnce(snapshot, forwarder: forwarder)
+                    moved = pollOnce(snapshot, forwarder: forwarder, cycles: timer.iterationStartCycles)
                     // Not into the empty snapshot of a two-phase republish: the frames wait for the next.
                     if snapshot.presentPorts.count > 0, let pending = injectionsReference,
                        pending._withUnsafeGuaranteedRef({ $0.hasFrames }) {
@@ -175,9 +179,10 @@ final class PollThread: @unchecked Sendable {
         }
     }
 
-    /// Serves every queue once; returns the number of packets received.
+    /// Serves every queue once; returns the number of packets received. `cycles`: the TSC
+    /// time the iteration started, the rate limiters' clock.
     @inline(__always)
-    private func pollOnce(_ snapshot: PollSnapshot, forwarder: BurstForwarder) -> Int {
+    private func pollOnce(_ snapshot: PollSnapshot, forwarder: BurstForwarder, cycles: UInt64) -> Int {
         var received = 0
         var nowSeconds: UInt32 = 0
         for q in 0..<snapshot.queues.count {
@@ -186,7 +191,7 @@ final class PollThread: @unchecked Sendable {
             if count == 0 { continue }
             received &+= count
             if nowSeconds == 0 { nowSeconds = Switch.currentSecond() }
-            forwarder.forward(count: count, from: polled, snapshot: snapshot, now: nowSeconds)
+            forwarder.forward(count: count, from: polled, snapshot: snapshot, now: nowSeconds, cycles: cycles)
         }
         return received
     }
@@ -217,7 +222,7 @@ final class PollThread: @unchecked Sendable {
             buffer.pointee.length = frame.bytes.count
             buffer.pointee.header = VirtioNetHeader()
             let source = PolledQueue(driver: nil, portID: frame.portID, wakeDescriptor: -1, maxFrameLength: Int.max)
-            forwarder.forward(count: 1, from: source, snapshot: snapshot, now: Switch.currentSecond())
+            forwarder.forward(count: 1, from: source, snapshot: snapshot, now: Switch.currentSecond(), cycles: MonotonicClock.cycles())
             sent += 1
         }
         return sent

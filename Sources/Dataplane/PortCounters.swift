@@ -63,6 +63,10 @@ public enum PortSwitchCounter: Int, CaseIterable, Sendable {
     case dropsRingNotReady, dropsMTUExceeded, dropsMACTableFull, dropsHairpin
     case offloadChecksumsCompleted, offloadFramesSegmented, offloadSegments
     case dropsOffloadMalformed
+    // Segments and port security (issue 18).
+    case dropsVLANNotCarried, dropsVLANTaggedOnAccess, dropsVLANMalformed, dropsVLANEgressNotCarried
+    case dropsSpoofed, macsNotLearnedLimit, macEvictions
+    case dropsRateLimited, dropsStormBroadcast, dropsStormMulticast, dropsStormUnknownUnicast
 
     public var descriptor: CounterDescriptor<PortSwitchStatistics> {
         let field = \PortSwitchStatistics.[self]
@@ -117,6 +121,45 @@ public enum PortSwitchCounter: Int, CaseIterable, Sendable {
             return .init(field, json: "drops.offload_malformed", .frames,
                          "Frames for the port whose offload header did not match the frame (the switch could not complete or segment them).",
                          metric: .switchDrops, .tx, .reason("offload_malformed"))
+        case .dropsVLANNotCarried:
+            return .init(field, json: "drops.vlan_not_carried", .frames,
+                         "Received frames in a VLAN the port does not carry (a trunk's tag not in its list, untagged on a trunk without a native VLAN).",
+                         metric: .switchDrops, .rx, .reason("vlan_not_carried"))
+        case .dropsVLANTaggedOnAccess:
+            return .init(field, json: "drops.vlan_tagged_on_access", .frames, "Received frames with a VLAN tag (not 0) on an access port.",
+                         metric: .switchDrops, .rx, .reason("vlan_tagged_on_access"))
+        case .dropsVLANMalformed:
+            return .init(field, json: "drops.vlan_malformed", .frames,
+                         "Received tagged frames too short for their tag, or whose offload header points into it.",
+                         metric: .switchDrops, .rx, .reason("vlan_malformed"))
+        case .dropsVLANEgressNotCarried:
+            return .init(field, json: "drops.vlan_egress_not_carried", .frames,
+                         "Frames for a MAC learned on the port in a segment the port no longer carries (a stale or racing table entry).",
+                         metric: .switchDrops, .tx, .reason("vlan_not_carried"))
+        case .dropsSpoofed:
+            return .init(field, json: "drops.spoofed", .frames, "Received frames whose source MAC is not in the port's allowed_macs.",
+                         metric: .switchDrops, .rx, .reason("spoofed"))
+        case .macsNotLearnedLimit:
+            return .init(field, json: "macs_not_learned_limit", .frames,
+                         "Received frames whose source MAC was not learned because the port has max_macs entries (the frame is still forwarded).",
+                         metric: .switchMACLimitReached, .rx)
+        case .macEvictions:
+            return .init(field, json: "mac_evictions", .events,
+                         "Table entries this port's new MACs replaced in full buckets (the least recently seen entry goes).",
+                         metric: .switchMACEvictions, .rx)
+        case .dropsRateLimited:
+            return .init(field, json: "drops.rate_limited", .frames, "Received frames over the port's rate_limit.",
+                         metric: .switchDrops, .rx, .reason("rate_limited"))
+        case .dropsStormBroadcast:
+            return .init(field, json: "drops.storm_broadcast", .frames, "Received broadcast frames over storm_control.broadcast_pps.",
+                         metric: .switchDrops, .rx, .reason("storm_broadcast"))
+        case .dropsStormMulticast:
+            return .init(field, json: "drops.storm_multicast", .frames, "Received multicast frames over storm_control.multicast_pps.",
+                         metric: .switchDrops, .rx, .reason("storm_multicast"))
+        case .dropsStormUnknownUnicast:
+            return .init(field, json: "drops.storm_unknown_unicast", .frames,
+                         "Received unicast frames to unknown MACs (flooded) over storm_control.unknown_unicast_pps.",
+                         metric: .switchDrops, .rx, .reason("storm_unknown_unicast"))
         }
     }
 
@@ -164,6 +207,12 @@ extension CounterMetricFamily {
         help: "Frames the forwarder dropped for the port, by reason (not_taken: the port's transmit side refused them; its own drops say why). " + directionHelp)
     public static let switchMACTableFull = CounterMetricFamily(
         "vhost_switch_port_mac_table_full_total", help: "Frames whose source MAC was not learned because the table was full. " + directionHelp)
+    public static let switchMACLimitReached = CounterMetricFamily(
+        "vhost_switch_port_mac_limit_reached_total",
+        help: "Frames whose source MAC was not learned because the port had max_macs entries. " + directionHelp)
+    public static let switchMACEvictions = CounterMetricFamily(
+        "vhost_switch_port_mac_evictions_total",
+        help: "MAC table entries replaced by this port's new MACs because their bucket was full. " + directionHelp)
     public static let switchChecksumsCompleted = CounterMetricFamily(
         "vhost_switch_port_offload_checksums_completed_total",
         help: "Partial checksums the switch completed for a port without checksum offload. " + directionHelp)

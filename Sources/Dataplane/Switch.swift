@@ -46,6 +46,8 @@ public final class Switch: @unchecked Sendable {
         var queues: [ActiveQueue]
         var packetPort: PacketSocketPort?
         var policy = PortPolicy()
+        /// Changes with each policy, so the poll threads' limiters start afresh.
+        var policyGeneration: UInt64 = 0
     }
 
     private struct State {
@@ -56,6 +58,7 @@ public final class Switch: @unchecked Sendable {
         /// Snapshots replaced by a change that frees nothing (a port added, a policy set):
         /// released after the next grace period, by the next republish or housekeeping.
         var retired: [Unmanaged<PollSnapshot>] = []
+        var lastPolicyGeneration: UInt64 = 0
     }
 
     public init(configuration: Configuration = Configuration()) throws(SystemError) {
@@ -121,7 +124,9 @@ public final class Switch: @unchecked Sendable {
             while state.ports[id] != nil { id += 1 }
             guard id < Self.maxPorts else { return nil }
             let maxFrameLength = mtu.map { $0 + 18 } ?? PacketBufferPool.bufferCapacity
-            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetPort: nil, policy: policy)
+            state.lastPolicyGeneration += 1
+            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetPort: nil,
+                                        policy: policy, policyGeneration: state.lastPolicyGeneration)
             republish(&state, freesNothing: true)
             return id
         }
@@ -142,13 +147,36 @@ public final class Switch: @unchecked Sendable {
     }
 
     /// Replaces a port's segment and port-security settings (`policy.problem` must be nil);
-    /// takes effect within one burst and never touches the port's rings or socket.
+    /// takes effect within one burst and never touches the port's rings or socket. When the
+    /// port's segments, allowed MACs or MAC limit change, the MACs it learned go too (learned
+    /// in a segment it may have left, or from a MAC it may no longer use); they are learned
+    /// again from the next frame.
     public func setPolicy(portID: Int, _ policy: PortPolicy) {
         state.withLock { state in
-            guard state.ports[portID] != nil else { return }
+            guard let old = state.ports[portID]?.policy else { return }
+            state.lastPolicyGeneration += 1
             state.ports[portID]?.policy = policy
-            republish(&state, freesNothing: true)
+            state.ports[portID]?.policyGeneration = state.lastPolicyGeneration
+            // MACs learned under the old policy go once no thread applies it (after a grace
+            // period); without that need the change publishes without waiting.
+            let forgetsMACs = old.vlan != policy.vlan || old.trunk != policy.trunk || old.allowedMACs != policy.allowedMACs
+                || policy.maxMACs < old.maxMACs
+            republish(&state, freesNothing: !forgetsMACs)
+            if forgetsMACs { fdb.flush(port: portID) }
         }
+    }
+
+    /// Drops per segment (VLAN) summed over poll threads, for the segments with any.
+    public func segmentStatistics() -> [SegmentStatistics] {
+        var result: [SegmentStatistics] = []
+        for segment in 0..<MacLearningTable.segmentCount {
+            var drops = SegmentDropStatistics()
+            for counter in SegmentDropCounter.allCases {
+                drops[counter] = threads.reduce(0) { $0 &+ $1.segmentCounters.value(counter, segment: segment) }
+            }
+            if !drops.isZero { result.append(SegmentStatistics(segment: segment, drops: drops)) }
+        }
+        return result
     }
 
     /// Replaces a kernel port's socket (nil: the interface is gone). Returns once no poll
@@ -270,9 +298,27 @@ public final class Switch: @unchecked Sendable {
         state.assignments = assignments
         let present = ports.map(\.id)
 
+        // Rules per thread: a port's limits are shared among the threads serving its queues.
+        var served = [[Int: Int]](repeating: [:], count: threadCount)
+        var totals: [Int: Int] = [:]
+        for (t, queues) in polled.enumerated() {
+            for queue in queues {
+                served[t][queue.portID, default: 0] += 1
+                totals[queue.portID, default: 0] += 1
+            }
+        }
+        let rules = (0..<threadCount).map { t in
+            PortRulesTable((0..<maxID).map { id in
+                state.ports[id].map { port in
+                    PortRulesTable.Entry(policy: port.policy, generation: port.policyGeneration,
+                                         share: (served[t][id] ?? 0, totals[id] ?? 0))
+                }
+            })
+        }
+
         if freesNothing && placementUnchanged {
             for (t, thread) in threads.enumerated() {
-                let snapshot = PollSnapshot(queues: polled[t], targets: targets[t], presentPorts: present, owners: owners)
+                let snapshot = PollSnapshot(queues: polled[t], targets: targets[t], presentPorts: present, rules: rules[t], owners: owners)
                 if let old = thread.exchange(snapshot) { state.retired.append(old) }
             }
             return
@@ -293,7 +339,7 @@ public final class Switch: @unchecked Sendable {
             for thread in threads { thread.waitForQuiescentPoint() }
         }
         for (t, thread) in threads.enumerated() {
-            let snapshot = PollSnapshot(queues: polled[t], targets: targets[t], presentPorts: present, owners: owners)
+            let snapshot = PollSnapshot(queues: polled[t], targets: targets[t], presentPorts: present, rules: rules[t], owners: owners)
             if let old = thread.exchange(snapshot) { retired.append(old) }
         }
         for thread in threads { thread.waitForQuiescentPoint() }

@@ -21,16 +21,22 @@ public final class SwitchingStep {
     public var buffers: UnsafeMutablePointer<PacketBuffer> { pool.buffers }
 
     /// Port 0 is the guest transmitting through `source`, port 1 the guest receiving through
-    /// `destination`; `fdb` says where MAC addresses live. Both queues are kept alive.
-    public init(source: SplitVirtqueue, destination: SplitVirtqueue, fdb: MacLearningTable) throws(SystemError) {
+    /// `destination`; `fdb` says where MAC addresses live (in the segment the policies put
+    /// the frames in: 0 by default). Both queues are kept alive.
+    public init(source: SplitVirtqueue, destination: SplitVirtqueue, fdb: MacLearningTable,
+                sourcePolicy: PortPolicy = PortPolicy(), destinationPolicy: PortPolicy = PortPolicy()) throws(SystemError) {
         pool = try PacketBufferPool()
         counters = PortCounters(maxPorts: 4)
-        forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: try OffloadResolver(), counters: counters)
+        forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: try OffloadResolver(), counters: counters,
+                                   segmentCounters: SegmentCounters(), limiters: PortLimiters(maxPorts: 4))
         snapshot = PollSnapshot(
             queues: [PolledQueue(driver: PortDriver(.split(source)), portID: 0, wakeDescriptor: -1, maxFrameLength: 65536)],
             targets: [TransmitTarget(driver: nil, lock: nil, isPresent: true),
                       TransmitTarget(driver: PortDriver(.split(destination)), lock: nil, isPresent: true)],
-            presentPorts: [0, 1], owners: [source, destination])
+            presentPorts: [0, 1],
+            rules: PortRulesTable([.init(policy: sourcePolicy, generation: 1, share: (1, 1)),
+                                   .init(policy: destinationPolicy, generation: 2, share: (0, 0))]),
+            owners: [source, destination])
     }
 
     deinit { forwarder.release() }
@@ -40,7 +46,7 @@ public final class SwitchingStep {
     public func run(now: UInt32) -> Int {
         let polled = snapshot.queues[0]
         let count = polled.driver?.receiveBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) ?? 0
-        if count > 0 { forwarder.forward(count: count, from: polled, snapshot: snapshot, now: now) }
+        if count > 0 { forwarder.forward(count: count, from: polled, snapshot: snapshot, now: now, cycles: MonotonicClock.cycles()) }
         return count
     }
 

@@ -144,6 +144,10 @@ enum MetricsExposition {
             metrics.add("vhost_switch_pmd_queues", "gauge", "", labels, UInt64(thread.queues.count))
         }
 
+        // Drops per segment: the vlan label is the VLAN id, 0 for the untagged default segment.
+        declareFamilies(SegmentDropStatistics.self, in: metrics)
+        for segment in statistics.segments { add(segment.drops, labels: [("vlan", String(segment.segment))], to: metrics) }
+
         metrics.add("vhost_switch_fdb_entries", "gauge", "MAC addresses in the forwarding database.", [],
                     UInt64(statistics.fdbEntries))
         metrics.add("vhost_switch_fdb_capacity", "gauge", "Slots in the forwarding database.", [], UInt64(statistics.fdbCapacity))

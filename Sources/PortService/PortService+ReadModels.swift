@@ -85,7 +85,8 @@ extension PortService {
 
     public var switchStatistics: SwitchStatistics {
         SwitchStatistics(ports: portStatistics, pollThreads: pollThreads,
-                         fdbEntries: fabric.fdb.entries(now: Self.nowSeconds()).count, fdbCapacity: fabric.fdb.capacity)
+                         fdbEntries: fabric.fdb.entries(now: Self.nowSeconds()).count, fdbCapacity: fabric.fdb.capacity,
+                         segments: fabric.segmentStatistics())
     }
 
     // MARK: Forwarding database

@@ -37,4 +37,6 @@ public struct SwitchStatistics: Sendable {
     public var pollThreads: [PollThreadView]
     public var fdbEntries: Int
     public var fdbCapacity: Int
+    /// Drops per segment (VLAN; 0 the default segment), for the segments with any.
+    public var segments: [SegmentStatistics] = []
 }

@@ -79,4 +79,16 @@ final class CounterTableTests: XCTestCase {
         }
         XCTAssertEqual(PortSwitchStatistics(summing: [first, second], port: 0), PortSwitchStatistics())
     }
+
+    func testSegmentTableHasEveryCounterOnce() {
+        XCTAssertEqual(CounterTableChecks.problems(SegmentDropStatistics.self), [])
+        XCTAssertEqual(SegmentDropStatistics.counters.count, SegmentDropCounter.allCases.count)
+        XCTAssertGreaterThanOrEqual(SegmentCounters.stride, SegmentDropCounter.allCases.count)
+        let counters = SegmentCounters()
+        counters.add(.spoofed, segment: 4094, 2)
+        counters.add(.notCarried, segment: 0, 1)
+        XCTAssertEqual(counters.value(.spoofed, segment: 4094), 2)
+        XCTAssertEqual(counters.value(.notCarried, segment: 0), 1)
+        XCTAssertEqual(counters.value(.spoofed, segment: 0), 0)
+    }
 }

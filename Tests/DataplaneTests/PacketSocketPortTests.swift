@@ -497,3 +497,65 @@ extension PacketSocketPortTests {
         XCTAssertEqual(kept.checksumOffset, 16)
     }
 }
+
+/// An af-packet port as a trunk uplink (issue 18). The kernel takes the tag off frames it
+/// hands to AF_PACKET (tp_vlan_tci); the port puts it back and the switch pops it into the
+/// frame's segment. Frames the switch tags for the trunk leave through the transmit ring and
+/// reach the peer tagged.
+final class PacketSocketTrunkTests: SimulatedGuestSwitchTestCase {
+    private var veth: PortVeth?
+
+    override func setUpWithError() throws {
+        veth = try PortVeth(ip: PortVeth.skipUnlessPossible())
+        try super.setUpWithError()
+    }
+
+    override func tearDown() {
+        super.tearDown()
+        veth?.destroy()
+        veth = nil
+    }
+
+    func testTrunkUplinkCarriesTaggedFramesBothWaysAndDropsOtherVLANs() throws {
+        let veth = try XCTUnwrap(veth)
+        let host = try PacketSocketPort.open(interface: veth.hostName, configuration: .withVnetHeaders)
+        let peer = try veth.openPeerPort()
+        XCTAssertTrue(host.waitForLink(up: true), "veth carrier never came up")
+        let uplink = try XCTUnwrap(fabric.addPort(name: "uplink"))
+        fabric.setPolicy(portID: uplink, .trunk([10, 20], native: nil))
+        fabric.setPacketPort(portID: uplink, port: host)
+        let guest = try SimulatedGuestPort(mac: SegmentFrames.mac(0xA))
+        guest.keepFrames = true
+        let guestID = try XCTUnwrap(fabric.addPort(name: "guest"))
+        fabric.setPolicy(portID: guestID, .access(10))
+        fabric.setQueues(portID: guestID, queues: guest.activeQueues)
+        let broadcast: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+
+        guest.transmit(frames: [SegmentFrames.untagged(to: broadcast, from: 0xA, payload: 7, length: 100)])
+        XCTAssertEqual(peer.collect(from: SegmentFrames.mac(0xA), count: 1),
+                       [SegmentFrames.tagged(to: broadcast, from: 0xA, vlan: 10, payload: 7, length: 100)], "tagged on the wire")
+
+        XCTAssertEqual(peer.send([SegmentFrames.tagged(to: SegmentFrames.mac(0xA), from: 0x7, vlan: 10, payload: 8, length: 100)]), 1)
+        XCTAssertEqual(guest.waitForFrames(1), 1)
+        XCTAssertEqual(guest.receivedFrames.last, SegmentFrames.untagged(to: SegmentFrames.mac(0xA), from: 0x7, payload: 8, length: 100))
+
+        XCTAssertEqual(peer.send([SegmentFrames.tagged(to: broadcast, from: 0x7, vlan: 30, payload: 9)]), 1)
+        XCTAssertEqual(guest.waitForFrames(1, timeout: 0.3), 0)
+        XCTAssertEqual(fabric.segmentStatistics().first { $0.segment == 30 }?.drops[.notCarried], 1)
+    }
+}
+
+extension PacketSocketPort {
+    /// Frames from `source` received within `timeout`, as they were on the wire.
+    fileprivate func collect(from source: [UInt8], count: Int, timeout: Double = 2.0) -> [[UInt8]] {
+        let buffers = TestBuffers()
+        var frames: [[UInt8]] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while frames.count < count && Date() < deadline {
+            let n = receiveBurst(into: buffers.buffers, maxCount: buffers.count)
+            for i in 0..<n where Array(buffers.bytes(i)[6..<12]) == source { frames.append(buffers.bytes(i)) }
+            if n == 0 { usleep(1000) }
+        }
+        return frames
+    }
+}

@@ -168,6 +168,17 @@ class SimulatedGuestSwitchTestCase: XCTestCase {
         fabric.setQueues(portID: id, queues: guest.activeQueues)
         return id
     }
+
+    /// A guest with MAC 02:00:00:00:00:`last` on a new port with `policy` (set before its
+    /// rings), keeping the frames it receives.
+    func guest(_ last: UInt8, name: String, policy: PortPolicy = PortPolicy()) throws -> (guest: SimulatedGuestPort, id: Int) {
+        let guest = try SimulatedGuestPort(mac: [2, 0, 0, 0, 0, last])
+        guest.keepFrames = true
+        let id = try XCTUnwrap(fabric.addPort(name: name))
+        fabric.setPolicy(portID: id, policy)
+        fabric.setQueues(portID: id, queues: guest.activeQueues)
+        return (guest, id)
+    }
 }
 
 enum MonotonicClockForTests {

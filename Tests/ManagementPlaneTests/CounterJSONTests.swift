@@ -41,7 +41,12 @@ final class CounterJSONTests: XCTestCase {
                 "no_guest_buffers": .integer(90),
                 "ring_not_ready": n(.dropsRingNotReady), "mtu_exceeded": n(.dropsMTUExceeded), "mac_table_full": n(.dropsMACTableFull),
                 "hairpin": n(.dropsHairpin), "offload_malformed": n(.dropsOffloadMalformed),
+                "vlan_not_carried": n(.dropsVLANNotCarried), "vlan_tagged_on_access": n(.dropsVLANTaggedOnAccess),
+                "vlan_malformed": n(.dropsVLANMalformed), "vlan_egress_not_carried": n(.dropsVLANEgressNotCarried),
+                "spoofed": n(.dropsSpoofed), "rate_limited": n(.dropsRateLimited), "storm_broadcast": n(.dropsStormBroadcast),
+                "storm_multicast": n(.dropsStormMulticast), "storm_unknown_unicast": n(.dropsStormUnknownUnicast),
             ],
+            "macs_not_learned_limit": n(.macsNotLearnedLimit), "mac_evictions": n(.macEvictions),
         ]
         XCTAssertEqual(JSON.object(members), expected)
     }
@@ -75,5 +80,20 @@ final class CounterJSONTests: XCTestCase {
         XCTAssertTrue(text.contains(#"vhost_switch_port_drops_total{port="k",direction="rx",reason="ring_full"} 3"#), text)
         XCTAssertTrue(text.contains(#"vhost_switch_port_send_errors_total{port="k",direction="tx"} 0"#), text)
         XCTAssertEqual(text.components(separatedBy: "# TYPE vhost_switch_port_packets_total counter").count, 2, "one family, declared once")
+    }
+
+    /// /metrics: drops per segment (issue 18) carry the VLAN and the reason.
+    func testSegmentDropsBecomeSegmentSeries() {
+        var segment = SegmentDropStatistics()
+        segment[.spoofed] = 3
+        segment[.stormBroadcast] = 2
+        let metrics = MetricsExposition.Builder()
+        MetricsExposition.declareFamilies(SegmentDropStatistics.self, in: metrics)
+        MetricsExposition.add(segment, labels: [("vlan", "10")], to: metrics)
+        let text = metrics.render()
+        XCTAssertTrue(text.contains(#"vhost_switch_segment_drops_total{vlan="10",reason="spoofed"} 3"#), text)
+        XCTAssertTrue(text.contains(#"vhost_switch_segment_drops_total{vlan="10",reason="storm_broadcast"} 2"#), text)
+        XCTAssertTrue(text.contains(#"vhost_switch_segment_drops_total{vlan="10",reason="vlan_not_carried"} 0"#), text)
+        XCTAssertEqual(text.components(separatedBy: "# TYPE vhost_switch_segment_drops_total counter").count, 2)
     }
 }

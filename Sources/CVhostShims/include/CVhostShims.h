@@ -121,6 +121,23 @@ static inline uint64_t vhost_shims_load_relaxed_u64(const void *p) {
 static inline void vhost_shims_store_relaxed_u64(void *p, uint64_t v) {
     __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
 }
+// MAC table slots, shared by every poll thread, housekeeping and the control side: a slot
+// changes only through a compare-and-swap of its key word (claim), and per-port entry
+// counts are added atomically, so concurrent writers never lose a count.
+static inline uint64_t vhost_shims_load_acquire_u64(const void *p) {
+    return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+}
+static inline void vhost_shims_store_release_u64(void *p, uint64_t v) {
+    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+}
+/// True when *p held `expected` and now holds `desired` (acquire-release on success).
+static inline int vhost_shims_compare_exchange_u64(void *p, uint64_t expected, uint64_t desired) {
+    return __atomic_compare_exchange_n((uint64_t *)p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+/// Adds `delta` (two's complement: subtracts too); returns the previous value.
+static inline uint32_t vhost_shims_fetch_add_relaxed_u32(void *p, uint32_t delta) {
+    return __atomic_fetch_add((uint32_t *)p, delta, __ATOMIC_RELAXED);
+}
 /// A CPU hint for spin-wait loops.
 static inline void vhost_shims_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

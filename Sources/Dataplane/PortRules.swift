@@ -1,0 +1,165 @@
+import VhostSystem
+
+/// A port's `PortPolicy` as one poll thread applies it: what `BurstForwarder` reads once per
+/// burst (ingress) and once per destination (egress), with no lock. Built by `Switch.republish`
+/// into the thread's `PollSnapshot`, whose `PortRulesTable` owns the memory the pointers name.
+///
+/// Segments: 0 is the untagged default segment, 1...4094 are VLANs.
+struct PortRules {
+    /// The segment of frames that enter and leave the port untagged: 0 on a default-segment
+    /// port, the access VLAN, a trunk's native VLAN, or `noSegment` (a trunk without one).
+    var untaggedSegment = 0
+    /// A trunk's tagged VLANs, one bit per VLAN id (64 words); nil on other ports.
+    var taggedSegments: UnsafePointer<UInt64>?
+    /// Source MACs the port may use, or nil for any.
+    var allowedMACs: UnsafePointer<UInt64>?
+    var allowedMACCount = 0
+    var maxMACs = PortPolicy.defaultMaxMACs
+    /// This thread's share of the port's rate limit, or nil.
+    var rate: TokenBucket?
+    /// This thread's share of the port's storm limits (frames per second; `.max`: none), or nil.
+    var storm: FloodKinds?
+    /// Changes whenever the port's limits do, so a thread's limiter state starts afresh.
+    var generation: UInt64 = 0
+    /// The default segment, any source MAC, no limits: the forwarder's plain path (one branch).
+    var isPlain = true
+
+    static let noSegment = 0xFFFF
+    static var plain: PortRules { PortRules() }
+
+    struct TokenBucket {
+        /// TSC cycles per token (one frame).
+        var cyclesPerToken: UInt64
+        /// Tokens the bucket holds at most.
+        var depth: UInt64
+    }
+
+    /// A number per kind of frame that every port of its segment gets.
+    struct FloodKinds {
+        var broadcast: UInt64
+        var multicast: UInt64
+        var unknownUnicast: UInt64
+
+        static var unlimited: FloodKinds { FloodKinds(broadcast: .max, multicast: .max, unknownUnicast: .max) }
+        static var none: FloodKinds { FloodKinds(broadcast: 0, multicast: 0, unknownUnicast: 0) }
+
+        enum Kind { case broadcast, multicast, unknownUnicast }
+
+        @inline(__always)
+        subscript(kind: Kind) -> UInt64 {
+            get {
+                switch kind {
+                case .broadcast: broadcast
+                case .multicast: multicast
+                case .unknownUnicast: unknownUnicast
+                }
+            }
+            set {
+                switch kind {
+                case .broadcast: broadcast = newValue
+                case .multicast: multicast = newValue
+                case .unknownUnicast: unknownUnicast = newValue
+                }
+            }
+        }
+    }
+
+    /// An access port: one VLAN, untagged.
+    @inline(__always) var isAccess: Bool { taggedSegments == nil && untaggedSegment != 0 }
+
+    /// Whether frames of `segment` may leave (and enter) the port.
+    @inline(__always)
+    func carries(_ segment: Int) -> Bool {
+        if segment == untaggedSegment { return true }
+        guard let taggedSegments else { return false }
+        // Unsafe: segment is a VLAN id below 4096 here (the untagged values were compared above).
+        return segment < MacLearningTable.segmentCount && taggedSegments[segment >> 6] & (1 << UInt64(segment & 63)) != 0
+    }
+
+    /// True when `source` may send from `mac`.
+    @inline(__always)
+    func allows(sourceMAC mac: UInt64) -> Bool {
+        guard let allowedMACs else { return true }
+        // Unsafe: the list holds allowedMACCount MACs (PortRulesTable).
+        for i in 0..<allowedMACCount where allowedMACs[i] == mac { return true }
+        return false
+    }
+}
+
+/// The rules of every port for one poll thread, indexed by port id, and the memory their
+/// pointers name. Immutable once built; freed with the snapshot that holds it.
+final class PortRulesTable {
+    let rules: UnsafeMutableBufferPointer<PortRules>
+    // Unsafe: one allocation per trunk bitmap and allowed-MAC list, freed in deinit.
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    /// A port's policy and the fraction of its receive queues this thread serves
+    /// (`share.served` of `share.total`; limits are divided in that proportion).
+    struct Entry {
+        var policy: PortPolicy
+        var generation: UInt64
+        var share: (served: Int, total: Int)
+    }
+
+    /// `entries[id]` for every port id below `entries.count` (nil: no such port).
+    init(_ entries: [Entry?]) {
+        rules = .allocate(capacity: entries.count)
+        rules.initialize(repeating: .plain)
+        let cyclesPerSecond = MonotonicClock.cyclesPerNanosecond * 1e9
+        for (id, entry) in entries.enumerated() {
+            guard let entry else { continue }
+            rules[id] = compile(entry, cyclesPerSecond: cyclesPerSecond)
+        }
+    }
+
+    deinit {
+        rules.deallocate()
+        for allocation in allocations { allocation.deallocate() }
+    }
+
+    var count: Int { rules.count }
+
+    private func compile(_ entry: Entry, cyclesPerSecond: Double) -> PortRules {
+        let policy = entry.policy
+        var rules = PortRules()
+        rules.generation = entry.generation
+        rules.maxMACs = policy.maxMACs
+        if !policy.trunk.isEmpty {
+            let bitmap = UnsafeMutablePointer<UInt64>.allocate(capacity: MacLearningTable.segmentCount / 64)
+            bitmap.initialize(repeating: 0, count: MacLearningTable.segmentCount / 64)
+            for vlan in policy.trunk { bitmap[Int(vlan) >> 6] |= 1 << UInt64(vlan & 63) }
+            allocations.append(UnsafeMutableRawPointer(bitmap))
+            rules.taggedSegments = UnsafePointer(bitmap)
+            rules.untaggedSegment = policy.vlan.map(Int.init) ?? PortRules.noSegment
+        } else {
+            rules.untaggedSegment = policy.vlan.map(Int.init) ?? 0
+        }
+        if let allowed = policy.allowedMACs {
+            let list = UnsafeMutablePointer<UInt64>.allocate(capacity: max(1, allowed.count))
+            list.initialize(from: allowed, count: allowed.count)
+            allocations.append(UnsafeMutableRawPointer(list))
+            rules.allowedMACs = UnsafePointer(list)
+            rules.allowedMACCount = allowed.count
+        }
+        // A thread that serves none of the port's queues sees only the frames the switch
+        // injects for it: give it the whole limit.
+        let (served, total) = entry.share
+        func portion(_ value: UInt64) -> UInt64 {
+            guard served > 0, total > served else { return value }
+            return max(1, value.multipliedReportingOverflow(by: UInt64(served)).overflow
+                       ? value / UInt64(total) * UInt64(served) : value * UInt64(served) / UInt64(total))
+        }
+        if let rate = policy.rateLimit {
+            let pps = Double(portion(rate.pps))
+            rules.rate = .init(cyclesPerToken: UInt64(max(1, min(cyclesPerSecond / pps, 1e18))), depth: portion(rate.burst))
+        }
+        if let storm = policy.stormControl, !storm.isEmpty {
+            rules.storm = .init(broadcast: storm.broadcastPPS.map(portion) ?? .max,
+                                multicast: storm.multicastPPS.map(portion) ?? .max,
+                                unknownUnicast: storm.unknownUnicastPPS.map(portion) ?? .max)
+        }
+        rules.isPlain = rules.untaggedSegment == 0 && rules.taggedSegments == nil && rules.allowedMACs == nil
+            && rules.rate == nil && rules.storm == nil
+        return rules
+    }
+}
