@@ -9,8 +9,8 @@ enum SegmentCounterWords {
     static let vlanNotCarried = ["vlan"]
     /// Frames whose source MAC is not in `allowed_macs`.
     static let spoofed = ["spoof"]
-    /// Source MACs not learned because the port reached `max_macs`.
-    static let macLimit = ["max_macs", "mac_limit"]
+    /// Frames whose new source MAC was not learned because the port reached `max_macs`.
+    static let macLimit = "switch.macs_not_learned_limit"
 }
 
 /// Three Linux guests in QEMU (TCG) on access ports of one switch, all in 10.201.18.0/24:

@@ -165,6 +165,9 @@ final class VlanSegmentTests: XCTestCase {
         XCTAssertTrue([200, 204].contains(fixed.status), "PATCH allowed_macs: \(fixed)")
         let shown = try rig.api.expect("GET", "/v1/ports/b", status: [200])
         XCTAssertEqual((shown.object["allowed_macs"] as? [String])?.map { $0.lowercased() }, [b.mac], "GET shows the new list: \(shown)")
+        // The guests' neighbour entries failed while b was blocked (Linux then waits seconds
+        // before it asks again): start them afresh, as after the blocking PATCH.
+        try rig.flushNeighbours()
         let back = try a.shell.ping(b.address, count: 5)
         XCTAssertTrue(back.allAnswered, "a -> b after allowed_macs was fixed:\n\(back.output)\n\(rig.context())")
         XCTAssertEqual(try rig.api.portCounters()["b"]?["sessions"], sessionsBefore, "b's guest reconnected")
