@@ -20,7 +20,7 @@ extension SplitVirtqueue {
         var counters = VirtqueueBurstCounters()
         guard !broken, let pending = pendingAvailEntries(&counters) else {
             counters.dropsNoBuffers &+= UInt64(count)
-            statistics.record(counters)
+            settings.statistics.record(counters)
             return 0
         }
         claims.begin()
@@ -34,7 +34,7 @@ extension SplitVirtqueue {
         packets: while index < count {
             // Safe: index < count, the caller's buffer count. Read in place (see PackedVirtqueue.enqueueBurst).
             let packet = buffers + index
-            guard counters.admitsForReceive(packet, headerSize: headerSize, negotiated: negotiatedFeatures) else {
+            guard counters.admitsForReceive(packet, headerSize: settings.headerSize, negotiated: settings.negotiatedFeatures) else {
                 index &+= 1
                 continue
             }
@@ -61,10 +61,10 @@ extension SplitVirtqueue {
         let descriptor = SplitDescriptor(loadingFrom: descriptors + Int(head) &* 16)
         guard descriptor.flags & (DescriptorChain.flagNext | DescriptorChain.flagIndirect | DescriptorChain.flagWrite)
                 == DescriptorChain.flagWrite,
-              headerSize &+ packet.pointee.length <= Int(descriptor.length),
-              let host = translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)) else { return nil }
-        let count = ReceiveFramePlacement.placeWhole(packet, headerSize: headerSize, into: host)
-        if logData { log?.markGuestPhysical(descriptor.address, length: UInt64(count)) }
+              settings.headerSize &+ packet.pointee.length <= Int(descriptor.length),
+              let host = settings.translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)) else { return nil }
+        let count = ReceiveFramePlacement.placeWhole(packet, headerSize: settings.headerSize, into: host)
+        if settings.logData { settings.log?.markGuestPhysical(descriptor.address, length: UInt64(count)) }
         return UInt32(truncatingIfNeeded: count)  // count <= length: u32
     }
 
@@ -74,13 +74,13 @@ extension SplitVirtqueue {
     @inlinable @inline(__always)
     func deliver(_ packet: UnsafePointer<PacketBuffer>, pending: UInt16, taken: inout UInt16, usedWritten: inout UInt16,
                  walked: inout Int, _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
-        var placement = ReceiveFramePlacement(packet, headerSize: headerSize)
+        var placement = ReceiveFramePlacement(packet, headerSize: settings.headerSize)
         var probe = taken          // next avail entry to look at
         var entries: UInt16 = 0    // used entries written for this frame so far
         var lastHead: UInt16 = 0
 
         while !placement.isComplete {
-            if !mergeableReceiveBuffers && entries == 1 {
+            if !settings.mergeableReceiveBuffers && entries == 1 {
                 // The one chain a frame may use was too small: leave it posted.
                 claims.unclaim(lastHead)
                 return .tooLarge
@@ -103,9 +103,9 @@ extension SplitVirtqueue {
                 break
             }
             var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
-                                        indirectAllowed: indirect, memory: translator)
+                                        indirectAllowed: settings.indirect, memory: settings.translator)
             defer { walked &+= Int(chain.walked) &- 1 }
-            let placed = placement.fill(from: &chain, log: log)
+            let placed = placement.fill(from: &chain, log: settings.log)
             let malformed = placed == nil
             let chainWritten = placed ?? 0
             if malformed {
@@ -125,7 +125,7 @@ extension SplitVirtqueue {
             writeUsedEntry(at: usedWritten &+ entries, id: head, length: chainWritten)
             entries &+= 1
         }
-        if mergeableReceiveBuffers && entries > 1 { placement.storeBufferCount(entries, log: logData ? log : nil) }
+        if settings.mergeableReceiveBuffers && entries > 1 { placement.storeBufferCount(entries, log: settings.logData ? settings.log : nil) }
         taken = probe
         usedWritten &+= entries
         return .delivered
