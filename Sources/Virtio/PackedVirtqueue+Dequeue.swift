@@ -93,8 +93,8 @@ extension PackedVirtqueue {
                            usedWritten: Int) -> TransmitOutcome? {
         // Safe: position < size; the entry's 16 bytes are inside the checked ring, and its
         // flags were read with acquire by isAvailable.
-        let descriptor = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
-        guard descriptor.flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect | PackedDescriptorChain.flagWrite) == 0,
+        let descriptor = RingDescriptor(packed: ring + Int(position) &* 16)
+        guard descriptor.flags & (RingDescriptor.flagNext | RingDescriptor.flagIndirect | RingDescriptor.flagWrite) == 0,
               let host = settings.translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)),
               claims.claim(descriptor.id) else { return nil }
         var gather = TransmitFrameGather(into: buffer, headerSize: settings.headerSize)
@@ -111,18 +111,7 @@ extension PackedVirtqueue {
     @inlinable @inline(__always)
     func copyTransmittedFrame(_ chain: inout PackedDescriptorChain, into buffer: UnsafeMutablePointer<PacketBuffer>) -> TransmitOutcome {
         var gather = TransmitFrameGather(into: buffer, headerSize: settings.headerSize)
-        walk: while true {
-            switch chain.next() {
-            case .end:
-                break walk
-            case .malformed:
-                return chain.skipToEnd() ? .malformedDescriptor : .ringBroken
-            case .segment(let host, let length, _, let writable):
-                // 2.8.6: a transmit buffer is device-readable only.
-                guard !writable else { return chain.skipToEnd() ? .malformedDescriptor : .ringBroken }
-                gather.take(host, length: length)
-            }
-        }
+        guard gather.takeAll(from: &chain) else { return chain.skipToEnd() ? .malformedDescriptor : .ringBroken }
         return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: settings.negotiatedFeatures)
     }
 }

@@ -85,10 +85,10 @@ extension PackedVirtqueue {
         guard consumed < Int(size) else { return false }
         let flags = descriptorFlags(position)  // acquire: the entry's other fields after it
         guard (flags & Self.flagAvail != 0) == wrap, (flags & Self.flagUsed != 0) != wrap,
-              flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect) == 0,
-              flags & PackedDescriptorChain.flagWrite != 0 else { return false }
+              flags & (RingDescriptor.flagNext | RingDescriptor.flagIndirect) == 0,
+              flags & RingDescriptor.flagWrite != 0 else { return false }
         // Safe: position < size; the entry's 16 bytes are inside the checked ring.
-        let descriptor = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
+        let descriptor = RingDescriptor(packed: ring + Int(position) &* 16)
         // The whole buffer must translate, as `deliver` requires; header and frame must fit
         // (their sum fits in UInt32: checked by enqueueBurst).
         guard settings.headerSize &+ packet.pointee.length <= Int(descriptor.length),

@@ -194,8 +194,8 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         i = 0
         while i < count && isAvailable(slot: position, wrap: wrap) {
             // Safe: position < size; the entry's 16 bytes are inside the checked ring.
-            let descriptor = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
-            if descriptor.flags & PackedDescriptorChain.flagIndirect == 0 {
+            let descriptor = RingDescriptor(packed: ring + Int(position) &* 16)
+            if descriptor.flags & RingDescriptor.flagIndirect == 0 {
                 settings.translator.prefetchFrame(at: descriptor.address, headerSize: settings.headerSize, forWriting: forWriting)
             }
             advance(&position, &wrap, by: 1)

@@ -122,15 +122,6 @@ struct ReceiveFramePlacement {
     }
 }
 
-/// One buffer's walk, for either ring layout's chain walker.
-@usableFromInline
-protocol DescriptorChainWalk {
-    mutating func next() -> DescriptorChainStep
-}
-
-extension DescriptorChain: DescriptorChainWalk {}
-extension PackedDescriptorChain: DescriptorChainWalk {}
-
 extension ReceiveFramePlacement {
     /// Places what is left of the frame into `chain`'s buffers (stopping when it is all
     /// placed), logging each write in `log`. Returns the bytes written into this chain, or nil

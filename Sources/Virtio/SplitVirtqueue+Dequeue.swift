@@ -60,8 +60,8 @@ extension SplitVirtqueue {
         // The usual chain is one readable descriptor: no walker for it (its set-up on the
         // stack is re-read in other widths, which waits for the store buffer to drain).
         // Safe: head < size (claimed), inside the checked descriptor table.
-        let descriptor = SplitDescriptor(loadingFrom: descriptors + Int(head) &* 16)
-        if descriptor.flags & (DescriptorChain.flagNext | DescriptorChain.flagIndirect | DescriptorChain.flagWrite) == 0 {
+        let descriptor = RingDescriptor(split: descriptors + Int(head) &* 16)
+        if descriptor.flags & (RingDescriptor.flagNext | RingDescriptor.flagIndirect | RingDescriptor.flagWrite) == 0 {
             // What the walker checks for one descriptor: the whole range in one region.
             guard let host = settings.translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)) else {
                 return .malformedDescriptor
@@ -74,18 +74,7 @@ extension SplitVirtqueue {
                                     indirectAllowed: settings.indirect, memory: settings.translator)
         defer { walked &+= Int(chain.walked) &- 1 }
         var gather = TransmitFrameGather(into: buffer, headerSize: settings.headerSize)
-        walk: while true {
-            switch chain.next() {
-            case .end:
-                break walk
-            case .malformed:
-                return .malformedDescriptor
-            case .segment(let host, let length, _, let writable):
-                // 2.7.4.2: a transmit buffer is device-readable only.
-                guard !writable else { return .malformedDescriptor }
-                gather.take(host, length: length)
-            }
-        }
+        guard gather.takeAll(from: &chain) else { return .malformedDescriptor }
         return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: settings.negotiatedFeatures)
     }
 }

@@ -58,9 +58,9 @@ extension SplitVirtqueue {
     @inlinable @inline(__always)
     func placeInOneDescriptor(head: UInt16, _ packet: UnsafePointer<PacketBuffer>) -> UInt32? {
         // Safe: head < size (claimed), inside the checked descriptor table.
-        let descriptor = SplitDescriptor(loadingFrom: descriptors + Int(head) &* 16)
-        guard descriptor.flags & (DescriptorChain.flagNext | DescriptorChain.flagIndirect | DescriptorChain.flagWrite)
-                == DescriptorChain.flagWrite,
+        let descriptor = RingDescriptor(split: descriptors + Int(head) &* 16)
+        guard descriptor.flags & (RingDescriptor.flagNext | RingDescriptor.flagIndirect | RingDescriptor.flagWrite)
+                == RingDescriptor.flagWrite,
               settings.headerSize &+ packet.pointee.length <= Int(descriptor.length),
               let host = settings.translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)) else { return nil }
         let count = ReceiveFramePlacement.placeWhole(packet, headerSize: settings.headerSize, into: host)

@@ -174,8 +174,8 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
             i &+= 1
             guard head < size else { continue }
             // Safe: head < size; the table holds size * 16 mapped bytes.
-            let descriptor = SplitDescriptor(loadingFrom: descriptors + Int(head) &* 16)
-            guard descriptor.flags & DescriptorChain.flagIndirect == 0 else { continue }
+            let descriptor = RingDescriptor(split: descriptors + Int(head) &* 16)
+            guard descriptor.flags & RingDescriptor.flagIndirect == 0 else { continue }
             settings.translator.prefetchFrame(at: descriptor.address, headerSize: settings.headerSize, forWriting: forWriting)
         }
     }
