@@ -27,19 +27,11 @@ extension PackedVirtqueue {
         var wrap = startWrap
         var consumed = 0
         var usedWritten = 0
+        var frames = ReceiveBurstFrames(buffers, count: count, settings: settings)
         var delivered = 0
-        var index = 0
         var walked = 0
         var invalid = false
-        packets: while index < count {
-            // Safe: index < count, the caller's buffer count. Read in place, not copied: a copy
-            // on the stack is re-read in other widths, which waits for the store buffer (full
-            // of stores into the guest's lines) to drain.
-            let packet = buffers + index
-            guard counters.admitsForReceive(packet, headerSize: settings.headerSize, negotiated: settings.negotiatedFeatures) else {
-                index &+= 1
-                continue
-            }
+        while let packet = frames.next(&counters) {
             if deliverToOneDescriptor(packet, at: position, wrap: wrap, consumed: consumed, usedWritten: usedWritten) {
                 advance(&position, &wrap, by: 1)
                 consumed &+= 1
@@ -48,7 +40,6 @@ extension PackedVirtqueue {
                 counters.packets &+= 1
                 counters.bytes &+= UInt64(packet.pointee.length)
                 delivered &+= 1
-                index &+= 1
                 continue
             }
             nextAvail = position
@@ -56,13 +47,12 @@ extension PackedVirtqueue {
             let outcome = deliver(packet, consumed: &consumed, usedWritten: &usedWritten, walked: &walked, &counters)
             position = nextAvail
             wrap = availWrap
-            guard counters.countReceive(outcome, length: packet.pointee.length, index: index, of: count) else {
+            guard frames.count(outcome, &counters) else {
                 invalid = outcome == .invalidChain
                 if outcome == .ringBroken { ringGuard.stop(broken: &broken, &counters) }
-                break packets
+                break
             }
             if outcome == .delivered { delivered &+= 1 }
-            index &+= 1
         }
         ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         nextAvail = position

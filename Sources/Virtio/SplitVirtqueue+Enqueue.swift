@@ -27,24 +27,17 @@ extension SplitVirtqueue {
         prefetchBurst(entries: min(pending, UInt16(truncatingIfNeeded: min(count, Int(UInt16.max)))), forWriting: true)
         var taken: UInt16 = 0
         var usedWritten: UInt16 = 0
+        var frames = ReceiveBurstFrames(buffers, count: count, settings: settings)
         var delivered = 0
-        var index = 0
         var walked = 0
         var invalid = false
-        packets: while index < count {
-            // Safe: index < count, the caller's buffer count. Read in place (see PackedVirtqueue.enqueueBurst).
-            let packet = buffers + index
-            guard counters.admitsForReceive(packet, headerSize: settings.headerSize, negotiated: settings.negotiatedFeatures) else {
-                index &+= 1
-                continue
-            }
+        while let packet = frames.next(&counters) {
             let outcome = deliver(packet, pending: pending, taken: &taken, usedWritten: &usedWritten, walked: &walked, &counters)
-            guard counters.countReceive(outcome, length: packet.pointee.length, index: index, of: count) else {
+            guard frames.count(outcome, &counters) else {
                 invalid = outcome == .invalidChain  // a split ring never breaks mid-burst
-                break packets
+                break
             }
             if outcome == .delivered { delivered &+= 1 }
-            index &+= 1
         }
         ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         finishBurst(availTaken: taken, usedWritten: usedWritten, &counters)
