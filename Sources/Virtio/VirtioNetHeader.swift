@@ -91,17 +91,7 @@ public struct VirtioNetHeader: Equatable, Sendable {
     /// nil if the header asks for something no feature allows (unknown GSO type).
     @inlinable
     public var requiredReceiveFeatures: UInt64? {
-        var required: UInt64 = 0
-        if flags & Self.flagNeedsChecksum != 0 { required |= VirtioNetFeature.guestCsum.mask }
-        if gsoType & Self.gsoECN != 0 { required |= VirtioNetFeature.guestEcn.mask }
-        switch gsoType & ~Self.gsoECN {
-        case Self.gsoNone: if gsoType & Self.gsoECN != 0 { return nil }
-        case Self.gsoTCPv4: required |= VirtioNetFeature.guestTso4.mask
-        case Self.gsoTCPv6: required |= VirtioNetFeature.guestTso6.mask
-        case Self.gsoUDP: required |= VirtioNetFeature.guestUfo.mask
-        default: return nil
-        }
-        return required
+        requiredFeatures(checksum: .guestCsum, ecn: .guestEcn, tcpv4: .guestTso4, tcpv6: .guestTso6, udp: .guestUfo)
     }
 
     /// True when a receiver that negotiated `features` may get this header as it is (the
@@ -114,14 +104,23 @@ public struct VirtioNetHeader: Equatable, Sendable {
     /// The features a sender must have negotiated to use this header (host_* side).
     @inlinable
     public var requiredTransmitFeatures: UInt64? {
+        requiredFeatures(checksum: .csum, ecn: .hostEcn, tcpv4: .hostTso4, tcpv6: .hostTso6, udp: .hostUfo)
+    }
+
+    /// The mask of the features, from one side's five (receive: guest_*, transmit: csum and
+    /// host_*), that this header's checksum request and GSO type need; nil for ECN without
+    /// GSO or an unknown GSO type.
+    @inlinable @inline(__always)
+    func requiredFeatures(checksum: VirtioNetFeature, ecn: VirtioNetFeature, tcpv4: VirtioNetFeature, tcpv6: VirtioNetFeature,
+                          udp: VirtioNetFeature) -> UInt64? {
         var required: UInt64 = 0
-        if flags & Self.flagNeedsChecksum != 0 { required |= VirtioNetFeature.csum.mask }
-        if gsoType & Self.gsoECN != 0 { required |= VirtioNetFeature.hostEcn.mask }
+        if flags & Self.flagNeedsChecksum != 0 { required |= checksum.mask }
+        if gsoType & Self.gsoECN != 0 { required |= ecn.mask }
         switch gsoType & ~Self.gsoECN {
         case Self.gsoNone: if gsoType & Self.gsoECN != 0 { return nil }
-        case Self.gsoTCPv4: required |= VirtioNetFeature.hostTso4.mask
-        case Self.gsoTCPv6: required |= VirtioNetFeature.hostTso6.mask
-        case Self.gsoUDP: required |= VirtioNetFeature.hostUfo.mask
+        case Self.gsoTCPv4: required |= tcpv4.mask
+        case Self.gsoTCPv6: required |= tcpv6.mask
+        case Self.gsoUDP: required |= udp.mask
         default: return nil
         }
         return required
