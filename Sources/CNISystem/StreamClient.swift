@@ -27,24 +27,7 @@ public enum StreamClient {
         let fd = FileDescriptor(adopting: try systemCall("socket") {
             socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         })
-        let result: Int32
-        if address.isIPv6 {
-            var value = sockaddr_in6()
-            value.sin6_family = sa_family_t(AF_INET6)
-            value.sin6_port = address.port.bigEndian
-            guard inet_pton(AF_INET6, address.host, &value.sin6_addr) == 1 else { throw SystemError("inet_pton(\(address.host))", errno: EINVAL) }
-            result = withUnsafePointer(to: &value) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        } else {
-            var value = sockaddr_in()
-            value.sin_family = sa_family_t(AF_INET)
-            value.sin_port = address.port.bigEndian
-            guard inet_pton(AF_INET, address.host, &value.sin_addr) == 1 else { throw SystemError("inet_pton(\(address.host))", errno: EINVAL) }
-            result = withUnsafePointer(to: &value) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
+        let result = try address.withSocketAddress { Glibc.connect(fd.rawValue, $0, $1) }
         if result == 0 { return fd }
         let code = vhost_shims_errno()
         guard code == EINPROGRESS || code == EINTR else { throw SystemError("connect(\(address))", errno: code) }
