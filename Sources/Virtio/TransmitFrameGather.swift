@@ -1,3 +1,5 @@
+import VhostSystem
+
 /// Gathers one transmitted chain into a dataplane buffer: the first `headerSize` bytes
 /// (wherever the descriptors split them) into the virtio-net header, the rest into the
 /// buffer's data; shared by both ring layouts. A chain too large for the buffer is still
