@@ -28,13 +28,11 @@ struct DescriptorChain: DescriptorChainWalk {
     @usableFromInline var hopsLeft: UInt32
     /// Descriptors read so far (ring and indirect): what the burst's walk budget is charged.
     @usableFromInline var walked: UInt32 = 0
-    @usableFromInline var totalLength: UInt64
     @usableFromInline var isFirst: Bool
     @usableFromInline var inIndirect: Bool
     @usableFromInline var finished: Bool
     @usableFromInline let ringSize: UInt32
-    @usableFromInline let indirectAllowed: Bool
-    @usableFromInline let memory: GuestMemoryTranslator
+    @usableFromInline var check: ChainBufferCheck
 
     /// `head` must already be checked to be < `ringSize`.
     @inlinable @inline(__always)
@@ -43,13 +41,11 @@ struct DescriptorChain: DescriptorChainWalk {
         tableEntries = UInt32(ringSize)
         index = UInt32(head)
         hopsLeft = min(UInt32(ringSize), UInt32(RingWalkLimits.maxChainDescriptors))
-        totalLength = 0
         isFirst = true
         inIndirect = false
         finished = false
         self.ringSize = UInt32(ringSize)
-        self.indirectAllowed = indirectAllowed
-        self.memory = memory
+        check = ChainBufferCheck(memory: memory, indirectAllowed: indirectAllowed)
     }
 
     @inlinable @inline(__always)
@@ -68,8 +64,8 @@ struct DescriptorChain: DescriptorChainWalk {
             if descriptor.flags & RingDescriptor.flagIndirect != 0 {
                 // 2.7.5.3.1: not with NEXT, never nested; we (like Linux and DPDK drivers)
                 // only accept it as the whole chain.
-                guard indirectAllowed, !inIndirect, wasFirst, descriptor.flags & RingDescriptor.flagNext == 0,
-                      let (indirectTable, entries) = descriptor.indirectTable(maxEntries: ringSize, memory: memory) else {
+                guard !inIndirect, wasFirst, descriptor.flags & RingDescriptor.flagNext == 0,
+                      let (indirectTable, entries) = check.indirectTable(descriptor, maxEntries: ringSize) else {
                     finished = true
                     return .malformed
                 }
@@ -81,7 +77,7 @@ struct DescriptorChain: DescriptorChainWalk {
                 continue
             }
 
-            guard let step = descriptor.segment(adding: &totalLength, memory: memory) else {
+            guard let step = check.segment(descriptor) else {
                 finished = true
                 return .malformed
             }

@@ -23,10 +23,8 @@ struct PackedDescriptorChain: DescriptorChainWalk {
     @usableFromInline var indirectTable: UnsafeRawPointer? = nil
     @usableFromInline var indirectCount: UInt32 = 0
     @usableFromInline var indirectIndex: UInt32 = 0
-    @usableFromInline var totalLength: UInt64 = 0
     @usableFromInline var finished = false
-    @usableFromInline let indirectAllowed: Bool
-    @usableFromInline let memory: GuestMemoryTranslator
+    @usableFromInline var check: ChainBufferCheck
 
     /// Descriptors read so far, ring and indirect: what the burst's walk budget is charged.
     @inlinable
@@ -41,8 +39,7 @@ struct PackedDescriptorChain: DescriptorChainWalk {
         self.ringSize = ringSize
         maxRingDescriptors = UInt16(truncatingIfNeeded: min(slotsLeft, RingWalkLimits.maxChainDescriptors))
         self.position = position
-        self.indirectAllowed = indirectAllowed
-        self.memory = memory
+        check = ChainBufferCheck(memory: memory, indirectAllowed: indirectAllowed)
     }
 
     @inlinable @inline(__always)
@@ -57,7 +54,7 @@ struct PackedDescriptorChain: DescriptorChainWalk {
                 // 2.8.7: only WRITE is meaningful in the table; a nested table is refused
                 // (NEXT is ignored: the table's entries are consecutive).
                 guard entry.flags & RingDescriptor.flagIndirect == 0,
-                      let step = entry.segment(adding: &totalLength, memory: memory) else { finished = true; return .malformed }
+                      let step = check.segment(entry) else { finished = true; return .malformed }
                 return step
             }
             guard moreInRing else { finished = true; return .end }
@@ -73,9 +70,9 @@ struct PackedDescriptorChain: DescriptorChainWalk {
 
             if entry.flags & RingDescriptor.flagIndirect != 0 {
                 // 2.8.7: never with NEXT; like the split ring, only as the whole buffer.
-                guard indirectAllowed, ringDescriptors == 1, !moreInRing,
-                      let (table, entries) = entry.indirectTable(maxEntries: UInt32(min(Int(ringSize), RingWalkLimits.maxChainDescriptors)),
-                                                                 memory: memory) else {
+                guard ringDescriptors == 1, !moreInRing,
+                      let (table, entries) = check.indirectTable(entry, maxEntries: UInt32(min(Int(ringSize), RingWalkLimits.maxChainDescriptors)))
+                else {
                     finished = true
                     return .malformed
                 }
@@ -84,7 +81,7 @@ struct PackedDescriptorChain: DescriptorChainWalk {
                 indirectIndex = 0
                 continue
             }
-            guard let step = entry.segment(adding: &totalLength, memory: memory) else { finished = true; return .malformed }
+            guard let step = check.segment(entry) else { finished = true; return .malformed }
             return step
         }
     }

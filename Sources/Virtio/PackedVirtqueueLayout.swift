@@ -69,15 +69,4 @@ public struct PackedVirtqueueLayout: @unchecked Sendable {  // plain pointers in
         }
         return (descriptors, driver, device)
     }
-
-    @usableFromInline
-    init(size: UInt16, descriptorRing: UnsafeMutableRawPointer, driverEvent: UnsafeMutableRawPointer,
-         deviceEvent: UnsafeMutableRawPointer, descriptorLogGuestAddress: UInt64?, deviceEventLogGuestAddress: UInt64?) {
-        self.size = size
-        self.descriptorRing = descriptorRing
-        self.driverEvent = driverEvent
-        self.deviceEvent = deviceEvent
-        self.descriptorLogGuestAddress = descriptorLogGuestAddress
-        self.deviceEventLogGuestAddress = deviceEventLogGuestAddress
-    }
 }

@@ -41,24 +41,4 @@ struct RingDescriptor {
     /// Packed ring: the buffer id (2.8.6: the driver puts it in a buffer's last descriptor).
     @inlinable
     var id: UInt16 { link }
-
-    /// The indirect table this descriptor points at (2.7.5.3, 2.8.7), translated whole, when it
-    /// holds 1 ... `maxEntries` entries of 16 bytes; nil otherwise.
-    @inlinable @inline(__always)
-    func indirectTable(maxEntries: UInt32, memory: GuestMemoryTranslator) -> (table: UnsafeRawPointer, entries: UInt32)? {
-        guard length != 0, length % 16 == 0, length / 16 <= maxEntries,
-              let table = memory.guestPhysical(address, length: UInt64(length)) else { return nil }
-        return (UnsafeRawPointer(table), length / 16)
-    }
-
-    /// This buffer as a walk step, its whole range translated (a zero-length buffer has none;
-    /// 0xFFFFFFFF fails unless mapped) and added to the chain's `total`, which must stay within
-    /// a used length (u32). nil when either fails: the chain is malformed.
-    @inlinable @inline(__always)
-    func segment(adding total: inout UInt64, memory: GuestMemoryTranslator) -> DescriptorChainStep? {
-        guard let host = memory.guestPhysical(address, length: UInt64(length)) else { return nil }
-        total &+= UInt64(length)  // at most 2^16 hops of < 2^32: cannot wrap
-        guard total <= UInt64(UInt32.max) else { return nil }
-        return .segment(host: host, length: length, guestAddress: address, writable: flags & Self.flagWrite != 0)
-    }
 }

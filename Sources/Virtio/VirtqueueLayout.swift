@@ -75,14 +75,4 @@ public struct VirtqueueLayout: @unchecked Sendable {  // plain pointers into mem
         }
         return (descriptors, avail, used)
     }
-
-    @usableFromInline
-    init(size: UInt16, descriptorTable: UnsafeMutableRawPointer, availRing: UnsafeMutableRawPointer,
-         usedRing: UnsafeMutableRawPointer, usedLogGuestAddress: UInt64?) {
-        self.size = size
-        self.descriptorTable = descriptorTable
-        self.availRing = availRing
-        self.usedRing = usedRing
-        self.usedLogGuestAddress = usedLogGuestAddress
-    }
 }
