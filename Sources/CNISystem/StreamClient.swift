@@ -20,6 +20,25 @@ public enum StreamClient {
         try UnixSocket.connect(path: path)
     }
 
+    /// Connects to an IPv4 or IPv6 literal address, giving up at `deadline`. The returned
+    /// socket is non-blocking and close-on-exec.
+    public static func connectTCP(_ address: TCPSocket.Address, deadline: UInt64) throws(SystemError) -> FileDescriptor {
+        let family = address.isIPv6 ? AF_INET6 : AF_INET
+        let fd = FileDescriptor(adopting: try systemCall("socket") {
+            socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        })
+        let result = try address.withSocketAddress { Glibc.connect(fd.rawValue, $0, $1) }
+        if result == 0 { return fd }
+        let code = vhost_shims_errno()
+        guard code == EINPROGRESS || code == EINTR else { throw SystemError("connect(\(address))", errno: code) }
+        try wait(fd, for: Int16(POLLOUT), deadline: deadline, operation: "connect(\(address))")
+        var pending: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        try systemCall("getsockopt(SO_ERROR)") { getsockopt(fd.rawValue, SOL_SOCKET, SO_ERROR, &pending, &length) }
+        if pending != 0 { throw SystemError("connect(\(address))", errno: pending) }
+        return fd
+    }
+
     /// Sends all of `bytes` (MSG_NOSIGNAL: a closed peer is EPIPE, not a signal).
     public static func sendAll(_ fd: FileDescriptor, _ bytes: [UInt8], deadline: UInt64) throws(SystemError) {
         var offset = 0

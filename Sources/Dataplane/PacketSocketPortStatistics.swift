@@ -128,11 +128,7 @@ public final class PacketSocketPortStatistics: Sendable {
 }
 
 extension CounterMetricFamily {
-    public static let kernelSendErrors = CounterMetricFamily(
-        "vhost_switch_port_send_errors_total", help: "af-packet ports: failed sendto calls (one per burst at most). " + directionHelp)
-    public static let kernelRingFreezes = CounterMetricFamily(
-        "vhost_switch_port_ring_freezes_total", help: "af-packet ports: times the kernel froze the full receive ring. " + directionHelp)
-    public static let kernelChecksumPending = CounterMetricFamily(
-        "vhost_switch_port_checksum_pending_total",
-        help: "af-packet ports: received frames whose L4 checksum a local sender left to offload, forwarded as they are. " + directionHelp)
+    public static let kernelSendErrors = port("send_errors", help: "af-packet ports: failed sendto calls (one per burst at most).")
+    public static let kernelRingFreezes = port("ring_freezes", help: "af-packet ports: times the kernel froze the full receive ring.")
+    public static let kernelChecksumPending = port("checksum_pending", help: "af-packet ports: received frames whose L4 checksum a local sender left to offload, forwarded as they are.")
 }

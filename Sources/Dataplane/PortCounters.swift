@@ -194,31 +194,15 @@ extension CounterMetricFamily {
     public static let switchPackets = CounterMetricFamily(
         "vhost_switch_port_switched_packets_total",
         help: "Frames the forwarder took from the port (rx) or handed to its transmit side (tx), summed over poll threads.")
-    public static let switchBytes = CounterMetricFamily(
-        "vhost_switch_port_switched_bytes_total", help: "Bytes of the frames the forwarder took from the port. " + directionHelp)
-    public static let switchBroadcast = CounterMetricFamily(
-        "vhost_switch_port_broadcast_packets_total", help: "Frames to the broadcast address. " + directionHelp)
-    public static let switchMulticast = CounterMetricFamily(
-        "vhost_switch_port_multicast_packets_total", help: "Frames to other group addresses. " + directionHelp)
-    public static let switchFrameSizes = CounterMetricFamily(
-        "vhost_switch_port_frames_by_size_total", help: "Frames by length in bytes (the size label). " + directionHelp)
-    public static let switchDrops = CounterMetricFamily(
-        "vhost_switch_port_switch_drops_total",
-        help: "Frames the forwarder dropped for the port, by reason (not_taken: the port's transmit side refused them; its own drops say why). " + directionHelp)
-    public static let switchMACTableFull = CounterMetricFamily(
-        "vhost_switch_port_mac_table_full_total", help: "Frames whose source MAC was not learned because the table was full. " + directionHelp)
-    public static let switchMACLimitReached = CounterMetricFamily(
-        "vhost_switch_port_mac_limit_reached_total",
-        help: "Frames whose source MAC was not learned because the port had max_macs entries. " + directionHelp)
-    public static let switchMACEvictions = CounterMetricFamily(
-        "vhost_switch_port_mac_evictions_total",
-        help: "MAC table entries replaced by this port's new MACs because their bucket was full. " + directionHelp)
-    public static let switchChecksumsCompleted = CounterMetricFamily(
-        "vhost_switch_port_offload_checksums_completed_total",
-        help: "Partial checksums the switch completed for a port without checksum offload. " + directionHelp)
-    public static let switchFramesSegmented = CounterMetricFamily(
-        "vhost_switch_port_offload_frames_segmented_total",
-        help: "Super-frames the switch segmented or fragmented for a port without that offload. " + directionHelp)
-    public static let switchSegments = CounterMetricFamily(
-        "vhost_switch_port_offload_segments_total", help: "Segments or fragments made from those super-frames. " + directionHelp)
+    public static let switchBytes = port("switched_bytes", help: "Bytes of the frames the forwarder took from the port.")
+    public static let switchBroadcast = port("broadcast_packets", help: "Frames to the broadcast address.")
+    public static let switchMulticast = port("multicast_packets", help: "Frames to other group addresses.")
+    public static let switchFrameSizes = port("frames_by_size", help: "Frames by length in bytes (the size label).")
+    public static let switchDrops = port("switch_drops", help: "Frames the forwarder dropped for the port, by reason (not_taken: the port's transmit side refused them; its own drops say why).")
+    public static let switchMACTableFull = port("mac_table_full", help: "Frames whose source MAC was not learned because the table was full.")
+    public static let switchMACLimitReached = port("mac_limit_reached", help: "Frames whose source MAC was not learned because the port had max_macs entries.")
+    public static let switchMACEvictions = port("mac_evictions", help: "MAC table entries replaced by this port's new MACs because their bucket was full.")
+    public static let switchChecksumsCompleted = port("offload_checksums_completed", help: "Partial checksums the switch completed for a port without checksum offload.")
+    public static let switchFramesSegmented = port("offload_frames_segmented", help: "Super-frames the switch segmented or fragmented for a port without that offload.")
+    public static let switchSegments = port("offload_segments", help: "Segments or fragments made from those super-frames.")
 }

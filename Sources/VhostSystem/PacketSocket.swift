@@ -500,52 +500,10 @@ public final class PacketSocket: @unchecked Sendable {
         enqueue(bytes, length: length, vnetHeader: VnetHeaderFields())
     }
 
-    /// The 10 bytes of a struct virtio_net_hdr, already validated by the caller: the kernel
-    /// rejects (tpacket_snd: the whole ring send stops) or, worse, trusts what it gets.
-    public struct VnetHeaderFields: Sendable, Equatable {
-        public var flags: UInt8 = 0
-        public var gsoType: UInt8 = 0
-        public var headerLength: UInt16 = 0
-        public var gsoSize: UInt16 = 0
-        public var checksumStart: UInt16 = 0
-        public var checksumOffset: UInt16 = 0
-
-        @inlinable public init() {}
-
-        @inlinable
-        public init(flags: UInt8, gsoType: UInt8, headerLength: UInt16, gsoSize: UInt16,
-                    checksumStart: UInt16, checksumOffset: UInt16) {
-            self.flags = flags
-            self.gsoType = gsoType
-            self.headerLength = headerLength
-            self.gsoSize = gsoSize
-            self.checksumStart = checksumStart
-            self.checksumOffset = checksumOffset
-        }
-
-        /// Reads the kernel's header (little-endian, virtio 1.0 byte order as vio_le()).
-        @inlinable
-        public init(loadingFrom bytes: UnsafeRawPointer) {
-            // Safe: the caller provides 10 readable bytes; loads are unaligned.
-            flags = bytes.load(fromByteOffset: 0, as: UInt8.self)
-            gsoType = bytes.load(fromByteOffset: 1, as: UInt8.self)
-            headerLength = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-            gsoSize = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
-            checksumStart = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
-            checksumOffset = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
-        }
-
-        @inlinable
-        public func store(to bytes: UnsafeMutableRawPointer) {
-            // Safe: the caller provides 10 writable bytes.
-            bytes.storeBytes(of: flags, toByteOffset: 0, as: UInt8.self)
-            bytes.storeBytes(of: gsoType, toByteOffset: 1, as: UInt8.self)
-            bytes.storeBytes(of: headerLength.littleEndian, toByteOffset: 2, as: UInt16.self)
-            bytes.storeBytes(of: gsoSize.littleEndian, toByteOffset: 4, as: UInt16.self)
-            bytes.storeBytes(of: checksumStart.littleEndian, toByteOffset: 6, as: UInt16.self)
-            bytes.storeBytes(of: checksumOffset.littleEndian, toByteOffset: 8, as: UInt16.self)
-        }
-    }
+    /// The 10 bytes of a struct virtio_net_hdr (num_buffers unused), already validated by the
+    /// caller: the kernel rejects (tpacket_snd: the whole ring send stops) or, worse, trusts
+    /// what it gets.
+    public typealias VnetHeaderFields = VnetHeader
 
     /// Copies one frame and its vnet header (ignored without vnet headers, so only plain
     /// headers make sense then) into the transmit ring. Nothing is sent until `flush`.

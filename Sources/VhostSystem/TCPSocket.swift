@@ -40,30 +40,42 @@ public enum TCPSocket {
         }
 
         public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
-    }
 
-    private enum SocketAddress {
-        case v4(sockaddr_in)
-        case v6(sockaddr_in6)
-    }
-
-    private static func makeAddress(_ address: Address) throws(SystemError) -> SocketAddress {
-        if address.isIPv6 {
-            var value = sockaddr_in6()
-            value.sin6_family = sa_family_t(AF_INET6)
-            value.sin6_port = address.port.bigEndian
-            guard inet_pton(AF_INET6, address.host, &value.sin6_addr) == 1 else {
-                throw SystemError("inet_pton(\(address.host))", errno: EINVAL)
+        /// Calls `body` with this address as a sockaddr and its length (for bind, connect).
+        public func withSocketAddress<Result>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(SystemError) -> Result)
+            throws(SystemError) -> Result {
+            var (storage, length) = try TCPSocket.makeAddress(self)
+            // Unsafe: the storage holds a sockaddr_in or sockaddr_in6 of `length` bytes.
+            return try withUnsafePointer(to: &storage) { (pointer) throws(SystemError) -> Result in
+                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (address) throws(SystemError) -> Result in try body(address, length) }
             }
-            return .v6(value)
         }
-        var value = sockaddr_in()
-        value.sin_family = sa_family_t(AF_INET)
-        value.sin_port = address.port.bigEndian
-        guard inet_pton(AF_INET, address.host, &value.sin_addr) == 1 else {
-            throw SystemError("inet_pton(\(address.host))", errno: EINVAL)
+    }
+
+    /// `address` as the sockaddr_in or sockaddr_in6 that bind and connect take, in a
+    /// sockaddr_storage, with its length.
+    private static func makeAddress(_ address: Address) throws(SystemError) -> (storage: sockaddr_storage, length: socklen_t) {
+        var storage = sockaddr_storage()
+        let converted: Bool
+        let length: Int
+        // Unsafe: sockaddr_storage is large and aligned enough for either address type.
+        if address.isIPv6 {
+            length = MemoryLayout<sockaddr_in6>.size
+            converted = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { value in
+                value.pointee.sin6_family = sa_family_t(AF_INET6)
+                value.pointee.sin6_port = address.port.bigEndian
+                return inet_pton(AF_INET6, address.host, &value.pointee.sin6_addr) == 1
+            } }
+        } else {
+            length = MemoryLayout<sockaddr_in>.size
+            converted = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { value in
+                value.pointee.sin_family = sa_family_t(AF_INET)
+                value.pointee.sin_port = address.port.bigEndian
+                return inet_pton(AF_INET, address.host, &value.pointee.sin_addr) == 1
+            } }
         }
-        return .v4(value)
+        guard converted else { throw SystemError("inet_pton(\(address.host))", errno: EINVAL) }
+        return (storage, socklen_t(length))
     }
 
     /// A non-blocking, close-on-exec listening socket bound to `address` (SO_REUSEADDR, so a
@@ -82,19 +94,8 @@ public enum TCPSocket {
                 setsockopt(fd.rawValue, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
             }
         }
-        switch try makeAddress(address) {
-        case .v4(var value):
-            try systemCall("bind(\(address))") {
-                withUnsafePointer(to: &value) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-            }
-        case .v6(var value):
-            try systemCall("bind(\(address))") {
-                withUnsafePointer(to: &value) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-                }
-            }
+        try address.withSocketAddress { (socketAddress, length) throws(SystemError) in
+            _ = try systemCall("bind(\(address))") { bind(fd.rawValue, socketAddress, length) }
         }
         try systemCall("listen") { Glibc.listen(fd.rawValue, backlog) }
         try fd.setNonBlocking()

@@ -38,8 +38,9 @@ extension VhostUserSession {
     }
 
     private func queueBuilder(_ ring: VhostUserVring, memory: GuestMemory) -> VirtqueueBuilder {
-        VirtqueueBuilder(memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0, callDescriptor: ring.call?.rawValue ?? -1,
-                         statistics: ring.statistics, dirtyLog: dirtyLoggingActive ? dirtyLog : nil, faultFlag: faultFlag)
+        VirtqueueBuilder(NegotiatedRingSettings(memory: memory, negotiatedFeatures: negotiatedFeatures ?? 0,
+                                                callDescriptor: ring.call?.rawValue ?? -1, statistics: ring.statistics,
+                                                dirtyLog: dirtyLoggingActive ? dirtyLog : nil, faultFlag: faultFlag))
     }
 
     /// A fresh queue for `ring`, from where it stands (`VirtqueueBuilder.make` says where a

@@ -93,11 +93,21 @@ extension CounterMetricFamily {
     /// How every per-port family reads its `direction` label.
     public static let directionHelp = "Direction rx is what the switch took from the port (a guest's transmit rings, a kernel interface), tx what it gave it."
 
+    /// A per-port family: `vhost_switch_port_<name>_total`, its help followed by `directionHelp`.
+    public static func port(_ name: String, help: String) -> CounterMetricFamily {
+        CounterMetricFamily("vhost_switch_port_\(name)_total", help: help + " " + directionHelp)
+    }
+
     // Shared by the ring and the kernel-socket families.
-    public static let portPackets = CounterMetricFamily(
-        "vhost_switch_port_packets_total", help: "Frames moved through the port's rings or packet socket. " + directionHelp)
-    public static let portBytes = CounterMetricFamily(
-        "vhost_switch_port_bytes_total", help: "Frame bytes moved through the port's rings or packet socket, without the virtio-net header. " + directionHelp)
-    public static let portDrops = CounterMetricFamily(
-        "vhost_switch_port_drops_total", help: "Frames the port's rings or packet socket dropped, by reason. " + directionHelp)
+    public static let portPackets = port("packets", help: "Frames moved through the port's rings or packet socket.")
+    public static let portBytes = port("bytes", help: "Frame bytes moved through the port's rings or packet socket, without the virtio-net header.")
+    public static let portDrops = port("drops", help: "Frames the port's rings or packet socket dropped, by reason.")
+}
+
+extension CounterDescriptor {
+    /// A ring drop row: JSON field `drops_<reason>`, counted in frames, a sample of
+    /// `vhost_switch_port_drops_total` with that reason.
+    public static func drop(_ field: any WritableKeyPath<Snapshot, UInt64> & Sendable, _ reason: String, _ help: String) -> Self {
+        .init(field, json: "drops_" + reason, .frames, help, metric: .portDrops, .reason(reason))
+    }
 }

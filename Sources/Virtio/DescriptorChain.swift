@@ -9,23 +9,10 @@ enum DescriptorChainStep {
     case malformed
 }
 
-/// One split-ring descriptor (VIRTIO 1.1 2.7.5: addr u64, len u32, flags u16, next u16),
-/// loaded once into a copy: the guest may rewrite the table while we use it.
+/// One buffer's walk, for either ring layout's chain walker.
 @usableFromInline
-struct SplitDescriptor {
-    @usableFromInline let address: UInt64
-    @usableFromInline let length: UInt32
-    @usableFromInline let flags: UInt16
-    @usableFromInline let next: UInt16
-
-    /// `entry` must point at 16 readable bytes.
-    @inlinable @inline(__always)
-    init(loadingFrom entry: UnsafeRawPointer) {
-        address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-        next = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
-    }
+protocol DescriptorChainWalk {
+    mutating func next() -> DescriptorChainStep
 }
 
 /// Walks one descriptor chain of a split ring (VIRTIO 1.1 2.7.5, 2.7.5.3 indirect), one
@@ -34,24 +21,18 @@ struct SplitDescriptor {
 /// most ring-size descriptors (table-size inside an indirect table), and never more than
 /// `RingWalkLimits.maxChainDescriptors`, so a looping chain cannot hold the poll thread.
 @usableFromInline
-struct DescriptorChain {
-    @usableFromInline static let flagNext: UInt16 = 1
-    @usableFromInline static let flagWrite: UInt16 = 2
-    @usableFromInline static let flagIndirect: UInt16 = 4
-
+struct DescriptorChain: DescriptorChainWalk {
     @usableFromInline var table: UnsafeRawPointer
     @usableFromInline var tableEntries: UInt32
     @usableFromInline var index: UInt32
     @usableFromInline var hopsLeft: UInt32
     /// Descriptors read so far (ring and indirect): what the burst's walk budget is charged.
     @usableFromInline var walked: UInt32 = 0
-    @usableFromInline var totalLength: UInt64
     @usableFromInline var isFirst: Bool
     @usableFromInline var inIndirect: Bool
     @usableFromInline var finished: Bool
     @usableFromInline let ringSize: UInt32
-    @usableFromInline let indirectAllowed: Bool
-    @usableFromInline let memory: GuestMemoryTranslator
+    @usableFromInline var check: ChainBufferCheck
 
     /// `head` must already be checked to be < `ringSize`.
     @inlinable @inline(__always)
@@ -60,13 +41,11 @@ struct DescriptorChain {
         tableEntries = UInt32(ringSize)
         index = UInt32(head)
         hopsLeft = min(UInt32(ringSize), UInt32(RingWalkLimits.maxChainDescriptors))
-        totalLength = 0
         isFirst = true
         inIndirect = false
         finished = false
         self.ringSize = UInt32(ringSize)
-        self.indirectAllowed = indirectAllowed
-        self.memory = memory
+        check = ChainBufferCheck(memory: memory, indirectAllowed: indirectAllowed)
     }
 
     @inlinable @inline(__always)
@@ -78,42 +57,37 @@ struct DescriptorChain {
             walked &+= 1
             // Safe: index < tableEntries, and the table holds tableEntries * 16 mapped bytes
             // (ring table: checked by VirtqueueLayout; indirect table: translated below).
-            let descriptor = SplitDescriptor(loadingFrom: table + Int(index &* 16))
-            let (address, length, flags, nextIndex) = (descriptor.address, descriptor.length, descriptor.flags, descriptor.next)
+            let descriptor = RingDescriptor(split: table + Int(index &* 16))
             let wasFirst = isFirst
             isFirst = false
 
-            if flags & Self.flagIndirect != 0 {
+            if descriptor.flags & RingDescriptor.flagIndirect != 0 {
                 // 2.7.5.3.1: not with NEXT, never nested; we (like Linux and DPDK drivers)
                 // only accept it as the whole chain.
-                guard indirectAllowed, !inIndirect, wasFirst, flags & Self.flagNext == 0,
-                      length != 0, length % 16 == 0, length / 16 <= ringSize,
-                      let indirectTable = memory.guestPhysical(address, length: UInt64(length)) else {
+                guard !inIndirect, wasFirst, descriptor.flags & RingDescriptor.flagNext == 0,
+                      let (indirectTable, entries) = check.indirectTable(descriptor, maxEntries: ringSize) else {
                     finished = true
                     return .malformed
                 }
-                table = UnsafeRawPointer(indirectTable)
-                tableEntries = length / 16
+                table = indirectTable
+                tableEntries = entries
                 index = 0
                 hopsLeft = min(tableEntries, UInt32(RingWalkLimits.maxChainDescriptors))
                 inIndirect = true
                 continue
             }
 
-            // A zero-length buffer has no range to translate; 0xFFFFFFFF fails unless mapped.
-            guard let host = memory.guestPhysical(address, length: UInt64(length)) else {
+            guard let step = check.segment(descriptor) else {
                 finished = true
                 return .malformed
             }
-            totalLength &+= UInt64(length)  // at most 2^16 hops of < 2^32: cannot wrap
-            guard totalLength <= UInt64(UInt32.max) else { finished = true; return .malformed }
-            if flags & Self.flagNext != 0 {
-                guard UInt32(nextIndex) < tableEntries else { finished = true; return .malformed }
-                index = UInt32(nextIndex)
+            if descriptor.flags & RingDescriptor.flagNext != 0 {
+                guard UInt32(descriptor.next) < tableEntries else { finished = true; return .malformed }
+                index = UInt32(descriptor.next)
             } else {
                 finished = true
             }
-            return .segment(host: host, length: length, guestAddress: address, writable: flags & Self.flagWrite != 0)
+            return step
         }
     }
 }

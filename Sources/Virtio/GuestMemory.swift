@@ -33,14 +33,28 @@ struct GuestMemoryTranslator {
     /// region; nil for length 0, for any range that leaves its region, or on overflow.
     @inlinable @inline(__always)
     func guestPhysical(_ address: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
+        translate(address, length: length) { $0.guestPhysicalStart }
+    }
+
+    /// Same as `guestPhysical`, over the front-end's virtual addresses (SET_VRING_ADDR).
+    @inlinable @inline(__always)
+    func frontendVirtual(_ address: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
+        translate(address, length: length) { $0.frontendVirtualStart }
+    }
+
+    /// The lookup of both address spaces; `start` picks a region's start in the one asked for
+    /// (a closure that does not escape and is inlined away: no allocation, no call).
+    @inlinable @inline(__always)
+    func translate(_ address: UInt64, length: UInt64, start: (GuestMemoryTranslationEntry) -> UInt64) -> UnsafeMutableRawPointer? {
         guard length != 0 else { return nil }
         var i = 0
         while i < count {
             // Safe: i < count, the number of entries the table was allocated with.
             let entry = entries[i]
+            let regionStart = start(entry)
             // Wrapping subtraction: if address < start the offset is huge and fails `< size`.
-            let offset = address &- entry.guestPhysicalStart
-            if address >= entry.guestPhysicalStart && offset < entry.size {
+            let offset = address &- regionStart
+            if address >= regionStart && offset < entry.size {
                 // No overflow: offset < size, so size - offset > 0. Regions never overlap,
                 // so no other region can hold the range.
                 guard length <= entry.size &- offset else { return nil }
@@ -51,25 +65,12 @@ struct GuestMemoryTranslator {
         }
         return nil
     }
+}
 
-    /// Same as `guestPhysical`, over the front-end's virtual addresses (SET_VRING_ADDR).
-    @inlinable @inline(__always)
-    func frontendVirtual(_ address: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
-        guard length != 0 else { return nil }
-        var i = 0
-        while i < count {
-            // Safe: i < count.
-            let entry = entries[i]
-            let offset = address &- entry.frontendVirtualStart
-            if address >= entry.frontendVirtualStart && offset < entry.size {
-                guard length <= entry.size &- offset else { return nil }
-                // Safe: offset + length <= size.
-                return entry.host + Int(truncatingIfNeeded: offset)
-            }
-            i &+= 1
-        }
-        return nil
-    }
+/// The two ways a front-end names guest memory: guest-physical addresses (descriptors, the
+/// dirty log) and its own virtual addresses (SET_VRING_ADDR's ring addresses).
+public enum GuestAddressSpace: Sendable {
+    case guestPhysical, frontendVirtual
 }
 
 /// The guest's memory as a set of mapped regions, immutable after init. A new memory table
@@ -152,6 +153,14 @@ public final class GuestMemory: @unchecked Sendable {  // immutable after init
     @inlinable
     public func translateFrontendVirtual(_ address: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
         translator.frontendVirtual(address, length: length)
+    }
+
+    /// `translateGuestPhysical` or `translateFrontendVirtual`, as `space` says.
+    public func translate(_ address: UInt64, length: UInt64, in space: GuestAddressSpace) -> UnsafeMutableRawPointer? {
+        switch space {
+        case .guestPhysical: translator.guestPhysical(address, length: length)
+        case .frontendVirtual: translator.frontendVirtual(address, length: length)
+        }
     }
 
     /// The guest-physical address of a front-end virtual address, for the used-ring log when

@@ -1,4 +1,5 @@
 import CVhostShims
+import VhostSystem
 
 extension GuestMemoryTranslator {
     /// Prefetch hints for the first lines of a frame buffer at guest-physical `address`

@@ -40,7 +40,7 @@ extension PackedVirtqueue {
                 continue
             }
             var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: position,
-                                              slotsLeft: Int(size) &- consumed, indirectAllowed: indirect, memory: translator)
+                                              slotsLeft: Int(size) &- consumed, indirectAllowed: settings.indirect, memory: settings.translator)
             let outcome = copyTransmittedFrame(&chain, into: buffer)
             guard outcome != .ringBroken else {
                 ringGuard.stop(broken: &broken, &counters)
@@ -68,7 +68,7 @@ extension PackedVirtqueue {
         ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         nextAvail = position
         availWrap = wrap
-        if inOrder && usedWritten > 1 && counters.invalidHeads == 0 {
+        if settings.inOrder && usedWritten > 1 && counters.invalidHeads == 0 {
             // 2.8.9 (IN_ORDER): one used descriptor with the last buffer's id stands for the
             // whole batch, and the used position skips all of its descriptors. Only when every
             // buffer taken got a pending descriptor (no invalid id was skipped): the batch
@@ -93,36 +93,25 @@ extension PackedVirtqueue {
                            usedWritten: Int) -> TransmitOutcome? {
         // Safe: position < size; the entry's 16 bytes are inside the checked ring, and its
         // flags were read with acquire by isAvailable.
-        let descriptor = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
-        guard descriptor.flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect | PackedDescriptorChain.flagWrite) == 0,
-              let host = translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)),
+        let descriptor = RingDescriptor(packed: ring + Int(position) &* 16)
+        guard descriptor.flags & (RingDescriptor.flagNext | RingDescriptor.flagIndirect | RingDescriptor.flagWrite) == 0,
+              let host = settings.translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)),
               claims.claim(descriptor.id) else { return nil }
-        var gather = TransmitFrameGather(into: buffer, headerSize: headerSize)
+        var gather = TransmitFrameGather(into: buffer, headerSize: settings.headerSize)
         gather.take(host, length: descriptor.length)
         // Safe: usedWritten < consumed + 1 <= size, the pending tables' length.
         pendingIDs[usedWritten] = descriptor.id
         pendingSlots[usedWritten] = 1
         pendingLengths[usedWritten] = 0
-        return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures)
+        return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: settings.negotiatedFeatures)
     }
 
     /// Gathers one buffer: the first `headerSize` bytes into the header, the rest
     /// into the buffer's data. Always walks the whole chain so its slot count is known.
     @inlinable @inline(__always)
     func copyTransmittedFrame(_ chain: inout PackedDescriptorChain, into buffer: UnsafeMutablePointer<PacketBuffer>) -> TransmitOutcome {
-        var gather = TransmitFrameGather(into: buffer, headerSize: headerSize)
-        walk: while true {
-            switch chain.next() {
-            case .end:
-                break walk
-            case .malformed:
-                return chain.skipToEnd() ? .malformedDescriptor : .ringBroken
-            case .segment(let host, let length, _, let writable):
-                // 2.8.6: a transmit buffer is device-readable only.
-                guard !writable else { return chain.skipToEnd() ? .malformedDescriptor : .ringBroken }
-                gather.take(host, length: length)
-            }
-        }
-        return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures)
+        var gather = TransmitFrameGather(into: buffer, headerSize: settings.headerSize)
+        guard gather.takeAll(from: &chain) else { return chain.skipToEnd() ? .malformedDescriptor : .ringBroken }
+        return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: settings.negotiatedFeatures)
     }
 }

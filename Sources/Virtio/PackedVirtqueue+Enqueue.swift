@@ -13,7 +13,7 @@ extension PackedVirtqueue {
         var counters = VirtqueueBurstCounters()
         guard !broken else {
             counters.dropsNoBuffers &+= UInt64(count)
-            statistics.record(counters)
+            settings.statistics.record(counters)
             return 0
         }
         claims.begin()
@@ -27,19 +27,11 @@ extension PackedVirtqueue {
         var wrap = startWrap
         var consumed = 0
         var usedWritten = 0
+        var frames = ReceiveBurstFrames(buffers, count: count, settings: settings)
         var delivered = 0
-        var index = 0
         var walked = 0
         var invalid = false
-        packets: while index < count {
-            // Safe: index < count, the caller's buffer count. Read in place, not copied: a copy
-            // on the stack is re-read in other widths, which waits for the store buffer (full
-            // of stores into the guest's lines) to drain.
-            let packet = buffers + index
-            guard counters.admitsForReceive(packet, headerSize: headerSize, negotiated: negotiatedFeatures) else {
-                index &+= 1
-                continue
-            }
+        while let packet = frames.next(&counters) {
             if deliverToOneDescriptor(packet, at: position, wrap: wrap, consumed: consumed, usedWritten: usedWritten) {
                 advance(&position, &wrap, by: 1)
                 consumed &+= 1
@@ -48,7 +40,6 @@ extension PackedVirtqueue {
                 counters.packets &+= 1
                 counters.bytes &+= UInt64(packet.pointee.length)
                 delivered &+= 1
-                index &+= 1
                 continue
             }
             nextAvail = position
@@ -56,13 +47,12 @@ extension PackedVirtqueue {
             let outcome = deliver(packet, consumed: &consumed, usedWritten: &usedWritten, walked: &walked, &counters)
             position = nextAvail
             wrap = availWrap
-            guard counters.countReceive(outcome, length: packet.pointee.length, index: index, of: count) else {
+            guard frames.count(outcome, &counters) else {
                 invalid = outcome == .invalidChain
                 if outcome == .ringBroken { ringGuard.stop(broken: &broken, &counters) }
-                break packets
+                break
             }
             if outcome == .delivered { delivered &+= 1 }
-            index &+= 1
         }
         ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         nextAvail = position
@@ -85,17 +75,17 @@ extension PackedVirtqueue {
         guard consumed < Int(size) else { return false }
         let flags = descriptorFlags(position)  // acquire: the entry's other fields after it
         guard (flags & Self.flagAvail != 0) == wrap, (flags & Self.flagUsed != 0) != wrap,
-              flags & (PackedDescriptorChain.flagNext | PackedDescriptorChain.flagIndirect) == 0,
-              flags & PackedDescriptorChain.flagWrite != 0 else { return false }
+              flags & (RingDescriptor.flagNext | RingDescriptor.flagIndirect) == 0,
+              flags & RingDescriptor.flagWrite != 0 else { return false }
         // Safe: position < size; the entry's 16 bytes are inside the checked ring.
-        let descriptor = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
+        let descriptor = RingDescriptor(packed: ring + Int(position) &* 16)
         // The whole buffer must translate, as `deliver` requires; header and frame must fit
         // (their sum fits in UInt32: checked by enqueueBurst).
-        guard headerSize &+ packet.pointee.length <= Int(descriptor.length),
-              let host = translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)),
+        guard settings.headerSize &+ packet.pointee.length <= Int(descriptor.length),
+              let host = settings.translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)),
               claims.claim(descriptor.id) else { return false }
-        let total = ReceiveFramePlacement.placeWhole(packet, headerSize: headerSize, into: host)
-        if logData { log?.markGuestPhysical(descriptor.address, length: UInt64(total)) }
+        let total = ReceiveFramePlacement.placeWhole(packet, headerSize: settings.headerSize, into: host)
+        if settings.logData { settings.log?.markGuestPhysical(descriptor.address, length: UInt64(total)) }
         // Safe: usedWritten <= consumed < size, the pending tables' length.
         pendingIDs[usedWritten] = descriptor.id
         pendingLengths[usedWritten] = UInt32(truncatingIfNeeded: total)
@@ -113,14 +103,14 @@ extension PackedVirtqueue {
                  _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
         let ringSize = Int(size)
 
-        var placement = ReceiveFramePlacement(packet, headerSize: headerSize)
+        var placement = ReceiveFramePlacement(packet, headerSize: settings.headerSize)
         var probe = nextAvail          // next slot to look at
         var probeWrap = availWrap
         var probeConsumed = consumed
         var entries = 0                // buffers this frame took so far (pending used descriptors)
 
         while !placement.isComplete {
-            if !mergeableReceiveBuffers && entries == 1 {
+            if !settings.mergeableReceiveBuffers && entries == 1 {
                 // The one buffer a frame may use was too small: leave it available.
                 claims.unclaim(pendingIDs[usedWritten])
                 return .tooLarge
@@ -131,11 +121,11 @@ extension PackedVirtqueue {
                 return .noBuffers
             }
             var chain = PackedDescriptorChain(ring: UnsafeRawPointer(ring), ringSize: size, position: probe,
-                                              slotsLeft: ringSize &- probeConsumed, indirectAllowed: indirect, memory: translator)
+                                              slotsLeft: ringSize &- probeConsumed, indirectAllowed: settings.indirect, memory: settings.translator)
             defer { walked &+= chain.walked }
             // The buffer id is known only at the chain's end: if it turns out invalid, the
             // frame is not delivered and what was written into this buffer does not count.
-            let placed = placement.fill(from: &chain, log: log)
+            let placed = placement.fill(from: &chain, log: settings.log)
             let malformed = placed == nil
             let chainWritten = placed ?? 0
             // The buffer's extent: the rest of its ring descriptors (a frame may end early).
@@ -180,8 +170,8 @@ extension PackedVirtqueue {
                 return .invalidChain
             }
         }
-        if mergeableReceiveBuffers && entries > 1 {
-            placement.storeBufferCount(UInt16(truncatingIfNeeded: entries), log: logData ? log : nil)
+        if settings.mergeableReceiveBuffers && entries > 1 {
+            placement.storeBufferCount(UInt16(truncatingIfNeeded: entries), log: settings.logData ? settings.log : nil)
         }
         usedWritten &+= entries
         nextAvail = probe

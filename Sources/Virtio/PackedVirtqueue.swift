@@ -25,11 +25,8 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     public static let minimumFrameLength = 14
 
     public let layout: PackedVirtqueueLayout
-    public let memory: GuestMemory
-    public let statistics: VirtqueueStatistics
-    public let dirtyLog: DirtyLog?
-    public let negotiatedFeatures: UInt64
-    public let callDescriptor: Int32
+    /// Memory, features and what follows from them, call fd, counters, log, fault flag.
+    public let settings: NegotiatedRingSettings
     /// The position (avail index | wrap << 15) after the last burst, for management reads.
     public let publishedPosition = Atomic<UInt16>(0)
 
@@ -37,18 +34,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     @usableFromInline let ring: UnsafeMutableRawPointer
     @usableFromInline let driverEvent: UnsafeMutableRawPointer
     @usableFromInline let deviceEvent: UnsafeMutableRawPointer
-    @usableFromInline let translator: GuestMemoryTranslator
-    @usableFromInline let headerSize: Int
-    @usableFromInline let eventIndex: Bool
-    @usableFromInline let indirect: Bool
-    @usableFromInline let mergeableReceiveBuffers: Bool
-    /// IN_ORDER: a transmitted batch is given back with one used descriptor.
-    @usableFromInline let inOrder: Bool
-    @usableFromInline let call: Int32
-    /// Non-nil only when LOG_ALL is negotiated and a log is set.
-    @usableFromInline let log: DirtyLog?
     @usableFromInline let logRing: Bool
-    @usableFromInline let logData: Bool
     @usableFromInline let descriptorLogAddress: UInt64
     @usableFromInline let deviceEventLogAddress: UInt64
     /// Buffer ids taken in the current burst (an id seen twice was submitted twice).
@@ -93,34 +79,18 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     @inlinable
     public static func decodeBase(_ base: UInt16) -> (index: UInt16, wrap: Bool) { (base & 0x7fff, base & 0x8000 != 0) }
 
-    /// `layout` must have been mapped with `memory`. The used position defaults to the avail
-    /// position (nothing in flight, as after GET_VRING_BASE); a new ring starts at 0 with both
-    /// wrap counters set (2.8.1). `callDescriptor` is not owned.
-    public init(layout: PackedVirtqueueLayout, memory: GuestMemory, negotiatedFeatures: UInt64, lastAvailIndex: UInt16,
-                availWrapCounter: Bool = true, lastUsedIndex: UInt16? = nil, usedWrapCounter: Bool? = nil,
-                callDescriptor: Int32, statistics: VirtqueueStatistics, dirtyLog: DirtyLog? = nil,
-                faultFlag: GuestFaultFlag? = nil) {
+    /// `layout` must have been mapped with `settings.memory`. The used position defaults to
+    /// the avail position (nothing in flight, as after GET_VRING_BASE); a new ring starts at 0
+    /// with both wrap counters set (2.8.1).
+    public init(layout: PackedVirtqueueLayout, settings: NegotiatedRingSettings, lastAvailIndex: UInt16,
+                availWrapCounter: Bool = true, lastUsedIndex: UInt16? = nil, usedWrapCounter: Bool? = nil) {
         self.layout = layout
-        self.memory = memory
-        self.statistics = statistics
-        self.dirtyLog = dirtyLog
-        self.negotiatedFeatures = negotiatedFeatures
-        self.callDescriptor = callDescriptor
+        self.settings = settings
         size = layout.size
         ring = layout.descriptorRing
         driverEvent = layout.driverEvent
         deviceEvent = layout.deviceEvent
-        translator = memory.translator
-        headerSize = VirtioNetHeader.size(negotiated: negotiatedFeatures)
-        eventIndex = VirtioNetFeature.eventIdx.isSet(in: negotiatedFeatures)
-        indirect = VirtioNetFeature.indirectDesc.isSet(in: negotiatedFeatures)
-        mergeableReceiveBuffers = VirtioNetFeature.mrgRxbuf.isSet(in: negotiatedFeatures)
-        inOrder = VirtioNetFeature.inOrder.isSet(in: negotiatedFeatures)
-        call = callDescriptor
-        let logging = VirtioNetFeature.logAll.isSet(in: negotiatedFeatures) && dirtyLog != nil
-        log = logging ? dirtyLog : nil
-        logData = logging
-        logRing = logging && layout.descriptorLogGuestAddress != nil && layout.deviceEventLogGuestAddress != nil
+        logRing = settings.logData && layout.descriptorLogGuestAddress != nil && layout.deviceEventLogGuestAddress != nil
         descriptorLogAddress = layout.descriptorLogGuestAddress ?? 0
         deviceEventLogAddress = layout.deviceEventLogGuestAddress ?? 0
         nextAvail = lastAvailIndex
@@ -129,7 +99,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         usedWrap = usedWrapCounter ?? availWrapCounter
         let count = Int(layout.size)
         claims = BurstClaims(count: count)
-        ringGuard = RingGuard(faultFlag: faultFlag)
+        ringGuard = RingGuard(faultFlag: settings.faultFlag)
         pendingIDs = .allocate(capacity: count)
         pendingIDs.initialize(repeating: 0, count: count)
         pendingLengths = .allocate(capacity: count)
@@ -142,7 +112,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
             nextUsed = 0
             var counters = VirtqueueBurstCounters()
             ringGuard.stop(broken: &broken, &counters)
-            statistics.record(counters)
+            settings.statistics.record(counters)
         }
         publishedPosition.store(Self.encodeBase(index: nextAvail, wrap: availWrap), ordering: .relaxed)
         // A polling back-end: the guest should not kick until a poll thread going to sleep asks.
@@ -183,7 +153,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
     /// next avail position. Callers going to sleep re-check `hasAvailableBuffers()` after a fence.
     public func setGuestNotifications(enabled: Bool) {
         notificationsEnabled = enabled
-        if enabled && eventIndex {
+        if enabled && settings.eventIndex {
             publishAvailEvent()
             vhost_shims_fence_release()
             // Safe: the device event area holds 4 checked bytes; flags is the u16 at 2.
@@ -192,14 +162,14 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
             // Safe: as above.
             vhost_shims_store_relaxed_u16(deviceEvent + 2, (enabled ? Self.eventEnable : Self.eventDisable).littleEndian)
         }
-        if logRing { log?.markGuestPhysical(deviceEventLogAddress, length: 4) }
+        if logRing { settings.log?.markGuestPhysical(deviceEventLogAddress, length: 4) }
     }
 
     @inlinable @inline(__always)
     func publishAvailEvent() {
         // Safe: off_wrap is the u16 at 0 of the checked device event area.
         vhost_shims_store_relaxed_u16(deviceEvent, Self.encodeBase(index: nextAvail, wrap: availWrap).littleEndian)
-        if logRing { log?.markGuestPhysical(deviceEventLogAddress, length: 2) }
+        if logRing { settings.log?.markGuestPhysical(deviceEventLogAddress, length: 2) }
     }
 
     /// Fetches what the burst will touch before it starts, so that its stores find their lines
@@ -224,9 +194,9 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         i = 0
         while i < count && isAvailable(slot: position, wrap: wrap) {
             // Safe: position < size; the entry's 16 bytes are inside the checked ring.
-            let descriptor = PackedDescriptor(loadingFrom: ring + Int(position) &* 16)
-            if descriptor.flags & PackedDescriptorChain.flagIndirect == 0 {
-                translator.prefetchFrame(at: descriptor.address, headerSize: headerSize, forWriting: forWriting)
+            let descriptor = RingDescriptor(packed: ring + Int(position) &* 16)
+            if descriptor.flags & RingDescriptor.flagIndirect == 0 {
+                settings.translator.prefetchFrame(at: descriptor.address, headerSize: settings.headerSize, forWriting: forWriting)
             }
             advance(&position, &wrap, by: 1)
             i &+= 1
@@ -258,7 +228,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
                 // Safe: as above. Release: id and len before flags.
                 vhost_shims_store_release_u16(entry + 14, flags.littleEndian)
             }
-            if logRing { log?.markGuestPhysical(descriptorLogAddress &+ UInt64(slot) &* 16, length: 16) }
+            if logRing { settings.log?.markGuestPhysical(descriptorLogAddress &+ UInt64(slot) &* 16, length: 16) }
             advance(&slot, &wrap, by: pendingSlots[i])
             i &+= 1
         }
@@ -289,18 +259,18 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
             vhost_shims_store_release_u16(ring + (Int(firstUsedSlot) &* 16 &+ 14), firstUsedFlags.littleEndian)
         }
         if availTaken {
-            if eventIndex && notificationsEnabled { publishAvailEvent() }
+            if settings.eventIndex && notificationsEnabled { publishAvailEvent() }
             publishedPosition.store(Self.encodeBase(index: nextAvail, wrap: availWrap), ordering: .relaxed)
         }
         if usedWritten != 0 {
             // Order the used flags before reading the driver's wishes (store-load: full fence).
             vhost_shims_fence_seq_cst()
-            if call >= 0 && guestWantsInterrupt(oldUsed: oldUsed) {
-                EventFD.signal(raw: call)
+            if settings.callDescriptor >= 0 && guestWantsInterrupt(oldUsed: oldUsed) {
+                EventFD.signal(raw: settings.callDescriptor)
                 counters.notificationsSent &+= 1
             }
         }
-        statistics.record(counters)
+        settings.statistics.record(counters)
     }
 
     /// 2.8.10: DISABLE: no; ENABLE: yes; DESC (with EVENT_IDX): when the used position moved
@@ -311,7 +281,7 @@ public final class PackedVirtqueue: @unchecked Sendable {  // single owner threa
         // Safe: the driver event area holds 4 checked bytes: off_wrap u16, flags u16.
         let flags = UInt16(littleEndian: vhost_shims_load_relaxed_u16(driverEvent + 2))
         if flags == Self.eventDisable { return false }
-        guard flags == Self.eventDescriptor && eventIndex else { return true }
+        guard flags == Self.eventDescriptor && settings.eventIndex else { return true }
         let offWrap = UInt16(littleEndian: vhost_shims_load_relaxed_u16(driverEvent))
         return Self.needsEvent(offWrap: offWrap, oldUsed: oldUsed, newUsed: nextUsed, usedWrap: usedWrap, size: size)
     }

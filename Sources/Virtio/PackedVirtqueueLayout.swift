@@ -27,16 +27,9 @@ public struct PackedVirtqueueLayout: @unchecked Sendable {  // plain pointers in
     /// are found through the memory table (QEMU's log_guest_addr names only one area).
     public static func map(size: Int, descriptorAddress: UInt64, driverEventAddress: UInt64, deviceEventAddress: UInt64,
                            logRing: Bool, memory: GuestMemory) throws(VirtqueueError) -> PackedVirtqueueLayout {
-        guard size >= 1, size <= maxSize else { throw .invalidSize }
-        guard descriptorAddress % 16 == 0, driverEventAddress % 4 == 0, deviceEventAddress % 4 == 0 else { throw .misaligned }
-        guard let descriptors = memory.translateFrontendVirtual(descriptorAddress, length: descriptorRingSize(size)) else {
-            throw .unmappedDescriptorTable
-        }
-        guard let driver = memory.translateFrontendVirtual(driverEventAddress, length: eventAreaSize) else { throw .unmappedAvailRing }
-        guard let device = memory.translateFrontendVirtual(deviceEventAddress, length: eventAreaSize) else { throw .unmappedUsedRing }
-        guard UInt(bitPattern: descriptors) % 16 == 0, UInt(bitPattern: driver) % 4 == 0, UInt(bitPattern: device) % 4 == 0 else {
-            throw .misaligned
-        }
+        let (descriptors, driver, device) = try mapAreas(size: size, descriptorAddress: descriptorAddress,
+                                                         driverEventAddress: driverEventAddress, deviceEventAddress: deviceEventAddress,
+                                                         in: .frontendVirtual, memory: memory)
         var descriptorLog: UInt64? = nil
         var deviceLog: UInt64? = nil
         if logRing {
@@ -51,29 +44,29 @@ public struct PackedVirtqueueLayout: @unchecked Sendable {  // plain pointers in
     /// Same with guest-physical addresses (tests, and front-ends that give them this way).
     public static func map(size: Int, guestPhysicalDescriptorAddress: UInt64, driverEventAddress: UInt64,
                            deviceEventAddress: UInt64, memory: GuestMemory, logRing: Bool) throws(VirtqueueError) -> PackedVirtqueueLayout {
-        guard size >= 1, size <= maxSize else { throw .invalidSize }
-        guard guestPhysicalDescriptorAddress % 16 == 0, driverEventAddress % 4 == 0, deviceEventAddress % 4 == 0 else { throw .misaligned }
-        guard let descriptors = memory.translateGuestPhysical(guestPhysicalDescriptorAddress, length: descriptorRingSize(size)) else {
-            throw .unmappedDescriptorTable
-        }
-        guard let driver = memory.translateGuestPhysical(driverEventAddress, length: eventAreaSize) else { throw .unmappedAvailRing }
-        guard let device = memory.translateGuestPhysical(deviceEventAddress, length: eventAreaSize) else { throw .unmappedUsedRing }
-        guard UInt(bitPattern: descriptors) % 16 == 0, UInt(bitPattern: driver) % 4 == 0, UInt(bitPattern: device) % 4 == 0 else {
-            throw .misaligned
-        }
+        let (descriptors, driver, device) = try mapAreas(size: size, descriptorAddress: guestPhysicalDescriptorAddress,
+                                                         driverEventAddress: driverEventAddress, deviceEventAddress: deviceEventAddress,
+                                                         in: .guestPhysical, memory: memory)
         return PackedVirtqueueLayout(size: UInt16(size), descriptorRing: descriptors, driverEvent: driver, deviceEvent: device,
                                      descriptorLogGuestAddress: logRing ? guestPhysicalDescriptorAddress : nil,
                                      deviceEventLogGuestAddress: logRing ? deviceEventAddress : nil)
     }
 
-    @usableFromInline
-    init(size: UInt16, descriptorRing: UnsafeMutableRawPointer, driverEvent: UnsafeMutableRawPointer,
-         deviceEvent: UnsafeMutableRawPointer, descriptorLogGuestAddress: UInt64?, deviceEventLogGuestAddress: UInt64?) {
-        self.size = size
-        self.descriptorRing = descriptorRing
-        self.driverEvent = driverEvent
-        self.deviceEvent = deviceEvent
-        self.descriptorLogGuestAddress = descriptorLogGuestAddress
-        self.deviceEventLogGuestAddress = deviceEventLogGuestAddress
+    /// What both `map`s check: the size, the descriptor ring 16-byte and the event areas
+    /// 4-byte aligned (2.8.10.1), as addresses and as host pointers; each area inside one region.
+    private static func mapAreas(size: Int, descriptorAddress: UInt64, driverEventAddress: UInt64, deviceEventAddress: UInt64,
+                                 in space: GuestAddressSpace, memory: GuestMemory) throws(VirtqueueError)
+        -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
+        guard size >= 1, size <= maxSize else { throw .invalidSize }
+        guard descriptorAddress % 16 == 0, driverEventAddress % 4 == 0, deviceEventAddress % 4 == 0 else { throw .misaligned }
+        guard let descriptors = memory.translate(descriptorAddress, length: descriptorRingSize(size), in: space) else {
+            throw .unmappedDescriptorTable
+        }
+        guard let driver = memory.translate(driverEventAddress, length: eventAreaSize, in: space) else { throw .unmappedAvailRing }
+        guard let device = memory.translate(deviceEventAddress, length: eventAreaSize, in: space) else { throw .unmappedUsedRing }
+        guard UInt(bitPattern: descriptors) % 16 == 0, UInt(bitPattern: driver) % 4 == 0, UInt(bitPattern: device) % 4 == 0 else {
+            throw .misaligned
+        }
+        return (descriptors, driver, device)
     }
 }

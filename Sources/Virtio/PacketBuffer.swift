@@ -1,3 +1,5 @@
+import VhostSystem
+
 /// A frame in memory the dataplane owns (its buffer pool): `capacity` bytes at `data`, of
 /// which the first `length` hold an Ethernet frame, plus the virtio-net header that came or
 /// goes with it. A plain value: no references, so copying it costs no ARC traffic.

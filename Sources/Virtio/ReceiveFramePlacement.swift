@@ -1,3 +1,5 @@
+import VhostSystem
+
 /// Writes one received frame, virtio-net header first, into the guest's receive buffers one
 /// translated segment at a time; shared by both ring layouts. A value: a caller that must
 /// undo a buffer (packed ring: an invalid buffer id found at the chain's end) keeps a copy
@@ -121,15 +123,6 @@ struct ReceiveFramePlacement {
         }
     }
 }
-
-/// One buffer's walk, for either ring layout's chain walker.
-@usableFromInline
-protocol DescriptorChainWalk {
-    mutating func next() -> DescriptorChainStep
-}
-
-extension DescriptorChain: DescriptorChainWalk {}
-extension PackedDescriptorChain: DescriptorChainWalk {}
 
 extension ReceiveFramePlacement {
     /// Places what is left of the frame into `chain`'s buffers (stopping when it is all

@@ -18,7 +18,7 @@ extension SplitVirtqueue {
         guard !broken, maxCount > 0 else { return 0 }
         var counters = VirtqueueBurstCounters()
         guard let pending = pendingAvailEntries(&counters) else {
-            statistics.record(counters)
+            settings.statistics.record(counters)
             return 0
         }
         guard pending != 0 else { return 0 }
@@ -60,32 +60,21 @@ extension SplitVirtqueue {
         // The usual chain is one readable descriptor: no walker for it (its set-up on the
         // stack is re-read in other widths, which waits for the store buffer to drain).
         // Safe: head < size (claimed), inside the checked descriptor table.
-        let descriptor = SplitDescriptor(loadingFrom: descriptors + Int(head) &* 16)
-        if descriptor.flags & (DescriptorChain.flagNext | DescriptorChain.flagIndirect | DescriptorChain.flagWrite) == 0 {
+        let descriptor = RingDescriptor(split: descriptors + Int(head) &* 16)
+        if descriptor.flags & (RingDescriptor.flagNext | RingDescriptor.flagIndirect | RingDescriptor.flagWrite) == 0 {
             // What the walker checks for one descriptor: the whole range in one region.
-            guard let host = translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)) else {
+            guard let host = settings.translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)) else {
                 return .malformedDescriptor
             }
-            var gather = TransmitFrameGather(into: buffer, headerSize: headerSize)
+            var gather = TransmitFrameGather(into: buffer, headerSize: settings.headerSize)
             gather.take(host, length: descriptor.length)
-            return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures)
+            return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: settings.negotiatedFeatures)
         }
         var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
-                                    indirectAllowed: indirect, memory: translator)
+                                    indirectAllowed: settings.indirect, memory: settings.translator)
         defer { walked &+= Int(chain.walked) &- 1 }
-        var gather = TransmitFrameGather(into: buffer, headerSize: headerSize)
-        walk: while true {
-            switch chain.next() {
-            case .end:
-                break walk
-            case .malformed:
-                return .malformedDescriptor
-            case .segment(let host, let length, _, let writable):
-                // 2.7.4.2: a transmit buffer is device-readable only.
-                guard !writable else { return .malformedDescriptor }
-                gather.take(host, length: length)
-            }
-        }
-        return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: negotiatedFeatures)
+        var gather = TransmitFrameGather(into: buffer, headerSize: settings.headerSize)
+        guard gather.takeAll(from: &chain) else { return .malformedDescriptor }
+        return gather.finish(into: buffer, minimumFrameLength: Self.minimumFrameLength, negotiated: settings.negotiatedFeatures)
     }
 }

@@ -20,31 +20,24 @@ extension SplitVirtqueue {
         var counters = VirtqueueBurstCounters()
         guard !broken, let pending = pendingAvailEntries(&counters) else {
             counters.dropsNoBuffers &+= UInt64(count)
-            statistics.record(counters)
+            settings.statistics.record(counters)
             return 0
         }
         claims.begin()
         prefetchBurst(entries: min(pending, UInt16(truncatingIfNeeded: min(count, Int(UInt16.max)))), forWriting: true)
         var taken: UInt16 = 0
         var usedWritten: UInt16 = 0
+        var frames = ReceiveBurstFrames(buffers, count: count, settings: settings)
         var delivered = 0
-        var index = 0
         var walked = 0
         var invalid = false
-        packets: while index < count {
-            // Safe: index < count, the caller's buffer count. Read in place (see PackedVirtqueue.enqueueBurst).
-            let packet = buffers + index
-            guard counters.admitsForReceive(packet, headerSize: headerSize, negotiated: negotiatedFeatures) else {
-                index &+= 1
-                continue
-            }
+        while let packet = frames.next(&counters) {
             let outcome = deliver(packet, pending: pending, taken: &taken, usedWritten: &usedWritten, walked: &walked, &counters)
-            guard counters.countReceive(outcome, length: packet.pointee.length, index: index, of: count) else {
+            guard frames.count(outcome, &counters) else {
                 invalid = outcome == .invalidChain  // a split ring never breaks mid-burst
-                break packets
+                break
             }
             if outcome == .delivered { delivered &+= 1 }
-            index &+= 1
         }
         ringGuard.burstEnded(atInvalidChain: invalid, broken: &broken, &counters)
         finishBurst(availTaken: taken, usedWritten: usedWritten, &counters)
@@ -58,13 +51,13 @@ extension SplitVirtqueue {
     @inlinable @inline(__always)
     func placeInOneDescriptor(head: UInt16, _ packet: UnsafePointer<PacketBuffer>) -> UInt32? {
         // Safe: head < size (claimed), inside the checked descriptor table.
-        let descriptor = SplitDescriptor(loadingFrom: descriptors + Int(head) &* 16)
-        guard descriptor.flags & (DescriptorChain.flagNext | DescriptorChain.flagIndirect | DescriptorChain.flagWrite)
-                == DescriptorChain.flagWrite,
-              headerSize &+ packet.pointee.length <= Int(descriptor.length),
-              let host = translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)) else { return nil }
-        let count = ReceiveFramePlacement.placeWhole(packet, headerSize: headerSize, into: host)
-        if logData { log?.markGuestPhysical(descriptor.address, length: UInt64(count)) }
+        let descriptor = RingDescriptor(split: descriptors + Int(head) &* 16)
+        guard descriptor.flags & (RingDescriptor.flagNext | RingDescriptor.flagIndirect | RingDescriptor.flagWrite)
+                == RingDescriptor.flagWrite,
+              settings.headerSize &+ packet.pointee.length <= Int(descriptor.length),
+              let host = settings.translator.guestPhysical(descriptor.address, length: UInt64(descriptor.length)) else { return nil }
+        let count = ReceiveFramePlacement.placeWhole(packet, headerSize: settings.headerSize, into: host)
+        if settings.logData { settings.log?.markGuestPhysical(descriptor.address, length: UInt64(count)) }
         return UInt32(truncatingIfNeeded: count)  // count <= length: u32
     }
 
@@ -74,13 +67,13 @@ extension SplitVirtqueue {
     @inlinable @inline(__always)
     func deliver(_ packet: UnsafePointer<PacketBuffer>, pending: UInt16, taken: inout UInt16, usedWritten: inout UInt16,
                  walked: inout Int, _ counters: inout VirtqueueBurstCounters) -> ReceiveOutcome {
-        var placement = ReceiveFramePlacement(packet, headerSize: headerSize)
+        var placement = ReceiveFramePlacement(packet, headerSize: settings.headerSize)
         var probe = taken          // next avail entry to look at
         var entries: UInt16 = 0    // used entries written for this frame so far
         var lastHead: UInt16 = 0
 
         while !placement.isComplete {
-            if !mergeableReceiveBuffers && entries == 1 {
+            if !settings.mergeableReceiveBuffers && entries == 1 {
                 // The one chain a frame may use was too small: leave it posted.
                 claims.unclaim(lastHead)
                 return .tooLarge
@@ -103,9 +96,9 @@ extension SplitVirtqueue {
                 break
             }
             var chain = DescriptorChain(descriptorTable: UnsafeRawPointer(descriptors), ringSize: size, head: head,
-                                        indirectAllowed: indirect, memory: translator)
+                                        indirectAllowed: settings.indirect, memory: settings.translator)
             defer { walked &+= Int(chain.walked) &- 1 }
-            let placed = placement.fill(from: &chain, log: log)
+            let placed = placement.fill(from: &chain, log: settings.log)
             let malformed = placed == nil
             let chainWritten = placed ?? 0
             if malformed {
@@ -125,7 +118,7 @@ extension SplitVirtqueue {
             writeUsedEntry(at: usedWritten &+ entries, id: head, length: chainWritten)
             entries &+= 1
         }
-        if mergeableReceiveBuffers && entries > 1 { placement.storeBufferCount(entries, log: logData ? log : nil) }
+        if settings.mergeableReceiveBuffers && entries > 1 { placement.storeBufferCount(entries, log: settings.logData ? settings.log : nil) }
         taken = probe
         usedWritten &+= entries
         return .delivered

@@ -20,29 +20,17 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
     public static let minimumFrameLength = 14
 
     public let layout: VirtqueueLayout
-    public let memory: GuestMemory
-    public let statistics: VirtqueueStatistics
-    public let dirtyLog: DirtyLog?
-    public let negotiatedFeatures: UInt64
-    public let callDescriptor: Int32
+    /// Memory, features and what follows from them, call fd, counters, log, fault flag.
+    public let settings: NegotiatedRingSettings
 
     @usableFromInline let size: UInt16
     @usableFromInline let mask: UInt16
     @usableFromInline let descriptors: UnsafeMutableRawPointer
     @usableFromInline let avail: UnsafeMutableRawPointer
     @usableFromInline let used: UnsafeMutableRawPointer
-    @usableFromInline let translator: GuestMemoryTranslator
-    @usableFromInline let headerSize: Int
-    @usableFromInline let eventIndex: Bool
-    @usableFromInline let indirect: Bool
-    @usableFromInline let mergeableReceiveBuffers: Bool
-    @usableFromInline let call: Int32
-    /// Non-nil only when LOG_ALL is negotiated and a log is set.
-    @usableFromInline let log: DirtyLog?
     /// Guest-physical address of the used ring, when its writes must be logged.
     @usableFromInline let usedLogAddress: UInt64
     @usableFromInline let logUsed: Bool
-    @usableFromInline let logData: Bool
     /// Heads taken in the current burst (a head seen twice was submitted twice).
     @usableFromInline var claims: BurstClaims
 
@@ -63,40 +51,25 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
     /// Whether used-ring writes are dirty-logged (LOG_ALL, a log, and VHOST_VRING_F_LOG).
     public var logsUsedRing: Bool { logUsed }
 
-    /// `layout` must have been mapped with `memory`. `lastUsedIndex` defaults to
-    /// `lastAvailIndex` (nothing in flight, as after GET_VRING_BASE). `callDescriptor` is the
-    /// call eventfd, -1 for none; it is not owned (the caller keeps it open while the queue lives).
+    /// `layout` must have been mapped with `settings.memory`. `lastUsedIndex` defaults to
+    /// `lastAvailIndex` (nothing in flight, as after GET_VRING_BASE).
     /// `observeOnly`: a view for reading the ring's indices that never writes guest memory
     /// (a stopped ring belongs to the front-end; an unlogged write there could be lost).
-    public init(layout: VirtqueueLayout, memory: GuestMemory, negotiatedFeatures: UInt64, lastAvailIndex: UInt16,
-                lastUsedIndex: UInt16? = nil, callDescriptor: Int32, statistics: VirtqueueStatistics, dirtyLog: DirtyLog? = nil,
-                faultFlag: GuestFaultFlag? = nil, observeOnly: Bool = false) {
+    public init(layout: VirtqueueLayout, settings: NegotiatedRingSettings, lastAvailIndex: UInt16, lastUsedIndex: UInt16? = nil,
+                observeOnly: Bool = false) {
         self.layout = layout
-        self.memory = memory
-        self.statistics = statistics
-        self.dirtyLog = dirtyLog
-        self.negotiatedFeatures = negotiatedFeatures
-        self.callDescriptor = callDescriptor
+        self.settings = settings
         size = layout.size
         mask = layout.size &- 1
         descriptors = layout.descriptorTable
         avail = layout.availRing
         used = layout.usedRing
-        translator = memory.translator
-        headerSize = VirtioNetHeader.size(negotiated: negotiatedFeatures)
-        eventIndex = VirtioNetFeature.eventIdx.isSet(in: negotiatedFeatures)
-        indirect = VirtioNetFeature.indirectDesc.isSet(in: negotiatedFeatures)
-        mergeableReceiveBuffers = VirtioNetFeature.mrgRxbuf.isSet(in: negotiatedFeatures)
-        call = callDescriptor
-        let logging = VirtioNetFeature.logAll.isSet(in: negotiatedFeatures) && dirtyLog != nil
-        log = logging ? dirtyLog : nil
-        logData = logging
-        logUsed = logging && layout.usedLogGuestAddress != nil
+        logUsed = settings.logData && layout.usedLogGuestAddress != nil
         usedLogAddress = layout.usedLogGuestAddress ?? 0
         nextAvail = lastAvailIndex
         nextUsed = lastUsedIndex ?? lastAvailIndex
         claims = BurstClaims(count: Int(layout.size))
-        ringGuard = RingGuard(faultFlag: observeOnly ? nil : faultFlag)
+        ringGuard = RingGuard(faultFlag: observeOnly ? nil : settings.faultFlag)
         // A polling back-end: the guest should not kick (a syscall per burst) until a poll
         // thread going to sleep asks for it.
         if !observeOnly { setGuestNotifications(enabled: false) }
@@ -132,12 +105,12 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
     /// re-check `hasAvailableBuffers()` after a full fence.
     public func setGuestNotifications(enabled: Bool) {
         notificationsEnabled = enabled
-        if eventIndex {
+        if settings.eventIndex {
             if enabled { publishAvailEvent() }
         } else {
             // Safe: used.flags is inside the checked used ring.
             vhost_shims_store_relaxed_u16(used, (enabled ? 0 : Self.usedFlagNoNotify).littleEndian)
-            if logUsed { log?.markGuestPhysical(usedLogAddress, length: 2) }
+            if logUsed { settings.log?.markGuestPhysical(usedLogAddress, length: 2) }
         }
     }
 
@@ -145,7 +118,7 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
     func publishAvailEvent() {
         // Safe: avail_event is the last u16 of the checked used ring (4 + 8 * size).
         vhost_shims_store_relaxed_u16(used + 4 + 8 * Int(size), nextAvail.littleEndian)
-        if logUsed { log?.markGuestPhysical(usedLogAddress &+ 4 &+ 8 &* UInt64(size), length: 2) }
+        if logUsed { settings.log?.markGuestPhysical(usedLogAddress &+ 4 &+ 8 &* UInt64(size), length: 2) }
     }
 
     /// Loads avail.idx once for the burst and returns how many entries are pending, or nil
@@ -201,9 +174,9 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
             i &+= 1
             guard head < size else { continue }
             // Safe: head < size; the table holds size * 16 mapped bytes.
-            let descriptor = SplitDescriptor(loadingFrom: descriptors + Int(head) &* 16)
-            guard descriptor.flags & DescriptorChain.flagIndirect == 0 else { continue }
-            translator.prefetchFrame(at: descriptor.address, headerSize: headerSize, forWriting: forWriting)
+            let descriptor = RingDescriptor(split: descriptors + Int(head) &* 16)
+            guard descriptor.flags & RingDescriptor.flagIndirect == 0 else { continue }
+            settings.translator.prefetchFrame(at: descriptor.address, headerSize: settings.headerSize, forWriting: forWriting)
         }
     }
 
@@ -237,7 +210,7 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
         if usedWritten != 0 {
             let oldUsed = nextUsed
             let newUsed = oldUsed &+ usedWritten
-            if logUsed, let log {
+            if logUsed, let log = settings.log {
                 // Entries first, then the index, like DPDK: the log must cover what QEMU copies.
                 let first = UInt64(oldUsed & mask)
                 let count = UInt64(usedWritten)
@@ -247,22 +220,22 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
             }
             // Safe: used.idx lies in the checked used ring. Release: entries before index.
             vhost_shims_store_release_u16(used + 2, newUsed.littleEndian)
-            if logUsed { log?.markGuestPhysical(usedLogAddress &+ 2, length: 2) }
+            if logUsed { settings.log?.markGuestPhysical(usedLogAddress &+ 2, length: 2) }
             nextUsed = newUsed
-            if eventIndex && notificationsEnabled { publishAvailEvent() }
+            if settings.eventIndex && notificationsEnabled { publishAvailEvent() }
             // The guest may change used_event/flags concurrently: order our used.idx store
             // before reading its wishes (the store-load pair needs a full fence).
             vhost_shims_fence_seq_cst()
-            if call >= 0 && guestWantsInterrupt(oldUsed: oldUsed, newUsed: newUsed) {
-                EventFD.signal(raw: call)
+            if settings.callDescriptor >= 0 && guestWantsInterrupt(oldUsed: oldUsed, newUsed: newUsed) {
+                EventFD.signal(raw: settings.callDescriptor)
                 counters.notificationsSent &+= 1
             }
-        } else if availTaken != 0 && eventIndex && notificationsEnabled {
+        } else if availTaken != 0 && settings.eventIndex && notificationsEnabled {
             publishAvailEvent()
         }
         // Both bursts reach here only having counted something (every avail entry taken and
         // every frame offered is counted): no test of each counter (see PackedVirtqueue.finishBurst).
-        statistics.record(counters)
+        settings.statistics.record(counters)
     }
 
     /// vring_need_event (VIRTIO 1.1 2.7.10): true when `usedEvent` lies in (oldUsed, newUsed],
@@ -276,7 +249,7 @@ public final class SplitVirtqueue: @unchecked Sendable {  // single owner thread
     /// otherwise unless the driver set VRING_AVAIL_F_NO_INTERRUPT.
     @inlinable @inline(__always)
     func guestWantsInterrupt(oldUsed: UInt16, newUsed: UInt16) -> Bool {
-        if eventIndex {
+        if settings.eventIndex {
             // Safe: used_event is the last u16 of the checked avail ring (4 + 2 * size).
             let usedEvent = UInt16(littleEndian: vhost_shims_load_relaxed_u16(avail + 4 + 2 * Int(size)))
             return Self.needsEvent(usedEvent: usedEvent, newUsed: newUsed, oldUsed: oldUsed)

@@ -1,3 +1,5 @@
+import VhostSystem
+
 /// Gathers one transmitted chain into a dataplane buffer: the first `headerSize` bytes
 /// (wherever the descriptors split them) into the virtio-net header, the rest into the
 /// buffer's data; shared by both ring layouts. A chain too large for the buffer is still
@@ -39,6 +41,24 @@ struct TransmitFrameGather {
         // range was translated whole (one region).
         (data + frameLength).copyMemory(from: source, byteCount: remaining)
         frameLength &+= remaining
+    }
+
+    /// Takes every segment of `chain`; false at a malformed or device-writable one (a
+    /// transmit buffer is device-readable only: 2.7.4.2, 2.8.6). Generic for the two walkers,
+    /// and specialized: no existential on the dataplane.
+    @inlinable @inline(__always)
+    mutating func takeAll<Walk: DescriptorChainWalk>(from chain: inout Walk) -> Bool {
+        while true {
+            switch chain.next() {
+            case .end:
+                return true
+            case .malformed:
+                return false
+            case .segment(let host, let length, _, let writable):
+                guard !writable else { return false }
+                take(host, length: length)
+            }
+        }
     }
 
     /// Checks the whole chain and, when it is a deliverable frame, sets the buffer's length

@@ -1,3 +1,5 @@
+import VhostSystem
+
 /// Reading a transmitted virtio-net header that the driver may have split over several
 /// buffers (legal, rare); shared by both ring layouts.
 extension VirtioNetHeader {

@@ -34,40 +34,20 @@ public enum Virtqueue: @unchecked Sendable {  // see the classes' threading note
 
     public static func === (lhs: Virtqueue, rhs: Virtqueue) -> Bool { lhs.object === rhs.object }
 
-    public var memory: GuestMemory {
+    /// What the ring took from the device (`NegotiatedRingSettings`).
+    public var settings: NegotiatedRingSettings {
         switch self {
-        case .split(let queue): queue.memory
-        case .packed(let queue): queue.memory
+        case .split(let queue): queue.settings
+        case .packed(let queue): queue.settings
         }
     }
 
-    public var statistics: VirtqueueStatistics {
-        switch self {
-        case .split(let queue): queue.statistics
-        case .packed(let queue): queue.statistics
-        }
-    }
-
-    public var negotiatedFeatures: UInt64 {
-        switch self {
-        case .split(let queue): queue.negotiatedFeatures
-        case .packed(let queue): queue.negotiatedFeatures
-        }
-    }
-
-    public var callDescriptor: Int32 {
-        switch self {
-        case .split(let queue): queue.callDescriptor
-        case .packed(let queue): queue.callDescriptor
-        }
-    }
-
-    public var dirtyLog: DirtyLog? {
-        switch self {
-        case .split(let queue): queue.dirtyLog
-        case .packed(let queue): queue.dirtyLog
-        }
-    }
+    public var memory: GuestMemory { settings.memory }
+    public var statistics: VirtqueueStatistics { settings.statistics }
+    public var negotiatedFeatures: UInt64 { settings.negotiatedFeatures }
+    /// The call eventfd, -1 for none.
+    public var callDescriptor: Int32 { settings.callDescriptor }
+    public var dirtyLog: DirtyLog? { settings.dirtyLog }
 
     public var logsUsedRing: Bool {
         switch self {

@@ -1,26 +1,13 @@
 import VhostSystem
 
 /// Builds the queue the dataplane gets for a ring the control plane set up: the ring's
-/// mapped layout and position plus what the whole device shares (memory, features, dirty
-/// log, fault flag). Everything given here must outlive the queue: the call fd is not owned.
+/// mapped layout and position plus the settings both layouts take (`NegotiatedRingSettings`:
+/// what the whole device shares and the ring's own call fd and counters), worked out once here.
 public struct VirtqueueBuilder {
-    public var memory: GuestMemory
-    public var negotiatedFeatures: UInt64
-    /// The call eventfd, -1 for none.
-    public var callDescriptor: Int32
-    public var statistics: VirtqueueStatistics
-    /// Only when LOG_ALL is on (the queues log nothing otherwise).
-    public var dirtyLog: DirtyLog?
-    public var faultFlag: GuestFaultFlag?
+    public var settings: NegotiatedRingSettings
 
-    public init(memory: GuestMemory, negotiatedFeatures: UInt64, callDescriptor: Int32, statistics: VirtqueueStatistics,
-                dirtyLog: DirtyLog?, faultFlag: GuestFaultFlag?) {
-        self.memory = memory
-        self.negotiatedFeatures = negotiatedFeatures
-        self.callDescriptor = callDescriptor
-        self.statistics = statistics
-        self.dirtyLog = dirtyLog
-        self.faultFlag = faultFlag
+    public init(_ settings: NegotiatedRingSettings) {
+        self.settings = settings
     }
 
     /// A fresh queue and the position it really starts from (see `makeSplit`).
@@ -43,9 +30,7 @@ public struct VirtqueueBuilder {
     /// only for a base the front-end sent. Returns the position the queue starts from.
     public func makeSplit(_ layout: VirtqueueLayout, at position: VirtqueuePosition) -> (SplitVirtqueue, VirtqueuePosition) {
         let build = { (base: UInt16, used: UInt16?) in
-            SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures, lastAvailIndex: base,
-                           lastUsedIndex: used, callDescriptor: callDescriptor, statistics: statistics,
-                           dirtyLog: dirtyLog, faultFlag: faultFlag)
+            SplitVirtqueue(layout: layout, settings: settings, lastAvailIndex: base, lastUsedIndex: used)
         }
         if let usedBase = position.usedBase { return (build(position.base, usedBase), position) }
         let queue = build(position.base, nil)
@@ -62,15 +47,13 @@ public struct VirtqueueBuilder {
     public func makePacked(_ layout: PackedVirtqueueLayout, at position: VirtqueuePosition) -> PackedVirtqueue {
         let (index, wrap) = PackedVirtqueue.decodeBase(position.packedBase)
         let used = position.usedBase.map(PackedVirtqueue.decodeBase)
-        return PackedVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures, lastAvailIndex: index,
-                               availWrapCounter: wrap, lastUsedIndex: used?.index, usedWrapCounter: used?.wrap,
-                               callDescriptor: callDescriptor, statistics: statistics, dirtyLog: dirtyLog, faultFlag: faultFlag)
+        return PackedVirtqueue(layout: layout, settings: settings, lastAvailIndex: index, availWrapCounter: wrap,
+                               lastUsedIndex: used?.index, usedWrapCounter: used?.wrap)
     }
 
     /// A read-only view of a split ring for the indices in guest memory: never published,
     /// never writes guest memory (a stopped ring belongs to the front-end).
     public func observer(_ layout: VirtqueueLayout, at base: UInt16) -> SplitVirtqueue {
-        SplitVirtqueue(layout: layout, memory: memory, negotiatedFeatures: negotiatedFeatures, lastAvailIndex: base,
-                       callDescriptor: -1, statistics: statistics, dirtyLog: nil, observeOnly: true)
+        SplitVirtqueue(layout: layout, settings: settings.observing, lastAvailIndex: base, observeOnly: true)
     }
 }

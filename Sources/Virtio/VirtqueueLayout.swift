@@ -32,26 +32,12 @@ public struct VirtqueueLayout: @unchecked Sendable {  // plain pointers into mem
     /// Includes avail_event.
     @inlinable public static func usedRingSize(_ size: Int) -> UInt64 { 6 + 8 * UInt64(size) }
 
-    /// Checks and translates ring addresses given as front-end virtual addresses.
-    /// `size` must be a power of two in 1...32768; the descriptor table must be 16-byte,
-    /// the avail ring 2-byte and the used ring 4-byte aligned (VIRTIO 1.1 2.7), both as
-    /// addresses and as host pointers (the index fields are accessed atomically).
+    /// Checks and translates ring addresses given as front-end virtual addresses (see
+    /// `mapTables` for the rules); a log address must leave room for the used ring.
     public static func map(size: Int, descriptorAddress: UInt64, availAddress: UInt64, usedAddress: UInt64,
                            logGuestAddress: UInt64?, memory: GuestMemory) throws(VirtqueueError) -> VirtqueueLayout {
-        guard size >= 1, size <= maxSize, size & (size - 1) == 0 else { throw .invalidSize }
-        guard descriptorAddress % 16 == 0, availAddress % 2 == 0, usedAddress % 4 == 0 else { throw .misaligned }
-        guard let descriptors = memory.translateFrontendVirtual(descriptorAddress, length: descriptorTableSize(size)) else {
-            throw .unmappedDescriptorTable
-        }
-        guard let avail = memory.translateFrontendVirtual(availAddress, length: availRingSize(size)) else {
-            throw .unmappedAvailRing
-        }
-        guard let used = memory.translateFrontendVirtual(usedAddress, length: usedRingSize(size)) else {
-            throw .unmappedUsedRing
-        }
-        guard UInt(bitPattern: descriptors) % 16 == 0, UInt(bitPattern: avail) % 2 == 0, UInt(bitPattern: used) % 4 == 0 else {
-            throw .misaligned
-        }
+        let (descriptors, avail, used) = try mapTables(size: size, descriptorAddress: descriptorAddress, availAddress: availAddress,
+                                                       usedAddress: usedAddress, in: .frontendVirtual, memory: memory)
         if let log = logGuestAddress {
             guard !log.addingReportingOverflow(usedRingSize(size)).overflow else { throw .invalidLogAddress }
         }
@@ -63,27 +49,30 @@ public struct VirtqueueLayout: @unchecked Sendable {  // plain pointers into mem
     /// ACCESS_PLATFORM-free addresses this way, and tests).
     public static func map(size: Int, guestPhysicalDescriptorAddress: UInt64, availAddress: UInt64, usedAddress: UInt64,
                            memory: GuestMemory, logUsedRing: Bool) throws(VirtqueueError) -> VirtqueueLayout {
-        guard size >= 1, size <= maxSize, size & (size - 1) == 0 else { throw .invalidSize }
-        guard guestPhysicalDescriptorAddress % 16 == 0, availAddress % 2 == 0, usedAddress % 4 == 0 else { throw .misaligned }
-        guard let descriptors = memory.translateGuestPhysical(guestPhysicalDescriptorAddress, length: descriptorTableSize(size)) else {
-            throw .unmappedDescriptorTable
-        }
-        guard let avail = memory.translateGuestPhysical(availAddress, length: availRingSize(size)) else { throw .unmappedAvailRing }
-        guard let used = memory.translateGuestPhysical(usedAddress, length: usedRingSize(size)) else { throw .unmappedUsedRing }
-        guard UInt(bitPattern: descriptors) % 16 == 0, UInt(bitPattern: avail) % 2 == 0, UInt(bitPattern: used) % 4 == 0 else {
-            throw .misaligned
-        }
+        let (descriptors, avail, used) = try mapTables(size: size, descriptorAddress: guestPhysicalDescriptorAddress,
+                                                       availAddress: availAddress, usedAddress: usedAddress, in: .guestPhysical,
+                                                       memory: memory)
         return VirtqueueLayout(size: UInt16(size), descriptorTable: descriptors, availRing: avail, usedRing: used,
                                usedLogGuestAddress: logUsedRing ? usedAddress : nil)
     }
 
-    @usableFromInline
-    init(size: UInt16, descriptorTable: UnsafeMutableRawPointer, availRing: UnsafeMutableRawPointer,
-         usedRing: UnsafeMutableRawPointer, usedLogGuestAddress: UInt64?) {
-        self.size = size
-        self.descriptorTable = descriptorTable
-        self.availRing = availRing
-        self.usedRing = usedRing
-        self.usedLogGuestAddress = usedLogGuestAddress
+    /// What both `map`s check: `size` a power of two in 1...32768; the descriptor table 16-byte,
+    /// the avail ring 2-byte and the used ring 4-byte aligned (VIRTIO 1.1 2.7), both as
+    /// addresses and as host pointers (the index fields are accessed atomically); each table
+    /// inside one region.
+    private static func mapTables(size: Int, descriptorAddress: UInt64, availAddress: UInt64, usedAddress: UInt64,
+                                  in space: GuestAddressSpace, memory: GuestMemory) throws(VirtqueueError)
+        -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
+        guard size >= 1, size <= maxSize, size & (size - 1) == 0 else { throw .invalidSize }
+        guard descriptorAddress % 16 == 0, availAddress % 2 == 0, usedAddress % 4 == 0 else { throw .misaligned }
+        guard let descriptors = memory.translate(descriptorAddress, length: descriptorTableSize(size), in: space) else {
+            throw .unmappedDescriptorTable
+        }
+        guard let avail = memory.translate(availAddress, length: availRingSize(size), in: space) else { throw .unmappedAvailRing }
+        guard let used = memory.translate(usedAddress, length: usedRingSize(size), in: space) else { throw .unmappedUsedRing }
+        guard UInt(bitPattern: descriptors) % 16 == 0, UInt(bitPattern: avail) % 2 == 0, UInt(bitPattern: used) % 4 == 0 else {
+            throw .misaligned
+        }
+        return (descriptors, avail, used)
     }
 }

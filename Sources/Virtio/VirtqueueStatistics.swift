@@ -1,86 +1,67 @@
-import Synchronization
+import CVhostShims
 
 /// Per-queue counters. One writer (the poll thread that owns the queue) adds a burst's local
 /// sums once per burst with a relaxed load and store (no read-modify-write: there is only one
-/// writer); the management plane reads them at any time with `snapshot()`.
-public final class VirtqueueStatistics: Sendable {
-    // One atomic per counter of `VirtqueueStatisticsSnapshot.counters` (the table below says
-    // what each counts), added by `record` and read by `snapshot`.
-    public let packets = Atomic<UInt64>(0)
-    public let bytes = Atomic<UInt64>(0)
-    public let dropsMalformedDescriptor = Atomic<UInt64>(0)
-    public let dropsMalformedHeader = Atomic<UInt64>(0)
-    public let dropsNoBuffers = Atomic<UInt64>(0)
-    public let dropsTooLarge = Atomic<UInt64>(0)
-    public let dropsTooShort = Atomic<UInt64>(0)
-    public let dropsUnsupportedOffload = Atomic<UInt64>(0)
-    public let invalidHeads = Atomic<UInt64>(0)
-    public let ringErrors = Atomic<UInt64>(0)
-    public let notificationsSent = Atomic<UInt64>(0)
-    public let bursts = Atomic<UInt64>(0)
+/// writer); the management plane reads them at any time with `snapshot()`. They are kept in
+/// one block shaped like `VirtqueueStatisticsSnapshot`, so the snapshot is read through the
+/// family's table and a counter is declared once, as a field of the snapshot with its row.
+public final class VirtqueueStatistics: @unchecked Sendable {  // every access to `cells` is a relaxed atomic
+    // Unsafe: one snapshot-shaped block, allocated and zeroed once, freed in deinit.
+    @usableFromInline let cells: UnsafeMutablePointer<VirtqueueStatisticsSnapshot>
+    /// Where each row of `VirtqueueStatisticsSnapshot.counters` lies in a cell block.
+    static let rowOffsets = VirtqueueStatisticsSnapshot.counters.map { MemoryLayout<VirtqueueStatisticsSnapshot>.offset(of: $0.field)! }
 
-    public init() {}
+    public init() {
+        cells = .allocate(capacity: 1)
+        cells.initialize(to: VirtqueueStatisticsSnapshot())
+    }
 
-    /// Adds one burst's sums. Single writer only. Inlined and borrowed: a copy of the sums is
-    /// made with wider loads than they were stored with, and such a load waits for the store
-    /// buffer to drain (seen in the poll thread's profile).
+    deinit {
+        cells.deallocate()
+    }
+
+    /// Adds one burst's sums and counts the burst. Single writer only. Inlined and borrowed: a
+    /// copy of the sums is made with wider loads than they were stored with, and such a load
+    /// waits for the store buffer to drain (seen in the poll thread's profile). Written out
+    /// field by field for that reason: the hot path takes no key path.
     @inlinable @inline(__always)
     public func record(_ burst: borrowing VirtqueueBurstCounters) {
-        Self.add(packets, burst.packets)
-        Self.add(bytes, burst.bytes)
-        Self.add(dropsMalformedDescriptor, burst.dropsMalformedDescriptor)
-        Self.add(dropsMalformedHeader, burst.dropsMalformedHeader)
-        Self.add(dropsNoBuffers, burst.dropsNoBuffers)
-        Self.add(dropsTooLarge, burst.dropsTooLarge)
-        Self.add(dropsTooShort, burst.dropsTooShort)
-        Self.add(dropsUnsupportedOffload, burst.dropsUnsupportedOffload)
-        Self.add(invalidHeads, burst.invalidHeads)
-        Self.add(ringErrors, burst.ringErrors)
-        Self.add(notificationsSent, burst.notificationsSent)
-        Self.add(bursts, 1)
+        // Unsafe: each address is a stored UInt64 field of the block (the `&` of a stored
+        // property through `pointee` is its own address).
+        Self.add(&cells.pointee.packets, burst.packets)
+        Self.add(&cells.pointee.bytes, burst.bytes)
+        Self.add(&cells.pointee.dropsMalformedDescriptor, burst.dropsMalformedDescriptor)
+        Self.add(&cells.pointee.dropsMalformedHeader, burst.dropsMalformedHeader)
+        Self.add(&cells.pointee.dropsNoBuffers, burst.dropsNoBuffers)
+        Self.add(&cells.pointee.dropsTooLarge, burst.dropsTooLarge)
+        Self.add(&cells.pointee.dropsTooShort, burst.dropsTooShort)
+        Self.add(&cells.pointee.dropsUnsupportedOffload, burst.dropsUnsupportedOffload)
+        Self.add(&cells.pointee.invalidHeads, burst.invalidHeads)
+        Self.add(&cells.pointee.ringErrors, burst.ringErrors)
+        Self.add(&cells.pointee.notificationsSent, burst.notificationsSent)
+        Self.add(&cells.pointee.bursts, 1)
     }
 
     @inlinable @inline(__always)
-    static func add(_ counter: borrowing Atomic<UInt64>, _ amount: UInt64) {
+    static func add(_ cell: UnsafeMutablePointer<UInt64>, _ amount: UInt64) {
         guard amount != 0 else { return }
-        counter.store(counter.load(ordering: .relaxed) &+ amount, ordering: .relaxed)
+        vhost_shims_store_relaxed_u64(cell, vhost_shims_load_relaxed_u64(cell) &+ amount)
     }
 
-    /// The counters now. Management side (any thread); the table drives everything after.
+    /// The counters now, row by row of the table. Management side (any thread).
     public func snapshot() -> VirtqueueStatisticsSnapshot {
         var s = VirtqueueStatisticsSnapshot()
-        s.packets = packets.load(ordering: .relaxed)
-        s.bytes = bytes.load(ordering: .relaxed)
-        s.dropsMalformedDescriptor = dropsMalformedDescriptor.load(ordering: .relaxed)
-        s.dropsMalformedHeader = dropsMalformedHeader.load(ordering: .relaxed)
-        s.dropsNoBuffers = dropsNoBuffers.load(ordering: .relaxed)
-        s.dropsTooLarge = dropsTooLarge.load(ordering: .relaxed)
-        s.dropsTooShort = dropsTooShort.load(ordering: .relaxed)
-        s.dropsUnsupportedOffload = dropsUnsupportedOffload.load(ordering: .relaxed)
-        s.invalidHeads = invalidHeads.load(ordering: .relaxed)
-        s.ringErrors = ringErrors.load(ordering: .relaxed)
-        s.notificationsSent = notificationsSent.load(ordering: .relaxed)
-        s.bursts = bursts.load(ordering: .relaxed)
+        for (row, offset) in zip(VirtqueueStatisticsSnapshot.counters, Self.rowOffsets) {
+            // Unsafe: offset is a stored UInt64 field's, inside the block.
+            s[keyPath: row.field] = vhost_shims_load_relaxed_u64(UnsafeRawPointer(cells) + offset)
+        }
         return s
     }
 }
 
-/// One burst's counts, summed in locals on the poll thread and recorded once.
-public struct VirtqueueBurstCounters {
-    public var packets: UInt64 = 0
-    public var bytes: UInt64 = 0
-    public var dropsMalformedDescriptor: UInt64 = 0
-    public var dropsMalformedHeader: UInt64 = 0
-    public var dropsNoBuffers: UInt64 = 0
-    public var dropsTooLarge: UInt64 = 0
-    public var dropsTooShort: UInt64 = 0
-    public var dropsUnsupportedOffload: UInt64 = 0
-    public var invalidHeads: UInt64 = 0
-    public var ringErrors: UInt64 = 0
-    public var notificationsSent: UInt64 = 0
-
-    @inlinable public init() {}
-}
+/// One burst's counts, summed in locals on the poll thread and recorded once: the snapshot's
+/// fields (its `bursts` stays 0 there; `record` counts the burst).
+public typealias VirtqueueBurstCounters = VirtqueueStatisticsSnapshot
 
 /// The counters at one moment, as plain values. The table is the family's schema: what each
 /// counter means, its JSON field (in a vring's `counters` and a port's `rx`/`tx`) and its
@@ -100,7 +81,7 @@ public struct VirtqueueStatisticsSnapshot: Equatable, Sendable, CounterSnapshot 
     public var notificationsSent: UInt64 = 0
     public var bursts: UInt64 = 0
 
-    public init() {}
+    @inlinable public init() {}
 
     public static let counters: [CounterDescriptor<Self>] = [
         .init(\.packets, json: "packets", .frames,
@@ -108,24 +89,18 @@ public struct VirtqueueStatisticsSnapshot: Equatable, Sendable, CounterSnapshot 
         .init(\.bytes, json: "bytes", .bytes, "Frame bytes moved, without the virtio-net header.", metric: .portBytes),
         .init(\.bursts, json: "bursts", .events, "Bursts that moved at least one entry.", metric: .ringBursts),
         .init(\.notificationsSent, json: "notifications_sent", .events, "Call eventfd writes.", metric: .ringNotifications),
-        .init(\.dropsMalformedDescriptor, json: "drops_malformed_descriptor", .frames,
-              "Chains that broke a ring rule (bad index, loop, unmapped, wrong direction, ...).",
-              metric: .portDrops, .reason("malformed_descriptor")),
-        .init(\.dropsMalformedHeader, json: "drops_malformed_header", .frames,
-              "Transmitted frames whose virtio-net header asks for something invalid or not negotiated.",
-              metric: .portDrops, .reason("malformed_header")),
-        .init(\.dropsNoBuffers, json: "drops_no_buffers", .frames,
-              "Receive side: frames dropped because the guest posted no (or not enough) buffers.",
-              metric: .portDrops, .reason("no_buffers")),
-        .init(\.dropsTooLarge, json: "drops_too_large", .frames,
-              "Frames larger than the buffer meant to hold them (dataplane buffer, or a receive chain).",
-              metric: .portDrops, .reason("too_large")),
-        .init(\.dropsTooShort, json: "drops_too_short", .frames,
-              "Frames shorter than an Ethernet header (14 bytes), or chains shorter than the net header.",
-              metric: .portDrops, .reason("too_short")),
-        .init(\.dropsUnsupportedOffload, json: "drops_unsupported_offload", .frames,
-              "Receive side: frames needing an offload (checksum, GSO) the guest did not negotiate.",
-              metric: .portDrops, .reason("unsupported_offload")),
+        .drop(\.dropsMalformedDescriptor, "malformed_descriptor",
+              "Chains that broke a ring rule (bad index, loop, unmapped, wrong direction, ...)."),
+        .drop(\.dropsMalformedHeader, "malformed_header",
+              "Transmitted frames whose virtio-net header asks for something invalid or not negotiated."),
+        .drop(\.dropsNoBuffers, "no_buffers",
+              "Receive side: frames dropped because the guest posted no (or not enough) buffers."),
+        .drop(\.dropsTooLarge, "too_large",
+              "Frames larger than the buffer meant to hold them (dataplane buffer, or a receive chain)."),
+        .drop(\.dropsTooShort, "too_short",
+              "Frames shorter than an Ethernet header (14 bytes), or chains shorter than the net header."),
+        .drop(\.dropsUnsupportedOffload, "unsupported_offload",
+              "Receive side: frames needing an offload (checksum, GSO) the guest did not negotiate."),
         .init(\.invalidHeads, json: "invalid_heads", .events,
               "Avail entries skipped without a used entry: head index out of range, or a head already taken in the same burst (the guest submitted it twice).",
               metric: .ringInvalidHeads),
@@ -138,12 +113,8 @@ public struct VirtqueueStatisticsSnapshot: Equatable, Sendable, CounterSnapshot 
 }
 
 extension CounterMetricFamily {
-    public static let ringBursts = CounterMetricFamily(
-        "vhost_switch_port_bursts_total", help: "Bursts that moved at least one ring entry. " + directionHelp)
-    public static let ringNotifications = CounterMetricFamily(
-        "vhost_switch_port_notifications_total", help: "Call eventfd writes to the guest. " + directionHelp)
-    public static let ringInvalidHeads = CounterMetricFamily(
-        "vhost_switch_port_invalid_heads_total", help: "Avail entries skipped: head out of range or submitted twice. " + directionHelp)
-    public static let ringErrors = CounterMetricFamily(
-        "vhost_switch_port_ring_errors_total", help: "Times a ring was declared broken. " + directionHelp)
+    public static let ringBursts = port("bursts", help: "Bursts that moved at least one ring entry.")
+    public static let ringNotifications = port("notifications", help: "Call eventfd writes to the guest.")
+    public static let ringInvalidHeads = port("invalid_heads", help: "Avail entries skipped: head out of range or submitted twice.")
+    public static let ringErrors = port("ring_errors", help: "Times a ring was declared broken.")
 }

@@ -47,10 +47,12 @@ final class SimulatedGuestPort: @unchecked Sendable {
         fixture = try GuestMemoryFixture(size: UInt64((dataEnd + megabyte - 1) / megabyte * megabyte))
         receiveRing = try SplitGuestDriverRing(fixture: fixture, size: Self.ringSize, ringAddress: 0)
         transmitRing = try SplitGuestDriverRing(fixture: fixture, size: Self.ringSize, ringAddress: 0x20000)
-        receiveQueue = SplitVirtqueue(layout: try receiveRing.layout(), memory: fixture.memory, negotiatedFeatures: features,
-                                      lastAvailIndex: 0, callDescriptor: -1, statistics: VirtqueueStatistics())
-        transmitQueue = SplitVirtqueue(layout: try transmitRing.layout(), memory: fixture.memory, negotiatedFeatures: features,
-                                       lastAvailIndex: 0, callDescriptor: -1, statistics: VirtqueueStatistics())
+        receiveQueue = SplitVirtqueue(layout: try receiveRing.layout(),
+                                      settings: NegotiatedRingSettings(memory: fixture.memory, negotiatedFeatures: features),
+                                      lastAvailIndex: 0)
+        transmitQueue = SplitVirtqueue(layout: try transmitRing.layout(),
+                                       settings: NegotiatedRingSettings(memory: fixture.memory, negotiatedFeatures: features),
+                                       lastAvailIndex: 0)
         // Every receive descriptor is one writable buffer; all are posted at once.
         for i in 0..<Self.ringSize {
             receiveRing.writeDescriptor(i, address: receiveData + UInt64(i * bufferSize), length: UInt32(bufferSize), flags: SplitGuestDriverRing.write)

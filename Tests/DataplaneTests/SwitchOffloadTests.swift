@@ -81,6 +81,6 @@ final class SwitchOffloadTests: SimulatedGuestSwitchTestCase {
         let shape = R.Shape()
         sender.transmit(frame: R.partial(R.frame(shape, payload: R.payload(3000)), shape), header: R.gsoHeader(shape, segmentSize: 1000))
         XCTAssertEqual(receiver.waitForFrames(1, timeout: 0.3), 0)
-        XCTAssertEqual(sender.transmitQueue.statistics.snapshot().dropsMalformedHeader, 1)
+        XCTAssertEqual(sender.transmitQueue.settings.statistics.snapshot().dropsMalformedHeader, 1)
     }
 }

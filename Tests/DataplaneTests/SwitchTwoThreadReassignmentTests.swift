@@ -50,7 +50,7 @@ final class SwitchTwoThreadReassignmentTests: SimulatedGuestSwitchTestCase {
         XCTAssertLessThanOrEqual(got, total, "no frame delivered twice")
         for guest in [a, b] {
             for active in guest.activeQueues {
-                let stats = try XCTUnwrap(active.queue.split).statistics.snapshot()
+                let stats = try XCTUnwrap(active.queue.split).settings.statistics.snapshot()
                 XCTAssertEqual(stats.invalidHeads, 0, "no head taken twice")
                 XCTAssertEqual(stats.ringErrors, 0)
             }

@@ -1,4 +1,5 @@
 import Virtio
+import VhostSystem
 
 /// The guest (driver) side of one virtqueue placed in a `GuestMemoryFixture`, in either ring
 /// layout: what a virtio-net driver does with a queue. Post a frame to send

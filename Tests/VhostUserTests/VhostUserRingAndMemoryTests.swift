@@ -392,7 +392,7 @@ final class VhostUserRingAndMemoryTests: XCTestCase {
         XCTAssertEqual(rebuilt.lastAvailIndex, 1, "the consumed head is not taken again")
         XCTAssertEqual(rebuilt.lastUsedIndex, 0)
         XCTAssertEqual(rebuilt.dequeueBurst(into: buffers, maxCount: 4), 0)
-        XCTAssertEqual(rebuilt.statistics.snapshot().invalidHeads, 1, "counted once, not twice")
+        XCTAssertEqual(rebuilt.settings.statistics.snapshot().invalidHeads, 1, "counted once, not twice")
     }
 
     func testReplyAckFailureLeavesNothingHalfConfigured() throws {

@@ -59,8 +59,10 @@ final class NotificationTests: XCTestCase {
         let fixture = try GuestMemoryFixture()
         let ring = try SplitGuestDriverRing(fixture: fixture, size: 8)
         let stats = VirtqueueStatistics()
-        let queue = SplitVirtqueue(layout: try ring.layout(), memory: fixture.memory, negotiatedFeatures: QueueHarness.modern,
-                                   lastAvailIndex: 0, callDescriptor: -1, statistics: stats)
+        let queue = SplitVirtqueue(layout: try ring.layout(),
+                                   settings: NegotiatedRingSettings(memory: fixture.memory, negotiatedFeatures: QueueHarness.modern,
+                                                                    statistics: stats),
+                                   lastAvailIndex: 0)
         ring.postTransmit(frame: QueueHarness.frame(60), headerSize: 12)
         let memory = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 16)
         defer { memory.deallocate() }

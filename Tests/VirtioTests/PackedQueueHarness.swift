@@ -17,7 +17,7 @@ final class PackedQueueHarness {
     let buffers: UnsafeMutablePointer<PacketBuffer>
     let bufferCount = 32
     let bufferCapacity: Int
-    var headerSize: Int { VirtioNetHeader.size(negotiated: queue.negotiatedFeatures) }
+    var headerSize: Int { VirtioNetHeader.size(negotiated: queue.settings.negotiatedFeatures) }
 
     init(features: UInt64 = PackedQueueHarness.modern, size: Int = 16, fixture: GuestMemoryFixture? = nil,
          bufferCapacity: Int = 2048, dirtyLog: DirtyLog? = nil, logRing: Bool = false,
@@ -26,9 +26,10 @@ final class PackedQueueHarness {
         self.fixture = try fixture ?? GuestMemoryFixture()
         ring = try PackedGuestDriverRing(fixture: self.fixture, size: size, ringAddress: ringAddress, dataAddress: dataAddress, dataSize: dataSize)
         call = try EventFD()
-        queue = PackedVirtqueue(layout: try ring.layout(logRing: logRing), memory: self.fixture.memory,
-                                negotiatedFeatures: features, lastAvailIndex: lastAvailIndex, availWrapCounter: availWrapCounter,
-                                callDescriptor: call.rawValue, statistics: statistics, dirtyLog: dirtyLog)
+        queue = PackedVirtqueue(layout: try ring.layout(logRing: logRing),
+                                settings: NegotiatedRingSettings(memory: self.fixture.memory, negotiatedFeatures: features,
+                                                                 callDescriptor: call.rawValue, statistics: statistics, dirtyLog: dirtyLog),
+                                lastAvailIndex: lastAvailIndex, availWrapCounter: availWrapCounter)
         self.bufferCapacity = bufferCapacity
         bufferMemory = .allocate(byteCount: bufferCount * bufferCapacity, alignment: 64)
         buffers = .allocate(capacity: bufferCount)

@@ -89,8 +89,10 @@ final class PackedVirtqueueNotificationTests: XCTestCase {
         let fixture = try GuestMemoryFixture()
         let ring = try Ring(fixture: fixture, size: 8)
         let statistics = VirtqueueStatistics()
-        let queue = PackedVirtqueue(layout: try ring.layout(), memory: fixture.memory, negotiatedFeatures: PackedQueueHarness.modern,
-                                    lastAvailIndex: 0, callDescriptor: -1, statistics: statistics)
+        let queue = PackedVirtqueue(layout: try ring.layout(),
+                                    settings: NegotiatedRingSettings(memory: fixture.memory, negotiatedFeatures: PackedQueueHarness.modern,
+                                                                     statistics: statistics),
+                                    lastAvailIndex: 0)
         ring.postTransmit(frame: QueueHarness.frame(60), headerSize: 12)
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 16)
         defer { buffer.deallocate() }

@@ -133,8 +133,9 @@ final class PackedVirtqueueTransmitTests: XCTestCase {
         // Drive the driver to slot 3 of its second lap (wrap 0) by posting and forgetting.
         for _ in 0..<11 { ring.postChain([(0x10000, 64)], writable: false) }
         XCTAssertFalse(ring.availWrap)
-        let queue = PackedVirtqueue(layout: try ring.layout(), memory: fixture.memory, negotiatedFeatures: PackedQueueHarness.modern,
-                                    lastAvailIndex: 3, availWrapCounter: false, callDescriptor: -1, statistics: VirtqueueStatistics())
+        let queue = PackedVirtqueue(layout: try ring.layout(),
+                                    settings: NegotiatedRingSettings(memory: fixture.memory, negotiatedFeatures: PackedQueueHarness.modern),
+                                    lastAvailIndex: 3, availWrapCounter: false)
         XCTAssertFalse(queue.hasAvailableBuffers(), "slots 3... still carry the first lap's marks")
         for i in 0..<5 { ring.postTransmit(frame: QueueHarness.frame(60, seed: UInt8(i)), headerSize: 12) }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 2048 * 8, alignment: 16)

@@ -18,7 +18,7 @@ final class QueueHarness {
     let buffers: UnsafeMutablePointer<PacketBuffer>
     let bufferCount = 32
     let bufferCapacity: Int
-    var headerSize: Int { VirtioNetHeader.size(negotiated: queue.negotiatedFeatures) }
+    var headerSize: Int { VirtioNetHeader.size(negotiated: queue.settings.negotiatedFeatures) }
 
     init(features: UInt64 = QueueHarness.modern, size: Int = 16, fixture: GuestMemoryFixture? = nil,
          bufferCapacity: Int = 2048, dirtyLog: DirtyLog? = nil, logUsedRing: Bool = false,
@@ -26,9 +26,10 @@ final class QueueHarness {
         self.fixture = try fixture ?? GuestMemoryFixture()
         ring = try SplitGuestDriverRing(fixture: self.fixture, size: size, ringAddress: ringAddress, dataAddress: dataAddress, dataSize: dataSize)
         call = try EventFD()
-        queue = SplitVirtqueue(layout: try ring.layout(logUsedRing: logUsedRing), memory: self.fixture.memory,
-                               negotiatedFeatures: features, lastAvailIndex: 0, callDescriptor: call.rawValue,
-                               statistics: statistics, dirtyLog: dirtyLog)
+        queue = SplitVirtqueue(layout: try ring.layout(logUsedRing: logUsedRing),
+                               settings: NegotiatedRingSettings(memory: self.fixture.memory, negotiatedFeatures: features,
+                                                                callDescriptor: call.rawValue, statistics: statistics, dirtyLog: dirtyLog),
+                               lastAvailIndex: 0)
         self.bufferCapacity = bufferCapacity
         bufferMemory = .allocate(byteCount: bufferCount * bufferCapacity, alignment: 64)
         buffers = .allocate(capacity: bufferCount)

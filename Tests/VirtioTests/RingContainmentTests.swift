@@ -34,8 +34,10 @@ final class RingContainmentTests: XCTestCase {
     func testARingThatKeepsFailingIsStoppedAndRaisesTheFaultFlag() throws {
         let h = try loopingSplitRing()
         let flag = GuestFaultFlag()
-        let queue = SplitVirtqueue(layout: try h.ring.layout(), memory: h.fixture.memory, negotiatedFeatures: QueueHarness.modern,
-                                   lastAvailIndex: 0, callDescriptor: -1, statistics: h.statistics, faultFlag: flag)
+        let queue = SplitVirtqueue(layout: try h.ring.layout(),
+                                   settings: NegotiatedRingSettings(memory: h.fixture.memory, negotiatedFeatures: QueueHarness.modern,
+                                                                    statistics: h.statistics, faultFlag: flag),
+                                   lastAvailIndex: 0)
         var bursts = 0
         while !queue.isBroken && bursts < 1000 {
             _ = queue.dequeueBurst(into: h.buffers, maxCount: 32)

@@ -61,8 +61,9 @@ final class SplitVirtqueueTransmitTests: XCTestCase {
         let fixture = try GuestMemoryFixture()
         let ring = try SplitGuestDriverRing(fixture: fixture, size: 8)
         for _ in 0..<65533 { ring.setAvailIndex(ring.availIndex &+ 1) }  // as if 65533 were consumed
-        let queue = SplitVirtqueue(layout: try ring.layout(), memory: fixture.memory, negotiatedFeatures: QueueHarness.modern,
-                                   lastAvailIndex: 65533, callDescriptor: -1, statistics: VirtqueueStatistics())
+        let queue = SplitVirtqueue(layout: try ring.layout(),
+                                   settings: NegotiatedRingSettings(memory: fixture.memory, negotiatedFeatures: QueueHarness.modern),
+                                   lastAvailIndex: 65533)
         for _ in 0..<5 { ring.postTransmit(frame: QueueHarness.frame(60), headerSize: 12) }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 2048 * 8, alignment: 16)
         defer { buffer.deallocate() }

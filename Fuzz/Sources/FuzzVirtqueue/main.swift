@@ -391,6 +391,8 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         layout.write(image.prefix(Int(layout.span))[...], at: 0)
     }
     let statistics = VirtqueueStatistics()
+    let settings = NegotiatedRingSettings(memory: layout.memory, negotiatedFeatures: features, statistics: statistics,
+                                          dirtyLog: dirtyLog)
     let queue: Virtqueue
     if packed {
         guard let ring = try? PackedVirtqueueLayout.map(size: ringSize, guestPhysicalDescriptorAddress: areas.descriptors,
@@ -399,18 +401,15 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             fatalError("packed ring layout refused for size \(ringSize)")
         }
         let base = PackedVirtqueue.decodeBase(startIndex)
-        queue = .packed(PackedVirtqueue(layout: ring, memory: layout.memory, negotiatedFeatures: features,
-                                        lastAvailIndex: base.index, availWrapCounter: base.wrap,
-                                        callDescriptor: -1, statistics: statistics, dirtyLog: dirtyLog))
+        queue = .packed(PackedVirtqueue(layout: ring, settings: settings, lastAvailIndex: base.index,
+                                        availWrapCounter: base.wrap))
     } else {
         guard let ring = try? VirtqueueLayout.map(size: ringSize, guestPhysicalDescriptorAddress: areas.descriptors,
                                                   availAddress: areas.avail, usedAddress: areas.used,
                                                   memory: layout.memory, logUsedRing: features & 1 != 0) else {
             fatalError("ring layout refused for size \(ringSize)")
         }
-        queue = .split(SplitVirtqueue(layout: ring, memory: layout.memory, negotiatedFeatures: features,
-                                      lastAvailIndex: startIndex, callDescriptor: -1,
-                                      statistics: statistics, dirtyLog: dirtyLog))
+        queue = .split(SplitVirtqueue(layout: ring, settings: settings, lastAvailIndex: startIndex))
     }
     let buffers = UnsafeMutablePointer<PacketBuffer>.allocate(capacity: bufferCount)
     var storage: [UnsafeMutableRawPointer] = []

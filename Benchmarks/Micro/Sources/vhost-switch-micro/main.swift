@@ -63,8 +63,8 @@ final class FakeRing {
         avail = guest.pointer(availAddr)
         let layout = try VirtqueueLayout.map(size: Self.size, guestPhysicalDescriptorAddress: descAddr, availAddress: availAddr,
                                              usedAddress: usedAddr, memory: guest.memory, logUsedRing: false)
-        queue = SplitVirtqueue(layout: layout, memory: guest.memory, negotiatedFeatures: 1 << 32, lastAvailIndex: 0,
-                               callDescriptor: -1, statistics: VirtqueueStatistics())
+        queue = SplitVirtqueue(layout: layout, settings: NegotiatedRingSettings(memory: guest.memory, negotiatedFeatures: 1 << 32),
+                               lastAvailIndex: 0)
     }
 
     /// The guest posts `count` heads (what a driver does per burst, minus building chains).
@@ -195,7 +195,7 @@ func ringBenchmarks(frameLength: Int) throws {
         let n = tx.queue.dequeueBurst(into: buffers, maxCount: burst)
         let m = rx.queue.enqueueBurst(buffers, count: n)
         guard n == burst, m == burst else {
-            fatalError("set-up check failed: dequeued \(n), enqueued \(m) of \(burst); tx \(tx.queue.statistics.snapshot()) rx \(rx.queue.statistics.snapshot())")
+            fatalError("set-up check failed: dequeued \(n), enqueued \(m) of \(burst); tx \(tx.queue.settings.statistics.snapshot()) rx \(rx.queue.settings.statistics.snapshot())")
         }
     }
 
