@@ -237,6 +237,7 @@ final class CNIPluginTests: XCTestCase {
         let port = Int.random(in: 20000..<60000)
         let tokenFile = NSTemporaryDirectory() + "cni-token-\(UUID().uuidString.prefix(6))"
         try "s3cret-token-for-tests\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokenFile)
         defer { try? FileManager.default.removeItem(atPath: tokenFile) }
         let live = try LiveSwitch(extraArguments: ["--listen", "127.0.0.1:\(port)", "--api-token-file", tokenFile])
         let api = "http://127.0.0.1:\(port)"
