@@ -97,8 +97,12 @@ final class ManagementHardeningDaemonTests: XCTestCase {
         let request = Array("GET /v1/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n".utf8)
         XCTAssertEqual(try request.withUnsafeBytes { try socket.write($0) }, request.count)
         XCTAssertTrue(waitUntil(timeout: 5) { self.subscribers(daemon) == 1 })
-        // Never read: enough events to fill the socket's buffers.
-        try churnPorts(daemon, count: 400)
+        // Never read: enough events to fill the socket's send buffer (each event is its own
+        // write of some 250 bytes, charged about 1 KiB), well under the 1 MiB at which a
+        // stream is cut for falling behind, which would end it without the time-out.
+        let sendBuffer = (try? String(contentsOfFile: "/proc/sys/net/core/wmem_default", encoding: .utf8))
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 212_992
+        try churnPorts(daemon, count: min(sendBuffer / 1024 + 200, 1500))
         let blockedAt = Date()
         XCTAssertTrue(waitUntil(timeout: 8) { self.subscribers(daemon) == 0 }, "the blocked stream is still open")
         XCTAssertLessThan(Date().timeIntervalSince(blockedAt), 8)
