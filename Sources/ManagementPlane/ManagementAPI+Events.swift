@@ -36,6 +36,9 @@ extension ManagementAPI {
         }
         let stream: EventStream
         do { stream = try events.subscribe(since: since, filter: filter, client: request.client) } catch {
+            // A client that went away holds its slot until a write to it fails: write now, so
+            // the retry (a reconnecting EventSource) finds the slot free.
+            events.heartbeat()
             throw Self.refused(error)
         }
         return HTTPResponse(status: 200, headers: [
@@ -46,7 +49,7 @@ extension ManagementAPI {
     }
 
     private static func refused(_ refusal: EventHub.Refusal) -> APIError {
-        let retry = [("Retry-After", "15")]
+        let retry = [("Retry-After", "2")]
         switch refusal {
         case .clientLimit(let limit):
             return APIError(.tooManyRequests, .tooManyEventStreams,

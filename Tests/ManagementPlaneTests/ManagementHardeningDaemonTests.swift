@@ -81,6 +81,15 @@ final class ManagementHardeningDaemonTests: XCTestCase {
         let total = try daemon.tcpAPI().request("GET", "/v1/events", headers: ["Accept: text/event-stream"])
         XCTAssertEqual(total.status, 503, total.body)
         XCTAssertEqual(total.errorCode, "too_many_event_streams")
+        // A client that went away frees its slot: the refusal itself probes the open streams
+        // (otherwise the next keep-alive, up to 15 s later, would).
+        streams[0].stop()
+        XCTAssertTrue(waitUntil(timeout: 4) {
+            // A stream that opens never ends: curl gives up after 1 s (exit 28).
+            do {
+                return try daemon.api.request("GET", "/v1/events", headers: ["Accept: text/event-stream"], timeout: 1).status == 200
+            } catch { return "\(error)".contains("failed (28)") }
+        }, "the slot of a closed stream is still taken")
         // Everything else still answers.
         XCTAssertEqual(try daemon.api.request("GET", "/v1/events").status, 200, "the JSON history is no stream")
         XCTAssertEqual(try daemon.api.request("GET", "/v1/health").status, 200)
