@@ -211,7 +211,7 @@ final class ManagementHardeningDaemonTests: XCTestCase {
         daemon.stop()
     }
 
-    func testReadinessFailsWhenTheControlLoopStallsButNotWhenThreadsSleep() throws {
+    func testReadinessFailsWhenTheControlLoopOrAPollThreadStallsButNotWhenThreadsSleep() throws {
         let daemon = try SwitchDaemonProcess.forAPITests()
         let metricsPort = freePort()
         try daemon.start(extraArguments: ["--pmd-threads", "1", "--readiness-stall-seconds", "2", "--metrics-listen", "127.0.0.1:\(metricsPort)"])
@@ -227,22 +227,24 @@ final class ManagementHardeningDaemonTests: XCTestCase {
         let checks = (try metrics.request("GET", "/v1/ready").object["checks"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
         XCTAssertEqual(checks, ["control-loop", "pmd0"])
 
-        // Stop the control thread alone (ptrace stops one thread; the API keeps serving).
-        let tid = try XCTUnwrap(threadID(of: daemon.pid, named: "vhost-control"))
-        let stopper = try stopThread(tid, seconds: 6)
-        defer { stopper.terminate(); stopper.waitUntilExit() }
-        var stalled: SwitchAPIClient.Reply?
-        XCTAssertTrue(waitUntil(timeout: 5) {
-            stalled = try? metrics.request("GET", "/v1/ready")
-            return stalled?.status == 503
-        }, "\(String(describing: stalled))")
-        XCTAssertEqual(stalled?.object["status"] as? String, "not_ready")
-        let control = (stalled?.object["checks"] as? [[String: Any]])?.first { $0["name"] as? String == "control-loop" }
-        XCTAssertEqual(control?["stalled"] as? Bool, true, "\(String(describing: stalled))")
-        XCTAssertEqual(try metrics.request("GET", "/v1/health").status, 200, "liveness is not readiness")
-        stopper.terminate()
-        stopper.waitUntilExit()
-        XCTAssertTrue(waitUntil(timeout: 5) { (try? metrics.request("GET", "/v1/ready"))?.status == 200 }, "ready again once it moves")
+        // Stop one thread at a time (ptrace stops that thread only; the API keeps serving).
+        for thread in ["vhost-control", "pmd0"] {
+            let tid = try XCTUnwrap(threadID(of: daemon.pid, named: thread), thread)
+            let stopper = try stopThread(tid, seconds: 6)
+            defer { if stopper.isRunning { stopper.terminate(); stopper.waitUntilExit() } }
+            var stalled: SwitchAPIClient.Reply?
+            XCTAssertTrue(waitUntil(timeout: 5) {
+                stalled = try? metrics.request("GET", "/v1/ready")
+                return stalled?.status == 503
+            }, "\(thread): \(String(describing: stalled))")
+            XCTAssertEqual(stalled?.object["status"] as? String, "not_ready")
+            let stalledNames = (stalled?.object["checks"] as? [[String: Any]] ?? []).filter { $0["stalled"] as? Bool == true }.compactMap { $0["name"] as? String }
+            XCTAssertEqual(stalledNames, [thread == "pmd0" ? "pmd0" : "control-loop"], "\(String(describing: stalled))")
+            XCTAssertEqual(try metrics.request("GET", "/v1/health").status, 200, "liveness is not readiness")
+            stopper.terminate()
+            stopper.waitUntilExit()
+            XCTAssertTrue(waitUntil(timeout: 5) { (try? metrics.request("GET", "/v1/ready"))?.status == 200 }, "ready again once \(thread) moves")
+        }
         daemon.stop()
     }
 
