@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(
             name: "ManagementPlaneTests",
-            dependencies: ["ManagementPlane", "PortService", "Dataplane", "VhostUser", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["ManagementPlane", "PortService", "Dataplane", "VhostUser", "VhostSystem", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CNITests", dependencies: ["TestSupport", "VhostSystem", "vhost-switch-cni"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem", "Virtio"]),
     ]

@@ -34,8 +34,10 @@ def read(relative):
 
 # --- the daemon's flags and defaults, from its source ---------------------------------------
 daemon_source = read("Sources/vhost-switchd/VhostSwitchDaemon.swift")
+flag_sources = "".join(read(os.path.join("Sources/vhost-switchd", name))
+                       for name in sorted(os.listdir(os.path.join(ROOT, "Sources/vhost-switchd"))) if name.endswith(".swift"))
 flags = set()
-for match in re.finditer(r"@(?:Option|Flag)\(name: \.long.*\n\s*var (\w+)", daemon_source):
+for match in re.finditer(r"@(?:Option|Flag)\(name: \.long.*\n\s*var (\w+)", flag_sources):
     flags.add("--" + re.sub(r"([A-Z])", lambda m: "-" + m.group(1).lower(), match.group(1)))
 defaults = {
     "run-dir": re.search(r'var runDir = "([^"]+)"', daemon_source).group(1),
@@ -71,8 +73,9 @@ def check_daemon_flags(values, where):
     if values.get("socket-dir", defaults["socket-dir"]) != defaults["socket-dir"]:
         problem(f"{where}: --socket-dir {values['socket-dir']} differs from <run-dir>/sockets")
     listen = values.get("listen")
-    if listen and not (listen.startswith("127.") or listen.startswith("[::1]")) and "api-token-file" not in values:
-        problem(f"{where}: --listen {listen} is not loopback and has no --api-token-file (the daemon refuses to start)")
+    loopback = listen and (listen.startswith("127.") or listen.startswith("[::1]"))
+    if listen and "api-token-file" not in values and not (loopback and "insecure-tcp" in values):
+        problem(f"{where}: --listen {listen} has no --api-token-file (the daemon refuses to start; --insecure-tcp is for loopback only)")
 
 
 # --- Dockerfile: the image layout ------------------------------------------------------------
@@ -226,18 +229,23 @@ for where, daemonset in daemonsets:
     resources = daemon.get("resources", {})
     if "hugepages-2Mi" not in resources.get("requests", {}) or resources["requests"].get("hugepages-2Mi") != resources.get("limits", {}).get("hugepages-2Mi"):
         problem(f"{where}: hugepages-2Mi must be requested with limits equal to requests")
-    listen = values.get("listen", "")
-    listen_port = int(listen.rsplit(":", 1)[1]) if listen else None
-    for probe_name in ("livenessProbe", "readinessProbe"):
+    # Probes go to the read-only listener (no token; the write-capable one needs one).
+    metrics = values.get("metrics-listen", "")
+    metrics_host, _, metrics_port = metrics.rpartition(":")
+    metrics_host = metrics_host.strip("[]")
+    for probe_name, path in (("livenessProbe", "/v1/health"), ("readinessProbe", "/v1/ready")):
         probe = daemon.get(probe_name, {})
         http = probe.get("httpGet")
         if http:
-            if http.get("path") != "/v1/health":
-                problem(f"{where}: {probe_name} must probe /v1/health")
-            if http.get("port") != listen_port:
-                problem(f"{where}: {probe_name} port {http.get('port')} is not the --listen port {listen_port}")
-            if listen and http.get("host", "") != listen.rsplit(":", 1)[0].strip("[]"):
-                problem(f"{where}: {probe_name} host {http.get('host')} is not the --listen address {listen}")
+            if http.get("path") != path:
+                problem(f"{where}: {probe_name} must probe {path}")
+            if not metrics or http.get("port") != int(metrics_port):
+                problem(f"{where}: {probe_name} port {http.get('port')} is not the --metrics-listen port ({metrics or 'none'})")
+            wildcard = metrics_host in ("0.0.0.0", "::")
+            if metrics and not wildcard and http.get("host", "") != metrics_host:
+                problem(f"{where}: {probe_name} host {http.get('host')} is not the --metrics-listen address {metrics}")
+            if metrics and wildcard and http.get("host") not in (None, "127.0.0.1", "::1"):
+                problem(f"{where}: {probe_name} host {http.get('host')} is not an address of --metrics-listen {metrics}")
         elif "exec" in probe:
             if not any(defaults["api-socket"] in part for part in probe["exec"]["command"]):
                 problem(f"{where}: {probe_name} exec probe does not use {defaults['api-socket']}")

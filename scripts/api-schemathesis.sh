@@ -28,7 +28,7 @@ fi
 WORK="$(mktemp -d /tmp/vs-schemathesis.XXXXXX)"
 PORT=$(( 20000 + RANDOM % 20000 ))
 "$BINARY" --run-dir "$WORK/run" --socket-dir "$WORK/s" --state-dir "$WORK/state" --pmd-threads 1 \
-    --listen "127.0.0.1:$PORT" --log-level warning >"$WORK/daemon.log" 2>&1 &
+    --listen "127.0.0.1:$PORT" --insecure-tcp --log-level warning >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 cleanup() {
     kill "$DAEMON" 2>/dev/null

@@ -9,7 +9,9 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         case conflict = 409
         case payloadTooLarge = 413
         case unsupportedMediaType = 415
+        case misdirectedRequest = 421
         case unprocessable = 422
+        case tooManyRequests = 429
         case internalError = 500
         case notImplemented = 501
         case unavailable = 503
@@ -22,6 +24,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         case immutableField = "immutable_field"
         case invalidBody = "invalid_body"
         case invalidEventType = "invalid_event_type"
+        case invalidHost = "invalid_host"
         case invalidJson = "invalid_json"
         case invalidMac = "invalid_mac"
         case invalidMask = "invalid_mask"
@@ -36,6 +39,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         case portExists = "port_exists"
         case portFailed = "port_failed"
         case portNotFound = "port_not_found"
+        case tooManyEventStreams = "too_many_event_streams"
         case unauthorized
         case unknownFeature = "unknown_feature"
         case unknownField = "unknown_field"

@@ -19,16 +19,33 @@ public struct BearerToken: Sendable {
     }
 
     /// Reads the token from a file; surrounding whitespace (a trailing newline) is ignored.
+    /// The file must be readable by its owner only (mode 0600 or 0400) and owned by root or
+    /// by the daemon's user: a secret others can read or replace is no secret.
     public static func load(path: String) throws(LoadError) -> BearerToken {
-        let bytes: [UInt8]?
-        do { bytes = try FileSystem.readFile(path, maxBytes: 4096) } catch {
+        let file: (bytes: [UInt8], status: FileStatus)?
+        do { file = try FileSystem.readFileAndStatus(path, maxBytes: 4096) } catch {
             throw LoadError(description: "cannot read the API token file \(path): \(error)")
         }
-        guard let bytes else { throw LoadError(description: "the API token file \(path) does not exist") }
+        guard let (bytes, status) = file else { throw LoadError(description: "the API token file \(path) does not exist") }
+        if let problem = ownershipProblem(status, ownUserID: PeerIdentity.ownUserID) {
+            throw LoadError(description: "the API token file \(path) \(problem)")
+        }
         let text = String(decoding: bytes, as: UTF8.self)
         let trimmed = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == " " || $0 == "\t" })
         guard trimmed.count == 1 else { throw LoadError(description: "the API token file \(path) must hold one token") }
         return try BearerToken(String(trimmed[0]))
+    }
+
+    /// Why a token file with `status` must not be used; nil when it may.
+    static func ownershipProblem(_ status: FileStatus, ownUserID: UInt32) -> String? {
+        if status.permissions & 0o077 != 0 {
+            let mode = String(status.permissions, radix: 8)
+            return "has mode 0\(mode): group or others may read or change it; use mode 0600 or 0400 (chmod 0600)"
+        }
+        if status.ownerID != 0 && status.ownerID != ownUserID {
+            return "is owned by uid \(status.ownerID), not by root or the daemon's user (uid \(ownUserID)); chown it"
+        }
+        return nil
     }
 
     /// True for "Bearer <token>" with exactly this token.

@@ -32,6 +32,26 @@ public final class EventHub: Sendable {
     private struct Subscriber {
         var stream: EventStream
         var filter: Filter
+        /// Who opened it (`HTTPRequest.client`), for the per-client limit.
+        var client: String?
+    }
+
+    /// How many streams may be open: in all (below the server's connection limit, so other
+    /// requests always find a connection), and per client.
+    public struct Limits: Sendable, Equatable {
+        public var total = 32
+        public var perClient = 8
+
+        public init(total: Int = 32, perClient: Int = 8) {
+            self.total = total
+            self.perClient = perClient
+        }
+    }
+
+    /// Why `subscribe(since:filter:client:)` opened no stream.
+    public enum Refusal: Error, Equatable {
+        case clientLimit(Int)
+        case totalLimit(Int)
     }
 
     private struct State {
@@ -43,12 +63,14 @@ public final class EventHub: Sendable {
     }
 
     public let capacity: Int
+    public let limits: Limits
     private let state = Mutex(State())
     /// Also told about every event (the daemon logs through it; persistence may listen).
     private let observers = Mutex<[SwitchEventHandler]>([])
 
-    public init(capacity: Int = 1024) {
+    public init(capacity: Int = 1024, limits: Limits = Limits()) {
         self.capacity = max(1, capacity)
+        self.limits = limits
     }
 
     /// The closure to install as the switch's event handler.
@@ -104,18 +126,33 @@ public final class EventHub: Sendable {
     /// A stream that starts with the matching history after `since` (when given) and then
     /// receives every matching event as it is published.
     public func subscribe(since: UInt64?, filter: Filter) -> EventStream {
-        state.withLock { state in
-            // "retry" tells EventSource clients how long to wait before reconnecting.
-            var initial = Array("retry: 2000\n: vhost-switch events; next id \(state.nextID)\n\n".utf8)
-            if let since {
-                for event in Self.ordered(state) where event.id > since && filter.matches(event.event) {
-                    initial.append(contentsOf: Self.serverSentEvent(event))
-                }
+        state.withLock { state in Self.add(&state, since: since, filter: filter, client: nil) }
+    }
+
+    /// Like `subscribe(since:filter:)`, within `limits`: a client with `perClient` open
+    /// streams, or a hub with `total`, gets none.
+    public func subscribe(since: UInt64?, filter: Filter, client: String?) throws(Refusal) -> EventStream {
+        try state.withLock { state throws(Refusal) -> EventStream in
+            let open = state.subscribers.filter { !$0.stream.isFinished }
+            if let client, open.count(where: { $0.client == client }) >= limits.perClient {
+                throw .clientLimit(limits.perClient)
             }
-            let stream = EventStream(initial: initial)
-            state.subscribers.append(Subscriber(stream: stream, filter: filter))
-            return stream
+            if open.count >= limits.total { throw .totalLimit(limits.total) }
+            return Self.add(&state, since: since, filter: filter, client: client)
         }
+    }
+
+    private static func add(_ state: inout State, since: UInt64?, filter: Filter, client: String?) -> EventStream {
+        // "retry" tells EventSource clients how long to wait before reconnecting.
+        var initial = Array("retry: 2000\n: vhost-switch events; next id \(state.nextID)\n\n".utf8)
+        if let since {
+            for event in Self.ordered(state) where event.id > since && filter.matches(event.event) {
+                initial.append(contentsOf: Self.serverSentEvent(event))
+            }
+        }
+        let stream = EventStream(initial: initial)
+        state.subscribers.append(Subscriber(stream: stream, filter: filter, client: client))
+        return stream
     }
 
     /// Sends an SSE comment to every stream: proxies keep the connection, and a client

@@ -11,9 +11,12 @@ public struct HTTPRequest: Sendable {
     public var headers: [String: String]
     public var body: [UInt8]
     public var transport: Transport
+    /// Who sent it, for per-client limits: "uid:N" (unix socket) or "ip:ADDRESS" (TCP, every
+    /// loopback address "ip:loopback"); nil when unknown.
+    public var client: String?
 
     public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
-                body: [UInt8] = [], transport: Transport = .unix) {
+                body: [UInt8] = [], transport: Transport = .unix, client: String? = nil) {
         self.method = method
         self.path = path
         self.query = query
@@ -22,6 +25,7 @@ public struct HTTPRequest: Sendable {
         self.headers = lowered
         self.body = body
         self.transport = transport
+        self.client = client
     }
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }

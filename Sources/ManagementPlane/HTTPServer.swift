@@ -21,7 +21,12 @@ public final class HTTPServer: @unchecked Sendable {
         /// Request bodies larger than this are refused with 413.
         public var maxBodyBytes = 64 * 1024
         /// When set, every request needs `Authorization: Bearer <token>`.
-        public var bearerToken: BearerToken?
+        public var token: APITokenSource?
+        /// When set, a request whose `Host` header it refuses gets 421 (TCP: DNS rebinding).
+        public var hostPolicy: HostHeaderPolicy?
+        /// An event stream whose writes stay blocked this long (its reader stopped reading)
+        /// is closed. Idle streams (nothing to send) are not affected.
+        public var streamWriteTimeoutSeconds = 10
 
         public init(transport: HTTPRequest.Transport) {
             self.transport = transport
@@ -150,7 +155,8 @@ public final class HTTPServer: @unchecked Sendable {
             path: url.map { String(cString: $0) } ?? "/",
             query: Self.values(of: connection, kind: .GET_ARGUMENT_KIND),
             headers: Self.values(of: connection, kind: .HEADER_KIND),
-            body: state.body, transport: configuration.transport)
+            body: state.body, transport: configuration.transport,
+            client: APIClientIdentity.key(socket: vhost_mhd_connection_fd(connection), transport: configuration.transport))
         state.body = []
         return queue(handler(request), on: connection)
     }
@@ -160,7 +166,14 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func checkHeaders(_ connection: OpaquePointer) -> HTTPResponse? {
-        if let token = configuration.bearerToken {
+        if let policy = configuration.hostPolicy {
+            let host = Self.header(connection, "Host")
+            if !policy.allows(host) {
+                return .error(APIError(.misdirectedRequest, .invalidHost,
+                                       "Host \(RouterText.printable(host ?? "(none)")) does not name this listener; use its address (or a name given with --api-host)"))
+            }
+        }
+        if let token = configuration.token {
             let given = Self.header(connection, "Authorization")
             if !token.matches(authorizationHeader: given) {
                 return .error(APIError(.unauthorized, .unauthorized,
@@ -254,6 +267,9 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func makeStreamResponse(_ stream: EventStream, connection: OpaquePointer) -> OpaquePointer? {
+        // MHD's inactivity time-out runs only while the connection is not suspended, i.e.
+        // while there is something to write: it is this stream's write time-out.
+        vhost_mhd_set_connection_timeout(connection, UInt32(clamping: configuration.streamWriteTimeoutSeconds))
         let context = StreamContext(stream: stream, connection: connection, server: self)
         let handle = ConnectionHandle(connection: connection)
         stream.attach { MHD_resume_connection(handle.connection) }

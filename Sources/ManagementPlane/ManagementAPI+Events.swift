@@ -34,12 +34,29 @@ extension ManagementAPI {
         if request.acceptsJSONOnly {
             return .json(.array(events.history(since: since ?? 0, filter: filter).map(EventHub.json)))
         }
-        let stream = events.subscribe(since: since, filter: filter)
+        let stream: EventStream
+        do { stream = try events.subscribe(since: since, filter: filter, client: request.client) } catch {
+            // A client that went away holds its slot until a write to it fails: write now, so
+            // the retry (a reconnecting EventSource) finds the slot free.
+            events.heartbeat()
+            throw Self.refused(error)
+        }
         return HTTPResponse(status: 200, headers: [
             ("Content-Type", "text/event-stream"),
             ("Cache-Control", "no-cache"),
             ("X-Accel-Buffering", "no"),
         ], body: .stream(stream))
+    }
+
+    private static func refused(_ refusal: EventHub.Refusal) -> APIError {
+        let retry = [("Retry-After", "2")]
+        switch refusal {
+        case .clientLimit(let limit):
+            return APIError(.tooManyRequests, .tooManyEventStreams,
+                            "this client has \(limit) event streams open, the most it may", headers: retry)
+        case .totalLimit(let limit):
+            return APIError(.unavailable, .tooManyEventStreams, "\(limit) event streams are open, the most the server keeps", headers: retry)
+        }
     }
 
     private func unknownType(_ name: String) -> APIError {

@@ -4,11 +4,14 @@ import PortService
 /// /v1/ports and /v1/ports/{name}.
 extension ManagementAPI {
     func listPorts() throws(APIError) -> HTTPResponse {
-        .json(["ports": .array(service.portViews.map(Self.portJSON))])
+        .json(["ports": .array(service.portViews.map(Self.portJSON) + pendingPortsJSON)])
     }
 
     func getPort(_ name: String) throws(APIError) -> HTTPResponse {
-        guard let port = service.port(named: name) else { throw APIError(PortLookupError.noPort(name)) }
+        guard let port = service.port(named: name) else {
+            if let pending = pendingPortJSON(named: name) { return .json(pending) }
+            throw APIError(PortLookupError.noPort(name))
+        }
         return .json(Self.portJSON(port))
     }
 

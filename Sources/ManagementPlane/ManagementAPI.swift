@@ -17,13 +17,16 @@ public final class ManagementAPI: Sendable {
 
     public let service: PortService
     public let events: EventHub
+    /// Readiness (`/v1/ready`): whether the threads that must keep moving do.
+    public let readinessMonitor: ReadinessMonitor
     let logger: Logger
     let startedAt: UInt64
     private let routes: Router<ManagementAPI>
 
-    public init(service: PortService, events: EventHub, logger: Logger) {
+    public init(service: PortService, events: EventHub, logger: Logger, readiness: ReadinessMonitor = ReadinessMonitor()) {
         self.service = service
         self.events = events
+        readinessMonitor = readiness
         self.logger = logger
         startedAt = MonotonicClock.nanoseconds()
         var router = Router<ManagementAPI>()
@@ -41,6 +44,7 @@ public final class ManagementAPI: Sendable {
     /// The route table: every resource, in one place.
     private static func register(_ router: inout Router<ManagementAPI>) {
         router.add("GET", "/v1/health") { api, _, _ throws(APIError) in try api.health() }
+        router.add("GET", "/v1/ready") { api, _, _ throws(APIError) in try api.readiness() }
         router.add("GET", "/v1/version") { api, _, _ throws(APIError) in try api.versionInfo() }
         router.add("GET", "/v1/ports") { api, _, _ throws(APIError) in try api.listPorts() }
         router.add("POST", "/v1/ports") { api, request, _ throws(APIError) in try api.createPort(request) }

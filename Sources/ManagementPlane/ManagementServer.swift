@@ -3,7 +3,9 @@ import Synchronization
 import VhostSystem
 
 /// The API's listeners: always the unix socket (file permissions decide who may manage),
-/// optionally TCP (bearer token required unless bound to loopback), plus the thread that
+/// optionally TCP (a bearer token, or `--insecure-tcp` on loopback: `TCPListenerPolicy`;
+/// the Host header checked: `HostHeaderPolicy`), optionally the read-only metrics listener
+/// (`MetricsListenerAPI`: /metrics, liveness and readiness, no token), plus the thread that
 /// sends SSE keep-alives.
 public final class ManagementServer: Sendable {
     public struct Configuration: Sendable {
@@ -11,14 +13,20 @@ public final class ManagementServer: Sendable {
         public var socketPath: String
         public var socketPermissions: UInt32 = 0o660
         public var listen: TCPSocket.Address?
-        /// Required on TCP when set; refused to start without one on a non-loopback address.
-        public var token: BearerToken?
+        /// Required on TCP unless `allowInsecureTCP` and the address is loopback.
+        public var token: APITokenSource?
+        public var allowInsecureTCP = false
+        /// More names the TCP listener answers to in the Host header (`--api-host`).
+        public var hostNames: [String] = []
+        /// The read-only listener for Prometheus and probes.
+        public var metricsListen: TCPSocket.Address?
         public var maxConnections = 64
         public var connectionTimeoutSeconds = 30
         public var connectionMemoryBytes = 64 * 1024
         public var perIPConnectionLimit = 16
         public var maxBodyBytes = 64 * 1024
         public var heartbeatMilliseconds = 15_000
+        public var eventStreamWriteTimeoutSeconds = 10
 
         public init(socketPath: String) {
             self.socketPath = socketPath
@@ -33,6 +41,8 @@ public final class ManagementServer: Sendable {
     public let configuration: Configuration
     /// The bound TCP port (useful with `--listen 127.0.0.1:0`).
     public let tcpPort: UInt16?
+    /// The bound port of the metrics listener.
+    public let metricsPort: UInt16?
     private let servers: [HTTPServer]
     private final class Flag: Sendable {
         let value = Atomic<Bool>(false)
@@ -43,8 +53,10 @@ public final class ManagementServer: Sendable {
     private let logger: Logger
 
     public init(api: ManagementAPI, configuration: Configuration, logger: Logger) throws(StartError) {
-        if let listen = configuration.listen, !listen.isLoopback, configuration.token == nil {
-            throw StartError(description: "--listen \(listen) is not a loopback address: an API token (--api-token-file) is required")
+        if let listen = configuration.listen,
+           let warning = try TCPListenerPolicy.check(listen: listen, hasToken: configuration.token != nil,
+                                                     allowInsecure: configuration.allowInsecureTCP) {
+            logger.warning("\(warning)")
         }
         self.api = api
         self.configuration = configuration
@@ -57,8 +69,12 @@ public final class ManagementServer: Sendable {
             settings.connectionMemoryBytes = configuration.connectionMemoryBytes
             settings.perIPConnectionLimit = configuration.perIPConnectionLimit
             settings.maxBodyBytes = configuration.maxBodyBytes
-            settings.bearerToken = transport == .tcp ? configuration.token : nil
+            settings.streamWriteTimeoutSeconds = configuration.eventStreamWriteTimeoutSeconds
             return settings
+        }
+        func stopAll() {
+            for server in servers { server.stop() }
+            FileSystem.remove(configuration.socketPath)
         }
         do {
             let parent = String(configuration.socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
@@ -72,15 +88,31 @@ public final class ManagementServer: Sendable {
         if let listen = configuration.listen {
             do {
                 let socket = try TCPSocket.listen(listen)
-                tcpPort = try TCPSocket.boundPort(socket)
-                servers.append(try HTTPServer(socket: socket, configuration: settings(.tcp)) { [api] in api.handle($0) })
+                let port = try TCPSocket.boundPort(socket)
+                tcpPort = port
+                var tcp = settings(.tcp)
+                tcp.token = configuration.token
+                tcp.hostPolicy = HostHeaderPolicy(listen: listen, port: port, extraNames: configuration.hostNames)
+                servers.append(try HTTPServer(socket: socket, configuration: tcp) { [api] in api.handle($0) })
             } catch {
-                for server in servers { server.stop() }
-                FileSystem.remove(configuration.socketPath)
+                stopAll()
                 throw StartError(description: "cannot serve the API on \(listen): \(error)")
             }
         }
+        var metricsPort: UInt16?
+        if let metricsListen = configuration.metricsListen {
+            do {
+                let socket = try TCPSocket.listen(metricsListen)
+                metricsPort = try TCPSocket.boundPort(socket)
+                let readOnly = MetricsListenerAPI(api: api)
+                servers.append(try HTTPServer(socket: socket, configuration: settings(.tcp)) { readOnly.handle($0) })
+            } catch {
+                stopAll()
+                throw StartError(description: "cannot serve metrics on \(metricsListen): \(error)")
+            }
+        }
         self.tcpPort = tcpPort
+        self.metricsPort = metricsPort
         self.servers = servers
         let events = api.events
         let interval = configuration.heartbeatMilliseconds
@@ -97,9 +129,13 @@ public final class ManagementServer: Sendable {
                 }
             }
         }
+        func described(_ address: TCPSocket.Address?, _ port: UInt16?) -> String {
+            address.map { "\($0.isIPv6 ? "[\($0.host)]" : $0.host):\(port ?? $0.port)" } ?? "off"
+        }
         logger.info("management API listening", metadata: [
             "socket": "\(configuration.socketPath)",
-            "tcp": "\(configuration.listen.map { "\($0.isIPv6 ? "[\($0.host)]" : $0.host):\(tcpPort ?? $0.port)" } ?? "off")",
+            "tcp": "\(described(configuration.listen, tcpPort))",
+            "metrics": "\(described(configuration.metricsListen, metricsPort))",
             "token": "\(configuration.token == nil ? "none" : "required on tcp")",
         ])
     }

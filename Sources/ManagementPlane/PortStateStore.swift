@@ -89,6 +89,8 @@ public final class PortStateStore: Sendable {
             if saved.journal == nil {
                 try FileSystem.makeDirectoryTree(directory, permissions: 0o700)
                 saved.journal = try FileDescriptor.openForAppending(journalPath, permissions: 0o600)
+                // The journal's own name must survive a crash too.
+                try FileSystem.syncDirectory(containing: journalPath)
             }
             try saved.journal?.writeAll(Array((Self.journalLine(change).rendered(pretty: false) + "\n").utf8))
             try saved.journal?.synchronizeData()

@@ -5,7 +5,8 @@ import PortService
 /// Start-up: re-creates the ports saved in the state directory. Problems are logged, never
 /// fatal: one bad entry must not keep the other ports (and the API) down.
 public enum StateRestorer {
-    /// Returns the names of the ports restored.
+    /// Returns the names of the saved ports: restored, or pending (kept in the state, shown by
+    /// the API and retried with backoff by `PortService` until they can be created).
     @discardableResult
     public static func restore(from store: PortStateStore, into ports: PortService, logger: Logger) -> Set<String> {
         let loaded = store.load()
@@ -19,16 +20,17 @@ public enum StateRestorer {
         var restored = Set<String>()
         for spec in loaded.specs {
             do {
-                try ports.create(spec)
+                try ports.restore(spec)
                 restored.insert(spec.name)
             } catch {
-                logger.error("cannot restore saved port \(spec.name): \(error.message)",
+                logger.error("cannot restore saved port \(spec.name) yet (pending, retried with backoff): \(error.message)",
                              metadata: ["spec": "\(PortSpecEncoder.encode(spec).rendered())"])
             }
         }
         if !loaded.specs.isEmpty {
             logger.info("restored \(restored.count) of \(loaded.specs.count) saved ports", metadata: ["state": "\(store.path)"])
         }
+        restored.formUnion(ports.pendingRestoreViews.map(\.spec.name))
         if loaded.movedAside != nil || loaded.journalRecords > 0 {
             // One fresh snapshot: the good entries (beside a moved-aside original) and the
             // journal folded in. Ports that failed to restore stay saved.

@@ -46,6 +46,8 @@ public final class PortService: @unchecked Sendable {
     /// and observers see the changes in the order they happened.
     let changes = Mutex<Void>(())
     let observers = Mutex<[any PortChangeObserver]>([])
+    /// Saved ports that could not be re-created yet (`+PendingRestores`), in save order.
+    let pendingRestores = Mutex<[PendingRestore]>([])
 
     public init(fabric: Switch, controlLoop: VhostUserControlLoop, socketDirectory: SocketDirectory,
                 logger: Logger, emit: @escaping SwitchEventHandler = { _ in }) {
@@ -55,12 +57,13 @@ public final class PortService: @unchecked Sendable {
         self.logger = logger
         self.emit = emit
         fabric.addHousekeepingTask { [weak self] in self?.superviseKernelPorts() }
+        fabric.addHousekeepingTask { [weak self] in self?.retryPendingRestores() }
     }
 
     var allPorts: [Port] { ports.withLock { Array($0.values) }.sorted { $0.id < $1.id } }
 
-    /// What persistence saves: every port's spec, in creation order.
-    public var specs: [PortSpec] { allPorts.map(\.spec) }
+    /// What persistence saves: every port's spec, in creation order, then the pending ones.
+    public var specs: [PortSpec] { allPorts.map(\.spec) + pendingRestores.withLock { $0.map(\.spec) } }
 
     public var portCount: Int { ports.withLock { $0.count } }
 
@@ -83,18 +86,23 @@ public final class PortService: @unchecked Sendable {
 
     private func createPort(_ spec: PortSpec) throws(PortError) -> Port {
         try changes.withLock { _ throws(PortError) -> Port in
-            if let problem = PortSpec.validateName(spec.name) { throw PortError(.invalid, problem) }
-            if let problem = spec.policy.problem { throw PortError(.invalid, problem) }
-            if ports.withLock({ $0[spec.name] }) != nil { throw PortError(.conflict, "a port named \"\(spec.name)\" exists") }
-            let port: Port
-            switch spec.kind {
-            case .vhostUser(let vhost):
-                port = try createVhostUser(spec, vhost)
-            case .afPacket(let interface):
-                port = try createPacketPort(spec, interface: interface)
-            }
+            if isPendingRestore(spec.name) { throw PortError(.conflict, "a saved port named \"\(spec.name)\" waits to be restored") }
+            let port = try makePort(spec)
             changed(.saved(port.spec))
             return port
+        }
+    }
+
+    /// Creates the port; `changes` held.
+    func makePort(_ spec: PortSpec) throws(PortError) -> Port {
+        if let problem = PortSpec.validateName(spec.name) { throw PortError(.invalid, problem) }
+        if let problem = spec.policy.problem { throw PortError(.invalid, problem) }
+        if ports.withLock({ $0[spec.name] }) != nil { throw PortError(.conflict, "a port named \"\(spec.name)\" exists") }
+        switch spec.kind {
+        case .vhostUser(let vhost):
+            return try createVhostUser(spec, vhost)
+        case .afPacket(let interface):
+            return try createPacketPort(spec, interface: interface)
         }
     }
 
@@ -235,7 +243,9 @@ public final class PortService: @unchecked Sendable {
     private func remove(name: String, notify: Bool) throws(PortError) {
         try changes.withLock { _ throws(PortError) in
             guard let port = ports.withLock({ $0.removeValue(forKey: name) }) else {
-                throw PortError(.notFound, "no port named \"\(name)\"")
+                guard notify, forgetPendingRestore(name) else { throw PortError(.notFound, "no port named \"\(name)\"") }
+                changed(.removed(name: name))
+                return
             }
             if let device = port.device { controlLoop.removeDevice(device) }
             fabric.removePort(id: port.id)

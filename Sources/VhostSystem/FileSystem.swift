@@ -62,6 +62,13 @@ public enum FileSystem {
 
     /// The whole file, or nil when it does not exist. Other errors throw.
     public static func readFile(_ path: String, maxBytes: Int = 16 << 20) throws(SystemError) -> [UInt8]? {
+        try readFileAndStatus(path, maxBytes: maxBytes)?.bytes
+    }
+
+    /// The whole file and what fstat said about the descriptor it was read from (so a check
+    /// of its mode or owner is about these bytes, not about whatever the path names later);
+    /// nil when it does not exist.
+    public static func readFileAndStatus(_ path: String, maxBytes: Int = 16 << 20) throws(SystemError) -> (bytes: [UInt8], status: FileStatus)? {
         let raw = open(path, O_RDONLY | O_CLOEXEC)
         if raw < 0 {
             let code = vhost_shims_errno()
@@ -69,6 +76,7 @@ public enum FileSystem {
             throw SystemError("open(\(path))", errno: code)
         }
         let fd = FileDescriptor(adopting: raw)
+        let status = try fd.status()
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -79,11 +87,12 @@ public enum FileSystem {
             result.append(contentsOf: chunk[0..<n])
             if result.count > maxBytes { throw SystemError("read(\(path)): larger than \(maxBytes) bytes", errno: EFBIG) }
         }
-        return result
+        return (result, status)
     }
 
-    /// Writes `bytes` to a temporary file beside `path`, fsyncs it and renames it over
-    /// `path`: readers see the old or the new file, never half of one.
+    /// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path`
+    /// and fsyncs the directory (the rename itself is durable only then): readers see the old
+    /// or the new file, never half of one, and after a power loss the new one.
     public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], permissions: mode_t = 0o600) throws(SystemError) {
         let temporary = path + ".tmp"
         let fd = FileDescriptor(adopting: try systemCall("open(\(temporary))") { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, permissions) })
@@ -91,6 +100,19 @@ public enum FileSystem {
         try systemCall("fsync(\(temporary))") { fsync(fd.rawValue) }
         fd.close()
         try systemCall("rename(\(temporary))") { Glibc.rename(temporary, path) }
+        try syncDirectory(containing: path)
+    }
+
+    /// fsync of the directory that holds `path` ("." for a bare name).
+    public static func syncDirectory(containing path: String) throws(SystemError) {
+        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let fd = try openDirectory(directory.isEmpty ? "/" : directory)
+        defer { fd.close() }
+        try systemCall("fsync(\(directory))") { fsync(fd.rawValue) }
+    }
+
+    private static func openDirectory(_ path: String) throws(SystemError) -> FileDescriptor {
+        FileDescriptor(adopting: try systemCall("open(\(path))") { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) })
     }
 
     public static func rename(from source: String, to destination: String) throws(SystemError) {

@@ -3,6 +3,9 @@ import Glibc
 /// Blocks SIGINT, SIGTERM and SIGHUP in every thread (create it before any thread starts)
 /// and ignores SIGPIPE, so that a signal is taken only by `wait()` on the main thread.
 public final class SignalWaiter: Sendable {
+    /// SIGHUP: the daemon's "reload" signal.
+    public static let hangup = SIGHUP
+
     public init() {
         signal(SIGPIPE, SIG_IGN)
         var set = Self.handled()

@@ -14,6 +14,9 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     /// A listener whose accept fails (EMFILE, ENFILE, ENOMEM) is left alone this long: a
     /// level-triggered listener would otherwise spin the control thread.
     public static let acceptPauseMilliseconds: UInt64 = 100
+    /// The longest epoll wait: an idle loop still completes a round this often, so a loop
+    /// that stops completing rounds is stuck (readiness watches `rounds`).
+    public static let maxWaitMilliseconds: Int32 = 1000
 
     private final class Endpoint {
         let device: VhostUserDevice
@@ -48,6 +51,10 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     }
     private let queue = Mutex(Queue())
     private var thread: SystemThread?
+    private let completedRounds = Atomic<UInt64>(0)
+
+    /// Loop rounds completed (one per epoll wake-up or time-out): progress, read by readiness.
+    public var rounds: UInt64 { completedRounds.load(ordering: .relaxed) }
 
     // Loop-thread state.
     private var endpoints: [ObjectIdentifier: Endpoint] = [:]
@@ -199,6 +206,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
                 if stopping { break }
             }
             runTimers()
+            completedRounds.add(1, ordering: .relaxed)
         }
     }
 
@@ -333,10 +341,10 @@ public final class VhostUserControlLoop: @unchecked Sendable {
 
     private func nextTimeout() -> Int32 {
         let deadlines = endpoints.values.compactMap(\.nextAttempt) + endpoints.values.compactMap(\.acceptResumesAt)
-        guard let earliest = deadlines.min() else { return -1 }
+        guard let earliest = deadlines.min() else { return Self.maxWaitMilliseconds }
         let now = MonotonicClock.nanoseconds()
         guard earliest > now else { return 0 }
-        return Int32(min((earliest - now + 999_999) / 1_000_000, 60_000))
+        return Int32(min((earliest - now + 999_999) / 1_000_000, UInt64(Self.maxWaitMilliseconds)))
     }
 
     private func runTimers() {

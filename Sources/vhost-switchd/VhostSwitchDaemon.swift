@@ -45,11 +45,13 @@ struct VhostSwitchDaemon: ParsableCommand {
     @Option(name: .long, help: "The management API's unix socket (mode 0660). Default: <run-dir>/api.sock.")
     var apiSocket: String?
 
-    @Option(name: .long, help: "Also serve the API on TCP, e.g. 127.0.0.1:9870 or [::1]:9870 (a non-loopback address needs --api-token-file).")
+    @Option(name: .long, help: "Also serve the API on TCP, e.g. 127.0.0.1:9870 or [::1]:9870 (needs --api-token-file, or --insecure-tcp on loopback).")
     var listen: String?
 
-    @Option(name: .long, help: "File holding the bearer token TCP clients must send (Authorization: Bearer <token>).")
+    @Option(name: .long, help: "File holding the bearer token TCP clients must send (Authorization: Bearer <token>); mode 0600 or 0400, re-read on SIGHUP.")
     var apiTokenFile: String?
+
+    @OptionGroup var management: ManagementOptions
 
     var resolvedSocketDir: String { socketDir ?? runDir + "/sockets" }
     var resolvedAPISocket: String { apiSocket ?? runDir + "/api.sock" }
@@ -98,7 +100,7 @@ struct VhostSwitchDaemon: ParsableCommand {
         let controlLoop = try VhostUserControlLoop(logger: logger)
         let socketDirectory = SocketDirectory(root: resolvedSocketDir)
         try FileSystem.makeDirectoryTree(socketDirectory.root)
-        let events = EventHub()
+        let events = EventHub(limits: management.eventLimits)
         let ports = PortService(fabric: fabric, controlLoop: controlLoop, socketDirectory: socketDirectory, logger: logger,
                                 emit: events.handler)
         let store = PortStateStore(directory: stateDir, logger: logger)
@@ -125,13 +127,14 @@ struct VhostSwitchDaemon: ParsableCommand {
         var apiConfiguration = ManagementServer.Configuration(socketPath: resolvedAPISocket)
         apiConfiguration.listen = listen.flatMap(TCPSocket.Address.init(parsing:))
         if let apiTokenFile {
-            do { apiConfiguration.token = try BearerToken.load(path: apiTokenFile) } catch { throw ValidationError(error.description) }
+            do { apiConfiguration.token = try APITokenSource(path: apiTokenFile) } catch { throw ValidationError(error.description) }
         }
+        management.apply(to: &apiConfiguration)
         // From here on every change is saved. The config file's new ports are saved now; a
         // saved port that could not be restored stays saved.
         store.saveMissing(ports.specs)
         ports.addObserver(store)
-        let api = ManagementAPI(service: ports, events: events, logger: logger)
+        let api = ManagementAPI(service: ports, events: events, logger: logger, readiness: management.readiness)
         let server: ManagementServer
         do { server = try ManagementServer(api: api, configuration: apiConfiguration, logger: logger) } catch {
             ports.deleteAll()
@@ -140,7 +143,7 @@ struct VhostSwitchDaemon: ParsableCommand {
             throw ValidationError(error.description)
         }
 
-        let signal = signals.wait()
+        let signal = SignalLoop.waitForStop(signals, token: apiConfiguration.token, logger: logger)
         logger.info("shutting down on signal \(signal)")
         server.stop()
         ports.deleteAll()

@@ -29,19 +29,29 @@ final class ManagementDaemonLifecycleTests: XCTestCase {
         daemon.stop()
     }
 
-    func testTCPOnLoopbackWithoutTokenIsOpen() throws {
+    func testTCPOnLoopbackWithInsecureFlagIsOpenAndWarns() throws {
         let daemon = try SwitchDaemonProcess.forAPITests()
         try daemon.startForAPITests(listenTCP: true)
+        XCTAssertTrue(daemon.arguments.contains("--insecure-tcp"), "\(daemon.arguments)")
         XCTAssertEqual(try daemon.tcpAPI().request("GET", "/v1/version").status, 200)
+        XCTAssertTrue(daemon.output.contains("warning") && daemon.output.contains("--insecure-tcp"), daemon.output)
         daemon.stop()
     }
 
-    func testNonLoopbackTCPWithoutTokenRefusesToStart() throws {
+    func testTCPWithoutTokenRefusesToStart() throws {
         let daemon = try SwitchDaemonProcess.forAPITests()
-        let (status, output) = try daemon.runToExit(["--run-dir", daemon.runDirectory, "--state-dir", daemon.stateDirectory,
-                                                     "--socket-dir", daemon.socketDirectory, "--listen", "0.0.0.0:0"])
+        let directories = ["--run-dir", daemon.runDirectory, "--state-dir", daemon.stateDirectory, "--socket-dir", daemon.socketDirectory]
+        let (status, output) = try daemon.runToExit(directories + ["--listen", "0.0.0.0:0"])
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(output.contains("token"), output)
+        // Loopback too: every process on the node could manage the switch.
+        let (loopback, loopbackOutput) = try daemon.runToExit(directories + ["--listen", "127.0.0.1:0"])
+        XCTAssertNotEqual(loopback, 0)
+        XCTAssertTrue(loopbackOutput.contains("--api-token-file") && loopbackOutput.contains("--insecure-tcp"), loopbackOutput)
+        // --insecure-tcp is for loopback only.
+        let (insecure, insecureOutput) = try daemon.runToExit(directories + ["--listen", "0.0.0.0:0", "--insecure-tcp"])
+        XCTAssertNotEqual(insecure, 0)
+        XCTAssertTrue(insecureOutput.contains("loopback"), insecureOutput)
         let (badListen, message) = try daemon.runToExit(["--run-dir", daemon.runDirectory, "--listen", "localhost:80"])
         XCTAssertNotEqual(badListen, 0)
         XCTAssertTrue(message.contains("--listen"), message)

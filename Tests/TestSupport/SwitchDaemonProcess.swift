@@ -89,7 +89,8 @@ public final class SwitchDaemonProcess {
 
     /// Launches the daemon (a running one is killed first) with the directory flags, the
     /// config, `--listen 127.0.0.1:PORT` when `listenTCP` (a random port, the same on later
-    /// starts), `--api-token-file` when `token` is given, then `extraArguments`. Does not wait.
+    /// starts), `--api-token-file` (a mode 0600 file) when `token` is given, else
+    /// `--insecure-tcp` with `listenTCP`, then `extraArguments`. Does not wait.
     public func start(config: String? = nil, extraArguments: [String] = [], listenTCP: Bool = false, token: String? = nil) throws {
         var arguments = ["--run-dir", runDirectory, "--socket-dir", socketDirectory, "--state-dir", stateDirectory]
         if let config {
@@ -101,17 +102,26 @@ public final class SwitchDaemonProcess {
             let port = tcpPort ?? Int.random(in: 20000..<60000)
             tcpPort = port
             arguments += ["--listen", "127.0.0.1:\(port)"]
+            if token == nil { arguments.append("--insecure-tcp") }
         }
         if let token {
             self.token = token
-            let file = baseDirectory + "/token"
-            try (token + "\n").write(toFile: file, atomically: true, encoding: .utf8)
-            arguments += ["--api-token-file", file]
+            arguments += ["--api-token-file", try writeTokenFile(token)]
         }
         arguments += extraArguments
         crash()
         self.arguments = arguments
         process = try launch(arguments)
+    }
+
+    /// Writes `token` to `<base>/token` with mode 0600 (the daemon refuses a file others may
+    /// read) and returns its path.
+    @discardableResult
+    public func writeTokenFile(_ token: String, permissions: Int = 0o600) throws -> String {
+        let file = baseDirectory + "/token"
+        try (token + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: permissions], ofItemAtPath: file)
+        return file
     }
 
     /// Waits until GET /v1/health answers 200 on the unix socket; throws with the log when the
