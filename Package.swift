@@ -22,6 +22,7 @@ let package = Package(
     products: [
         .executable(name: "vhost-switchd", targets: ["vhost-switchd"]),
         .executable(name: "vhost-switch-cni", targets: ["vhost-switch-cni"]),
+        .executable(name: "vhost-switchctl", targets: ["vhost-switchctl"]),
         // For Fuzz/ and Benchmarks/Micro/ (path dependencies of this package).
         .library(name: "CVhostShims", targets: ["CVhostShims"]),
         .library(name: "VhostSystem", targets: ["VhostSystem"]),
@@ -65,9 +66,17 @@ let package = Package(
         // The CNI plugin runs on the host from /opt/cni/bin: VhostSystem and CNISystem only
         // (no jansson, no libmicrohttpd, no Foundation).
         .target(name: "CNISystem", dependencies: ["VhostSystem", "CVhostShims"], swiftSettings: strictSwift),
+        // The API's clients (the CNI plugin, vhost-switchctl): HTTP/1.1 over the unix socket or
+        // TCP, and a plain-Swift JSON value, on CNISystem's connections.
+        .target(name: "ManagementClient", dependencies: ["CNISystem", "VhostSystem"], swiftSettings: strictSwift),
         .executableTarget(
             name: "vhost-switch-cni",
-            dependencies: ["CNISystem", "VhostSystem"],
+            dependencies: ["ManagementClient", "CNISystem", "VhostSystem"],
+            swiftSettings: strictSwift),
+        // The ops CLI over the API (like ovs-appctl): no jansson, no libmicrohttpd, no Foundation.
+        .executableTarget(
+            name: "vhost-switchctl",
+            dependencies: ["ManagementClient", "CNISystem", "VhostSystem", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSwift),
         .target(name: "TestSupport", dependencies: ["VhostSystem", "Virtio", "VhostUser"], path: "Tests/TestSupport", swiftSettings: strictSwift),
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
@@ -76,6 +85,7 @@ let package = Package(
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "ManagementPlaneTests", dependencies: ["ManagementPlane", "Dataplane", "TestSupport"]),
         .testTarget(name: "CNITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "SwitchctlTests", dependencies: ["vhost-switchctl", "ManagementClient"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem", "Virtio"]),
     ]
 )

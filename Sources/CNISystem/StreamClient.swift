@@ -116,6 +116,10 @@ extension SystemError {
     /// ECONNREFUSED: nobody listens (a stale unix socket file or a closed TCP port).
     public var connectionRefused: Bool { errno == ECONNREFUSED }
     public var timedOut: Bool { errno == ETIMEDOUT }
+    /// EPROTO: the peer answered something unreadable (`protocolError`).
+    public var isProtocolError: Bool { errno == EPROTO }
+    /// strerror's text alone ("No such file or directory"), for messages that say the operation themselves.
+    public var reasonText: String { String(cString: strerror(errno)) }
 
     /// EINVAL, for refusing an argument before any system call.
     public static func invalidArgument(_ operation: String) -> SystemError { SystemError(operation, errno: EINVAL) }

@@ -3,6 +3,7 @@
 // with CNI_* in the environment and the network configuration on stdin; the result or a CNI
 // error goes to stdout, and the exit status is 0 only on success.
 import CNISystem
+import ManagementClient
 import VhostSystem
 
 CurrentProcess.ignoreBrokenPipe()
