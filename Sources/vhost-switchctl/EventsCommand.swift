@@ -60,8 +60,9 @@ enum EventLine {
 
     static func text(_ event: JSONValue) -> String {
         let data = event["data"].map { $0.objectValue?.keys.isEmpty == true ? "" : Cell.text($0) } ?? ""
-        return pad(Cell.text(event["id"]), 7) + pad(Cell.text(event["time"]), 26) + pad(Cell.text(event["type"]), 24)
-            + pad(Cell.text(event["port"]), 18) + data + "\n"
+        let line = pad(Cell.text(event["id"]), 7) + pad(Cell.text(event["time"]), 26) + pad(Cell.text(event["type"]), 24)
+            + (data.isEmpty ? Cell.text(event["port"]) : pad(Cell.text(event["port"]), 18) + data)
+        return line + "\n"
     }
 
     private static func pad(_ text: String, _ width: Int) -> String {

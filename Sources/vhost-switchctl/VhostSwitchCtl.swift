@@ -22,7 +22,7 @@ struct VhostSwitchCtl: ParsableCommand {
     static func main() {
         CurrentProcess.ignoreBrokenPipe()
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(commandFirst(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch let failure as SwitchctlError {
             CurrentProcess.writeStandardError("vhost-switchctl: \(failure.message)\n")
@@ -30,5 +30,25 @@ struct VhostSwitchCtl: ParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// The shared options belong to each command; given before the command
+    /// (`vhost-switchctl --api URL ports`) they are moved behind it, where ArgumentParser reads them.
+    static func commandFirst(_ arguments: [String]) -> [String] {
+        var leading: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "--json" || argument.hasPrefix("--api=") || argument.hasPrefix("--token-file=") {
+                leading.append(argument)
+                index += 1
+            } else if (argument == "--api" || argument == "--token-file") && index + 1 < arguments.count {
+                leading += arguments[index...(index + 1)]
+                index += 2
+            } else {
+                break
+            }
+        }
+        return Array(arguments[index...]) + leading
     }
 }

@@ -35,6 +35,16 @@ final class ArgumentParsingTests: XCTestCase {
         XCTAssertFalse(defaults.options.json)
     }
 
+    func testSharedOptionsBeforeTheCommandMoveBehindIt() throws {
+        XCTAssertEqual(VhostSwitchCtl.commandFirst(["--api", "/a.sock", "--json", "--token-file=/t", "port", "show", "vm1"]),
+                       ["port", "show", "vm1", "--api", "/a.sock", "--json", "--token-file=/t"])
+        XCTAssertEqual(VhostSwitchCtl.commandFirst(["ports", "--json"]), ["ports", "--json"])
+        XCTAssertEqual(VhostSwitchCtl.commandFirst(["--api"]), ["--api"])
+        let parsed = try XCTUnwrap(try parse(VhostSwitchCtl.commandFirst(["--api=/a.sock", "--json", "fdb", "--flush"])) as? FDB)
+        XCTAssertEqual(parsed.options.api, "/a.sock")
+        XCTAssertTrue(parsed.options.json && parsed.flush)
+    }
+
     func testAPIEndpoints() throws {
         XCTAssertEqual(try APIOptions.endpoint("/run/x/api.sock"), .unix(path: "/run/x/api.sock"))
         XCTAssertEqual(try APIOptions.endpoint("api.sock"), .unix(path: "api.sock"))
