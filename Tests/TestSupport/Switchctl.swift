@@ -30,23 +30,10 @@ public struct Switchctl: Sendable {
 
     /// Runs `vhost-switchctl ARGUMENTS --api API` until it exits (killed after `timeout`).
     public func run(_ arguments: [String], timeout: TimeInterval = 20) throws -> Outcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executablePath)
-        process.arguments = self.arguments(arguments)
-        let stdout = OutputCollector(), stderr = OutputCollector()
-        let outPipe = Pipe(), errPipe = Pipe()
-        process.standardOutput = outPipe
-        process.standardError = errPipe
-        stdout.readUntilEnd(outPipe.fileHandleForReading)
-        stderr.readUntilEnd(errPipe.fileHandleForReading)
-        try process.run()
+        let running = try start(arguments)
         let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        // The collectors read on their own queue: wait until both pipes reached end of file.
-        for collector in [stdout, stderr] { collector.waitForEnd(timeout: 5) }
-        return Outcome(status: process.terminationStatus, stdout: stdout.text, stderr: stderr.text)
+        while running.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        return running.stop()
     }
 
     /// Starts `vhost-switchctl ARGUMENTS --api API` and returns at once.
@@ -89,10 +76,13 @@ public struct Switchctl: Sendable {
             return false
         }
 
-        /// SIGTERM, then the exit.
-        public func stop() {
+        /// SIGTERM (when still running), the exit, and everything it wrote.
+        @discardableResult
+        public func stop() -> Outcome {
             if process.isRunning { process.terminate() }
             process.waitUntilExit()
+            for collector in [stdout, stderr] { collector.waitForEnd(timeout: 5) }
+            return Outcome(status: process.terminationStatus, stdout: stdout.text, stderr: stderr.text)
         }
     }
 }
