@@ -35,7 +35,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // 1.11: LogHandler.log(event:) (LogLineHandler implements it).
+        .package(url: "https://github.com/apple/swift-log", from: "1.11.0"),
     ],
     targets: [
         .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
@@ -83,8 +84,10 @@ let package = Package(
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "VhostUser", "Virtio", "VhostSystem", "TestSupport"]),
-        .testTarget(name: "ManagementPlaneTests", dependencies: ["ManagementPlane", "Dataplane", "TestSupport"]),
-        .testTarget(name: "CNITests", dependencies: ["TestSupport"]),
+        .testTarget(
+            name: "ManagementPlaneTests",
+            dependencies: ["ManagementPlane", "PortService", "Dataplane", "VhostUser", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "CNITests", dependencies: ["TestSupport", "VhostSystem", "vhost-switch-cni"]),
         .testTarget(name: "SwitchctlTests", dependencies: ["vhost-switchctl", "ManagementClient"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem", "Virtio"]),
     ]

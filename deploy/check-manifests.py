@@ -132,11 +132,22 @@ def find(kind, name=None):
     return [(where, d) for where, d in documents if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
 
 
-def cni_config(text, where):
+def json_object(text, where, what):
+    """The JSON object in `text`, or {} and a problem."""
     try:
-        config = json.loads(text)
+        value = json.loads(text)
     except ValueError as error:
-        problem(f"{where}: the CNI configuration is not JSON: {error}")
+        problem(f"{where}: {what} is not JSON: {error}")
+        return {}
+    if not isinstance(value, dict):
+        problem(f"{where}: {what} is not a JSON object")
+        return {}
+    return value
+
+
+def cni_config(text, where):
+    config = json_object(text, where, "the CNI configuration")
+    if not config:
         return {}
     if config.get("type") != "vhost-switch-cni" or "vhost-switch-cni" not in products:
         problem(f"{where}: CNI type {config.get('type')} is not the vhost-switch-cni binary")
@@ -150,6 +161,22 @@ def cni_config(text, where):
     if config.get("socketDir", "pods").startswith("/") or ".." in config.get("socketDir", ""):
         problem(f"{where}: socketDir must be relative to the daemon's socket directory")
     return config
+
+
+# The plugin's install settings (Sources/vhost-switch-cni/InstallSettings.swift): its
+# defaults, replaced by the keys of vhost-switch-cni.json when the DaemonSet installs one.
+SETTINGS_FILE = "/etc/cni/net.d/vhost-switch.d/vhost-switch-cni.json"
+install_settings = {"allowedDirectories": ["/run/vhost-switch"], "socketDirectory": "/run/vhost-switch/sockets"}
+
+
+def plugin_settings(text, where):
+    settings = json_object(text, where, "the plugin settings")
+    known = {"allowedDirectories", "socketDirectory", "deviceInfoDirectory", "dataDirectory"}
+    for key in set(settings) - known:
+        problem(f"{where}: unknown plugin setting {key} (known: {sorted(known)})")
+    if settings.get("socketDirectory", defaults["socket-dir"]) != defaults["socket-dir"]:
+        problem(f"{where}: socketDirectory {settings['socketDirectory']} is not the daemon's --socket-dir {defaults['socket-dir']}")
+    return settings
 
 
 # --- the DaemonSet -------------------------------------------------------------------------
@@ -239,6 +266,8 @@ for where, daemonset in daemonsets:
             config_maps = find("ConfigMap", config_volume.get("configMap", {}).get("name"))
             if not config_maps or name not in config_maps[0][1].get("data", {}):
                 problem(f"{where}: {config_file} is not a key of the mounted ConfigMap")
+            elif name == "vhost-switch-cni.json":
+                install_settings.update(plugin_settings(config_maps[0][1]["data"][name], f"{config_maps[0][0]} {name}"))
             else:
                 config = cni_config(config_maps[0][1]["data"][name], f"{config_maps[0][0]} {name}")
                 if name.rsplit(".", 1)[0] != config.get("name"):
@@ -247,6 +276,8 @@ if cni_bin_host_path != "/opt/cni/bin":
     problem(f"the init container must install vhost-switch-cni into /opt/cni/bin (found {cni_bin_host_path})")
 if "/opt/cni/bin/vhost-switch-cni" not in installed_cni_files:
     problem("/opt/cni/bin/vhost-switch-cni is never installed")
+if any(f.endswith("/vhost-switch-cni.json") for f in installed_cni_files) and SETTINGS_FILE not in installed_cni_files:
+    problem(f"the plugin settings must be installed at {SETTINGS_FILE} (found {sorted(installed_cni_files)})")
 
 # --- NetworkAttachmentDefinitions and the example pod --------------------------------------
 nads = {}
@@ -255,16 +286,26 @@ for where, nad in find("NetworkAttachmentDefinition"):
     if config.get("name") != nad["metadata"]["name"]:
         problem(f"{where}: the CNI network name {config.get('name')} should be the NAD's name")
     nads[(nad["metadata"].get("namespace", "default"), nad["metadata"]["name"])] = config
+    capabilities = config.get("capabilities", {})
+    for capability in ("mac", "CNIDeviceInfoFile"):
+        if capabilities.get(capability) is not True:
+            problem(f"{where}: capabilities lacks \"{capability}\": true (Multus passes it in runtimeConfig only when declared)")
+    for key, value in (("api", config.get("api", "unix://" + defaults["api-socket"])[len("unix://"):]), ("apiTokenFile", config.get("apiTokenFile"))):
+        if value and os.path.dirname(value) not in install_settings["allowedDirectories"]:
+            problem(f"{where}: {key} {value} is not directly in an allowed directory {install_settings['allowedDirectories']}")
 if not nads:
     problem("no NetworkAttachmentDefinition in deploy/")
 
-pods = find("Pod")
-if not pods:
-    problem("no example Pod in deploy/")
-for where, pod in pods:
-    namespace = pod["metadata"].get("namespace", "default")
-    annotation = pod["metadata"].get("annotations", {}).get("k8s.v1.cni.cncf.io/networks", "")
-    spec = pod["spec"]
+# Example pods: bare Pods and the pod templates of Deployments.
+pods = [(where, pod["metadata"], pod["spec"]) for where, pod in find("Pod")]
+pods += [(where, {**d["spec"]["template"]["metadata"], "name": d["metadata"]["name"], "namespace": d["metadata"].get("namespace", "default"),
+                  "generated": True}, d["spec"]["template"]["spec"]) for where, d in find("Deployment")]
+if not find("Pod") or not find("Deployment"):
+    problem("deploy/ needs an example Pod and an example Deployment")
+SUBPATH = "$(POD_NAMESPACE)_$(POD_NAME)"
+for where, metadata, spec in pods:
+    namespace = metadata.get("namespace", "default")
+    annotation = metadata.get("annotations", {}).get("k8s.v1.cni.cncf.io/networks", "")
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
     for reference in filter(None, (r.strip() for r in annotation.split(","))):
         network, _, ifname = reference.partition("@")
@@ -276,23 +317,35 @@ for where, pod in pods:
         if not ifname:
             problem(f"{where}: name the interface ({network}@net1) so the socket path is known")
             continue
-        pod_directory = f"{defaults['socket-dir']}/{config.get('socketDir', 'pods')}/{namespace}_{pod['metadata']['name']}"
-        socket_volume = next((n for n, v in volumes.items() if v.get("hostPath", {}).get("path") == pod_directory), None)
+        # The pod's own directory, <socket-dir>/<socketDir>/<namespace>_<pod name>, mounted
+        # through subPathExpr from the socketDir host path (a Deployment cannot name it).
+        socket_dir = f"{defaults['socket-dir']}/{config.get('socketDir', 'pods')}"
+        pod_name_length = len(metadata["name"]) + (len("-0123456789-abcde") if metadata.get("generated") else 0)
+        if len(namespace) + 1 + pod_name_length > 48:
+            problem(f"{where}: {namespace}_{metadata['name']} (with a Deployment's generated suffix) is over the plugin's 48 bytes")
+        socket_volume = next((n for n, v in volumes.items() if v.get("hostPath", {}).get("path") == socket_dir), None)
         if socket_volume is None:
-            problem(f"{where}: no hostPath volume for the per-pod socket directory {pod_directory}")
+            problem(f"{where}: no hostPath volume for the network's socket directory {socket_dir}")
             continue
         for container in spec["containers"]:
-            mount = next((m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] == socket_volume), None)
+            mount = next((m for m in container.get("volumeMounts", []) if m["name"] == socket_volume), None)
             if mount is None:
                 continue
+            if mount.get("subPathExpr") != SUBPATH:
+                problem(f"{where}: {container['name']} must mount {socket_dir} with subPathExpr {SUBPATH} (its own directory only)")
+            env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container.get("env", [])}
+            if env.get("POD_NAMESPACE") != "metadata.namespace" or env.get("POD_NAME") != "metadata.name":
+                problem(f"{where}: {container['name']} needs POD_NAMESPACE and POD_NAME from the downward API for subPathExpr")
+            if config.get("podSocketDir") and config["podSocketDir"] != mount["mountPath"]:
+                problem(f"{where}: the NAD's podSocketDir {config['podSocketDir']} is not the mount path {mount['mountPath']}")
             arguments = " ".join(container.get("command", []) + container.get("args", []))
             vdev = re.search(r"net_virtio_user\d+,([^ ]+)", arguments)
             if not vdev:
                 problem(f"{where}: {container['name']} mounts the sockets but runs no net_virtio_user")
                 continue
             options = dict(item.partition("=")[::2] for item in vdev.group(1).split(","))
-            if options.get("path") != f"{mount}/{ifname}.sock":
-                problem(f"{where}: virtio-user path {options.get('path')} is not {mount}/{ifname}.sock")
+            if options.get("path") != f"{mount['mountPath']}/{ifname}.sock":
+                problem(f"{where}: virtio-user path {options.get('path')} is not {mount['mountPath']}/{ifname}.sock")
             frontend_server = options.get("server", "0") == "1"
             if frontend_server != (config.get("mode", "server") == "client"):
                 problem(f"{where}: virtio-user server={options.get('server', '0')} does not pair with the switch's mode {config.get('mode', 'server')}")

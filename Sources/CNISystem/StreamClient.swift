@@ -7,8 +7,9 @@ import Glibc
 import VhostSystem
 
 /// Blocking-style client connections with deadlines, for short request/response exchanges
-/// (the CNI plugin's HTTP/1.1 calls to the management API). Every operation takes an
-/// absolute deadline from `MonotonicClock.nanoseconds()`; passing it throws ETIMEDOUT.
+/// (the HTTP/1.1 calls of the management API's clients: the CNI plugin on the unix socket,
+/// vhost-switchctl on it or on TCP). Every operation takes an absolute deadline from
+/// `MonotonicClock.nanoseconds()`; passing it throws ETIMEDOUT.
 public enum StreamClient {
     /// A deadline `milliseconds` from now.
     public static func deadline(afterMilliseconds milliseconds: Int) -> UInt64 {
@@ -20,8 +21,9 @@ public enum StreamClient {
         try UnixSocket.connect(path: path)
     }
 
-    /// Connects to an IPv4 or IPv6 literal address, giving up at `deadline`. The returned
-    /// socket is non-blocking and close-on-exec.
+    /// Connects to an IPv4 or IPv6 literal address, giving up at `deadline` (vhost-switchctl
+    /// `--api http://...`; the CNI plugin takes the unix socket only). The returned socket is
+    /// non-blocking and close-on-exec.
     public static func connectTCP(_ address: TCPSocket.Address, deadline: UInt64) throws(SystemError) -> FileDescriptor {
         let family = address.isIPv6 ? AF_INET6 : AF_INET
         let fd = FileDescriptor(adopting: try systemCall("socket") {

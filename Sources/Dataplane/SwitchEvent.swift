@@ -5,6 +5,8 @@ public struct SwitchEvent: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
         case portCreated = "port.created"
         case portDeleted = "port.deleted"
+        /// A live port's policy changed (PATCH); `data.changed` lists the keys.
+        case portUpdated = "port.updated"
         case deviceConnected = "device.connected"
         case deviceReady = "device.ready"
         case deviceDestroyed = "device.destroyed"

@@ -10,7 +10,7 @@ public struct APIClient: Sendable {
     public var userAgent: String
     public var timeoutMilliseconds = 10_000
 
-    public init(endpoint: APIEndpoint, token: String?, userAgent: String = "vhost-switch-cni") {
+    public init(endpoint: APIEndpoint, token: String? = nil, userAgent: String = "vhost-switch-cni") {
         self.endpoint = endpoint
         self.token = token
         self.userAgent = userAgent

@@ -15,20 +15,50 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         case unavailable = 503
     }
 
+    /// Machine-readable, snake_case; the OpenAPI's Error.code enum lists exactly these
+    /// (ManagementPlaneTests.OpenAPIContractTests).
+    public enum Code: String, Sendable, CaseIterable {
+        case bodyTooLarge = "body_too_large"
+        case immutableField = "immutable_field"
+        case invalidBody = "invalid_body"
+        case invalidEventType = "invalid_event_type"
+        case invalidJson = "invalid_json"
+        case invalidLogLevel = "invalid_log_level"
+        case invalidMac = "invalid_mac"
+        case invalidMask = "invalid_mask"
+        case invalidPolicy = "invalid_policy"
+        case invalidPort = "invalid_port"
+        case invalidSince = "invalid_since"
+        case invalidVringIndex = "invalid_vring_index"
+        case macNotFound = "mac_not_found"
+        case methodNotAllowed = "method_not_allowed"
+        case notFound = "not_found"
+        case notVhostUser = "not_vhost_user"
+        case portExists = "port_exists"
+        case portFailed = "port_failed"
+        case portNotFound = "port_not_found"
+        case unauthorized
+        case unknownFeature = "unknown_feature"
+        case unknownField = "unknown_field"
+        case unsupported
+        case unsupportedFeatures = "unsupported_features"
+        case unsupportedMediaType = "unsupported_media_type"
+        case vringNotFound = "vring_not_found"
+    }
+
     public var status: Status
-    /// Machine-readable, snake_case: "port_exists", "invalid_json", ...
-    public var code: String
+    public var code: Code
     public var message: String
     public var extraHeaders: [(String, String)]
 
-    public init(_ status: Status, _ code: String, _ message: String, headers: [(String, String)] = []) {
+    public init(_ status: Status, _ code: Code, _ message: String, headers: [(String, String)] = []) {
         self.status = status
         self.code = code
         self.message = message
         self.extraHeaders = headers
     }
 
-    public var json: JSON { ["error": ["code": .string(code), "message": .string(message)]] }
-    public var description: String { "\(status.rawValue) \(code): \(message)" }
+    public var json: JSON { ["error": ["code": .string(code.rawValue), "message": .string(message)]] }
+    public var description: String { "\(status.rawValue) \(code.rawValue): \(message)" }
 
 }

@@ -34,7 +34,7 @@ public struct HTTPRequest: Sendable {
 
     /// The body as JSON (nil body is an error: every body-taking route needs one).
     public func jsonBody() throws(APIError) -> JSON {
-        if body.isEmpty { throw APIError(.badRequest, "invalid_body", "a JSON request body is required") }
-        do { return try JSON.parse(body) } catch { throw APIError(.badRequest, "invalid_json", error.message) }
+        if body.isEmpty { throw APIError(.badRequest, .invalidBody, "a JSON request body is required") }
+        do { return try JSON.parse(body) } catch { throw APIError(.badRequest, .invalidJson, error.message) }
     }
 }

@@ -156,14 +156,14 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func bodyTooLarge() -> APIError {
-        APIError(.payloadTooLarge, "body_too_large", "request bodies are limited to \(configuration.maxBodyBytes) bytes")
+        APIError(.payloadTooLarge, .bodyTooLarge, "request bodies are limited to \(configuration.maxBodyBytes) bytes")
     }
 
     private func checkHeaders(_ connection: OpaquePointer) -> HTTPResponse? {
         if let token = configuration.bearerToken {
             let given = Self.header(connection, "Authorization")
             if !token.matches(authorizationHeader: given) {
-                return .error(APIError(.unauthorized, "unauthorized",
+                return .error(APIError(.unauthorized, .unauthorized,
                                        given == nil ? "this listener needs Authorization: Bearer <token>" : "the bearer token is not valid",
                                        headers: [("WWW-Authenticate", #"Bearer realm="vhost-switch""#)]))
             }
@@ -176,18 +176,19 @@ public final class HTTPServer: @unchecked Sendable {
         if (length ?? 0) > 0 || chunked {
             let type = Self.header(connection, "Content-Type")
             if !Self.isJSONMediaType(type) {
-                return .error(APIError(.unsupportedMediaType, "unsupported_media_type",
-                                       "request bodies must be application/json, not \(RouterText.printable(type ?? "(none)"))"))
+                return .error(APIError(.unsupportedMediaType, .unsupportedMediaType,
+                                       "request bodies must be application/json (or application/merge-patch+json), not \(RouterText.printable(type ?? "(none)"))"))
             }
         }
         return nil
     }
 
-    /// "application/json", optionally with parameters ("; charset=utf-8").
+    /// "application/json", or "application/merge-patch+json" (RFC 7396: a JSON document,
+    /// what PATCH /v1/ports/{name} takes), optionally with parameters ("; charset=utf-8").
     static func isJSONMediaType(_ value: String?) -> Bool {
         guard let value else { return false }
         let essence = value.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingSpaces.lowercased() } ?? ""
-        return essence == "application/json"
+        return essence == "application/json" || essence == "application/merge-patch+json"
     }
 
     private static func header(_ connection: OpaquePointer, _ name: String) -> String? {

@@ -37,20 +37,19 @@ public struct LogLineHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
         switch format {
         case .text:
             var handler = text
             handler.metadata = metadata
             handler.metadataProvider = metadataProvider
-            handler.log(level: level, message: message, metadata: explicit, source: source, file: file, function: function, line: line)
+            handler.log(event: event)
         case .json:
             var merged = metadata
             merged.merge(metadataProvider?.get() ?? [:]) { _, new in new }
-            merged.merge(explicit ?? [:]) { _, new in new }
-            let line = Self.jsonLine(time: MonotonicClock.wallMilliseconds(), level: level, label: label,
-                                     message: message.description, metadata: merged)
+            merged.merge(event.metadata ?? [:]) { _, new in new }
+            let line = Self.jsonLine(time: MonotonicClock.wallMilliseconds(), level: event.level, label: label,
+                                     message: event.message.description, metadata: merged)
             StandardErrorLines.shared.write(line)
         }
     }

@@ -8,7 +8,7 @@ extension ManagementAPI {
         for text in [request.header("last-event-id"), request.query["since"]] {
             guard let text else { continue }
             guard let value = UInt64(text.trimmingSpaces) else {
-                throw APIError(.badRequest, "invalid_since", "since / Last-Event-ID must be a non-negative integer event id")
+                throw APIError(.badRequest, .invalidSince, "since / Last-Event-ID must be a non-negative integer event id")
             }
             since = value
         }
@@ -43,7 +43,7 @@ extension ManagementAPI {
     }
 
     private func unknownType(_ name: String) -> APIError {
-        APIError(.badRequest, "invalid_event_type",
+        APIError(.badRequest, .invalidEventType,
                  "unknown event type \"\(RouterText.printable(name))\"; known: \(SwitchEvent.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
     }
 }

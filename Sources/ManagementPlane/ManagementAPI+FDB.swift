@@ -25,10 +25,10 @@ extension ManagementAPI {
 
     func deleteFDBEntry(_ text: String) throws(APIError) -> HTTPResponse {
         guard let mac = MacAddress.parse(text) else {
-            throw APIError(.badRequest, "invalid_mac", "\"\(RouterText.printable(text))\" is not a MAC address like 02:00:00:00:00:01")
+            throw APIError(.badRequest, .invalidMac, "\"\(RouterText.printable(text))\" is not a MAC address like 02:00:00:00:00:01")
         }
         guard service.removeForwardingEntry(mac) else {
-            throw APIError(.notFound, "mac_not_found", "\(MacAddress.format(mac)) is not in the forwarding database")
+            throw APIError(.notFound, .macNotFound, "\(MacAddress.format(mac)) is not in the forwarding database")
         }
         return .noContent()
     }

@@ -32,12 +32,12 @@ extension ManagementAPI {
     func putFeatures(_ name: String, _ request: HTTPRequest) throws(APIError) -> HTTPResponse {
         try requireVhostUser(name)
         guard let body = try request.jsonBody().objectValue else {
-            throw APIError(.badRequest, "invalid_body", "the body must be an object {\"mask\": \"0x...\"}")
+            throw APIError(.badRequest, .invalidBody, "the body must be an object {\"mask\": \"0x...\"}")
         }
         try Self.rejectUnknown(body, allowed: ["mask"])
-        guard let text = body["mask"]?.stringValue else { throw APIError(.badRequest, "invalid_body", "mask is required (a hex string)") }
+        guard let text = body["mask"]?.stringValue else { throw APIError(.badRequest, .invalidBody, "mask is required (a hex string)") }
         guard let mask = PortSpecDecoder.parseMask(text) else {
-            throw APIError(.badRequest, "invalid_mask", "mask must be a hex string such as \"0x140000000\"")
+            throw APIError(.badRequest, .invalidMask, "mask must be a hex string such as \"0x140000000\"")
         }
         return try changeFeatures(name, .mask(mask))
     }
@@ -45,16 +45,16 @@ extension ManagementAPI {
     func patchFeatures(_ name: String, _ request: HTTPRequest) throws(APIError) -> HTTPResponse {
         try requireVhostUser(name)
         guard let body = try request.jsonBody().objectValue else {
-            throw APIError(.badRequest, "invalid_body", "the body must be an object {\"enable\": [...], \"disable\": [...]}")
+            throw APIError(.badRequest, .invalidBody, "the body must be an object {\"enable\": [...], \"disable\": [...]}")
         }
         try Self.rejectUnknown(body, allowed: ["enable", "disable"])
         var lists: [String: [String]] = [:]
         for key in ["enable", "disable"] {
             guard let value = body[key] else { continue }
-            guard let items = value.arrayValue else { throw APIError(.badRequest, "invalid_body", "\(key) must be a list of feature names") }
+            guard let items = value.arrayValue else { throw APIError(.badRequest, .invalidBody, "\(key) must be a list of feature names") }
             var names: [String] = []
             for item in items {
-                guard let featureName = item.stringValue else { throw APIError(.badRequest, "invalid_body", "\(key) must contain only strings") }
+                guard let featureName = item.stringValue else { throw APIError(.badRequest, .invalidBody, "\(key) must contain only strings") }
                 names.append(featureName)
             }
             lists[key] = names
@@ -73,9 +73,9 @@ extension ManagementAPI {
             switch error {
             case .lookup(let lookup): throw APIError(lookup)
             case .invalid(.unknownFeature(let featureName)):
-                throw APIError(.badRequest, "unknown_feature", "unknown feature \"\(RouterText.printable(featureName))\"")
+                throw APIError(.badRequest, .unknownFeature, "unknown feature \"\(RouterText.printable(featureName))\"")
             case .invalid(let problem):
-                throw APIError(.badRequest, "unsupported_features", problem.description)
+                throw APIError(.badRequest, .unsupportedFeatures, problem.description)
             }
         }
         var object = Self.featuresJSON(update.features)

@@ -8,11 +8,11 @@ extension ManagementAPI {
 
     func putLogLevel(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
         guard let body = try request.jsonBody().objectValue else {
-            throw APIError(.badRequest, "invalid_body", "the body must be an object {\"level\": \"debug\"}")
+            throw APIError(.badRequest, .invalidBody, "the body must be an object {\"level\": \"debug\"}")
         }
         try Self.rejectUnknown(body, allowed: ["level"])
         guard let name = body["level"]?.stringValue, let level = Logger.Level(rawValue: name) else {
-            throw APIError(.badRequest, "invalid_log_level", "level must be one of \(RuntimeLogLevel.names.joined(separator: ", "))")
+            throw APIError(.badRequest, .invalidLogLevel, "level must be one of \(RuntimeLogLevel.names.joined(separator: ", "))")
         }
         let previous = logLevel.level
         // The notice goes out under the old level when that shows notices, else under the new one.

@@ -38,12 +38,12 @@ extension ManagementAPI {
     func getVring(_ name: String, _ indexText: String) throws(APIError) -> HTTPResponse {
         do { try service.requireVhostUser(port: name) } catch { throw APIError(error) }
         guard indexText.utf8.count <= 6, indexText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let index = Int(indexText) else {
-            throw APIError(.badRequest, "invalid_vring_index", "the vring index must be a non-negative integer")
+            throw APIError(.badRequest, .invalidVringIndex, "the vring index must be a non-negative integer")
         }
         let view: VringsView
         do { view = try service.vrings(port: name) } catch { throw APIError(error) }
         guard let vring = view.vrings.first(where: { $0.info.index == index }) else {
-            throw APIError(.notFound, "vring_not_found", "port \(name) has no vring \(index) (it has \(2 * view.maxQueuePairs))")
+            throw APIError(.notFound, .vringNotFound, "port \(name) has no vring \(index) (it has \(2 * view.maxQueuePairs))")
         }
         return .json(Self.vringJSON(vring))
     }

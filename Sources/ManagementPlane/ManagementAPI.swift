@@ -48,6 +48,7 @@ public final class ManagementAPI: Sendable {
         router.add("GET", "/v1/ports") { api, _, _ throws(APIError) in try api.listPorts() }
         router.add("POST", "/v1/ports") { api, request, _ throws(APIError) in try api.createPort(request) }
         router.add("GET", "/v1/ports/{name}") { api, _, p throws(APIError) in try api.getPort(p["name"]) }
+        router.add("PATCH", "/v1/ports/{name}") { api, request, p throws(APIError) in try api.patchPort(p["name"], request) }
         router.add("DELETE", "/v1/ports/{name}") { api, _, p throws(APIError) in try api.deletePort(p["name"]) }
         router.add("GET", "/v1/ports/{name}/features") { api, _, p throws(APIError) in try api.getFeatures(p["name"]) }
         router.add("PUT", "/v1/ports/{name}/features") { api, request, p throws(APIError) in try api.putFeatures(p["name"], request) }
@@ -93,7 +94,7 @@ public final class ManagementAPI: Sendable {
 
     static func rejectUnknown(_ object: [String: JSON], allowed: Set<String>) throws(APIError) {
         if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw APIError(.badRequest, "unknown_field", "unknown field \"\(RouterText.printable(unknown))\"")
+            throw APIError(.badRequest, .unknownField, "unknown field \"\(RouterText.printable(unknown))\"")
         }
     }
 }
@@ -102,11 +103,11 @@ extension APIError {
     /// The port service's errors mapped onto statuses.
     init(_ error: PortService.PortError) {
         switch error.code {
-        case .invalid: self.init(.badRequest, "invalid_port", error.message)
-        case .conflict: self.init(.conflict, "port_exists", error.message)
-        case .notFound: self.init(.notFound, "port_not_found", error.message)
-        case .unsupported: self.init(.badRequest, "unsupported", error.message)
-        case .failed: self.init(.internalError, "port_failed", error.message)
+        case .invalid: self.init(.badRequest, .invalidPort, error.message)
+        case .conflict: self.init(.conflict, .portExists, error.message)
+        case .notFound: self.init(.notFound, .portNotFound, error.message)
+        case .unsupported: self.init(.badRequest, .unsupported, error.message)
+        case .failed: self.init(.internalError, .portFailed, error.message)
         }
     }
 
@@ -114,9 +115,9 @@ extension APIError {
     init(_ error: PortLookupError) {
         switch error {
         case .noPort(let name):
-            self.init(.notFound, "port_not_found", "no port named \"\(RouterText.printable(name))\"")
+            self.init(.notFound, .portNotFound, "no port named \"\(RouterText.printable(name))\"")
         case .notVhostUser(let name, let type):
-            self.init(.notFound, "not_vhost_user", "port \(name) is a \(type) port: it has no vhost-user device")
+            self.init(.notFound, .notVhostUser, "port \(name) is a \(type) port: it has no vhost-user device")
         }
     }
 }

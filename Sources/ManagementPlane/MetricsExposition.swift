@@ -154,6 +154,8 @@ enum MetricsExposition {
             metrics.add("vhost_switch_events_total", "counter", "", [("type", kind.rawValue)], counts[kind] ?? 0)
         }
         metrics.add("vhost_switch_event_subscribers", "gauge", "Open event streams.", [], UInt64(api.events.subscriberCount))
+        addVringMetrics(statistics, to: metrics)
+        addProcessMetrics(startedAt: api.startedAt, to: metrics)
         return metrics.render()
     }
 }

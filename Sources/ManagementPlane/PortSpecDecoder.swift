@@ -1,4 +1,5 @@
 import Dataplane
+import PortService
 
 /// Turns a port's JSON (config file entry, POST /v1/ports body, persisted state) into a
 /// PortSpec, refusing unknown fields and wrong types with a message naming the field.
@@ -14,22 +15,29 @@ public enum PortSpecDecoder {
         let name = try requiredString(object, "name")
         if let problem = PortSpec.validateName(name) { throw DecodingError(problem) }
         let type = try requiredString(object, "type")
+        var spec: PortSpec
         switch type {
         case "vhost-user":
-            try rejectUnknown(object, allowed: ["name", "type", "socket", "queues", "mtu", "mac", "features"], in: "port")
-            return PortSpec(name: name, kind: .vhostUser(try decodeVhostUser(object)))
+            try rejectUnknown(object, allowed: vhostUserKeys.union(PortPolicyField.names), in: "port")
+            spec = PortSpec(name: name, kind: .vhostUser(try decodeVhostUser(object)))
         case "af-packet":
-            try rejectUnknown(object, allowed: ["name", "type", "interface"], in: "port")
+            try rejectUnknown(object, allowed: afPacketKeys.union(PortPolicyField.names), in: "port")
             let interface = try requiredString(object, "interface")
             guard !interface.isEmpty, interface.utf8.count < 16, !interface.contains("/"),
                   interface.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
                 throw DecodingError("interface must be a Linux interface name (1-15 printable characters, no '/')")
             }
-            return PortSpec(name: name, kind: .afPacket(interface: interface))
+            spec = PortSpec(name: name, kind: .afPacket(interface: interface))
         default:
             throw DecodingError("type must be \"vhost-user\" or \"af-packet\", not \"\(type)\"")
         }
+        spec.policy = try PortPolicyDecoder.decode(object)
+        return spec
     }
+
+    /// The keys of each port type besides the policy's (which both types take).
+    public static let vhostUserKeys: Set<String> = ["name", "type", "socket", "queues", "mtu", "mac", "features"]
+    public static let afPacketKeys: Set<String> = ["name", "type", "interface"]
 
     private static func decodeVhostUser(_ object: [String: JSON]) throws(DecodingError) -> PortSpec.VhostUser {
         guard let socketJSON = object["socket"] else { throw DecodingError("socket is required for a vhost-user port") }

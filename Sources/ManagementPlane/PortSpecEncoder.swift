@@ -23,6 +23,7 @@ public enum PortSpecEncoder {
             if !vhost.disableFeatures.isEmpty { features["disable"] = .array(vhost.disableFeatures.map { .string($0) }) }
             if !features.isEmpty { object["features"] = .object(features) }
         }
+        object.merge(PortPolicyEncoder.encode(spec.policy)) { _, policy in policy }
         return .object(object)
     }
 

@@ -50,7 +50,7 @@ public struct Router<Context>: Sendable {
     }
 
     public func route(_ request: HTTPRequest, context: Context) -> HTTPResponse {
-        guard request.path.hasPrefix("/") else { return .error(APIError(.notFound, "not_found", "no such resource")) }
+        guard request.path.hasPrefix("/") else { return .error(APIError(.notFound, .notFound, "no such resource")) }
         let parts = request.path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
         let method = request.method == "HEAD" ? "GET" : request.method
         var allowed: [String] = []
@@ -66,11 +66,11 @@ public struct Router<Context>: Sendable {
             allowed.append(route.method)
         }
         if allowed.isEmpty {
-            return .error(APIError(.notFound, "not_found", "no resource at \(RouterText.printable(request.path))"))
+            return .error(APIError(.notFound, .notFound, "no resource at \(RouterText.printable(request.path))"))
         }
         if allowed.contains("GET") { allowed.append("HEAD") }
         let allow = Array(Set(allowed)).sorted().joined(separator: ", ")
-        return .error(APIError(.methodNotAllowed, "method_not_allowed",
+        return .error(APIError(.methodNotAllowed, .methodNotAllowed,
                                "\(RouterText.printable(request.method)) is not allowed on \(RouterText.printable(request.path)); allowed: \(allow)",
                                headers: [("Allow", allow)]))
     }

@@ -7,7 +7,7 @@ import Virtio
 
 /// The one thread-safe facade over ports: creates and deletes them (vhost-user devices
 /// on the control loop plus their switch port), changes their offered features
-/// (`+Features`), tells observers after each change (`PortChangeObserver`: persistence),
+/// (`+Features`) and their policy (`+Policy`), tells observers after each change (`PortChangeObserver`: persistence),
 /// and answers what exists as plain values (`+ReadModels`). The config file, the REST API
 /// and state restore all go through it; nothing above it reaches the control loop, the
 /// switch or a device.
@@ -42,7 +42,7 @@ public final class PortService: @unchecked Sendable {
     let logger: Logger
     let emit: SwitchEventHandler
     let ports = Mutex<[String: Port]>([:])
-    /// Serializes create/delete/feature changes so checks and effects cannot interleave,
+    /// Serializes create/delete/feature and policy changes so checks and effects cannot interleave,
     /// and observers see the changes in the order they happened.
     let changes = Mutex<Void>(())
     let observers = Mutex<[any PortChangeObserver]>([])
@@ -64,7 +64,7 @@ public final class PortService: @unchecked Sendable {
 
     public var portCount: Int { ports.withLock { $0.count } }
 
-    /// Subscribes `observer` to every later change (create, delete, a new offered mask).
+    /// Subscribes `observer` to every later change (create, delete, a new offered mask, a new policy).
     public func addObserver(_ observer: any PortChangeObserver) {
         observers.withLock { $0.append(observer) }
     }
@@ -85,6 +85,7 @@ public final class PortService: @unchecked Sendable {
     private func createPort(_ spec: PortSpec) throws(PortError) -> Port {
         try changes.withLock { _ throws(PortError) -> Port in
             if let problem = PortSpec.validateName(spec.name) { throw PortError(.invalid, problem) }
+            if let problem = spec.policy.problem { throw PortError(.invalid, problem) }
             if ports.withLock({ $0[spec.name] }) != nil { throw PortError(.conflict, "a port named \"\(spec.name)\" exists") }
             let port: Port
             switch spec.kind {
@@ -108,9 +109,7 @@ public final class PortService: @unchecked Sendable {
         do throws(FeatureOffer.Problem) { features = try FeatureOffer.mask(for: vhost) } catch { throw PortError(.invalid, error.description) }
         do { try socketDirectory.prepareParent(of: path) } catch { throw PortError(.invalid, error.message) }
 
-        guard let id = fabric.addPort(name: spec.name, mtu: vhost.mtu) else {
-            throw PortError(.conflict, "the switch has \(Switch.maxPorts) ports, the most it takes")
-        }
+        let id = try addSwitchPort(spec, mtu: vhost.mtu)
         let bridge = VhostUserPortBridge(portID: id, name: spec.name, fabric: fabric, logger: logger, emit: emit)
         let configuration = VhostUserDeviceConfiguration(
             name: spec.name, socketPath: path, mode: vhost.mode == .server ? .server : .client,
@@ -135,7 +134,9 @@ public final class PortService: @unchecked Sendable {
         resolved.featureMask = features
         resolved.enableFeatures = []
         resolved.disableFeatures = []
-        let port = Port(spec: PortSpec(name: spec.name, kind: .vhostUser(resolved)), id: id, socketPath: path, device: device)
+        var resolvedSpec = spec
+        resolvedSpec.kind = .vhostUser(resolved)
+        let port = Port(spec: resolvedSpec, id: id, socketPath: path, device: device)
         ports.withLock { $0[spec.name] = port }
         logger.info("port created", metadata: ["port": "\(spec.name)", "socket": "\(path)", "mode": "\(vhost.mode.rawValue)"])
         emit(SwitchEvent(.portCreated, port: spec.name))
@@ -154,9 +155,7 @@ public final class PortService: @unchecked Sendable {
             if error.permissionDenied { throw PortError(.failed, "opening a packet socket on \(interface) needs CAP_NET_RAW") }
             throw PortError(.failed, "cannot open a packet socket on \(interface): \(error)")
         }
-        guard let id = fabric.addPort(name: spec.name, mtu: packetPort.socket.mtu) else {
-            throw PortError(.conflict, "the switch has \(Switch.maxPorts) ports, the most it takes")
-        }
+        let id = try addSwitchPort(spec, mtu: packetPort.socket.mtu)
         fabric.setPacketPort(portID: id, port: packetPort)
         let linkUp = packetPort.linkIsUp()
         let port = Port(spec: spec, id: id, packetPort: packetPort, packetStatistics: packetPort.statistics, linkUp: linkUp)
@@ -164,6 +163,15 @@ public final class PortService: @unchecked Sendable {
         logger.info("port created", metadata: ["port": "\(spec.name)", "interface": "\(interface)", "link": "\(linkUp ? "up" : "down")"])
         emit(SwitchEvent(.portCreated, port: spec.name))
         return port
+    }
+
+    /// The port's place in the switch, its policy set before any frame can reach it.
+    private func addSwitchPort(_ spec: PortSpec, mtu: Int?) throws(PortError) -> Int {
+        guard let id = fabric.addPort(name: spec.name, mtu: mtu) else {
+            throw PortError(.conflict, "the switch has \(Switch.maxPorts) ports, the most it takes")
+        }
+        fabric.setPolicy(portID: id, spec.policy)
+        return id
     }
 
     /// Once a second: follows each kernel port's interface. Down and up need nothing (the

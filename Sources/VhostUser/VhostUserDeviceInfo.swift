@@ -2,7 +2,7 @@ import Virtio
 
 /// A port's state as the management plane shows it: a copy, taken on the control thread.
 public struct VhostUserDeviceInfo: Sendable {
-    public enum ConnectionState: String, Sendable {
+    public enum ConnectionState: String, Sendable, CaseIterable {
         /// Server mode, no front-end connected.
         case listening
         /// Client mode, trying to connect (with backoff).

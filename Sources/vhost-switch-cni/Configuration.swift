@@ -76,9 +76,12 @@ struct NetworkConfig {
     var json: JSONObject
     var cniVersion: String
     var name: String
-    var api: APIEndpoint
+    /// The daemon's API socket, directly in one of the install settings' allowed directories.
+    var api: APISocket
+    /// A bearer token file, under the same allow-list.
     var apiTokenFile: String?
     var socketDir: String
+    /// The install settings' dataDirectory (attachment records for GC).
     var dataDir: String
     var mode: Mode
     var owner: String?
@@ -89,12 +92,19 @@ struct NetworkConfig {
     var mtu: Int?
     var queues: Int?
     var features: JSONObject?
+    var policy: PortPolicySettings
+    /// Where the pod mounts its socket directory (e.g. the Deployment example's mountPath):
+    /// the device-info file then names the socket as the pod sees it, else as the host does.
+    var podSocketDir: String?
+    /// runtimeConfig.CNIDeviceInfoFile (the NPWG "CNIDeviceInfoFile" capability): the file in
+    /// the install settings' deviceInfoDirectory to describe the socket in.
+    var deviceInfoFile: String?
     var ipamType: String?
     var prevResult: JSONObject?
 
     static let defaultAPI = "unix:///run/vhost-switch/api.sock"
 
-    init(bytes: [UInt8], command: CNIEnvironment.Command) throws(CNIError) {
+    init(bytes: [UInt8], command: CNIEnvironment.Command, settings: InstallSettings) throws(CNIError) {
         raw = bytes
         let parsed: JSONValue
         do { parsed = try JSONValue.parse(bytes) } catch {
@@ -128,21 +138,21 @@ struct NetworkConfig {
             }
             return text
         }
-        func integer(_ key: String, _ range: ClosedRange<Int>) throws(CNIError) -> Int? {
-            guard let value = object[key], !value.isNull else { return nil }
-            guard let number = value.intValue, range.contains(number) else {
-                throw CNIError(.invalidNetworkConfig, "\(key) must be an integer from \(range.lowerBound) to \(range.upperBound)")
-            }
-            return number
-        }
 
         let apiText = try string("api") ?? Self.defaultAPI
-        do { api = try APIEndpoint(parsing: apiText) } catch { throw CNIError(.invalidNetworkConfig, "api \(apiText) is invalid", details: error.description) }
+        do { api = try APISocket(parsing: apiText) } catch { throw CNIError(.invalidNetworkConfig, "api \(apiText) is invalid", details: error.description) }
+        if let problem = settings.allowListProblem(api.path) { throw CNIError(.invalidNetworkConfig, "api \(apiText) is not allowed", details: problem) }
         apiTokenFile = try string("apiTokenFile")
+        if let file = apiTokenFile, let problem = settings.allowListProblem(file) {
+            throw CNIError(.invalidNetworkConfig, "apiTokenFile \(file) is not allowed", details: problem)
+        }
         socketDir = try string("socketDir") ?? "pods"
         if let problem = Naming.socketDirProblem(socketDir) { throw CNIError(.invalidNetworkConfig, "socketDir \(socketDir) is invalid", details: problem) }
-        dataDir = try string("dataDir") ?? "/var/lib/cni/vhost-switch"
-        guard dataDir.hasPrefix("/") else { throw CNIError(.invalidNetworkConfig, "dataDir must be an absolute path") }
+        // Where root writes and GC reads attachment records is the administrator's choice.
+        guard object["dataDir"] == nil else {
+            throw CNIError(.invalidNetworkConfig, "dataDir is not a network configuration key", details: "set dataDirectory in \(InstallSettings.path)")
+        }
+        dataDir = settings.dataDirectory
         let modeText = try string("mode") ?? "server"
         guard let mode = Mode(rawValue: modeText) else { throw CNIError(.invalidNetworkConfig, "mode must be \"server\" or \"client\", not \"\(modeText)\"") }
         self.mode = mode
@@ -160,8 +170,8 @@ struct NetworkConfig {
             throw CNIError(.invalidNetworkConfig, "mac must look like 02:00:00:00:00:01 (or be \"auto\")", details: text)
         }
         mac = mac.map { $0.lowercased() }
-        mtu = try integer("mtu", 68...65535)
-        queues = try integer("queues", 1...8)
+        mtu = try integer(object, "mtu", 68...65535)
+        queues = try integer(object, "queues", 1...8)
         if let value = object["features"], !value.isNull {
             guard let members = value.objectValue else { throw CNIError(.invalidNetworkConfig, "features must be an object such as {\"disable\": [\"mrg_rxbuf\"]}") }
             for key in members.keys {
@@ -188,11 +198,25 @@ struct NetworkConfig {
             }
         }
         prevResult = object["prevResult"]?.objectValue
+        policy = try PortPolicySettings(object)
+        podSocketDir = try string("podSocketDir")
+        if let directory = podSocketDir, !InstallSettings.isCleanAbsolutePath(directory) || directory.utf8.count > 80 {
+            throw CNIError(.invalidNetworkConfig, "podSocketDir must be an absolute path of at most 80 bytes without '.', '..' or empty components", details: directory)
+        }
 
         // runtimeConfig.mac (the "mac" capability, e.g. from Multus) overrides the static MAC.
         if let runtimeMAC = object["runtimeConfig"]?["mac"]?.stringValue {
             guard Naming.isMAC(runtimeMAC) else { throw CNIError(.invalidNetworkConfig, "runtimeConfig.mac must look like 02:00:00:00:00:01") }
             mac = runtimeMAC.lowercased()
+        }
+        if let value = object["runtimeConfig"]?["CNIDeviceInfoFile"], !value.isNull {
+            let name = value.stringValue.flatMap { file in file.lastIndex(of: "/").map { file[file.index(after: $0)...] } } ?? ""
+            guard let file = value.stringValue, file == settings.deviceInfoDirectory + "/" + name, (1...255).contains(name.utf8.count),
+                  name.utf8.allSatisfy(Naming.isNameByte), !name.hasPrefix(".") else {
+                throw CNIError(.invalidNetworkConfig, "runtimeConfig.CNIDeviceInfoFile must be a file directly in \(settings.deviceInfoDirectory)",
+                               details: "a name of letters, digits, '_', '.' and '-' not starting with '.'; got \(value.rendered().prefix(200))")
+            }
+            deviceInfoFile = file
         }
 
         if command == .add || command == .check || command == .gc {
@@ -202,4 +226,22 @@ struct NetworkConfig {
             }
         }
     }
+}
+
+/// Where the daemon's API is: its unix socket (the client gets it as `APIEndpoint.unix`).
+/// TCP is not accepted: the address and the token sent to it would come from the tenant's
+/// network configuration.
+struct APISocket: CustomStringConvertible {
+    var path: String
+
+    struct ParseError: Error, CustomStringConvertible { var description: String }
+
+    init(parsing text: String) throws(ParseError) {
+        guard text.hasPrefix("unix://") else { throw ParseError(description: "use unix:///absolute/path/to/api.sock (the daemon's unix socket; TCP is not accepted)") }
+        let path = String(text.dropFirst("unix://".count))
+        guard path.hasPrefix("/"), path.utf8.count <= 107 else { throw ParseError(description: "use unix:///absolute/path/to/api.sock (at most 107 bytes)") }
+        self.path = path
+    }
+
+    var description: String { "unix://" + path }
 }

@@ -10,35 +10,46 @@ enum Naming {
 
     static let maxPortName = 64
     static let containerIDPrefix = 12
-    /// Longest per-pod directory name; longer namespace/name pairs fall back to the container id.
+    /// Longest per-pod directory name: a longer namespace/name pair is an error, never renamed.
     static let maxPodDirectory = 48
 
     /// "<first 12 characters of the container id>-<ifname>", e.g. "3f2a9c1d7b4e-net1".
     static func portName(containerID: String, ifname: String) -> String {
         let prefix = sanitized(String(containerID.prefix(containerIDPrefix)))
-        var name = prefix + "-" + sanitized(ifname)
+        var name = prefix + "-" + ifname
         if name.utf8.count > maxPortName { name = String(decoding: Array(name.utf8).prefix(maxPortName), as: UTF8.self) }
         return name
     }
 
     /// The per-pod directory (under socketDir): "<namespace>_<pod name>" when the runtime
-    /// passes K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS (a pod spec can name that host
-    /// path), else the first 12 characters of the container id.
-    static func podDirectory(containerID: String, args: [String: String]) -> String {
-        if let namespace = args["K8S_POD_NAMESPACE"], let pod = args["K8S_POD_NAME"], !namespace.isEmpty, !pod.isEmpty {
-            let candidate = namespace + "_" + pod
-            if candidate.utf8.count <= maxPodDirectory, candidate.utf8.allSatisfy(isNameByte), !candidate.hasPrefix(".") {
-                return candidate
-            }
+    /// passes K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS (a pod spec can name that
+    /// directory with subPathExpr), or, from runtimes that pass neither (not Kubernetes), the
+    /// first 12 characters of the container id. A pair that cannot be a directory name is an
+    /// error: a silently different directory would leave the pod an empty mount.
+    static func podDirectory(containerID: String, args: [String: String]) throws(CNIError) -> String {
+        let namespace = args["K8S_POD_NAMESPACE"], pod = args["K8S_POD_NAME"]
+        if namespace == nil && pod == nil { return sanitized(String(containerID.prefix(containerIDPrefix))) }
+        guard let namespace, let pod, !namespace.isEmpty, !pod.isEmpty else {
+            throw CNIError(.invalidEnvironment, "CNI_ARGS has only one of K8S_POD_NAMESPACE and K8S_POD_NAME",
+                           details: "the per-pod socket directory is <namespace>_<pod name>; both are needed")
         }
-        return sanitized(String(containerID.prefix(containerIDPrefix)))
+        let candidate = namespace + "_" + pod
+        guard candidate.utf8.allSatisfy(isNameByte), !candidate.hasPrefix(".") else {
+            throw CNIError(.invalidEnvironment, "the pod's socket directory \(candidate.prefix(100)) is not a valid directory name",
+                           details: "K8S_POD_NAMESPACE and K8S_POD_NAME may contain only letters, digits, '_', '.' and '-'")
+        }
+        guard candidate.utf8.count <= maxPodDirectory else {
+            throw CNIError(.invalidEnvironment, "the pod's socket directory \(candidate) is \(candidate.utf8.count) bytes, more than \(maxPodDirectory)",
+                           details: "unix socket paths hold at most 107 bytes: shorten the namespace or pod name (a Deployment's pods are named <deployment>-<hash>-<suffix>)")
+        }
+        return candidate
     }
 
     /// The socket path relative to the daemon's socket directory:
     /// "<socketDir>/<pod directory>/<ifname>.sock".
-    static func socketPath(socketDir: String, containerID: String, ifname: String, args: [String: String]) -> String {
-        let file = sanitized(ifname) + ".sock"
-        let pod = podDirectory(containerID: containerID, args: args)
+    static func socketPath(socketDir: String, containerID: String, ifname: String, args: [String: String]) throws(CNIError) -> String {
+        let file = ifname + ".sock"
+        let pod = try podDirectory(containerID: containerID, args: args)
         return socketDir.isEmpty ? pod + "/" + file : socketDir + "/" + pod + "/" + file
     }
 
@@ -57,6 +68,8 @@ enum Naming {
         if name.utf8.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7F }) {
             return "contains '/', ':', whitespace or a control character"
         }
+        // It names the port and the socket file as it is: no byte is silently replaced.
+        if !name.utf8.allSatisfy(isNameByte) || name.hasPrefix("-") { return "this plugin takes only letters, digits, '_', '.' and '-' (not first)" }
         return nil
     }
 
@@ -66,11 +79,22 @@ enum Naming {
         if dir.isEmpty { return nil }
         if dir.hasPrefix("/") { return "must be relative to the daemon's socket directory (--socket-dir)" }
         if dir.utf8.count > 48 { return "longer than 48 bytes (socket paths are limited to 107 bytes)" }
-        for component in dir.split(separator: "/", omittingEmptySubsequences: false) {
-            if component.isEmpty || component == "." || component == ".." { return "empty, '.' or '..' path component" }
+        let components = dir.split(separator: "/", omittingEmptySubsequences: false)
+        // With the pod directory and the socket file: the daemon's 8-component limit.
+        if components.count > 6 { return "more than 6 path components" }
+        for component in components {
+            if component.isEmpty || component.hasPrefix(".") || component.hasPrefix("-") {
+                return "empty path component, or one starting with '.' or '-'"
+            }
             if !component.utf8.allSatisfy(isNameByte) { return "path components may contain only letters, digits, '.', '_' and '-'" }
         }
         return nil
+    }
+
+    /// A MAC whose first octet has the group bit clear (allowed_macs takes unicast only).
+    static func isUnicastMAC(_ text: String) -> Bool {
+        guard isMAC(text), let first = UInt8(text.prefix(2), radix: 16) else { return false }
+        return first & 1 == 0
     }
 
     static func isMAC(_ text: String) -> Bool {

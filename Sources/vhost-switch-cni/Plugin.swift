@@ -6,11 +6,41 @@ import VhostSystem
 struct Plugin {
     let environment: CNIEnvironment
     let config: NetworkConfig
+    let settings: InstallSettings
     let client: APIClient
+    /// The socket path relative to the daemon's socket directory, or why there is none (DEL
+    /// still succeeds then: an ADD with the same parameters failed the same way).
+    private let relativeSocket: Result<String, CNIError>
+
+    init(environment: CNIEnvironment, config: NetworkConfig, settings: InstallSettings, client: APIClient) {
+        self.environment = environment
+        self.config = config
+        self.settings = settings
+        self.client = client
+        relativeSocket = Result { () throws(CNIError) -> String in
+            try Naming.socketPath(socketDir: config.socketDir, containerID: environment.containerID, ifname: environment.ifname, args: environment.args)
+        }
+    }
 
     var portName: String { Naming.portName(containerID: environment.containerID, ifname: environment.ifname) }
-    var socketPath: String {
-        Naming.socketPath(socketDir: config.socketDir, containerID: environment.containerID, ifname: environment.ifname, args: environment.args)
+    func socketPath() throws(CNIError) -> String { try relativeSocket.get() }
+
+    /// The socket on the host, in the install settings' socketDirectory, within the 107 bytes
+    /// of a unix socket path.
+    func hostSocketPath() throws(CNIError) -> String {
+        let path = settings.socketDirectory + "/" + (try socketPath())
+        guard path.utf8.count <= 107 else {
+            throw CNIError(.invalidNetworkConfig, "the socket path \(path) is \(path.utf8.count) bytes, more than the 107 a unix socket path holds",
+                           details: "shorten socketDir, the namespace or the pod name, or the interface name")
+        }
+        return path
+    }
+
+    /// The socket as the pod sees it, for the device-info file: in podSocketDir when the
+    /// configuration says where the pod mounts its directory, else the host path.
+    func podSocketPath() throws(CNIError) -> String {
+        guard let directory = config.podSocketDir else { return try hostSocketPath() }
+        return directory + "/" + environment.ifname + ".sock"
     }
 
     /// The MAC for the port: CNI_ARGS MAC=, else runtimeConfig.mac / mac (already merged), "auto" derived.
@@ -25,7 +55,7 @@ struct Plugin {
 
     /// The POST /v1/ports body.
     func portRequest() throws(CNIError) -> JSONValue {
-        var socket: JSONObject = ["path": .string(socketPath), "mode": .string(config.mode.rawValue)]
+        var socket: JSONObject = ["path": .string(try socketPath()), "mode": .string(config.mode.rawValue)]
         if config.mode == .server {
             if let owner = config.owner { socket["owner"] = .string(owner) }
             if let group = config.group { socket["group"] = .string(group) }
@@ -34,8 +64,10 @@ struct Plugin {
         var port: JSONObject = ["name": .string(portName), "type": .string("vhost-user"), "socket": .object(socket)]
         if let queues = config.queues { port["queues"] = .integer(queues) }
         if let mtu = config.mtu { port["mtu"] = .integer(mtu) }
-        if let mac = try desiredMAC() { port["mac"] = .string(mac) }
+        let mac = try desiredMAC()
+        if let mac { port["mac"] = .string(mac) }
         if let features = config.features { port["features"] = .object(features) }
+        try config.policy.apply(to: &port, podMAC: mac)
         return .object(port)
     }
 
@@ -43,20 +75,34 @@ struct Plugin {
 
     func add() throws(CNIError) -> JSONValue {
         let request = try portRequest()
+        let hostSocket = try hostSocketPath()
+        let deviceInfo = DeviceInfo.document(switchMode: config.mode, socketPath: try podSocketPath())
         var ipamResult: JSONObject?
         if let type = config.ipamType {
             ipamResult = try IPAM.run(type: type, command: .add, environment: environment, config: config)
         }
-        let port: JSONValue
-        do {
-            port = try createPort(request)
+        var created = false
+        do throws(CNIError) {
+            try PodDirectory(root: settings.socketDirectory, socketPath: try socketPath()).prepare()
+            let port = try createPort(request)
+            created = true
+            if let reported = port["socket"]?["absolute_path"]?.stringValue, reported != hostSocket {
+                throw CNIError(.invalidNetworkConfig, "the daemon put the socket at \(reported), not at \(hostSocket)",
+                               details: "socketDirectory in \(InstallSettings.path) must be the daemon's --socket-dir")
+            }
+            if let file = config.deviceInfoFile { try DeviceInfo.write(deviceInfo, to: file, directory: settings.deviceInfoDirectory) }
+            Records(config: config).save(port: portName, containerID: environment.containerID, ifname: environment.ifname, socket: try socketPath())
+            return result(port: port, hostSocket: hostSocket, ipam: ipamResult)
         } catch {
+            // Undo: the port (and with it the pod directory), or the directory alone.
+            if created {
+                _ = try? deletePort(portName, socketPath: try? socketPath())
+            } else if let relative = try? socketPath() {
+                PodDirectory(root: settings.socketDirectory, socketPath: relative).cleanUp(removeSocket: false)
+            }
             if let type = config.ipamType { _ = try? IPAM.run(type: type, command: .del, environment: environment, config: config) }
             throw error
         }
-        let absolute = port["socket"]?["absolute_path"]?.stringValue
-        Records(config: config).save(port: portName, containerID: environment.containerID, ifname: environment.ifname, socket: absolute)
-        return result(port: port, ipam: ipamResult)
     }
 
     private func createPort(_ request: JSONValue) throws(CNIError) -> JSONValue {
@@ -69,7 +115,7 @@ struct Plugin {
             // A retried ADD: the port is already there. Fine if it is exactly what we would create.
             let existing = try call("GET", "/v1/ports/\(portName)")
             if existing.status == 200, let port = existing.json, try mismatches(port).isEmpty { return port }
-            throw CNIError(.daemonRefused, "port \(portName) or socket \(socketPath) already exists with other settings", details: response.errorText)
+            throw CNIError(.daemonRefused, "port \(portName) or socket \(try socketPath()) already exists with other settings", details: response.errorText)
         case 400:
             throw CNIError(.invalidNetworkConfig, "the daemon refused the port configuration", details: response.errorText)
         default:
@@ -78,14 +124,13 @@ struct Plugin {
     }
 
     /// The CNI result: the switch port (host side) and the pod's interface with its socket.
-    func result(port: JSONValue, ipam: JSONObject?) -> JSONValue {
-        var hostSide: JSONObject = ["name": .string(portName)]
-        if let absolute = port["socket"]?["absolute_path"]?.stringValue { hostSide["socketPath"] = .string(absolute) }
+    func result(port: JSONValue, hostSocket: String, ipam: JSONObject?) -> JSONValue {
+        let hostSide: JSONObject = ["name": .string(portName), "socketPath": .string(hostSocket)]
         var podSide: JSONObject = ["name": .string(environment.ifname)]
         if let mac = port["mac"]?.stringValue { podSide["mac"] = .string(mac) }
         if let mtu = port["mtu"]?.intValue { podSide["mtu"] = .integer(mtu) }
         podSide["sandbox"] = .string(environment.netns)
-        if let absolute = port["socket"]?["absolute_path"]?.stringValue { podSide["socketPath"] = .string(absolute) }
+        podSide["socketPath"] = .string(hostSocket)
 
         var object: JSONObject = ["cniVersion": .string(config.cniVersion), "interfaces": .array([.object(hostSide), .object(podSide)])]
         var ips: [JSONValue] = []
@@ -106,7 +151,7 @@ struct Plugin {
         var firstError: CNIError?
         var deleted = false
         do {
-            deleted = try deletePort(portName, knownSocket: nil)
+            deleted = try deletePort(portName, socketPath: try? socketPath())
         } catch {
             firstError = error
         }
@@ -121,22 +166,21 @@ struct Plugin {
     }
 
     /// DELETE /v1/ports/{name}; a missing port, or no daemon at all (no API socket file), is
-    /// success. Then removes what the pod left in its socket directory. Returns false when
-    /// there was no daemon to ask.
+    /// success. Then cleans up the pod's socket directory (`socketPath`, relative to the
+    /// socket directory; never a path the API names). Returns false when there was no daemon.
     @discardableResult
-    private func deletePort(_ name: String, knownSocket: String?) throws(CNIError) -> Bool {
-        var absolute = knownSocket
+    private func deletePort(_ name: String, socketPath: String?) throws(CNIError) -> Bool {
         var mode = config.mode
         do {
             let existing = try client.request("GET", "/v1/ports/\(name)")
-            if existing.status == 404 { cleanUp(socket: absolute, mode: mode); return true }
             if existing.status == 200, let port = existing.json {
-                absolute = port["socket"]?["absolute_path"]?.stringValue ?? absolute
                 mode = port["socket"]?["mode"]?.stringValue.flatMap(NetworkConfig.Mode.init(rawValue:)) ?? mode
             }
-            let response = try client.request("DELETE", "/v1/ports/\(name)")
-            guard response.status == 204 || response.status == 200 || response.status == 404 else {
-                throw daemonError(response, "DELETE /v1/ports/\(name)")
+            if existing.status != 404 {
+                let response = try client.request("DELETE", "/v1/ports/\(name)")
+                guard response.status == 204 || response.status == 200 || response.status == 404 else {
+                    throw daemonError(response, "DELETE /v1/ports/\(name)")
+                }
             }
         } catch let unreachable as APIClient.Unreachable {
             if unreachable.socketMissing {
@@ -149,17 +193,8 @@ struct Plugin {
         } catch {
             throw CNIError(.ioFailure, "\(error)")
         }
-        cleanUp(socket: absolute, mode: mode)
+        if let socketPath { PodDirectory(root: settings.socketDirectory, socketPath: socketPath).cleanUp(removeSocket: mode == .client) }
         return true
-    }
-
-    /// Best effort: a client-mode socket the pod's front-end left behind, and the per-pod
-    /// directory once it is empty.
-    private func cleanUp(socket absolute: String?, mode: NetworkConfig.Mode) {
-        guard let absolute, let slash = absolute.lastIndex(of: "/") else { return }
-        if mode == .client && FileSystem.kind(at: absolute) == .socket { FileSystem.remove(absolute) }
-        let directory = String(absolute[..<slash])
-        if !directory.isEmpty { FileSystem.removeEmptyDirectory(directory) }
     }
 
     // MARK: CHECK
@@ -199,13 +234,14 @@ struct Plugin {
             if actual != expected { problems.append("\(what) is \(actual ?? "unset"), expected \(expected)") }
         }
         compare("type", port["type"]?.stringValue, "vhost-user")
-        compare("socket path", port["socket"]?["path"]?.stringValue, socketPath)
+        compare("socket path", port["socket"]?["path"]?.stringValue, try socketPath())
         compare("socket mode", port["socket"]?["mode"]?.stringValue, config.mode.rawValue)
         compare("mac", port["mac"]?.stringValue, try desiredMAC())
         compare("mtu", port["mtu"]?.intValue.map(String.init), config.mtu.map(String.init))
         compare("queues", port["queues"]?.intValue.map(String.init), String(config.queues ?? 1))
         let permissions = port["socket"]?["permissions"]?.stringValue.flatMap { UInt32($0, radix: 8) }
         compare("socket permissions", permissions.map(Self.octal), config.permissions.map(Self.octal))
+        problems += config.policy.mismatches(port, podMAC: try desiredMAC())
         if config.mode == .server {
             compare("socket owner", port["socket"]?["owner"]?.stringValue, config.owner)
             compare("socket group", port["socket"]?["group"]?.stringValue, config.group)
@@ -226,7 +262,7 @@ struct Plugin {
         }
         let records = Records(config: config)
         for record in records.all() where !valid.contains(record.port) {
-            if try deletePort(record.port, knownSocket: record.socket) { records.remove(port: record.port) }
+            if try deletePort(record.port, socketPath: record.socket) { records.remove(port: record.port) }
         }
         if let type = config.ipamType { try IPAM.run(type: type, command: .gc, environment: environment, config: config) }
     }
@@ -280,12 +316,13 @@ struct Records {
 
     init(config: NetworkConfig) { directory = Naming.isNetworkName(config.name) ? config.dataDir + "/" + config.name : nil }
 
+    /// `socket`: the socket path relative to the socket directory.
     struct Record { var port: String; var socket: String? }
 
     func save(port: String, containerID: String, ifname: String, socket: String?) {
         guard let directory else { return }
         var object: JSONObject = ["containerID": .string(containerID), "ifname": .string(ifname)]
-        if let socket { object["socketPath"] = .string(socket) }
+        if let socket { object["socket"] = .string(socket) }
         do {
             try FileSystem.makeDirectoryTree(directory, permissions: 0o700)
             try FileSystem.writeFileAtomically(directory + "/" + port, Array(JSONValue.object(object).rendered().utf8))
@@ -302,7 +339,7 @@ struct Records {
         guard let directory else { return [] }
         return (FileSystem.directoryEntries(directory) ?? []).filter { !$0.hasSuffix(".tmp") }.sorted().map { name in
             let bytes = (try? FileSystem.readFile(directory + "/" + name, maxBytes: 65536)) ?? nil
-            let socket = bytes.flatMap { try? JSONValue.parse($0) }?["socketPath"]?.stringValue
+            let socket = bytes.flatMap { try? JSONValue.parse($0) }?["socket"]?.stringValue
             return Record(port: name, socket: socket)
         }
     }

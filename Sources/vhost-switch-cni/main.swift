@@ -20,20 +20,6 @@ func fail(_ error: CNIError, stdin: [UInt8]) -> Never {
     CurrentProcess.exit(1)
 }
 
-func readToken(_ path: String?) throws(CNIError) -> String? {
-    guard let path else { return nil }
-    let bytes: [UInt8]?
-    do { bytes = try FileSystem.readFile(path, maxBytes: 4096) } catch {
-        throw CNIError(.ioFailure, "cannot read apiTokenFile \(path)", details: error.description)
-    }
-    guard let bytes else { throw CNIError(.invalidNetworkConfig, "apiTokenFile \(path) does not exist") }
-    let token = String(decoding: bytes, as: UTF8.self).trimmingSpaces()
-    guard !token.isEmpty, !token.contains("\n"), !token.contains("\r") else {
-        throw CNIError(.invalidNetworkConfig, "apiTokenFile \(path) must hold one token on one line")
-    }
-    return token
-}
-
 func run(stdin: [UInt8]) throws(CNIError) {
     let environment = try CNIEnvironment(environment: CurrentProcess.environment(), entries: CurrentProcess.environmentEntries())
     if environment.command == .version {
@@ -42,9 +28,10 @@ func run(stdin: [UInt8]) throws(CNIError) {
         CurrentProcess.writeStandardOutput(JSONValue.object(answer).rendered() + "\n")
         return
     }
-    let config = try NetworkConfig(bytes: stdin, command: environment.command)
-    let client = APIClient(endpoint: config.api, token: try readToken(config.apiTokenFile))
-    let plugin = Plugin(environment: environment, config: config, client: client)
+    let settings = try InstallSettings.load(environment: CurrentProcess.environment())
+    let config = try NetworkConfig(bytes: stdin, command: environment.command, settings: settings)
+    let client = APIClient(endpoint: .unix(path: config.api.path), token: try APIClient.readToken(config.apiTokenFile))
+    let plugin = Plugin(environment: environment, config: config, settings: settings, client: client)
     switch environment.command {
     case .add: CurrentProcess.writeStandardOutput(try plugin.add().rendered() + "\n")
     case .del: try plugin.del()

@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import VhostSystem
 import XCTest
 
 /// The plugin binary against a live vhost-switchd, driven the way a container runtime drives it.
@@ -17,9 +18,12 @@ final class CNIPluginTests: XCTestCase {
 
     func testAddCheckDelDelAgain() throws {
         let live = try LiveSwitch()
+        let plugin = live.plugin()
+        let deviceInfoFile = live.deviceInfoDirectory + "/default-testpmd-net1.json"
         let config = live.config(["mode": "server", "mac": "02:aa:bb:cc:dd:01", "mtu": 9000, "queues": 2,
                                   "permissions": "0660", "owner": "\(getuid())", "group": "\(getgid())",
-                                  "features": ["disable": ["mrg_rxbuf"]]])
+                                  "features": ["disable": ["mrg_rxbuf"]], "podSocketDir": "/var/run/vhost-switch",
+                                  "runtimeConfig": ["CNIDeviceInfoFile": deviceInfoFile]])
 
         let add = try plugin.run("ADD", config: config)
         XCTAssertEqual(add.status, 0, "stdout: \(add.stdout) stderr: \(add.stderr)")
@@ -42,6 +46,14 @@ final class CNIPluginTests: XCTestCase {
         let attributes = try FileManager.default.attributesOfItem(atPath: socketPath)
         XCTAssertEqual(attributes[.type] as? FileAttributeType, .typeSocket)
         XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o660)
+
+        // The NPWG device-info file: the pod's side (the switch listens: the pod is the
+        // client) and the socket where the pod mounts its directory.
+        let deviceInfo = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: deviceInfoFile))) as? [String: Any])
+        XCTAssertEqual(deviceInfo["type"] as? String, "vhost-user")
+        XCTAssertEqual(deviceInfo["version"] as? String, "1.1.0")
+        XCTAssertEqual((deviceInfo["vhost-user"] as? [String: Any])?["mode"] as? String, "client")
+        XCTAssertEqual((deviceInfo["vhost-user"] as? [String: Any])?["path"] as? String, "/var/run/vhost-switch/net1.sock")
 
         // The daemon has the port, as configured.
         let port = try live.get("/v1/ports/\(portName)")
@@ -89,7 +101,7 @@ final class CNIPluginTests: XCTestCase {
 
     func testClientModeAndDerivedNames() throws {
         let live = try LiveSwitch()
-        var pod = plugin
+        var pod = live.plugin()
         pod.containerID = "abc"
         pod.ifname = "vhu0"
         pod.args = ""
@@ -105,12 +117,19 @@ final class CNIPluginTests: XCTestCase {
         XCTAssertEqual((port.json["socket"] as? [String: Any])?["mode"] as? String, "client")
         XCTAssertEqual(port.json["mac"] as? String, mac, "auto MAC is stable")
         XCTAssertEqual(try pod.run("CHECK", config: live.config(["mode": "client", "socketDir": "cni/vm", "mac": "auto"])).status, 0)
+        // The pod's front-end listens on the socket (QEMU server=on); DEL removes what it
+        // leaves behind, and the directory the plugin created for the pod.
+        let socket = live.daemon.socketPath("cni/vm/abc/vhu0.sock")
+        try UnixSocket.listen(path: socket).close()
         XCTAssertEqual(try pod.run("DEL", config: live.config(["mode": "client", "socketDir": "cni/vm"])).status, 0)
         XCTAssertEqual(try live.get("/v1/ports/abc-vhu0").status, 404)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: socket))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: live.daemon.socketPath("cni/vm/abc")))
     }
 
     func testBadConfigurationIsACNIError() throws {
         let live = try LiveSwitch()
+        let plugin = live.plugin()
         func expectError(_ code: Int, _ config: String, command: String = "ADD", omit: Set<String> = [], file: StaticString = #filePath, line: UInt = #line) throws {
             let outcome = try plugin.run(command, config: config, omit: omit)
             XCTAssertNotEqual(outcome.status, 0, file: file, line: line)
@@ -124,28 +143,40 @@ final class CNIPluginTests: XCTestCase {
         try expectError(7, live.config(["mtu": 10]))
         try expectError(7, live.config(["socketDir": "../escape"]))
         try expectError(7, live.config(["api": "https://127.0.0.1:9870"]))
+        try expectError(7, live.config(["api": "http://127.0.0.1:9870"]))
+        try expectError(7, live.config(["vlan": 4095]))
+        try expectError(7, live.config(["macSpoofCheck": true]))
         try expectError(1, live.config(cniVersion: "9.9.9"))
         try expectError(4, live.config(), omit: ["CNI_CONTAINERID"])
         try expectError(4, live.config(), command: "FROB")
         // The daemon refuses a feature it does not know: invalid network configuration.
         try expectError(7, live.config(["features": ["disable": ["no_such_feature"]]]))
         XCTAssertEqual(try live.get("/v1/ports/\(portName)").status, 404, "nothing is left behind")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: live.daemon.socketPath("pods/default_testpmd")), "nor the pod directory")
     }
 
     func testDaemonNotRunning() throws {
-        // No daemon at all: ADD is "try again later" (11), DEL has nothing to do.
-        let missing = "unix://" + NSTemporaryDirectory() + "no-such-dir-\(UUID().uuidString.prefix(6))/api.sock"
+        // No daemon at all (no socket directory, no API socket): ADD is "try again later"
+        // (11), DEL has nothing to do.
+        let missingDirectory = NSTemporaryDirectory() + "ops-cni-no-daemon-\(UUID().uuidString.prefix(6))"
+        var plugin = self.plugin
+        plugin.settingsFile = try CNIPlugin.writeSettings(["allowedDirectories": [missingDirectory + "/run"], "socketDirectory": missingDirectory + "/sockets",
+                                                           "dataDirectory": missingDirectory + "/data"],
+                                                          in: missingDirectory + "/settings")
+        defer { try? FileManager.default.removeItem(atPath: missingDirectory) }
+        let missing = "unix://" + missingDirectory + "/run/api.sock"
         let config = #"{"cniVersion": "1.0.0", "name": "vhost-net", "type": "vhost-switch-cni", "api": "\#(missing)"}"#
         let add = try plugin.run("ADD", config: config)
         XCTAssertNotEqual(add.status, 0)
         XCTAssertEqual(add.errorCode, 11, add.stdout)
-        XCTAssertTrue((add.json["msg"] as? String ?? "").contains("unreachable"), add.stdout)
+        XCTAssertTrue((add.json["msg"] as? String ?? "").contains("daemon"), add.stdout)
         XCTAssertEqual(try plugin.run("DEL", config: config).status, 0)
         let status = try plugin.run("STATUS", config: config.replacingOccurrences(of: "1.0.0", with: "1.1.0"))
         XCTAssertEqual(status.errorCode, 50, status.stdout)
 
         // A daemon that crashed and left its socket file behind: ADD and DEL both ask to retry.
         let live = try LiveSwitch()
+        plugin = live.plugin()
         live.daemon.crash()
         let stale = live.config()
         let staleAdd = try plugin.run("ADD", config: stale)
@@ -174,7 +205,7 @@ final class CNIPluginTests: XCTestCase {
         let ipam = bin.appendingPathComponent("fake-ipam").path
         try script.write(toFile: ipam, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: ipam)
-        var runtime = plugin
+        var runtime = live.plugin()
         runtime.cniPath = "/nonexistent:" + bin.path
 
         let config = live.config(["ipam": ["type": "fake-ipam", "subnet": "192.168.100.0/24"]])
@@ -205,6 +236,7 @@ final class CNIPluginTests: XCTestCase {
 
     func testGCAndStatus() throws {
         let live = try LiveSwitch()
+        let plugin = live.plugin()
         let config = live.config(cniVersion: "1.1.0")
         var first = plugin
         first.containerID = "aaaaaaaaaaaa1111"
@@ -233,23 +265,105 @@ final class CNIPluginTests: XCTestCase {
         XCTAssertEqual(try plugin.run("GC", config: live.config()).errorCode, 1)
     }
 
-    func testTCPWithBearerToken() throws {
-        let port = Int.random(in: 20000..<60000)
-        let tokenFile = NSTemporaryDirectory() + "cni-token-\(UUID().uuidString.prefix(6))"
-        try "s3cret-token-for-tests\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(atPath: tokenFile) }
-        let live = try LiveSwitch(extraArguments: ["--listen", "127.0.0.1:\(port)", "--api-token-file", tokenFile])
-        let api = "http://127.0.0.1:\(port)"
-        let add = try plugin.run("ADD", config: live.config(["api": api, "apiTokenFile": tokenFile]))
-        XCTAssertEqual(add.status, 0, add.stdout + add.stderr + live.daemon.output)
-        XCTAssertEqual(try live.get("/v1/ports/\(portName)").status, 200)
+    /// issue 19: the API socket and the token file only where the node's administrator allows.
+    func testAPIAndTokenFileOnlyFromTheAllowList() throws {
+        let live = try LiveSwitch()
+        let plugin = live.plugin()
+        let token = live.secretsDirectory + "/token"
+        try "s3cret-token-for-tests\n".write(toFile: token, atomically: true, encoding: .utf8)
+        let add = try plugin.run("ADD", config: live.config(["apiTokenFile": token]))
+        XCTAssertEqual(add.status, 0, add.stdout + add.stderr)
 
-        let unauthorized = try plugin.run("CHECK", config: live.config(["api": api]))
-        XCTAssertEqual(unauthorized.errorCode, 100, unauthorized.stdout)
-        XCTAssertTrue((unauthorized.json["msg"] as? String ?? "").contains("apiTokenFile"), unauthorized.stdout)
+        // A token file anywhere else is refused before it is opened.
+        let outside = live.daemon.baseDirectory + "/token-outside"
+        try "leak-me\n".write(toFile: outside, atomically: true, encoding: .utf8)
+        let refused = try plugin.run("CHECK", config: live.config(["apiTokenFile": outside]))
+        XCTAssertEqual(refused.errorCode, 7, refused.stdout)
+        XCTAssertTrue((refused.json["msg"] as? String ?? "").contains("apiTokenFile"), refused.stdout)
+        // Nor through a symlink in an allowed directory.
+        try FileManager.default.createSymbolicLink(atPath: live.secretsDirectory + "/link", withDestinationPath: outside)
+        let linked = try plugin.run("CHECK", config: live.config(["apiTokenFile": live.secretsDirectory + "/link"]))
+        XCTAssertEqual(linked.errorCode, 5, linked.stdout)
 
-        XCTAssertEqual(try plugin.run("DEL", config: live.config(["api": api, "apiTokenFile": tokenFile])).status, 0)
+        // An API socket outside the allow-list (here the daemon's own, with settings that do
+        // not list its directory) is refused, and nothing is created.
+        var elsewhere = live.plugin()
+        elsewhere.containerID = "dddddddddddd4444"
+        elsewhere.settingsFile = try CNIPlugin.writeSettings(["allowedDirectories": ["/run/vhost-switch"], "socketDirectory": live.daemon.socketDirectory],
+                                                             in: live.daemon.baseDirectory + "/other-settings")
+        let outsideAPI = try elsewhere.run("ADD", config: live.config())
+        XCTAssertEqual(outsideAPI.errorCode, 7, outsideAPI.stdout)
+        XCTAssertTrue((outsideAPI.json["details"] as? String ?? "").contains("allowed"), outsideAPI.stdout)
+        XCTAssertEqual(try live.get("/v1/ports/dddddddddddd-net1").status, 404)
+
+        // Settings a non-root user could have written are refused.
+        try FileManager.default.setAttributes([.posixPermissions: 0o666], ofItemAtPath: live.settingsFile)
+        let writable = try plugin.run("CHECK", config: live.config())
+        XCTAssertEqual(writable.errorCode, 4, writable.stdout)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: live.settingsFile)
+
+        XCTAssertEqual(try plugin.run("DEL", config: live.config(["apiTokenFile": token])).status, 0)
         XCTAssertEqual(try live.get("/v1/ports/\(portName)").status, 404)
+    }
+
+    /// issue 19: DEL removes only what the plugin created in its socket directory, and never
+    /// a path the API names, so a fake API cannot make root unlink anything.
+    func testDELRemovesOnlyThePluginsOwnFiles() throws {
+        let live = try LiveSwitch()
+        let plugin = live.plugin()
+        // A directory and socket the plugin did not create, where this pod's would be.
+        let foreign = live.daemon.socketPath("pods/default_testpmd")
+        try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: true)
+        try UnixSocket.listen(path: foreign + "/net1.sock").close()
+        XCTAssertEqual(try plugin.run("DEL", config: live.config(["mode": "client"])).status, 0)
+        XCTAssertEqual(FileSystem.kind(at: foreign + "/net1.sock"), .socket)
+
+        // A symlink in socketDir, to a directory that looks like one of ours.
+        var linked = plugin
+        linked.args = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=linked"
+        XCTAssertEqual(try linked.run("ADD", config: live.config(["mode": "client"])).status, 0)
+        let real = live.daemon.socketPath("pods/default_linked")
+        try UnixSocket.listen(path: real + "/net1.sock").close()
+        let moved = live.daemon.baseDirectory + "/moved"
+        try FileManager.default.moveItem(atPath: real, toPath: moved)
+        try FileManager.default.createSymbolicLink(atPath: real, withDestinationPath: moved)
+        XCTAssertEqual(try linked.run("DEL", config: live.config(["mode": "client"])).status, 0)
+        XCTAssertEqual(FileSystem.kind(at: moved + "/net1.sock"), .socket)
+        XCTAssertEqual(FileSystem.kind(at: real), .symlink)
+
+        // A fake API that names a victim socket as the port's absolute_path.
+        let victim = live.daemon.baseDirectory + "/victim.sock"
+        try UnixSocket.listen(path: victim).close()
+        let fakeAPI = live.secretsDirectory + "/fake-api.sock"
+        let server = try FakeAPIServer(path: fakeAPI, port: #"{"name": "x", "type": "vhost-user", "socket": {"path": "../victim.sock", "absolute_path": "\#(victim)", "mode": "client"}}"#)
+        defer { server.stop() }
+        let fake = try plugin.run("DEL", config: live.config(["api": "unix://" + fakeAPI, "mode": "client"]))
+        XCTAssertEqual(fake.status, 0, fake.stdout + fake.stderr)
+        XCTAssertTrue(server.sawDelete, "the plugin asked the fake API to delete the port")
+        XCTAssertEqual(FileSystem.kind(at: victim), .socket)
+    }
+
+    /// issue 18 item 4: the plugin's policy keys reach the daemon. Passes once the daemon
+    /// accepts vlan, trunk, allowed_macs, max_macs and rate_limit in POST /v1/ports.
+    func testPolicyKeysReachTheDaemon() throws {
+        let live = try LiveSwitch()
+        let plugin = live.plugin()
+        let config = live.config(["mac": "02:aa:bb:cc:dd:07", "vlan": 10, "trunk": [20, 30], "macSpoofCheck": true, "maxMacs": 16,
+                                  "rateLimit": ["pps": 100000, "burst": 500]])
+        let add = try plugin.run("ADD", config: config)
+        guard add.status == 0 else { return XCTFail("ADD failed: \(add.stdout) \(add.stderr)") }
+        let port = try live.get("/v1/ports/\(portName)")
+        XCTAssertEqual(port.json["vlan"] as? Int, 10)
+        XCTAssertEqual(port.json["trunk"] as? [Int], [20, 30])
+        XCTAssertEqual(port.json["allowed_macs"] as? [String], ["02:aa:bb:cc:dd:07"])
+        XCTAssertEqual(port.json["max_macs"] as? Int, 16)
+        XCTAssertEqual((port.json["rate_limit"] as? [String: Any])?["pps"] as? Int, 100000)
+        XCTAssertEqual((port.json["rate_limit"] as? [String: Any])?["burst"] as? Int, 500)
+        let check = try plugin.run("CHECK", config: config)
+        XCTAssertEqual(check.status, 0, check.stdout)
+        let changed = try plugin.run("CHECK", config: live.config(["mac": "02:aa:bb:cc:dd:07", "vlan": 11]))
+        XCTAssertEqual(changed.errorCode, 101, changed.stdout)
+        XCTAssertEqual(try plugin.run("DEL", config: config).status, 0)
     }
 
     private func addingPrevResult(_ config: String, _ result: String) throws -> String {

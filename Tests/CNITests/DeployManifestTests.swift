@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import vhost_switch_cni
 
 /// deploy/: every YAML parses (PyYAML), and the paths, ports and binaries the manifests, the
 /// systemd unit and the Dockerfile name agree with each other and with the daemon's defaults.
@@ -36,5 +37,11 @@ final class DeployManifestTests: XCTestCase {
         XCTAssertTrue(daemon.contains(#"apiSocket ?? runDir + "/api.sock""#))
         let plugin = try String(contentsOf: Self.repository.appendingPathComponent("Sources/vhost-switch-cni/Configuration.swift"), encoding: .utf8)
         XCTAssertTrue(plugin.contains(#"defaultAPI = "unix:///run/vhost-switch/api.sock""#))
+        // check-manifests.py holds the plugin's install settings defaults and file name.
+        let script = try String(contentsOf: Self.repository.appendingPathComponent("deploy/check-manifests.py"), encoding: .utf8)
+        let defaults = InstallSettings()
+        XCTAssertTrue(script.contains(#"SETTINGS_FILE = "\#(InstallSettings.path)""#))
+        XCTAssertTrue(script.contains(#"install_settings = {"allowedDirectories": ["\#(defaults.allowedDirectories.joined(separator: "\", \""))"], "socketDirectory": "\#(defaults.socketDirectory)"}"#))
+        XCTAssertEqual(defaults.socketDirectory, "/run/vhost-switch/sockets")
     }
 }

@@ -43,6 +43,14 @@ final class KernelPortMetricsTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(delta(series), least, "\(series) moved by \(delta(series)):\n\(after.text)")
         }
         XCTAssertEqual(after.samples[#"vhost_switch_port_up{port="kernel"}"#], 1)
+        // Per vring: the vm port's one queue pair (vring 1: the guest's transmit ring, rx).
+        XCTAssertGreaterThanOrEqual(delta(#"vhost_switch_vring_packets_total{port="vm",vring="1",direction="rx"}"#), echo, after.text)
+        XCTAssertGreaterThanOrEqual(delta(#"vhost_switch_vring_packets_total{port="vm",vring="0",direction="tx"}"#), echo, after.text)
+        XCTAssertEqual(after.samples[#"vhost_switch_pmd_rxq{thread="0",port="vm",vring="1"}"#], 1, after.text)
+        // The process metrics every dashboard expects.
+        XCTAssertGreaterThan(after.samples["process_open_fds"] ?? 0, 5, after.text)
+        XCTAssertGreaterThan(after.samples["process_resident_memory_bytes"] ?? 0, 1 << 20, after.text)
+        XCTAssertGreaterThan(after.samples["process_max_fds"] ?? 0, after.samples["process_open_fds"] ?? .max)
         XCTAssertEqual(delta(#"vhost_switch_port_drops_total{port="kernel",direction="tx",reason="ring_full"}"#), 0)
         for (series, key) in [
             (#"vhost_switch_port_packets_total{port="kernel",direction="rx"}"#, "rx_packets"),

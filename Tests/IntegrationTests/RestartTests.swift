@@ -22,16 +22,6 @@ final class RestartTests: XCTestCase {
         XCTFail("the API never answered:\n\(daemon.output)")
     }
 
-    private func exchange(_ frontEnd: Testpmd, bursts: Int = 2, burst: Int = 16) throws {
-        let packets = UInt64(bursts * burst)
-        try frontEnd.clearStats()
-        try frontEnd.start(txFirst: bursts)
-        _ = try frontEnd.waitForPortStats(timeout: 10) { stats in
-            stats.count == 2 && stats.allSatisfy { $0.rxPackets >= packets && $0.txPackets >= packets }
-        }
-        _ = try frontEnd.stop()
-    }
-
     func testPortsComeBackAfterKillAndFrontEndsReconnect() throws {
         if let reason = IntegrationEnvironment.printedSkipReason() { throw XCTSkip(reason) }
         var daemon = try SwitchDaemonProcess(extraArguments: ["--pmd-cpus", "1"])
@@ -51,10 +41,10 @@ final class RestartTests: XCTestCase {
         }
         try clientFrontEnd.waitForPrompt(timeout: 30)
         try clientFrontEnd.waitForLinkUp(ports: [0, 1])
-        try exchange(clientFrontEnd)
+        try clientFrontEnd.exchangeBothWays()
         let serverFrontEnd = try Testpmd.frontEnd(sockets: [daemon.socketPath("s0.sock"), daemon.socketPath("s1.sock")], cpu: 0, burst: 16)
         try serverFrontEnd.waitForLinkUp(ports: [0, 1])
-        try exchange(serverFrontEnd)
+        try serverFrontEnd.exchangeBothWays()
         serverFrontEnd.terminate()
 
         // A crash: no clean-up, stale socket files left behind.
@@ -68,12 +58,12 @@ final class RestartTests: XCTestCase {
         }
         // The switch reconnects to the client-mode front-end by itself...
         try daemon.waitForLog("port=c1 [Dataplane] device ready", timeout: 30)
-        try exchange(clientFrontEnd)
+        try clientFrontEnd.exchangeBothWays()
         // ...and a server-mode front-end can connect again to the re-created sockets.
         let again = try Testpmd.frontEnd(sockets: [daemon.socketPath("s0.sock"), daemon.socketPath("s1.sock")], cpu: 0, burst: 16)
         defer { again.quit() }
         try again.waitForLinkUp(ports: [0, 1])
-        try exchange(again)
+        try again.exchangeBothWays()
         print("[restart] 4 ports restored after kill -9; client-mode front-end reconnected, server-mode front-end connected again")
     }
 }

@@ -37,3 +37,31 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(try JSON.parse(JSON.array([value]).rendered()), [value])
     }
 }
+
+/// RFC 7396 section 2 and its appendix A examples.
+final class JSONMergePatchTests: XCTestCase {
+    func testRFC7396Examples() throws {
+        let cases: [(String, String, String)] = [
+            (#"{"a":"b"}"#, #"{"a":"c"}"#, #"{"a":"c"}"#),
+            (#"{"a":"b"}"#, #"{"b":"c"}"#, #"{"a":"b","b":"c"}"#),
+            (#"{"a":"b"}"#, #"{"a":null}"#, #"{}"#),
+            (#"{"a":"b","b":"c"}"#, #"{"a":null}"#, #"{"b":"c"}"#),
+            (#"{"a":["b"]}"#, #"{"a":"c"}"#, #"{"a":"c"}"#),
+            (#"{"a":"c"}"#, #"{"a":["b"]}"#, #"{"a":["b"]}"#),
+            (#"{"a":{"b":"c"}}"#, #"{"a":{"b":"d","c":null}}"#, #"{"a":{"b":"d"}}"#),
+            (#"{"a":[{"b":"c"}]}"#, #"{"a":[1]}"#, #"{"a":[1]}"#),
+            (#"["a","b"]"#, #"["c","d"]"#, #"["c","d"]"#),
+            (#"{"a":"b"}"#, #"["c"]"#, #"["c"]"#),
+            (#"{"e":null}"#, #"{"a":1}"#, #"{"a":1,"e":null}"#),
+            (#"[1,2]"#, #"{"a":"b","c":null}"#, #"{"a":"b"}"#),
+            (#"{}"#, #"{"a":{"bb":{"ccc":null}}}"#, #"{"a":{"bb":{}}}"#),
+        ]
+        for (target, patch, result) in cases {
+            let merged = JSONMergePatch.apply(try JSON.parse(patch), to: try JSON.parse(target))
+            XCTAssertEqual(merged, try JSON.parse(result), "\(target) + \(patch)")
+        }
+        // Scalar patches (jansson parses only objects and arrays at the top).
+        XCTAssertEqual(JSONMergePatch.apply(.null, to: ["a": "foo"]), .null)
+        XCTAssertEqual(JSONMergePatch.apply("bar", to: ["a": "foo"]), "bar")
+    }
+}

@@ -367,6 +367,17 @@ final class ManagementAPIIntegrationTests: XCTestCase {
         XCTAssertTrue(metrics.body.contains(#"vhost_switch_port_packets_total{port="m1",direction="rx"} 0"#), metrics.body)
         XCTAssertTrue(metrics.body.contains(#"vhost_switch_pmd_iterations_total{thread="0"}"#))
         XCTAssertTrue(metrics.body.contains(#"vhost_switch_events_total{type="port.created"} 1"#))
+        // Every series the Grafana dashboard in deploy/ queries is a family /metrics declares.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dashboard = try String(contentsOf: root.appendingPathComponent("deploy/grafana/vhost-switch.json"), encoding: .utf8)
+        let names = try NSRegularExpression(pattern: "\\b(vhost_switch_[a-z_]+|process_[a-z_]+)\\b")
+        let queried = Set(names.matches(in: dashboard, range: NSRange(dashboard.startIndex..., in: dashboard)).compactMap {
+            Range($0.range, in: dashboard).map { String(dashboard[$0]) }
+        })
+        XCTAssertGreaterThan(queried.count, 10)
+        for name in queried.sorted() {
+            XCTAssertTrue(metrics.body.contains("# TYPE \(name) "), "the dashboard queries \(name), which /metrics does not declare")
+        }
         guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
             print("promtool not installed (apt-get install prometheus): metrics format checked by the assertions above only")
             return

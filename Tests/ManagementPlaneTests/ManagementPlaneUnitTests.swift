@@ -7,7 +7,7 @@ final class RouterTests: XCTestCase {
         var router = Router<Void>()
         router.add("GET", "/v1/ports/{name}") { _, _, p throws(APIError) in .json(["name": .string(p["name"])]) }
         router.add("DELETE", "/v1/ports/{name}") { _, _, _ throws(APIError) in .noContent() }
-        router.add("GET", "/v1/fail") { _, _, _ throws(APIError) in throw APIError(.conflict, "port_exists", "taken") }
+        router.add("GET", "/v1/fail") { _, _, _ throws(APIError) in throw APIError(.conflict, .portExists, "taken") }
         return router
     }
 
@@ -56,7 +56,9 @@ final class BearerTokenTests: XCTestCase {
     func testMediaTypes() {
         XCTAssertTrue(HTTPServer.isJSONMediaType("application/json"))
         XCTAssertTrue(HTTPServer.isJSONMediaType("Application/JSON; charset=utf-8"))
+        XCTAssertTrue(HTTPServer.isJSONMediaType("application/merge-patch+json"))
         XCTAssertFalse(HTTPServer.isJSONMediaType("application/jsonp"))
+        XCTAssertFalse(HTTPServer.isJSONMediaType("application/json-patch+json"))
         XCTAssertFalse(HTTPServer.isJSONMediaType("text/plain"))
         XCTAssertFalse(HTTPServer.isJSONMediaType(nil))
     }
@@ -126,9 +128,14 @@ final class PersistenceTests: XCTestCase {
         vhost.mtu = 9000
         vhost.mac = "02:00:00:00:00:01"
         vhost.featureMask = 0x1_0000_8000
-        let spec = PortSpec(name: "a", kind: .vhostUser(vhost))
+        var spec = PortSpec(name: "a", kind: .vhostUser(vhost))
         XCTAssertEqual(try PortSpecDecoder.decode(PortSpecEncoder.encode(spec)), spec)
-        let packet = PortSpec(name: "eth", kind: .afPacket(interface: "eth0"))
+        var packet = PortSpec(name: "eth", kind: .afPacket(interface: "eth0"))
+        XCTAssertEqual(try PortSpecDecoder.decode(PortSpecEncoder.encode(packet)), packet)
+        // The policy keys round-trip for both types (issue 18).
+        spec.policy = .everyKeySet
+        packet.policy = .everyKeySet
+        XCTAssertEqual(try PortSpecDecoder.decode(PortSpecEncoder.encode(spec)), spec)
         XCTAssertEqual(try PortSpecDecoder.decode(PortSpecEncoder.encode(packet)), packet)
         XCTAssertEqual(PortSpecDecoder.parseMask("0x1F"), 31)
         XCTAssertNil(PortSpecDecoder.parseMask("0x"))

@@ -421,6 +421,19 @@ public final class Testpmd: @unchecked Sendable {
         }
     }
 
+    /// Both ports send `bursts` bursts of `--burst` frames (`burst`, for the count) to each
+    /// other; returns once each port received and sent at least that many, forwarding stopped.
+    /// At-least counts: for "traffic flows", not for exact accounting.
+    public func exchangeBothWays(bursts: Int = 2, burst: Int = 16, timeout: TimeInterval = 10) throws {
+        let packets = UInt64(bursts * burst)
+        try clearStats()
+        try start(txFirst: bursts)
+        try waitForPortStats(timeout: timeout) { stats in
+            stats.count == 2 && stats.allSatisfy { $0.rxPackets >= packets && $0.txPackets >= packets }
+        }
+        try stop()
+    }
+
     /// `show port summary all`, parsed: port number to link up.
     public func linkStatus() throws -> [Int: Bool] {
         TestpmdOutputParser.linkStatus(try command("show port summary all"))
