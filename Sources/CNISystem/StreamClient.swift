@@ -29,24 +29,27 @@ public enum StreamClient {
         let fd = FileDescriptor(adopting: try systemCall("socket") {
             socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         })
-        let result: Int32
+        func connect<Address>(_ value: inout Address) -> Int32 {
+            // Unsafe: connect(2) reads the sockaddr_in or sockaddr_in6 in place, for its own size.
+            withUnsafePointer(to: &value) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<Address>.size)) }
+            }
+        }
+        let parsed: Int32, result: Int32
         if address.isIPv6 {
             var value = sockaddr_in6()
             value.sin6_family = sa_family_t(AF_INET6)
             value.sin6_port = address.port.bigEndian
-            guard inet_pton(AF_INET6, address.host, &value.sin6_addr) == 1 else { throw SystemError("inet_pton(\(address.host))", errno: EINVAL) }
-            result = withUnsafePointer(to: &value) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
+            parsed = inet_pton(AF_INET6, address.host, &value.sin6_addr)
+            result = parsed == 1 ? connect(&value) : -1
         } else {
             var value = sockaddr_in()
             value.sin_family = sa_family_t(AF_INET)
             value.sin_port = address.port.bigEndian
-            guard inet_pton(AF_INET, address.host, &value.sin_addr) == 1 else { throw SystemError("inet_pton(\(address.host))", errno: EINVAL) }
-            result = withUnsafePointer(to: &value) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+            parsed = inet_pton(AF_INET, address.host, &value.sin_addr)
+            result = parsed == 1 ? connect(&value) : -1
         }
+        guard parsed == 1 else { throw SystemError("inet_pton(\(address.host))", errno: EINVAL) }
         if result == 0 { return fd }
         let code = vhost_shims_errno()
         guard code == EINPROGRESS || code == EINTR else { throw SystemError("connect(\(address))", errno: code) }

@@ -92,8 +92,9 @@ final class StandardErrorLines: Sendable {
             guard let output else { return }
             var offset = 0
             while offset < bytes.count {
+                // Unsafe: write(2) reads the rest of the line's own buffer. A failed write (a
+                // closed stderr) drops the line: logging never stops the daemon.
                 let written = bytes.withUnsafeBytes { buffer in
-                    // A failed write (a closed stderr) drops the line: logging never stops the daemon.
                     (try? output.write(UnsafeRawBufferPointer(rebasing: buffer[offset...]))) ?? -1
                 }
                 if written <= 0 { return }
