@@ -10,18 +10,21 @@ Started by Benchmarks/run.sh, which builds everything and exports:
   BENCH_WORKDIR     scratch directory (sockets, configs, logs)
 Tunables (environment):
   BENCH_WINDOWS=5 BENCH_WINDOW_SECONDS=10 BENCH_WARMUP_SECONDS=3 BENCH_IDLE_SECONDS=10
-  BENCH_ONLY=vhost,rings,kernel,idle,micro,profile (comma list; default: all but profile)
+  BENCH_ONLY=vhost,rings,segments,kernel,idle,churn,micro,profile (comma list; default: all but profile)
+  BENCH_SEGMENT_VLAN=10 (segments: the access VLAN of both ports, or the VLAN both trunks carry)
   BENCH_RING_VARIANTS="packed_vq=1;packed_vq=1,in_order=1;in_order=1" (rings: virtio-user options, 64 B)
   BENCH_PROFILE=1 (add the perf profile to a full run) BENCH_PROFILE_SECONDS=10
   BENCH_PROFILE_OPTIONS=packed_vq=1 (virtio-user options of the profiled front-end)
   BENCH_SIZES=64,1518  BENCH_FE_CPU=0 BENCH_BE_CPU=1  BENCH_OVS=1 (try OVS-DPDK)
 Nothing here is pass/fail: every figure is printed, and stored in Benchmarks/results/latest.json.
 """
+import http.client
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,10 +43,18 @@ WINDOWS = int(os.environ.get("BENCH_WINDOWS", "5"))
 WINDOW_SECONDS = float(os.environ.get("BENCH_WINDOW_SECONDS", "10"))
 WARMUP_SECONDS = float(os.environ.get("BENCH_WARMUP_SECONDS", "3"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "10"))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,rings,kernel,idle,micro").split(",")))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,rings,segments,kernel,idle,churn,micro").split(",")))
 # Front-end ring layouts for the "rings" rows: virtio-user devargs, same on both back-ends.
 RING_VARIANTS = [v for v in os.environ.get("BENCH_RING_VARIANTS", "packed_vq=1;packed_vq=1,in_order=1;in_order=1").split(";") if v]
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64,1518").split(",") if s]
+SEGMENT_VLAN = int(os.environ.get("BENCH_SEGMENT_VLAN", "10"))
+# The "segments" rows (issue 18): our back-end only, all ports alike. Each variant: its name, the
+# policy keys of every port, and whether the loop's frames are tagged (injected, see segment_pair).
+SEGMENT_VARIANTS = [("untagged", {}, False),
+                    ("access", {"vlan": SEGMENT_VLAN}, False),
+                    ("trunk", {"trunk": [SEGMENT_VLAN]}, True)]
+VLAN_RESPONDER = os.path.join(HERE, "..", "scripts", "vlan-responder.py")
+INJECT_MAC = "02:00:00:00:00:99"
 FE_CPU = int(os.environ.get("BENCH_FE_CPU", "0"))
 BE_CPU = int(os.environ.get("BENCH_BE_CPU", "1"))
 MAC0, MAC1 = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -191,8 +202,8 @@ def stop_process(proc, timeout=5):
 # vhost-switchd
 
 class Daemon:
-    def __init__(self, name, ports, busy_poll=True, pmd_cpu=BE_CPU):
-        self.dir = os.path.join(WORK, name)
+    def __init__(self, name, ports, busy_poll=True, pmd_cpu=BE_CPU, base=None):
+        self.dir = os.path.join(base or WORK, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         self.socket_dir = os.path.join(self.dir, "sockets")
@@ -234,6 +245,77 @@ class Daemon:
     def stop(self):
         stop_process(self.proc)
         self.logfile.close()
+
+
+# --------------------------------------------------------------------------------------
+# port churn (issue 19): REST creates and deletes over one keep-alive connection
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=30)
+        self.unix_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.unix_path)
+        self.sock = sock
+
+
+def churn_run(count=1000, probes=200):
+    """`count` creates then `count` deletes of vhost-user ports (server mode), timed in total;
+    then the per-call cost at 100 and at `count` ports: the median of `probes` create+delete
+    pairs of one extra port. The daemon's directories are on tmpfs (/dev/shm), as /run is on
+    a node."""
+    daemon = Daemon("churn-%s" % TAG, [], busy_poll=False, base="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    conn = UnixHTTP(daemon.api)
+
+    def call(method, path, body=None):
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers={"Content-Type": "application/json"} if body is not None else {})
+        reply = conn.getresponse()
+        reply.read()
+        return reply.status
+
+    def create(i):
+        status = call("POST", "/v1/ports", {"name": "c%d" % i, "type": "vhost-user", "socket": {"path": "c%d.sock" % i}})
+        if status != 201:
+            raise RuntimeError("create c%d: HTTP %d" % (i, status))
+
+    def delete(i):
+        status = call("DELETE", "/v1/ports/c%d" % i)
+        if status != 204:
+            raise RuntimeError("delete c%d: HTTP %d" % (i, status))
+
+    def probe_ms(existing):
+        for i in range(existing):
+            create(i)
+        times = []
+        for _ in range(probes):
+            t = time.perf_counter()
+            create(count + 1)
+            delete(count + 1)
+            times.append((time.perf_counter() - t) / 2 * 1000)
+        for i in range(existing):
+            delete(i)
+        return median(times)
+
+    try:
+        t0 = time.perf_counter()
+        for i in range(count):
+            create(i)
+        t1 = time.perf_counter()
+        for i in range(count):
+            delete(i)
+        t2 = time.perf_counter()
+        at100 = probe_ms(100)
+        atcount = probe_ms(count)
+        return {"ports": count, "create_seconds": t1 - t0, "delete_seconds": t2 - t1, "total_seconds": t2 - t0,
+                "ms_per_call_at_100": at100, "ms_per_call_at_%d" % count: atcount,
+                "per_call_ratio": atcount / at100 if at100 else None}
+    finally:
+        conn.close()
+        daemon.stop()
+        shutil.rmtree(daemon.dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -295,10 +377,12 @@ def core_round_trip_ns():
         return None
 
 
-def vhost_pair_run(backend, size, options="", windows=None):
+def vhost_pair_run(backend, size, options="", windows=None, segment=None, injector=None):
     """One back-end ('ours' or 'dpdk'), one frame size, the front-end's virtio-user options
-    (e.g. packed_vq=1: DPDK's net_vhost negotiates the packed ring too)."""
-    tag = "".join(c for c in options if c.isalnum())
+    (e.g. packed_vq=1: DPDK's net_vhost negotiates the packed ring too). For 'ours' only:
+    segment, a SEGMENT_VARIANTS entry, and injector, a Veth whose host end becomes a third
+    port (af-packet, same policy keys) through which segment_pair starts tagged loops."""
+    tag = "".join(c for c in options + (segment[0] if segment else "") if c.isalnum())
     sock_dir = os.path.join(WORK, "vv-%s-%d%s" % (backend, size, tag))
     shutil.rmtree(sock_dir, ignore_errors=True)
     os.makedirs(sock_dir)
@@ -308,9 +392,12 @@ def vhost_pair_run(backend, size, options="", windows=None):
     result = None
     try:
         if backend == "ours":
-            daemon = Daemon("vv-%d%s" % (size, tag), [
-                {"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": 1},
-                {"name": "vm1", "type": "vhost-user", "socket": {"path": "vm1.sock", "mode": "server"}, "queues": 1}])
+            ports = [{"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": 1},
+                     {"name": "vm1", "type": "vhost-user", "socket": {"path": "vm1.sock", "mode": "server"}, "queues": 1}]
+            if segment:
+                ports.append({"name": "inject", "type": "af-packet", "interface": injector.host_if})
+                ports = [dict(port, **segment[1]) for port in ports]
+            daemon = Daemon("vv-%d%s" % (size, tag), ports)
             s0, s1 = daemon.socket("vm0.sock"), daemon.socket("vm1.sock")
             deadline = time.time() + 10
             while not (os.path.exists(s0) and os.path.exists(s1)) and time.time() < deadline:
@@ -329,7 +416,11 @@ def vhost_pair_run(backend, size, options="", windows=None):
         if be:
             be.wait_link([0, 1])
             be.cmd("start")
-        fe.cmd("start tx_first 16")
+        if segment and segment[2]:
+            fe.cmd("start")
+            inject_tagged_loop(injector, size)
+        else:
+            fe.cmd("start tx_first 16")
         result = measure_windows({"p0_to_p1": lambda: fe.port_stats()[1]["rx"],
                                   "p1_to_p0": lambda: fe.port_stats()[0]["rx"]}, cycles, windows, cycle_reset)
         fe.cmd("stop")
@@ -408,6 +499,59 @@ def by_core_distance(ours_windows, dpdk_windows):
             out[c][k] = {"ours": median([o.get(k) for o, _ in pairs]), "dpdk": median([d.get(k) for _, d in pairs]),
                          "ratio": median([ratio(o.get(k), d.get(k)) for o, d in pairs])}
     return out
+
+
+def inject_tagged_loop(injector, size):
+    """Starts the front-end's loop with tagged frames. testpmd cannot tag (virtio-user inserts
+    VLAN tags only in tx_prepare, which its forwarding engines do not call), but its mac
+    forwarding keeps a received tag: so 512 broadcasts tagged SEGMENT_VLAN, `size` bytes with
+    the tag, go in through the third (trunk) port; the switch floods each to both front-end
+    ports, which send them on, tagged, to each other's MAC for good (as tx_first's 2 x 16
+    bursts of 32 would, untagged)."""
+    run(["ip", "netns", "exec", injector.ns, "python3", VLAN_RESPONDER, "send", "--iface", injector.ns_if, "--mac", INJECT_MAC,
+         "--vlan", str(SEGMENT_VLAN), "--count", "512", "--target", "10.0.0.2", "--sender", "10.0.0.1", "--length", str(size)])
+
+
+def segment_pair(size):
+    """Our back-end with all ports untagged, on one access VLAN, and as trunks whose frames
+    carry the tag (SEGMENT_VARIANTS), alternating one window each, every run set up afresh
+    (as interleaved_pair). Every variant has the idle third port (af-packet, the injector), so
+    all poll the same queues. Returns each variant's windows and medians, and per variant the
+    medians of the per-round ratios to untagged (the issue's bar: within 5%)."""
+    entry = {name: {"windows": []} for name, _, _ in SEGMENT_VARIANTS}
+    injector = Veth()
+    # No IPv6 on the veth: its MLD reports would enter the loop through the third port.
+    for where, interface in ((None, injector.host_if), (injector.ns, injector.ns_if)):
+        run((["ip", "netns", "exec", where] if where else []) + ["sysctl", "-q", "-w", "net.ipv6.conf.%s.disable_ipv6=1" % interface],
+            check=False)
+    try:
+        for round_number in range(WINDOWS):
+            for variant in SEGMENT_VARIANTS:
+                log("  round %d/%d, %s" % (round_number + 1, WINDOWS, variant[0]))
+                try:
+                    entry[variant[0]]["windows"] += vhost_pair_run("ours", size, windows=1, segment=variant, injector=injector)["windows"]
+                except Exception as e:  # keep going: nothing is pass/fail
+                    log("  failed: %s" % e)
+                    entry[variant[0]].setdefault("errors", []).append(str(e))
+    finally:
+        injector.delete()
+    keys = ("p0_to_p1", "p1_to_p0", "cycles_per_packet")
+    for name, _, _ in SEGMENT_VARIANTS:
+        entry[name]["median"] = {k: median([w.get(k) for w in entry[name]["windows"]]) for k in keys}
+        pairs = list(zip(entry[name]["windows"], entry["untagged"]["windows"]))
+        entry[name]["round_ratio_median_untagged"] = {k: median([ratio(v.get(k), u.get(k)) for v, u in pairs]) for k in keys}
+    return entry
+
+
+def segment_rows(size, entry):
+    """Table rows of segment_pair: the variant's figure in 'ours', untagged's in 'dpdk'."""
+    rows = []
+    untagged = entry["untagged"]["median"]
+    for name, _, _ in SEGMENT_VARIANTS[1:]:
+        figures, ratios = entry[name]["median"], entry[name]["round_ratio_median_untagged"]
+        for key, what in (("p0_to_p1", "p0_to_p1 Mpps"), ("p1_to_p0", "p1_to_p0 Mpps"), ("cycles_per_packet", "busy cycles/pkt")):
+            rows.append(("%s %dB %s" % (name, size, what), figures.get(key), untagged.get(key), ratios.get(key), None, None))
+    return rows
 
 
 def vhost_rows(label, entry):
@@ -835,6 +979,12 @@ def main():
             results["ring_variants"][options] = entry
             table += vhost_rows("%s 64B" % options, entry)
 
+    if "segments" in ONLY:
+        log("vhost<->vhost 64 B, segments (ours only): untagged, access VLAN %d, trunk of VLAN %d: %d rounds of one %.0f s window each"
+            % (SEGMENT_VLAN, SEGMENT_VLAN, WINDOWS, WINDOW_SECONDS))
+        results["segments"] = {"64": segment_pair(64)}
+        table += segment_rows(64, results["segments"]["64"])
+
     if "kernel" in ONLY:
         veth = None
         results["vhost_kernel"] = {}
@@ -872,6 +1022,14 @@ def main():
                 log("  failed: %s" % e)
                 results["idle"][mode] = {"error": str(e)}
 
+    if "churn" in ONLY:
+        log("port churn: 1000 creates + 1000 deletes over one keep-alive connection")
+        try:
+            results["churn"] = churn_run()
+        except Exception as e:
+            log("  failed: %s" % e)
+            results["churn"] = {"error": str(e)}
+
     if "micro" in ONLY:
         if MICRO and os.path.exists(MICRO):
             log("microbenchmarks")
@@ -903,6 +1061,8 @@ def main():
     print("vhost<->vhost rows alternate the back-ends window by window; their ratios are medians of the per-round ratios")
     print("'cores near/far': only the rounds whose two windows saw the same cache-line round trip between the two CPUs")
     print("(tools/core_latency.c: near < 200 ns, far > 300 ns; the host moves the vCPUs and every back-end's cost follows)")
+    if "segments" in results:
+        print("access/trunk rows (segments): 'ours' is that variant, 'dpdk' column is ours untagged, the ratio variant/untagged")
     print("%-44s %10s %10s %10s %10s %9s" % ("measure", "ours", "dpdk", "ours/dpdk", "ovs-dpdk", "ours/ovs"))
     for name, o, d, rd, v, rv in table:
         print("%-44s %10s %10s %10s %10s %9s" % (name, fmt(o), fmt(d), fmt(rd, 2), fmt(v), fmt(rv, 2)))
@@ -910,6 +1070,17 @@ def main():
         if "median" not in entry.get("ovs", {}):
             print("ovs-dpdk: not run: %s" % (entry["ovs"].get("not_run") or entry["ovs"].get("errors")))
             break
+    for name, variant in results.get("segments", {}).get("64", {}).items():
+        if variant.get("errors"):
+            print("segments %s: %d window(s) failed: %s" % (name, len(variant["errors"]), variant["errors"][-1]))
+    if "churn" in results:
+        c = results["churn"]
+        if "error" in c:
+            print("port churn: failed: %s" % c["error"])
+        else:
+            print("port churn: %d creates + %d deletes in %.2f s (%.2f + %.2f); per call %.3f ms at 100 ports, %.3f ms at %d (ratio %.2f)"
+                  % (c["ports"], c["ports"], c["total_seconds"], c["create_seconds"], c["delete_seconds"],
+                     c["ms_per_call_at_100"], c["ms_per_call_at_%d" % c["ports"]], c["ports"], c["per_call_ratio"]))
     if "idle" in results:
         for mode, r in results["idle"].items():
             if "error" in r:

@@ -5,6 +5,7 @@
 # the other (never two at once) and prints a table; JSON in Benchmarks/results/latest.json.
 # Root is needed (hugepages, network namespaces). Tunables: see the top of bench.py, e.g.
 #   BENCH_WINDOWS=2 BENCH_WINDOW_SECONDS=3 BENCH_ONLY=vhost Benchmarks/run.sh
+#   BENCH_ONLY=segments Benchmarks/run.sh   (64 B untagged vs access VLAN vs trunk, issue 18)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

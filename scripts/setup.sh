@@ -9,7 +9,8 @@ set -euo pipefail
 # kernel in /boot and its modules in /lib/modules; nothing boots from it here. iperf3 is
 # copied into the guest initramfs for the guest-to-guest throughput test (no daemon runs).
 PACKAGES=(libmicrohttpd-dev libjansson-dev dpdk dpdk-dev iproute2 iputils-ping curl procps prometheus
-          qemu-system-x86 linux-image-amd64 busybox-static cpio ethtool iperf3)
+          qemu-system-x86 linux-image-amd64 busybox-static cpio ethtool iperf3
+          python3)  # python3: scripts/vlan-responder.py (the VLAN tests' 802.1Q peer)
 HUGEPAGES_WANTED="${VHOST_SWITCH_HUGEPAGES:-1024}"   # 2 MiB pages (1024 = 2 GiB)
 HUGEPAGES_SYSFS=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 HUGETLBFS_MOUNT=/dev/hugepages

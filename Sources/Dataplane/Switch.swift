@@ -53,6 +53,9 @@ public final class Switch: @unchecked Sendable {
         var transmitLocks: [ObjectIdentifier: TransmitLock] = [:]
         var assignments: [QueueAssignment] = []
         var housekeepingTasks: [@Sendable () -> Void] = []
+        /// Snapshots replaced by a change that frees nothing (a port added, a policy set):
+        /// released after the next grace period, by the next republish or housekeeping.
+        var retired: [Unmanaged<PollSnapshot>] = []
     }
 
     public init(configuration: Configuration = Configuration()) throws(SystemError) {
@@ -91,6 +94,7 @@ public final class Switch: @unchecked Sendable {
                 try? epoll?.wait(into: &events, timeoutMilliseconds: 1000)
                 if !events.isEmpty { return }
                 fdb.expire(now: Switch.currentSecond())
+                self.releaseRetiredSnapshots()
                 for task in self.state.withLock({ $0.housekeepingTasks }) { task() }
             }
         }
@@ -101,18 +105,24 @@ public final class Switch: @unchecked Sendable {
         housekeeping?.join()
         housekeeping = nil
         for thread in threads { thread.stop() }
+        // The threads are gone: nothing holds the deferred snapshots.
+        state.withLock { state in
+            for old in state.retired { old.release() }
+            state.retired = []
+        }
     }
 
-    /// Registers a port with no queues yet; returns its id (the MAC table's port number),
-    /// or nil when `maxPorts` ports exist. Frames above `mtu` + 18 bytes are dropped.
-    public func addPort(name: String, mtu: Int? = nil) -> Int? {
+    /// Registers a port with no queues yet, under `policy` from its first frame; returns its
+    /// id (the MAC table's port number), or nil when `maxPorts` ports exist. Frames above
+    /// `mtu` + 18 bytes are dropped.
+    public func addPort(name: String, mtu: Int? = nil, policy: PortPolicy = PortPolicy()) -> Int? {
         state.withLock { state in
             var id = 0
             while state.ports[id] != nil { id += 1 }
             guard id < Self.maxPorts else { return nil }
             let maxFrameLength = mtu.map { $0 + 18 } ?? PacketBufferPool.bufferCapacity
-            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetPort: nil)
-            republish(&state)
+            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetPort: nil, policy: policy)
+            republish(&state, freesNothing: true)
             return id
         }
     }
@@ -137,7 +147,7 @@ public final class Switch: @unchecked Sendable {
         state.withLock { state in
             guard state.ports[portID] != nil else { return }
             state.ports[portID]?.policy = policy
-            republish(&state)
+            republish(&state, freesNothing: true)
         }
     }
 
@@ -185,9 +195,14 @@ public final class Switch: @unchecked Sendable {
     public func portName(id: Int) -> String? { state.withLock { $0.ports[id]?.name } }
 
     /// Builds every thread's snapshot from `state`, publishes them, waits for a grace
-    /// period and only then releases the previous snapshots.
-    private func republish(_ state: inout State) {
-        let ports = state.ports.values.sorted { $0.id < $1.id }
+    /// period and only then releases the previous snapshots. With `freesNothing` (the change
+    /// removes no ring, socket or memory the caller will free next) and the queue placement
+    /// unchanged, it returns at once and the previous snapshots wait in `retired`: creating
+    /// a port or changing a policy never waits for the poll threads.
+    private func republish(_ state: inout State, freesNothing: Bool = false) {
+        // In id order without a sort (ids are dense: the lowest free one is reused).
+        let highestID = state.ports.keys.max() ?? -1
+        let ports = highestID < 0 ? [] : (0...highestID).compactMap { state.ports[$0] }
         let threadCount = threads.count
         let maxID = (ports.last?.id ?? -1) + 1
 
@@ -250,11 +265,20 @@ public final class Switch: @unchecked Sendable {
                 }
             }
         }
+        let placementUnchanged = assignments == state.assignments
         state.transmitLocks = locks
         state.assignments = assignments
         let present = ports.map(\.id)
 
-        var retired: [Unmanaged<PollSnapshot>] = []
+        if freesNothing && placementUnchanged {
+            for (t, thread) in threads.enumerated() {
+                let snapshot = PollSnapshot(queues: polled[t], targets: targets[t], presentPorts: present, owners: owners)
+                if let old = thread.exchange(snapshot) { state.retired.append(old) }
+            }
+            return
+        }
+        var retired: [Unmanaged<PollSnapshot>] = state.retired
+        state.retired = []
         if threads.count > 1 {
             // Two phases: the new assignment may move a guest ring or a packet socket to
             // another thread, or change which threads share a receive ring and whether they
@@ -274,5 +298,16 @@ public final class Switch: @unchecked Sendable {
         }
         for thread in threads { thread.waitForQuiescentPoint() }
         for old in retired { old.release() }
+    }
+
+    /// Releases the snapshots deferred by `republish(freesNothing:)` once no poll thread can
+    /// hold them (housekeeping, about once a second).
+    private func releaseRetiredSnapshots() {
+        state.withLock { state in
+            guard !state.retired.isEmpty else { return }
+            for thread in threads { thread.waitForQuiescentPoint() }
+            for old in state.retired { old.release() }
+            state.retired = []
+        }
     }
 }

@@ -29,9 +29,10 @@ public enum StateRestorer {
         if !loaded.specs.isEmpty {
             logger.info("restored \(restored.count) of \(loaded.specs.count) saved ports", metadata: ["state": "\(store.path)"])
         }
-        if loaded.movedAside != nil {
-            // The good entries now live in a fresh file beside the moved-aside original.
-            store.saveLogging(ports.specs)
+        if loaded.movedAside != nil || loaded.journalRecords > 0 {
+            // One fresh snapshot: the good entries (beside a moved-aside original) and the
+            // journal folded in. Ports that failed to restore stay saved.
+            store.saveLogging(loaded.specs)
         }
         return restored
     }

@@ -35,7 +35,7 @@ extension PortService {
                     "offered": .string("0x" + String(mask, radix: 16)), "source": .string("api"),
                     "applies": .string(appliesNow ? "now" : "next_session"),
                 ]))
-                changed()
+                if let spec = ports.withLock({ $0[name]?.spec }) { changed(.saved(spec)) }
             }
             return FeatureUpdate(features: Self.features(device, info), appliesNow: appliesNow)
         }

@@ -22,7 +22,7 @@ extension PortService {
                 let names = fields.map(\.rawValue).joined(separator: ",")
                 logger.info("port policy changed", metadata: ["port": "\(name)", "changed": "\(names)"])
                 emit(SwitchEvent(.portUpdated, port: name, data: ["changed": .string(names)]))
-                changed()
+                changed(.saved(port.spec))
             }
             return view(of: port)
         }

@@ -70,9 +70,8 @@ public final class PortService: @unchecked Sendable {
     }
 
     /// Called with `changes` held, so observers see changes one at a time and in order.
-    func changed() {
-        let specs = self.specs
-        for observer in observers.withLock({ $0 }) { observer.portsChanged(specs) }
+    func changed(_ change: PortChange) {
+        for observer in observers.withLock({ $0 }) { observer.portChanged(change) }
     }
 
     /// Creates a port. A failure undoes whatever was done, so nothing half-made remains.
@@ -94,7 +93,7 @@ public final class PortService: @unchecked Sendable {
             case .afPacket(let interface):
                 port = try createPacketPort(spec, interface: interface)
             }
-            changed()
+            changed(.saved(port.spec))
             return port
         }
     }
@@ -167,10 +166,9 @@ public final class PortService: @unchecked Sendable {
 
     /// The port's place in the switch, its policy set before any frame can reach it.
     private func addSwitchPort(_ spec: PortSpec, mtu: Int?) throws(PortError) -> Int {
-        guard let id = fabric.addPort(name: spec.name, mtu: mtu) else {
+        guard let id = fabric.addPort(name: spec.name, mtu: mtu, policy: spec.policy) else {
             throw PortError(.conflict, "the switch has \(Switch.maxPorts) ports, the most it takes")
         }
-        fabric.setPolicy(portID: id, spec.policy)
         return id
     }
 
@@ -243,7 +241,7 @@ public final class PortService: @unchecked Sendable {
             fabric.removePort(id: port.id)
             logger.info("port deleted", metadata: ["port": "\(name)"])
             emit(SwitchEvent(.portDeleted, port: name))
-            if notify { changed() }
+            if notify { changed(.removed(name: name)) }
         }
     }
 }

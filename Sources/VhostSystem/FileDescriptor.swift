@@ -55,6 +55,31 @@ public final class FileDescriptor: @unchecked Sendable {
         try systemCall("write") { Glibc.write(rawValue, bytes.baseAddress, bytes.count) }
     }
 
+    /// Opens (creating) `path` for appending, close-on-exec.
+    public static func openForAppending(_ path: String, permissions: mode_t) throws(SystemError) -> FileDescriptor {
+        FileDescriptor(adopting: try systemCall("open(\(path))") { open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, permissions) })
+    }
+
+    /// Writes every byte (a short write continues where it stopped).
+    public func writeAll(_ bytes: [UInt8]) throws(SystemError) {
+        var written = 0
+        while written < bytes.count {
+            written += try bytes.withUnsafeBytes { buffer in
+                Result { () throws(SystemError) -> Int in try write(UnsafeRawBufferPointer(rebasing: buffer[written...])) }
+            }.get()
+        }
+    }
+
+    /// fdatasync: the file's data (and the size it needs) is on stable storage.
+    public func synchronizeData() throws(SystemError) {
+        try systemCall("fdatasync") { fdatasync(rawValue) }
+    }
+
+    /// ftruncate to `length` bytes.
+    public func truncate(to length: Int) throws(SystemError) {
+        try systemCall("ftruncate") { ftruncate(rawValue, off_t(length)) }
+    }
+
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
         try systemCall("read") { Glibc.read(rawValue, buffer.baseAddress, buffer.count) }
     }

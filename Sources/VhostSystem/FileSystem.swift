@@ -87,12 +87,7 @@ public enum FileSystem {
     public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], permissions: mode_t = 0o600) throws(SystemError) {
         let temporary = path + ".tmp"
         let fd = FileDescriptor(adopting: try systemCall("open(\(temporary))") { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, permissions) })
-        var written = 0
-        while written < bytes.count {
-            written += try bytes.withUnsafeBytes { buffer in
-                Result { () throws(SystemError) -> Int in try fd.write(UnsafeRawBufferPointer(rebasing: buffer[written...])) }
-            }.get()
-        }
+        try fd.writeAll(bytes)
         try systemCall("fsync(\(temporary))") { fsync(fd.rawValue) }
         fd.close()
         try systemCall("rename(\(temporary))") { Glibc.rename(temporary, path) }

@@ -19,25 +19,13 @@ public struct ProcessStatistics: Sendable {
         // /proc/self/statm: sizes in pages, "size resident shared text lib data dt".
         let statm = (try? FileSystem.readFile("/proc/self/statm", maxBytes: 256)).flatMap { $0 } ?? []
         let fields = String(decoding: statm, as: UTF8.self).split(separator: " ").compactMap { UInt64($0) }
-        let page = UInt64(max(sysconf(Int32(_SC_PAGESIZE)), 1))
+        let page = UInt64(max(getpagesize(), 1))
         var limit = rlimit()
         getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         return ProcessStatistics(cpuSeconds: cpu,
                                  residentBytes: fields.count > 1 ? fields[1] &* page : 0,
                                  virtualBytes: fields.first.map { $0 &* page } ?? 0,
-                                 openFileDescriptors: countOpenFileDescriptors(),
+                                 openFileDescriptors: max(FileDescriptor.openCount(), 0),
                                  maxFileDescriptors: UInt64(limit.rlim_cur))
-    }
-
-    /// Entries of /proc/self/fd, without ".", ".." and the directory's own descriptor.
-    private static func countOpenFileDescriptors() -> Int {
-        guard let directory = opendir("/proc/self/fd") else { return 0 }
-        defer { closedir(directory) }
-        var count = 0
-        while let entry = readdir(directory) {
-            let isDot = withUnsafeBytes(of: entry.pointee.d_name) { $0.first == UInt8(ascii: ".") }
-            if !isDot { count += 1 }
-        }
-        return max(count - 1, 0)
     }
 }

@@ -128,8 +128,9 @@ struct VhostSwitchDaemon: ParsableCommand {
         if let apiTokenFile {
             do { apiConfiguration.token = try BearerToken.load(path: apiTokenFile) } catch { throw ValidationError(error.description) }
         }
-        // From here on every change is saved (not before: a saved port that could not be
-        // restored stays in the file, and the config file's ports are saved with the next change).
+        // From here on every change is saved. The config file's new ports are saved now; a
+        // saved port that could not be restored stays saved.
+        store.saveMissing(ports.specs)
         ports.addObserver(store)
         let api = ManagementAPI(service: ports, events: events, logger: logger, logLevel: level)
         let server: ManagementServer

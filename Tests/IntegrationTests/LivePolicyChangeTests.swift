@@ -29,8 +29,7 @@ final class LivePolicyChangeTests: XCTestCase {
     }
 
     private func savedPort(_ daemon: SwitchDaemonProcess, _ name: String) throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: daemon.stateDirectory + "/ports.json"))
-        let ports = (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["ports"] as? [[String: Any]] ?? []
+        let ports = try SavedPortState.ports(inStateDirectory: daemon.stateDirectory)
         return try XCTUnwrap(ports.first { $0["name"] as? String == name }, "\(name) in the state file")
     }
 

@@ -138,7 +138,10 @@ final class PortPolicyPatchTests: XCTestCase {
     func testAnInvalidValueLeavesEverythingAsItWas() throws {
         XCTAssertEqual(patch(#"{"vlan": 10, "max_macs": 5}"#).status, 200)
         let before = policy
-        let savedBytes = try Data(contentsOf: URL(fileURLWithPath: store.path))
+        func stateBytes() throws -> [Data] {
+            try [store.path, store.journalPath].map { FileManager.default.fileExists(atPath: $0) ? try Data(contentsOf: URL(fileURLWithPath: $0)) : Data() }
+        }
+        let savedBytes = try stateBytes()
         let eventCount = events.nextID
         for (body, fragment) in [
             (#"{"vlan": 20, "max_macs": 0}"#, "max_macs must be"),
@@ -155,7 +158,7 @@ final class PortPolicyPatchTests: XCTestCase {
             XCTAssertTrue(reply.errorMessage.contains(fragment), "\(body): \(reply.errorMessage)")
         }
         XCTAssertEqual(policy, before)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: store.path)), savedBytes, "the state file is not rewritten")
+        XCTAssertEqual(try stateBytes(), savedBytes, "neither the state file nor its journal is written")
         XCTAssertEqual(events.nextID, eventCount, "no event")
     }
 

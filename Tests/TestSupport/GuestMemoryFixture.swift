@@ -100,8 +100,17 @@ public final class GuestMemoryFixture: @unchecked Sendable {  // test-only; used
         preconditionFailure("guest-physical address \(address) is not in the fixture")
     }
 
-    /// Writes bytes at a guest-physical address, byte by byte so a range may cross regions.
+    /// Writes bytes at a guest-physical address: one copy when the range lies in one region,
+    /// else byte by byte so it may cross regions.
     public func write(_ bytes: [UInt8], at address: UInt64) {
+        let fitsOneRegion = !bytes.isEmpty && regions.contains { region in
+            address >= region.guestPhysicalAddress && address - region.guestPhysicalAddress < region.size
+                && UInt64(bytes.count) <= region.size - (address - region.guestPhysicalAddress)
+        }
+        if fitsOneRegion {
+            bytes.withUnsafeBytes { pointer(guestPhysical: address).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            return
+        }
         for (i, byte) in bytes.enumerated() {
             pointer(guestPhysical: address + UInt64(i)).storeBytes(of: byte, as: UInt8.self)
         }

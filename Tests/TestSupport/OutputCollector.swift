@@ -10,17 +10,21 @@ final class OutputCollector: @unchecked Sendable {
     func attach(_ handle: FileHandle) {
         handle.readabilityHandler = { [weak self] handle in
             let chunk = handle.availableData
-            if chunk.isEmpty {
-                handle.readabilityHandler = nil
-                self?.lock.lock()
-                self?.ended = true
-                self?.lock.unlock()
-                return
-            }
+            if chunk.isEmpty { handle.readabilityHandler = nil; return }
             self?.lock.lock()
             self?.data.append(chunk)
             self?.lock.unlock()
         }
+    }
+
+    /// Runs `process` with no input and its stdout and stderr collected here.
+    func run(_ process: Process) throws {
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        attach(pipe.fileHandleForReading)
+        try process.run()
     }
 
     /// Reads `handle` on a thread of its own until end of file (`waitForEnd` then returns).
@@ -43,7 +47,8 @@ final class OutputCollector: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Waits until the writer closed the pipe (everything it wrote is in `text`), at most `timeout`.
+    /// After `readUntilEnd`: waits until the writer closed the pipe (everything it wrote is in
+    /// `text`), at most `timeout`.
     func waitForEnd(timeout: TimeInterval) {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {

@@ -47,6 +47,9 @@ public final class QemuGuest: @unchecked Sendable {
         /// The CPU model under TCG (KVM always uses "host"). "max" emulates every feature QEMU
         /// knows; "qemu64" runs guest networking 3-4x faster under TCG (measured with iperf3).
         public var tcgCpuModel: String = "max"
+        /// A second serial port (ttyS1) on a unix socket that the guest reads shell commands
+        /// from (`vs.commands=1`); drive it with `GuestCommandChannel`.
+        public var commandChannel: Bool = false
 
         public init(name: String, socketPath: String, socketMode: SocketMode = .qemuConnects, mac: String,
                     guestParameters: [(String, String)] = [], memoryMiB: Int = 256, incomingPort: Int? = nil,
@@ -66,6 +69,8 @@ public final class QemuGuest: @unchecked Sendable {
     public let configuration: Configuration
     public let directory: String
     public let qmpPath: String
+    /// The unix socket of the guest's ttyS1 (QEMU listens) when `commandChannel` is set.
+    public let commandSocketPath: String?
     public let arguments: [String]
     public let startTime: Date
     public let accelerator: Accelerator
@@ -202,9 +207,10 @@ public final class QemuGuest: @unchecked Sendable {
         directory = NSTemporaryDirectory() + "qemu-\(configuration.name)-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         qmpPath = directory + "/qmp.sock"
+        commandSocketPath = configuration.commandChannel ? directory + "/cmd.sock" : nil
         let memory = "\(configuration.memoryMiB)M"
         let chardev = "socket,id=chr0,path=\(configuration.socketPath)" + (configuration.socketMode == .qemuListens ? ",server=on" : "")
-        let parameters = configuration.guestParameters.map { "vs.\($0.0)=\($0.1)" }.joined(separator: " ")
+        let parameters = (configuration.guestParameters + (configuration.commandChannel ? [("commands", "1")] : [])).map { "vs.\($0.0)=\($0.1)" }.joined(separator: " ")
         // QEMU 7.2 with TCG and vhost-user segfaults when the NIC starts with MSI-X: legacy
         // interrupts (vectors=0) under TCG.
         let accelerator = Accelerator.detected
@@ -225,6 +231,7 @@ public final class QemuGuest: @unchecked Sendable {
             "-qmp", "unix:\(qmpPath),server=on,wait=off",
         ]
         if let port = configuration.incomingPort { arguments += ["-incoming", "tcp:127.0.0.1:\(port)"] }
+        if let commandSocketPath { arguments += ["-serial", "unix:\(commandSocketPath),server=on,wait=off"] }
         self.arguments = arguments
         process = Process()
         process.executableURL = URL(fileURLWithPath: Self.qemuPath)
@@ -430,7 +437,7 @@ public final class QmpClient: @unchecked Sendable {
         }
     }
 
-    private static func connectUnix(_ path: String) throws -> Int32 {
+    static func connectUnix(_ path: String) throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw QemuGuest.QemuError("socket: errno \(errno)") }
         var address = sockaddr_un()
@@ -553,12 +560,7 @@ public final class NamespacePinger: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments = ["netns", "exec", namespace, "ping", "-D", "-O", "-n", "-i", String(interval), "-W", "1"]
             + (payloadBytes.map { ["-s", String($0)] } ?? []) + [target]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        log.attach(pipe.fileHandleForReading)
-        try process.run()
+        try log.run(process)
     }
 
     deinit { stop() }

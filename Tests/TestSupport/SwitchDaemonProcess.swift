@@ -15,6 +15,10 @@ import Glibc
 ///
 ///     let rig = try SwitchDaemonProcess()        // directories only: write state files first
 ///     try rig.start(extraArguments: ["--pmd-threads", "1"], listenTCP: true, token: "t")
+///
+/// With `networkNamespace` the daemon runs in that namespace (`ip netns exec`, which execs it,
+/// so `pid` is still the daemon's): a node of its own. Its API socket and socket directory are
+/// plain files, so the tests reach them from the host namespace as usual.
 public final class SwitchDaemonProcess {
     /// The temporary directory holding run/, sockets/, state/, the logs and the token file.
     public let baseDirectory: String
@@ -32,6 +36,8 @@ public final class SwitchDaemonProcess {
     public private(set) var token: String?
     /// True once a `stop` had to SIGKILL a daemon that did not exit within its time-out.
     public private(set) var shutdownHung = false
+    /// The network namespace (a name under /var/run/netns) every launch runs in; nil: the test's own.
+    public let networkNamespace: String?
     private let directories: TemporaryDirectories
     private var logFile: String?
 
@@ -52,7 +58,8 @@ public final class SwitchDaemonProcess {
 
     /// Fresh temporary directories (or those of `previous`, for a restart that must find its
     /// state and sockets); nothing is started.
-    public init(reuseDirectoriesOf previous: SwitchDaemonProcess? = nil) throws {
+    public init(reuseDirectoriesOf previous: SwitchDaemonProcess? = nil, networkNamespace: String? = nil) throws {
+        self.networkNamespace = networkNamespace ?? previous?.networkNamespace
         directories = try previous?.directories ?? TemporaryDirectories()
         baseDirectory = directories.path
         runDirectory = baseDirectory + "/run"
@@ -129,8 +136,13 @@ public final class SwitchDaemonProcess {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
         defer { try? handle.close() }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executablePath)
-        process.arguments = arguments
+        if let networkNamespace {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            process.arguments = ["netns", "exec", networkNamespace, Self.executablePath] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.executablePath)
+            process.arguments = arguments
+        }
         process.standardOutput = handle
         process.standardError = handle
         logFile = file

@@ -1,0 +1,175 @@
+// VLAN segments and port security with real guests (issue 18, item 5): three Linux guests in
+// QEMU on access ports (a and b on VLAN 10, c on VLAN 20, one IPv4 subnet) and a namespace
+// behind a trunk af-packet port (VLANs 10 and 20, tags made by scripts/vlan-responder.py). One
+// rig (`VlanGuestRig`) per class; every test leaves the ports as it found them.
+import Foundation
+import TestSupport
+import XCTest
+
+final class VlanSegmentTests: XCTestCase {
+    nonisolated(unsafe) private static var rig: Result<VlanGuestRig, any Error>?
+
+    private func sharedRig(_ test: String = #function) throws -> VlanGuestRig {
+        if let reason = VlanGuestRig.skipReason(test) { throw XCTSkip(reason) }
+        if Self.rig == nil { Self.rig = Result { try VlanGuestRig() } }
+        return try Self.rig!.get()
+    }
+
+    override class func tearDown() {
+        if case .success(let rig) = rig { rig.tearDown() }
+        rig = nil
+        super.tearDown()
+    }
+
+    /// The ports were created with their segment keys, and GET shows them.
+    func testPortsShowTheirSegmentKeys() throws {
+        let rig = try sharedRig()
+        XCTAssertNil(rig.policyRefused, "POST /v1/ports with vlan/trunk")
+        for port in ["a", "b", "c"] {
+            let reply = try rig.api.expect("GET", "/v1/ports/\(port)", status: [200])
+            XCTAssertEqual(reply.object["vlan"] as? Int, Int(rig.guest(port).vlan), "GET /v1/ports/\(port): \(reply)")
+            XCTAssertEqual(reply.object["trunk"] as? [Int] ?? [], [], "an access port carries no tagged VLANs: \(reply)")
+        }
+        let trunk = try rig.api.expect("GET", "/v1/ports/\(VlanGuestRig.trunkPort)", status: [200])
+        XCTAssertEqual(trunk.object["trunk"] as? [Int], VlanGuestRig.trunkVLANs.map(Int.init), "\(trunk)")
+    }
+
+    /// a and b (both VLAN 10) ping each other, each way.
+    func testSameVlanGuestsPingEachOtherBothWays() throws {
+        let rig = try sharedRig()
+        try rig.flushNeighbours()
+        for (from, to) in [("a", "b"), ("b", "a")] {
+            let ping = try rig.guest(from).shell.ping(rig.guest(to).address)
+            XCTAssertTrue(ping.allAnswered, "\(from) -> \(to) on VLAN 10:\n\(ping.output)\n\(rig.context())")
+        }
+    }
+
+    /// Broadcasts (ARP) from one VLAN never reach a port of the other: c (VLAN 20) asks for a's
+    /// address, then a (VLAN 10) for c's. The other VLAN's ports get no frame at all (the
+    /// switch's transmit count for the port and the guest's own eth0 rx_packets do not move),
+    /// the pings fail, and the trunk sees the broadcasts tagged with the sender's VLAN (so they
+    /// were sent and flooded in their own segment).
+    func testBroadcastsNeverCrossVlans() throws {
+        let rig = try sharedRig()
+        for (sender, target, others) in [("c", "a", ["a", "b"]), ("a", "c", ["c"])] {
+            try rig.flushNeighbours()
+            let from = rig.guest(sender), to = rig.guest(target)
+            let before = try rig.arrivals()
+            let senderRxBefore = try rig.api.portCounters()[sender]?["switch.rx_packets"] ?? 0
+            let responderSeen = rig.responder.received.count
+            _ = try from.shell.run("arping -b -c 3 -w 4 -I eth0 \(to.address)", timeout: 30)
+            let ping = try from.shell.run("ping -c 2 -i 0.5 -W 1 \(to.address)", timeout: 30)
+            Thread.sleep(forTimeInterval: 0.5)
+            let after = try rig.arrivals()
+            let senderRxAfter = try rig.api.portCounters()[sender]?["switch.rx_packets"] ?? 0
+
+            XCTAssertGreaterThanOrEqual(senderRxAfter - senderRxBefore, 3, "the switch took \(sender)'s ARP broadcasts")
+            XCTAssertNotEqual(ping.status, 0, "\(sender) (VLAN \(from.vlan)) reached \(target) (VLAN \(to.vlan)):\n\(ping.output)")
+            for port in others {
+                XCTAssertEqual(after.portTx[port]! - before.portTx[port]!, 0,
+                               "frames from \(sender) (VLAN \(from.vlan)) handed to port \(port) (VLAN \(rig.guest(port).vlan))")
+                XCTAssertEqual(after.guestRx[port]! - before.guestRx[port]!, 0,
+                               "guest \(port) (VLAN \(rig.guest(port).vlan)) received frames during \(sender)'s broadcasts")
+            }
+            let atTrunk = rig.responder.received.dropFirst(responderSeen).filter { $0.source == from.mac }
+            XCTAssertGreaterThanOrEqual(atTrunk.count, 3, "the trunk saw \(sender)'s broadcasts:\n\(rig.responder.output.suffix(2000))")
+            XCTAssertEqual(Set(atTrunk.map(\.vlan)), [from.vlan], "\(sender)'s frames leave the trunk tagged \(from.vlan): \(atTrunk)")
+        }
+    }
+
+    /// The namespace behind the trunk answers 10.201.18.110 on VLAN 10 and .120 on VLAN 20, each
+    /// with its tag: a (VLAN 10) reaches .110 and not .120, c (VLAN 20) reaches .120 and not
+    /// .110, and every frame of theirs arrives at the trunk with their VLAN's tag.
+    func testTrunkCarriesEachVlanTagged() throws {
+        let rig = try sharedRig()
+        try rig.flushNeighbours()
+        let responderSeen = rig.responder.received.count
+        for port in ["a", "c"] {
+            let guest = rig.guest(port)
+            for (vlan, address) in VlanGuestRig.responderAddresses.sorted(by: { $0.key < $1.key }) {
+                let ping = try guest.shell.ping(address, count: 3)
+                if vlan == guest.vlan {
+                    XCTAssertTrue(ping.allAnswered, "\(port) (VLAN \(guest.vlan)) -> \(address) on the trunk:\n\(ping.output)\n\(rig.context())")
+                } else {
+                    XCTAssertFalse(ping.output.contains(" bytes from "), "\(port) (VLAN \(guest.vlan)) got answers from VLAN \(vlan)'s \(address):\n\(ping.output)")
+                }
+            }
+            let frames = rig.responder.received.dropFirst(responderSeen).filter { $0.source == guest.mac }
+            XCTAssertFalse(frames.isEmpty, "nothing from \(port) reached the trunk")
+            XCTAssertEqual(Set(frames.map(\.vlan)), [guest.vlan], "\(port)'s frames at the trunk carry tag \(guest.vlan): \(frames)")
+        }
+        let learned = try rig.api.learnedMACs(port: VlanGuestRig.trunkPort)
+        XCTAssertTrue(learned.contains(VlanGuestRig.responderMAC), "the responder's MAC learned on the trunk: \(learned)")
+    }
+
+    /// Frames tagged 30 (a VLAN the trunk does not carry) reach no guest and are counted as
+    /// dropped on the trunk; the same burst tagged 10 reaches a and b (untagged: a answers the
+    /// ARP and the answer comes back tagged 10) and not c.
+    func testUnknownVlanFromTrunkReachesNoGuest() throws {
+        let rig = try sharedRig()
+        let burst = 20
+        let a = rig.guest("a")
+        let sender = "\(VlanGuestRig.subnet).130"
+        let dropsBefore = try rig.api.portCounters()[VlanGuestRig.trunkPort]?.drops(matching: SegmentCounterWords.vlanNotCarried)
+        var before = try rig.arrivals()
+        try rig.responder.sendBroadcasts(vlan: 30, count: burst, target: a.address, sender: sender)
+        Thread.sleep(forTimeInterval: 1)
+        var after = try rig.arrivals()
+        for port in ["a", "b", "c"] {
+            XCTAssertEqual(after.portTx[port]! - before.portTx[port]!, 0, "VLAN 30 frames handed to port \(port)")
+            XCTAssertEqual(after.guestRx[port]! - before.guestRx[port]!, 0, "guest \(port) received VLAN 30 frames")
+        }
+        let trunkCounters = try rig.api.portCounters()[VlanGuestRig.trunkPort]
+        let dropsAfter = trunkCounters?.drops(matching: SegmentCounterWords.vlanNotCarried)
+        XCTAssertNotNil(dropsAfter, "no drop counter named with \(SegmentCounterWords.vlanNotCarried) on the trunk: \(trunkCounters.map { "\($0)" } ?? "-")")
+        if let dropsAfter { XCTAssertGreaterThanOrEqual(dropsAfter - (dropsBefore ?? 0), burst, "VLAN 30 drops counted on the trunk") }
+
+        // The same on VLAN 10 arrives: the control that the burst and the counters work.
+        let responderSeen = rig.responder.received.count
+        before = try rig.arrivals()
+        try rig.responder.sendBroadcasts(vlan: 10, count: burst, target: a.address, sender: sender)
+        Thread.sleep(forTimeInterval: 1)
+        after = try rig.arrivals()
+        for port in ["a", "b"] {
+            XCTAssertGreaterThanOrEqual(after.portTx[port]! - before.portTx[port]!, burst, "VLAN 10 broadcasts handed to port \(port)")
+            XCTAssertGreaterThanOrEqual(after.guestRx[port]! - before.guestRx[port]!, burst, "guest \(port) received the VLAN 10 broadcasts")
+        }
+        XCTAssertEqual(after.portTx["c"]! - before.portTx["c"]!, 0, "VLAN 10 broadcasts handed to c (VLAN 20)")
+        let answers = rig.responder.received.dropFirst(responderSeen).filter { $0.source == a.mac && $0.etherType == 0x0806 }
+        XCTAssertFalse(answers.isEmpty, "a answered none of the VLAN 10 ARP requests (it got them tagged?):\n\(rig.context())")
+        XCTAssertEqual(Set(answers.map(\.vlan)), [10], "a's ARP replies come back tagged 10: \(answers)")
+    }
+
+    /// allowed_macs set to a MAC that is not b's: b's frames (its ARP and echo replies) are
+    /// dropped and counted as spoofed, so a cannot ping b. PATCH allowed_macs to b's real MAC:
+    /// pings come back, and b's vhost-user session is the same one (no reconnect).
+    func testSpoofingGuestIsDroppedUntilAllowedMacsFixedLive() throws {
+        let rig = try sharedRig()
+        let a = rig.guest("a"), b = rig.guest("b")
+        defer { _ = try? rig.api.patchPort("b", ["allowed_macs": NSNull()]) }
+        let sessionsBefore = try rig.api.portCounters()["b"]?["sessions"]
+        let readyEventsBefore = try SwitchEventHistory.fetch(apiSocket: rig.daemon.apiSocketPath)
+            .filter { $0.port == "b" && $0.type == "device.ready" }.count
+        let spoofedBefore = try rig.api.portCounters()["b"]?.drops(matching: SegmentCounterWords.spoofed) ?? 0
+
+        let wrong = try rig.api.patchPort("b", ["allowed_macs": ["02:18:00:00:00:ee"]])
+        XCTAssertTrue([200, 204].contains(wrong.status), "PATCH allowed_macs: \(wrong)")
+        try rig.flushNeighbours()
+        let blocked = try a.shell.ping(b.address, count: 3)
+        XCTAssertFalse(blocked.output.contains(" bytes from "), "b answered while its MAC is not allowed:\n\(blocked.output)")
+        let spoofed = try rig.api.portCounters()["b"]?.drops(matching: SegmentCounterWords.spoofed)
+        XCTAssertNotNil(spoofed, "no drop counter named with \(SegmentCounterWords.spoofed) on port b")
+        if let spoofed { XCTAssertGreaterThan(spoofed - spoofedBefore, 0, "b's frames counted as spoofed") }
+
+        let fixed = try rig.api.patchPort("b", ["allowed_macs": [b.mac]])
+        XCTAssertTrue([200, 204].contains(fixed.status), "PATCH allowed_macs: \(fixed)")
+        let shown = try rig.api.expect("GET", "/v1/ports/b", status: [200])
+        XCTAssertEqual((shown.object["allowed_macs"] as? [String])?.map { $0.lowercased() }, [b.mac], "GET shows the new list: \(shown)")
+        let back = try a.shell.ping(b.address, count: 5)
+        XCTAssertTrue(back.allAnswered, "a -> b after allowed_macs was fixed:\n\(back.output)\n\(rig.context())")
+        XCTAssertEqual(try rig.api.portCounters()["b"]?["sessions"], sessionsBefore, "b's guest reconnected")
+        let readyEventsAfter = try SwitchEventHistory.fetch(apiSocket: rig.daemon.apiSocketPath)
+            .filter { $0.port == "b" && $0.type == "device.ready" }.count
+        XCTAssertEqual(readyEventsAfter, readyEventsBefore, "device.ready again on b: the PATCH reconnected the device")
+    }
+}
