@@ -32,6 +32,7 @@ struct TextTable {
     /// Key/value lines for one object: nested objects as dotted keys, lists comma-separated,
     /// so fields the CLI does not know yet (new API keys) show too.
     static func fields(_ value: JSONValue) -> String {
+        if value.isNull { return "" }  // an answer without a body
         var table = TextTable(["FIELD", "VALUE"])
         for (key, cell) in flattened(value) { table.add([key, cell]) }
         return table.rendered()
