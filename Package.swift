@@ -22,6 +22,7 @@ let package = Package(
     products: [
         .executable(name: "vhost-switchd", targets: ["vhost-switchd"]),
         .executable(name: "vhost-switch-cni", targets: ["vhost-switch-cni"]),
+        .executable(name: "vhost-switchctl", targets: ["vhost-switchctl"]),
         // For Fuzz/ and Benchmarks/Micro/ (path dependencies of this package).
         .library(name: "CVhostShims", targets: ["CVhostShims"]),
         .library(name: "VhostSystem", targets: ["VhostSystem"]),
@@ -34,7 +35,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // 1.11: LogHandler.log(event:) (LogLineHandler implements it).
+        .package(url: "https://github.com/apple/swift-log", from: "1.11.0"),
     ],
     targets: [
         .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
@@ -65,9 +67,17 @@ let package = Package(
         // The CNI plugin runs on the host from /opt/cni/bin: VhostSystem and CNISystem only
         // (no jansson, no libmicrohttpd, no Foundation).
         .target(name: "CNISystem", dependencies: ["VhostSystem", "CVhostShims"], swiftSettings: strictSwift),
+        // The API's clients (the CNI plugin, vhost-switchctl): HTTP/1.1 over the unix socket or
+        // TCP, and a plain-Swift JSON value, on CNISystem's connections.
+        .target(name: "ManagementClient", dependencies: ["CNISystem", "VhostSystem"], swiftSettings: strictSwift),
         .executableTarget(
             name: "vhost-switch-cni",
-            dependencies: ["CNISystem", "VhostSystem"],
+            dependencies: ["ManagementClient", "CNISystem", "VhostSystem"],
+            swiftSettings: strictSwift),
+        // The ops CLI over the API (like ovs-appctl): no jansson, no libmicrohttpd, no Foundation.
+        .executableTarget(
+            name: "vhost-switchctl",
+            dependencies: ["ManagementClient", "CNISystem", "VhostSystem", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSwift),
         .target(name: "TestSupport", dependencies: ["VhostSystem", "Virtio", "VhostUser"], path: "Tests/TestSupport", swiftSettings: strictSwift),
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
@@ -78,6 +88,7 @@ let package = Package(
             name: "ManagementPlaneTests",
             dependencies: ["ManagementPlane", "PortService", "Dataplane", "VhostUser", "VhostSystem", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CNITests", dependencies: ["TestSupport", "VhostSystem", "vhost-switch-cni"]),
+        .testTarget(name: "SwitchctlTests", dependencies: ["vhost-switchctl", "ManagementClient"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "VhostSystem", "Virtio"]),
     ]
 )

@@ -7,8 +7,9 @@ import Glibc
 import VhostSystem
 
 /// Blocking-style client connections with deadlines, for short request/response exchanges
-/// (the CNI plugin's HTTP/1.1 calls to the management API's unix socket). Every operation takes an
-/// absolute deadline from `MonotonicClock.nanoseconds()`; passing it throws ETIMEDOUT.
+/// (the HTTP/1.1 calls of the management API's clients: the CNI plugin on the unix socket,
+/// vhost-switchctl on it or on TCP). Every operation takes an absolute deadline from
+/// `MonotonicClock.nanoseconds()`; passing it throws ETIMEDOUT.
 public enum StreamClient {
     /// A deadline `milliseconds` from now.
     public static func deadline(afterMilliseconds milliseconds: Int) -> UInt64 {
@@ -20,8 +21,9 @@ public enum StreamClient {
         try UnixSocket.connect(path: path)
     }
 
-    /// Connects to an IPv4 or IPv6 literal address, giving up at `deadline`. The returned
-    /// socket is non-blocking and close-on-exec.
+    /// Connects to an IPv4 or IPv6 literal address, giving up at `deadline` (vhost-switchctl
+    /// `--api http://...`; the CNI plugin takes the unix socket only). The returned socket is
+    /// non-blocking and close-on-exec.
     public static func connectTCP(_ address: TCPSocket.Address, deadline: UInt64) throws(SystemError) -> FileDescriptor {
         let family = address.isIPv6 ? AF_INET6 : AF_INET
         let fd = FileDescriptor(adopting: try systemCall("socket") {
@@ -96,9 +98,13 @@ public enum StreamClient {
 extension SystemError {
     /// ENOENT: no such file (for a unix socket: nobody ever bound it, or it was removed).
     public var noSuchFile: Bool { errno == ENOENT }
-    /// ECONNREFUSED: nobody listens (a stale unix socket file).
+    /// ECONNREFUSED: nobody listens (a stale unix socket file or a closed TCP port).
     public var connectionRefused: Bool { errno == ECONNREFUSED }
     public var timedOut: Bool { errno == ETIMEDOUT }
+    /// EPROTO: the peer answered something unreadable (`protocolError`).
+    public var isProtocolError: Bool { errno == EPROTO }
+    /// strerror's text alone ("No such file or directory"), for messages that say the operation themselves.
+    public var reasonText: String { String(cString: strerror(errno)) }
 
     /// EINVAL, for refusing an argument before any system call.
     public static func invalidArgument(_ operation: String) -> SystemError { SystemError(operation, errno: EINVAL) }

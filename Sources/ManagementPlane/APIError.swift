@@ -26,6 +26,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         case invalidEventType = "invalid_event_type"
         case invalidHost = "invalid_host"
         case invalidJson = "invalid_json"
+        case invalidLogLevel = "invalid_log_level"
         case invalidMac = "invalid_mac"
         case invalidMask = "invalid_mask"
         case invalidPolicy = "invalid_policy"

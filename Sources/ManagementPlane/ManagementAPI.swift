@@ -10,7 +10,7 @@ import Virtio
 /// The REST resources under /v1 plus /metrics: HTTP and JSON over `PortService`, which owns
 /// the ports, their feature changes, persistence (an observer) and the read models.
 /// One file per resource (`ManagementAPI+Ports`, `+Features`, `+Device`, `+Vrings`,
-/// `+Stats`, `+FDB`, `+Events`, `+Metrics`); the route table is `register` below. Handlers
+/// `+Stats`, `+FDB`, `+Events`, `+Metrics`, `+Logging`); the route table is `register` below. Handlers
 /// run on libmicrohttpd's thread; the service and the event hub are thread-safe.
 public final class ManagementAPI: Sendable {
     public static let version = "0.1.0"
@@ -19,14 +19,18 @@ public final class ManagementAPI: Sendable {
     public let events: EventHub
     /// Readiness (`/v1/ready`): whether the threads that must keep moving do.
     public let readinessMonitor: ReadinessMonitor
+    /// The level every logger of the daemon logs at (GET/PUT /v1/log-level).
+    public let logLevel: RuntimeLogLevel
     let logger: Logger
     let startedAt: UInt64
     private let routes: Router<ManagementAPI>
 
-    public init(service: PortService, events: EventHub, logger: Logger, readiness: ReadinessMonitor = ReadinessMonitor()) {
+    public init(service: PortService, events: EventHub, logger: Logger, readiness: ReadinessMonitor = ReadinessMonitor(),
+                logLevel: RuntimeLogLevel = RuntimeLogLevel(.info)) {
         self.service = service
         self.events = events
         readinessMonitor = readiness
+        self.logLevel = logLevel
         self.logger = logger
         startedAt = MonotonicClock.nanoseconds()
         var router = Router<ManagementAPI>()
@@ -63,6 +67,8 @@ public final class ManagementAPI: Sendable {
         router.add("DELETE", "/v1/fdb") { api, _, _ throws(APIError) in try api.flushFDB() }
         router.add("DELETE", "/v1/fdb/{mac}") { api, _, p throws(APIError) in try api.deleteFDBEntry(p["mac"]) }
         router.add("GET", "/v1/events") { api, request, _ throws(APIError) in try api.getEvents(request) }
+        router.add("GET", "/v1/log-level") { api, _, _ throws(APIError) in try api.getLogLevel() }
+        router.add("PUT", "/v1/log-level") { api, request, _ throws(APIError) in try api.putLogLevel(request) }
         router.add("GET", "/metrics") { api, _, _ throws(APIError) in try api.getMetrics() }
     }
 

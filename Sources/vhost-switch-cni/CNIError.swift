@@ -1,3 +1,5 @@
+import ManagementClient
+
 /// A CNI error result (spec 1.0.0, "Error"): printed on stdout as
 /// {"cniVersion", "code", "msg", "details"} with a non-zero exit status.
 struct CNIError: Error, CustomStringConvertible {

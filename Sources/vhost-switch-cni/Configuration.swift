@@ -1,3 +1,5 @@
+import ManagementClient
+
 /// CNI versions this plugin reads and writes. GC and STATUS exist from 1.1.0, CHECK from 0.4.0.
 enum CNIVersion {
     static let supported = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
@@ -75,7 +77,7 @@ struct NetworkConfig {
     var cniVersion: String
     var name: String
     /// The daemon's API socket, directly in one of the install settings' allowed directories.
-    var api: APIEndpoint
+    var api: APISocket
     /// A bearer token file, under the same allow-list.
     var apiTokenFile: String?
     var socketDir: String
@@ -138,7 +140,7 @@ struct NetworkConfig {
         }
 
         let apiText = try string("api") ?? Self.defaultAPI
-        do { api = try APIEndpoint(parsing: apiText) } catch { throw CNIError(.invalidNetworkConfig, "api \(apiText) is invalid", details: error.description) }
+        do { api = try APISocket(parsing: apiText) } catch { throw CNIError(.invalidNetworkConfig, "api \(apiText) is invalid", details: error.description) }
         if let problem = settings.allowListProblem(api.path) { throw CNIError(.invalidNetworkConfig, "api \(apiText) is not allowed", details: problem) }
         apiTokenFile = try string("apiTokenFile")
         if let file = apiTokenFile, let problem = settings.allowListProblem(file) {
@@ -226,9 +228,10 @@ struct NetworkConfig {
     }
 }
 
-/// Where the daemon's API is: its unix socket. TCP is not accepted: the address and the
-/// token sent to it would come from the tenant's network configuration.
-struct APIEndpoint: CustomStringConvertible {
+/// Where the daemon's API is: its unix socket (the client gets it as `APIEndpoint.unix`).
+/// TCP is not accepted: the address and the token sent to it would come from the tenant's
+/// network configuration.
+struct APISocket: CustomStringConvertible {
     var path: String
 
     struct ParseError: Error, CustomStringConvertible { var description: String }

@@ -1,4 +1,5 @@
 import CNISystem
+import ManagementClient
 import VhostSystem
 
 /// The NPWG device-info file (k8snetworkplumbingwg device-info-spec 1.1.0) for a vhost-user

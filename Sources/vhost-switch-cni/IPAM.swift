@@ -1,4 +1,5 @@
 import CNISystem
+import ManagementClient
 import VhostSystem
 
 /// Delegation to an IPAM plugin (spec 1.0.0, "Delegated plugins"): the binary named by

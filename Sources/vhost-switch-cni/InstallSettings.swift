@@ -1,4 +1,5 @@
 import CNISystem
+import ManagementClient
 import VhostSystem
 
 /// What the node's administrator fixed when installing the plugin, as opposed to the network

@@ -1,4 +1,5 @@
 import CNISystem
+import ManagementClient
 import VhostSystem
 
 /// The CNI commands against the daemon's REST API.

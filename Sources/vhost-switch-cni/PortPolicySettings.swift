@@ -1,3 +1,5 @@
+import ManagementClient
+
 /// The segment and port-security keys of the network configuration (issue 18): `vlan`,
 /// `trunk`, `macSpoofCheck`, `maxMacs` and `rateLimit`, checked here as hostile input and
 /// passed to the daemon as the port's vlan, trunk, allowed_macs, max_macs and rate_limit.

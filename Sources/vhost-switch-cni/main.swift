@@ -3,6 +3,7 @@
 // with CNI_* in the environment and the network configuration on stdin; the result or a CNI
 // error goes to stdout, and the exit status is 0 only on success.
 import CNISystem
+import ManagementClient
 import VhostSystem
 
 CurrentProcess.ignoreBrokenPipe()
@@ -29,7 +30,7 @@ func run(stdin: [UInt8]) throws(CNIError) {
     }
     let settings = try InstallSettings.load(environment: CurrentProcess.environment())
     let config = try NetworkConfig(bytes: stdin, command: environment.command, settings: settings)
-    let client = APIClient(endpoint: config.api, token: try APIClient.readToken(config.apiTokenFile))
+    let client = APIClient(endpoint: .unix(path: config.api.path), token: try APIClient.readToken(config.apiTokenFile))
     let plugin = Plugin(environment: environment, config: config, settings: settings, client: client)
     switch environment.command {
     case .add: CurrentProcess.writeStandardOutput(try plugin.add().rendered() + "\n")

@@ -39,8 +39,11 @@ struct VhostSwitchDaemon: ParsableCommand {
     @Option(name: .long, help: "Seconds before an idle MAC table entry is removed.")
     var macAgingSeconds: UInt32 = 300
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (changeable at run time: PUT /v1/log-level).")
     var logLevel = "info"
+
+    @Option(name: .long, help: "Log format on standard error: text, or json (one object per line: time, level, label, message, metadata).")
+    var logFormat = "text"
 
     @Option(name: .long, help: "The management API's unix socket (mode 0660). Default: <run-dir>/api.sock.")
     var apiSocket: String?
@@ -64,6 +67,7 @@ struct VhostSwitchDaemon: ParsableCommand {
             throw ValidationError("--listen must be an IP address and port such as 127.0.0.1:9870 or [::1]:9870")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
+        guard LogLineHandler.Format(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json") }
     }
 
     static func parseCPUList(_ text: String) -> [Int]? {
@@ -79,12 +83,9 @@ struct VhostSwitchDaemon: ParsableCommand {
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let level = RuntimeLogLevel(Logger.Level(rawValue: logLevel) ?? .info)
+        let format = LogLineHandler.Format(rawValue: logFormat) ?? .text
+        LoggingSystem.bootstrap { label in LogLineHandler(label: label, format: format, level: level) }
         let logger = Logger(label: "vhost-switchd")
         let signals = SignalWaiter()
 
@@ -134,7 +135,7 @@ struct VhostSwitchDaemon: ParsableCommand {
         // saved port that could not be restored stays saved.
         store.saveMissing(ports.specs)
         ports.addObserver(store)
-        let api = ManagementAPI(service: ports, events: events, logger: logger, readiness: management.readiness)
+        let api = ManagementAPI(service: ports, events: events, logger: logger, readiness: management.readiness, logLevel: level)
         let server: ManagementServer
         do { server = try ManagementServer(api: api, configuration: apiConfiguration, logger: logger) } catch {
             ports.deleteAll()

@@ -15,17 +15,8 @@ struct CNIPlugin {
         var errorCode: Int? { json["code"] as? Int }
     }
 
-    /// The plugin built by the same `swift build` as the tests: next to the test runner
-    /// (CommandLine.arguments[0] is .../debug/<package>PackageTests.xctest), else next to
-    /// the test bundle, else the default build directory.
-    static var executablePath: String {
-        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        let bundle = Bundle(for: SwitchDaemonProcess.self).bundleURL
-        let candidates = [runner.deletingLastPathComponent().appendingPathComponent("vhost-switch-cni").path,
-                          bundle.deletingLastPathComponent().appendingPathComponent("vhost-switch-cni").path,
-                          FileManager.default.currentDirectoryPath + "/.build/debug/vhost-switch-cni"]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
-    }
+    /// The plugin built by the same `swift build` as the tests.
+    static var executablePath: String { BuiltProduct.path("vhost-switch-cni") }
 
     var containerID = "3f2a9c1d7b4e5a6b7c8d9e0f11223344556677889900aabbccddeeff00112233"
     var ifname = "net1"

@@ -1,3 +1,4 @@
+import ManagementClient
 import XCTest
 @testable import vhost_switch_cni
 

@@ -44,15 +44,7 @@ public final class SwitchDaemonProcess {
     /// The daemon built by the same `swift build` as the tests, or the one VHOST_SWITCHD names
     /// (a release build, or an older binary to show that a test fails without a fix).
     public static var executablePath: String {
-        if let path = ProcessInfo.processInfo.environment["VHOST_SWITCHD"] { return path }
-        // The test runner and the daemon are built into the same products directory.
-        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let bundle = Bundle(for: SwitchDaemonProcess.self).bundleURL
-        let candidates = [runner.appendingPathComponent("vhost-switchd").path,
-                          bundle.appendingPathComponent("vhost-switchd").path,
-                          bundle.deletingLastPathComponent().appendingPathComponent("vhost-switchd").path,
-                          FileManager.default.currentDirectoryPath + "/.build/debug/vhost-switchd"]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
+        ProcessInfo.processInfo.environment["VHOST_SWITCHD"] ?? BuiltProduct.path("vhost-switchd")
     }
 
     /// Why the rig cannot run here (no daemon built, no curl for the API client); nil when it can.

@@ -1,7 +1,7 @@
 /// A small JSON value with a strict parser and a compact renderer, in plain Swift: the
 /// plugin runs on the host from /opt/cni/bin and must not need jansson or Foundation there.
 /// Objects keep their keys' insertion order so results read like the CNI spec's examples.
-indirect enum JSONValue: Equatable {
+public indirect enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     case number(String)  // the literal as written, so 64-bit integers survive
@@ -9,23 +9,24 @@ indirect enum JSONValue: Equatable {
     case array([JSONValue])
     case object(JSONObject)
 
-    static func integer(_ value: Int) -> JSONValue { .number(String(value)) }
+    public static func integer(_ value: Int) -> JSONValue { .number(String(value)) }
 
-    var stringValue: String? { if case .string(let s) = self { return s }; return nil }
-    var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
-    var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
-    var objectValue: JSONObject? { if case .object(let o) = self { return o }; return nil }
-    var isNull: Bool { self == .null }
+    public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
+    public var objectValue: JSONObject? { if case .object(let o) = self { return o }; return nil }
+    public var isNull: Bool { self == .null }
     /// A whole number written without a fraction or exponent.
-    var intValue: Int? { if case .number(let n) = self { return Int(n) }; return nil }
+    public var intValue: Int? { if case .number(let n) = self { return Int(n) }; return nil }
+    public var doubleValue: Double? { if case .number(let n) = self { return Double(n) }; return nil }
 
-    subscript(key: String) -> JSONValue? { objectValue?[key] }
+    public subscript(key: String) -> JSONValue? { objectValue?[key] }
 
-    struct ParseError: Error, CustomStringConvertible {
-        var description: String
+    public struct ParseError: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    static func parse(_ bytes: [UInt8]) throws(ParseError) -> JSONValue {
+    public static func parse(_ bytes: [UInt8]) throws(ParseError) -> JSONValue {
         var parser = Parser(bytes: bytes)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
@@ -34,9 +35,9 @@ indirect enum JSONValue: Equatable {
         return value
     }
 
-    static func parse(_ text: String) throws(ParseError) -> JSONValue { try parse(Array(text.utf8)) }
+    public static func parse(_ text: String) throws(ParseError) -> JSONValue { try parse(Array(text.utf8)) }
 
-    func rendered() -> String {
+    public func rendered() -> String {
         var out = ""
         render(into: &out)
         return out
@@ -244,17 +245,17 @@ indirect enum JSONValue: Equatable {
 }
 
 /// A JSON object that remembers the order its keys were added in.
-struct JSONObject: Equatable, ExpressibleByDictionaryLiteral {
-    private(set) var members: [(String, JSONValue)] = []
+public struct JSONObject: Equatable, Sendable, ExpressibleByDictionaryLiteral {
+    public private(set) var members: [(String, JSONValue)] = []
 
-    init() {}
-    init(dictionaryLiteral elements: (String, JSONValue)...) {
+    public init() {}
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
         for (key, value) in elements { self[key] = value }
     }
 
-    var keys: [String] { members.map(\.0) }
+    public var keys: [String] { members.map(\.0) }
 
-    subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> JSONValue? {
         get { members.first(where: { $0.0 == key })?.1 }
         set {
             if let position = members.firstIndex(where: { $0.0 == key }) {
@@ -265,7 +266,7 @@ struct JSONObject: Equatable, ExpressibleByDictionaryLiteral {
         }
     }
 
-    static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
         lhs.members.count == rhs.members.count && lhs.members.allSatisfy { rhs[$0.0] == $0.1 }
     }
 }
