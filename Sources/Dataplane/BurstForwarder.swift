@@ -6,6 +6,8 @@ import Virtio
 struct BurstForwarder {
     static let flood = -1
     static let drop = -2
+    static let noSharedSegment = -1
+    static let mixedSegments = -2
 
     let fdb: MacLearningTable
     let pool: PacketBufferPool
@@ -70,9 +72,11 @@ struct BurstForwarder {
         let plain = !Mode.appliesPolicy
         // The segment of every frame of the burst, except on a trunk (-1: see `segments`); a
         // constant 0 for the default policy.
-        let burstSegment = plain ? 0 : rules.taggedSegments == nil ? rules.untaggedSegment : -1
+        let classifiedSegment = plain ? 0 : rules.taggedSegments == nil ? rules.untaggedSegment : -1
         var allowance = plain ? PortLimiters.Allowance() : limiters.begin(port: inPort, rules: rules, cycles: cycles, second: now)
         var popped = false
+        // On a trunk: the one segment of every admitted frame, if they share one.
+        var sharedSegment = Self.noSharedSegment
         var sawFlood = false
         var firstDestination = Self.drop
         var allSame = true
@@ -103,7 +107,7 @@ struct BurstForwarder {
                 if destinationMAC == MacAddress.broadcast { broadcast &+= 1 } else { multicast &+= 1 }
             }
             var out = Self.flood
-            var segment = burstSegment
+            var segment = classifiedSegment
             if length > source.maxFrameLength && buffers[i].header.gsoType == 0 {
                 counters.add(.dropsMTUExceeded, port: inPort, 1)
                 out = Self.drop
@@ -112,6 +116,9 @@ struct BurstForwarder {
                     // Unsafe: i < count <= burstSize, inside the pool's buffers and `segments`.
                     segment = admit(buffers + i, sourceMAC: sourceMAC, rules: rules, port: inPort, allowance: &allowance, popped: &popped)
                     segments[i] = segment
+                    if segment >= 0 && segment != sharedSegment {
+                        sharedSegment = sharedSegment == Self.noSharedSegment ? segment : Self.mixedSegments
+                    }
                 }
                 if segment < 0 {
                     out = Self.drop
@@ -173,10 +180,15 @@ struct BurstForwarder {
         if multicast != 0 { counters.add(.rxMulticast, port: inPort, multicast) }
         if !plain { limiters.end(port: inPort, rules: rules, left: allowance) }
 
+        // A trunk burst of one VLAN (the usual case) is sent like an access port's: per burst,
+        // not per frame.
+        let burstSegment = classifiedSegment >= 0 || sharedSegment < 0 ? classifiedSegment : sharedSegment
         let offloads = offloadBits != 0
+        let tags = TagState(keptByIngress: !plain && rules.taggedSegments != nil, ingressUntagged: rules.untaggedSegment)
         if allSame && firstDestination >= 0 {
-            transmit(buffers, count: count, to: firstDestination, snapshot: snapshot, offloads: offloads,
-                     segment: burstSegment, frameSegments: segments)
+            // The burst's one send: tags changed for it need not be undone (`restore` below).
+            popped = transmit(buffers, count: count, to: firstDestination, snapshot: snapshot, offloads: offloads,
+                              segment: burstSegment, frameSegments: segments, tags: tags, lastUse: true) || popped
         } else if sawFlood {
             for p in 0..<snapshot.presentPorts.count {
                 let port = snapshot.presentPorts[p]
@@ -194,8 +206,8 @@ struct BurstForwarder {
                     }
                 }
                 if gathered > 0 {
-                    transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot, offloads: offloads,
-                             segment: burstSegment, frameSegments: gatheredSegments)
+                    _ = transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot, offloads: offloads,
+                                 segment: burstSegment, frameSegments: gatheredSegments, tags: tags, lastUse: false)
                 }
             }
         } else {
@@ -207,8 +219,8 @@ struct BurstForwarder {
                 for j in 0..<i where destinations[j] == port { seenBefore = true; break }
                 if seenBefore { continue }
                 let gathered = gather(count: count, segmented: burstSegment < 0) { $0 == port }
-                transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot, offloads: offloads,
-                         segment: burstSegment, frameSegments: gatheredSegments)
+                _ = transmit(pool.scratch, count: gathered, to: port, snapshot: snapshot, offloads: offloads,
+                             segment: burstSegment, frameSegments: gatheredSegments, tags: tags, lastUse: false)
             }
         }
         if popped { pool.restore(count: count) }
@@ -230,11 +242,17 @@ struct BurstForwarder {
                     if !rules.carries(vid) { return dropped(.dropsVLANNotCarried, .notCarried, port: port, segment: vid) }
                     segment = vid
                 }
-                guard VLANTag.pop(&buffer.pointee) else {
+                guard VLANTag.canPop(buffer.pointee) else {
                     counters.add(.dropsVLANMalformed, port: port, 1)
                     return -1
                 }
-                popped = true
+                // A trunk's tagged VLAN keeps its tag until a destination wants the frame
+                // untagged (`TagState`): trunk to trunk moves no bytes. Priority tags, access
+                // ports and the native VLAN lose it now.
+                if rules.taggedSegments == nil || segment == rules.untaggedSegment {
+                    VLANTag.popChecked(&buffer.pointee)
+                    popped = true
+                }
             }
             // Untagged on a trunk without a native VLAN.
             if segment == PortRules.noSegment { return dropped(.dropsVLANNotCarried, .notCarried, port: port, segment: 0) }
@@ -295,35 +313,66 @@ struct BurstForwarder {
         return gathered
     }
 
-    /// Sends `count` frames of `segment` (-1: each of `frameSegments[i]`) to `port`; frames of
-    /// a segment the port carries tagged get their tag for this send only.
-    @inline(__always)
-    private func transmit(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot,
-                          offloads: Bool, segment: Int, frameSegments: UnsafeMutablePointer<Int>) {
-        guard port < snapshot.targets.count else { return }
-        let untagged = snapshot.rules(of: port).untaggedSegment
-        if segment == untagged {
-            transmit(packets, count: count, to: port, snapshot: snapshot, offloads: offloads)
-            return
-        }
-        transmitTagging(packets, count: count, to: port, snapshot: snapshot, offloads: offloads, segment: segment,
-                        frameSegments: frameSegments, untagged: untagged)
+    /// Which received frames still carry their 802.1Q tag: on a trunk, those of its tagged
+    /// VLANs (every segment but its native one); elsewhere none (popped in `admit`).
+    struct TagState {
+        var keptByIngress: Bool
+        var ingressUntagged: Int
+
+        @inline(__always)
+        func hasTag(_ segment: Int) -> Bool { keptByIngress && segment != ingressUntagged }
     }
 
-    /// Pushes the 802.1Q tags a trunk port's frames leave with, sends, and takes them off
-    /// again (a flooded frame's data is shared with the other destinations).
+    /// Sends `count` frames of `segment` (-1: each of `frameSegments[i]`) to `port`, each with
+    /// the tag the port wants: its tagged VLANs tagged, its untagged segment without. A frame
+    /// already as wanted is not touched. Returns whether frames were left changed (only with
+    /// `lastUse`: otherwise every change is undone, as a flooded frame's data is shared).
+    @inline(__always)
+    private func transmit(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot,
+                          offloads: Bool, segment: Int, frameSegments: UnsafeMutablePointer<Int>, tags: TagState,
+                          lastUse: Bool) -> Bool {
+        guard port < snapshot.targets.count else { return false }
+        let untagged = snapshot.rules(of: port).untaggedSegment
+        if segment >= 0 && tags.hasTag(segment) == (segment != untagged) {
+            transmit(packets, count: count, to: port, snapshot: snapshot, offloads: offloads)
+            return false
+        }
+        return transmitRetagging(packets, count: count, to: port, snapshot: snapshot, offloads: offloads, segment: segment,
+                                 frameSegments: frameSegments, untagged: untagged, tags: tags, lastUse: lastUse)
+    }
+
+    /// Pushes the tags a trunk's frames leave with and takes off those an untagged port must
+    /// not see, sends, and (unless `lastUse`) puts every frame back as it was.
     @inline(never)
-    private func transmitTagging(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot,
-                                 offloads: Bool, segment: Int, frameSegments: UnsafeMutablePointer<Int>, untagged: Int) {
+    private func transmitRetagging(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int, snapshot: PollSnapshot,
+                                   offloads: Bool, segment: Int, frameSegments: UnsafeMutablePointer<Int>, untagged: Int,
+                                   tags: TagState, lastUse: Bool) -> Bool {
+        var changed = false
         for j in 0..<count {
             let frameSegment = segment >= 0 ? segment : frameSegments[j]
-            if frameSegment != untagged { VLANTag.push(&packets[j], vid: frameSegment) }
+            let wantsTag = frameSegment != untagged
+            let hasTag = tags.hasTag(frameSegment)
+            if wantsTag && !hasTag {
+                VLANTag.push(&packets[j], vid: frameSegment)
+                changed = true
+            } else if hasTag && !wantsTag {
+                VLANTag.popChecked(&packets[j])
+                changed = true
+            }
         }
         transmit(packets, count: count, to: port, snapshot: snapshot, offloads: offloads)
+        if lastUse || !changed { return changed }
         for j in 0..<count {
             let frameSegment = segment >= 0 ? segment : frameSegments[j]
-            if frameSegment != untagged { VLANTag.unpush(&packets[j]) }
+            let wantsTag = frameSegment != untagged
+            let hasTag = tags.hasTag(frameSegment)
+            if wantsTag && !hasTag {
+                VLANTag.unpush(&packets[j])
+            } else if hasTag && !wantsTag {
+                VLANTag.push(&packets[j], vid: frameSegment)
+            }
         }
+        return false
     }
 
     @inline(__always)

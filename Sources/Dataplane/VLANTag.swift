@@ -26,14 +26,26 @@ enum VLANTag {
     /// short to carry its tag and a type, or its offload header points into the tag.
     @inline(__always)
     static func pop(_ buffer: inout PacketBuffer) -> Bool {
+        guard canPop(buffer) else { return false }
+        shiftAddressesForward(&buffer)
+        return true
+    }
+
+    /// Whether `pop` would take the tag off: the frame carries its tag and a type, and its
+    /// offload header does not point into the tag.
+    @inline(__always)
+    static func canPop(_ buffer: PacketBuffer) -> Bool {
         let tagged = 12 + length + 2
         guard buffer.length >= tagged else { return false }
         let needsChecksum = buffer.header.flags & VirtioNetHeader.flagNeedsChecksum != 0
         if needsChecksum && Int(buffer.header.checksumStart) < tagged { return false }
         if buffer.header.headerLength != 0 && Int(buffer.header.headerLength) < tagged { return false }
-        shiftAddressesForward(&buffer)
         return true
     }
+
+    /// Takes off a tag `canPop` accepted.
+    @inline(__always)
+    static func popChecked(_ buffer: inout PacketBuffer) { shiftAddressesForward(&buffer) }
 
     /// Puts a tag for `vid` (priority 0) in front of the frame's type. The buffer must have
     /// 4 bytes of headroom before `data` (every pool buffer has).

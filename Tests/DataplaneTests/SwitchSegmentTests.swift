@@ -69,6 +69,31 @@ final class SwitchSegmentTests: SimulatedGuestSwitchTestCase {
         XCTAssertEqual(d.guest.received, 0, "the default segment saw nothing of it all")
     }
 
+    /// Trunk tags stay on the frame until a destination wants it untagged: a flood reaches
+    /// an access port (tag off for it) and then a second trunk (tag back on, the bytes exact),
+    /// and known unicast trunk to trunk leaves as it came.
+    func testTrunkFramesKeepTheirTagsPastAnUntaggedDestination() throws {
+        let trunk = try guest(0x7, name: "trunk", policy: .trunk([10], native: nil))
+        let a = try guest(0xA, name: "a", policy: .access(10))  // before `other` in port order
+        let other = try guest(0x8, name: "other", policy: .trunk([10], native: nil))
+        let flooded = [SegmentFrames.tagged(to: Self.broadcast, from: 0x7, vlan: 10, payload: 1),
+                       SegmentFrames.tagged(to: Self.broadcast, from: 0x7, vlan: 10, payload: 2)]
+        trunk.guest.transmit(frames: flooded)
+        XCTAssertEqual(a.guest.waitForFrames(2), 2)
+        XCTAssertEqual(a.guest.receivedFrames, [SegmentFrames.untagged(to: Self.broadcast, from: 0x7, payload: 1),
+                                                SegmentFrames.untagged(to: Self.broadcast, from: 0x7, payload: 2)])
+        XCTAssertEqual(other.guest.waitForFrames(2), 2)
+        XCTAssertEqual(other.guest.receivedFrames, flooded)
+        // other's MAC is learned from a frame of its own; then unicast goes to it alone, tagged as sent.
+        other.guest.transmit(frames: [SegmentFrames.tagged(to: SegmentFrames.mac(0x7), from: 0x8, vlan: 10, payload: 3)])
+        XCTAssertEqual(trunk.guest.waitForFrames(1), 1)
+        let unicast = SegmentFrames.tagged(to: SegmentFrames.mac(0x8), from: 0x7, vlan: 10, payload: 4, length: 1000)
+        trunk.guest.transmit(frames: [unicast, unicast])
+        XCTAssertEqual(other.guest.waitForFrames(2), 2)
+        XCTAssertEqual(Array(other.guest.receivedFrames.suffix(2)), [unicast, unicast])
+        XCTAssertEqual(a.guest.waitForFrames(1, timeout: 0.2), 0, "known unicast is not flooded")
+    }
+
     /// One burst from a trunk with frames of three segments: each frame goes to its own
     /// segment's ports, and a second trunk gets each with its own tag.
     func testMixedBurstFromATrunkIsSplitBySegment() throws {
