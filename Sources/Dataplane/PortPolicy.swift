@@ -8,7 +8,10 @@
 /// passes frames as they are (tags included) and only to other default-segment ports.
 public struct PortPolicy: Equatable, Sendable {
     public static let validVLANs: ClosedRange<UInt16> = 1...4094
+    /// A guest has a MAC or a few; 64 leaves room for containers and bridges inside it.
     public static let defaultMaxMACs = 64
+    /// A kernel port is usually an uplink with a LAN behind it: no limit below the table's.
+    public static let defaultKernelPortMaxMACs = 8192
     public static let maxMaxMACs = 8192
     public static let maxAllowedMACs = 64
 
@@ -44,6 +47,11 @@ public struct PortPolicy: Equatable, Sendable {
     public var stormControl: StormControl?
 
     public init() {}
+
+    /// The default policy of a port of `kind`: the same but for `maxMACs`.
+    public init(defaultFor kind: PortSpec.Kind) {
+        if case .afPacket = kind { maxMACs = Self.defaultKernelPortMaxMACs }
+    }
 
     /// The first rule the policy breaks, for a 400 reply naming the field; nil when valid.
     public var problem: String? {

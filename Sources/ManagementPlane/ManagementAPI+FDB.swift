@@ -11,6 +11,7 @@ extension ManagementAPI {
             "entries": .array(fdb.entries.map { entry in
                 [
                     "mac": .string(MacAddress.format(entry.mac)),
+                    "vlan": entry.vlan.map { .integer(Int64($0)) } ?? .null,
                     "port": entry.portName.map { .string($0) } ?? .null,
                     "port_id": .integer(Int64(entry.portID)),
                     "age_seconds": .integer(Int64(entry.ageSeconds)),

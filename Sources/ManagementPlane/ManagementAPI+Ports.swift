@@ -40,7 +40,9 @@ extension ManagementAPI {
         try Self.rejectFixedKeys(patch)
         let port: PortView
         do throws(PortService.PortError) {
-            port = try service.changePolicy(port: name) { current throws(PortService.PortError) in try Self.merge(patch, into: current) }
+            port = try service.changePolicy(port: name) { current, kind throws(PortService.PortError) in
+                try Self.merge(patch, into: current, defaults: PortPolicy(defaultFor: kind))
+            }
         } catch {
             throw error.code == .invalid ? APIError(.badRequest, .invalidPolicy, error.message) : APIError(error)
         }
@@ -48,10 +50,10 @@ extension ManagementAPI {
     }
 
     /// The policy the patch makes of `current`: merged as JSON, read back like a create body.
-    static func merge(_ patch: [String: JSON], into current: PortPolicy) throws(PortService.PortError) -> PortPolicy {
+    static func merge(_ patch: [String: JSON], into current: PortPolicy, defaults: PortPolicy = PortPolicy()) throws(PortService.PortError) -> PortPolicy {
         let merged = JSONMergePatch.apply(.object(patch), to: .object(PortPolicyEncoder.encode(current)))
         do throws(PortPolicyDecoder.DecodingError) {
-            return try PortPolicyDecoder.decode(merged.objectValue ?? [:])
+            return try PortPolicyDecoder.decode(merged.objectValue ?? [:], defaults: defaults)
         } catch {
             throw PortService.PortError(.invalid, error.message)
         }

@@ -10,8 +10,9 @@ import PortService
 public enum PortPolicyDecoder {
     public typealias DecodingError = PortSpecDecoder.DecodingError
 
-    public static func decode(_ object: [String: JSON]) throws(DecodingError) -> PortPolicy {
-        var policy = PortPolicy()
+    /// `defaults` is the port type's default policy (`PortPolicy(defaultFor:)`).
+    public static func decode(_ object: [String: JSON], defaults: PortPolicy = PortPolicy()) throws(DecodingError) -> PortPolicy {
+        var policy = defaults
         if let vlan = present(object["vlan"]) { policy.vlan = try vlanID(vlan, "vlan must be an integer from 1 to 4094") }
         if let items = try list(object, "trunk", "trunk must be a list of VLAN ids (integers from 1 to 4094)") {
             var trunk: [UInt16] = []

@@ -31,7 +31,7 @@ public enum PortSpecDecoder {
         default:
             throw DecodingError("type must be \"vhost-user\" or \"af-packet\", not \"\(type)\"")
         }
-        spec.policy = try PortPolicyDecoder.decode(object)
+        spec.policy = try PortPolicyDecoder.decode(object, defaults: PortPolicy(defaultFor: spec.kind))
         return spec
     }
 

@@ -96,9 +96,10 @@ extension PortService {
 
     public var forwardingDatabase: ForwardingDatabaseView {
         let fdb = fabric.fdb
-        let entries = fdb.entries(now: Self.nowSeconds()).sorted { $0.mac < $1.mac }
+        let entries = fdb.entries(now: Self.nowSeconds()).sorted { ($0.mac, $0.segment) < ($1.mac, $1.segment) }
         return ForwardingDatabaseView(capacity: fdb.capacity, agingSeconds: fdb.agingSeconds, entries: entries.map { entry in
-            .init(mac: entry.mac, portName: fabric.portName(id: entry.port), portID: entry.port, ageSeconds: entry.ageSeconds)
+            .init(mac: entry.mac, vlan: entry.segment == 0 ? nil : entry.segment, portName: fabric.portName(id: entry.port),
+                  portID: entry.port, ageSeconds: entry.ageSeconds)
         })
     }
 

@@ -43,8 +43,14 @@ final class PortPolicyDecoderTests: XCTestCase {
         XCTAssertEqual(try vhostUser("").policy, PortPolicy())
         let nulls = #", "vlan": null, "trunk": null, "allowed_macs": null, "max_macs": null, "rate_limit": null, "storm_control": null"#
         XCTAssertEqual(try vhostUser(nulls).policy, PortPolicy())
-        XCTAssertEqual(try afPacket(nulls).policy, PortPolicy())
         XCTAssertEqual(try vhostUser("").policy.maxMACs, 64)
+        // A kernel port is an uplink with a LAN behind it: its MAC limit defaults to the table's.
+        var kernelDefault = PortPolicy()
+        kernelDefault.maxMACs = 8192
+        XCTAssertEqual(try afPacket(nulls).policy, kernelDefault)
+        XCTAssertEqual(try afPacket("").policy, kernelDefault)
+        XCTAssertEqual(try ManagementAPI.merge(["max_macs": .null], into: PortPolicy(), defaults: PortPolicy(defaultFor: .afPacket(interface: "eth0"))).maxMACs,
+                       8192, "a PATCH null resets to the port type's default")
     }
 
     func testEdgeValues() throws {

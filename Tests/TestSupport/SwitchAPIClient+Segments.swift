@@ -33,9 +33,16 @@ extension SwitchAPIClient {
 
     /// The MACs GET /v1/fdb shows learned on `port`.
     public func learnedMACs(port: String) throws -> [String] {
+        try learnedEntries(port: port).map(\.mac)
+    }
+
+    /// What GET /v1/fdb shows learned on `port`: each MAC with its VLAN (nil: default segment).
+    public func learnedEntries(port: String) throws -> [(mac: String, vlan: Int?)] {
         let reply = try expect("GET", "/v1/fdb", status: [200])
         let entries = reply.object["entries"] as? [[String: Any]] ?? []
-        return entries.filter { $0["port"] as? String == port }.compactMap { ($0["mac"] as? String)?.lowercased() }
+        return entries.filter { $0["port"] as? String == port }.compactMap { entry in
+            (entry["mac"] as? String).map { ($0.lowercased(), entry["vlan"] as? Int) }
+        }
     }
 }
 
