@@ -75,13 +75,8 @@ public final class PacketSocketPort: @unchecked Sendable {
             return true
         }
         if count != 0 || tooLarge != 0 || summary.truncated != 0 || summary.malformed != 0 {
-            let s = statistics
-            PacketSocketPortStatistics.add(s.receivedPackets, UInt64(count))
-            PacketSocketPortStatistics.add(s.receivedBytes, bytes)
-            PacketSocketPortStatistics.add(s.receiveDropsTooLarge, tooLarge)
-            PacketSocketPortStatistics.add(s.receiveDropsTruncated, UInt64(summary.truncated))
-            PacketSocketPortStatistics.add(s.receiveDropsMalformed, UInt64(summary.malformed))
-            PacketSocketPortStatistics.add(s.receivedChecksumPending, checksumPending)
+            statistics.recordReceived(packets: UInt64(count), bytes: bytes, tooLarge: tooLarge, truncated: UInt64(summary.truncated),
+                                      malformed: UInt64(summary.malformed), checksumPending: checksumPending)
         }
         return count
     }
@@ -159,15 +154,8 @@ public final class PacketSocketPort: @unchecked Sendable {
         let ringFull = totals.ringFull
         let kernelDrops = totals.kernelDrops
         let sendErrors = totals.sendErrors
-        let s = statistics
-        PacketSocketPortStatistics.add(s.transmittedPackets, UInt64(sent))
-        PacketSocketPortStatistics.add(s.transmittedBytes, bytes)
-        PacketSocketPortStatistics.add(s.transmitDropsTooLarge, tooLarge)
-        PacketSocketPortStatistics.add(s.transmitDropsTooShort, tooShort)
-        PacketSocketPortStatistics.add(s.transmitDropsUnsupportedOffload, offload)
-        PacketSocketPortStatistics.add(s.transmitDropsRingFull, ringFull)
-        PacketSocketPortStatistics.add(s.transmitDropsKernel, kernelDrops)
-        PacketSocketPortStatistics.add(s.transmitSendErrors, sendErrors)
+        statistics.recordTransmitted(packets: UInt64(sent), bytes: bytes, tooLarge: tooLarge, tooShort: tooShort,
+                                     unsupportedOffload: offload, ringFull: ringFull, kernelDrops: kernelDrops, sendErrors: sendErrors)
         return sent
     }
 

@@ -1,32 +1,16 @@
-import Synchronization
 import VhostSystem
 import Virtio
 
-/// Counters of one AF_PACKET port. Each group has one writer, which adds a burst's local
-/// sums once per burst with a relaxed load and store (no read-modify-write): receive
-/// counters by the poll thread serving the port, transmit counters by whichever poll
-/// thread holds the port's transmit side (alone, or under its TransmitLock), kernel
-/// counters by the control side (`PacketSocketPort.collectKernelStatistics`). The
-/// management plane reads them at any time with `snapshot()`. The object outlives socket
-/// swaps (`reopened()`), so the counts continue across an interface being re-created.
-public final class PacketSocketPortStatistics: Sendable {
-    // One atomic per counter of `Snapshot.counters` (the table below says what each counts).
-    public let receivedPackets = Atomic<UInt64>(0)
-    public let receivedBytes = Atomic<UInt64>(0)
-    public let receiveDropsTooLarge = Atomic<UInt64>(0)
-    public let receiveDropsTruncated = Atomic<UInt64>(0)
-    public let receiveDropsMalformed = Atomic<UInt64>(0)
-    public let receivedChecksumPending = Atomic<UInt64>(0)
-    public let transmittedPackets = Atomic<UInt64>(0)
-    public let transmittedBytes = Atomic<UInt64>(0)
-    public let transmitDropsTooLarge = Atomic<UInt64>(0)
-    public let transmitDropsTooShort = Atomic<UInt64>(0)
-    public let transmitDropsUnsupportedOffload = Atomic<UInt64>(0)
-    public let transmitDropsRingFull = Atomic<UInt64>(0)
-    public let transmitDropsKernel = Atomic<UInt64>(0)
-    public let transmitSendErrors = Atomic<UInt64>(0)
-    public let receiveRingDrops = Atomic<UInt64>(0)
-    public let receiveRingFreezes = Atomic<UInt64>(0)
+/// Counters of one AF_PACKET port, in one block shaped like `Snapshot` (`CounterCells`).
+/// Each group has one writer, which adds a burst's local sums once per burst with a relaxed
+/// load and store (no read-modify-write): receive counters by the poll thread serving the
+/// port (`recordReceived`), transmit counters by whichever poll thread holds the port's
+/// transmit side, alone or under its TransmitLock (`recordTransmitted`), kernel counters by
+/// the control side (`PacketSocketPort.collectKernelStatistics`). The management plane
+/// reads them at any time with `snapshot()`. The object outlives socket swaps
+/// (`reopened()`), so the counts continue across an interface being re-created.
+public final class PacketSocketPortStatistics: @unchecked Sendable {  // every access to `cells` is a relaxed atomic
+    let cells = CounterCells<Snapshot>()
 
     public init() {}
 
@@ -92,38 +76,46 @@ public final class PacketSocketPortStatistics: Sendable {
         public var transmitDrops: UInt64 { total(of: .portDrops, with: .tx) }
     }
 
-    /// The counters now. Management side (any thread).
-    public func snapshot() -> Snapshot {
-        var s = Snapshot()
-        s.receivedPackets = receivedPackets.load(ordering: .relaxed)
-        s.receivedBytes = receivedBytes.load(ordering: .relaxed)
-        s.receiveDropsTooLarge = receiveDropsTooLarge.load(ordering: .relaxed)
-        s.receiveDropsTruncated = receiveDropsTruncated.load(ordering: .relaxed)
-        s.receiveDropsMalformed = receiveDropsMalformed.load(ordering: .relaxed)
-        s.receivedChecksumPending = receivedChecksumPending.load(ordering: .relaxed)
-        s.transmittedPackets = transmittedPackets.load(ordering: .relaxed)
-        s.transmittedBytes = transmittedBytes.load(ordering: .relaxed)
-        s.transmitDropsTooLarge = transmitDropsTooLarge.load(ordering: .relaxed)
-        s.transmitDropsTooShort = transmitDropsTooShort.load(ordering: .relaxed)
-        s.transmitDropsUnsupportedOffload = transmitDropsUnsupportedOffload.load(ordering: .relaxed)
-        s.transmitDropsRingFull = transmitDropsRingFull.load(ordering: .relaxed)
-        s.transmitDropsKernel = transmitDropsKernel.load(ordering: .relaxed)
-        s.transmitSendErrors = transmitSendErrors.load(ordering: .relaxed)
-        s.receiveRingDrops = receiveRingDrops.load(ordering: .relaxed)
-        s.receiveRingFreezes = receiveRingFreezes.load(ordering: .relaxed)
-        return s
+    /// The counters now, row by row of the table. Management side (any thread).
+    public func snapshot() -> Snapshot { cells.snapshot() }
+
+    // Written out field by field: the hot path takes no key path.
+    // Unsafe (the three below): each address is a stored UInt64 field of the block (the `&`
+    // of a stored property through `pointee` is its own address).
+
+    /// Adds one receive burst's sums. The poll thread serving the port only.
+    @inline(__always)
+    func recordReceived(packets: UInt64, bytes: UInt64, tooLarge: UInt64, truncated: UInt64, malformed: UInt64,
+                        checksumPending: UInt64) {
+        let block = cells.block
+        cells.add(&block.pointee.receivedPackets, packets)
+        cells.add(&block.pointee.receivedBytes, bytes)
+        cells.add(&block.pointee.receiveDropsTooLarge, tooLarge)
+        cells.add(&block.pointee.receiveDropsTruncated, truncated)
+        cells.add(&block.pointee.receiveDropsMalformed, malformed)
+        cells.add(&block.pointee.receivedChecksumPending, checksumPending)
+    }
+
+    /// Adds one transmit burst's sums. The thread holding the port's transmit side only.
+    @inline(__always)
+    func recordTransmitted(packets: UInt64, bytes: UInt64, tooLarge: UInt64, tooShort: UInt64, unsupportedOffload: UInt64,
+                           ringFull: UInt64, kernelDrops: UInt64, sendErrors: UInt64) {
+        let block = cells.block
+        cells.add(&block.pointee.transmittedPackets, packets)
+        cells.add(&block.pointee.transmittedBytes, bytes)
+        cells.add(&block.pointee.transmitDropsTooLarge, tooLarge)
+        cells.add(&block.pointee.transmitDropsTooShort, tooShort)
+        cells.add(&block.pointee.transmitDropsUnsupportedOffload, unsupportedOffload)
+        cells.add(&block.pointee.transmitDropsRingFull, ringFull)
+        cells.add(&block.pointee.transmitDropsKernel, kernelDrops)
+        cells.add(&block.pointee.transmitSendErrors, sendErrors)
     }
 
     /// Adds the kernel's counters since the last read. Control side only.
     func record(_ kernel: PacketSocket.KernelStatistics) {
-        Self.add(receiveRingDrops, kernel.drops)
-        Self.add(receiveRingFreezes, kernel.freezes)
-    }
-
-    @inline(__always)
-    static func add(_ counter: borrowing Atomic<UInt64>, _ amount: UInt64) {
-        guard amount != 0 else { return }
-        counter.store(counter.load(ordering: .relaxed) &+ amount, ordering: .relaxed)
+        let block = cells.block
+        cells.add(&block.pointee.receiveRingDrops, kernel.drops)
+        cells.add(&block.pointee.receiveRingFreezes, kernel.freezes)
     }
 }
 

@@ -1,24 +1,10 @@
-import CVhostShims
-
 /// Per-queue counters. One writer (the poll thread that owns the queue) adds a burst's local
-/// sums once per burst with a relaxed load and store (no read-modify-write: there is only one
-/// writer); the management plane reads them at any time with `snapshot()`. They are kept in
-/// one block shaped like `VirtqueueStatisticsSnapshot`, so the snapshot is read through the
-/// family's table and a counter is declared once, as a field of the snapshot with its row.
+/// sums once per burst; the management plane reads them at any time with `snapshot()`. They
+/// are kept in one block shaped like `VirtqueueStatisticsSnapshot` (`CounterCells`).
 public final class VirtqueueStatistics: @unchecked Sendable {  // every access to `cells` is a relaxed atomic
-    // Unsafe: one snapshot-shaped block, allocated and zeroed once, freed in deinit.
-    @usableFromInline let cells: UnsafeMutablePointer<VirtqueueStatisticsSnapshot>
-    /// Where each row of `VirtqueueStatisticsSnapshot.counters` lies in a cell block.
-    static let rowOffsets = VirtqueueStatisticsSnapshot.counters.map { MemoryLayout<VirtqueueStatisticsSnapshot>.offset(of: $0.field)! }
+    @usableFromInline let cells = CounterCells<VirtqueueStatisticsSnapshot>()
 
-    public init() {
-        cells = .allocate(capacity: 1)
-        cells.initialize(to: VirtqueueStatisticsSnapshot())
-    }
-
-    deinit {
-        cells.deallocate()
-    }
+    public init() {}
 
     /// Adds one burst's sums and counts the burst. Single writer only. Inlined and borrowed: a
     /// copy of the sums is made with wider loads than they were stored with, and such a load
@@ -26,37 +12,25 @@ public final class VirtqueueStatistics: @unchecked Sendable {  // every access t
     /// field by field for that reason: the hot path takes no key path.
     @inlinable @inline(__always)
     public func record(_ burst: borrowing VirtqueueBurstCounters) {
+        let block = cells.block
         // Unsafe: each address is a stored UInt64 field of the block (the `&` of a stored
         // property through `pointee` is its own address).
-        Self.add(&cells.pointee.packets, burst.packets)
-        Self.add(&cells.pointee.bytes, burst.bytes)
-        Self.add(&cells.pointee.dropsMalformedDescriptor, burst.dropsMalformedDescriptor)
-        Self.add(&cells.pointee.dropsMalformedHeader, burst.dropsMalformedHeader)
-        Self.add(&cells.pointee.dropsNoBuffers, burst.dropsNoBuffers)
-        Self.add(&cells.pointee.dropsTooLarge, burst.dropsTooLarge)
-        Self.add(&cells.pointee.dropsTooShort, burst.dropsTooShort)
-        Self.add(&cells.pointee.dropsUnsupportedOffload, burst.dropsUnsupportedOffload)
-        Self.add(&cells.pointee.invalidHeads, burst.invalidHeads)
-        Self.add(&cells.pointee.ringErrors, burst.ringErrors)
-        Self.add(&cells.pointee.notificationsSent, burst.notificationsSent)
-        Self.add(&cells.pointee.bursts, 1)
+        cells.add(&block.pointee.packets, burst.packets)
+        cells.add(&block.pointee.bytes, burst.bytes)
+        cells.add(&block.pointee.dropsMalformedDescriptor, burst.dropsMalformedDescriptor)
+        cells.add(&block.pointee.dropsMalformedHeader, burst.dropsMalformedHeader)
+        cells.add(&block.pointee.dropsNoBuffers, burst.dropsNoBuffers)
+        cells.add(&block.pointee.dropsTooLarge, burst.dropsTooLarge)
+        cells.add(&block.pointee.dropsTooShort, burst.dropsTooShort)
+        cells.add(&block.pointee.dropsUnsupportedOffload, burst.dropsUnsupportedOffload)
+        cells.add(&block.pointee.invalidHeads, burst.invalidHeads)
+        cells.add(&block.pointee.ringErrors, burst.ringErrors)
+        cells.add(&block.pointee.notificationsSent, burst.notificationsSent)
+        cells.add(&block.pointee.bursts, 1)
     }
 
-    @inlinable @inline(__always)
-    static func add(_ cell: UnsafeMutablePointer<UInt64>, _ amount: UInt64) {
-        guard amount != 0 else { return }
-        vhost_shims_store_relaxed_u64(cell, vhost_shims_load_relaxed_u64(cell) &+ amount)
-    }
-
-    /// The counters now, row by row of the table. Management side (any thread).
-    public func snapshot() -> VirtqueueStatisticsSnapshot {
-        var s = VirtqueueStatisticsSnapshot()
-        for (row, offset) in zip(VirtqueueStatisticsSnapshot.counters, Self.rowOffsets) {
-            // Unsafe: offset is a stored UInt64 field's, inside the block.
-            s[keyPath: row.field] = vhost_shims_load_relaxed_u64(UnsafeRawPointer(cells) + offset)
-        }
-        return s
-    }
+    /// The counters now. Management side (any thread).
+    public func snapshot() -> VirtqueueStatisticsSnapshot { cells.snapshot() }
 }
 
 /// One burst's counts, summed in locals on the poll thread and recorded once: the snapshot's
