@@ -141,14 +141,18 @@ public final class PortStateStore: Sendable {
         return loaded
     }
 
-    private func loadSnapshot(into loaded: inout Loaded) {
-        let bytes: [UInt8]?
-        do { bytes = try FileSystem.readFile(path, maxBytes: 16 << 20) } catch {
-            loaded.problems.append("cannot read \(path): \(error)")
-            loaded.movedAside = moveAside(path)
-            return
+    /// The file's bytes; nil when it does not exist, or when it cannot be read (a problem,
+    /// and the file is moved aside).
+    private func contents(of file: String, maxBytes: Int, into loaded: inout Loaded) -> [UInt8]? {
+        do { return try FileSystem.readFile(file, maxBytes: maxBytes) } catch {
+            loaded.problems.append("cannot read \(file): \(error)")
+            loaded.movedAside = moveAside(file)
+            return nil
         }
-        guard let bytes else { return }
+    }
+
+    private func loadSnapshot(into loaded: inout Loaded) {
+        guard let bytes = contents(of: path, maxBytes: 16 << 20, into: &loaded) else { return }
         let entries: [JSON]
         do throws(JSON.ParseError) {
             let document = try JSON.parse(bytes)
@@ -186,13 +190,7 @@ public final class PortStateStore: Sendable {
     /// a change that was never acknowledged) is dropped; any other bad line is a problem and
     /// the journal is moved aside, its good records kept.
     private func replayJournal(into loaded: inout Loaded) {
-        let bytes: [UInt8]?
-        do { bytes = try FileSystem.readFile(journalPath, maxBytes: 64 << 20) } catch {
-            loaded.problems.append("cannot read \(journalPath): \(error)")
-            loaded.movedAside = moveAside(journalPath)
-            return
-        }
-        guard let bytes, !bytes.isEmpty else { return }
+        guard let bytes = contents(of: journalPath, maxBytes: 64 << 20, into: &loaded), !bytes.isEmpty else { return }
         let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
         var bad = false
         for (index, line) in lines.enumerated() where !line.isEmpty {
