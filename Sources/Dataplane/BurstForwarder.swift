@@ -11,30 +11,21 @@ struct BurstForwarder {
 
     let fdb: MacLearningTable
     let pool: PacketBufferPool
+    let resolver: OffloadResolver
     let counters: PortCounters
     let segmentCounters: SegmentCounters
     let limiters: PortLimiters
-    let resolver: OffloadResolver
-    // Unsafe: `burstSize` slots each, owned by this forwarder's thread: each frame's
-    // destination, each frame's segment (trunk bursts only), and the segment of each frame
-    // gathered into the pool's scratch array.
-    let destinations: UnsafeMutablePointer<Int>
-    let segments: UnsafeMutablePointer<Int>
-    let gatheredSegments: UnsafeMutablePointer<Int>
+    // Unsafe: `burstSize` zeroed slots each, owned by this forwarder's thread, freed by
+    // `release()`: each frame's destination, each frame's segment (trunk bursts only), and
+    // the segment of each frame gathered into the pool's scratch array.
+    let destinations = BurstForwarder.burstSlots()
+    let segments = BurstForwarder.burstSlots()
+    let gatheredSegments = BurstForwarder.burstSlots()
 
-    init(fdb: MacLearningTable, pool: PacketBufferPool, resolver: OffloadResolver, counters: PortCounters,
-         segmentCounters: SegmentCounters, limiters: PortLimiters) {
-        self.fdb = fdb
-        self.pool = pool
-        self.resolver = resolver
-        self.counters = counters
-        self.segmentCounters = segmentCounters
-        self.limiters = limiters
-        destinations = .allocate(capacity: PacketBufferPool.burstSize)
-        segments = .allocate(capacity: PacketBufferPool.burstSize)
-        segments.initialize(repeating: 0, count: PacketBufferPool.burstSize)
-        gatheredSegments = .allocate(capacity: PacketBufferPool.burstSize)
-        gatheredSegments.initialize(repeating: 0, count: PacketBufferPool.burstSize)
+    private static func burstSlots() -> UnsafeMutablePointer<Int> {
+        let slots = UnsafeMutablePointer<Int>.allocate(capacity: PacketBufferPool.burstSize)
+        slots.initialize(repeating: 0, count: PacketBufferPool.burstSize)
+        return slots
     }
 
     func release() {
@@ -96,7 +87,7 @@ struct BurstForwarder {
         for i in 0..<count {
             let length = buffers[i].length
             bytes &+= UInt64(length)
-            counters.add(PortCounters.sizeBucket(length), port: inPort, 1)
+            counters.add(PortSwitchCounter.sizeBucket(ofLength: length), of: inPort, 1)
             // Unsafe: dequeue returns only frames of at least 14 bytes (two MACs and a type).
             let frame = buffers[i].data
             let destinationMAC = MacAddress.load(frame)
@@ -109,7 +100,7 @@ struct BurstForwarder {
             var out = Self.flood
             var segment = classifiedSegment
             if length > source.maxFrameLength && buffers[i].header.gsoType == 0 {
-                counters.add(.dropsMTUExceeded, port: inPort, 1)
+                counters.add(.dropsMTUExceeded, of: inPort, 1)
                 out = Self.drop
             } else {
                 if !plain {
@@ -134,12 +125,12 @@ struct BurstForwarder {
                             case .learned, .moved: rememberedDestination = UInt64.max
                             case .evicted:
                                 rememberedDestination = UInt64.max
-                                counters.add(.macEvictions, port: inPort, 1)
+                                counters.add(.macEvictions, of: inPort, 1)
                             case .limitReached: rememberedSourceCounter = .macsNotLearnedLimit
                             case .tableFull: rememberedSourceCounter = .dropsMACTableFull
                             }
                         }
-                        if let counter = rememberedSourceCounter { counters.add(counter, port: inPort, 1) }
+                        if let counter = rememberedSourceCounter { counters.add(counter, of: inPort, 1) }
                     }
                     if !groupDestination {
                         let destinationKey = UInt64(truncatingIfNeeded: segment) << 48 | destinationMAC
@@ -152,14 +143,14 @@ struct BurstForwarder {
                         let learned = rememberedLearnedPort
                         if learned == inPort {
                             // Never send a frame back out of its ingress port.
-                            counters.add(.dropsHairpin, port: inPort, 1)
+                            counters.add(.dropsHairpin, of: inPort, 1)
                             out = Self.drop
                         } else if learned >= 0 {
                             if rememberedCarried {
                                 out = learned
                             } else {
-                                counters.add(.dropsVLANEgressNotCarried, port: learned, 1)
-                                segmentCounters.add(.notCarried, segment: segment, 1)
+                                counters.add(.dropsVLANEgressNotCarried, of: learned, 1)
+                                segmentCounters.add(.notCarried, of: segment & 0xFFF, 1)
                                 out = Self.drop
                             }
                         }
@@ -174,10 +165,10 @@ struct BurstForwarder {
             destinations[i] = out
             if i == 0 { firstDestination = out } else if out != firstDestination { allSame = false }
         }
-        counters.add(.rxPackets, port: inPort, UInt64(count))
-        counters.add(.rxBytes, port: inPort, bytes)
-        if broadcast != 0 { counters.add(.rxBroadcast, port: inPort, broadcast) }
-        if multicast != 0 { counters.add(.rxMulticast, port: inPort, multicast) }
+        counters.add(.rxPackets, of: inPort, UInt64(count))
+        counters.add(.rxBytes, of: inPort, bytes)
+        if broadcast != 0 { counters.add(.rxBroadcast, of: inPort, broadcast) }
+        if multicast != 0 { counters.add(.rxMulticast, of: inPort, multicast) }
         if !plain { limiters.end(port: inPort, rules: rules, left: allowance) }
 
         // A trunk burst of one VLAN (the usual case) is sent like an access port's: per burst,
@@ -243,7 +234,7 @@ struct BurstForwarder {
                     segment = vid
                 }
                 guard VLANTag.canPop(buffer.pointee) else {
-                    counters.add(.dropsVLANMalformed, port: port, 1)
+                    counters.add(.dropsVLANMalformed, of: port, 1)
                     return -1
                 }
                 // A trunk's tagged VLAN keeps its tag until a destination wants the frame
@@ -290,8 +281,8 @@ struct BurstForwarder {
     /// Counts a dropped received frame for its port and its segment; returns -1.
     @inline(__always)
     private func dropped(_ counter: PortSwitchCounter, _ segmentCounter: SegmentDropCounter, port: Int, segment: Int) -> Int {
-        counters.add(counter, port: port, 1)
-        segmentCounters.add(segmentCounter, segment: segment, 1)
+        counters.add(counter, of: port, 1)
+        segmentCounters.add(segmentCounter, of: segment & 0xFFF, 1)
         return -1
     }
 
@@ -380,7 +371,7 @@ struct BurstForwarder {
                           offloads: Bool) {
         let target = snapshot.targets[port]
         guard target.driver != nil else {
-            if target.isPresent { counters.add(.dropsRingNotReady, port: port, UInt64(count)) }
+            if target.isPresent { counters.add(.dropsRingNotReady, of: port, UInt64(count)) }
             return
         }
         if offloads && target.acceptedOffloads != OffloadResolver.everyGuestOffload {
@@ -388,8 +379,8 @@ struct BurstForwarder {
             return
         }
         let delivered = enqueue(packets, count: count, to: target)
-        counters.add(.txPackets, port: port, UInt64(delivered))
-        if delivered != count { counters.add(.txDropped, port: port, UInt64(count &- delivered)) }
+        counters.add(.txPackets, of: port, UInt64(delivered))
+        if delivered != count { counters.add(.txDropped, of: port, UInt64(count &- delivered)) }
     }
 
     /// The slow path: a burst with checksum or segmentation requests for a destination
@@ -401,14 +392,14 @@ struct BurstForwarder {
         resolver.resolve(packets, count: count, accepted: target.acceptedOffloads, totals: &totals) { batch, batchCount in
             enqueue(batch, count: batchCount, to: target)
         }
-        counters.add(.txPackets, port: port, UInt64(totals.delivered))
-        if totals.delivered != totals.offered { counters.add(.txDropped, port: port, UInt64(totals.offered &- totals.delivered)) }
-        if totals.checksumsCompleted != 0 { counters.add(.offloadChecksumsCompleted, port: port, totals.checksumsCompleted) }
+        counters.add(.txPackets, of: port, UInt64(totals.delivered))
+        if totals.delivered != totals.offered { counters.add(.txDropped, of: port, UInt64(totals.offered &- totals.delivered)) }
+        if totals.checksumsCompleted != 0 { counters.add(.offloadChecksumsCompleted, of: port, totals.checksumsCompleted) }
         if totals.framesSegmented != 0 {
-            counters.add(.offloadFramesSegmented, port: port, totals.framesSegmented)
-            counters.add(.offloadSegments, port: port, totals.segments)
+            counters.add(.offloadFramesSegmented, of: port, totals.framesSegmented)
+            counters.add(.offloadSegments, of: port, totals.segments)
         }
-        if totals.dropsMalformed != 0 { counters.add(.dropsOffloadMalformed, port: port, totals.dropsMalformed) }
+        if totals.dropsMalformed != 0 { counters.add(.dropsOffloadMalformed, of: port, totals.dropsMalformed) }
     }
 
     /// Hands `count` frames to the target's ring or kernel socket; returns how many it took.

@@ -48,7 +48,7 @@ final class PollThread: @unchecked Sendable {
         self.idleIterationsBeforeSleep = max(1, idleIterationsBeforeSleep)
         self.injections = injections
         injectionsReference = injections.map { Unmanaged.passUnretained($0) }
-        counters = PortCounters(maxPorts: maxPorts)
+        counters = PortCounters(rows: maxPorts)
         limiters = PortLimiters(maxPorts: maxPorts)
         self.fdb = fdb
         self.busyPoll = busyPoll

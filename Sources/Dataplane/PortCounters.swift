@@ -1,62 +1,13 @@
-import CVhostShims
 import Virtio
 
-/// The switch-level counters of every port, one block per poll thread: a thread writes
-/// only its own block (relaxed load + store, no shared cache lines between threads), and
-/// readers add the blocks up. Ring-level counts (packets, bytes, ring drops) live in the
-/// queues' own statistics.
-final class PortCounters: @unchecked Sendable {
-    typealias Counter = PortSwitchCounter
-
-    static let stride = (Counter.allCases.count + 7) & ~7  // whole cache lines per port
-    let maxPorts: Int
-    // Unsafe: maxPorts * stride counters, allocated once, zeroed, freed in deinit.
-    let base: UnsafeMutablePointer<UInt64>
-
-    init(maxPorts: Int) {
-        self.maxPorts = maxPorts
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: maxPorts * Self.stride * 8, alignment: 64)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: maxPorts * Self.stride * 8)
-        base = raw.bindMemory(to: UInt64.self, capacity: maxPorts * Self.stride)
-    }
-
-    deinit { UnsafeMutableRawPointer(base).deallocate() }
-
-    /// Poll thread only: adds to its own block.
-    @inline(__always)
-    func add(_ counter: Counter, port: Int, _ amount: UInt64) {
-        // Unsafe: port < maxPorts (port ids are allocated below it), counter < stride.
-        let slot = base + (port &* Self.stride &+ counter.rawValue)
-        vhost_shims_store_relaxed_u64(slot, vhost_shims_load_relaxed_u64(slot) &+ amount)
-    }
-
-    func value(_ counter: Counter, port: Int) -> UInt64 {
-        vhost_shims_load_relaxed_u64(base + (port * Self.stride + counter.rawValue))
-    }
-
-    /// Control side, after a grace period (no thread touches the port any more).
-    func reset(port: Int) {
-        for counter in Counter.allCases { vhost_shims_store_relaxed_u64(base + (port * Self.stride + counter.rawValue), 0) }
-    }
-
-    @inline(__always)
-    static func sizeBucket(_ length: Int) -> Counter {
-        switch length {
-        case ...64: .size64
-        case ...127: .size65To127
-        case ...255: .size128To255
-        case ...511: .size256To511
-        case ...1023: .size512To1023
-        case ...1518: .size1024To1518
-        default: .size1519Plus
-        }
-    }
-}
+/// The switch-level counters of every port, one block per poll thread with a row per port
+/// id. Ring-level counts (packets, bytes, ring drops) live in the queues' own statistics.
+typealias PortCounters = PerThreadCounters<PortSwitchCounter>
 
 /// The switch-level counters of a port: the index of each in a `PortCounters` block, and,
 /// through `descriptor`, the row that describes it (an exhaustive switch, so a case cannot
 /// be added without its JSON field and /metrics series).
-public enum PortSwitchCounter: Int, CaseIterable, Sendable {
+public enum PortSwitchCounter: Int, IndexedCounter {
     case rxPackets, rxBytes, rxBroadcast, rxMulticast
     case size64, size65To127, size128To255, size256To511, size512To1023, size1024To1518, size1519Plus
     case txPackets, txDropped
@@ -163,6 +114,22 @@ public enum PortSwitchCounter: Int, CaseIterable, Sendable {
         }
     }
 
+    public static let rows = allCases.map(\.descriptor)
+
+    /// The size histogram's bucket of a frame of `length` bytes.
+    @inline(__always)
+    static func sizeBucket(ofLength length: Int) -> Self {
+        switch length {
+        case ...64: .size64
+        case ...127: .size65To127
+        case ...255: .size128To255
+        case ...511: .size256To511
+        case ...1023: .size512To1023
+        case ...1518: .size1024To1518
+        default: .size1519Plus
+        }
+    }
+
     private static func sizeBucket(_ field: any WritableKeyPath<PortSwitchStatistics, UInt64> & Sendable, _ bucket: String)
         -> CounterDescriptor<PortSwitchStatistics> {
         .init(field, json: "rx_size_histogram." + bucket, .frames, "Received frames of \(bucket) bytes.", metric: .switchFrameSizes, .rx,
@@ -171,24 +138,7 @@ public enum PortSwitchCounter: Int, CaseIterable, Sendable {
 }
 
 /// A port's switch-level counters summed over poll threads, indexed by counter.
-public struct PortSwitchStatistics: Sendable, Equatable, CounterSnapshot {
-    private var values = [UInt64](repeating: 0, count: PortSwitchCounter.allCases.count)
-
-    public static let counters = PortSwitchCounter.allCases.map(\.descriptor)
-
-    public init() {}
-
-    init(summing blocks: [PortCounters], port: Int) {
-        for counter in PortSwitchCounter.allCases {
-            self[counter] = blocks.reduce(0) { $0 &+ $1.value(counter, port: port) }
-        }
-    }
-
-    public subscript(counter: PortSwitchCounter) -> UInt64 {
-        get { values[counter.rawValue] }
-        set { values[counter.rawValue] = newValue }
-    }
-}
+public typealias PortSwitchStatistics = IndexedCounterValues<PortSwitchCounter>
 
 extension CounterMetricFamily {
     public static let switchPackets = CounterMetricFamily(

@@ -1,36 +1,15 @@
-import CVhostShims
 import Virtio
 
-/// Drops per segment (VLAN), one block per poll thread as `PortCounters`: the thread adds
-/// to its own block, readers sum the blocks (`Switch.segmentStatistics()`).
-final class SegmentCounters: @unchecked Sendable {
-    static let stride = (SegmentDropCounter.allCases.count + 7) & ~7
-    // Unsafe: segmentCount * stride counters, allocated once, zeroed, freed in deinit.
-    let base: UnsafeMutablePointer<UInt64>
+/// Drops per segment (VLAN), one block per poll thread with a row per segment (0...4095):
+/// the thread adds to its own block, readers sum the blocks (`Switch.segmentStatistics()`).
+typealias SegmentCounters = PerThreadCounters<SegmentDropCounter>
 
-    init() {
-        let count = MacLearningTable.segmentCount * Self.stride
-        base = .allocate(capacity: count)
-        base.initialize(repeating: 0, count: count)
-    }
-
-    deinit { base.deallocate() }
-
-    /// Poll thread only: adds to its own block.
-    @inline(__always)
-    func add(_ counter: SegmentDropCounter, segment: Int, _ amount: UInt64) {
-        // Unsafe: segment & 0xFFF < segmentCount, counter < stride.
-        let slot = base + ((segment & 0xFFF) &* Self.stride &+ counter.rawValue)
-        vhost_shims_store_relaxed_u64(slot, vhost_shims_load_relaxed_u64(slot) &+ amount)
-    }
-
-    func value(_ counter: SegmentDropCounter, segment: Int) -> UInt64 {
-        vhost_shims_load_relaxed_u64(base + (segment * Self.stride + counter.rawValue))
-    }
+extension PerThreadCounters<SegmentDropCounter> {
+    convenience init() { self.init(rows: MacLearningTable.segmentCount) }
 }
 
 /// The drops counted per segment; each case's row (`descriptor`) gives its /metrics series.
-public enum SegmentDropCounter: Int, CaseIterable, Sendable {
+public enum SegmentDropCounter: Int, IndexedCounter {
     case notCarried, taggedOnAccess, spoofed, rateLimited, stormBroadcast, stormMulticast, stormUnknownUnicast
 
     public var descriptor: CounterDescriptor<SegmentDropStatistics> {
@@ -46,6 +25,8 @@ public enum SegmentDropCounter: Int, CaseIterable, Sendable {
         }
         return .init(field, json: reason, .frames, "Frames of the segment dropped: \(reason).", metric: .segmentDrops, .reason(reason))
     }
+
+    public static let rows = allCases.map(\.descriptor)
 }
 
 /// One segment's drops summed over poll threads (`Switch.segmentStatistics()`).
@@ -54,28 +35,10 @@ public struct SegmentStatistics: Sendable, Equatable {
     /// was dropped for carrying it).
     public var segment: Int
     public var drops: SegmentDropStatistics
-
-    public init(segment: Int, drops: SegmentDropStatistics) {
-        self.segment = segment
-        self.drops = drops
-    }
 }
 
 /// A segment's drop counters, indexed by counter.
-public struct SegmentDropStatistics: Sendable, Equatable, CounterSnapshot {
-    private var values = [UInt64](repeating: 0, count: SegmentDropCounter.allCases.count)
-
-    public static let counters = SegmentDropCounter.allCases.map(\.descriptor)
-
-    public init() {}
-
-    public subscript(counter: SegmentDropCounter) -> UInt64 {
-        get { values[counter.rawValue] }
-        set { values[counter.rawValue] = newValue }
-    }
-
-    var isZero: Bool { values.allSatisfy { $0 == 0 } }
-}
+public typealias SegmentDropStatistics = IndexedCounterValues<SegmentDropCounter>
 
 extension CounterMetricFamily {
     public static let segmentDrops = CounterMetricFamily(

@@ -134,7 +134,7 @@ public final class Switch: @unchecked Sendable {
 
     /// A port's switch-level counters, summed over poll threads.
     public func statistics(portID: Int) -> PortSwitchStatistics {
-        PortSwitchStatistics(summing: threads.map(\.counters), port: portID)
+        PortSwitchStatistics(summing: threads.map(\.counters), of: portID)
     }
 
     /// Replaces a port's usable rings. Returns once no poll thread uses the old ones.
@@ -169,11 +169,9 @@ public final class Switch: @unchecked Sendable {
     /// Drops per segment (VLAN) summed over poll threads, for the segments with any.
     public func segmentStatistics() -> [SegmentStatistics] {
         var result: [SegmentStatistics] = []
+        let blocks = threads.map(\.segmentCounters)
         for segment in 0..<MacLearningTable.segmentCount {
-            var drops = SegmentDropStatistics()
-            for counter in SegmentDropCounter.allCases {
-                drops[counter] = threads.reduce(0) { $0 &+ $1.segmentCounters.value(counter, segment: segment) }
-            }
+            let drops = SegmentDropStatistics(summing: blocks, of: segment)
             if !drops.isZero { result.append(SegmentStatistics(segment: segment, drops: drops)) }
         }
         return result
@@ -212,7 +210,7 @@ public final class Switch: @unchecked Sendable {
             republish(&state)
             // No thread reaches the port any more: its id can be reused from a clean slate.
             fdb.flush(port: id)
-            for thread in threads { thread.counters.reset(port: id) }
+            for thread in threads { thread.counters.reset(row: id) }
         }
     }
 

@@ -26,7 +26,7 @@ public final class SwitchingStep {
     public init(source: SplitVirtqueue, destination: SplitVirtqueue, fdb: MacLearningTable,
                 sourcePolicy: PortPolicy = PortPolicy(), destinationPolicy: PortPolicy = PortPolicy()) throws(SystemError) {
         pool = try PacketBufferPool()
-        counters = PortCounters(maxPorts: 4)
+        counters = PortCounters(rows: 4)
         forwarder = BurstForwarder(fdb: fdb, pool: pool, resolver: try OffloadResolver(), counters: counters,
                                    segmentCounters: SegmentCounters(), limiters: PortLimiters(maxPorts: 4))
         snapshot = PollSnapshot(
@@ -51,5 +51,5 @@ public final class SwitchingStep {
     }
 
     /// Frames the switch sent to port 0 or 1 so far (its transmit counter).
-    public func transmittedPackets(port: Int) -> UInt64 { counters.value(.txPackets, port: port) }
+    public func transmittedPackets(port: Int) -> UInt64 { counters.value(.txPackets, of: port) }
 }

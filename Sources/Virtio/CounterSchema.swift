@@ -1,5 +1,6 @@
-/// The schema of the switch's counters. Each counter family (ring, switch, kernel) keeps its
-/// counts where its writer can add them cheaply (stored atomics, or a per-thread block),
+/// The schema of the switch's counters. Each counter family (ring, kernel, switch, segment)
+/// keeps its counts where its writer can add them cheaply (a snapshot-shaped block,
+/// `CounterCells`, or a per-thread block),
 /// and lists every counter once, in a table of `CounterDescriptor`s on its snapshot type:
 /// the snapshot field it is read from, its place in the REST API's JSON and its series in
 /// /metrics. The management plane builds the JSON and /metrics from those tables only, so a

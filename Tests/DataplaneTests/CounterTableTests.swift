@@ -53,35 +53,35 @@ final class CounterTableTests: XCTestCase {
     func testSwitchTableHasEveryCounterOnce() {
         XCTAssertEqual(CounterTableChecks.problems(PortSwitchStatistics.self), [])
         XCTAssertEqual(PortSwitchStatistics.counters.count, PortSwitchCounter.allCases.count)
-        XCTAssertGreaterThanOrEqual(PortCounters.stride, PortSwitchCounter.allCases.count)
+        XCTAssertGreaterThanOrEqual(PortCounters(rows: 1).stride, PortSwitchCounter.allCases.count)
         // Every switch counter has a field in the API's contract.
         XCTAssertEqual(PortSwitchStatistics.counters.filter { $0.jsonPath == nil }.map(\.help), [])
     }
 
     /// The per-thread blocks are summed counter by counter, for the port asked about only.
     func testSwitchStatisticsSumEachCounterOverThreads() {
-        let first = PortCounters(maxPorts: 2), second = PortCounters(maxPorts: 2)
+        let first = PortCounters(rows: 2), second = PortCounters(rows: 2)
         for counter in PortSwitchCounter.allCases {
-            first.add(counter, port: 1, UInt64(counter.rawValue + 1))
-            second.add(counter, port: 1, 100)
+            first.add(counter, of: 1, UInt64(counter.rawValue + 1))
+            second.add(counter, of: 1, 100)
         }
-        let port1 = PortSwitchStatistics(summing: [first, second], port: 1)
+        let port1 = PortSwitchStatistics(summing: [first, second], of: 1)
         for (counter, row) in zip(PortSwitchCounter.allCases, PortSwitchStatistics.counters) {
             XCTAssertEqual(port1[counter], UInt64(counter.rawValue + 101), "\(counter)")
             XCTAssertEqual(port1[keyPath: row.field], UInt64(counter.rawValue + 101), "row of \(counter)")
         }
-        XCTAssertEqual(PortSwitchStatistics(summing: [first, second], port: 0), PortSwitchStatistics())
+        XCTAssertEqual(PortSwitchStatistics(summing: [first, second], of: 0), PortSwitchStatistics())
     }
 
     func testSegmentTableHasEveryCounterOnce() {
         XCTAssertEqual(CounterTableChecks.problems(SegmentDropStatistics.self), [])
         XCTAssertEqual(SegmentDropStatistics.counters.count, SegmentDropCounter.allCases.count)
-        XCTAssertGreaterThanOrEqual(SegmentCounters.stride, SegmentDropCounter.allCases.count)
+        XCTAssertGreaterThanOrEqual(SegmentCounters().stride, SegmentDropCounter.allCases.count)
         let counters = SegmentCounters()
-        counters.add(.spoofed, segment: 4094, 2)
-        counters.add(.notCarried, segment: 0, 1)
-        XCTAssertEqual(counters.value(.spoofed, segment: 4094), 2)
-        XCTAssertEqual(counters.value(.notCarried, segment: 0), 1)
-        XCTAssertEqual(counters.value(.spoofed, segment: 0), 0)
+        counters.add(.spoofed, of: 4094, 2)
+        counters.add(.notCarried, of: 0, 1)
+        XCTAssertEqual(counters.value(.spoofed, of: 4094), 2)
+        XCTAssertEqual(counters.value(.notCarried, of: 0), 1)
+        XCTAssertEqual(counters.value(.spoofed, of: 0), 0)
     }
 }
