@@ -45,18 +45,15 @@ public enum PortSwitchCounter: Int, IndexedCounter {
                          "Frames handed to the port's transmit side that it did not take (its rings or socket count why).",
                          metric: .switchDrops, .tx, .reason("not_taken"))
         case .dropsRingNotReady:
-            return .init(field, json: "drops.ring_not_ready", .frames, "Frames for the port while its rings were not ready.",
-                         metric: .switchDrops, .tx, .reason("ring_not_ready"))
+            return Self.drop(field, "ring_not_ready", .tx, "Frames for the port while its rings were not ready.")
         case .dropsMTUExceeded:
-            return .init(field, json: "drops.mtu_exceeded", .frames, "Received frames longer than the port's MTU allows (without GSO).",
-                         metric: .switchDrops, .rx, .reason("mtu_exceeded"))
+            return Self.drop(field, "mtu_exceeded", .rx, "Received frames longer than the port's MTU allows (without GSO).")
         case .dropsMACTableFull:
             return .init(field, json: "drops.mac_table_full", .frames,
                          "Received frames whose source MAC could not be learned because the table was full (the frame is still forwarded).",
                          metric: .switchMACTableFull, .rx)
         case .dropsHairpin:
-            return .init(field, json: "drops.hairpin", .frames, "Frames whose destination was learned on the port they came in on.",
-                         metric: .switchDrops, .rx, .reason("hairpin"))
+            return Self.drop(field, "hairpin", .rx, "Frames whose destination was learned on the port they came in on.")
         case .offloadChecksumsCompleted:
             return .init(field, json: "tx_offloads_done.checksums_completed", .frames,
                          "Partial checksums the switch completed because the port did not negotiate checksum offload.",
@@ -69,27 +66,22 @@ public enum PortSwitchCounter: Int, IndexedCounter {
             return .init(field, json: "tx_offloads_done.segments", .frames, "Segments or fragments those super-frames made.",
                          metric: .switchSegments, .tx)
         case .dropsOffloadMalformed:
-            return .init(field, json: "drops.offload_malformed", .frames,
-                         "Frames for the port whose offload header did not match the frame (the switch could not complete or segment them).",
-                         metric: .switchDrops, .tx, .reason("offload_malformed"))
+            return Self.drop(field, "offload_malformed", .tx,
+                             "Frames for the port whose offload header did not match the frame (the switch could not complete or segment them).")
         case .dropsVLANNotCarried:
-            return .init(field, json: "drops.vlan_not_carried", .frames,
-                         "Received frames in a VLAN the port does not carry (a trunk's tag not in its list, untagged on a trunk without a native VLAN).",
-                         metric: .switchDrops, .rx, .reason("vlan_not_carried"))
+            return Self.drop(field, "vlan_not_carried", .rx,
+                             "Received frames in a VLAN the port does not carry (a trunk's tag not in its list, untagged on a trunk without a native VLAN).")
         case .dropsVLANTaggedOnAccess:
-            return .init(field, json: "drops.vlan_tagged_on_access", .frames, "Received frames with a VLAN tag (not 0) on an access port.",
-                         metric: .switchDrops, .rx, .reason("vlan_tagged_on_access"))
+            return Self.drop(field, "vlan_tagged_on_access", .rx, "Received frames with a VLAN tag (not 0) on an access port.")
         case .dropsVLANMalformed:
-            return .init(field, json: "drops.vlan_malformed", .frames,
-                         "Received tagged frames too short for their tag, or whose offload header points into it.",
-                         metric: .switchDrops, .rx, .reason("vlan_malformed"))
+            return Self.drop(field, "vlan_malformed", .rx,
+                             "Received tagged frames too short for their tag, or whose offload header points into it.")
         case .dropsVLANEgressNotCarried:
             return .init(field, json: "drops.vlan_egress_not_carried", .frames,
                          "Frames for a MAC learned on the port in a segment the port no longer carries (a stale or racing table entry).",
                          metric: .switchDrops, .tx, .reason("vlan_not_carried"))
         case .dropsSpoofed:
-            return .init(field, json: "drops.spoofed", .frames, "Received frames whose source MAC is not in the port's allowed_macs.",
-                         metric: .switchDrops, .rx, .reason("spoofed"))
+            return Self.drop(field, "spoofed", .rx, "Received frames whose source MAC is not in the port's allowed_macs.")
         case .macsNotLearnedLimit:
             return .init(field, json: "macs_not_learned_limit", .frames,
                          "Received frames whose source MAC was not learned because the port has max_macs entries (the frame is still forwarded).",
@@ -99,18 +91,14 @@ public enum PortSwitchCounter: Int, IndexedCounter {
                          "Table entries this port's new MACs replaced in full buckets (the least recently seen entry goes).",
                          metric: .switchMACEvictions, .rx)
         case .dropsRateLimited:
-            return .init(field, json: "drops.rate_limited", .frames, "Received frames over the port's rate_limit.",
-                         metric: .switchDrops, .rx, .reason("rate_limited"))
+            return Self.drop(field, "rate_limited", .rx, "Received frames over the port's rate_limit.")
         case .dropsStormBroadcast:
-            return .init(field, json: "drops.storm_broadcast", .frames, "Received broadcast frames over storm_control.broadcast_pps.",
-                         metric: .switchDrops, .rx, .reason("storm_broadcast"))
+            return Self.drop(field, "storm_broadcast", .rx, "Received broadcast frames over storm_control.broadcast_pps.")
         case .dropsStormMulticast:
-            return .init(field, json: "drops.storm_multicast", .frames, "Received multicast frames over storm_control.multicast_pps.",
-                         metric: .switchDrops, .rx, .reason("storm_multicast"))
+            return Self.drop(field, "storm_multicast", .rx, "Received multicast frames over storm_control.multicast_pps.")
         case .dropsStormUnknownUnicast:
-            return .init(field, json: "drops.storm_unknown_unicast", .frames,
-                         "Received unicast frames to unknown MACs (flooded) over storm_control.unknown_unicast_pps.",
-                         metric: .switchDrops, .rx, .reason("storm_unknown_unicast"))
+            return Self.drop(field, "storm_unknown_unicast", .rx,
+                             "Received unicast frames to unknown MACs (flooded) over storm_control.unknown_unicast_pps.")
         }
     }
 
@@ -128,6 +116,13 @@ public enum PortSwitchCounter: Int, IndexedCounter {
         case ...1518: .size1024To1518
         default: .size1519Plus
         }
+    }
+
+    /// A switch drop row: JSON field `drops.<reason>`, counted in frames, a sample of
+    /// `vhost_switch_port_switch_drops_total` with that reason.
+    private static func drop(_ field: any WritableKeyPath<PortSwitchStatistics, UInt64> & Sendable, _ reason: String,
+                             _ direction: CounterLabel, _ help: String) -> CounterDescriptor<PortSwitchStatistics> {
+        .init(field, json: "drops." + reason, .frames, help, metric: .switchDrops, direction, .reason(reason))
     }
 
     private static func sizeBucket(_ field: any WritableKeyPath<PortSwitchStatistics, UInt64> & Sendable, _ bucket: String)
