@@ -1,6 +1,8 @@
+import Virtio
+
 /// The vhost-user protocol feature bits this back-end implements (vhost-user.rst
 /// "Protocol features"). Negotiated with GET/SET_PROTOCOL_FEATURES.
-public enum VhostUserProtocolFeature: Int, CaseIterable, Sendable {
+public enum VhostUserProtocolFeature: Int, FeatureBit {
     case mq = 0
     case logShmfd = 1
     case rarp = 2
@@ -9,8 +11,6 @@ public enum VhostUserProtocolFeature: Int, CaseIterable, Sendable {
     case resetDevice = 13
     case configureMemSlots = 15
     case status = 16
-
-    public var mask: UInt64 { 1 << UInt64(rawValue) }
 
     public var name: String {
         switch self {
@@ -27,13 +27,4 @@ public enum VhostUserProtocolFeature: Int, CaseIterable, Sendable {
 
     /// Every bit above, the set offered in GET_PROTOCOL_FEATURES.
     public static let supportedMask: UInt64 = allCases.reduce(0) { $0 | $1.mask }
-
-    public static func names(of mask: UInt64) -> [String] {
-        allCases.filter { mask & $0.mask != 0 }.map(\.name)
-    }
-
-    public init?(name: String) {
-        guard let match = Self.allCases.first(where: { $0.name == name }) else { return nil }
-        self = match
-    }
 }

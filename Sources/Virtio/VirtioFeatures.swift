@@ -1,6 +1,6 @@
 /// virtio-net feature bits (VIRTIO 1.1 section 5.1.3, and the reserved transport bits of
 /// section 6) plus the vhost-user bits that share the same word (LOG_ALL, PROTOCOL_FEATURES).
-public enum VirtioNetFeature: Int, CaseIterable, Sendable {
+public enum VirtioNetFeature: Int, FeatureBit {
     case csum = 0
     case guestCsum = 1
     case ctrlGuestOffloads = 2
@@ -69,13 +69,6 @@ public enum VirtioNetFeature: Int, CaseIterable, Sendable {
         case .inOrder: "in_order"
         }
     }
-
-    @inlinable
-    public var mask: UInt64 { 1 << UInt64(rawValue) }
-
-    /// True when `mask` has this feature's bit set.
-    @inlinable
-    public func isSet(in mask: UInt64) -> Bool { mask & self.mask != 0 }
 }
 
 /// Feature masks as lists of names and back, for the management plane.
@@ -97,9 +90,7 @@ public enum FeatureNames {
     /// case-insensitive; nil for anything else.
     public static func bit(named name: String) -> Int? {
         let lowered = name.lowercased()
-        if let feature = VirtioNetFeature.allCases.first(where: { $0.name == lowered }) {
-            return feature.rawValue
-        }
+        if let feature = VirtioNetFeature(name: lowered) { return feature.rawValue }
         var digits = Substring(lowered)
         if digits.hasPrefix("bit_") { digits = digits.dropFirst(4) }
         guard !digits.isEmpty, digits.count <= 2, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
