@@ -252,6 +252,21 @@ for where, daemonset in daemonsets:
         else:
             problem(f"{where}: no {probe_name}")
 
+    # Scraping: the pod annotations and the ServiceMonitor's Service name the read-only port.
+    annotations = daemonset["spec"]["template"].get("metadata", {}).get("annotations", {})
+    if metrics and annotations.get("prometheus.io/port") != metrics_port:
+        problem(f"{where}: prometheus.io/port {annotations.get('prometheus.io/port')} is not the --metrics-listen port {metrics_port}")
+    if annotations.get("prometheus.io/path", "/metrics") != "/metrics":
+        problem(f"{where}: prometheus.io/path must be /metrics")
+    for _, service in find("Service", "vhost-switchd-metrics"):
+        ports = service.get("spec", {}).get("ports", [])
+        if not any(str(p.get("port")) == metrics_port for p in ports):
+            problem(f"deploy/kubernetes/servicemonitor.yaml: the metrics Service does not expose {metrics_port}")
+        if service.get("spec", {}).get("selector") != daemonset["spec"]["selector"].get("matchLabels"):
+            problem("deploy/kubernetes/servicemonitor.yaml: the metrics Service does not select the DaemonSet's pods")
+    if not find("ServiceMonitor", "vhost-switchd"):
+        problem("deploy/kubernetes/servicemonitor.yaml: no ServiceMonitor vhost-switchd")
+
     # The init container installs the plugin and its configuration onto host paths.
     for init in spec.get("initContainers", []):
         script = " ".join(init.get("command", []) + init.get("args", []))

@@ -185,6 +185,9 @@ final class PollThread: @unchecked Sendable {
     private func pollOnce(_ snapshot: PollSnapshot, forwarder: BurstForwarder, cycles: UInt64) -> Int {
         var received = 0
         var nowSeconds: UInt32 = 0
+        // One TSC read per queue that moved frames: its burst's cycles (with the empty polls
+        // before it, a few dozen cycles each) are its share of the thread.
+        var lastCycles = cycles
         for q in 0..<snapshot.queues.count {
             let polled = snapshot.queues[q]
             let count = polled.driver?.receiveBurst(into: forwarder.pool.buffers, maxCount: PacketBufferPool.burstSize) ?? 0
@@ -192,6 +195,9 @@ final class PollThread: @unchecked Sendable {
             received &+= count
             if nowSeconds == 0 { nowSeconds = Switch.currentSecond() }
             forwarder.forward(count: count, from: polled, snapshot: snapshot, now: nowSeconds, cycles: cycles)
+            let now = MonotonicClock.cycles()
+            polled.driver?.recordBusyCycles(now &- lastCycles)
+            lastCycles = now
         }
         return received
     }

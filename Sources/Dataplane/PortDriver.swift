@@ -52,6 +52,17 @@ enum PortDriver {
         }
     }
 
+    /// Counts the poll thread's cycles on one of the queue's bursts (rx-queue usage). Kernel
+    /// ports: not counted yet.
+    @inline(__always)
+    func recordBusyCycles(_ cycles: UInt64) {
+        switch self {
+        case .split(let ring): ring._withUnsafeGuaranteedRef { $0.settings.statistics.recordBusyCycles(cycles) }
+        case .packed(let ring): ring._withUnsafeGuaranteedRef { $0.settings.statistics.recordBusyCycles(cycles) }
+        case .packetSocket: break
+        }
+    }
+
     /// Work is waiting that a sleeping thread would not be woken for.
     @inline(__always)
     var hasPending: Bool {

@@ -16,7 +16,7 @@ public protocol CounterSnapshot: Sendable {
 
 /// What a counter counts.
 public enum CounterUnit: String, Sendable {
-    case frames, bytes, events
+    case frames, bytes, events, cycles
 }
 
 /// A Prometheus metric family (`# HELP`/`# TYPE` once, then its samples); every counter

@@ -47,6 +47,12 @@ final class KernelPortMetricsTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(delta(#"vhost_switch_vring_packets_total{port="vm",vring="1",direction="rx"}"#), echo, after.text)
         XCTAssertGreaterThanOrEqual(delta(#"vhost_switch_vring_packets_total{port="vm",vring="0",direction="tx"}"#), echo, after.text)
         XCTAssertEqual(after.samples[#"vhost_switch_pmd_rxq{thread="0",port="vm",vring="1"}"#], 1, after.text)
+        // rx-queue usage: the poll thread's cycles on vm's transmit ring moved with its frames,
+        // and are a part of the thread's own.
+        let ringCycles = delta(#"vhost_switch_vring_busy_cycles_total{port="vm",vring="1",direction="rx"}"#)
+        XCTAssertGreaterThan(ringCycles, 0, after.text)
+        XCTAssertLessThanOrEqual(ringCycles, delta(#"vhost_switch_pmd_busy_cycles_total{thread="0"}"#)
+                                 + delta(#"vhost_switch_pmd_idle_cycles_total{thread="0"}"#))
         // The process metrics every dashboard expects.
         XCTAssertGreaterThan(after.samples["process_open_fds"] ?? 0, 5, after.text)
         XCTAssertGreaterThan(after.samples["process_resident_memory_bytes"] ?? 0, 1 << 20, after.text)

@@ -14,6 +14,7 @@ final class CounterJSONTests: XCTestCase {
         XCTAssertEqual(Set(members.keys), [
             "packets", "bytes", "bursts", "notifications_sent", "drops_malformed_descriptor", "drops_malformed_header",
             "drops_no_buffers", "drops_too_large", "drops_too_short", "drops_unsupported_offload", "invalid_heads", "ring_errors",
+            "busy_cycles",
         ])
         XCTAssertEqual(members["packets"], .integer(5))
         XCTAssertEqual(members["drops_no_buffers"], .integer(2))

@@ -9,23 +9,28 @@ final class VirtqueueStatisticsTests: XCTestCase {
     }
 
     /// `record` (the hot path, one load and store per counter, written out) adds every
-    /// counter of a burst into the same field, and counts the burst; `snapshot` reads every row.
+    /// counter of a burst into the same field, and counts the burst; the poll thread's cycles
+    /// come through `recordBusyCycles`; `snapshot` reads every row.
     func testRecordAndSnapshotAgreeFieldByField() {
+        let notPerBurst: Set<String> = ["bursts", "busyCycles"]
         var burst = VirtqueueBurstCounters()
-        for (index, row) in VirtqueueStatisticsSnapshot.counters.enumerated() where row.jsonPath != ["bursts"] {
+        for (index, row) in VirtqueueStatisticsSnapshot.counters.enumerated() where row.jsonPath != ["bursts"] && row.jsonPath != ["busy_cycles"] {
             burst[keyPath: row.field] = UInt64(index + 1) * 10
         }
-        let recorded = CounterTableChecks.storedCounters(burst).filter { $0.name != "bursts" }
+        let recorded = CounterTableChecks.storedCounters(burst).filter { !notPerBurst.contains($0.name) }
         XCTAssertFalse(recorded.contains { $0.value == 0 }, "a burst counter this test does not set: \(recorded)")
 
         let statistics = VirtqueueStatistics()
         statistics.record(burst)
         statistics.record(burst)
+        statistics.recordBusyCycles(700)
+        statistics.recordBusyCycles(34)
         let snapshot = CounterTableChecks.storedCounters(statistics.snapshot())
         let byName = Dictionary(uniqueKeysWithValues: snapshot.map { ($0.name, $0.value) })
         for field in recorded { XCTAssertEqual(byName[field.name], field.value * 2, field.name) }
         XCTAssertEqual(byName["bursts"], 2, "record counts each burst once")
-        XCTAssertEqual(snapshot.count, recorded.count + 1, "the snapshot holds the burst's counters and bursts")
+        XCTAssertEqual(byName["busyCycles"], 734)
+        XCTAssertEqual(snapshot.count, recorded.count + 2, "the snapshot holds the burst's counters, bursts and busy cycles")
     }
 
     func testDropsAreTheDropRows() {
