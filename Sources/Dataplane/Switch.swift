@@ -271,7 +271,7 @@ public final class Switch: @unchecked Sendable {
                     owners.append(packetPort)
                     if threadCount > 1 {
                         let key = ObjectIdentifier(packetPort)
-                        let lock = state.transmitLocks[key] ?? TransmitLock()
+                        let lock = locks[key] ?? state.transmitLocks[key] ?? TransmitLock()
                         locks[key] = lock
                         targets[t][port.id].lock = Unmanaged.passUnretained(lock)
                         owners.append(lock)
@@ -286,7 +286,7 @@ public final class Switch: @unchecked Sendable {
                 owners.append(ring)
                 if threadCount > receiveRings.count {
                     let key = ObjectIdentifier(ring)
-                    let lock = state.transmitLocks[key] ?? TransmitLock()
+                    let lock = locks[key] ?? state.transmitLocks[key] ?? TransmitLock()
                     locks[key] = lock
                     targets[t][port.id].lock = Unmanaged.passUnretained(lock)
                     owners.append(lock)
