@@ -50,10 +50,11 @@ final class PollSnapshot {
     // Unsafe: fixed-size tables allocated in init and freed in deinit.
     let queues: UnsafeMutableBufferPointer<PolledQueue>
     let targets: UnsafeMutableBufferPointer<TransmitTarget>
+    /// The ports present, in id order (the flood list).
     let presentPorts: UnsafeMutableBufferPointer<Int>
     /// Each port's segment, port-security and limit rules, by port id (`rules(of:)`).
     private let portRules: UnsafeMutableBufferPointer<PortRules>
-    private let rulesTable: PortRulesTable
+    let rulesTable: PortRulesTable
     private let owners: [AnyObject]
 
     init(queues: [PolledQueue], targets: [TransmitTarget], presentPorts: [Int], rules: PortRulesTable = PortRulesTable([]),
@@ -69,6 +70,25 @@ final class PollSnapshot {
         self.owners = owners
     }
 
+    /// This snapshot with port `id` present (its transmit target and rules from `entry`) or
+    /// absent (nil), every other port's entries copied as they are: the receive queues and
+    /// the owners stay the same, so `entry` may name no queue, ring or socket (a port with
+    /// none, which no thread polls). The tables end at the highest present id, as a snapshot
+    /// built from scratch does.
+    func replacingPort(_ id: Int, with entry: (target: TransmitTarget, rules: PortRulesTable.Entry)?) -> PollSnapshot {
+        var present = Array(presentPorts)
+        let at = present.partitioningIndex(where: { $0 >= id })
+        let listed = at < present.count && present[at] == id
+        if entry != nil, !listed { present.insert(id, at: at) }
+        if entry == nil, listed { present.remove(at: at) }
+        let count = (present.last ?? -1) + 1
+        var targets = Array(self.targets.prefix(count))
+        targets.append(contentsOf: repeatElement(.absent, count: count - targets.count))
+        if id < count { targets[id] = entry?.target ?? .absent }
+        return PollSnapshot(queues: Array(queues), targets: targets, presentPorts: present,
+                            rules: rulesTable.replacing(port: id, with: entry?.rules, count: count), owners: owners)
+    }
+
     /// The rules of `port`; the default policy's for an id the snapshot does not know.
     @inline(__always)
     func rules(of port: Int) -> PortRules {
@@ -82,4 +102,17 @@ final class PollSnapshot {
         presentPorts.deallocate()
     }
 
+}
+
+extension Array where Element == Int {
+    /// The index of the first element for which `belongs` holds, in an array where it holds
+    /// for a suffix (binary search).
+    func partitioningIndex(where belongs: (Int) -> Bool) -> Int {
+        var low = 0, high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if belongs(self[middle]) { high = middle } else { low = middle + 1 }
+        }
+        return low
+    }
 }

@@ -87,11 +87,13 @@ struct PortRules {
 }
 
 /// The rules of every port for one poll thread, indexed by port id, and the memory their
-/// pointers name. Immutable once built; freed with the snapshot that holds it.
+/// pointers name. Immutable once built; freed with the snapshot that holds it. A table
+/// patched from another (`replacing(port:with:count:)`) copies the other ports' rules as
+/// they are (a memcpy) and shares their memory.
 final class PortRulesTable {
     let rules: UnsafeMutableBufferPointer<PortRules>
-    // Unsafe: one allocation per trunk bitmap and allowed-MAC list, freed in deinit.
-    private var allocations: [UnsafeMutableRawPointer] = []
+    /// Per port id, the trunk bitmap and allowed-MAC list its rules point into (nil: none).
+    private let storage: [PortRulesStorage?]
 
     /// A port's policy and the fraction of its receive queues this thread serves
     /// (`share.served` of `share.total`; limits are divided in that proportion).
@@ -105,41 +107,61 @@ final class PortRulesTable {
     init(_ entries: [Entry?]) {
         rules = .allocate(capacity: entries.count)
         rules.initialize(repeating: .plain)
-        let cyclesPerSecond = MonotonicClock.cyclesPerNanosecond * 1e9
+        var storage = [PortRulesStorage?](repeating: nil, count: entries.count)
+        let cyclesPerSecond = Self.cyclesPerSecond
         for (id, entry) in entries.enumerated() {
             guard let entry else { continue }
-            rules[id] = compile(entry, cyclesPerSecond: cyclesPerSecond)
+            (rules[id], storage[id]) = Self.compile(entry, cyclesPerSecond: cyclesPerSecond)
         }
+        self.storage = storage
     }
 
-    deinit {
-        rules.deallocate()
-        for allocation in allocations { allocation.deallocate() }
+    /// `table` with port `id`'s rules replaced by `entry`'s (nil: no such port), `count` ids
+    /// long (ids past the old table's end are plain).
+    private init(patching table: PortRulesTable, port id: Int, with entry: Entry?, count: Int) {
+        rules = .allocate(capacity: count)
+        let kept = min(count, table.rules.count)
+        // Unsafe: kept <= both tables' sizes; PortRules is trivial (pointers into shared storage).
+        rules.baseAddress!.initialize(from: table.rules.baseAddress!, count: kept)
+        if count > kept { (rules.baseAddress! + kept).initialize(repeating: .plain, count: count - kept) }
+        var storage = Array(table.storage.prefix(kept))
+        storage.append(contentsOf: repeatElement(nil, count: count - kept))
+        if id < count {
+            if let entry {
+                (rules[id], storage[id]) = Self.compile(entry, cyclesPerSecond: Self.cyclesPerSecond)
+            } else {
+                (rules[id], storage[id]) = (.plain, nil)
+            }
+        }
+        self.storage = storage
     }
+
+    /// This table with port `id`'s rules replaced by `entry`'s (nil: no such port), `count` ids long.
+    func replacing(port id: Int, with entry: Entry?, count: Int) -> PortRulesTable {
+        PortRulesTable(patching: self, port: id, with: entry, count: count)
+    }
+
+    deinit { rules.deallocate() }
 
     var count: Int { rules.count }
 
-    private func compile(_ entry: Entry, cyclesPerSecond: Double) -> PortRules {
+    private static var cyclesPerSecond: Double { MonotonicClock.cyclesPerNanosecond * 1e9 }
+
+    private static func compile(_ entry: Entry, cyclesPerSecond: Double) -> (PortRules, PortRulesStorage?) {
         let policy = entry.policy
         var rules = PortRules()
         rules.generation = entry.generation
         rules.maxMACs = policy.maxMACs
-        if !policy.trunk.isEmpty {
-            let bitmap = UnsafeMutablePointer<UInt64>.allocate(capacity: MacLearningTable.segmentCount / 64)
-            bitmap.initialize(repeating: 0, count: MacLearningTable.segmentCount / 64)
-            for vlan in policy.trunk { bitmap[Int(vlan) >> 6] |= 1 << UInt64(vlan & 63) }
-            allocations.append(UnsafeMutableRawPointer(bitmap))
+        let storage = PortRulesStorage(policy)
+        if let bitmap = storage?.taggedSegments {
             rules.taggedSegments = UnsafePointer(bitmap)
             rules.untaggedSegment = policy.vlan.map(Int.init) ?? PortRules.noSegment
         } else {
             rules.untaggedSegment = policy.vlan.map(Int.init) ?? 0
         }
-        if let allowed = policy.allowedMACs {
-            let list = UnsafeMutablePointer<UInt64>.allocate(capacity: max(1, allowed.count))
-            list.initialize(from: allowed, count: allowed.count)
-            allocations.append(UnsafeMutableRawPointer(list))
+        if let list = storage?.allowedMACs {
             rules.allowedMACs = UnsafePointer(list)
-            rules.allowedMACCount = allowed.count
+            rules.allowedMACCount = policy.allowedMACs?.count ?? 0
         }
         // A thread that serves none of the port's queues sees only the frames the switch
         // injects for it: give it the whole limit.
@@ -160,6 +182,39 @@ final class PortRulesTable {
         }
         rules.isPlain = rules.untaggedSegment == 0 && rules.taggedSegments == nil && rules.allowedMACs == nil
             && rules.rate == nil && rules.storm == nil
-        return rules
+        return (rules, storage)
+    }
+}
+
+/// The memory one port's compiled rules point into: a trunk's VLAN bitmap and the allowed
+/// source MACs. Shared by every table patched from the one that compiled it.
+final class PortRulesStorage {
+    // Unsafe: allocated in init, freed in deinit; read by poll threads through PortRules.
+    let taggedSegments: UnsafeMutablePointer<UInt64>?
+    let allowedMACs: UnsafeMutablePointer<UInt64>?
+
+    /// nil when the policy needs neither (no trunk, any source MAC).
+    init?(_ policy: PortPolicy) {
+        guard !policy.trunk.isEmpty || policy.allowedMACs != nil else { return nil }
+        if policy.trunk.isEmpty {
+            taggedSegments = nil
+        } else {
+            let bitmap = UnsafeMutablePointer<UInt64>.allocate(capacity: MacLearningTable.segmentCount / 64)
+            bitmap.initialize(repeating: 0, count: MacLearningTable.segmentCount / 64)
+            for vlan in policy.trunk { bitmap[Int(vlan) >> 6] |= 1 << UInt64(vlan & 63) }
+            taggedSegments = bitmap
+        }
+        if let allowed = policy.allowedMACs {
+            let list = UnsafeMutablePointer<UInt64>.allocate(capacity: max(1, allowed.count))
+            list.initialize(from: allowed, count: allowed.count)
+            allowedMACs = list
+        } else {
+            allowedMACs = nil
+        }
+    }
+
+    deinit {
+        taggedSegments?.deallocate()
+        allowedMACs?.deallocate()
     }
 }

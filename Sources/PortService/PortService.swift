@@ -42,6 +42,9 @@ public final class PortService: @unchecked Sendable {
     let logger: Logger
     let emit: SwitchEventHandler
     let ports = Mutex<[String: Port]>([:])
+    /// The vhost-user ports' absolute socket paths (changed with `ports`, under `changes`), so
+    /// the uniqueness check on create does not compare every port's path.
+    private let socketPaths = Mutex<Set<String>>([])
     /// Serializes create/delete/feature and policy changes so checks and effects cannot interleave,
     /// and observers see the changes in the order they happened.
     let changes = Mutex<Void>(())
@@ -109,7 +112,7 @@ public final class PortService: @unchecked Sendable {
     private func createVhostUser(_ spec: PortSpec, _ vhost: PortSpec.VhostUser) throws(PortError) -> Port {
         let path: String
         do { path = try socketDirectory.resolve(vhost.socketPath) } catch { throw PortError(.invalid, error.message) }
-        if ports.withLock({ $0.values.contains { $0.socketPath == path } }) {
+        if socketPaths.withLock({ $0.contains(path) }) {
             throw PortError(.conflict, "socket \(path) is used by another port")
         }
         let features: UInt64
@@ -145,6 +148,7 @@ public final class PortService: @unchecked Sendable {
         resolvedSpec.kind = .vhostUser(resolved)
         let port = Port(spec: resolvedSpec, id: id, socketPath: path, device: device)
         ports.withLock { $0[spec.name] = port }
+        socketPaths.withLock { _ = $0.insert(path) }
         logger.info("port created", metadata: ["port": "\(spec.name)", "socket": "\(path)", "mode": "\(vhost.mode.rawValue)"])
         emit(SwitchEvent(.portCreated, port: spec.name))
         return port
@@ -247,6 +251,7 @@ public final class PortService: @unchecked Sendable {
                 changed(.removed(name: name))
                 return
             }
+            if let path = port.socketPath { socketPaths.withLock { _ = $0.remove(path) } }
             if let device = port.device { controlLoop.removeDevice(device) }
             fabric.removePort(id: port.id)
             logger.info("port deleted", metadata: ["port": "\(name)"])

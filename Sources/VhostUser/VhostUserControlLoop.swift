@@ -58,6 +58,11 @@ public final class VhostUserControlLoop: @unchecked Sendable {
 
     // Loop-thread state.
     private var endpoints: [ObjectIdentifier: Endpoint] = [:]
+    /// The devices' names, for the duplicate check (a create costs the same with 10 or 1,000).
+    private var deviceNames: Set<String> = []
+    /// The endpoints with a deadline (a connect attempt, an accept pause): the only ones the
+    /// timers look at, so a loop round does not grow with the number of idle listeners.
+    private var timed: [ObjectIdentifier: Endpoint] = [:]
     private var registrations: [UInt64: Registration] = [:]
     private var nextToken: UInt64 = 1
     private var stopping = false
@@ -118,7 +123,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     public func addDevice(_ configuration: VhostUserDeviceConfiguration, delegate: any VhostUserDeviceDelegate) throws(VhostUserConfigurationError) -> VhostUserDevice {
         let logger = self.logger
         return try perform { () throws(VhostUserConfigurationError) -> VhostUserDevice in
-            guard !self.endpoints.values.contains(where: { $0.device.name == configuration.name }) else {
+            guard !self.deviceNames.contains(configuration.name) else {
                 throw .duplicateName(configuration.name)
             }
             let device = try VhostUserDevice(configuration: configuration, delegate: delegate, logger: logger)
@@ -140,6 +145,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
                 endpoint.nextAttempt = MonotonicClock.nanoseconds()
             }
             self.endpoints[ObjectIdentifier(device)] = endpoint
+            self.deviceNames.insert(configuration.name)
             if configuration.mode == .client { self.attemptConnect(endpoint) }
             return device
         }
@@ -280,6 +286,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
         }
         epoll.remove(listener.rawValue)
         endpoint.acceptResumesAt = MonotonicClock.nanoseconds() + Self.acceptPauseMilliseconds * 1_000_000
+        watchDeadline(endpoint)
     }
 
     private func resumeAccepting(_ endpoint: Endpoint) {
@@ -317,6 +324,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
             endpoint.device.endpointState = .connecting
             endpoint.retryMilliseconds = Self.initialRetryMilliseconds
             endpoint.nextAttempt = MonotonicClock.nanoseconds() + UInt64(Self.initialRetryMilliseconds) * 1_000_000
+            watchDeadline(endpoint)
         }
     }
 
@@ -335,12 +343,18 @@ public final class VhostUserControlLoop: @unchecked Sendable {
             }
             endpoint.connectFailures += 1
             endpoint.nextAttempt = MonotonicClock.nanoseconds() + UInt64(endpoint.retryMilliseconds) * 1_000_000
+            watchDeadline(endpoint)
             endpoint.retryMilliseconds = min(endpoint.retryMilliseconds * 2, Self.maxRetryMilliseconds)
         }
     }
 
+    /// Every place that sets a deadline calls this; `runTimers` drops the endpoint once it has none.
+    private func watchDeadline(_ endpoint: Endpoint) {
+        timed[ObjectIdentifier(endpoint.device)] = endpoint
+    }
+
     private func nextTimeout() -> Int32 {
-        let deadlines = endpoints.values.compactMap(\.nextAttempt) + endpoints.values.compactMap(\.acceptResumesAt)
+        let deadlines = timed.values.compactMap(\.nextAttempt) + timed.values.compactMap(\.acceptResumesAt)
         guard let earliest = deadlines.min() else { return Self.maxWaitMilliseconds }
         let now = MonotonicClock.nanoseconds()
         guard earliest > now else { return 0 }
@@ -348,23 +362,26 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     }
 
     private func runTimers() {
+        guard !timed.isEmpty else { return }
         let now = MonotonicClock.nanoseconds()
-        for endpoint in endpoints.values {
+        for (key, endpoint) in timed {
             if let due = endpoint.nextAttempt, due <= now, endpoint.device.connection == nil {
                 attemptConnect(endpoint)
             }
             if let due = endpoint.acceptResumesAt, due <= now { resumeAccepting(endpoint) }
+            if endpoint.nextAttempt == nil && endpoint.acceptResumesAt == nil { timed[key] = nil }
         }
     }
 
     private func remove(_ device: VhostUserDevice) {
         guard let endpoint = endpoints.removeValue(forKey: ObjectIdentifier(device)) else { return }
+        timed[ObjectIdentifier(device)] = nil
+        deviceNames.remove(device.name)
         device.connection?.close(reason: nil)
         if let listener = endpoint.listener {
-            unregister(fd: listener.rawValue) {
-                if case .listener(let other) = $0 { return other === endpoint }
-                return false
-            }
+            // Its one registration, by token (no scan of every registration).
+            epoll.remove(listener.rawValue)
+            registrations[endpoint.listenerToken] = nil
             listener.close()
             endpoint.listener = nil
             // Only our own socket: a file someone put there since is left alone.

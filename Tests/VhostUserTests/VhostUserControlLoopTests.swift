@@ -111,6 +111,19 @@ final class VhostUserControlLoopTests: XCTestCase {
         XCTAssertThrowsError(try loop.addDevice(VhostUserDeviceConfiguration(name: "dup", socketPath: path("dup2")), delegate: RecordingDeviceDelegate()))
     }
 
+    func testRemovedDevicesNameIsFreeAgain() throws {
+        let device = try addServer("again")
+        loop.removeDevice(device)
+        let second = try addServer("again")
+        XCTAssertEqual(loop.devices.map(\.name), ["again"])
+        XCTAssertThrowsError(try loop.addDevice(VhostUserDeviceConfiguration(name: "again", socketPath: path("again2")),
+                                                delegate: RecordingDeviceDelegate()), "the name is taken again")
+        let frontend = try FakeFrontend.connect(path: path("again"))
+        XCTAssertNotNil(try frontend.request(.getFeatures), "the second device listens on the reused socket path")
+        loop.removeDevice(second)
+        XCTAssertTrue(loop.devices.isEmpty)
+    }
+
     func testHalfHeaderThenStallDoesNotBlockOtherSockets() throws {
         _ = try addServer("stall")
         _ = try addServer("live")
