@@ -42,6 +42,19 @@ final class PerThreadCounters<Counter: IndexedCounter>: @unchecked Sendable {  /
         vhost_shims_load_relaxed_u64(base + (row * stride + counter.rawValue))
     }
 
+    /// Whether every counter of `row` is 0: a plain scan of the row's words, so a caller can
+    /// skip the many empty rows (4,096 segments) before building any values.
+    func rowIsZero(_ row: Int) -> Bool {
+        // Unsafe: row < rowCount, so the row's `stride` words lie inside the block.
+        let start = base + row &* stride
+        var word = 0
+        while word < stride {
+            if vhost_shims_load_relaxed_u64(start + word) != 0 { return false }
+            word &+= 1
+        }
+        return true
+    }
+
     /// Control side, after a grace period (no thread touches the row any more).
     func reset(row: Int) {
         for counter in Counter.allCases { vhost_shims_store_relaxed_u64(base + (row * stride + counter.rawValue), 0) }

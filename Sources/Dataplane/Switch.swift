@@ -172,7 +172,7 @@ public final class Switch: @unchecked Sendable {
     public func segmentStatistics() -> [SegmentStatistics] {
         var result: [SegmentStatistics] = []
         let blocks = threads.map(\.segmentCounters)
-        for segment in 0..<MacLearningTable.segmentCount {
+        for segment in 0..<MacLearningTable.segmentCount where !blocks.allSatisfy({ $0.rowIsZero(segment) }) {
             let drops = SegmentDropStatistics(summing: blocks, of: segment)
             if !drops.isZero { result.append(SegmentStatistics(segment: segment, drops: drops)) }
         }
