@@ -143,7 +143,7 @@ final class VlanSegmentTests: XCTestCase {
     }
 
     /// allowed_macs set to a MAC that is not b's: b's frames (its ARP and echo replies) are
-    /// dropped and counted as spoofed, so a cannot ping b. PATCH allowed_macs to b's real MAC:
+    /// dropped and counted as spoofed, so a cannot ping b, while a still reaches the trunk. PATCH allowed_macs to b's real MAC:
     /// pings come back, and b's vhost-user session is the same one (no reconnect).
     func testSpoofingGuestIsDroppedUntilAllowedMacsFixedLive() throws {
         let rig = try sharedRig()
@@ -162,6 +162,9 @@ final class VlanSegmentTests: XCTestCase {
         let spoofed = try rig.api.portCounters()["b"]?.drops(matching: SegmentCounterWords.spoofed)
         XCTAssertNotNil(spoofed, "no drop counter named with \(SegmentCounterWords.spoofed) on port b")
         if let spoofed { XCTAssertGreaterThan(spoofed - spoofedBefore, 0, "b's frames counted as spoofed") }
+        // A neighbour keeps forwarding while b spoofs: a reaches the trunk's VLAN-10 address.
+        let neighbour = try a.shell.ping(VlanGuestRig.responderAddresses[10]!, count: 3)
+        XCTAssertTrue(neighbour.allAnswered, "a -> trunk while b was spoofing:\n\(neighbour.output)")
 
         let fixed = try rig.api.patchPort("b", ["allowed_macs": [b.mac]])
         XCTAssertTrue([200, 204].contains(fixed.status), "PATCH allowed_macs: \(fixed)")
