@@ -190,3 +190,32 @@ enum MonotonicClockForTests {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }
+
+/// Two well-behaved neighbours, c and d, that must keep forwarding while a hostile port
+/// acts (docs/UNTRUSTED-INPUT.md): d is learned first; after each hostile step `send`
+/// has c send 5 frames to d, and `check` asserts d got every one of them.
+struct NeighbourPair {
+    let c: (guest: SimulatedGuestPort, id: Int)
+    let d: (guest: SimulatedGuestPort, id: Int)
+    private(set) var sent = 0
+
+    init(_ test: SimulatedGuestSwitchTestCase) throws {
+        c = try test.guest(0xC, name: "c")
+        d = try test.guest(0xD, name: "d")
+        d.guest.transmit(to: SegmentFrames.mac(0xC), count: 1)
+        XCTAssertEqual(c.guest.waitForFrames(1), 1, "the neighbours learn each other")
+    }
+
+    mutating func send() { sent += c.guest.transmit(to: SegmentFrames.mac(0xD), count: 5) }
+
+    func check(file: StaticString = #filePath, line: UInt = #line) {
+        let deadline = MonotonicClockForTests.now() + 2
+        var fromC = 0
+        repeat {
+            _ = d.guest.waitForFrames(1, timeout: 0.05)
+            fromC = d.guest.receivedFrames.filter { Array($0[6..<12]) == SegmentFrames.mac(0xC) }.count
+        } while fromC < sent && MonotonicClockForTests.now() < deadline
+        XCTAssertGreaterThan(sent, 0, file: file, line: line)
+        XCTAssertEqual(fromC, sent, "the neighbours' frames while the hostile port acted", file: file, line: line)
+    }
+}

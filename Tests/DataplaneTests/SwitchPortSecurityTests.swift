@@ -7,39 +7,11 @@ import Virtio
 final class SwitchPortSecurityTests: SimulatedGuestSwitchTestCase {
     static let broadcast: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
 
-    /// Two well-behaved neighbours, c and d, that must keep forwarding while a hostile port
-    /// acts (docs/UNTRUSTED-INPUT.md): d is learned first; after each hostile step `send`
-    /// has c send 5 frames to d, and `check` asserts d got every one of them.
-    private struct Neighbours {
-        let c: (guest: SimulatedGuestPort, id: Int)
-        let d: (guest: SimulatedGuestPort, id: Int)
-        private(set) var sent = 0
-
-        init(_ test: SimulatedGuestSwitchTestCase) throws {
-            c = try test.guest(0xC, name: "c")
-            d = try test.guest(0xD, name: "d")
-            d.guest.transmit(to: SegmentFrames.mac(0xC), count: 1)
-            XCTAssertEqual(c.guest.waitForFrames(1), 1, "the neighbours learn each other")
-        }
-
-        mutating func send() { sent += c.guest.transmit(to: SegmentFrames.mac(0xD), count: 5) }
-
-        func check(file: StaticString = #filePath, line: UInt = #line) {
-            let deadline = MonotonicClockForTests.now() + 2
-            var fromC = 0
-            repeat {
-                _ = d.guest.waitForFrames(1, timeout: 0.05)
-                fromC = d.guest.receivedFrames.filter { Array($0[6..<12]) == SegmentFrames.mac(0xC) }.count
-            } while fromC < sent && MonotonicClockForTests.now() < deadline
-            XCTAssertGreaterThan(sent, 0, file: file, line: line)
-            XCTAssertEqual(fromC, sent, "the neighbours' frames while the hostile port acted", file: file, line: line)
-        }
-    }
 
     func testSpoofedFramesAreDroppedBeforeLearningAndComeBackWhenAllowedMACsIsFixedLive() throws {
         var policy = PortPolicy()
         policy.allowedMACs = [MacAddress.load(SegmentFrames.mac(0x99))]
-        var neighbours = try Neighbours(self)  // first: their learning frame reaches only them
+        var neighbours = try NeighbourPair(self)  // first: their learning frame reaches only them
         let a = try guest(0xA, name: "a", policy: policy), b = try guest(0xB, name: "b")
         a.guest.transmit(to: Self.broadcast, count: 5)
         neighbours.send()
@@ -121,7 +93,7 @@ final class SwitchPortSecurityTests: SimulatedGuestSwitchTestCase {
     func testRateLimitPolicesFramesFromThePort() throws {
         var policy = PortPolicy()
         policy.rateLimit = .init(pps: 1, burst: 5)
-        var neighbours = try Neighbours(self)  // first: their learning frame reaches only them
+        var neighbours = try NeighbourPair(self)  // first: their learning frame reaches only them
         let a = try guest(0xA, name: "a", policy: policy), b = try guest(0xB, name: "b")
         let start = MonotonicClockForTests.now()
         for _ in 0..<4 {
@@ -148,7 +120,7 @@ final class SwitchPortSecurityTests: SimulatedGuestSwitchTestCase {
     func testStormControlLimitsBroadcastMulticastAndUnknownUnicastPerSecond() throws {
         var policy = PortPolicy()
         policy.stormControl = .init(broadcastPPS: 3, multicastPPS: 2, unknownUnicastPPS: 4)
-        var neighbours = try Neighbours(self)  // first: their learning frame reaches only them
+        var neighbours = try NeighbourPair(self)  // first: their learning frame reaches only them
         let a = try guest(0xA, name: "a", policy: policy), b = try guest(0xB, name: "b")
         b.guest.transmit(to: Self.broadcast, count: 1)  // b is known: unicast to b is not limited
         XCTAssertEqual(a.guest.waitForFrames(1), 1)

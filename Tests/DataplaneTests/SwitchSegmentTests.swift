@@ -116,10 +116,13 @@ final class SwitchSegmentTests: SimulatedGuestSwitchTestCase {
     }
 
     func testAccessPortDropsTaggedFramesButTakesPriorityTags() throws {
+        var neighbours = try NeighbourPair(self)  // default segment: keeps forwarding meanwhile
         let a = try guest(0xA, name: "a", policy: .access(10)), b = try guest(0xB, name: "b", policy: .access(10))
         a.guest.transmit(frames: [SegmentFrames.tagged(to: Self.broadcast, from: 0xA, vlan: 10, payload: 1),
                                   SegmentFrames.tagged(to: Self.broadcast, from: 0xA, vlan: 20, payload: 2)])
+        neighbours.send()
         XCTAssertEqual(b.guest.waitForFrames(1, timeout: 0.3), 0)
+        neighbours.check()
         XCTAssertEqual(fabric.statistics(portID: a.id)[.dropsVLANTaggedOnAccess], 2)
         a.guest.transmit(frames: [SegmentFrames.tagged(to: Self.broadcast, from: 0xA, vlan: 0, payload: 3)])
         XCTAssertEqual(b.guest.waitForFrames(1), 1)
