@@ -25,7 +25,14 @@ swift build "${swift_flags[@]}"
 #        Executed N tests, with M failures (0 unexpected) in ... seconds
 echo "test: swift test ${swift_flags[*]:-} $*"
 status=0
-swift test "${swift_flags[@]}" "$@" || status=$?
+# The output is kept so a failure's lines can be repeated at the very end: CI shows only the
+# tail of a run, and the failing assertion is otherwise hundreds of lines above it.
+test_log="$(mktemp -t vhost-switch-test.XXXXXX)"
+trap 'rm -f "$test_log"' EXIT
+set +e
+swift test "${swift_flags[@]}" "$@" 2>&1 | tee "$test_log"
+status=${PIPESTATUS[0]}
+set -e
 
 # Integration tests start dpdk-testpmd. testpmd quits by itself when its stdin (a pipe
 # from the test process) closes, except while it still blocks in start-up (a server-mode
@@ -40,6 +47,8 @@ for pid in $(pgrep -x dpdk-testpmd || true); do
 done
 
 if [ "$status" -ne 0 ]; then
+    echo "test: the failures, repeated from the output above:" >&2
+    grep -E "error: |' failed \(|Fatal error|signal code" "$test_log" | tail -n 40 >&2 || true
     echo "test: FAILED (swift test exit status $status)" >&2
     exit "$status"
 fi
