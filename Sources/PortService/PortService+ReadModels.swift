@@ -17,16 +17,26 @@ extension PortService {
         _ = try vhostUserPort(name)
     }
 
-    func view(of port: Port) -> PortView {
-        let device = port.device.map { device in
-            PortView.Device(state: controlLoop.info(of: device).state, offeredFeatures: device.offeredFeatures)
+    func view(of port: Port, info: VhostUserDeviceInfo?) -> PortView {
+        var device: PortView.Device?
+        if let vhostUser = port.device, let info {
+            device = PortView.Device(state: info.state, offeredFeatures: vhostUser.offeredFeatures)
         }
         return PortView(spec: port.spec, id: port.id, socketPath: port.socketPath, device: device)
     }
 
-    public var portViews: [PortView] { allPorts.map(view(of:)) }
+    public var portViews: [PortView] { withDeviceInfos(allPorts, view(of:info:)) }
 
     public func port(named name: String) -> PortView? { ports.withLock { $0[name] }.map(view(of:)) }
+
+    func view(of port: Port) -> PortView { withDeviceInfos([port], view(of:info:))[0] }
+
+    /// `body` for each port with its device's info, all of them fetched in one trip through
+    /// the control loop.
+    func withDeviceInfos<T>(_ ports: [Port], _ body: (Port, VhostUserDeviceInfo?) -> T) -> [T] {
+        var infos = controlLoop.infos(of: ports.compactMap(\.device)).makeIterator()
+        return ports.map { port in body(port, port.device == nil ? nil : infos.next()) }
+    }
 
     public func features(port name: String) throws(PortLookupError) -> FeaturesView {
         let (_, device) = try vhostUserPort(name)
@@ -49,10 +59,9 @@ extension PortService {
         })
     }
 
-    func statistics(of port: Port) -> PortStatistics {
+    func statistics(of port: Port, info: VhostUserDeviceInfo?) -> PortStatistics {
         var statistics = PortStatistics(name: port.spec.name, switchCounters: fabric.statistics(portID: port.id))
-        if let device = port.device {
-            let info = controlLoop.info(of: device)
+        if let info {
             statistics.device = info
             for vring in info.vrings {
                 let snapshot = vring.statistics?.snapshot()
@@ -71,10 +80,10 @@ extension PortService {
 
     public func statistics(port name: String) throws(PortLookupError) -> PortStatistics {
         guard let port = ports.withLock({ $0[name] }) else { throw .noPort(name) }
-        return statistics(of: port)
+        return withDeviceInfos([port], statistics(of:info:))[0]
     }
 
-    public var portStatistics: [PortStatistics] { allPorts.map(statistics(of:)) }
+    public var portStatistics: [PortStatistics] { withDeviceInfos(allPorts, statistics(of:info:)) }
 
     public var pollThreads: [PollThreadView] {
         let assignments = fabric.queueAssignments

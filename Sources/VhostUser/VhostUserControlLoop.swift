@@ -162,6 +162,13 @@ public final class VhostUserControlLoop: @unchecked Sendable {
         perform { device.info() }
     }
 
+    /// Every device's info in one trip through the loop: a reply about all ports waits behind
+    /// the loop's work once, not once per port (under a front-end's flood of messages, that
+    /// wait is what a REST call costs).
+    public func infos(of devices: [VhostUserDevice]) -> [VhostUserDeviceInfo] {
+        devices.isEmpty ? [] : perform { devices.map { $0.info() } }
+    }
+
     public var devices: [VhostUserDevice] {
         perform { self.endpoints.values.map(\.device) }
     }
