@@ -96,19 +96,9 @@ public final class GuestMemory: @unchecked Sendable {  // immutable after init
     /// virtual ranges overlap (a translation must have exactly one answer).
     public init(regions: [GuestMemoryRegion], maxRegions: Int = GuestMemory.maxMemorySlots) throws(GuestMemoryError) {
         guard regions.count <= maxRegions else { throw .tooManyRegions }
-        for i in regions.indices {
-            let a = regions[i].descriptor
-            for j in regions.indices where j > i {
-                let b = regions[j].descriptor
-                // End addresses cannot wrap: GuestMemoryRegion.map checked start + size.
-                if a.guestPhysicalAddress < b.guestPhysicalAddress + b.size && b.guestPhysicalAddress < a.guestPhysicalAddress + a.size {
-                    throw .overlappingRegions
-                }
-                if a.userspaceAddress < b.userspaceAddress + b.size && b.userspaceAddress < a.userspaceAddress + a.size {
-                    throw .overlappingRegions
-                }
-            }
-        }
+        let descriptors = regions.map(\.descriptor)
+        guard !Self.overlap(descriptors.map { ($0.guestPhysicalAddress, $0.size) }),
+              !Self.overlap(descriptors.map { ($0.userspaceAddress, $0.size) }) else { throw .overlappingRegions }
         self.regions = regions
         var total: UInt64 = 0
         var highest: UInt64 = 0
@@ -125,6 +115,14 @@ public final class GuestMemory: @unchecked Sendable {  // immutable after init
         totalSize = total
         highestGuestPhysicalAddress = highest
         translator = GuestMemoryTranslator(entries: UnsafePointer(table), count: regions.count)
+    }
+
+    /// Whether any two of the ranges overlap: sorted by start, only neighbours can (509
+    /// regions are 508 comparisons, not 129,286 pairs, on every ADD_MEM_REG).
+    private static func overlap(_ ranges: [(start: UInt64, size: UInt64)]) -> Bool {
+        let sorted = ranges.sorted { $0.start < $1.start }
+        // End addresses cannot wrap: GuestMemoryRegion.map checked start + size.
+        return zip(sorted, sorted.dropFirst()).contains { $0.start + $0.size > $1.start }
     }
 
     /// No regions: a device before its first SET_MEM_TABLE. Every translation fails.
