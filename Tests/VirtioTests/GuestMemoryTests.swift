@@ -116,6 +116,19 @@ final class GuestMemoryTests: XCTestCase {
         }
         XCTAssertNil(memory.translateGuestPhysical(0, length: 1))
         XCTAssertNil(memory.translateGuestPhysical(UInt64.max, length: 1))
+        // Random ranges across the whole span against a scan of the descriptors.
+        var random = SystemRandomNumberGenerator()
+        let span = descriptor(count - 1).guestPhysicalAddress + page - descriptor(0).guestPhysicalAddress
+        for _ in 0..<20_000 {
+            let address = descriptor(0).guestPhysicalAddress - page + UInt64.random(in: 0..<(span + 2 * page), using: &random)
+            let length = UInt64.random(in: 0...(page + 1), using: &random)
+            let owner = regions.first { address >= $0.descriptor.guestPhysicalAddress && address - $0.descriptor.guestPhysicalAddress < page }
+            let expected = owner.flatMap { region -> UnsafeMutableRawPointer? in
+                let offset = address - region.descriptor.guestPhysicalAddress
+                return length > 0 && offset + length <= page ? region.hostAddress + Int(offset) : nil
+            }
+            XCTAssertEqual(memory.translateGuestPhysical(address, length: length), expected, "\(address) + \(length)")
+        }
 
         let extra = try GuestMemoryRegion.map(GuestMemoryRegionDescriptor(guestPhysicalAddress: 0x10_0000_0000, size: page,
                                                                             userspaceAddress: 0x10_0000_0000, mmapOffset: UInt64(count) * page), fd: fd)
