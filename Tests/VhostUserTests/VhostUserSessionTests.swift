@@ -288,6 +288,25 @@ final class VhostUserSessionTests: XCTestCase {
         XCTAssertEqual(GuestMemoryGuard.registeredSlots, slotsBefore, "every guard slot released")
     }
 
+    /// The per-session cap on mapped guest memory (1 TiB) counts the added regions with the
+    /// table's: the ADD that would pass it is refused, the session keeps what it had.
+    func testAddedRegionsCountTowardsTheMappedMemoryCap() throws {
+        let session = try DirectSession()
+        try session.makeReady(memory: try FakeFrontendMemory(), kicks: [try EventFD(), try EventFD()])
+        let size: UInt64 = 600 << 30  // sparse: nothing is touched
+        let fd = try MemFD.create(name: "cap", size: Int(size))
+        func region(_ n: UInt64) -> [UInt8] {
+            FakeFrontend.singleRegion(GuestMemoryRegionDescriptor(guestPhysicalAddress: n << 40, size: size,
+                                                                  userspaceAddress: 0x1000_0000_0000 * n, mmapOffset: 0))
+        }
+        XCTAssertEqual(try session.frontend.acked(.addMemReg, region(1), fds: [fd]), 0)
+        XCTAssertEqual(try session.frontend.acked(.addMemReg, region(2), fds: [fd]), 1, "1.2 TiB in all")
+        XCTAssertTrue(session.info.lastError?.contains("per session") == true, "\(session.info.lastError ?? "")")
+        XCTAssertEqual(session.info.memoryRegions.count, 2)
+        XCTAssertFalse(session.connection.isClosed)
+        XCTAssertEqual(session.delegate.queues.map(\.vringIndex), [0, 1], "the rings run on")
+    }
+
     /// The process-wide SIGBUS guard registry full (lowered here; 65,536 slots in the
     /// daemon): the mapping past it is refused as this one request, the session keeps its
     /// table and its rings, and the slot is there again once a region goes.
