@@ -50,6 +50,20 @@ public enum GuestMemoryGuard {
         return error == 0 ? nil : SystemError("sigaction(SIGBUS)", errno: error)
     }
 
+    /// Guarded mappings now (guest memory regions and dirty logs of every session).
+    public static var registeredSlots: Int { Int(vhost_shims_guard_registered()) }
+
+    /// The most guarded mappings the process holds at once; a mapping past it is refused
+    /// (the session's request fails, the session and the others go on). Tests lower it.
+    public static var slotLimit: Int {
+        get { Int(vhost_shims_guard_limit()) }
+        set { vhost_shims_guard_set_limit(Int32(clamping: newValue)) }
+    }
+
+    /// Whether `MemoryMapping(guarding:)` failed for want of a slot (ENOSPC: mmap has no
+    /// such error of its own).
+    public static func isRegistryFull(_ error: SystemError) -> Bool { error.errno == ENOSPC }
+
     /// Faults contained since start (every one cost a session, never the process).
     public static var containedFaults: UInt64 { vhost_shims_guard_contained() }
 }

@@ -30,7 +30,7 @@ public final class MemoryMapping: @unchecked Sendable {
             let slot = vhost_shims_guard_register(address, length, faultFlag.word, faultFlag.notifyDescriptor)
             guard slot >= 0 else {
                 munmap(address, length)
-                throw SystemError("guard guest mapping (all \(VHOST_SHIMS_GUARD_SLOTS) slots in use)", errno: ENOSPC)
+                throw SystemError("guard guest mapping (all \(GuestMemoryGuard.slotLimit) slots of the process in use)", errno: ENOSPC)
             }
             guardSlot = slot
         } else {

@@ -42,8 +42,8 @@ public final class VhostUserConnection: @unchecked Sendable {
         self.device = device
         self.socket = socket
         session = VhostUserSession(device: device)
-        ringChangeBudget = RingChangeBudget(perSecond: VhostUserLimits.ringChangesPerSecond
-                                            + VhostUserLimits.ringChangesPerSecondPerVring * session.vrings.count)
+        let perSecond = VhostUserLimits.ringChangesPerSecond + VhostUserLimits.ringChangesPerSecondPerVring * session.vrings.count
+        ringChangeBudget = RingChangeBudget(perSecond: perSecond, burst: perSecond + VhostUserLimits.maxMemorySlots)
         try? socket.setNonBlocking()
         device.connection = self
         device.sessionCount += 1

@@ -1,4 +1,5 @@
 import VhostSystem
+import Virtio
 
 /// Assembles messages from a non-blocking socket: the header first, then exactly `size`
 /// payload bytes, over as many reads as the front-end needs. It never reads past the
@@ -94,8 +95,9 @@ public enum VhostUserLimits {
     public static let maxDescriptorsPerMessage = 8
     /// SET_VRING_NUM: a power of two up to 32768 (VIRTIO 1.x 2.7: Queue Size).
     public static let maxRingSize = 32768
-    /// Memory slots reported by GET_MAX_MEM_SLOTS (ADD_MEM_REG hotplug).
-    public static let maxMemorySlots = 32
+    /// Memory slots reported by GET_MAX_MEM_SLOTS (ADD_MEM_REG hotplug): all that
+    /// `GuestMemory` takes, QEMU's KVM limit, what virtio-mem and DIMM hotplug need.
+    public static let maxMemorySlots = GuestMemory.maxMemorySlots
     /// NET_SET_MTU bounds: the IPv4 minimum and the largest 16-bit value.
     public static let mtuRange: ClosedRange<UInt64> = 68...65535
     /// The dirty log for the largest guest we accept (16 TiB of guest-physical space).
@@ -107,7 +109,9 @@ public enum VhostUserLimits {
     /// Ring-changing requests (SET_VRING_*, SET_MEM_TABLE, SET_FEATURES, SET_STATUS, ...) a
     /// session may send per second, plus this many per vring of the device: a set-up
     /// sends about six per ring, a migration a few more. Past it the session is closed as
-    /// hostile: each such request makes every poll thread stop for a republish.
+    /// hostile: each such request makes every poll thread stop for a republish. The first
+    /// burst may be larger by one request per memory slot: a front-end that connects (or
+    /// reconnects) with a full table sends one ADD_MEM_REG per region at once.
     public static let ringChangesPerSecond = 256
     public static let ringChangesPerSecondPerVring = 16
     /// SEND_RARP: announcements waiting to be sent, and the shortest interval between two

@@ -11,6 +11,8 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
     /// The fd is not a regular file or memfd (a socket, pipe, ...).
     case notMappable
     case mapFailed(errno: Int32)
+    /// Every slot of the process's SIGBUS guard registry is taken (`GuestMemoryGuard.slotLimit`).
+    case guardRegistryFull(limit: Int)
     /// The dirty log's offset + size does not lie inside its mapping.
     case logOutsideMapping
 
@@ -23,6 +25,7 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
         case .fileTooShort(let needed, let actual): "memory file has \(actual) bytes, region needs \(needed)"
         case .notMappable: "memory fd is not a mappable file"
         case .mapFailed(let errno): "mmap of memory region failed (errno \(errno))"
+        case .guardRegistryFull(let limit): "all \(limit) guarded guest mappings of the process in use"
         case .logOutsideMapping: "dirty log range lies outside its mapping"
         }
     }

@@ -41,7 +41,7 @@ public final class GuestMemoryRegion: @unchecked Sendable {  // immutable after 
     ///
     /// With `faultFlag`, a file that shrinks later is contained (`GuestMemoryGuard`): the
     /// access completes on anonymous memory and the flag says the session must end. A memfd
-    /// sealed against shrinking needs no guard, which saves a slot of the fixed registry.
+    /// sealed against shrinking needs no guard, which saves a slot of the guard registry.
     /// The caller may close `fd` afterwards.
     public static func map(_ descriptor: GuestMemoryRegionDescriptor, fd: FileDescriptor,
                            faultFlag: GuestFaultFlag? = nil) throws(GuestMemoryError) -> GuestMemoryRegion {
@@ -69,7 +69,7 @@ public final class GuestMemoryRegion: @unchecked Sendable {  // immutable after 
             mapping = try MemoryMapping(descriptor: fd, length: Int(length), offset: start,
                                         guarding: fd.isSealedAgainstShrinking ? nil : faultFlag)
         } catch {
-            throw .mapFailed(errno: error.errno)
+            throw GuestMemoryGuard.isRegistryFull(error) ? .guardRegistryFull(limit: GuestMemoryGuard.slotLimit) : .mapFailed(errno: error.errno)
         }
         return GuestMemoryRegion(descriptor: descriptor, mapping: mapping,
                                  startInMapping: Int(descriptor.mmapOffset - start))

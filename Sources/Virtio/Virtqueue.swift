@@ -24,96 +24,56 @@ public enum Virtqueue: @unchecked Sendable {  // see the classes' threading note
         if case .packed(let queue) = self { queue } else { nil }
     }
 
-    /// The queue object (for identity and for keeping it alive).
-    public var object: AnyObject {
+    /// The ring as the control plane reads it, whichever its layout.
+    public var ring: any VirtqueueControl {
         switch self {
         case .split(let queue): queue
         case .packed(let queue): queue
         }
     }
 
+    /// The queue object (for identity and for keeping it alive).
+    public var object: AnyObject { ring }
+
     public static func === (lhs: Virtqueue, rhs: Virtqueue) -> Bool { lhs.object === rhs.object }
 
     /// What the ring took from the device (`NegotiatedRingSettings`).
-    public var settings: NegotiatedRingSettings {
-        switch self {
-        case .split(let queue): queue.settings
-        case .packed(let queue): queue.settings
-        }
-    }
-
+    public var settings: NegotiatedRingSettings { ring.settings }
     public var memory: GuestMemory { settings.memory }
     public var statistics: VirtqueueStatistics { settings.statistics }
     public var negotiatedFeatures: UInt64 { settings.negotiatedFeatures }
     /// The call eventfd, -1 for none.
     public var callDescriptor: Int32 { settings.callDescriptor }
     public var dirtyLog: DirtyLog? { settings.dirtyLog }
-
-    public var logsUsedRing: Bool {
-        switch self {
-        case .split(let queue): queue.logsUsedRing
-        case .packed(let queue): queue.logsUsedRing
-        }
-    }
-
-    public var isBroken: Bool {
-        switch self {
-        case .split(let queue): queue.isBroken
-        case .packed(let queue): queue.isBroken
-        }
-    }
-
+    public var logsUsedRing: Bool { ring.logsUsedRing }
+    public var isBroken: Bool { ring.isBroken }
     /// The next avail position (split: the 16-bit index; packed: the slot, without the wrap bit).
     /// Owner thread only.
-    public var lastAvailIndex: UInt16 {
-        switch self {
-        case .split(let queue): queue.lastAvailIndex
-        case .packed(let queue): queue.lastAvailIndex
-        }
-    }
-
+    public var lastAvailIndex: UInt16 { ring.lastAvailIndex }
     /// What GET_VRING_BASE returns for this position (packed: index | avail wrap << 15). Owner thread only.
-    public var vringBase: UInt16 {
-        switch self {
-        case .split(let queue): queue.lastAvailIndex
-        case .packed(let queue): queue.vringBase
-        }
-    }
-
+    public var vringBase: UInt16 { ring.vringBase }
     /// The used position in the same encoding (split: the used index, which trails
     /// `vringBase` only by heads consumed without a used entry). Owner thread only.
-    public var usedBase: UInt16 {
-        switch self {
-        case .split(let queue): queue.lastUsedIndex
-        case .packed(let queue): queue.usedVringBase
-        }
-    }
+    public var usedBase: UInt16 { ring.usedBase }
+}
 
-    public func setGuestNotifications(enabled: Bool) {
-        switch self {
-        case .split(let queue): queue.setGuestNotifications(enabled: enabled)
-        case .packed(let queue): queue.setGuestNotifications(enabled: enabled)
-        }
-    }
+/// What the control plane reads of a ring (publication, GET_VRING_BASE, the API); the
+/// dataplane calls the classes' own burst methods (`PortDriver`), never through this.
+public protocol VirtqueueControl: AnyObject {
+    var settings: NegotiatedRingSettings { get }
+    var logsUsedRing: Bool { get }
+    var isBroken: Bool { get }
+    var lastAvailIndex: UInt16 { get }
+    var vringBase: UInt16 { get }
+    var usedBase: UInt16 { get }
+}
 
-    public func hasAvailableBuffers() -> Bool {
-        switch self {
-        case .split(let queue): queue.hasAvailableBuffers()
-        case .packed(let queue): queue.hasAvailableBuffers()
-        }
-    }
+extension SplitVirtqueue: VirtqueueControl {
+    /// A split ring's position is its 16-bit avail index.
+    public var vringBase: UInt16 { lastAvailIndex }
+    public var usedBase: UInt16 { lastUsedIndex }
+}
 
-    public func dequeueBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
-        switch self {
-        case .split(let queue): queue.dequeueBurst(into: buffers, maxCount: maxCount)
-        case .packed(let queue): queue.dequeueBurst(into: buffers, maxCount: maxCount)
-        }
-    }
-
-    public func enqueueBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int {
-        switch self {
-        case .split(let queue): queue.enqueueBurst(buffers, count: count)
-        case .packed(let queue): queue.enqueueBurst(buffers, count: count)
-        }
-    }
+extension PackedVirtqueue: VirtqueueControl {
+    public var usedBase: UInt16 { usedVringBase }
 }

@@ -22,18 +22,25 @@ public final class FakeGuestTransmitter: @unchecked Sendable {  // used from one
 
     /// Connects to `socketPath` and sets the device up (features the switch offers, without
     /// LOG_ALL and RING_PACKED).
-    public init(socketPath: String) throws {
-        frontend = try FakeFrontend.connect(path: socketPath)
-        memory = try FakeFrontendMemory(name: "fake-transmitter")
+    public convenience init(socketPath: String) throws {
+        try self.init(frontend: try FakeFrontend.connect(path: socketPath), memory: try FakeFrontendMemory(name: "fake-transmitter"),
+                      peer: socketPath)
+    }
+
+    /// Sets the device up over a connected `frontend` (with a `pump` when the test drives
+    /// the back-end itself), its rings in `memory`.
+    public init(frontend: FakeFrontend, memory: FakeFrontendMemory, peer: String = "the back-end") throws {
+        self.frontend = frontend
+        self.memory = memory
         guard let offered = try frontend.request(.getFeatures)?.u64, offered & (1 << 32) != 0 else {
-            throw FakeGuestError("no VERSION_1 in GET_FEATURES from \(socketPath)")
+            throw FakeGuestError("no VERSION_1 in GET_FEATURES from \(peer)")
         }
         let features = offered & ~(UInt64(1) << 26) & ~(UInt64(1) << 34)
-        guard try frontend.negotiate(features: features, memory: memory) else { throw FakeGuestError("negotiation with \(socketPath) failed") }
+        guard try frontend.negotiate(features: features, memory: memory) else { throw FakeGuestError("negotiation with \(peer) failed") }
         kicks = [try EventFD(), try EventFD()]
         for ring in 0..<2 {
             guard try frontend.setUpRing(ring, memory: memory, kick: kicks[ring].descriptor, call: nil), try frontend.enableRing(ring) else {
-                throw FakeGuestError("setting up ring \(ring) on \(socketPath) failed")
+                throw FakeGuestError("setting up ring \(ring) on \(peer) failed")
             }
         }
     }

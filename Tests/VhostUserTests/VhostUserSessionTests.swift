@@ -77,7 +77,7 @@ final class VhostUserSessionTests: XCTestCase {
         XCTAssertEqual(try session.frontend.request(.getProtocolFeatures)?.u64, VhostUserProtocolFeature.supportedMask)
         try session.frontend.send(.setProtocolFeatures, FakeFrontend.u64(VhostUserProtocolFeature.supportedMask))
         XCTAssertEqual(try session.frontend.request(.getQueueNum)?.u64, 2)
-        XCTAssertEqual(try session.frontend.request(.getMaxMemSlots)?.u64, UInt64(VhostUserLimits.maxMemorySlots))
+        XCTAssertEqual(try session.frontend.request(.getMaxMemSlots)?.u64, 509, "all that GuestMemory takes (QEMU's KVM limit)")
         XCTAssertEqual(try session.frontend.acked(.setFeatures, FakeFrontend.u64(DirectSession.features)), 0)
         XCTAssertEqual(try session.frontend.acked(.setOwner), 0)
         XCTAssertEqual(try session.frontend.acked(.setMemTable, FakeFrontend.memoryTable([memory.descriptor]), fds: [memory.fd]), 0)
@@ -256,6 +256,78 @@ final class VhostUserSessionTests: XCTestCase {
         XCTAssertEqual(try session.frontend.acked(.remMemReg, FakeFrontend.singleRegion(a.descriptor)), 0)
         XCTAssertTrue(session.delegate.queues.isEmpty)
         XCTAssertEqual(session.info.state, .connected)
+    }
+
+    /// 509 regions (one from SET_MEM_TABLE, 508 added) is the limit GET_MAX_MEM_SLOTS
+    /// reports: the 510th is refused and the session goes on, every fd an ADD carried is
+    /// closed, and the session's guard slots go when it ends.
+    func testFiveHundredNineMemorySlotsThenARefusal() throws {
+        let slotsBefore = GuestMemoryGuard.registeredSlots
+        let regions = try FakeHotplugRegions()
+        try assertNoFdLeak {
+            let session = try DirectSession()
+            let a = try FakeFrontendMemory()
+            try session.makeReady(memory: a, kicks: [try EventFD(), try EventFD()])
+            for i in 0..<508 {
+                XCTAssertEqual(try session.frontend.acked(.addMemReg, regions.payload(i), fds: [regions.fd]), 0, "region \(i)")
+            }
+            XCTAssertEqual(session.info.memoryRegions.count, 509)
+            XCTAssertEqual(try session.frontend.acked(.addMemReg, regions.payload(508), fds: [regions.fd]), 1, "the 510th")
+            XCTAssertFalse(session.connection.isClosed)
+            XCTAssertEqual(session.info.memoryRegions.count, 509)
+            XCTAssertTrue(session.info.lastError?.contains("509 memory slots") == true, "\(session.info.lastError ?? "")")
+            XCTAssertEqual(session.delegate.queues.map(\.vringIndex), [0, 1], "the rings run on")
+            // A slot freed is a slot to use again.
+            XCTAssertEqual(try session.frontend.acked(.remMemReg, regions.payload(100)), 0)
+            XCTAssertEqual(try session.frontend.acked(.addMemReg, regions.payload(508), fds: [regions.fd]), 0)
+            XCTAssertEqual(GuestMemoryGuard.registeredSlots, slotsBefore + 509, "one guard slot per unsealed region")
+            session.frontend.close()
+            session.process()
+            XCTAssertTrue(session.connection.isClosed)
+        }
+        XCTAssertEqual(GuestMemoryGuard.registeredSlots, slotsBefore, "every guard slot released")
+    }
+
+    /// The per-session cap on mapped guest memory (1 TiB) counts the added regions with the
+    /// table's: the ADD that would pass it is refused, the session keeps what it had.
+    func testAddedRegionsCountTowardsTheMappedMemoryCap() throws {
+        let session = try DirectSession()
+        try session.makeReady(memory: try FakeFrontendMemory(), kicks: [try EventFD(), try EventFD()])
+        let size: UInt64 = 600 << 30  // sparse: nothing is touched
+        let fd = try MemFD.create(name: "cap", size: Int(size))
+        func region(_ n: UInt64) -> [UInt8] {
+            FakeFrontend.singleRegion(GuestMemoryRegionDescriptor(guestPhysicalAddress: n << 40, size: size,
+                                                                  userspaceAddress: 0x1000_0000_0000 * n, mmapOffset: 0))
+        }
+        XCTAssertEqual(try session.frontend.acked(.addMemReg, region(1), fds: [fd]), 0)
+        XCTAssertEqual(try session.frontend.acked(.addMemReg, region(2), fds: [fd]), 1, "1.2 TiB in all")
+        XCTAssertTrue(session.info.lastError?.contains("per session") == true, "\(session.info.lastError ?? "")")
+        XCTAssertEqual(session.info.memoryRegions.count, 2)
+        XCTAssertFalse(session.connection.isClosed)
+        XCTAssertEqual(session.delegate.queues.map(\.vringIndex), [0, 1], "the rings run on")
+    }
+
+    /// The process-wide SIGBUS guard registry full (lowered here; 65,536 slots in the
+    /// daemon): the mapping past it is refused as this one request, the session keeps its
+    /// table and its rings, and the slot is there again once a region goes.
+    func testFullGuardRegistryRefusesOnlyTheMappingPastIt() throws {
+        let regions = try FakeHotplugRegions(count: 4)
+        let session = try DirectSession()
+        try session.makeReady(memory: try FakeFrontendMemory(), kicks: [try EventFD(), try EventFD()])
+        let limit = GuestMemoryGuard.slotLimit
+        defer { GuestMemoryGuard.slotLimit = limit }
+        GuestMemoryGuard.slotLimit = GuestMemoryGuard.registeredSlots + 2
+        XCTAssertEqual(try session.frontend.acked(.addMemReg, regions.payload(0), fds: [regions.fd]), 0)
+        XCTAssertEqual(try session.frontend.acked(.addMemReg, regions.payload(1), fds: [regions.fd]), 0)
+        XCTAssertEqual(try session.frontend.acked(.addMemReg, regions.payload(2), fds: [regions.fd]), 1, "no guard slot left")
+        XCTAssertTrue(session.info.lastError?.contains("guarded guest mappings of the process in use") == true, "\(session.info.lastError ?? "")")
+        XCTAssertFalse(session.connection.isClosed)
+        XCTAssertEqual(session.info.memoryRegions.count, 3)
+        XCTAssertEqual(session.delegate.queues.map(\.vringIndex), [0, 1], "the rings run on")
+        XCTAssertEqual(try session.frontend.acked(.remMemReg, regions.payload(0)), 0)
+        XCTAssertEqual(try session.frontend.acked(.addMemReg, regions.payload(2), fds: [regions.fd]), 0)
+        XCTAssertEqual(session.info.memoryRegions.map(\.guestPhysicalAddress).suffix(2),
+                       [regions.descriptor(1).guestPhysicalAddress, regions.descriptor(2).guestPhysicalAddress])
     }
 
     // MARK: Misbehaving front-ends

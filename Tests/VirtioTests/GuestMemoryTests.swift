@@ -85,6 +85,63 @@ final class GuestMemoryTests: XCTestCase {
         XCTAssertNoThrow(try GuestMemory(regions: regions))  // memory slots: up to 509
     }
 
+    /// 509 regions (memory hotplug) of one memfd, given in a scrambled order, with gaps of
+    /// several sizes between them: every address translates to its own region's bytes, a gap
+    /// or a range that leaves its region to nothing; the 510th is refused, and an overlap
+    /// anywhere in the list is found.
+    func testFiveHundredNineRegionsTranslateLikeALinearScan() throws {
+        let count = GuestMemory.maxMemorySlots
+        let page: UInt64 = 0x1000
+        let fd = try MemFD.create(name: "slots", size: (count + 1) * Int(page))
+        // Region i: one page at GPA i * 3 pages (+ a page when i is odd), VA in reverse order.
+        func descriptor(_ i: Int) -> GuestMemoryRegionDescriptor {
+            GuestMemoryRegionDescriptor(guestPhysicalAddress: 0x1_0000_0000 + UInt64(i) * 3 * page + UInt64(i & 1) * page, size: page,
+                                        userspaceAddress: 0x7000_0000_0000 - UInt64(i) * 2 * page, mmapOffset: UInt64(i) * page)
+        }
+        let order = (0..<count).map { ($0 * 211) % count }  // 211 is prime to 509: every index once
+        XCTAssertEqual(Set(order).count, count)
+        let regions = try order.map { try GuestMemoryRegion.map(descriptor($0), fd: fd) }
+        let memory = try GuestMemory(regions: regions)
+        // Each page holds its index, written through the region's own mapping.
+        for region in regions { region.hostAddress.storeBytes(of: UInt32(region.descriptor.mmapOffset / page), as: UInt32.self) }
+        for i in 0..<count {
+            let d = descriptor(i)
+            let start = try XCTUnwrap(memory.translateGuestPhysical(d.guestPhysicalAddress, length: page), "region \(i)")
+            XCTAssertEqual(start.load(as: UInt32.self), UInt32(i))
+            XCTAssertEqual(memory.translateGuestPhysical(d.guestPhysicalAddress + page - 1, length: 1), start + Int(page - 1))
+            XCTAssertNil(memory.translateGuestPhysical(d.guestPhysicalAddress + page, length: 1), "the gap after region \(i)")
+            XCTAssertNil(memory.translateGuestPhysical(d.guestPhysicalAddress + 1, length: page), "leaves region \(i)")
+            XCTAssertNil(memory.translateGuestPhysical(d.guestPhysicalAddress &- 1, length: 1), "the gap before region \(i)")
+            XCTAssertEqual(memory.translateFrontendVirtual(d.userspaceAddress, length: page), start)
+        }
+        XCTAssertNil(memory.translateGuestPhysical(0, length: 1))
+        XCTAssertNil(memory.translateGuestPhysical(UInt64.max, length: 1))
+        // Random ranges across the whole span against a scan of the descriptors.
+        var random = SystemRandomNumberGenerator()
+        let span = descriptor(count - 1).guestPhysicalAddress + page - descriptor(0).guestPhysicalAddress
+        for _ in 0..<20_000 {
+            let address = descriptor(0).guestPhysicalAddress - page + UInt64.random(in: 0..<(span + 2 * page), using: &random)
+            let length = UInt64.random(in: 0...(page + 1), using: &random)
+            let owner = regions.first { address >= $0.descriptor.guestPhysicalAddress && address - $0.descriptor.guestPhysicalAddress < page }
+            let expected = owner.flatMap { region -> UnsafeMutableRawPointer? in
+                let offset = address - region.descriptor.guestPhysicalAddress
+                return length > 0 && offset + length <= page ? region.hostAddress + Int(offset) : nil
+            }
+            XCTAssertEqual(memory.translateGuestPhysical(address, length: length), expected, "\(address) + \(length)")
+        }
+
+        let extra = try GuestMemoryRegion.map(GuestMemoryRegionDescriptor(guestPhysicalAddress: 0x10_0000_0000, size: page,
+                                                                            userspaceAddress: 0x10_0000_0000, mmapOffset: UInt64(count) * page), fd: fd)
+        XCTAssertThrowsError(try GuestMemory(regions: regions + [extra])) { XCTAssertEqual($0 as? GuestMemoryError, .tooManyRegions) }
+        // One page inside region 300's GPA, far from it in the list: found.
+        let overlapping = try GuestMemoryRegion.map(GuestMemoryRegionDescriptor(
+            guestPhysicalAddress: descriptor(300).guestPhysicalAddress + 0x800, size: page, userspaceAddress: 0x10_0000_0000,
+            mmapOffset: UInt64(count) * page), fd: fd)
+        XCTAssertThrowsError(try GuestMemory(regions: Array(regions.dropLast()) + [overlapping])) {
+            XCTAssertEqual($0 as? GuestMemoryError, .overlappingRegions)
+        }
+    }
+
     func testTranslationStaysInsideOneRegion() throws {
         let fixture = try GuestMemoryFixture.twoAdjacentRegions(firstSize: 0x10000, secondSize: 0x10000)
         let memory = fixture.memory

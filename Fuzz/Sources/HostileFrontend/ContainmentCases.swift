@@ -40,6 +40,7 @@ func containmentCases() -> [HostileCase] {
     add("flood-status-toggle", .survives) { ctx in
         flood(ctx) { i in .setStatus(FakeFrontend.u64(i % 2 == 0 ? 0x0b : Context.driverReadyStatus)) }  // DRIVER_OK off, on
     }
+    add("flood-mem-hotplug-toggle", .survives) { memoryHotplugToggles($0) }
     add("flood-send-rarp", .survives) { ctx in
         var random = HostileRandom()
         return flood(ctx) { _ in .sendRarp(FakeFrontend.u64(random.next() & 0xffff_ffff_ffff)) }  // any MAC, multicast too
@@ -234,6 +235,19 @@ func flood(_ ctx: Context, count: Int = 2000, _ message: (Int) -> FloodMessage) 
     } else {
         ctx.outcome = "closed"
     }
+    return ctx.outcome != "no answer" && ctx.otherSocketAnswers()
+}
+
+/// 10,000 ADD_MEM_REG / REM_MEM_REG pairs of one region (each ADD with its fd), without
+/// waiting, then GET_FEATURES: the same outcome rule as `flood` (the fds rule out one write).
+func memoryHotplugToggles(_ ctx: Context, count: Int = 10_000) -> Bool {
+    let kicks = [try! EventFD(), try! EventFD()]
+    guard ctx.ready(kicks), let regions = try? FakeHotplugRegions(count: 1) else { return false }
+    var sent = 0
+    while sent < count, ctx.c.offer(.addMemReg, regions.payload(0), fds: [regions.fd]), ctx.c.offer(.remMemReg, regions.payload(0)) {
+        sent += 1
+    }
+    ctx.outcome = ctx.c.offer(.getFeatures) ? ctx.c.replyOutcome(to: .getFeatures) : "closed"
     return ctx.outcome != "no answer" && ctx.otherSocketAnswers()
 }
 
