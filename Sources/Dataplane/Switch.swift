@@ -149,7 +149,7 @@ public final class Switch: @unchecked Sendable {
     }
 
     /// Replaces a port's segment and port-security settings (`policy.problem` must be nil);
-    /// takes effect within one burst and never touches the port's rings or socket. When the
+    /// returns once every poll thread applies it, and never touches the port's rings or socket. When the
     /// port's segments, allowed MACs or MAC limit change, the MACs it learned go too (learned
     /// in a segment it may have left, or from a MAC it may no longer use); they are learned
     /// again from the next frame.
@@ -159,11 +159,13 @@ public final class Switch: @unchecked Sendable {
             state.lastPolicyGeneration += 1
             state.ports[portID]?.policy = policy
             state.ports[portID]?.policyGeneration = state.lastPolicyGeneration
-            // MACs learned under the old policy go once no thread applies it (after a grace
-            // period); without that need the change publishes without waiting.
+            // Waits for a grace period: once this returns no poll thread applies the old policy,
+            // so a frame sent after the API's answer meets the new rules (a tightened
+            // allow-list or rate limit holds from then on; a new bucket starts full), and MACs
+            // learned under the old policy can be forgotten for good.
             let forgetsMACs = old.vlan != policy.vlan || old.trunk != policy.trunk || old.allowedMACs != policy.allowedMACs
                 || policy.maxMACs < old.maxMACs
-            republish(&state, freesNothing: !forgetsMACs, onlyChanging: portID)
+            republish(&state, onlyChanging: portID)
             if forgetsMACs { fdb.flush(port: portID) }
         }
     }
