@@ -47,7 +47,8 @@ public struct PortSpec: Equatable, Sendable {
     }
 
     public static let maxNameLength = 64
-    public static let maxQueuePairs = 8
+    /// As DPDK and VPP: VhostUserDevice.maxQueuePairsLimit (GET_QUEUE_NUM reports the port's own).
+    public static let maxQueuePairs = 128
 
     /// Names are used in logs, metrics labels and URLs: keep them plain.
     public static func validateName(_ name: String) -> String? {
