@@ -281,40 +281,46 @@ public final class Switch: @unchecked Sendable {
             }
         }
 
-        // Transmit side: thread t uses receive ring t mod n of each port; a ring used by
-        // more than one thread gets a lock that stays the same object while the ring lives.
+        // Transmit side: a guest with one receive ring gets every thread's frames there; one
+        // with several gets them spread by flow hash over all of them (`TransmitSteering`), so
+        // any thread may reach any ring. With more than one thread every ring (and packet
+        // socket) has a lock, the same object for all threads while the ring lives.
         var locks: [ObjectIdentifier: TransmitLock] = [:]
+        func sharedLock(_ object: AnyObject) -> Unmanaged<TransmitLock>? {
+            guard threadCount > 1 else { return nil }
+            let key = ObjectIdentifier(object)
+            let lock = locks[key] ?? state.transmitLocks[key] ?? TransmitLock()
+            locks[key] = lock
+            owners.append(lock)
+            return Unmanaged.passUnretained(lock)
+        }
         var targets = [[TransmitTarget]](repeating: [TransmitTarget](repeating: .absent, count: maxID), count: threadCount)
+        var rings = [[SteeredRing]](repeating: [], count: threadCount)
         for port in ports {
-            let receiveRings = port.queues.filter { !$0.isGuestTransmit }
+            // At most the limit `TransmitSteering` sorts by (devices never have more).
+            let receiveRings = port.queues.filter { !$0.isGuestTransmit }.prefix(PortSpec.maxQueuePairs)
             for t in 0..<threadCount {
                 targets[t][port.id].isPresent = true
                 if let packetPort = port.packetPort {
                     targets[t][port.id].driver = PortDriver(packetPort)
                     targets[t][port.id].acceptedOffloads = packetPort.acceptedOffloadFeatures
+                    targets[t][port.id].lock = sharedLock(packetPort)
                     owners.append(packetPort)
-                    if threadCount > 1 {
-                        let key = ObjectIdentifier(packetPort)
-                        let lock = locks[key] ?? state.transmitLocks[key] ?? TransmitLock()
-                        locks[key] = lock
-                        targets[t][port.id].lock = Unmanaged.passUnretained(lock)
-                        owners.append(lock)
-                    }
                     continue
                 }
-                guard !receiveRings.isEmpty else { continue }
-                let queue = receiveRings[t % receiveRings.count].queue
-                targets[t][port.id].driver = PortDriver(queue)
-                targets[t][port.id].acceptedOffloads = queue.negotiatedFeatures & OffloadResolver.everyGuestOffload
-                let ring = queue.object
-                owners.append(ring)
-                if threadCount > receiveRings.count {
-                    let key = ObjectIdentifier(ring)
-                    let lock = locks[key] ?? state.transmitLocks[key] ?? TransmitLock()
-                    locks[key] = lock
-                    targets[t][port.id].lock = Unmanaged.passUnretained(lock)
-                    owners.append(lock)
+                guard let first = receiveRings.first?.queue else { continue }
+                targets[t][port.id].driver = PortDriver(first)
+                targets[t][port.id].acceptedOffloads = first.negotiatedFeatures & OffloadResolver.everyGuestOffload
+                targets[t][port.id].lock = sharedLock(first.object)
+                if receiveRings.count > 1 {
+                    targets[t][port.id].firstRing = rings[t].count
+                    targets[t][port.id].ringCount = receiveRings.count
+                    for ring in receiveRings {
+                        rings[t].append(SteeredRing(driver: PortDriver(ring.queue), lock: sharedLock(ring.queue.object)))
+                        owners.append(ring.queue.object)
+                    }
                 }
+                owners.append(first.object)
             }
         }
         let placementUnchanged = assignments == state.assignments
@@ -341,7 +347,7 @@ public final class Switch: @unchecked Sendable {
         }
 
         let snapshots = (0..<threadCount).map { t in
-            PollSnapshot(queues: polled[t], targets: targets[t], presentPorts: present, rules: rules[t], owners: owners)
+            PollSnapshot(queues: polled[t], targets: targets[t], rings: rings[t], presentPorts: present, rules: rules[t], owners: owners)
         }
         return (snapshots, placementUnchanged)
     }

@@ -1,7 +1,7 @@
 // Multiqueue (issue 21): dpdk-testpmd with four queue pairs per virtio-user port sends
 // several flows on every transmit queue (txonly, --txonly-multi-flow); the switch must take
-// frames from each guest transmit ring, and every ring's counters in
-// GET /v1/ports/{name}/vrings must show it.
+// frames from each guest transmit ring and deliver into each guest receive ring (steered by
+// flow hash), and every ring's counters in GET /v1/ports/{name}/vrings must show it.
 import Foundation
 import TestSupport
 import XCTest
@@ -59,13 +59,15 @@ final class MultiqueueForwardingTests: XCTestCase {
         repeat {
             Thread.sleep(forTimeInterval: 0.2)
             rings = ["a": try ringPackets(daemon, port: "a"), "b": try ringPackets(daemon, port: "b")]
-        } while Date() < deadline && !rings.values.allSatisfy({ ring in (0..<Self.queuePairs).allSatisfy { (ring[2 * $0 + 1] ?? 0) > 0 } })
+        } while Date() < deadline && !rings.values.allSatisfy({ ring in (0..<(2 * Self.queuePairs)).allSatisfy { (ring[$0] ?? 0) > 0 } })
         _ = try frontEnd.stop()
 
         for (port, packets) in rings.sorted(by: { $0.key < $1.key }) {
             XCTAssertEqual(packets.count, 2 * Self.queuePairs, "port \(port): \(packets)", file: file, line: line)
             for queue in 0..<Self.queuePairs {
                 XCTAssertGreaterThan(packets[2 * queue + 1] ?? 0, 0, "port \(port): guest transmit ring of queue \(queue) idle: \(packets)",
+                                     file: file, line: line)
+                XCTAssertGreaterThan(packets[2 * queue] ?? 0, 0, "port \(port): guest receive ring of queue \(queue) idle: \(packets)",
                                      file: file, line: line)
             }
         }
