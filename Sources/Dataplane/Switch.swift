@@ -17,6 +17,11 @@ public final class Switch: @unchecked Sendable {
         public var idlePollsBeforeSleep = PollThread.defaultIdleIterationsBeforeSleep
         public var macTableCapacity = 8192
         public var macAgingSeconds: UInt32 = 300
+        /// Automatic rx-queue balancing: at most this often (0: never), the queues not pinned by
+        /// `rxq_affinity` are placed again by the busy cycles each cost since the last look
+        /// (`RxqBalancer`), when that lowers the busiest thread's load by `rxqRebalanceImprovement`.
+        public var rxqRebalanceIntervalSeconds = 10
+        public var rxqRebalanceImprovement = 0.25
 
         public init() {}
     }
@@ -26,6 +31,14 @@ public final class Switch: @unchecked Sendable {
         public var portName: String
         public var vringIndex: Int
         public var pollThread: Int
+        /// Placed by the port's `rxq_affinity`, not automatically.
+        public var pinned = false
+    }
+
+    /// A receive queue across republishes: its port and vring (0 for a kernel port's socket).
+    struct ReceiveQueueKey: Hashable {
+        var portID: Int
+        var vringIndex: Int
     }
 
     /// Port ids index the per-thread counter blocks and the MAC table's port field.
@@ -63,6 +76,12 @@ public final class Switch: @unchecked Sendable {
         /// The snapshots last published, one per thread: a change to one port with no
         /// queues (created, deleted, a new policy) patches them instead of rebuilding all.
         var published: [PollSnapshot] = []
+        /// Where automatic balancing put the unpinned receive queues (`rebalanceReceiveQueues`);
+        /// a queue without an entry is placed round-robin.
+        var balancedPlacement: [ReceiveQueueKey: Int] = [:]
+        /// Each guest transmit ring's busy cycles at the last balancing look.
+        var lastBusyCycles: [ReceiveQueueKey: UInt64] = [:]
+        var lastRebalanceNanoseconds: UInt64 = 0
     }
 
     public init(configuration: Configuration = Configuration()) throws(SystemError) {
@@ -102,6 +121,7 @@ public final class Switch: @unchecked Sendable {
                 if !events.isEmpty { return }
                 fdb.expire(now: Switch.currentSecond())
                 self.releaseRetiredSnapshots()
+                self.rebalanceReceiveQueues(now: MonotonicClock.nanoseconds())
                 for task in self.state.withLock({ $0.housekeepingTasks }) { task() }
             }
         }
@@ -211,6 +231,8 @@ public final class Switch: @unchecked Sendable {
             guard let removed = state.ports.removeValue(forKey: id) else { return }
             republish(&state, onlyChanging: removed.queues.isEmpty && removed.packetPort == nil ? id : nil)
             state.ids.release(id)
+            state.balancedPlacement = state.balancedPlacement.filter { $0.key.portID != id }
+            state.lastBusyCycles = state.lastBusyCycles.filter { $0.key.portID != id }
             // No thread reaches the port any more: its id can be reused from a clean slate.
             fdb.flush(port: id)
             for thread in threads { thread.counters.reset(row: id) }
@@ -218,6 +240,8 @@ public final class Switch: @unchecked Sendable {
     }
 
     public var queueAssignments: [QueueAssignment] { state.withLock { $0.assignments } }
+
+    public var pollThreadCount: Int { threads.count }
 
     public var pollThreadStatistics: [PollThreadStatistics.Snapshot] { threads.map { $0.statistics.snapshot() } }
 
@@ -258,26 +282,37 @@ public final class Switch: @unchecked Sendable {
         let threadCount = threads.count
         let maxID = (ports.last?.id ?? -1) + 1
 
-        // Receive side: every guest transmit ring goes to one thread, round-robin.
+        // Receive side: every guest transmit ring (and packet socket) goes to one thread: the
+        // one its port's `rxq_affinity` names, else where balancing put it, else round-robin.
         var polled = [[PolledQueue]](repeating: [], count: threadCount)
         var assignments: [QueueAssignment] = []
         var owners: [AnyObject] = []
         var next = 0
+        func place(_ queue: PolledQueue, of port: PortEntry, vringIndex: Int, owner: AnyObject) {
+            let pinned = port.policy.rxqAffinity[vringIndex / 2].flatMap { $0 < threadCount ? $0 : nil }
+            let thread: Int
+            if let pinned {
+                thread = pinned
+            } else if let balanced = state.balancedPlacement[ReceiveQueueKey(portID: port.id, vringIndex: vringIndex)],
+                      balanced < threadCount {
+                thread = balanced
+            } else {
+                thread = next % threadCount
+                next += 1
+            }
+            polled[thread].append(queue)
+            assignments.append(QueueAssignment(portName: port.name, vringIndex: vringIndex, pollThread: thread, pinned: pinned != nil))
+            owners.append(owner)
+        }
         for port in ports {
             for active in port.queues where active.isGuestTransmit {
-                polled[next % threadCount].append(PolledQueue(driver: PortDriver(active.queue), portID: port.id,
-                                                              wakeDescriptor: active.kickDescriptor, maxFrameLength: port.maxFrameLength))
-                assignments.append(QueueAssignment(portName: port.name, vringIndex: active.vringIndex, pollThread: next % threadCount))
-                owners.append(active.queue.object)
-                next += 1
+                place(PolledQueue(driver: PortDriver(active.queue), portID: port.id, wakeDescriptor: active.kickDescriptor,
+                                  maxFrameLength: port.maxFrameLength), of: port, vringIndex: active.vringIndex, owner: active.queue.object)
             }
             if let packetPort = port.packetPort {
                 // One reader per receive ring: the whole port goes to one thread.
-                polled[next % threadCount].append(PolledQueue(driver: PortDriver(packetPort), portID: port.id,
-                                                              wakeDescriptor: packetPort.pollDescriptor, maxFrameLength: port.maxFrameLength))
-                assignments.append(QueueAssignment(portName: port.name, vringIndex: 0, pollThread: next % threadCount))
-                owners.append(packetPort)
-                next += 1
+                place(PolledQueue(driver: PortDriver(packetPort), portID: port.id, wakeDescriptor: packetPort.pollDescriptor,
+                                  maxFrameLength: port.maxFrameLength), of: port, vringIndex: 0, owner: packetPort)
             }
         }
 
@@ -383,6 +418,48 @@ public final class Switch: @unchecked Sendable {
         }
         for thread in threads { thread.waitForQuiescentPoint() }
         for old in retired { old.release() }
+    }
+
+    /// Automatic rx-queue balancing (housekeeping, about once a second): at most every
+    /// `rxqRebalanceIntervalSeconds`, the busy cycles each guest transmit ring cost since the
+    /// last look are its load (`RxqBalancer`); when placing the unpinned queues again lowers
+    /// the busiest thread's load by `rxqRebalanceImprovement`, the new placement is published
+    /// (a republish: rings move between threads only through the empty snapshot). Kernel
+    /// ports' sockets count no busy cycles yet: they weigh nothing and stay where they are
+    /// unless pinned. Skipped while a reconfiguration holds the state.
+    private func rebalanceReceiveQueues(now: UInt64) {
+        let interval = UInt64(max(0, configuration.rxqRebalanceIntervalSeconds)) * 1_000_000_000
+        guard threads.count > 1, interval > 0 else { return }
+        state.withLockIfAvailable { state in
+            guard now &- state.lastRebalanceNanoseconds >= interval else { return }
+            state.lastRebalanceNanoseconds = now
+            var keys: [ReceiveQueueKey] = []
+            var queues: [RxqBalancer.Queue] = []
+            var current: [Int] = []
+            var busyCycles: [ReceiveQueueKey: UInt64] = [:]
+            var placed: [String: [Int: QueueAssignment]] = [:]
+            for assignment in state.assignments { placed[assignment.portName, default: [:]][assignment.vringIndex] = assignment }
+            for port in state.ports.values.sorted(by: { $0.id < $1.id }) {
+                for active in port.queues where active.isGuestTransmit {
+                    let key = ReceiveQueueKey(portID: port.id, vringIndex: active.vringIndex)
+                    guard let thread = placed[port.name]?[active.vringIndex] else { continue }
+                    let total = active.queue.statistics.snapshot().busyCycles
+                    busyCycles[key] = total
+                    let last = state.lastBusyCycles[key] ?? 0
+                    keys.append(key)
+                    queues.append(RxqBalancer.Queue(load: total >= last ? total - last : total,
+                                                    pinnedThread: thread.pinned ? thread.pollThread : nil))
+                    current.append(thread.pollThread)
+                }
+            }
+            state.lastBusyCycles = busyCycles
+            guard let placement = RxqBalancer.rebalanced(queues, current: current, threads: threads.count,
+                                                         improvement: configuration.rxqRebalanceImprovement) else { return }
+            for (index, key) in keys.enumerated() where queues[index].pinnedThread == nil {
+                state.balancedPlacement[key] = placement[index]
+            }
+            republish(&state, freesNothing: true)
+        }
     }
 
     /// The snapshots last published, and the ones a build from scratch would make now: the

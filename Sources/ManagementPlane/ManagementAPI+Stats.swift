@@ -53,7 +53,7 @@ extension ManagementAPI {
                 "busy_ratio": .number(s.busyRatio),
                 "max_burst_ns": Self.count(s.maxIterationNanoseconds),
                 "queues": .array(thread.queues.map {
-                    ["port": .string($0.portName), "vring": .integer(Int64($0.vringIndex))]
+                    ["port": .string($0.portName), "vring": .integer(Int64($0.vringIndex)), "pinned": .bool($0.pinned)]
                 }),
             ]
         }

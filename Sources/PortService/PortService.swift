@@ -99,7 +99,7 @@ public final class PortService: @unchecked Sendable {
     /// Creates the port; `changes` held.
     func makePort(_ spec: PortSpec) throws(PortError) -> Port {
         if let problem = PortSpec.validateName(spec.name) { throw PortError(.invalid, problem) }
-        if let problem = spec.policy.problem { throw PortError(.invalid, problem) }
+        if let problem = spec.policyProblem(pollThreads: fabric.pollThreadCount) { throw PortError(.invalid, problem) }
         if ports.withLock({ $0[spec.name] }) != nil { throw PortError(.conflict, "a port named \"\(spec.name)\" exists") }
         switch spec.kind {
         case .vhostUser(let vhost):
