@@ -46,7 +46,7 @@ public struct PortPolicy: Equatable, Sendable {
     public var rateLimit: RateLimit?
     public var stormControl: StormControl?
     /// Receive queues pinned to poll threads (as OVS's pmd-rxq-affinity), by queue pair:
-    /// its guest transmit ring (a kernel port: queue 0, its socket) is served by that thread;
+    /// its guest transmit ring (a kernel port: socket i, one per poll thread) is served by that thread;
     /// the port's other queues are placed automatically. Checked against the port's queues
     /// and the daemon's poll threads by `PortSpec.policyProblem(pollThreads:)`.
     public var rxqAffinity: [Int: Int] = [:]

@@ -50,11 +50,12 @@ public struct PortSpec: Equatable, Sendable {
     /// As DPDK and VPP: VhostUserDevice.maxQueuePairsLimit (GET_QUEUE_NUM reports the port's own).
     public static let maxQueuePairs = 128
 
-    /// The port's receive queues: a vhost-user port's queue pairs, a kernel port's one socket.
-    public var receiveQueues: Int {
+    /// The port's receive queues: a vhost-user port's queue pairs, a kernel port's sockets
+    /// (one per poll thread).
+    public func receiveQueues(pollThreads: Int) -> Int {
         switch kind {
         case .vhostUser(let vhost): vhost.queuePairs
-        case .afPacket: 1
+        case .afPacket: max(1, pollThreads)
         }
     }
 
@@ -63,8 +64,9 @@ public struct PortSpec: Equatable, Sendable {
     /// threads); nil when valid.
     public func policyProblem(pollThreads: Int) -> String? {
         if let problem = policy.problem { return problem }
+        let queues = receiveQueues(pollThreads: pollThreads)
         for (queue, thread) in policy.rxqAffinity.sorted(by: { $0.key < $1.key }) {
-            if queue >= receiveQueues { return "rxq_affinity queue \(queue) is not below the port's \(receiveQueues) queues" }
+            if queue >= queues { return "rxq_affinity queue \(queue) is not below the port's \(queues) queues" }
             if thread >= pollThreads { return "rxq_affinity thread \(thread) is not below the \(pollThreads) poll threads (--pmd-threads)" }
         }
         return nil

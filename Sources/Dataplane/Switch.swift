@@ -57,7 +57,8 @@ public final class Switch: @unchecked Sendable {
         var name: String
         var maxFrameLength: Int
         var queues: [ActiveQueue]
-        var packetPort: PacketSocketPort?
+        /// A kernel port's sockets (one per poll thread, in a fanout group).
+        var packetSockets: PacketSocketGroup?
         var policy = PortPolicy()
         /// Changes with each policy, so the poll threads' limiters start afresh.
         var policyGeneration: UInt64 = 0
@@ -147,7 +148,7 @@ public final class Switch: @unchecked Sendable {
             guard let id = state.ids.allocate() else { return nil }
             let maxFrameLength = mtu.map { $0 + 18 } ?? PacketBufferPool.bufferCapacity
             state.lastPolicyGeneration += 1
-            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetPort: nil,
+            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetSockets: nil,
                                         policy: policy, policyGeneration: state.lastPolicyGeneration)
             republish(&state, freesNothing: true, onlyChanging: id)
             return id
@@ -199,12 +200,12 @@ public final class Switch: @unchecked Sendable {
         return result
     }
 
-    /// Replaces a kernel port's socket (nil: the interface is gone). Returns once no poll
-    /// thread uses the old one.
-    public func setPacketPort(portID: Int, port: PacketSocketPort?) {
+    /// Replaces a kernel port's sockets (nil: the interface is gone). Returns once no poll
+    /// thread uses the old ones.
+    public func setPacketSockets(portID: Int, _ sockets: PacketSocketGroup?) {
         state.withLock { state in
             guard state.ports[portID] != nil else { return }
-            state.ports[portID]?.packetPort = port
+            state.ports[portID]?.packetSockets = sockets
             republish(&state)
         }
     }
@@ -229,7 +230,7 @@ public final class Switch: @unchecked Sendable {
     public func removePort(id: Int) {
         state.withLock { state in
             guard let removed = state.ports.removeValue(forKey: id) else { return }
-            republish(&state, onlyChanging: removed.queues.isEmpty && removed.packetPort == nil ? id : nil)
+            republish(&state, onlyChanging: removed.queues.isEmpty && removed.packetSockets == nil ? id : nil)
             state.ids.release(id)
             state.balancedPlacement = state.balancedPlacement.filter { $0.key.portID != id }
             state.lastBusyCycles = state.lastBusyCycles.filter { $0.key.portID != id }
@@ -260,7 +261,7 @@ public final class Switch: @unchecked Sendable {
     /// rebuilt port by port: the cost of a change does not grow with the number of ports.
     private func republish(_ state: inout State, freesNothing: Bool = false, onlyChanging changed: Int? = nil) {
         if let changed, state.published.count == threads.count,
-           state.ports[changed].map({ $0.queues.isEmpty && $0.packetPort == nil }) ?? true {
+           state.ports[changed].map({ $0.queues.isEmpty && $0.packetSockets == nil }) ?? true {
             let entry = state.ports[changed].map { port in
                 (target: TransmitTarget(driver: nil, lock: nil, isPresent: true),
                  rules: PortRulesTable.Entry(policy: port.policy, generation: port.policyGeneration, share: (0, 0)))
@@ -288,8 +289,9 @@ public final class Switch: @unchecked Sendable {
         var assignments: [QueueAssignment] = []
         var owners: [AnyObject] = []
         var next = 0
-        func place(_ queue: PolledQueue, of port: PortEntry, vringIndex: Int, owner: AnyObject) {
-            let pinned = port.policy.rxqAffinity[vringIndex / 2].flatMap { $0 < threadCount ? $0 : nil }
+        /// `queue`: the number `rxq_affinity` names it by (a queue pair, a socket's index).
+        func place(_ queue: PolledQueue, of port: PortEntry, vringIndex: Int, queueNumber: Int, owner: AnyObject) {
+            let pinned = port.policy.rxqAffinity[queueNumber].flatMap { $0 < threadCount ? $0 : nil }
             let thread: Int
             if let pinned {
                 thread = pinned
@@ -307,12 +309,13 @@ public final class Switch: @unchecked Sendable {
         for port in ports {
             for active in port.queues where active.isGuestTransmit {
                 place(PolledQueue(driver: PortDriver(active.queue), portID: port.id, wakeDescriptor: active.kickDescriptor,
-                                  maxFrameLength: port.maxFrameLength), of: port, vringIndex: active.vringIndex, owner: active.queue.object)
+                                  maxFrameLength: port.maxFrameLength), of: port, vringIndex: active.vringIndex,
+                      queueNumber: active.queuePair, owner: active.queue.object)
             }
-            if let packetPort = port.packetPort {
-                // One reader per receive ring: the whole port goes to one thread.
-                place(PolledQueue(driver: PortDriver(packetPort), portID: port.id, wakeDescriptor: packetPort.pollDescriptor,
-                                  maxFrameLength: port.maxFrameLength), of: port, vringIndex: 0, owner: packetPort)
+            // One reader per socket's receive ring (shown as the port's vring `index`).
+            for (index, socket) in (port.packetSockets?.sockets ?? []).enumerated() {
+                place(PolledQueue(driver: PortDriver(socket), portID: port.id, wakeDescriptor: socket.pollDescriptor,
+                                  maxFrameLength: port.maxFrameLength), of: port, vringIndex: index, queueNumber: index, owner: socket)
             }
         }
 
@@ -336,11 +339,13 @@ public final class Switch: @unchecked Sendable {
             let receiveRings = port.queues.filter { !$0.isGuestTransmit }.prefix(PortSpec.maxQueuePairs)
             for t in 0..<threadCount {
                 targets[t][port.id].isPresent = true
-                if let packetPort = port.packetPort {
-                    targets[t][port.id].driver = PortDriver(packetPort)
-                    targets[t][port.id].acceptedOffloads = packetPort.acceptedOffloadFeatures
-                    targets[t][port.id].lock = sharedLock(packetPort)
-                    owners.append(packetPort)
+                if let sockets = port.packetSockets?.sockets {
+                    // Thread t sends through its own socket: locked only when threads share one.
+                    let socket = sockets[t % sockets.count]
+                    targets[t][port.id].driver = PortDriver(socket)
+                    targets[t][port.id].acceptedOffloads = socket.acceptedOffloadFeatures
+                    if sockets.count < threadCount { targets[t][port.id].lock = sharedLock(socket) }
+                    owners.append(socket)
                     continue
                 }
                 guard let first = receiveRings.first?.queue else { continue }
