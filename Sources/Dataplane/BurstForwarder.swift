@@ -20,15 +20,9 @@ struct BurstForwarder {
     // Unsafe: `burstSize` zeroed slots each, owned by this forwarder's thread, freed by
     // `release()`: each frame's destination, each frame's segment (trunk bursts only), and
     // the segment of each frame gathered into the pool's scratch array.
-    let destinations = BurstForwarder.burstSlots()
-    let segments = BurstForwarder.burstSlots()
-    let gatheredSegments = BurstForwarder.burstSlots()
-
-    private static func burstSlots() -> UnsafeMutablePointer<Int> {
-        let slots = UnsafeMutablePointer<Int>.allocate(capacity: PacketBufferPool.burstSize)
-        slots.initialize(repeating: 0, count: PacketBufferPool.burstSize)
-        return slots
-    }
+    let destinations = UnsafeMutablePointer.zeroedSlots(PacketBufferPool.burstSize)
+    let segments = UnsafeMutablePointer.zeroedSlots(PacketBufferPool.burstSize)
+    let gatheredSegments = UnsafeMutablePointer.zeroedSlots(PacketBufferPool.burstSize)
 
     func release() {
         destinations.deallocate()

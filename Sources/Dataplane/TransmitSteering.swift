@@ -17,17 +17,11 @@ struct TransmitSteering {
     // Unsafe: fixed-size slots owned by one poll thread's forwarder, freed by `release()`:
     // each frame's ring, each ring's frame count and next slot (zero between calls), the
     // rings hit in this call, and the frames sorted by ring.
-    private let ringOfFrame = UnsafeMutablePointer<Int>.allocate(capacity: TransmitSteering.capacity)
-    private let framesPerRing = TransmitSteering.zeroedRingSlots()
-    private let nextSlot = TransmitSteering.zeroedRingSlots()
-    private let ringsHit = UnsafeMutablePointer<Int>.allocate(capacity: TransmitSteering.capacity)
+    private let ringOfFrame = UnsafeMutablePointer.zeroedSlots(TransmitSteering.capacity)
+    private let framesPerRing = UnsafeMutablePointer.zeroedSlots(PortSpec.maxQueuePairs)
+    private let nextSlot = UnsafeMutablePointer.zeroedSlots(PortSpec.maxQueuePairs)
+    private let ringsHit = UnsafeMutablePointer.zeroedSlots(TransmitSteering.capacity)
     private let sorted = UnsafeMutablePointer<PacketBuffer>.allocate(capacity: TransmitSteering.capacity)
-
-    private static func zeroedRingSlots() -> UnsafeMutablePointer<Int> {
-        let slots = UnsafeMutablePointer<Int>.allocate(capacity: PortSpec.maxQueuePairs)
-        slots.initialize(repeating: 0, count: PortSpec.maxQueuePairs)
-        return slots
-    }
 
     func release() {
         ringOfFrame.deallocate()
