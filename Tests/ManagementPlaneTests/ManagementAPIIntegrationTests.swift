@@ -113,7 +113,7 @@ final class ManagementAPIIntegrationTests: XCTestCase {
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock","bogus":1}}"#, "unknown field \"bogus\" in socket"),
             (#"{"name":"x","name":"y","type":"vhost-user","socket":{"path":"x.sock"}}"#, "duplicate"),
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"queues":"2"}"#, "queues must be an integer"),
-            (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"queues":99}"#, "queues must be an integer from 1 to"),
+            (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"queues":129}"#, "queues must be an integer from 1 to"),
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"mtu":20}"#, "mtu must be"),
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"mac":"nope"}"#, "mac must look like"),
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock","mode":"both"}}"#, "socket.mode"),
