@@ -262,6 +262,10 @@ final class ManagementAPIIntegrationTests: XCTestCase {
         }
         XCTAssertEqual(try api.request("GET", "/v1/ports/missing/device").status, 404)
         XCTAssertEqual(try api.request("GET", "/v1/ports/missing/vrings").status, 404)
+        // The most queue pairs a port takes (issue 21): the device offers them all.
+        XCTAssertEqual(try api.json("POST", "/v1/ports", vhostPort("m", extra: ["queues": 128])).status, 201)
+        XCTAssertEqual(try api.request("GET", "/v1/ports/m/device").object["max_queue_pairs"] as? Int, 128)
+        XCTAssertEqual(try api.request("GET", "/v1/ports/m").object["queues"] as? Int, 128)
     }
 
     func testStatsAndFDB() throws {
