@@ -79,8 +79,9 @@ public final class Switch: @unchecked Sendable {
         var published: [PollSnapshot] = []
         /// Where automatic balancing put the unpinned receive queues (`rebalanceReceiveQueues`);
         /// a queue without an entry is placed round-robin.
-        var balancedPlacement: [ReceiveQueueKey: Int] = [:]
-        /// Each guest transmit ring's busy cycles at the last balancing look.
+        /// By port id (a delete drops its entry at once), then vring.
+        var balancedPlacement: [Int: [Int: Int]] = [:]
+        /// Each guest transmit ring's busy cycles at the last balancing look (rebuilt at each).
         var lastBusyCycles: [ReceiveQueueKey: UInt64] = [:]
         var lastRebalanceNanoseconds: UInt64 = 0
     }
@@ -232,8 +233,7 @@ public final class Switch: @unchecked Sendable {
             guard let removed = state.ports.removeValue(forKey: id) else { return }
             republish(&state, onlyChanging: removed.queues.isEmpty && removed.packetSockets == nil ? id : nil)
             state.ids.release(id)
-            state.balancedPlacement = state.balancedPlacement.filter { $0.key.portID != id }
-            state.lastBusyCycles = state.lastBusyCycles.filter { $0.key.portID != id }
+            state.balancedPlacement[id] = nil
             // No thread reaches the port any more: its id can be reused from a clean slate.
             fdb.flush(port: id)
             for thread in threads { thread.counters.reset(row: id) }
@@ -295,7 +295,7 @@ public final class Switch: @unchecked Sendable {
             let thread: Int
             if let pinned {
                 thread = pinned
-            } else if let balanced = state.balancedPlacement[ReceiveQueueKey(portID: port.id, vringIndex: vringIndex)],
+            } else if let balanced = state.balancedPlacement[port.id]?[vringIndex],
                       balanced < threadCount {
                 thread = balanced
             } else {
@@ -461,7 +461,7 @@ public final class Switch: @unchecked Sendable {
             guard let placement = RxqBalancer.rebalanced(queues, current: current, threads: threads.count,
                                                          improvement: configuration.rxqRebalanceImprovement) else { return }
             for (index, key) in keys.enumerated() where queues[index].pinnedThread == nil {
-                state.balancedPlacement[key] = placement[index]
+                state.balancedPlacement[key.portID, default: [:]][key.vringIndex] = placement[index]
             }
             republish(&state, freesNothing: true)
         }
