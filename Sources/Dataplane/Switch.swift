@@ -426,12 +426,12 @@ public final class Switch: @unchecked Sendable {
     }
 
     /// Automatic rx-queue balancing (housekeeping, about once a second): at most every
-    /// `rxqRebalanceIntervalSeconds`, the busy cycles each guest transmit ring cost since the
-    /// last look are its load (`RxqBalancer`); when placing the unpinned queues again lowers
-    /// the busiest thread's load by `rxqRebalanceImprovement`, the new placement is published
-    /// (a republish: rings move between threads only through the empty snapshot). Kernel
-    /// ports' sockets count no busy cycles yet: they weigh nothing and stay where they are
-    /// unless pinned. Skipped while a reconfiguration holds the state.
+    /// `rxqRebalanceIntervalSeconds`, the busy cycles each receive queue (a guest transmit
+    /// ring, a kernel port's socket) cost since the last look are its load (`RxqBalancer`);
+    /// when placing the unpinned queues again lowers the busiest thread's load by
+    /// `rxqRebalanceImprovement`, the new placement is published (a republish: rings move
+    /// between threads only through the empty snapshot). Skipped while a reconfiguration
+    /// holds the state.
     private func rebalanceReceiveQueues(now: UInt64) {
         let interval = UInt64(max(0, configuration.rxqRebalanceIntervalSeconds)) * 1_000_000_000
         guard threads.count > 1, interval > 0 else { return }
@@ -445,10 +445,12 @@ public final class Switch: @unchecked Sendable {
             var placed: [String: [Int: QueueAssignment]] = [:]
             for assignment in state.assignments { placed[assignment.portName, default: [:]][assignment.vringIndex] = assignment }
             for port in state.ports.values.sorted(by: { $0.id < $1.id }) {
-                for active in port.queues where active.isGuestTransmit {
-                    let key = ReceiveQueueKey(portID: port.id, vringIndex: active.vringIndex)
-                    guard let thread = placed[port.name]?[active.vringIndex] else { continue }
-                    let total = active.queue.statistics.snapshot().busyCycles
+                // Each receive queue by the vring index it is placed under, with its cycles so far.
+                let measured = port.queues.filter(\.isGuestTransmit).map { ($0.vringIndex, $0.queue.statistics.snapshot().busyCycles) }
+                    + (port.packetSockets?.sockets ?? []).enumerated().map { ($0, $1.statistics.snapshot().receiveBusyCycles) }
+                for (vringIndex, total) in measured {
+                    let key = ReceiveQueueKey(portID: port.id, vringIndex: vringIndex)
+                    guard let thread = placed[port.name]?[vringIndex] else { continue }
                     busyCycles[key] = total
                     let last = state.lastBusyCycles[key] ?? 0
                     keys.append(key)

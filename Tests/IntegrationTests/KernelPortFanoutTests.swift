@@ -90,5 +90,10 @@ final class KernelPortFanoutTests: XCTestCase {
         XCTAssertTrue(perSocket.allSatisfy { $0 > 0 }, "both sockets received: \(perSocket)")
         XCTAssertEqual(perSocket.reduce(0, +), total, "every frame through exactly one socket: \(perSocket)")
         XCTAssertEqual(kernel["rx_packets"] as? Int, total, "the port's count is the sockets' sum")
+        // The sockets' receive bursts are counted as rx-queue load (what balancing weighs).
+        let metrics = try daemon.api.expect("GET", "/metrics", status: [200]).body
+        let series = #"vhost_switch_port_busy_cycles_total{port="kernel",direction="rx"} "#
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix(series) }
+        XCTAssertGreaterThan(line.flatMap { UInt64($0.dropFirst(series.count)) } ?? 0, 0, "\(line ?? "no \(series)")")
     }
 }
