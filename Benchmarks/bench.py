@@ -10,12 +10,14 @@ Started by Benchmarks/run.sh, which builds everything and exports:
   BENCH_WORKDIR     scratch directory (sockets, configs, logs)
 Tunables (environment):
   BENCH_WINDOWS=5 BENCH_WINDOW_SECONDS=10 BENCH_WARMUP_SECONDS=3 BENCH_IDLE_SECONDS=10
-  BENCH_ONLY=vhost,rings,segments,kernel,idle,churn,micro,profile (comma list; default: all but profile)
+  BENCH_ONLY=vhost,rings,segments,kernel,idle,churn,micro,multiqueue,profile (comma list; default: all but profile)
   BENCH_SEGMENT_VLAN=10 (segments: the access VLAN of both ports, or the VLAN both trunks carry)
   BENCH_RING_VARIANTS="packed_vq=1;packed_vq=1,in_order=1;in_order=1" (rings: virtio-user options, 64 B)
   BENCH_PROFILE=1 (add the perf profile to a full run) BENCH_PROFILE_SECONDS=10
   BENCH_PROFILE_OPTIONS=packed_vq=1 (virtio-user options of the profiled front-end)
   BENCH_SIZES=64,1518  BENCH_FE_CPU=0 BENCH_BE_CPU=1  BENCH_OVS=1 (try OVS-DPDK)
+  BENCH_MQ_QUEUES=4 (multiqueue: queue pairs per port) BENCH_MQ_PMD_CPUS=1,2 (CPUs of the two
+  poll threads; default BE_CPU and the next one, or BE_CPU alone on a machine without it)
 Nothing here is pass/fail: every figure is printed, and stored in Benchmarks/results/latest.json.
 """
 import http.client
@@ -43,7 +45,7 @@ WINDOWS = int(os.environ.get("BENCH_WINDOWS", "5"))
 WINDOW_SECONDS = float(os.environ.get("BENCH_WINDOW_SECONDS", "10"))
 WARMUP_SECONDS = float(os.environ.get("BENCH_WARMUP_SECONDS", "3"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "10"))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,rings,segments,kernel,idle,churn,micro").split(",")))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "vhost,rings,segments,kernel,idle,churn,micro,multiqueue").split(",")))
 # Front-end ring layouts for the "rings" rows: virtio-user devargs, same on both back-ends.
 RING_VARIANTS = [v for v in os.environ.get("BENCH_RING_VARIANTS", "packed_vq=1;packed_vq=1,in_order=1;in_order=1").split(";") if v]
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64,1518").split(",") if s]
@@ -57,6 +59,11 @@ VLAN_RESPONDER = os.path.join(HERE, "..", "scripts", "vlan-responder.py")
 INJECT_MAC = "02:00:00:00:00:99"
 FE_CPU = int(os.environ.get("BENCH_FE_CPU", "0"))
 BE_CPU = int(os.environ.get("BENCH_BE_CPU", "1"))
+MQ_QUEUES = int(os.environ.get("BENCH_MQ_QUEUES", "4"))
+MQ_PMD_CPUS = os.environ.get("BENCH_MQ_PMD_CPUS") or (
+    "%d,%d" % (BE_CPU, BE_CPU + 1) if (os.cpu_count() or 1) > BE_CPU + 1 and BE_CPU + 1 != FE_CPU else str(BE_CPU))
+# Multiqueue rows: the same guest pair served by one poll thread, then by two.
+MQ_VARIANTS = [("1 thread", 1, str(BE_CPU)), ("2 threads", 2, MQ_PMD_CPUS)]
 MAC0, MAC1 = "02:00:00:00:00:01", "02:00:00:00:00:02"
 NS_MAC = "02:00:00:00:00:10"
 
@@ -202,7 +209,7 @@ def stop_process(proc, timeout=5):
 # vhost-switchd
 
 class Daemon:
-    def __init__(self, name, ports, busy_poll=True, pmd_cpu=BE_CPU, base=None):
+    def __init__(self, name, ports, busy_poll=True, pmd_cpu=BE_CPU, base=None, pmd_threads=1):
         self.dir = os.path.join(base or WORK, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
@@ -214,7 +221,7 @@ class Daemon:
             json.dump({"ports": ports}, f)
         cmd = ["taskset", "-c", str(FE_CPU), DAEMON, "--config", config, "--socket-dir", self.socket_dir,
                "--run-dir", self.run_dir, "--state-dir", os.path.join(self.dir, "state"),
-               "--pmd-threads", "1", "--pmd-cpus", str(pmd_cpu), "--log-level", "warning"]
+               "--pmd-threads", str(pmd_threads), "--pmd-cpus", str(pmd_cpu), "--log-level", "warning"]
         if busy_poll:
             cmd.append("--busy-poll")
         self.logfile = open(os.path.join(LOG_DIR, "daemon-%s.log" % name), "a")
@@ -239,8 +246,9 @@ class Daemon:
         return json.loads(out.stdout)
 
     def cycles(self):
-        t = self.stats()["poll_threads"][0]
-        return (t["busy_cycles"], t["packets"])
+        """Busy cycles and packets of every poll thread together."""
+        threads = self.stats()["poll_threads"]
+        return (sum(t["busy_cycles"] for t in threads), sum(t["packets"] for t in threads))
 
     def stop(self):
         stop_process(self.proc)
@@ -351,11 +359,14 @@ def measure_windows(rate_sources, cycle_source, windows_wanted=None, cycle_reset
 # --------------------------------------------------------------------------------------
 # (a) vhost <-> vhost
 
-def frontend_two_ports(sock0, sock1, size, name, options=""):
+def frontend_two_ports(sock0, sock1, size, name, options="", queues=1):
+    """With several queues, tx_first sends several flows (--txonly-multi-flow: source IPs
+    vary) on every queue, and mac forwarding keeps each flow on its queue pair."""
     extra = "," + options if options else ""
-    fe = Testpmd(name, ["net_virtio_user0,path=%s,queues=1,mac=%s%s" % (sock0, MAC0, extra),
-                        "net_virtio_user1,path=%s,queues=1,mac=%s%s" % (sock1, MAC1, extra)],
-                 ["--forward-mode=mac", "--burst=32", "--eth-peer=0,%s" % MAC1, "--eth-peer=1,%s" % MAC0],
+    multi = ["--rxq=%d" % queues, "--txq=%d" % queues, "--txonly-multi-flow"] if queues > 1 else []
+    fe = Testpmd(name, ["net_virtio_user0,path=%s,queues=%d,mac=%s%s" % (sock0, queues, MAC0, extra),
+                        "net_virtio_user1,path=%s,queues=%d,mac=%s%s" % (sock1, queues, MAC1, extra)],
+                 ["--forward-mode=mac", "--burst=32", "--eth-peer=0,%s" % MAC1, "--eth-peer=1,%s" % MAC0] + multi,
                  cpu=FE_CPU)
     if not fe.wait_link([0, 1]):
         raise RuntimeError("front-end links did not come up")
@@ -377,12 +388,14 @@ def core_round_trip_ns():
         return None
 
 
-def vhost_pair_run(backend, size, options="", windows=None, segment=None, injector=None):
+def vhost_pair_run(backend, size, options="", windows=None, segment=None, injector=None, multiqueue=None):
     """One back-end ('ours' or 'dpdk'), one frame size, the front-end's virtio-user options
     (e.g. packed_vq=1: DPDK's net_vhost negotiates the packed ring too). For 'ours' only:
     segment, a SEGMENT_VARIANTS entry, and injector, a Veth whose host end becomes a third
-    port (af-packet, same policy keys) through which segment_pair starts tagged loops."""
-    tag = "".join(c for c in options + (segment[0] if segment else "") if c.isalnum())
+    port (af-packet, same policy keys) through which segment_pair starts tagged loops;
+    multiqueue, an MQ_VARIANTS entry: MQ_QUEUES queue pairs per port, that many poll threads."""
+    queues, pmd_threads, pmd_cpus = (MQ_QUEUES, multiqueue[1], multiqueue[2]) if multiqueue else (1, 1, BE_CPU)
+    tag = "".join(c for c in options + (segment[0] if segment else "") + (multiqueue[0] if multiqueue else "") if c.isalnum())
     sock_dir = os.path.join(WORK, "vv-%s-%d%s" % (backend, size, tag))
     shutil.rmtree(sock_dir, ignore_errors=True)
     os.makedirs(sock_dir)
@@ -392,12 +405,12 @@ def vhost_pair_run(backend, size, options="", windows=None, segment=None, inject
     result = None
     try:
         if backend == "ours":
-            ports = [{"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": 1},
-                     {"name": "vm1", "type": "vhost-user", "socket": {"path": "vm1.sock", "mode": "server"}, "queues": 1}]
+            ports = [{"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": queues},
+                     {"name": "vm1", "type": "vhost-user", "socket": {"path": "vm1.sock", "mode": "server"}, "queues": queues}]
             if segment:
                 ports.append({"name": "inject", "type": "af-packet", "interface": injector.host_if})
                 ports = [dict(port, **segment[1]) for port in ports]
-            daemon = Daemon("vv-%d%s" % (size, tag), ports)
+            daemon = Daemon("vv-%d%s" % (size, tag), ports, pmd_cpu=pmd_cpus, pmd_threads=pmd_threads)
             s0, s1 = daemon.socket("vm0.sock"), daemon.socket("vm1.sock")
             deadline = time.time() + 10
             while not (os.path.exists(s0) and os.path.exists(s1)) and time.time() < deadline:
@@ -412,7 +425,7 @@ def vhost_pair_run(backend, size, options="", windows=None, segment=None, inject
             be = Testpmd("be%d%s" % (size, tag), ["net_vhost0,iface=%s,queues=1" % s0, "net_vhost1,iface=%s,queues=1" % s1],
                          ["--forward-mode=io", "--record-core-cycles"], cpu=BE_CPU)
             cycles = be.fwd_cycles
-        fe = frontend_two_ports(s0, s1, size, "fe%s%d%s" % (backend[0], size, tag), options)
+        fe = frontend_two_ports(s0, s1, size, "fe%s%d%s" % (backend[0], size, tag), options, queues)
         if be:
             be.wait_link([0, 1])
             be.cmd("start")
@@ -423,6 +436,10 @@ def vhost_pair_run(backend, size, options="", windows=None, segment=None, inject
             fe.cmd("start tx_first 16")
         result = measure_windows({"p0_to_p1": lambda: fe.port_stats()[1]["rx"],
                                   "p1_to_p0": lambda: fe.port_stats()[0]["rx"]}, cycles, windows, cycle_reset)
+        if daemon and multiqueue:
+            # Where the rings were served and how busy each thread was, for the record.
+            result["poll_threads"] = [{"queues": t["queues"], "packets": t["packets"], "busy_cycles": t["busy_cycles"]}
+                                      for t in daemon.stats()["poll_threads"]]
         fe.cmd("stop")
         if be:
             be.cmd("stop")
@@ -525,32 +542,59 @@ def segment_pair(size):
         run((["ip", "netns", "exec", where] if where else []) + ["sysctl", "-q", "-w", "net.ipv6.conf.%s.disable_ipv6=1" % interface],
             check=False)
     try:
-        for round_number in range(WINDOWS):
-            for variant in SEGMENT_VARIANTS:
-                log("  round %d/%d, %s" % (round_number + 1, WINDOWS, variant[0]))
-                try:
-                    entry[variant[0]]["windows"] += vhost_pair_run("ours", size, windows=1, segment=variant, injector=injector)["windows"]
-                except Exception as e:  # keep going: nothing is pass/fail
-                    log("  failed: %s" % e)
-                    entry[variant[0]].setdefault("errors", []).append(str(e))
+        alternate_variants(entry, SEGMENT_VARIANTS, "untagged",
+                           lambda variant: vhost_pair_run("ours", size, windows=1, segment=variant, injector=injector))
     finally:
         injector.delete()
-    keys = ("p0_to_p1", "p1_to_p0", "cycles_per_packet")
-    for name, _, _ in SEGMENT_VARIANTS:
-        entry[name]["median"] = {k: median([w.get(k) for w in entry[name]["windows"]]) for k in keys}
-        pairs = list(zip(entry[name]["windows"], entry["untagged"]["windows"]))
-        entry[name]["round_ratio_median_untagged"] = {k: median([ratio(v.get(k), u.get(k)) for v, u in pairs]) for k in keys}
     return entry
 
 
-def segment_rows(size, entry):
-    """Table rows of segment_pair: the variant's figure in 'ours', untagged's in 'dpdk'."""
+def alternate_variants(entry, variants, baseline, run_window):
+    """WINDOWS rounds of one window per variant (run_window(variant) -> a vhost_pair_run
+    result), each set up afresh; then each variant's medians and the medians of its
+    per-round ratios to the baseline variant, into entry[name]."""
+    for round_number in range(WINDOWS):
+        for variant in variants:
+            log("  round %d/%d, %s" % (round_number + 1, WINDOWS, variant[0]))
+            try:
+                result = run_window(variant)
+                entry[variant[0]]["windows"] += result["windows"]
+                if "poll_threads" in result:
+                    entry[variant[0]].setdefault("poll_threads", []).append(result["poll_threads"])
+            except Exception as e:  # keep going: nothing is pass/fail
+                log("  failed: %s" % e)
+                entry[variant[0]].setdefault("errors", []).append(str(e))
+    keys = ("p0_to_p1", "p1_to_p0", "cycles_per_packet")
+    for variant in variants:
+        name = variant[0]
+        entry[name]["median"] = {k: median([w.get(k) for w in entry[name]["windows"]]) for k in keys}
+        pairs = list(zip(entry[name]["windows"], entry[baseline]["windows"]))
+        entry[name]["round_ratio_median_" + baseline] = {k: median([ratio(v.get(k), u.get(k)) for v, u in pairs]) for k in keys}
+
+
+def multiqueue_pair(size):
+    """Two guests of MQ_QUEUES queue pairs each (testpmd, several flows per queue), our
+    back-end with one poll thread and with two (MQ_VARIANTS), alternating one window each.
+    Receive rings are dealt over the threads; each guest's receive queues are chosen by flow
+    hash. Returns each variant's windows, medians and poll-thread placement, and the
+    two-thread figures' per-round ratios to one thread."""
+    entry = {name: {"windows": []} for name, _, _ in MQ_VARIANTS}
+    alternate_variants(entry, MQ_VARIANTS, MQ_VARIANTS[0][0], lambda variant: vhost_pair_run("ours", size, windows=1, multiqueue=variant))
+    return entry
+
+
+def variant_rows(label, entry, variants):
+    """Table rows of alternate_variants: each later variant's figure in 'ours', the first
+    (baseline) variant's in 'dpdk', and the ratio variant/baseline. label: the row name with
+    {name} where the variant's name goes."""
     rows = []
-    untagged = entry["untagged"]["median"]
-    for name, _, _ in SEGMENT_VARIANTS[1:]:
-        figures, ratios = entry[name]["median"], entry[name]["round_ratio_median_untagged"]
+    baseline = variants[0][0]
+    base = entry[baseline]["median"]
+    for variant in variants[1:]:
+        name = variant[0]
+        figures, ratios = entry[name]["median"], entry[name]["round_ratio_median_" + baseline]
         for key, what in (("p0_to_p1", "p0_to_p1 Mpps"), ("p1_to_p0", "p1_to_p0 Mpps"), ("cycles_per_packet", "busy cycles/pkt")):
-            rows.append(("%s %dB %s" % (name, size, what), figures.get(key), untagged.get(key), ratios.get(key), None, None))
+            rows.append(("%s %s" % (label.format(name=name), what), figures.get(key), base.get(key), ratios.get(key), None, None))
     return rows
 
 
@@ -983,7 +1027,13 @@ def main():
         log("vhost<->vhost 64 B, segments (ours only): untagged, access VLAN %d, trunk of VLAN %d: %d rounds of one %.0f s window each"
             % (SEGMENT_VLAN, SEGMENT_VLAN, WINDOWS, WINDOW_SECONDS))
         results["segments"] = {"64": segment_pair(64)}
-        table += segment_rows(64, results["segments"]["64"])
+        table += variant_rows("{name} 64B", results["segments"]["64"], SEGMENT_VARIANTS)
+
+    if "multiqueue" in ONLY:
+        log("vhost<->vhost 64 B, %d queue pairs per guest (ours only): 1 poll thread vs 2 (CPUs %s): %d rounds of one %.0f s window each"
+            % (MQ_QUEUES, MQ_PMD_CPUS, WINDOWS, WINDOW_SECONDS))
+        results["multiqueue"] = {"64": multiqueue_pair(64), "queues": MQ_QUEUES, "pmd_cpus": MQ_PMD_CPUS}
+        table += variant_rows("mq%d 64B {name}" % MQ_QUEUES, results["multiqueue"]["64"], MQ_VARIANTS)
 
     if "kernel" in ONLY:
         veth = None
@@ -1063,6 +1113,9 @@ def main():
     print("(tools/core_latency.c: near < 200 ns, far > 300 ns; the host moves the vCPUs and every back-end's cost follows)")
     if "segments" in results:
         print("access/trunk rows (segments): 'ours' is that variant, 'dpdk' column is ours untagged, the ratio variant/untagged")
+    if "multiqueue" in results:
+        print("mq rows (multiqueue, %d queue pairs per guest): 'ours' is 2 poll threads (CPUs %s), 'dpdk' column is ours with 1, the ratio 2/1"
+              % (MQ_QUEUES, MQ_PMD_CPUS))
     print("%-44s %10s %10s %10s %10s %9s" % ("measure", "ours", "dpdk", "ours/dpdk", "ovs-dpdk", "ours/ovs"))
     for name, o, d, rd, v, rv in table:
         print("%-44s %10s %10s %10s %10s %9s" % (name, fmt(o), fmt(d), fmt(rd, 2), fmt(v), fmt(rv, 2)))
@@ -1070,9 +1123,10 @@ def main():
         if "median" not in entry.get("ovs", {}):
             print("ovs-dpdk: not run: %s" % (entry["ovs"].get("not_run") or entry["ovs"].get("errors")))
             break
-    for name, variant in results.get("segments", {}).get("64", {}).items():
-        if variant.get("errors"):
-            print("segments %s: %d window(s) failed: %s" % (name, len(variant["errors"]), variant["errors"][-1]))
+    for section in ("segments", "multiqueue"):
+        for name, variant in results.get(section, {}).get("64", {}).items():
+            if variant.get("errors"):
+                print("%s %s: %d window(s) failed: %s" % (section, name, len(variant["errors"]), variant["errors"][-1]))
     if "churn" in results:
         c = results["churn"]
         if "error" in c:

@@ -15,23 +15,20 @@ struct BurstForwarder {
     let counters: PortCounters
     let segmentCounters: SegmentCounters
     let limiters: PortLimiters
+    /// Sorts frames for a multiqueue guest by receive ring.
+    let steering = TransmitSteering()
     // Unsafe: `burstSize` zeroed slots each, owned by this forwarder's thread, freed by
     // `release()`: each frame's destination, each frame's segment (trunk bursts only), and
     // the segment of each frame gathered into the pool's scratch array.
-    let destinations = BurstForwarder.burstSlots()
-    let segments = BurstForwarder.burstSlots()
-    let gatheredSegments = BurstForwarder.burstSlots()
-
-    private static func burstSlots() -> UnsafeMutablePointer<Int> {
-        let slots = UnsafeMutablePointer<Int>.allocate(capacity: PacketBufferPool.burstSize)
-        slots.initialize(repeating: 0, count: PacketBufferPool.burstSize)
-        return slots
-    }
+    let destinations = UnsafeMutablePointer.zeroedSlots(PacketBufferPool.burstSize)
+    let segments = UnsafeMutablePointer.zeroedSlots(PacketBufferPool.burstSize)
+    let gatheredSegments = UnsafeMutablePointer.zeroedSlots(PacketBufferPool.burstSize)
 
     func release() {
         destinations.deallocate()
         segments.deallocate()
         gatheredSegments.deallocate()
+        steering.release()
     }
 
     /// Forwards the `count` packets in the pool's receive buffers that came in on `source`,
@@ -375,10 +372,10 @@ struct BurstForwarder {
             return
         }
         if offloads && target.acceptedOffloads != OffloadResolver.everyGuestOffload {
-            transmitResolvingOffloads(packets, count: count, to: port, target: target)
+            transmitResolvingOffloads(packets, count: count, to: port, target: target, snapshot: snapshot)
             return
         }
-        let delivered = enqueue(packets, count: count, to: target)
+        let delivered = enqueue(packets, count: count, to: target, snapshot: snapshot)
         counters.add(.txPackets, of: port, UInt64(delivered))
         if delivered != count { counters.add(.txDropped, of: port, UInt64(count &- delivered)) }
     }
@@ -387,10 +384,10 @@ struct BurstForwarder {
     /// that lacks some of those offloads.
     @inline(never)
     private func transmitResolvingOffloads(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to port: Int,
-                                           target: TransmitTarget) {
+                                           target: TransmitTarget, snapshot: PollSnapshot) {
         var totals = OffloadResolver.Totals()
         resolver.resolve(packets, count: count, accepted: target.acceptedOffloads, totals: &totals) { batch, batchCount in
-            enqueue(batch, count: batchCount, to: target)
+            enqueue(batch, count: batchCount, to: target, snapshot: snapshot)
         }
         counters.add(.txPackets, of: port, UInt64(totals.delivered))
         if totals.delivered != totals.offered { counters.add(.txDropped, of: port, UInt64(totals.offered &- totals.delivered)) }
@@ -402,9 +399,15 @@ struct BurstForwarder {
         if totals.dropsMalformed != 0 { counters.add(.dropsOffloadMalformed, of: port, totals.dropsMalformed) }
     }
 
-    /// Hands `count` frames to the target's ring or kernel socket; returns how many it took.
+    /// Hands `count` frames to the target's ring or kernel socket, or spreads them by flow
+    /// over a multiqueue guest's receive rings; returns how many were taken.
     @inline(__always)
-    private func enqueue(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to target: TransmitTarget) -> Int {
+    private func enqueue(_ packets: UnsafeMutablePointer<PacketBuffer>, count: Int, to target: TransmitTarget,
+                         snapshot: PollSnapshot) -> Int {
+        if target.ringCount > 1 {
+            // Unsafe: firstRing + ringCount lies inside the snapshot's rings (built together).
+            return steering.send(packets, count: count, rings: snapshot.rings.baseAddress! + target.firstRing, ringCount: target.ringCount)
+        }
         // Unsafe (guaranteed refs): the snapshot keeps rings, ports and locks alive.
         target.lock?._withUnsafeGuaranteedRef { $0.lock() }
         defer { target.lock?._withUnsafeGuaranteedRef { $0.unlock() } }

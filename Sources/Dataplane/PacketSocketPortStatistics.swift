@@ -4,7 +4,7 @@ import Virtio
 /// Counters of one AF_PACKET port, in one block shaped like `Snapshot` (`CounterCells`).
 /// Each group has one writer, which adds a burst's local sums once per burst with a relaxed
 /// load and store (no read-modify-write): receive counters by the poll thread serving the
-/// port (`recordReceived`), transmit counters by whichever poll thread holds the port's
+/// port (`recordReceived`, `recordBusyCycles`), transmit counters by whichever poll thread holds the port's
 /// transmit side, alone or under its TransmitLock (`recordTransmitted`), kernel counters by
 /// the control side (`PacketSocketPort.collectKernelStatistics`). The management plane
 /// reads them at any time with `snapshot()`. The object outlives socket swaps
@@ -35,6 +35,7 @@ public final class PacketSocketPortStatistics: @unchecked Sendable {  // every a
         public var transmitSendErrors: UInt64 = 0
         public var receiveRingDrops: UInt64 = 0
         public var receiveRingFreezes: UInt64 = 0
+        public var receiveBusyCycles: UInt64 = 0
 
         public init() {}
 
@@ -69,6 +70,9 @@ public final class PacketSocketPortStatistics: @unchecked Sendable {  // every a
                   metric: .portDrops, .tx, .reason("kernel")),
             .init(\.transmitSendErrors, json: "tx_send_errors", .events, "Failed sendto calls (one per burst at most), e.g. ENETDOWN, ENXIO, ENOBUFS.",
                   metric: .kernelSendErrors, .tx),
+            .init(\.receiveBusyCycles, json: nil, .cycles,
+                  "TSC cycles its poll thread spent on this socket's receive bursts (taking, switching and handing them on): its share of the thread, the load rx-queue balancing weighs.",
+                  metric: .ringBusyCycles, .rx),
         ]
 
         public var receiveDrops: UInt64 { total(of: .portDrops, with: .rx) }
@@ -109,6 +113,12 @@ public final class PacketSocketPortStatistics: @unchecked Sendable {  // every a
         cells.add(&block.pointee.transmitDropsRingFull, ringFull)
         cells.add(&block.pointee.transmitDropsKernel, kernelDrops)
         cells.add(&block.pointee.transmitSendErrors, sendErrors)
+    }
+
+    /// Counts one receive burst's cycles (rx-queue usage). The poll thread serving the port only.
+    @inline(__always)
+    func recordBusyCycles(_ cycles: UInt64) {
+        cells.add(&cells.block.pointee.receiveBusyCycles, cycles)
     }
 
     /// Adds the kernel's counters since the last read. Control side only.

@@ -23,6 +23,11 @@ struct TransmitTarget {
     /// The GUEST_* offloads this destination takes as they are (negotiated by its guest, or
     /// what the kernel port's vnet headers carry); the forwarder resolves the others.
     var acceptedOffloads: UInt64 = 0
+    /// A guest with several receive rings: frames are steered by flow over
+    /// `PollSnapshot.rings[firstRing ..< firstRing + ringCount]` (`TransmitSteering`);
+    /// `driver` is the first of them. 1: one ring, `driver` alone.
+    var firstRing = 0
+    var ringCount = 1
 
     static let absent = TransmitTarget(driver: nil, lock: nil, isPresent: false)
 }
@@ -50,6 +55,8 @@ final class PollSnapshot {
     // Unsafe: fixed-size tables allocated in init and freed in deinit.
     let queues: UnsafeMutableBufferPointer<PolledQueue>
     let targets: UnsafeMutableBufferPointer<TransmitTarget>
+    /// The receive rings of every multiqueue guest, each port's in one run (`TransmitTarget.firstRing`).
+    let rings: UnsafeMutableBufferPointer<SteeredRing>
     /// The ports present, in id order (the flood list).
     let presentPorts: UnsafeMutableBufferPointer<Int>
     /// Each port's segment, port-security and limit rules, by port id (`rules(of:)`).
@@ -57,12 +64,14 @@ final class PollSnapshot {
     let rulesTable: PortRulesTable
     private let owners: [AnyObject]
 
-    init(queues: [PolledQueue], targets: [TransmitTarget], presentPorts: [Int], rules: PortRulesTable = PortRulesTable([]),
-         owners: [AnyObject]) {
+    init(queues: [PolledQueue], targets: [TransmitTarget], rings: [SteeredRing] = [], presentPorts: [Int],
+         rules: PortRulesTable = PortRulesTable([]), owners: [AnyObject]) {
         self.queues = .allocate(capacity: queues.count)
         _ = self.queues.initialize(from: queues)
         self.targets = .allocate(capacity: targets.count)
         _ = self.targets.initialize(from: targets)
+        self.rings = .allocate(capacity: rings.count)
+        _ = self.rings.initialize(from: rings)
         self.presentPorts = .allocate(capacity: presentPorts.count)
         _ = self.presentPorts.initialize(from: presentPorts)
         rulesTable = rules
@@ -85,7 +94,7 @@ final class PollSnapshot {
         var targets = Array(self.targets.prefix(count))
         targets.append(contentsOf: repeatElement(.absent, count: count - targets.count))
         if id < count { targets[id] = entry?.target ?? .absent }
-        return PollSnapshot(queues: Array(queues), targets: targets, presentPorts: present,
+        return PollSnapshot(queues: Array(queues), targets: targets, rings: Array(rings), presentPorts: present,
                             rules: rulesTable.replacing(port: id, with: entry?.rules, count: count), owners: owners)
     }
 
@@ -99,6 +108,7 @@ final class PollSnapshot {
     deinit {
         queues.deallocate()
         targets.deallocate()
+        rings.deallocate()
         presentPorts.deallocate()
     }
 

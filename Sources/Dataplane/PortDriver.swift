@@ -52,14 +52,14 @@ enum PortDriver {
         }
     }
 
-    /// Counts the poll thread's cycles on one of the queue's bursts (rx-queue usage). Kernel
-    /// ports: not counted yet.
+    /// Counts the poll thread's cycles on one of the queue's bursts (rx-queue usage): a guest's
+    /// transmit ring, or a kernel port's socket.
     @inline(__always)
     func recordBusyCycles(_ cycles: UInt64) {
         switch self {
         case .split(let ring): ring._withUnsafeGuaranteedRef { $0.settings.statistics.recordBusyCycles(cycles) }
         case .packed(let ring): ring._withUnsafeGuaranteedRef { $0.settings.statistics.recordBusyCycles(cycles) }
-        case .packetSocket: break
+        case .packetSocket(let port): port._withUnsafeGuaranteedRef { $0.statistics.recordBusyCycles(cycles) }
         }
     }
 

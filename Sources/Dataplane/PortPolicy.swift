@@ -45,6 +45,11 @@ public struct PortPolicy: Equatable, Sendable {
     public var maxMACs: Int = PortPolicy.defaultMaxMACs
     public var rateLimit: RateLimit?
     public var stormControl: StormControl?
+    /// Receive queues pinned to poll threads (as OVS's pmd-rxq-affinity), by queue pair:
+    /// its guest transmit ring (a kernel port: socket i, one per poll thread) is served by that thread;
+    /// the port's other queues are placed automatically. Checked against the port's queues
+    /// and the daemon's poll threads by `PortSpec.policyProblem(pollThreads:)`.
+    public var rxqAffinity: [Int: Int] = [:]
 
     public init() {}
 
@@ -65,6 +70,10 @@ public struct PortPolicy: Equatable, Sendable {
         }
         if maxMACs < 1 || maxMACs > Self.maxMaxMACs { return "max_macs must be an integer from 1 to \(Self.maxMaxMACs)" }
         if let rateLimit, rateLimit.pps == 0 || rateLimit.burst == 0 { return "rate_limit.pps and rate_limit.burst must be at least 1" }
+        if let queue = rxqAffinity.keys.first(where: { !(0..<PortSpec.maxQueuePairs).contains($0) }) {
+            return "rxq_affinity queue \(queue) is not from 0 to \(PortSpec.maxQueuePairs - 1)"
+        }
+        if let thread = rxqAffinity.values.first(where: { $0 < 0 }) { return "rxq_affinity thread \(thread) is negative" }
         return nil
     }
 }

@@ -47,7 +47,30 @@ public struct PortSpec: Equatable, Sendable {
     }
 
     public static let maxNameLength = 64
-    public static let maxQueuePairs = 8
+    /// As DPDK and VPP: VhostUserDevice.maxQueuePairsLimit (GET_QUEUE_NUM reports the port's own).
+    public static let maxQueuePairs = 128
+
+    /// The port's receive queues: a vhost-user port's queue pairs, a kernel port's sockets
+    /// (one per poll thread).
+    public func receiveQueues(pollThreads: Int) -> Int {
+        switch kind {
+        case .vhostUser(let vhost): vhost.queuePairs
+        case .afPacket: max(1, pollThreads)
+        }
+    }
+
+    /// The first rule the policy breaks for this port on a daemon with `pollThreads` poll
+    /// threads (`PortPolicy.problem`, then `rxq_affinity` against the port's queues and the
+    /// threads); nil when valid.
+    public func policyProblem(pollThreads: Int) -> String? {
+        if let problem = policy.problem { return problem }
+        let queues = receiveQueues(pollThreads: pollThreads)
+        for (queue, thread) in policy.rxqAffinity.sorted(by: { $0.key < $1.key }) {
+            if queue >= queues { return "rxq_affinity queue \(queue) is not below the port's \(queues) queues" }
+            if thread >= pollThreads { return "rxq_affinity thread \(thread) is not below the \(pollThreads) poll threads (--pmd-threads)" }
+        }
+        return nil
+    }
 
     /// Names are used in logs, metrics labels and URLs: keep them plain.
     public static func validateName(_ name: String) -> String? {

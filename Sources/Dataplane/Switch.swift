@@ -17,6 +17,11 @@ public final class Switch: @unchecked Sendable {
         public var idlePollsBeforeSleep = PollThread.defaultIdleIterationsBeforeSleep
         public var macTableCapacity = 8192
         public var macAgingSeconds: UInt32 = 300
+        /// Automatic rx-queue balancing: at most this often (0: never), the queues not pinned by
+        /// `rxq_affinity` are placed again by the busy cycles each cost since the last look
+        /// (`RxqBalancer`), when that lowers the busiest thread's load by `rxqRebalanceImprovement`.
+        public var rxqRebalanceIntervalSeconds = 10
+        public var rxqRebalanceImprovement = 0.25
 
         public init() {}
     }
@@ -26,6 +31,14 @@ public final class Switch: @unchecked Sendable {
         public var portName: String
         public var vringIndex: Int
         public var pollThread: Int
+        /// Placed by the port's `rxq_affinity`, not automatically.
+        public var pinned = false
+    }
+
+    /// A receive queue across republishes: its port and vring (0 for a kernel port's socket).
+    struct ReceiveQueueKey: Hashable {
+        var portID: Int
+        var vringIndex: Int
     }
 
     /// Port ids index the per-thread counter blocks and the MAC table's port field.
@@ -44,7 +57,8 @@ public final class Switch: @unchecked Sendable {
         var name: String
         var maxFrameLength: Int
         var queues: [ActiveQueue]
-        var packetPort: PacketSocketPort?
+        /// A kernel port's sockets (one per poll thread, in a fanout group).
+        var packetSockets: PacketSocketGroup?
         var policy = PortPolicy()
         /// Changes with each policy, so the poll threads' limiters start afresh.
         var policyGeneration: UInt64 = 0
@@ -63,6 +77,13 @@ public final class Switch: @unchecked Sendable {
         /// The snapshots last published, one per thread: a change to one port with no
         /// queues (created, deleted, a new policy) patches them instead of rebuilding all.
         var published: [PollSnapshot] = []
+        /// Where automatic balancing put the unpinned receive queues (`rebalanceReceiveQueues`);
+        /// a queue without an entry is placed round-robin.
+        /// By port id (a delete drops its entry at once), then vring.
+        var balancedPlacement: [Int: [Int: Int]] = [:]
+        /// Each guest transmit ring's busy cycles at the last balancing look (rebuilt at each).
+        var lastBusyCycles: [ReceiveQueueKey: UInt64] = [:]
+        var lastRebalanceNanoseconds: UInt64 = 0
     }
 
     public init(configuration: Configuration = Configuration()) throws(SystemError) {
@@ -102,6 +123,7 @@ public final class Switch: @unchecked Sendable {
                 if !events.isEmpty { return }
                 fdb.expire(now: Switch.currentSecond())
                 self.releaseRetiredSnapshots()
+                self.rebalanceReceiveQueues(now: MonotonicClock.nanoseconds())
                 for task in self.state.withLock({ $0.housekeepingTasks }) { task() }
             }
         }
@@ -127,7 +149,7 @@ public final class Switch: @unchecked Sendable {
             guard let id = state.ids.allocate() else { return nil }
             let maxFrameLength = mtu.map { $0 + 18 } ?? PacketBufferPool.bufferCapacity
             state.lastPolicyGeneration += 1
-            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetPort: nil,
+            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetSockets: nil,
                                         policy: policy, policyGeneration: state.lastPolicyGeneration)
             republish(&state, freesNothing: true, onlyChanging: id)
             return id
@@ -181,12 +203,12 @@ public final class Switch: @unchecked Sendable {
         return result
     }
 
-    /// Replaces a kernel port's socket (nil: the interface is gone). Returns once no poll
-    /// thread uses the old one.
-    public func setPacketPort(portID: Int, port: PacketSocketPort?) {
+    /// Replaces a kernel port's sockets (nil: the interface is gone). Returns once no poll
+    /// thread uses the old ones.
+    public func setPacketSockets(portID: Int, _ sockets: PacketSocketGroup?) {
         state.withLock { state in
             guard state.ports[portID] != nil else { return }
-            state.ports[portID]?.packetPort = port
+            state.ports[portID]?.packetSockets = sockets
             republish(&state)
         }
     }
@@ -211,8 +233,9 @@ public final class Switch: @unchecked Sendable {
     public func removePort(id: Int) {
         state.withLock { state in
             guard let removed = state.ports.removeValue(forKey: id) else { return }
-            republish(&state, onlyChanging: removed.queues.isEmpty && removed.packetPort == nil ? id : nil)
+            republish(&state, onlyChanging: removed.queues.isEmpty && removed.packetSockets == nil ? id : nil)
             state.ids.release(id)
+            state.balancedPlacement[id] = nil
             // No thread reaches the port any more: its id can be reused from a clean slate.
             fdb.flush(port: id)
             for thread in threads { thread.counters.reset(row: id) }
@@ -220,6 +243,8 @@ public final class Switch: @unchecked Sendable {
     }
 
     public var queueAssignments: [QueueAssignment] { state.withLock { $0.assignments } }
+
+    public var pollThreadCount: Int { threads.count }
 
     public var pollThreadStatistics: [PollThreadStatistics.Snapshot] { threads.map { $0.statistics.snapshot() } }
 
@@ -238,7 +263,7 @@ public final class Switch: @unchecked Sendable {
     /// rebuilt port by port: the cost of a change does not grow with the number of ports.
     private func republish(_ state: inout State, freesNothing: Bool = false, onlyChanging changed: Int? = nil) {
         if let changed, state.published.count == threads.count,
-           state.ports[changed].map({ $0.queues.isEmpty && $0.packetPort == nil }) ?? true {
+           state.ports[changed].map({ $0.queues.isEmpty && $0.packetSockets == nil }) ?? true {
             let entry = state.ports[changed].map { port in
                 (target: TransmitTarget(driver: nil, lock: nil, isPresent: true),
                  rules: PortRulesTable.Entry(policy: port.policy, generation: port.policyGeneration, share: (0, 0)))
@@ -260,63 +285,84 @@ public final class Switch: @unchecked Sendable {
         let threadCount = threads.count
         let maxID = (ports.last?.id ?? -1) + 1
 
-        // Receive side: every guest transmit ring goes to one thread, round-robin.
+        // Receive side: every guest transmit ring (and packet socket) goes to one thread: the
+        // one its port's `rxq_affinity` names, else where balancing put it, else round-robin.
         var polled = [[PolledQueue]](repeating: [], count: threadCount)
         var assignments: [QueueAssignment] = []
         var owners: [AnyObject] = []
         var next = 0
-        for port in ports {
-            for active in port.queues where active.isGuestTransmit {
-                polled[next % threadCount].append(PolledQueue(driver: PortDriver(active.queue), portID: port.id,
-                                                              wakeDescriptor: active.kickDescriptor, maxFrameLength: port.maxFrameLength))
-                assignments.append(QueueAssignment(portName: port.name, vringIndex: active.vringIndex, pollThread: next % threadCount))
-                owners.append(active.queue.object)
+        /// `queue`: the number `rxq_affinity` names it by (a queue pair, a socket's index).
+        func place(_ queue: PolledQueue, of port: PortEntry, vringIndex: Int, queueNumber: Int, owner: AnyObject) {
+            let pinned = port.policy.rxqAffinity[queueNumber].flatMap { $0 < threadCount ? $0 : nil }
+            let thread: Int
+            if let pinned {
+                thread = pinned
+            } else if let balanced = state.balancedPlacement[port.id]?[vringIndex],
+                      balanced < threadCount {
+                thread = balanced
+            } else {
+                thread = next % threadCount
                 next += 1
             }
-            if let packetPort = port.packetPort {
-                // One reader per receive ring: the whole port goes to one thread.
-                polled[next % threadCount].append(PolledQueue(driver: PortDriver(packetPort), portID: port.id,
-                                                              wakeDescriptor: packetPort.pollDescriptor, maxFrameLength: port.maxFrameLength))
-                assignments.append(QueueAssignment(portName: port.name, vringIndex: 0, pollThread: next % threadCount))
-                owners.append(packetPort)
-                next += 1
+            polled[thread].append(queue)
+            assignments.append(QueueAssignment(portName: port.name, vringIndex: vringIndex, pollThread: thread, pinned: pinned != nil))
+            owners.append(owner)
+        }
+        for port in ports {
+            for active in port.queues where active.isGuestTransmit {
+                place(PolledQueue(driver: PortDriver(active.queue), portID: port.id, wakeDescriptor: active.kickDescriptor,
+                                  maxFrameLength: port.maxFrameLength), of: port, vringIndex: active.vringIndex,
+                      queueNumber: active.queuePair, owner: active.queue.object)
+            }
+            // One reader per socket's receive ring (shown as the port's vring `index`).
+            for (index, socket) in (port.packetSockets?.sockets ?? []).enumerated() {
+                place(PolledQueue(driver: PortDriver(socket), portID: port.id, wakeDescriptor: socket.pollDescriptor,
+                                  maxFrameLength: port.maxFrameLength), of: port, vringIndex: index, queueNumber: index, owner: socket)
             }
         }
 
-        // Transmit side: thread t uses receive ring t mod n of each port; a ring used by
-        // more than one thread gets a lock that stays the same object while the ring lives.
+        // Transmit side: a guest with one receive ring gets every thread's frames there; one
+        // with several gets them spread by flow hash over all of them (`TransmitSteering`), so
+        // any thread may reach any ring. With more than one thread every ring (and packet
+        // socket) has a lock, the same object for all threads while the ring lives.
         var locks: [ObjectIdentifier: TransmitLock] = [:]
+        func sharedLock(_ object: AnyObject) -> Unmanaged<TransmitLock>? {
+            guard threadCount > 1 else { return nil }
+            let key = ObjectIdentifier(object)
+            let lock = locks[key] ?? state.transmitLocks[key] ?? TransmitLock()
+            locks[key] = lock
+            owners.append(lock)
+            return Unmanaged.passUnretained(lock)
+        }
         var targets = [[TransmitTarget]](repeating: [TransmitTarget](repeating: .absent, count: maxID), count: threadCount)
+        var rings = [[SteeredRing]](repeating: [], count: threadCount)
         for port in ports {
-            let receiveRings = port.queues.filter { !$0.isGuestTransmit }
+            // At most the limit `TransmitSteering` sorts by (devices never have more).
+            let receiveRings = port.queues.filter { !$0.isGuestTransmit }.prefix(PortSpec.maxQueuePairs)
             for t in 0..<threadCount {
                 targets[t][port.id].isPresent = true
-                if let packetPort = port.packetPort {
-                    targets[t][port.id].driver = PortDriver(packetPort)
-                    targets[t][port.id].acceptedOffloads = packetPort.acceptedOffloadFeatures
-                    owners.append(packetPort)
-                    if threadCount > 1 {
-                        let key = ObjectIdentifier(packetPort)
-                        let lock = locks[key] ?? state.transmitLocks[key] ?? TransmitLock()
-                        locks[key] = lock
-                        targets[t][port.id].lock = Unmanaged.passUnretained(lock)
-                        owners.append(lock)
-                    }
+                if let sockets = port.packetSockets?.sockets {
+                    // Thread t sends through its own socket: locked only when threads share one.
+                    let socket = sockets[t % sockets.count]
+                    targets[t][port.id].driver = PortDriver(socket)
+                    targets[t][port.id].acceptedOffloads = socket.acceptedOffloadFeatures
+                    if sockets.count < threadCount { targets[t][port.id].lock = sharedLock(socket) }
+                    owners.append(socket)
                     continue
                 }
-                guard !receiveRings.isEmpty else { continue }
-                let queue = receiveRings[t % receiveRings.count].queue
-                targets[t][port.id].driver = PortDriver(queue)
-                targets[t][port.id].acceptedOffloads = queue.negotiatedFeatures & OffloadResolver.everyGuestOffload
-                let ring = queue.object
-                owners.append(ring)
-                if threadCount > receiveRings.count {
-                    let key = ObjectIdentifier(ring)
-                    let lock = locks[key] ?? state.transmitLocks[key] ?? TransmitLock()
-                    locks[key] = lock
-                    targets[t][port.id].lock = Unmanaged.passUnretained(lock)
-                    owners.append(lock)
+                guard let first = receiveRings.first?.queue else { continue }
+                targets[t][port.id].driver = PortDriver(first)
+                targets[t][port.id].acceptedOffloads = first.negotiatedFeatures & OffloadResolver.everyGuestOffload
+                targets[t][port.id].lock = sharedLock(first.object)
+                if receiveRings.count > 1 {
+                    targets[t][port.id].firstRing = rings[t].count
+                    targets[t][port.id].ringCount = receiveRings.count
+                    for ring in receiveRings {
+                        rings[t].append(SteeredRing(driver: PortDriver(ring.queue), lock: sharedLock(ring.queue.object)))
+                        owners.append(ring.queue.object)
+                    }
                 }
+                owners.append(first.object)
             }
         }
         let placementUnchanged = assignments == state.assignments
@@ -343,7 +389,7 @@ public final class Switch: @unchecked Sendable {
         }
 
         let snapshots = (0..<threadCount).map { t in
-            PollSnapshot(queues: polled[t], targets: targets[t], presentPorts: present, rules: rules[t], owners: owners)
+            PollSnapshot(queues: polled[t], targets: targets[t], rings: rings[t], presentPorts: present, rules: rules[t], owners: owners)
         }
         return (snapshots, placementUnchanged)
     }
@@ -379,6 +425,50 @@ public final class Switch: @unchecked Sendable {
         }
         for thread in threads { thread.waitForQuiescentPoint() }
         for old in retired { old.release() }
+    }
+
+    /// Automatic rx-queue balancing (housekeeping, about once a second): at most every
+    /// `rxqRebalanceIntervalSeconds`, the busy cycles each receive queue (a guest transmit
+    /// ring, a kernel port's socket) cost since the last look are its load (`RxqBalancer`);
+    /// when placing the unpinned queues again lowers the busiest thread's load by
+    /// `rxqRebalanceImprovement`, the new placement is published (a republish: rings move
+    /// between threads only through the empty snapshot). Skipped while a reconfiguration
+    /// holds the state.
+    private func rebalanceReceiveQueues(now: UInt64) {
+        let interval = UInt64(max(0, configuration.rxqRebalanceIntervalSeconds)) * 1_000_000_000
+        guard threads.count > 1, interval > 0 else { return }
+        state.withLockIfAvailable { state in
+            guard now &- state.lastRebalanceNanoseconds >= interval else { return }
+            state.lastRebalanceNanoseconds = now
+            var keys: [ReceiveQueueKey] = []
+            var queues: [RxqBalancer.Queue] = []
+            var current: [Int] = []
+            var busyCycles: [ReceiveQueueKey: UInt64] = [:]
+            var placed: [String: [Int: QueueAssignment]] = [:]
+            for assignment in state.assignments { placed[assignment.portName, default: [:]][assignment.vringIndex] = assignment }
+            for port in state.ports.values.sorted(by: { $0.id < $1.id }) {
+                // Each receive queue by the vring index it is placed under, with its cycles so far.
+                let measured = port.queues.filter(\.isGuestTransmit).map { ($0.vringIndex, $0.queue.statistics.snapshot().busyCycles) }
+                    + (port.packetSockets?.sockets ?? []).enumerated().map { ($0, $1.statistics.snapshot().receiveBusyCycles) }
+                for (vringIndex, total) in measured {
+                    let key = ReceiveQueueKey(portID: port.id, vringIndex: vringIndex)
+                    guard let thread = placed[port.name]?[vringIndex] else { continue }
+                    busyCycles[key] = total
+                    let last = state.lastBusyCycles[key] ?? 0
+                    keys.append(key)
+                    queues.append(RxqBalancer.Queue(load: total >= last ? total - last : total,
+                                                    pinnedThread: thread.pinned ? thread.pollThread : nil))
+                    current.append(thread.pollThread)
+                }
+            }
+            state.lastBusyCycles = busyCycles
+            guard let placement = RxqBalancer.rebalanced(queues, current: current, threads: threads.count,
+                                                         improvement: configuration.rxqRebalanceImprovement) else { return }
+            for (index, key) in keys.enumerated() where queues[index].pinnedThread == nil {
+                state.balancedPlacement[key.portID, default: [:]][key.vringIndex] = placement[index]
+            }
+            republish(&state, freesNothing: true)
+        }
     }
 
     /// The snapshots last published, and the ones a build from scratch would make now: the

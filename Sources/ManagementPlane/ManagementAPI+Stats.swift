@@ -19,6 +19,11 @@ extension ManagementAPI {
         if let kernel = port.kernel {
             var kernelCounters: [String: JSON] = ["interface_up": .bool(port.linkUp ?? false)]
             CounterJSON.add(kernel, to: &kernelCounters)
+            kernelCounters["sockets"] = .array(port.kernelSockets.enumerated().map { index, socket in
+                var counters: [String: JSON] = ["index": .integer(Int64(index))]
+                CounterJSON.add(socket, to: &counters)
+                return .object(counters)
+            })
             object["kernel"] = .object(kernelCounters)
         }
         if let info = port.device {
@@ -53,7 +58,7 @@ extension ManagementAPI {
                 "busy_ratio": .number(s.busyRatio),
                 "max_burst_ns": Self.count(s.maxIterationNanoseconds),
                 "queues": .array(thread.queues.map {
-                    ["port": .string($0.portName), "vring": .integer(Int64($0.vringIndex))]
+                    ["port": .string($0.portName), "vring": .integer(Int64($0.vringIndex)), "pinned": .bool($0.pinned)]
                 }),
             ]
         }

@@ -2,7 +2,7 @@ import Dataplane
 import PortService
 
 /// Reads a port's policy keys (`vlan`, `trunk`, `allowed_macs`, `max_macs`, `rate_limit`,
-/// `storm_control`) from a port's JSON object, for both port types: the create body, the
+/// `storm_control`, `rxq_affinity`) from a port's JSON object, for both port types: the create body, the
 /// config file, the persisted state and the result of a PATCH merge. Other keys are the
 /// caller's. A key left out or null takes its default; wrong types and unknown members of
 /// the two objects are refused naming the field, and `PortPolicy.problem` gives the rules
@@ -47,8 +47,35 @@ public enum PortPolicyDecoder {
             // An object without limits is no storm control: one way to say it.
             policy.stormControl = control.isEmpty ? nil : control
         }
+        if let affinity = present(object["rxq_affinity"]) { policy.rxqAffinity = try rxqAffinity(affinity) }
         if let problem = policy.problem { throw DecodingError(problem) }
         return policy
+    }
+
+    static let rxqAffinityMessage = "rxq_affinity must be a string of queue:thread pairs such as \"0:1,1:0\", each queue once"
+
+    /// OVS's pmd-rxq-affinity syntax: "queue:thread,queue:thread" (decimal, no spaces).
+    private static func rxqAffinity(_ value: JSON) throws(DecodingError) -> [Int: Int] {
+        // At most one pair per queue: "127:63," is 7 bytes.
+        guard let text = value.stringValue, text.utf8.count <= 8 * PortSpec.maxQueuePairs else {
+            throw DecodingError(rxqAffinityMessage)
+        }
+        var pins: [Int: Int] = [:]
+        if text.isEmpty { return pins }
+        for pair in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let parts = pair.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let queue = decimal(parts[0]), let thread = decimal(parts[1]), pins[queue] == nil else {
+                throw DecodingError(rxqAffinityMessage)
+            }
+            pins[queue] = thread
+        }
+        return pins
+    }
+
+    /// A short run of ASCII digits as a number (no sign, no spaces).
+    private static func decimal(_ text: Substring) -> Int? {
+        guard (1...4).contains(text.utf8.count), text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int(text)
     }
 
     /// nil for a missing value and for null (the default).

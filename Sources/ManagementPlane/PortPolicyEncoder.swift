@@ -1,9 +1,9 @@
 import Dataplane
 
 /// A port's policy as JSON members, in one shape wherever the daemon writes a port (GET,
-/// the state file, the target of a PATCH merge): all six keys, always. A setting that is
+/// the state file, the target of a PATCH merge): all seven keys, always. A setting that is
 /// off is null (`vlan`, `allowed_macs`, `rate_limit`, `storm_control` and each storm
-/// limit), `trunk` is a list (empty: none), `max_macs` a number. `PortPolicyDecoder` reads
+/// limit, `rxq_affinity`), `trunk` is a list (empty: none), `max_macs` a number. `PortPolicyDecoder` reads
 /// it back.
 public enum PortPolicyEncoder {
     public static func encode(_ policy: PortPolicy) -> [String: JSON] {
@@ -22,6 +22,8 @@ public enum PortPolicyEncoder {
                     "unknown_unicast_pps": optional(storm.unknownUnicastPPS),
                 ]
             } ?? .null,
+            "rxq_affinity": policy.rxqAffinity.isEmpty ? .null
+                : .string(policy.rxqAffinity.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")),
         ]
     }
 

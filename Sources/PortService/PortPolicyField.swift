@@ -9,6 +9,7 @@ public enum PortPolicyField: String, CaseIterable, Sendable {
     case maxMACs = "max_macs"
     case rateLimit = "rate_limit"
     case stormControl = "storm_control"
+    case rxqAffinity = "rxq_affinity"
 
     public static let names: Set<String> = Set(allCases.map(\.rawValue))
 
@@ -22,6 +23,7 @@ public enum PortPolicyField: String, CaseIterable, Sendable {
             case .maxMACs: old.maxMACs != new.maxMACs
             case .rateLimit: old.rateLimit != new.rateLimit
             case .stormControl: old.stormControl != new.stormControl
+            case .rxqAffinity: old.rxqAffinity != new.rxqAffinity
             }
         }
     }

@@ -13,7 +13,11 @@ extension PortService {
         try changes.withLock { _ throws(PortError) -> PortView in
             guard var port = ports.withLock({ $0[name] }) else { throw PortError(.notFound, "no port named \"\(name)\"") }
             let policy = try change(port.spec.policy, port.spec.kind)
-            if let problem = policy.problem { throw PortError(.invalid, problem) }
+            var changedSpec = port.spec
+            changedSpec.policy = policy
+            if let problem = changedSpec.policyProblem(pollThreads: fabric.pollThreadCount) {
+                throw PortError(.invalid, problem)
+            }
             let fields = PortPolicyField.changed(from: port.spec.policy, to: policy)
             if !fields.isEmpty {
                 port.spec.policy = policy

@@ -71,8 +71,11 @@ extension PortService {
                 statistics.vrings.append(.init(index: vring.index, counters: snapshot ?? VirtqueueStatisticsSnapshot()))
             }
         }
-        if let kernel = port.packetStatistics?.snapshot() {
-            statistics.kernel = kernel
+        if !port.packetStatistics.isEmpty {
+            statistics.kernelSockets = port.packetStatistics.map { $0.snapshot() }
+            var sum = PacketSocketPortStatistics.Snapshot()
+            for socket in statistics.kernelSockets { sum.add(socket) }
+            statistics.kernel = sum
             statistics.linkUp = port.linkUp
         }
         return statistics

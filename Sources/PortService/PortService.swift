@@ -30,9 +30,10 @@ public final class PortService: @unchecked Sendable {
         /// The absolute socket path (vhost-user).
         var socketPath: String?
         var device: VhostUserDevice?
-        /// Kernel ports: the open socket (nil while the interface is missing) and its link.
-        var packetPort: PacketSocketPort?
-        var packetStatistics: PacketSocketPortStatistics?
+        /// Kernel ports: the open sockets, one per poll thread (nil while the interface is
+        /// missing), their counters (kept across a reopen) and the link.
+        var packetSockets: PacketSocketGroup?
+        var packetStatistics: [PacketSocketPortStatistics] = []
         var linkUp: Bool?
     }
 
@@ -99,7 +100,7 @@ public final class PortService: @unchecked Sendable {
     /// Creates the port; `changes` held.
     func makePort(_ spec: PortSpec) throws(PortError) -> Port {
         if let problem = PortSpec.validateName(spec.name) { throw PortError(.invalid, problem) }
-        if let problem = spec.policy.problem { throw PortError(.invalid, problem) }
+        if let problem = spec.policyProblem(pollThreads: fabric.pollThreadCount) { throw PortError(.invalid, problem) }
         if ports.withLock({ $0[spec.name] }) != nil { throw PortError(.conflict, "a port named \"\(spec.name)\" exists") }
         switch spec.kind {
         case .vhostUser(let vhost):
@@ -158,18 +159,18 @@ public final class PortService: @unchecked Sendable {
         if ports.withLock({ $0.values.contains { $0.spec.kind == .afPacket(interface: interface) } }) {
             throw PortError(.conflict, "interface \(interface) already has a port")
         }
-        let packetPort: PacketSocketPort
+        let sockets: PacketSocketGroup
         do {
-            packetPort = try PacketSocketPort.open(interface: interface)
+            sockets = try PacketSocketGroup.open(interface: interface, count: fabric.pollThreadCount)
         } catch {
             if error.noSuchDevice { throw PortError(.invalid, "no interface named \(interface)") }
             if error.permissionDenied { throw PortError(.failed, "opening a packet socket on \(interface) needs CAP_NET_RAW") }
             throw PortError(.failed, "cannot open a packet socket on \(interface): \(error)")
         }
-        let id = try addSwitchPort(spec, mtu: packetPort.socket.mtu)
-        fabric.setPacketPort(portID: id, port: packetPort)
-        let linkUp = packetPort.linkIsUp()
-        let port = Port(spec: spec, id: id, packetPort: packetPort, packetStatistics: packetPort.statistics, linkUp: linkUp)
+        let id = try addSwitchPort(spec, mtu: sockets.mtu)
+        fabric.setPacketSockets(portID: id, sockets)
+        let linkUp = sockets.linkIsUp()
+        let port = Port(spec: spec, id: id, packetSockets: sockets, packetStatistics: sockets.statistics, linkUp: linkUp)
         ports.withLock { $0[spec.name] = port }
         logger.info("port created", metadata: ["port": "\(spec.name)", "interface": "\(interface)", "link": "\(linkUp ? "up" : "down")"])
         emit(SwitchEvent(.portCreated, port: spec.name))
@@ -192,38 +193,39 @@ public final class PortService: @unchecked Sendable {
             for port in ports.withLock({ Array($0.values) }) {
                 guard case .afPacket(let interface) = port.spec.kind else { continue }
                 var updated = port
-                if let current = port.packetPort {
+                if let current = port.packetSockets {
                     current.collectKernelStatistics()
                     switch current.linkState() {
                     case .up, .down:
                         let up = current.linkIsUp()
                         if up != port.linkUp {
-                            current.socket.takePendingError()
+                            for socket in current.sockets { socket.socket.takePendingError() }
                             updated.linkUp = up
                             logger.notice("link \(up ? "up" : "down")", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
                             emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(up)]))
                         }
                     case .missing:
-                        fabric.setPacketPort(portID: port.id, port: nil)
+                        fabric.setPacketSockets(portID: port.id, nil)
                         fabric.fdb.flush(port: port.id)
-                        updated.packetPort = nil
+                        updated.packetSockets = nil
                         updated.linkUp = false
                         logger.warning("interface deleted; waiting for it to come back", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
                         emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(false), "interface": .string("missing")]))
                     case .replaced:
                         if let fresh = try? current.reopened() {
-                            fabric.setPacketPort(portID: port.id, port: fresh)
+                            fabric.setPacketSockets(portID: port.id, fresh)
                             fabric.fdb.flush(port: port.id)
-                            updated.packetPort = fresh
+                            updated.packetSockets = fresh
                             updated.linkUp = fresh.linkIsUp()
                             logger.notice("interface re-created; socket reopened", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
                             emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(updated.linkUp ?? false)]))
                         }
                     }
                 } else if NetworkInterface.index(named: interface) != nil,
-                          let fresh = try? PacketSocketPort.open(interface: interface, statistics: port.packetStatistics ?? PacketSocketPortStatistics()) {
-                    fabric.setPacketPort(portID: port.id, port: fresh)
-                    updated.packetPort = fresh
+                          let fresh = try? PacketSocketGroup.open(interface: interface, count: fabric.pollThreadCount,
+                                                                  statistics: port.packetStatistics) {
+                    fabric.setPacketSockets(portID: port.id, fresh)
+                    updated.packetSockets = fresh
                     updated.linkUp = fresh.linkIsUp()
                     logger.notice("interface is back; socket reopened", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
                     emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(updated.linkUp ?? false)]))

@@ -19,8 +19,10 @@ public struct PortStatistics: Sendable {
     /// vhost-user ports: the device as it is now, and each vring's counters.
     public var device: VhostUserDeviceInfo?
     public var vrings: [VringCounters] = []
-    /// Kernel ports: the socket's counters and the interface's link.
+    /// Kernel ports: the sockets' counters summed, each socket's (one per poll thread, in a
+    /// fanout group), and the interface's link.
     public var kernel: PacketSocketPortStatistics.Snapshot?
+    public var kernelSockets: [PacketSocketPortStatistics.Snapshot] = []
     public var linkUp: Bool?
 }
 

@@ -38,8 +38,20 @@ public final class PacketSocket: @unchecked Sendable {
         /// Sent frames longer than a transmit ring frame holds (GSO super-frames up to
         /// 64 KiB) go through a second, ring-less socket on the same interface.
         public var largeFrameSocket = true
+        /// PACKET_FANOUT: receive through a group of sockets on one interface, the kernel
+        /// picking each frame's socket by flow hash (PACKET_FANOUT_HASH), so several poll
+        /// threads share one interface's receive side.
+        public var fanout = Fanout.none
 
         public init() {}
+    }
+
+    public enum Fanout: Sendable, Equatable {
+        case none
+        /// The first socket of a group: the kernel picks an unused group id (`fanoutGroup`).
+        case newGroup
+        /// Joins the group of that id (another socket's `fanoutGroup`, same interface).
+        case join(UInt16)
     }
 
     /// What the interface the socket was bound to looks like now.
@@ -158,6 +170,8 @@ public final class PacketSocket: @unchecked Sendable {
     /// PACKET_IGNORE_OUTGOING took (kernel 4.20+); without it outgoing frames are
     /// filtered by their sll_pkttype, which is done in any case.
     public let kernelIgnoresOutgoing: Bool
+    /// The PACKET_FANOUT group the socket receives in (nil: none).
+    public let fanoutGroup: UInt16?
     /// PACKET_QDISC_BYPASS took: transmitted frames skip the qdisc and the taps.
     public let bypassesQdisc: Bool
     /// The longest frame `enqueue` accepts: MTU + Ethernet header + one VLAN tag, or the
@@ -318,6 +332,23 @@ public final class PacketSocket: @unchecked Sendable {
             rawLargeFrameDescriptor = -1
             maxLargeFrameLength = 0
         }
+
+        // Joined last, once bound (the kernel refuses an unbound socket), without the ephemeral
+        // UNIQUEID flag for joiners: a group's members must agree on type and flags.
+        var group: UInt16?
+        if configuration.fanout != .none {
+            let argument: UInt32 = switch configuration.fanout {
+            case .newGroup: UInt32(PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16
+            case .join(let id): UInt32(PACKET_FANOUT_HASH) << 16 | UInt32(id)
+            case .none: 0
+            }
+            try Self.setOption(raw, PACKET_FANOUT, Int32(bitPattern: argument), "PACKET_FANOUT")
+            var value: UInt32 = 0
+            var length = socklen_t(MemoryLayout<UInt32>.size)
+            try systemCall("getsockopt(PACKET_FANOUT)") { getsockopt(raw, Int32(SOL_PACKET), PACKET_FANOUT, &value, &length) }
+            group = UInt16(truncatingIfNeeded: value)
+        }
+        fanoutGroup = group
 
         descriptor = fd
         rawDescriptor = raw

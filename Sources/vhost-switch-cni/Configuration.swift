@@ -171,7 +171,7 @@ struct NetworkConfig {
         }
         mac = mac.map { $0.lowercased() }
         mtu = try integer(object, "mtu", 68...65535)
-        queues = try integer(object, "queues", 1...8)
+        queues = try integer(object, "queues", 1...128)
         if let value = object["features"], !value.isNull {
             guard let members = value.objectValue else { throw CNIError(.invalidNetworkConfig, "features must be an object such as {\"disable\": [\"mrg_rxbuf\"]}") }
             for key in members.keys {

@@ -111,7 +111,8 @@ struct PortCommand: ParsableCommand {
             discussion: """
                 Keys: \(PortSettingPatch.keys.map(\.name).joined(separator: ", ")).
                 Examples: vlan=10  vlan=none  trunk=10,20  allowed_macs=02:00:00:00:00:01,02:00:00:00:00:02  max_macs=100
-                rate_limit=10000/64 (PPS/BURST)  rate_limit=none  storm_control.broadcast_pps=1000  storm_control=none.
+                rate_limit=10000/64 (PPS/BURST)  rate_limit=none  storm_control.broadcast_pps=1000  storm_control=none
+                rxq_affinity=0:1,1:0 (QUEUE:THREAD).
                 "none" resets a key to its default (JSON null).
                 """)
 

@@ -10,6 +10,7 @@ struct PortSettingPatch {
         case macList             // allowed_macs=02:00:00:00:00:01,02:00:00:00:00:02
         case rate                // rate_limit=PPS/BURST
         case noneOnly            // storm_control=none
+        case text                // rxq_affinity=0:1,1:0 (the daemon reads it)
     }
 
     struct Key {
@@ -31,6 +32,7 @@ struct PortSettingPatch {
         Key(name: "storm_control.broadcast_pps", syntax: .integer, resettable: true),
         Key(name: "storm_control.multicast_pps", syntax: .integer, resettable: true),
         Key(name: "storm_control.unknown_unicast_pps", syntax: .integer, resettable: true),
+        Key(name: "rxq_affinity", syntax: .text, resettable: true),
     ]
 
     struct Problem: Error, CustomStringConvertible {
@@ -87,6 +89,8 @@ struct PortSettingPatch {
             return .object(["pps": try integer(String(parts[0])), "burst": try integer(String(parts[1]))])
         case .noneOnly:
             throw Problem("only none; set its members with \(key.name).KEY=VALUE")
+        case .text:
+            return .string(text)
         }
     }
 

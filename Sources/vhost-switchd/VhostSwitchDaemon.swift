@@ -36,6 +36,9 @@ struct VhostSwitchDaemon: ParsableCommand {
     @Option(name: .long, help: "Adaptive polling: empty poll iterations before a poll thread sleeps until a guest kicks (fewer leave more CPU to guests on a shared host).")
     var idlePolls = 20_000
 
+    @Option(name: .long, help: "With several poll threads: place the receive queues not pinned by rxq_affinity again by their measured load at most this often, in seconds (0: never).")
+    var rxqRebalanceInterval = 10
+
     @Option(name: .long, help: "Seconds before an idle MAC table entry is removed.")
     var macAgingSeconds: UInt32 = 300
 
@@ -62,6 +65,7 @@ struct VhostSwitchDaemon: ParsableCommand {
     func validate() throws {
         guard (1...64).contains(pmdThreads) else { throw ValidationError("--pmd-threads must be 1...64") }
         guard (1...100_000_000).contains(idlePolls) else { throw ValidationError("--idle-polls must be 1...100000000") }
+        guard (0...86_400).contains(rxqRebalanceInterval) else { throw ValidationError("--rxq-rebalance-interval must be 0...86400") }
         if let pmdCpus, Self.parseCPUList(pmdCpus) == nil { throw ValidationError("--pmd-cpus must be a list such as 1 or 0,2-3") }
         if let listen, TCPSocket.Address(parsing: listen) == nil {
             throw ValidationError("--listen must be an IP address and port such as 127.0.0.1:9870 or [::1]:9870")
@@ -95,6 +99,7 @@ struct VhostSwitchDaemon: ParsableCommand {
         switchConfiguration.busyPoll = busyPoll
         switchConfiguration.idlePollsBeforeSleep = idlePolls
         switchConfiguration.macAgingSeconds = macAgingSeconds
+        switchConfiguration.rxqRebalanceIntervalSeconds = rxqRebalanceInterval
 
         let fabric = try Switch(configuration: switchConfiguration)
         try fabric.start()

@@ -10,7 +10,7 @@ final class CounterTableTests: XCTestCase {
         XCTAssertEqual(CounterTableChecks.problems(PacketSocketPortStatistics.Snapshot.self), [])
     }
 
-    /// The three writers (receive, transmit, kernel; each written out field by field) add
+    /// The writers (receive and its busy cycles, transmit, kernel; each written out field by field) add
     /// into the field of the same name, and `snapshot` reads every row.
     func testKernelRecordAndSnapshotAgreeFieldByField() {
         let statistics = PacketSocketPortStatistics()
@@ -19,13 +19,14 @@ final class CounterTableTests: XCTestCase {
             "receiveDropsMalformed": 5, "receivedChecksumPending": 6,
             "transmittedPackets": 7, "transmittedBytes": 8, "transmitDropsTooLarge": 9, "transmitDropsTooShort": 10,
             "transmitDropsUnsupportedOffload": 11, "transmitDropsRingFull": 12, "transmitDropsKernel": 13, "transmitSendErrors": 14,
-            "receiveRingDrops": 15, "receiveRingFreezes": 16,
+            "receiveRingDrops": 15, "receiveRingFreezes": 16, "receiveBusyCycles": 17,
         ]
         for _ in 0..<2 {
             statistics.recordReceived(packets: 1, bytes: 2, tooLarge: 3, truncated: 4, malformed: 5, checksumPending: 6)
             statistics.recordTransmitted(packets: 7, bytes: 8, tooLarge: 9, tooShort: 10, unsupportedOffload: 11, ringFull: 12,
                                          kernelDrops: 13, sendErrors: 14)
             statistics.record(PacketSocket.KernelStatistics(packets: 100, drops: 15, freezes: 16))
+            statistics.recordBusyCycles(17)
         }
         let snapshot = CounterTableChecks.storedCounters(statistics.snapshot())
         XCTAssertEqual(snapshot.map(\.name).sorted(), expected.keys.sorted(), "every field written here, every field read")

@@ -99,6 +99,7 @@ final class IncrementalRepublishTests: XCTestCase {
             XCTAssertEqual(Array(a.presentPorts), Array(b.presentPorts), "\(step): present ports", line: line)
             XCTAssertEqual(a.queues.map(Self.describe), b.queues.map(Self.describe), "\(step): queues", line: line)
             XCTAssertEqual(a.targets.map(Self.describe), b.targets.map(Self.describe), "\(step): targets", line: line)
+            XCTAssertEqual(a.rings.map(Self.describe), b.rings.map(Self.describe), "\(step): steered rings", line: line)
             XCTAssertEqual(a.rulesTable.count, b.rulesTable.count, "\(step): rules", line: line)
             XCTAssertEqual(a.rulesTable.rules.map(Self.describe), b.rulesTable.rules.map(Self.describe), "\(step): rules", line: line)
         }
@@ -119,6 +120,11 @@ final class IncrementalRepublishTests: XCTestCase {
 
     private static func describe(_ target: TransmitTarget) -> String {
         "\(target.isPresent) \(describe(target.driver)) lock \(String(describing: target.lock?.toOpaque())) offloads \(target.acceptedOffloads)"
+            + " rings \(target.firstRing)+\(target.ringCount)"
+    }
+
+    private static func describe(_ ring: SteeredRing) -> String {
+        "\(describe(ring.driver)) lock \(String(describing: ring.lock?.toOpaque()))"
     }
 
     /// The rules' values, with what their pointers name (the memory itself differs).

@@ -523,7 +523,7 @@ final class PacketSocketTrunkTests: SimulatedGuestSwitchTestCase {
         XCTAssertTrue(host.waitForLink(up: true), "veth carrier never came up")
         let uplink = try XCTUnwrap(fabric.addPort(name: "uplink"))
         fabric.setPolicy(portID: uplink, .trunk([10, 20], native: nil))
-        fabric.setPacketPort(portID: uplink, port: host)
+        fabric.setPacketSockets(portID: uplink, PacketSocketGroup(sockets: [host]))
         let guest = try SimulatedGuestPort(mac: SegmentFrames.mac(0xA))
         guest.keepFrames = true
         let guestID = try XCTUnwrap(fabric.addPort(name: "guest"))

@@ -151,11 +151,14 @@ class SimulatedGuestSwitchTestCase: XCTestCase {
     var fabric: Switch!
     /// Poll threads of the switch under test (subclasses may ask for more).
     var pollThreads: Int { 1 }
+    /// How often the switch may rebalance its receive queues (0: never).
+    var rxqRebalanceIntervalSeconds: Int { Switch.Configuration().rxqRebalanceIntervalSeconds }
 
     override func setUpWithError() throws {
         var configuration = Switch.Configuration()
         configuration.busyPoll = true
         configuration.pollThreads = pollThreads
+        configuration.rxqRebalanceIntervalSeconds = rxqRebalanceIntervalSeconds
         fabric = try Switch(configuration: configuration)
         try fabric.start()
     }

@@ -113,7 +113,7 @@ final class ManagementAPIIntegrationTests: XCTestCase {
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock","bogus":1}}"#, "unknown field \"bogus\" in socket"),
             (#"{"name":"x","name":"y","type":"vhost-user","socket":{"path":"x.sock"}}"#, "duplicate"),
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"queues":"2"}"#, "queues must be an integer"),
-            (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"queues":99}"#, "queues must be an integer from 1 to"),
+            (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"queues":129}"#, "queues must be an integer from 1 to"),
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"mtu":20}"#, "mtu must be"),
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock"},"mac":"nope"}"#, "mac must look like"),
             (#"{"name":"x","type":"vhost-user","socket":{"path":"x.sock","mode":"both"}}"#, "socket.mode"),
@@ -262,6 +262,10 @@ final class ManagementAPIIntegrationTests: XCTestCase {
         }
         XCTAssertEqual(try api.request("GET", "/v1/ports/missing/device").status, 404)
         XCTAssertEqual(try api.request("GET", "/v1/ports/missing/vrings").status, 404)
+        // The most queue pairs a port takes (issue 21): the device offers them all.
+        XCTAssertEqual(try api.json("POST", "/v1/ports", vhostPort("m", extra: ["queues": 128])).status, 201)
+        XCTAssertEqual(try api.request("GET", "/v1/ports/m/device").object["max_queue_pairs"] as? Int, 128)
+        XCTAssertEqual(try api.request("GET", "/v1/ports/m").object["queues"] as? Int, 128)
     }
 
     func testStatsAndFDB() throws {

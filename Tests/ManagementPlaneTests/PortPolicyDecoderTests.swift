@@ -112,13 +112,35 @@ final class PortPolicyDecoderTests: XCTestCase {
     }
 
     /// GET, the state file and a PATCH's merge target share one shape: every key, null when off.
+    /// OVS's pmd-rxq-affinity syntax, each queue once; shown sorted by queue.
+    func testRxqAffinity() throws {
+        XCTAssertEqual(try vhostUser(#", "queues": 4, "rxq_affinity": "3:1,0:0,2:12""#).policy.rxqAffinity, [0: 0, 2: 12, 3: 1])
+        XCTAssertEqual(try vhostUser(#", "rxq_affinity": """#).policy.rxqAffinity, [:])
+        XCTAssertEqual(try afPacket(#", "rxq_affinity": null"#).policy.rxqAffinity, [:])
+        var policy = PortPolicy()
+        policy.rxqAffinity = [3: 1, 0: 0, 10: 2]
+        XCTAssertEqual(PortPolicyEncoder.encode(policy)["rxq_affinity"], .string("0:0,3:1,10:2"))
+        for bad in [#""0:1,0:0""#, #""0""#, #""0:""#, #"":1""#, #""0:1,""#, #""-1:0""#, #""0: 1""#, #""+1:0""#, #""00000:1""#, "5",
+                    #"["0:1"]"#] {
+            expectError(#", "rxq_affinity": "# + bad, containing: "rxq_affinity must be a string of queue:thread pairs")
+        }
+        expectError(#", "rxq_affinity": "128:0""#, containing: "rxq_affinity queue 128 is not from 0 to 127")
+        // Against the port's queues and the daemon's threads: `PortSpec.policyProblem`.
+        let spec = try vhostUser(#", "queues": 2, "rxq_affinity": "1:1""#)
+        XCTAssertNil(spec.policyProblem(pollThreads: 2))
+        XCTAssertEqual(spec.policyProblem(pollThreads: 1), "rxq_affinity thread 1 is not below the 1 poll threads (--pmd-threads)")
+        XCTAssertNil(try afPacket(#", "rxq_affinity": "1:0""#).policyProblem(pollThreads: 2), "a socket per poll thread")
+        XCTAssertEqual(try afPacket(#", "rxq_affinity": "1:0""#).policyProblem(pollThreads: 1),
+                       "rxq_affinity queue 1 is not below the port's 1 queues")
+    }
+
     func testEncodedShapeHasEveryKeyAndReadsBack() throws {
         let off = PortPolicyEncoder.encode(PortPolicy())
         XCTAssertEqual(JSON.object(off).rendered(),
-                       #"{"allowed_macs":null,"max_macs":64,"rate_limit":null,"storm_control":null,"trunk":[],"vlan":null}"#)
+                       #"{"allowed_macs":null,"max_macs":64,"rate_limit":null,"rxq_affinity":null,"storm_control":null,"trunk":[],"vlan":null}"#)
         let on = PortPolicyEncoder.encode(.everyKeySet)
         XCTAssertEqual(JSON.object(on).rendered(),
-                       #"{"allowed_macs":["02:ab:00:00:00:01"],"max_macs":100,"rate_limit":{"burst":3,"pps":10},"#
+                       #"{"allowed_macs":["02:ab:00:00:00:01"],"max_macs":100,"rate_limit":{"burst":3,"pps":10},"rxq_affinity":"0:0","#
                        + #""storm_control":{"broadcast_pps":null,"multicast_pps":4,"unknown_unicast_pps":0},"trunk":[8,9],"vlan":7}"#)
         XCTAssertEqual(try PortPolicyDecoder.decode(on), .everyKeySet)
         XCTAssertEqual(try PortPolicyDecoder.decode(off), PortPolicy())
@@ -135,6 +157,7 @@ extension PortPolicy {
         policy.maxMACs = 100
         policy.rateLimit = .init(pps: 10, burst: 3)
         policy.stormControl = .init(multicastPPS: 4, unknownUnicastPPS: 0)
+        policy.rxqAffinity = [0: 0]
         return policy
     }
 }

@@ -86,6 +86,18 @@ final class PortPolicyPatchTests: XCTestCase {
         XCTAssertEqual(updates.count, 1)
     }
 
+    /// rxq_affinity is a policy key like the others: set live, shown, saved, announced, reset by null.
+    func testRxqAffinityIsSetLiveAndResetByNull() {
+        let reply = patch(#"{"rxq_affinity": "0:0"}"#)
+        XCTAssertEqual(reply.status, 200, "\(reply.json)")
+        XCTAssertEqual(reply.json["rxq_affinity"], "0:0")
+        XCTAssertEqual(policy.rxqAffinity, [0: 0])
+        XCTAssertEqual(savedPolicy?.rxqAffinity, [0: 0])
+        XCTAssertEqual(updates.last?.event.data["changed"], .string("rxq_affinity"))
+        XCTAssertEqual(patch(#"{"rxq_affinity": null}"#).json["rxq_affinity"], .null)
+        XCTAssertEqual(policy.rxqAffinity, [:])
+    }
+
     func testNullResetsAKeyToItsDefault() {
         XCTAssertEqual(patch(#"{"vlan": 5, "trunk": [6, 7], "allowed_macs": [], "max_macs": 3, "rate_limit": {"pps": 1, "burst": 1}, "storm_control": {"broadcast_pps": 0}}"#).status, 200)
         XCTAssertEqual(policy.maxMACs, 3)
@@ -151,6 +163,8 @@ final class PortPolicyPatchTests: XCTestCase {
             (#"{"rate_limit": {"pps": 0, "burst": 1}}"#, "rate_limit.pps"),
             (#"{"storm_control": {"broadcast_pps": "lots"}}"#, "storm_control.broadcast_pps"),
             (#"{"storm_control": {"flood_pps": 1}}"#, "unknown field \"flood_pps\" in storm_control"),
+            (#"{"rxq_affinity": "1:0"}"#, "rxq_affinity queue 1 is not below the port's 1 queues"),
+            (#"{"rxq_affinity": "0:1"}"#, "rxq_affinity thread 1 is not below the 1 poll threads"),
         ] {
             let reply = patch(body)
             XCTAssertEqual(reply.status, 400, body)

@@ -29,6 +29,12 @@ final class PortSpecDecoderTests: XCTestCase {
         XCTAssertEqual(vhost.enableFeatures, ["event_idx"])
     }
 
+    func testQueuesUpTo128() throws {
+        let spec = try decode(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "queues": 128}"#)
+        guard case .vhostUser(let vhost) = spec.kind else { return XCTFail("kind") }
+        XCTAssertEqual(vhost.queuePairs, 128)
+    }
+
     func testAfPacketPort() throws {
         let spec = try decode(#"{"name": "uplink", "type": "af-packet", "interface": "eth0"}"#)
         XCTAssertEqual(spec.kind, .afPacket(interface: "eth0"))
@@ -42,7 +48,7 @@ final class PortSpecDecoderTests: XCTestCase {
         expectError(#"{"name": "a", "type": "vhost-user"}"#, containing: "socket is required")
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x", "mode": "both"}}"#, containing: "socket.mode")
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "queues": 0}"#, containing: "queues must be")
-        expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "queues": 9}"#, containing: "queues must be")
+        expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "queues": 129}"#, containing: "queues must be an integer from 1 to 128")
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "mtu": 67}"#, containing: "mtu must be")
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "mac": "nope"}"#, containing: "mac must")
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "colour": 1}"#, containing: "unknown field \"colour\"")

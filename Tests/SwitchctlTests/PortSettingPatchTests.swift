@@ -32,6 +32,8 @@ final class PortSettingPatchTests: XCTestCase {
         XCTAssertEqual(try patch("rate_limit=none"), #"{"rate_limit":null}"#)
         XCTAssertEqual(try patch("rate_limit.pps=500"), #"{"rate_limit":{"pps":500}}"#)
         XCTAssertEqual(try patch("storm_control=none"), #"{"storm_control":null}"#)
+        XCTAssertEqual(try patch("rxq_affinity=0:1,1:0"), #"{"rxq_affinity":"0:1,1:0"}"#)
+        XCTAssertEqual(try patch("rxq_affinity=none"), #"{"rxq_affinity":null}"#)
         XCTAssertEqual(try patch("storm_control.unknown_unicast_pps=none"), #"{"storm_control":{"unknown_unicast_pps":null}}"#)
     }
 
