@@ -44,7 +44,7 @@ public final class Switch: @unchecked Sendable {
         var name: String
         var maxFrameLength: Int
         var queues: [ActiveQueue]
-        var packetPort: PacketSocketPort?
+        var kernelPort: KernelPort?
         var policy = PortPolicy()
         /// Changes with each policy, so the poll threads' limiters start afresh.
         var policyGeneration: UInt64 = 0
@@ -127,7 +127,7 @@ public final class Switch: @unchecked Sendable {
             guard let id = state.ids.allocate() else { return nil }
             let maxFrameLength = mtu.map { $0 + 18 } ?? PacketBufferPool.bufferCapacity
             state.lastPolicyGeneration += 1
-            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetPort: nil,
+            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], kernelPort: nil,
                                         policy: policy, policyGeneration: state.lastPolicyGeneration)
             republish(&state, freesNothing: true, onlyChanging: id)
             return id
@@ -181,12 +181,17 @@ public final class Switch: @unchecked Sendable {
 
     /// Replaces a kernel port's socket (nil: the interface is gone). Returns once no poll
     /// thread uses the old one.
-    public func setPacketPort(portID: Int, port: PacketSocketPort?) {
+    public func setKernelPort(portID: Int, port: KernelPort?) {
         state.withLock { state in
             guard state.ports[portID] != nil else { return }
-            state.ports[portID]?.packetPort = port
+            state.ports[portID]?.kernelPort = port
             republish(&state)
         }
+    }
+
+    /// `setKernelPort` for an af-packet socket.
+    public func setPacketPort(portID: Int, port: PacketSocketPort?) {
+        setKernelPort(portID: portID, port: port.map(KernelPort.packetSocket))
     }
 
     /// Sends `frame` as if it had arrived on `portID`: learned and flooded as usual. For
@@ -209,7 +214,7 @@ public final class Switch: @unchecked Sendable {
     public func removePort(id: Int) {
         state.withLock { state in
             guard let removed = state.ports.removeValue(forKey: id) else { return }
-            republish(&state, onlyChanging: removed.queues.isEmpty && removed.packetPort == nil ? id : nil)
+            republish(&state, onlyChanging: removed.queues.isEmpty && removed.kernelPort == nil ? id : nil)
             state.ids.release(id)
             // No thread reaches the port any more: its id can be reused from a clean slate.
             fdb.flush(port: id)
@@ -236,7 +241,7 @@ public final class Switch: @unchecked Sendable {
     /// rebuilt port by port: the cost of a change does not grow with the number of ports.
     private func republish(_ state: inout State, freesNothing: Bool = false, onlyChanging changed: Int? = nil) {
         if let changed, state.published.count == threads.count,
-           state.ports[changed].map({ $0.queues.isEmpty && $0.packetPort == nil }) ?? true {
+           state.ports[changed].map({ $0.queues.isEmpty && $0.kernelPort == nil }) ?? true {
             let entry = state.ports[changed].map { port in
                 (target: TransmitTarget(driver: nil, lock: nil, isPresent: true),
                  rules: PortRulesTable.Entry(policy: port.policy, generation: port.policyGeneration, share: (0, 0)))
@@ -271,12 +276,12 @@ public final class Switch: @unchecked Sendable {
                 owners.append(active.queue.object)
                 next += 1
             }
-            if let packetPort = port.packetPort {
+            if let kernelPort = port.kernelPort {
                 // One reader per receive ring: the whole port goes to one thread.
-                polled[next % threadCount].append(PolledQueue(driver: PortDriver(packetPort), portID: port.id,
-                                                              wakeDescriptor: packetPort.pollDescriptor, maxFrameLength: port.maxFrameLength))
+                polled[next % threadCount].append(PolledQueue(driver: kernelPort.driver, portID: port.id,
+                                                              wakeDescriptor: kernelPort.pollDescriptor, maxFrameLength: port.maxFrameLength))
                 assignments.append(QueueAssignment(portName: port.name, vringIndex: 0, pollThread: next % threadCount))
-                owners.append(packetPort)
+                owners.append(kernelPort.object)
                 next += 1
             }
         }
@@ -289,12 +294,12 @@ public final class Switch: @unchecked Sendable {
             let receiveRings = port.queues.filter { !$0.isGuestTransmit }
             for t in 0..<threadCount {
                 targets[t][port.id].isPresent = true
-                if let packetPort = port.packetPort {
-                    targets[t][port.id].driver = PortDriver(packetPort)
-                    targets[t][port.id].acceptedOffloads = packetPort.acceptedOffloadFeatures
-                    owners.append(packetPort)
+                if let kernelPort = port.kernelPort {
+                    targets[t][port.id].driver = kernelPort.driver
+                    targets[t][port.id].acceptedOffloads = kernelPort.acceptedOffloadFeatures
+                    owners.append(kernelPort.object)
                     if threadCount > 1 {
-                        let key = ObjectIdentifier(packetPort)
+                        let key = ObjectIdentifier(kernelPort.object)
                         let lock = locks[key] ?? state.transmitLocks[key] ?? TransmitLock()
                         locks[key] = lock
                         targets[t][port.id].lock = Unmanaged.passUnretained(lock)

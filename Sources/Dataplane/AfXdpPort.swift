@@ -1,0 +1,138 @@
+import VhostSystem
+import Virtio
+
+/// A switch port on one queue of a host interface through an AF_XDP socket
+/// (`XDPSocket`: our redirect program, one UMEM, need_wakeup). Frames are copied between
+/// the UMEM and the poll thread's packet buffers; nothing is allocated, locked or logged
+/// per packet, and the kernel is called only when it asked to be woken.
+///
+/// XDP frames carry no virtio-net header: received frames come plain, and the port accepts
+/// no GUEST_* offload (`acceptedOffloadFeatures` is 0), so the forwarder's
+/// `OffloadResolver` segments and checksums guests' super-frames before they reach
+/// `transmitBurst`. VLAN tags stay in the frame data (XDP runs before the stack strips
+/// them), so frames are classified like any port's.
+///
+/// Threads as for `PacketSocketPort`: `receiveBurst`/`hasPendingFrames` belong to the poll
+/// thread serving the port, `transmitBurst` to one thread at a time (a TransmitLock with
+/// several poll threads), the rest to the control side. The counters are the kernel-socket
+/// family (`PacketSocketPortStatistics`), so the API and /metrics show them as for af-packet.
+public final class AfXdpPort: @unchecked Sendable {
+    public let socket: XDPSocket
+    public let statistics: PacketSocketPortStatistics
+    /// The kernel's cumulative drop counters at the last `collectKernelStatistics`.
+    private var lastKernel = XDPSocket.KernelStatistics()
+
+    public var interfaceName: String { socket.interfaceName }
+    public let pollDescriptor: Int32
+
+    init(socket: XDPSocket, statistics: PacketSocketPortStatistics) {
+        self.socket = socket
+        self.statistics = statistics
+        pollDescriptor = socket.pollDescriptor
+    }
+
+    /// Opens a port on `interface` (calling thread's network namespace): attaches the XDP
+    /// program and binds the queue. Throws a `XDPSocket.Failure` that says what failed;
+    /// nothing is left attached.
+    public static func open(interface: String, configuration: XDPSocket.Configuration = XDPSocket.Configuration(),
+                            statistics: PacketSocketPortStatistics = PacketSocketPortStatistics()) throws(XDPSocket.Failure) -> AfXdpPort {
+        AfXdpPort(socket: try XDPSocket(interface: interface, configuration: configuration), statistics: statistics)
+    }
+
+    /// No GUEST_* offload: XDP frames have no virtio-net header.
+    public var acceptedOffloadFeatures: UInt64 { 0 }
+
+    // MARK: - Hot path
+
+    /// Copies up to `maxCount` received frames into `buffers` (header zeroed); frames longer
+    /// than their buffer are dropped and counted. Returns the number filled.
+    @inline(__always)
+    public func receiveBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
+        var count = 0
+        var bytes: UInt64 = 0
+        var tooLarge: UInt64 = 0
+        let result = socket.receive(maxCount: maxCount) { data, length in
+            // Unsafe: receive delivers at most `maxCount` frames, so count < maxCount, the
+            // number of buffers the caller passed.
+            let buffer = buffers + count
+            guard length <= buffer.pointee.capacity, length >= 14 else {
+                tooLarge &+= 1
+                return false
+            }
+            // Unsafe: length <= the buffer's capacity (checked above).
+            buffer.pointee.data.copyMemory(from: data, byteCount: length)
+            buffer.pointee.length = length
+            buffer.pointee.header = VirtioNetHeader()
+            bytes &+= UInt64(length)
+            count &+= 1
+            return true
+        }
+        if result.delivered != 0 || tooLarge != 0 || result.malformed != 0 {
+            statistics.recordReceived(packets: UInt64(count), bytes: bytes, tooLarge: tooLarge, truncated: 0,
+                                      malformed: UInt64(result.malformed), checksumPending: 0)
+        }
+        return count
+    }
+
+    /// Queues `count` frames on the TX ring and publishes them at once (one sendto when the
+    /// kernel asks for a wake-up). Frames still asking for an offload (the forwarder resolves
+    /// them first, so only a bug sends one) are dropped as unsupported. Returns how many
+    /// went onto the ring; the rest are dropped and counted.
+    @inline(__always)
+    public func transmitBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int {
+        guard count > 0 else { return 0 }
+        socket.reclaimCompleted()
+        var sent = 0
+        var bytes: UInt64 = 0
+        var tooLarge: UInt64 = 0
+        var tooShort: UInt64 = 0
+        var offload: UInt64 = 0
+        var ringFull: UInt64 = 0
+        var index = 0
+        let longest = socket.maxFrameLength
+        while index < count {
+            // Safe: index < count, the caller's buffer count. A copy: no references inside.
+            let packet = buffers[index]
+            index &+= 1
+            if packet.header.flags & VirtioNetHeader.flagNeedsChecksum != 0 || packet.header.gsoType != VirtioNetHeader.gsoNone {
+                offload &+= 1
+                continue
+            }
+            let length = packet.length
+            if length < 14 { tooShort &+= 1; continue }
+            if length > longest || length > packet.capacity { tooLarge &+= 1; continue }
+            guard socket.enqueue(packet.data, length: length) else {
+                // Frames come back in order, so the rest of the burst would not fit either.
+                ringFull &+= UInt64(count &- index &+ 1)
+                break
+            }
+            sent &+= 1
+            bytes &+= UInt64(length)
+        }
+        let error = socket.flush()
+        statistics.recordTransmitted(packets: UInt64(sent), bytes: bytes, tooLarge: tooLarge, tooShort: tooShort,
+                                     unsupportedOffload: offload, ringFull: ringFull, kernelDrops: 0,
+                                     sendErrors: error == 0 ? 0 : 1)
+        return sent
+    }
+
+    /// True when received frames wait: the last check before the poll thread sleeps.
+    @inline(__always)
+    public func hasPendingFrames() -> Bool { socket.hasPendingFrames }
+
+    // MARK: - Control side
+
+    public func linkState() -> PacketSocket.LinkState { socket.linkState() }
+
+    public func linkIsUp() -> Bool { linkState() == .up }
+
+    /// Adds the kernel's drops since the last call to `statistics` (frames dropped for a
+    /// full RX ring or an empty fill ring show as receive ring drops). Control side only
+    /// (housekeeping, one thread).
+    public func collectKernelStatistics() {
+        guard let now = try? socket.kernelStatistics() else { return }
+        let drops = now.receiveDrops &- lastKernel.receiveDrops
+        lastKernel = now
+        statistics.recordKernel(drops: drops, freezes: 0)
+    }
+}
