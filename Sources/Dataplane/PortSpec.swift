@@ -1,3 +1,5 @@
+import VhostSystem
+
 /// A port as users declare it (config file, REST API, persisted state): what to create,
 /// not its run-time state.
 public struct PortSpec: Equatable, Sendable {
@@ -24,14 +26,41 @@ public struct PortSpec: Equatable, Sendable {
         }
     }
 
+    /// An AF_XDP port: one queue of a host interface, the XDP program attached in `mode`.
+    public struct AfXdp: Equatable, Sendable {
+        public var interface: String
+        public var queue: Int = 0
+        public var mode: XDPSocket.AttachMode = .auto
+
+        public init(interface: String, queue: Int = 0, mode: XDPSocket.AttachMode = .auto) {
+            self.interface = interface
+            self.queue = queue
+            self.mode = mode
+        }
+
+        /// Queue ids the API accepts (the XSKMAP has queue + 1 slots).
+        public static let queueRange = 0...255
+    }
+
     public enum Kind: Equatable, Sendable {
         case vhostUser(VhostUser)
         case afPacket(interface: String)
+        case afXdp(AfXdp)
 
         public var typeName: String {
             switch self {
             case .vhostUser: "vhost-user"
             case .afPacket: "af-packet"
+            case .afXdp: "af-xdp"
+            }
+        }
+
+        /// The host interface of a kernel port (af-packet, af-xdp); nil for vhost-user.
+        public var kernelInterface: String? {
+            switch self {
+            case .vhostUser: nil
+            case .afPacket(let interface): interface
+            case .afXdp(let xdp): xdp.interface
             }
         }
     }

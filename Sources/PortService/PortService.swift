@@ -32,6 +32,9 @@ public final class PortService: @unchecked Sendable {
         var device: VhostUserDevice?
         /// Kernel ports: the open socket (nil while the interface is missing) and its link.
         var packetPort: PacketSocketPort?
+        /// af-xdp ports: the open socket (nil while the interface is missing).
+        var xdpPort: AfXdpPort?
+        /// Kernel ports' counters (af-packet and af-xdp share the family), kept across reopens.
         var packetStatistics: PacketSocketPortStatistics?
         var linkUp: Bool?
     }
@@ -106,6 +109,8 @@ public final class PortService: @unchecked Sendable {
             return try createVhostUser(spec, vhost)
         case .afPacket(let interface):
             return try createPacketPort(spec, interface: interface)
+        case .afXdp(let xdp):
+            return try createXdpPort(spec, xdp)
         }
     }
 
@@ -155,9 +160,7 @@ public final class PortService: @unchecked Sendable {
     }
 
     private func createPacketPort(_ spec: PortSpec, interface: String) throws(PortError) -> Port {
-        if ports.withLock({ $0.values.contains { $0.spec.kind == .afPacket(interface: interface) } }) {
-            throw PortError(.conflict, "interface \(interface) already has a port")
-        }
+        try requireFreeInterface(interface)
         let packetPort: PacketSocketPort
         do {
             packetPort = try PacketSocketPort.open(interface: interface)
@@ -176,8 +179,16 @@ public final class PortService: @unchecked Sendable {
         return port
     }
 
+    /// One kernel port per interface: a second af-packet socket would see every frame twice,
+    /// and an af-xdp port's program takes the frames an af-packet socket would see.
+    func requireFreeInterface(_ interface: String) throws(PortError) {
+        if ports.withLock({ $0.values.contains { $0.spec.kind.kernelInterface == interface } }) {
+            throw PortError(.conflict, "interface \(interface) already has a port")
+        }
+    }
+
     /// The port's place in the switch, its policy set before any frame can reach it.
-    private func addSwitchPort(_ spec: PortSpec, mtu: Int?) throws(PortError) -> Int {
+    func addSwitchPort(_ spec: PortSpec, mtu: Int?) throws(PortError) -> Int {
         guard let id = fabric.addPort(name: spec.name, mtu: mtu, policy: spec.policy) else {
             throw PortError(.conflict, "the switch has \(Switch.maxPorts) ports, the most it takes")
         }
@@ -190,6 +201,7 @@ public final class PortService: @unchecked Sendable {
     func superviseKernelPorts() {
         changes.withLock { _ in
             for port in ports.withLock({ Array($0.values) }) {
+                if case .afXdp(let xdp) = port.spec.kind { superviseXdpPort(port, xdp); continue }
                 guard case .afPacket(let interface) = port.spec.kind else { continue }
                 var updated = port
                 if let current = port.packetPort {
