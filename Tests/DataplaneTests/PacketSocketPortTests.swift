@@ -8,7 +8,8 @@ import Virtio
 
 /// A veth pair with the peer end in a fresh network namespace (10.200/16 style isolation:
 /// nothing here is ever sent outside that pair). Needs root and `ip`.
-private final class PortVeth {
+/// Shared with `AfXdpPortTests`.
+final class PortVeth {
     let namespace: String
     let hostName: String
     let peerName: String
@@ -83,7 +84,7 @@ extension PacketSocket.Configuration {
 }
 
 /// A burst's worth of packet buffers in one allocation.
-private final class TestBuffers {
+final class TestBuffers {
     let count: Int
     let storage: UnsafeMutableRawPointer
     let buffers: UnsafeMutablePointer<PacketBuffer>
@@ -114,7 +115,7 @@ private final class TestBuffers {
     }
 }
 
-private enum Frames {
+enum Frames {
     static let etherType: [UInt8] = [0x88, 0xB5]
     static let peerMAC: [UInt8] = [0x02, 0x00, 0x00, 0xC8, 0x01, 0x02]
     static let hostMAC: [UInt8] = [0x02, 0x00, 0x00, 0xC8, 0x01, 0x01]
@@ -134,9 +135,19 @@ private enum Frames {
     }
 }
 
-extension PacketSocketPort {
+/// What the kernel-port tests drive: an af-packet or an af-xdp port.
+protocol KernelTestPort {
+    func receiveBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int
+    func transmitBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int
+    func linkIsUp() -> Bool
+}
+
+extension PacketSocketPort: KernelTestPort {}
+extension AfXdpPort: KernelTestPort {}
+
+extension KernelTestPort {
     /// Receives bursts until `count` frames with `marker` arrived or `timeout` passed.
-    fileprivate func collect(_ marker: UInt32, count: Int, timeout: Double = 2.0, capacity: Int = 2048) -> [[UInt8]] {
+    func collect(_ marker: UInt32, count: Int, timeout: Double = 2.0, capacity: Int = 2048) -> [[UInt8]] {
         let buffers = TestBuffers(capacity: capacity)
         var frames: [[UInt8]] = []
         let deadline = Date().addingTimeInterval(timeout)
@@ -152,13 +163,13 @@ extension PacketSocketPort {
         return frames
     }
 
-    fileprivate func send(_ frames: [[UInt8]]) -> Int {
+    func send(_ frames: [[UInt8]]) -> Int {
         let buffers = TestBuffers()
         buffers.load(frames)
         return transmitBurst(buffers.buffers, count: frames.count)
     }
 
-    fileprivate func waitForLink(up: Bool, timeout: Double = 3.0) -> Bool {
+    func waitForLink(up: Bool, timeout: Double = 3.0) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while linkIsUp() != up && Date() < deadline { usleep(10_000) }
         return linkIsUp() == up
