@@ -140,6 +140,9 @@ protocol KernelTestPort {
     func receiveBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int
     func transmitBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int
     func linkIsUp() -> Bool
+    func hasPendingFrames() -> Bool
+    var pollDescriptor: Int32 { get }
+    var statistics: PacketSocketPortStatistics { get }
 }
 
 extension PacketSocketPort: KernelTestPort {}
@@ -169,6 +172,45 @@ extension KernelTestPort {
         return transmitBurst(buffers.buffers, count: frames.count)
     }
 
+    /// Five copies of a 100-byte frame to `peer`: the second and third with the offload
+    /// headers `offloads` sets (the port must drop them), the fourth cut to 10 bytes, the
+    /// fifth 1600 long. Only the first may reach the wire, and the counters say why.
+    func checkTransmitDrops(to peer: PacketSocketPort, offloads: (inout VirtioNetHeader, inout VirtioNetHeader) -> Void,
+                            file: StaticString = #filePath, line: UInt = #line) {
+        let marker = UInt32.random(in: 1...UInt32.max)
+        let good = Frames.make(length: 100, marker: marker, sequence: 0, destination: Frames.peerMAC)
+        let buffers = TestBuffers()
+        buffers.load([good, good, good, good, good])
+        offloads(&buffers.buffers[1].header, &buffers.buffers[2].header)
+        buffers.buffers[3].length = 10
+        buffers.buffers[4].length = 1600
+        XCTAssertEqual(transmitBurst(buffers.buffers, count: 5), 1, file: file, line: line)
+        XCTAssertEqual(peer.collect(marker, count: 5, timeout: 0.5), [good], "a dropped frame reached the wire", file: file, line: line)
+        let stats = statistics.snapshot()
+        XCTAssertEqual(stats.transmitDropsUnsupportedOffload, 2, file: file, line: line)
+        XCTAssertEqual(stats.transmitDropsTooShort, 1, file: file, line: line)
+        XCTAssertEqual(stats.transmitDropsTooLarge, 1, file: file, line: line)
+        XCTAssertEqual(stats.transmittedPackets, 1, file: file, line: line)
+        XCTAssertEqual(stats.transmittedBytes, 100, file: file, line: line)
+    }
+
+    /// A frame from `peer` wakes an edge-triggered epoll on the port's fd (what a sleeping
+    /// poll thread waits on), and `hasPendingFrames` says so until the frame is taken.
+    func checkPendingFrameWakesEpoll(from peer: PacketSocketPort, file: StaticString = #filePath, line: UInt = #line) throws {
+        _ = collect(0, count: Int.max, timeout: 0.05)  // drain link noise
+        XCTAssertFalse(hasPendingFrames(), file: file, line: line)
+        let epoll = try Epoll()
+        try epoll.add(pollDescriptor, events: Epoll.input | Epoll.edgeTriggered, token: 7)
+        var events: [Epoll.Event] = []
+        let marker = UInt32.random(in: 1...UInt32.max)
+        XCTAssertEqual(peer.send([Frames.make(length: 90, marker: marker, sequence: 0)]), 1, file: file, line: line)
+        try epoll.wait(into: &events, timeoutMilliseconds: 1000)
+        XCTAssertEqual(events.map(\.token), [7], "the port's fd must wake epoll", file: file, line: line)
+        XCTAssertTrue(hasPendingFrames(), file: file, line: line)
+        XCTAssertEqual(collect(marker, count: 1).count, 1, file: file, line: line)
+        XCTAssertFalse(hasPendingFrames(), file: file, line: line)
+    }
+
     func waitForLink(up: Bool, timeout: Double = 3.0) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while linkIsUp() != up && Date() < deadline { usleep(10_000) }
@@ -176,8 +218,9 @@ extension KernelTestPort {
     }
 }
 
-final class PacketSocketPortTests: XCTestCase {
-    private var veth: PortVeth?
+/// A fresh veth pair per test (skipped without root), for the kernel-port tests.
+class PortVethTestCase: XCTestCase {
+    var veth: PortVeth?
 
     override func setUpWithError() throws {
         veth = try PortVeth(ip: PortVeth.skipUnlessPossible())
@@ -187,6 +230,9 @@ final class PacketSocketPortTests: XCTestCase {
         veth?.destroy()
         veth = nil
     }
+}
+
+final class PacketSocketPortTests: PortVethTestCase {
 
     private func openPorts() throws -> (host: PacketSocketPort, peer: PacketSocketPort) {
         let veth = try XCTUnwrap(veth)
@@ -237,42 +283,20 @@ final class PacketSocketPortTests: XCTestCase {
 
     func testOffloadRequestsAndBadLengthsAreDroppedOnTransmit() throws {
         let (host, peer) = try openPorts()
-        let marker = UInt32.random(in: 1...UInt32.max)
-        let good = Frames.make(length: 100, marker: marker, sequence: 0, destination: Frames.peerMAC)
-        let buffers = TestBuffers()
-        buffers.load([good, good, good, good, good])
         // Malformed offload headers: the checksum field past the frame; GSO without NEEDS_CSUM.
-        buffers.buffers[1].header.flags = VirtioNetHeader.flagNeedsChecksum
-        buffers.buffers[1].header.checksumStart = 90
-        buffers.buffers[1].header.checksumOffset = 9
-        buffers.buffers[2].header.gsoType = VirtioNetHeader.gsoTCPv4
-        buffers.buffers[2].header.gsoSize = 40
-        buffers.buffers[3].length = 10
-        buffers.buffers[4].length = 1600
-        XCTAssertEqual(host.transmitBurst(buffers.buffers, count: 5), 1)
-        XCTAssertEqual(peer.collect(marker, count: 5, timeout: 0.5), [good], "a malformed frame reached the wire")
-        let stats = host.statistics.snapshot()
-        XCTAssertEqual(stats.transmitDropsUnsupportedOffload, 2)
-        XCTAssertEqual(stats.transmitDropsTooShort, 1)
-        XCTAssertEqual(stats.transmitDropsTooLarge, 1)
-        XCTAssertEqual(stats.transmittedPackets, 1)
-        XCTAssertEqual(stats.transmittedBytes, 100)
+        host.checkTransmitDrops(to: peer) { checksum, gso in
+            checksum.flags = VirtioNetHeader.flagNeedsChecksum
+            checksum.checksumStart = 90
+            checksum.checksumOffset = 9
+            gso.gsoType = VirtioNetHeader.gsoTCPv4
+            gso.gsoSize = 40
+        }
     }
 
     func testPendingFramesAndPollDescriptorWakeTheSleeper() throws {
         let (host, peer) = try openPorts()
-        _ = host.collect(0, count: Int.max, timeout: 0.05)  // drain link noise
-        XCTAssertFalse(host.hasPendingFrames())
-        let epoll = try Epoll()
-        try epoll.add(host.pollDescriptor, events: Epoll.input | Epoll.edgeTriggered, token: 7)
-        var events: [Epoll.Event] = []
-        let marker = UInt32.random(in: 1...UInt32.max)
-        XCTAssertEqual(peer.send([Frames.make(length: 90, marker: marker, sequence: 0)]), 1)
-        try epoll.wait(into: &events, timeoutMilliseconds: 1000)
-        XCTAssertEqual(events.map(\.token), [7], "the block retire timer must wake epoll")
-        XCTAssertTrue(host.hasPendingFrames())
-        XCTAssertEqual(host.collect(marker, count: 1).count, 1)
-        XCTAssertFalse(host.hasPendingFrames())
+        // The block retire timer hands the frame over.
+        try host.checkPendingFrameWakesEpoll(from: peer)
     }
 
     func testLinkDownIsSeenAndTransmitCountsTheError() throws {

@@ -13,7 +13,7 @@ final class AfXdpKernelPortTests: XCTestCase {
         if let reason = KernelPeerRig.skipReason() { throw XCTSkip(reason) }
         let rig = try KernelPeerRig(tag: "xp", subnet: 41, prefix: "afxdp", kernelPort: Self.nativePort)
         defer { rig.tearDown() }
-        XCTAssertTrue(try Self.xdpAttached(rig.network.hostInterface), "no XDP program on \(rig.network.hostInterface)")
+        XCTAssertTrue(try NetworkNamespaceFixture.hasXDPProgram(rig.network.hostInterface), "no XDP program on \(rig.network.hostInterface)")
         let api = SwitchAPIClient(rig.daemon)
         let port = try api.expect("GET", "/v1/ports/kernel", status: [200]).object
         XCTAssertEqual(port["type"] as? String, "af-xdp")
@@ -38,7 +38,7 @@ final class AfXdpKernelPortTests: XCTestCase {
 
         // Deleting the port detaches the program.
         try api.expect("DELETE", "/v1/ports/kernel", status: [204])
-        XCTAssertFalse(try Self.xdpAttached(rig.network.hostInterface), "the program outlived its port")
+        XCTAssertFalse(try NetworkNamespaceFixture.hasXDPProgram(rig.network.hostInterface), "the program outlived its port")
         XCTAssertEqual(rig.frontEnd.quit(), 0)
         XCTAssertEqual(rig.daemon.stop(), 0, rig.daemon.output)
     }
@@ -63,7 +63,7 @@ final class AfXdpKernelPortTests: XCTestCase {
         let queue = try create(#""interface": "\#(network.hostInterface)", "queue": 3, "mode": "native""#)
         XCTAssertEqual(queue.status, 400, "\(queue)")
         XCTAssertTrue(queue.body.contains("has no queue 3"), queue.body)
-        XCTAssertFalse(try Self.xdpAttached(network.hostInterface), "a failed create left its program attached")
+        XCTAssertFalse(try NetworkNamespaceFixture.hasXDPProgram(network.hostInterface), "a failed create left its program attached")
 
         let badMode = try create(#""interface": "\#(network.hostInterface)", "mode": "offload""#)
         XCTAssertEqual(badMode.status, 400, "\(badMode)")
@@ -86,7 +86,7 @@ final class AfXdpKernelPortTests: XCTestCase {
         let second = try api.request("POST", "/v1/ports", body: #"{"name": "y", "type": "af-packet", "interface": "\#(network.hostInterface)"}"#)
         XCTAssertEqual(second.status, 409, "\(second)")
         XCTAssertEqual(daemon.stop(), 0, daemon.output)
-        XCTAssertFalse(try Self.xdpAttached(network.hostInterface), "the program outlived the daemon")
+        XCTAssertFalse(try NetworkNamespaceFixture.hasXDPProgram(network.hostInterface), "the program outlived the daemon")
     }
 
     /// The issue's acceptance: a QEMU guest (vhost-user) and a namespace behind a native
@@ -171,18 +171,5 @@ final class AfXdpKernelPortTests: XCTestCase {
         XCTAssertGreaterThan(kernel["rx_packets"] as? Int ?? 0, 5_700, "\(stats)")
         XCTAssertGreaterThan(kernel["tx_packets"] as? Int ?? 0, 5_700, "\(stats)")
         XCTAssertEqual(daemon.stop(), 0, String(daemon.output.suffix(4000)))
-    }
-
-    /// `ip -d link show` of `interface` (host namespace) mentions an attached XDP program.
-    static func xdpAttached(_ interface: String) throws -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        process.arguments = ["-d", "link", "show", "dev", interface]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return text.contains("prog/xdp")
     }
 }
