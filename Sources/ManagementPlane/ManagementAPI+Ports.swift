@@ -90,6 +90,7 @@ extension ManagementAPI {
             object["interface"] = .string(interface)
         case .afXdp(let xdp):
             object.merge(PortSpecEncoder.afXdpFields(xdp)) { _, xdp in xdp }
+            object["xdp"] = port.xdp.map { ["attached_mode": .string($0.mode.rawValue), "zero_copy": .bool($0.zeroCopy)] } ?? .null
         case .vhostUser(let vhost):
             var socket: [String: JSON] = [
                 "path": .string(vhost.socketPath),

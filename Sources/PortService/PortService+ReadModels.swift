@@ -21,7 +21,8 @@ extension PortService {
         let device = port.device.map { device in
             PortView.Device(state: controlLoop.info(of: device).state, offeredFeatures: device.offeredFeatures)
         }
-        return PortView(spec: port.spec, id: port.id, socketPath: port.socketPath, device: device)
+        let xdp = port.xdpPort.map { PortView.XdpAttachment(mode: $0.socket.attachedMode, zeroCopy: $0.socket.zeroCopy) }
+        return PortView(spec: port.spec, id: port.id, socketPath: port.socketPath, device: device, xdp: xdp)
     }
 
     public var portViews: [PortView] { allPorts.map(view(of:)) }

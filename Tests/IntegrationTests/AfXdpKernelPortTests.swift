@@ -20,6 +20,9 @@ final class AfXdpKernelPortTests: XCTestCase {
         XCTAssertEqual(port["mode"] as? String, "native")
         XCTAssertEqual(port["queue"] as? Int, 0)
         XCTAssertEqual(port["interface"] as? String, rig.network.hostInterface)
+        let attachment = port["xdp"] as? [String: Any] ?? [:]
+        XCTAssertEqual(attachment["attached_mode"] as? String, "native", "\(port)")
+        XCTAssertEqual(attachment["zero_copy"] as? Bool, false, "veth has no zero-copy: \(port)")
         XCTAssertTrue(rig.daemon.output.contains("xdp_mode=native"), rig.daemon.output)
 
         let ping = try rig.ping(count: 10)
