@@ -45,17 +45,23 @@ public final class AfXdpPort: @unchecked Sendable {
     // MARK: - Hot path
 
     /// Copies up to `maxCount` received frames into `buffers` (header zeroed); frames longer
-    /// than their buffer are dropped and counted. Returns the number filled.
+    /// than their buffer, runts and descriptors outside the UMEM are dropped and counted.
+    /// Returns the number filled.
     @inline(__always)
     public func receiveBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
         var count = 0
         var bytes: UInt64 = 0
         var tooLarge: UInt64 = 0
+        var runts: UInt64 = 0
         let result = socket.receive(maxCount: maxCount) { data, length in
             // Unsafe: receive delivers at most `maxCount` frames, so count < maxCount, the
             // number of buffers the caller passed.
             let buffer = buffers + count
-            guard length <= buffer.pointee.capacity, length >= 14 else {
+            if length < 14 {
+                runts &+= 1
+                return false
+            }
+            if length > buffer.pointee.capacity {
                 tooLarge &+= 1
                 return false
             }
@@ -67,9 +73,9 @@ public final class AfXdpPort: @unchecked Sendable {
             count &+= 1
             return true
         }
-        if result.delivered != 0 || tooLarge != 0 || result.malformed != 0 {
+        if count != 0 || tooLarge != 0 || runts != 0 || result.malformed != 0 {
             statistics.recordReceived(packets: UInt64(count), bytes: bytes, tooLarge: tooLarge, truncated: 0,
-                                      malformed: UInt64(result.malformed), checksumPending: 0)
+                                      malformed: UInt64(result.malformed) &+ runts, checksumPending: 0)
         }
         return count
     }

@@ -414,9 +414,11 @@ public final class XDPSocket: @unchecked Sendable {
 
     // MARK: - Set-up helpers
 
-    private static func setOption<T>(_ fd: Int32, _ option: Int32, _ value: inout T, _ name: String) throws(SystemError) {
+    /// setsockopt(SOL_XDP) with a plain C struct or integer (`BitwiseCopyable`: its bytes are the value).
+    private static func setOption<T: BitwiseCopyable>(_ fd: Int32, _ option: Int32, _ value: inout T, _ name: String) throws(SystemError) {
         try systemCall("setsockopt(\(name))") {
-            setsockopt(fd, SOL_XDP, option, &value, socklen_t(MemoryLayout<T>.size))
+            // Unsafe: setsockopt reads exactly MemoryLayout<T>.size bytes of `value`.
+            withUnsafeBytes(of: &value) { setsockopt(fd, SOL_XDP, option, $0.baseAddress, socklen_t($0.count)) }
         }
     }
 
