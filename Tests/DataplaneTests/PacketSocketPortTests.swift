@@ -554,11 +554,24 @@ final class PacketSocketTrunkTests: SimulatedGuestSwitchTestCase {
     func testTrunkUplinkCarriesTaggedFramesBothWaysAndDropsOtherVLANs() throws {
         let veth = try XCTUnwrap(veth)
         let host = try PacketSocketPort.open(interface: veth.hostName, configuration: .withVnetHeaders)
+        try checkTrunkUplink(.packetSocket(host))
+    }
+
+    /// The same through an af-xdp port (native XDP on the veth): tags stay in the frame
+    /// data, so the switch classifies them without help from the socket.
+    func testAfXdpTrunkUplinkCarriesTaggedFramesBothWaysAndDropsOtherVLANs() throws {
+        let veth = try XCTUnwrap(veth)
+        let host = try AfXdpPort.open(interface: veth.hostName, configuration: XDPSocket.Configuration(queue: 0, mode: .native))
+        try checkTrunkUplink(.afXdp(host))
+    }
+
+    private func checkTrunkUplink(_ host: KernelPort) throws {
+        let veth = try XCTUnwrap(veth)
         let peer = try veth.openPeerPort()
-        XCTAssertTrue(host.waitForLink(up: true), "veth carrier never came up")
+        XCTAssertTrue(peer.waitForLink(up: true), "veth carrier never came up")
         let uplink = try XCTUnwrap(fabric.addPort(name: "uplink"))
         fabric.setPolicy(portID: uplink, .trunk([10, 20], native: nil))
-        fabric.setPacketPort(portID: uplink, port: host)
+        fabric.setKernelPort(portID: uplink, port: host)
         let guest = try SimulatedGuestPort(mac: SegmentFrames.mac(0xA))
         guest.keepFrames = true
         let guestID = try XCTUnwrap(fabric.addPort(name: "guest"))
