@@ -1,10 +1,12 @@
 import VhostSystem
 import Virtio
 
-/// A switch port on one queue of a host interface through an AF_XDP socket
-/// (`XDPSocket`: our redirect program, one UMEM, need_wakeup). Frames are copied between
-/// the UMEM and the poll thread's packet buffers; nothing is allocated, locked or logged
-/// per packet, and the kernel is called only when it asked to be woken.
+/// A switch port on one or more queues of a host interface through AF_XDP sockets
+/// (`XDPSocket`: our redirect program, one UMEM shared by the queues' sockets, need_wakeup).
+/// One poll thread serves all of the port's queues; frames leave through the first queue's
+/// socket. Frames are copied between the UMEM and the poll thread's packet buffers; nothing
+/// is allocated, locked or logged per packet, and the kernel is called only when it asked to
+/// be woken.
 ///
 /// XDP frames carry no virtio-net header: received frames come plain, and the port accepts
 /// no GUEST_* offload (`acceptedOffloadFeatures` is 0), so the forwarder's
@@ -17,26 +19,67 @@ import Virtio
 /// several poll threads), the rest to the control side. The counters are the kernel-socket
 /// family (`PacketSocketPortStatistics`), so the API and /metrics show them as for af-packet.
 public final class AfXdpPort: @unchecked Sendable {
+    /// The first queue's socket: the transmit side, and the attachment's facts.
     public let socket: XDPSocket
+    /// Every queue's socket, the first one first.
+    public let sockets: [XDPSocket]
     public let statistics: PacketSocketPortStatistics
     /// The kernel's cumulative drop counters at the last `collectKernelStatistics`.
     private var lastKernel = XDPSocket.KernelStatistics()
+    /// With several queues, an epoll set of their fds (readable when any of them is).
+    private let wakeSet: Epoll?
+    /// The sockets for the receive burst, unretained (`sockets` keeps them).
+    @usableFromInline let receivers: UnsafeMutablePointer<Unmanaged<XDPSocket>>
+    @usableFromInline let receiverCount: Int
+    /// The queue the next receive burst starts with (fairness between the queues).
+    @usableFromInline let nextReceiver: UnsafeMutablePointer<Int>
 
     public var interfaceName: String { socket.interfaceName }
+    /// What a sleeping poll thread waits on: the socket's fd, or the epoll set of all of them.
     public let pollDescriptor: Int32
 
-    init(socket: XDPSocket, statistics: PacketSocketPortStatistics) {
-        self.socket = socket
+    init(sockets: [XDPSocket], statistics: PacketSocketPortStatistics) throws(SystemError) {
+        socket = sockets[0]
+        self.sockets = sockets
         self.statistics = statistics
-        pollDescriptor = socket.pollDescriptor
+        if sockets.count > 1 {
+            let set = try Epoll()
+            for (index, member) in sockets.enumerated() { try set.add(member.pollDescriptor, token: UInt64(index)) }
+            wakeSet = set
+            pollDescriptor = set.descriptor.rawValue
+        } else {
+            wakeSet = nil
+            pollDescriptor = socket.pollDescriptor
+        }
+        receiverCount = sockets.count
+        receivers = .allocate(capacity: sockets.count)
+        for (index, member) in sockets.enumerated() { (receivers + index).initialize(to: Unmanaged.passUnretained(member)) }
+        nextReceiver = .allocate(capacity: 1)
+        nextReceiver.initialize(to: 0)
+    }
+
+    deinit {
+        receivers.deinitialize(count: receiverCount)
+        receivers.deallocate()
+        nextReceiver.deallocate()
     }
 
     /// Opens a port on `interface` (calling thread's network namespace): attaches the XDP
-    /// program and binds the queue. Throws a `XDPSocket.Failure` that says what failed;
+    /// program and binds each queue (`configuration.queue` and the `queueCount - 1` after it)
+    /// to a socket sharing one UMEM. Throws a `XDPSocket.Failure` that says what failed;
     /// nothing is left attached.
     public static func open(interface: String, configuration: XDPSocket.Configuration = XDPSocket.Configuration(),
                             statistics: PacketSocketPortStatistics = PacketSocketPortStatistics()) throws(XDPSocket.Failure) -> AfXdpPort {
-        AfXdpPort(socket: try XDPSocket(interface: interface, configuration: configuration), statistics: statistics)
+        let first = try XDPSocket(interface: interface, configuration: configuration)
+        var sockets = [first]
+        for offset in 1..<max(1, configuration.queueCount) {
+            sockets.append(try XDPSocket(sharingWith: first, queue: configuration.queue + UInt32(offset)))
+        }
+        do {
+            return try AfXdpPort(sockets: sockets, statistics: statistics)
+        } catch {
+            throw XDPSocket.Failure(.failed, error)
+        }
     }
 
     /// No GUEST_* offload: XDP frames have no virtio-net header.
@@ -53,9 +96,37 @@ public final class AfXdpPort: @unchecked Sendable {
         var bytes: UInt64 = 0
         var tooLarge: UInt64 = 0
         var runts: UInt64 = 0
-        let result = socket.receive(maxCount: maxCount) { data, length in
-            // Unsafe: receive delivers at most `maxCount` frames, so count < maxCount, the
-            // number of buffers the caller passed.
+        var malformed = 0
+        // Each queue in turn, from a different one each burst, until the burst is full.
+        let start = nextReceiver.pointee
+        nextReceiver.pointee = start &+ 1 == receiverCount ? 0 : start &+ 1
+        var visited = 0
+        var index = start
+        while visited < receiverCount && count < maxCount {
+            visited &+= 1
+            // Unsafe: index < receiverCount, the array's size (wrapped below).
+            let receiver = receivers[index]
+            index = index &+ 1 == receiverCount ? 0 : index &+ 1
+            // Unsafe (guaranteed ref): `sockets` keeps every receiver alive.
+            malformed &+= receiver._withUnsafeGuaranteedRef { socket in
+                receive(from: socket, into: buffers, maxCount: maxCount, count: &count, bytes: &bytes, tooLarge: &tooLarge, runts: &runts)
+            }
+        }
+        if count != 0 || tooLarge != 0 || runts != 0 || malformed != 0 {
+            statistics.recordReceived(packets: UInt64(count), bytes: bytes, tooLarge: tooLarge, truncated: 0,
+                                      malformed: UInt64(malformed) &+ runts, checksumPending: 0)
+        }
+        return count
+    }
+
+    /// One queue's share of a receive burst: frames into buffers[count...]; returns the
+    /// descriptors the socket found malformed.
+    @inline(__always)
+    private func receive(from socket: XDPSocket, into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int, count: inout Int,
+                         bytes: inout UInt64, tooLarge: inout UInt64, runts: inout UInt64) -> Int {
+        let result = socket.receive(maxCount: maxCount &- count) { data, length in
+            // Unsafe: receive delivers at most `maxCount - count` frames, so count < maxCount,
+            // the number of buffers the caller passed.
             let buffer = buffers + count
             if length < 14 {
                 runts &+= 1
@@ -73,11 +144,7 @@ public final class AfXdpPort: @unchecked Sendable {
             count &+= 1
             return true
         }
-        if count != 0 || tooLarge != 0 || runts != 0 || result.malformed != 0 {
-            statistics.recordReceived(packets: UInt64(count), bytes: bytes, tooLarge: tooLarge, truncated: 0,
-                                      malformed: UInt64(result.malformed) &+ runts, checksumPending: 0)
-        }
-        return count
+        return result.malformed
     }
 
     /// Queues `count` frames on the TX ring and publishes them at once (one sendto when the
@@ -122,9 +189,15 @@ public final class AfXdpPort: @unchecked Sendable {
         return sent
     }
 
-    /// True when received frames wait: the last check before the poll thread sleeps.
+    /// True when received frames wait on any queue: the last check before the poll thread sleeps.
     @inline(__always)
-    public func hasPendingFrames() -> Bool { socket.hasPendingFrames }
+    public func hasPendingFrames() -> Bool {
+        for index in 0..<receiverCount {
+            // Unsafe: index < receiverCount; (guaranteed ref) `sockets` keeps it alive.
+            if receivers[index]._withUnsafeGuaranteedRef({ $0.hasPendingFrames }) { return true }
+        }
+        return false
+    }
 
     // MARK: - Control side
 
@@ -136,7 +209,12 @@ public final class AfXdpPort: @unchecked Sendable {
     /// full RX ring or an empty fill ring show as receive ring drops). Control side only
     /// (housekeeping, one thread).
     public func collectKernelStatistics() {
-        guard let now = try? socket.kernelStatistics() else { return }
+        var now = XDPSocket.KernelStatistics()
+        for member in sockets {
+            guard let counts = try? member.kernelStatistics() else { return }
+            now.receiveDrops &+= counts.receiveDrops
+            now.invalidDescriptors &+= counts.invalidDescriptors
+        }
         let drops = now.receiveDrops &- lastKernel.receiveDrops
         lastKernel = now
         statistics.recordKernel(drops: drops, freezes: 0)

@@ -1,24 +1,26 @@
 import CVhostShims
 import Glibc
 
-/// An AF_XDP socket on one queue of a host interface, with its own UMEM (one per interface:
-/// a port serves one queue) and our own XDP program attached through a bpf link: a
-/// one-instruction-long redirect of every frame of that queue to the socket
-/// (`vhost_shims_xdp_program_load`). See the kernel's Documentation/networking/af_xdp.rst.
+/// An AF_XDP socket on one queue of a host interface. The sockets of an interface share one
+/// `XDPAttachment`: one UMEM (a slot per queue), and our own XDP program attached through a
+/// bpf link, a redirect of every frame of a queue to that queue's socket
+/// (`vhost_shims_xdp_program_load`). The first socket (`init(interface:configuration:)`)
+/// registers the UMEM; the others (`init(sharingWith:queue:)`) bind sharing it, each with its
+/// own fill and completion rings. See the kernel's Documentation/networking/af_xdp.rst.
 ///
-/// The UMEM is split in two: receive frames, all handed to the kernel on the fill ring and
-/// handed back as soon as the receive burst has copied them out; transmit frames, on a free
-/// stack, filled by `enqueue`, given to the kernel on the TX ring by `flush` and taken back
-/// from the completion ring. No system call per packet: the kernel is woken (recvfrom,
+/// A socket's UMEM slot is split in two: receive frames, all handed to the kernel on the fill
+/// ring and handed back as soon as the receive burst has copied them out; transmit frames, on
+/// a free stack, filled by `enqueue`, given to the kernel on the TX ring by `flush` and taken
+/// back from the completion ring. No system call per packet: the kernel is woken (recvfrom,
 /// sendto) only when it set XDP_RING_NEED_WAKEUP on the fill or TX ring.
 ///
 /// Threading: `receive`/`hasPendingFrames` belong to one thread (the poll thread serving
 /// the port: rx and fill ring), `enqueue`/`flush` to one thread at a time (TX and
 /// completion ring). The link queries and `kernelStatistics` are for the control side.
 ///
-/// Everything is released by deinit: closing the link fd detaches the program, so a
-/// failure half way through set-up, a deleted port or a crashed daemon leaves nothing on
-/// the interface.
+/// Everything is released by deinit: the last socket of an interface closes the link fd,
+/// which detaches the program, so a failure half way through set-up, a deleted port or a
+/// crashed daemon leaves nothing on the interface.
 public final class XDPSocket: @unchecked Sendable {
     /// How the XDP program is attached (the port spec's `mode`).
     public enum AttachMode: String, Sendable, CaseIterable {
@@ -31,7 +33,10 @@ public final class XDPSocket: @unchecked Sendable {
     }
 
     public struct Configuration: Sendable, Equatable {
+        /// The first queue (the first socket's).
         public var queue: UInt32 = 0
+        /// Queues queue..<queue + queueCount get a socket each, sharing the UMEM (1...64).
+        public var queueCount = 1
         public var mode: AttachMode = .auto
         /// UMEM chunk size: one frame each (a page: MTU 1500 frames and the kernel's
         /// XDP headroom fit).
@@ -40,8 +45,9 @@ public final class XDPSocket: @unchecked Sendable {
         /// receive, half for transmit). A power of two.
         public var ringSize = 2048
 
-        public init(queue: UInt32 = 0, mode: AttachMode = .auto) {
+        public init(queue: UInt32 = 0, queueCount: Int = 1, mode: AttachMode = .auto) {
             self.queue = queue
+            self.queueCount = queueCount
             self.mode = mode
         }
     }
@@ -84,27 +90,29 @@ public final class XDPSocket: @unchecked Sendable {
         public init() {}
     }
 
-    public let interfaceName: String
-    public let interfaceIndex: Int32
-    public let mtu: Int
-    public let configuration: Configuration
+    public var interfaceName: String { attachment.interfaceName }
+    public var interfaceIndex: Int32 { attachment.interfaceIndex }
+    public var mtu: Int { attachment.mtu }
     /// The mode the program was attached in (native or generic, never auto).
-    public let attachedMode: AttachMode
+    public var attachedMode: AttachMode { attachment.mode }
+    /// The queue this socket serves.
+    public let queue: UInt32
     /// The driver moves frames in and out of the UMEM itself (XDP_ZEROCOPY took).
     public let zeroCopy: Bool
     /// The longest frame `enqueue` accepts and `receive` delivers.
     public let maxFrameLength: Int
 
+    let attachment: XDPAttachment
     private let socketDescriptor: FileDescriptor
-    private let mapDescriptor: FileDescriptor
-    private let programDescriptor: FileDescriptor
-    private let linkDescriptor: FileDescriptor
-    private let umem: MemoryMapping
     private let ringMappings: [MemoryMapping]
     @usableFromInline let rawDescriptor: Int32
     @usableFromInline let umemBase: UnsafeMutableRawPointer
-    @usableFromInline let umemLength: UInt64
     @usableFromInline let frameSize: UInt64
+    /// This socket's receive chunks are [receiveStart, transmitStart), its transmit chunks
+    /// [transmitStart, slotEnd) (UMEM offsets).
+    @usableFromInline let receiveStart: UInt64
+    @usableFromInline let transmitStart: UInt64
+    @usableFromInline let slotEnd: UInt64
     @usableFromInline let receiveRing: Ring
     @usableFromInline let fillRing: Ring
     @usableFromInline let transmitRing: Ring
@@ -118,28 +126,28 @@ public final class XDPSocket: @unchecked Sendable {
     /// has frames).
     public var pollDescriptor: Int32 { rawDescriptor }
 
-    /// Creates the socket and UMEM, attaches the program to `interface` (in the calling
-    /// thread's network namespace) in the configured mode, binds to the queue (zero-copy
-    /// when native and the driver supports it) and hands the receive frames to the kernel.
-    /// Throws `XDPSocket.Failure` with what went wrong; nothing stays behind.
-    public init(interface: String, configuration: Configuration = Configuration()) throws(Failure) {
-        let size = configuration.ringSize
-        guard size >= 64, size <= 32768, size & (size - 1) == 0,
-              configuration.frameSize >= 2048, configuration.frameSize <= 65536,
-              configuration.frameSize & (configuration.frameSize - 1) == 0 else {
-            throw Failure(.invalidConfiguration, SystemError("XDPSocket configuration", errno: EINVAL))
-        }
-        guard let index = NetworkInterface.index(named: interface) else {
-            throw Failure(.noSuchInterface, SystemError("if_nametoindex(\(interface))", errno: ENODEV))
-        }
-        let mtu: Int
-        do { mtu = try NetworkInterface.mtu(of: interface) } catch { throw Failure(.noSuchInterface, error) }
-        // The frame plus the kernel's XDP headroom (256) must fit a chunk.
-        let longest = mtu + 18
-        guard longest + 256 <= configuration.frameSize else {
-            throw Failure(.mtuTooLarge, SystemError("MTU \(mtu) of \(interface) does not fit a \(configuration.frameSize)-byte UMEM frame", errno: EINVAL))
-        }
+    /// The first socket of `interface` (in the calling thread's network namespace): makes the
+    /// UMEM, attaches the program in the configured mode, binds to `configuration.queue`
+    /// (zero-copy when native and the driver supports it) and hands the receive frames to the
+    /// kernel. Throws `XDPSocket.Failure` with what went wrong; nothing stays behind.
+    public convenience init(interface: String, configuration: Configuration = Configuration()) throws(Failure) {
+        try self.init(attachment: try XDPAttachment(interface: interface, configuration: configuration), queue: configuration.queue)
+    }
 
+    /// Another queue of `first`'s interface, in the UMEM slot set aside for it
+    /// (`configuration.queueCount`), bound sharing `first`'s UMEM and in its copy mode.
+    public convenience init(sharingWith first: XDPSocket, queue: UInt32) throws(Failure) {
+        try self.init(attachment: first.attachment, queue: queue)
+    }
+
+    private init(attachment: XDPAttachment, queue: UInt32) throws(Failure) {
+        let configuration = attachment.configuration
+        guard queue >= configuration.queue, Int(queue - configuration.queue) < configuration.queueCount else {
+            throw Failure(.invalidConfiguration, SystemError("queue \(queue) outside the UMEM's slots", errno: EINVAL))
+        }
+        let slot = Int(queue - configuration.queue)
+        let size = configuration.ringSize
+        let first = attachment.registrationDescriptor < 0
         do {
             let socketType = Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
             socketDescriptor = FileDescriptor(adopting: try systemCall("socket(AF_XDP)") { socket(AF_XDP, socketType, 0) })
@@ -147,16 +155,16 @@ public final class XDPSocket: @unchecked Sendable {
             throw Failure(error.errno == EAFNOSUPPORT ? .unsupported : error.permissionDenied ? .permissionDenied : .failed, error)
         }
         let raw = socketDescriptor.rawValue
-        let frameCount = size * 2
-
         do {
-            umem = try MemoryMapping(anonymousLength: frameCount * configuration.frameSize)
-            var registration = xdp_umem_reg()
-            registration.addr = UInt64(UInt(bitPattern: umem.base))
-            registration.len = UInt64(umem.length)
-            registration.chunk_size = UInt32(configuration.frameSize)
-            registration.headroom = 0
-            try Self.setOption(raw, XDP_UMEM_REG, &registration, "XDP_UMEM_REG")
+            if first {
+                var registration = xdp_umem_reg()
+                registration.addr = UInt64(UInt(bitPattern: attachment.umem.base))
+                registration.len = UInt64(attachment.umem.length)
+                registration.chunk_size = UInt32(configuration.frameSize)
+                registration.headroom = 0
+                try Self.setOption(raw, XDP_UMEM_REG, &registration, "XDP_UMEM_REG")
+            }
+            // Every socket has its own fill and completion rings (shared UMEM, other queues).
             var entries = UInt32(size)
             try Self.setOption(raw, XDP_UMEM_FILL_RING, &entries, "XDP_UMEM_FILL_RING")
             try Self.setOption(raw, XDP_UMEM_COMPLETION_RING, &entries, "XDP_UMEM_COMPLETION_RING")
@@ -181,86 +189,76 @@ public final class XDPSocket: @unchecked Sendable {
             throw Failure(error.permissionDenied ? .permissionDenied : .failed, error)
         }
 
-        // The XSKMAP and the program, then the link: from here on the interface runs it.
-        do {
-            mapDescriptor = FileDescriptor(adopting: try systemCall("bpf(BPF_MAP_CREATE, XSKMAP)") {
-                vhost_shims_xdp_map_create(configuration.queue &+ 1)
-            })
-        } catch {
-            throw Failure(error.permissionDenied ? .permissionDenied : .failed, error)
-        }
-        let map = mapDescriptor.rawValue
-        do {
-            programDescriptor = FileDescriptor(adopting: try systemCall("bpf(BPF_PROG_LOAD, xdp redirect)") {
-                vhost_shims_xdp_program_load(map, nil, 0)
-            })
-        } catch {
-            throw Failure(error.permissionDenied ? .permissionDenied : .failed, error)
-        }
-        let (link, mode) = try Self.attach(programDescriptor.rawValue, to: index, interface: interface, mode: configuration.mode)
-        linkDescriptor = link
-        attachedMode = mode
-
-        // Zero-copy needs the driver's own XDP; copy mode otherwise (and as the fallback).
-        var bound = false
+        // The first socket: zero-copy needs the driver's own XDP; copy mode otherwise (and as
+        // the fallback). The others take the first's mode (the kernel refuses flags with
+        // XDP_SHARED_UMEM).
+        let interface = attachment.interfaceName
         var zeroCopy = false
-        var bindError = SystemError("bind(AF_XDP)", errno: EINVAL)
-        for copyFlag in mode == .native ? [XDP_ZEROCOPY, XDP_COPY] : [XDP_COPY] {
+        var bindError: SystemError?
+        if first {
+            bindError = SystemError("bind(AF_XDP)", errno: EINVAL)
+            for copyFlag in attachment.mode == .native ? [XDP_ZEROCOPY, XDP_COPY] : [XDP_COPY] {
+                do {
+                    try Self.bind(raw, index: attachment.interfaceIndex, queue: queue, flags: UInt16(copyFlag | XDP_USE_NEED_WAKEUP))
+                    bindError = nil
+                    zeroCopy = copyFlag == XDP_ZEROCOPY
+                    break
+                } catch {
+                    bindError = error
+                }
+            }
+        } else {
             do {
-                try Self.bind(raw, index: index, queue: configuration.queue, flags: UInt16(copyFlag | XDP_USE_NEED_WAKEUP))
-                bound = true
-                zeroCopy = copyFlag == XDP_ZEROCOPY
-                break
+                try Self.bind(raw, index: attachment.interfaceIndex, queue: queue, flags: UInt16(XDP_SHARED_UMEM),
+                              sharing: attachment.registrationDescriptor)
+                zeroCopy = Self.isZeroCopy(raw)
             } catch {
                 bindError = error
             }
         }
-        guard bound else {
+        if let bindError {
             // EINVAL for a queue the interface does not have.
             throw Failure(bindError.errno == EINVAL ? .noSuchQueue : .failed,
-                          SystemError("bind(AF_XDP, \(interface) queue \(configuration.queue))", errno: bindError.errno))
+                          SystemError("bind(AF_XDP, \(interface) queue \(queue))", errno: bindError.errno))
         }
+        if first { attachment.registrationDescriptor = raw }
         self.zeroCopy = zeroCopy
-
+        self.attachment = attachment
+        self.queue = queue
         rawDescriptor = raw
-        umemBase = umem.base
-        umemLength = UInt64(umem.length)
+        umemBase = attachment.umem.base
         frameSize = UInt64(configuration.frameSize)
         ringSize = UInt32(size)
-        interfaceName = interface
-        interfaceIndex = index
-        self.mtu = mtu
-        self.configuration = configuration
-        maxFrameLength = min(longest, configuration.frameSize - 256)
+        receiveStart = UInt64(slot &* 2 &* size) &* frameSize
+        transmitStart = receiveStart &+ UInt64(size) &* frameSize
+        slotEnd = transmitStart &+ UInt64(size) &* frameSize
+        maxFrameLength = min(attachment.mtu + 18, configuration.frameSize - 256)
         cursor = .allocate(capacity: 1)
         cursor.initialize(to: Cursor())
         freeStack = .allocate(capacity: size)
 
-        // Receive frames are the first half of the UMEM, all on the fill ring; transmit
+        // Receive frames are the first half of the slot, all on the fill ring; transmit
         // frames the second half, all free.
         for i in 0..<size {
             // Unsafe: i < size, the fill ring's entry count (8 bytes each).
-            fillRing.entries.storeBytes(of: UInt64(i) &* frameSize, toByteOffset: i &* 8, as: UInt64.self)
+            fillRing.entries.storeBytes(of: receiveStart &+ UInt64(i) &* frameSize, toByteOffset: i &* 8, as: UInt64.self)
             // Unsafe: i < size, the stack's capacity.
-            freeStack[i] = UInt64(size &+ i) &* frameSize
+            freeStack[i] = transmitStart &+ UInt64(i) &* frameSize
         }
         cursor.pointee.freeFrames = size
         cursor.pointee.fillProducer = UInt32(size)
         vhost_shims_store_release_u32(fillRing.producer, UInt32(size))
 
         // Only now can the program find the socket: frames before this went to the stack.
+        let map = attachment.map.rawValue
         do {
-            try systemCall("bpf(BPF_MAP_UPDATE_ELEM, queue \(configuration.queue))") {
-                vhost_shims_xdp_map_set(map, configuration.queue, raw)
-            }
+            try systemCall("bpf(BPF_MAP_UPDATE_ELEM, queue \(queue))") { vhost_shims_xdp_map_set(map, queue, raw) }
         } catch {
             throw Failure(.failed, error)
         }
     }
 
     deinit {
-        // The link first: the program stops redirecting before the socket goes.
-        linkDescriptor.close()
         cursor.deinitialize(count: 1)
         cursor.deallocate()
         freeStack.deallocate()
@@ -283,7 +281,8 @@ public final class XDPSocket: @unchecked Sendable {
         var fill = cursor.pointee.fillProducer
         let fillMask = fillRing.mask
         let chunkMask = ~(frameSize &- 1)
-        let receiveFrames = UInt64(ringSize) &* frameSize
+        let receiveStart = receiveStart
+        let receiveEnd = transmitStart
         for i in 0..<UInt32(count) {
             // Unsafe: the slot index is masked to the ring's size; each entry is an xdp_desc.
             let entry = receiveRing.entries + Int((consumer &+ i) & receiveRing.mask) &* MemoryLayout<xdp_desc>.size
@@ -292,11 +291,11 @@ public final class XDPSocket: @unchecked Sendable {
             let chunk = address & chunkMask
             // The kernel is trusted more than a guest, but a frame must lie inside one of
             // the receive chunks before we read it.
-            guard chunk < receiveFrames, address &- chunk &+ UInt64(length) <= frameSize else {
+            guard chunk >= receiveStart, chunk < receiveEnd, address &- chunk &+ UInt64(length) <= frameSize else {
                 malformed &+= 1
                 continue
             }
-            // Unsafe: address + length lies inside the receive half of the UMEM (checked above).
+            // Unsafe: address + length lies inside this socket's receive chunks (checked above).
             if body(umemBase + Int(address), Int(length)) { delivered &+= 1 }
             // Unsafe: the slot index is masked to the fill ring's size.
             fillRing.entries.storeBytes(of: chunk, toByteOffset: Int(fill & fillMask) &* 8, as: UInt64.self)
@@ -378,13 +377,14 @@ public final class XDPSocket: @unchecked Sendable {
         guard ready != 0 else { return }
         var free = cursor.pointee.freeFrames
         let chunkMask = ~(frameSize &- 1)
-        let transmitStart = UInt64(ringSize) &* frameSize
+        let transmitStart = transmitStart
+        let slotEnd = slotEnd
         for i in 0..<ready {
             // Unsafe: the slot index is masked to the ring's size (8-byte entries).
             let address = completionRing.entries.load(fromByteOffset: Int((consumer &+ i) & completionRing.mask) &* 8, as: UInt64.self)
             let chunk = address & chunkMask
             // Only our transmit chunks, and never more than the stack holds.
-            guard chunk >= transmitStart, chunk < umemLength, free < Int(ringSize) else { continue }
+            guard chunk >= transmitStart, chunk < slotEnd, free < Int(ringSize) else { continue }
             // Unsafe: free < ringSize, the stack's capacity.
             freeStack[free] = chunk
             free &+= 1
@@ -414,6 +414,14 @@ public final class XDPSocket: @unchecked Sendable {
 
     // MARK: - Set-up helpers
 
+    /// XDP_OPTIONS: the socket runs zero-copy.
+    private static func isZeroCopy(_ fd: Int32) -> Bool {
+        var options = xdp_options()
+        var length = socklen_t(MemoryLayout<xdp_options>.size)
+        guard getsockopt(fd, SOL_XDP, XDP_OPTIONS, &options, &length) == 0 else { return false }
+        return options.flags & UInt32(XDP_OPTIONS_ZEROCOPY) != 0
+    }
+
     /// setsockopt(SOL_XDP) with a plain C struct or integer (`BitwiseCopyable`: its bytes are the value).
     private static func setOption<T: BitwiseCopyable>(_ fd: Int32, _ option: Int32, _ value: inout T, _ name: String) throws(SystemError) {
         try systemCall("setsockopt(\(name))") {
@@ -432,34 +440,13 @@ public final class XDPSocket: @unchecked Sendable {
         return (ring, mapping)
     }
 
-    /// Attaches the program in `mode` (auto: native, then generic). The link fd owns it.
-    private static func attach(_ program: Int32, to index: Int32, interface: String,
-                               mode: AttachMode) throws(Failure) -> (FileDescriptor, AttachMode) {
-        let tries: [AttachMode] = mode == .auto ? [.native, .generic] : [mode]
-        var last = SystemError("bpf(BPF_LINK_CREATE)", errno: EINVAL)
-        for attempt in tries {
-            let flags = UInt32(attempt == .native ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE)
-            do {
-                let link = try systemCall("bpf(BPF_LINK_CREATE, XDP \(attempt.rawValue) on \(interface))") {
-                    vhost_shims_xdp_link_create(program, index, flags)
-                }
-                return (FileDescriptor(adopting: link), attempt)
-            } catch {
-                last = error
-                // Another program on the interface: no other mode will do better.
-                if error.errno == EBUSY || error.errno == EEXIST { throw Failure(.busy, error) }
-            }
-        }
-        if last.permissionDenied { throw Failure(.permissionDenied, last) }
-        throw Failure(mode == .generic ? .failed : .modeUnsupported, last)
-    }
-
-    private static func bind(_ fd: Int32, index: Int32, queue: UInt32, flags: UInt16) throws(SystemError) {
+    private static func bind(_ fd: Int32, index: Int32, queue: UInt32, flags: UInt16, sharing umemOwner: Int32 = 0) throws(SystemError) {
         var address = sockaddr_xdp()
         address.sxdp_family = UInt16(AF_XDP)
         address.sxdp_flags = flags
         address.sxdp_ifindex = UInt32(bitPattern: index)
         address.sxdp_queue_id = queue
+        address.sxdp_shared_umem_fd = UInt32(bitPattern: umemOwner)
         try systemCall("bind(AF_XDP)") {
             // Unsafe: bind reads exactly sizeof(sockaddr_xdp) bytes of `address`.
             withUnsafePointer(to: &address) {

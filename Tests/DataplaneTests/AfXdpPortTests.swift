@@ -68,6 +68,77 @@ final class AfXdpPortTests: PortVethTestCase {
         XCTAssertEqual(inbound, 4800)
     }
 
+    /// Two queues, a socket each on one UMEM: the peer sends from CPU 0 and then from CPU 1
+    /// (AF_PACKET picks the transmit queue by the sending CPU, and a veth delivers on the
+    /// receive queue of the same number), and every frame arrives.
+    func testTwoQueuesShareOneUMEMAndBothDeliver() throws {
+        guard ProcessInfo.processInfo.activeProcessorCount >= 2 else {
+            print("skipping: needs 2 CPUs to send on two queues")
+            throw XCTSkip("needs 2 CPUs to send on two queues")
+        }
+        let veth = try PortVeth(ip: PortVeth.skipUnlessPossible(), queues: 2)
+        defer { veth.destroy() }
+        let host = try AfXdpPort.open(interface: veth.hostName, configuration: XDPSocket.Configuration(queue: 0, queueCount: 2, mode: .native))
+        XCTAssertEqual(host.sockets.map(\.queue), [0, 1])
+        XCTAssertNotEqual(host.pollDescriptor, host.socket.pollDescriptor, "several queues wake through one epoll set")
+        let peer = try veth.openPeerPort()
+        XCTAssertTrue(host.waitForLink(up: true), "veth carrier never came up")
+        let flows = (0..<64).map { Self.udpFrame(sourcePort: UInt16(10_000 + $0 * 7)) }
+        // A thread of its own, so the test's thread keeps its CPUs.
+        let sender = Thread {
+            for cpu in 0..<2 {
+                try? SystemThread.pinCurrent(to: [cpu])
+                XCTAssertEqual(peer.send(Array(flows[(cpu * 32)..<(cpu * 32 + 32)])), 32)
+            }
+        }
+        sender.start()
+        let buffers = TestBuffers()
+        var received: [[UInt8]] = []
+        let deadline = Date().addingTimeInterval(2)
+        while received.count < flows.count && Date() < deadline {
+            let n = host.receiveBurst(into: buffers.buffers, maxCount: buffers.count)
+            for i in 0..<n where Array(buffers.bytes(i)[6..<12]) == Frames.peerMAC { received.append(buffers.bytes(i)) }
+            if n == 0 { usleep(1000) }
+        }
+        XCTAssertEqual(Set(received), Set(flows), "every flow arrived once, whatever its queue")
+        XCTAssertEqual(received.count, flows.count)
+        let redirected = try (0..<2).map { queue in try Self.ethtoolCounter(veth, "rx_queue_\(queue)_xdp_redirect") }
+        print("[af-xdp] frames redirected per queue: \(redirected)")
+        XCTAssertTrue(redirected.allSatisfy { $0 >= 32 }, "each queue carried its CPU's 32 frames: \(redirected)")
+
+        // A sleeping poll thread waits on the port's epoll set: a frame on queue 1 wakes it.
+        _ = host.collect(0, count: Int.max, timeout: 0.05)  // drain link noise
+        XCTAssertFalse(host.hasPendingFrames())
+        let epoll = try Epoll()
+        try epoll.add(host.pollDescriptor, events: Epoll.input | Epoll.edgeTriggered, token: 5)
+        let late = Thread {
+            try? SystemThread.pinCurrent(to: [1])
+            XCTAssertEqual(peer.send([Self.udpFrame(sourcePort: 9)]), 1)
+        }
+        late.start()
+        var events: [Epoll.Event] = []
+        try epoll.wait(into: &events, timeoutMilliseconds: 1000)
+        XCTAssertEqual(events.map(\.token), [5], "a frame on the second queue wakes the set")
+        XCTAssertTrue(host.hasPendingFrames())
+        XCTAssertGreaterThanOrEqual(host.receiveBurst(into: buffers.buffers, maxCount: buffers.count), 1)
+    }
+
+    /// An IPv4/UDP frame from the peer to the host end (the transmit hash reads its ports).
+    private static func udpFrame(sourcePort: UInt16) -> [UInt8] {
+        var frame = Frames.hostMAC + Frames.peerMAC + [0x08, 0x00]
+        frame += [0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 200, 99, 2, 10, 200, 99, 1]
+        frame += [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xFF), 0x13, 0x88, 0, 26, 0, 0]
+        frame += (0..<18).map { UInt8(truncatingIfNeeded: Int(sourcePort) &+ $0) }
+        return frame
+    }
+
+    /// One of `ethtool -S`'s counters of the host end.
+    private static func ethtoolCounter(_ veth: PortVeth, _ name: String) throws -> UInt64 {
+        let text = try NetworkNamespaceFixture.run(["/usr/sbin/ethtool", "-S", veth.hostName], check: true).output
+        let line = text.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(name + ":") }
+        return UInt64(line?.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
+    }
+
     func testOffloadRequestsAndBadLengthsAreDroppedOnTransmit() throws {
         let (host, peer) = try openPorts()
         XCTAssertEqual(host.acceptedOffloadFeatures, 0, "XDP frames carry no virtio-net header")

@@ -14,6 +14,8 @@ final class PortVeth {
     let hostName: String
     let peerName: String
     let ip: String
+    /// Receive and transmit queues of each end.
+    let queues: Int
     private static let counter = Mutex(0)
 
     static func skipUnlessPossible() throws -> String {
@@ -28,8 +30,9 @@ final class PortVeth {
         return ip
     }
 
-    init(ip: String) throws {
+    init(ip: String, queues: Int = 1) throws {
         self.ip = ip
+        self.queues = queues
         let serial = Self.counter.withLock { $0 += 1; return $0 }
         let tag = "\(getpid() % 100_000)p\(serial)"
         namespace = "vsw-ptest-\(tag)"
@@ -40,7 +43,8 @@ final class PortVeth {
     }
 
     func create() throws {
-        try run(["link", "add", hostName, "type", "veth", "peer", "name", peerName])
+        let queueArguments = ["numtxqueues", "\(queues)", "numrxqueues", "\(queues)"]
+        try run(["link", "add", hostName] + queueArguments + ["type", "veth", "peer", "name", peerName] + queueArguments)
         try run(["link", "set", peerName, "netns", namespace])
         try run(["link", "set", hostName, "up"])
         try run(["netns", "exec", namespace, ip, "link", "set", peerName, "up"])
