@@ -26,20 +26,24 @@ public struct PortSpec: Equatable, Sendable {
         }
     }
 
-    /// An AF_XDP port: one queue of a host interface, the XDP program attached in `mode`.
+    /// An AF_XDP port: queues queue..<queue + queues of a host interface (a socket each,
+    /// one UMEM), the XDP program attached in `mode`.
     public struct AfXdp: Equatable, Sendable {
         public var interface: String
         public var queue: Int = 0
+        public var queues: Int = 1
         public var mode: XDPSocket.AttachMode = .auto
 
-        public init(interface: String, queue: Int = 0, mode: XDPSocket.AttachMode = .auto) {
+        public init(interface: String, queue: Int = 0, queues: Int = 1, mode: XDPSocket.AttachMode = .auto) {
             self.interface = interface
             self.queue = queue
+            self.queues = queues
             self.mode = mode
         }
 
-        /// Queue ids the API accepts (the XSKMAP has queue + 1 slots).
+        /// The first queue id the API accepts (the XSKMAP has queue + queues slots).
         public static let queueRange = 0...255
+        public static let queueCountRange = 1...64
     }
 
     public enum Kind: Equatable, Sendable {

@@ -37,7 +37,7 @@ public enum PortSpecDecoder {
     /// The keys of each port type besides the policy's (which both types take).
     public static let vhostUserKeys: Set<String> = ["name", "type", "socket", "queues", "mtu", "mac", "features"]
     public static let afPacketKeys: Set<String> = ["name", "type", "interface"]
-    public static let afXdpKeys: Set<String> = ["name", "type", "interface", "queue", "mode"]
+    public static let afXdpKeys: Set<String> = ["name", "type", "interface", "queue", "queues", "mode"]
 
     /// A kernel port's `interface`: a Linux interface name.
     private static func interfaceName(_ object: [String: JSON]) throws(DecodingError) -> String {
@@ -57,6 +57,13 @@ public enum PortSpecDecoder {
                 throw DecodingError("queue must be an integer from \(range.lowerBound) to \(range.upperBound)")
             }
             spec.queue = Int(value)
+        }
+        if let queues = object["queues"] {
+            let range = PortSpec.AfXdp.queueCountRange
+            guard let value = queues.integerValue, value >= Int64(range.lowerBound), value <= Int64(range.upperBound) else {
+                throw DecodingError("queues must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
+            spec.queues = Int(value)
         }
         if let mode = try optionalString(object, "mode") {
             guard let parsed = XDPSocket.AttachMode(rawValue: mode) else {

@@ -31,7 +31,8 @@ public enum PortSpecEncoder {
 
     /// An af-xdp port's own keys (create body, GET, state file).
     static func afXdpFields(_ xdp: PortSpec.AfXdp) -> [String: JSON] {
-        ["interface": .string(xdp.interface), "queue": .integer(Int64(xdp.queue)), "mode": .string(xdp.mode.rawValue)]
+        ["interface": .string(xdp.interface), "queue": .integer(Int64(xdp.queue)), "queues": .integer(Int64(xdp.queues)),
+         "mode": .string(xdp.mode.rawValue)]
     }
 
     public static func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }

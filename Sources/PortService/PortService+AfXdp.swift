@@ -14,7 +14,7 @@ extension PortService {
         let port = Port(spec: spec, id: id, xdpPort: xdpPort, packetStatistics: xdpPort.statistics, linkUp: linkUp)
         ports.withLock { $0[spec.name] = port }
         logger.info("port created", metadata: [
-            "port": "\(spec.name)", "interface": "\(xdp.interface)", "queue": "\(xdp.queue)",
+            "port": "\(spec.name)", "interface": "\(xdp.interface)", "queue": "\(xdp.queue)", "queues": "\(xdp.queues)",
             "xdp_mode": "\(xdpPort.socket.attachedMode.rawValue)", "zero_copy": "\(xdpPort.socket.zeroCopy)",
             "link": "\(linkUp ? "up" : "down")",
         ])
@@ -26,14 +26,16 @@ extension PortService {
     /// request got wrong (no such interface or queue, a mode the driver lacks, an MTU too
     /// large), a 409 when another XDP program holds the interface, a 500 otherwise.
     static func openXdpPort(_ xdp: PortSpec.AfXdp, statistics: PacketSocketPortStatistics) throws(PortError) -> AfXdpPort {
-        let configuration = XDPSocket.Configuration(queue: UInt32(xdp.queue), mode: xdp.mode)
+        let configuration = XDPSocket.Configuration(queue: UInt32(xdp.queue), queueCount: xdp.queues, mode: xdp.mode)
         do {
             return try AfXdpPort.open(interface: xdp.interface, configuration: configuration, statistics: statistics)
         } catch {
             let interface = xdp.interface
             switch error.kind {
             case .noSuchInterface: throw PortError(.invalid, "no interface named \(interface)")
-            case .noSuchQueue: throw PortError(.invalid, "interface \(interface) has no queue \(xdp.queue) for AF_XDP: \(error)")
+            case .noSuchQueue:
+                let queues = xdp.queues == 1 ? "queue \(xdp.queue)" : "queues \(xdp.queue)-\(xdp.queue + xdp.queues - 1)"
+                throw PortError(.invalid, "interface \(interface) has no \(queues) for AF_XDP: \(error)")
             case .mtuTooLarge: throw PortError(.invalid, "cannot use AF_XDP on \(interface): \(error)")
             case .modeUnsupported:
                 throw PortError(.unsupported, "cannot attach XDP in \(xdp.mode.rawValue) mode to \(interface): \(error)")
