@@ -69,6 +69,8 @@ trap cleanup EXIT INT TERM
 
 gcc -O2 -Wall -o "$WORKDIR/rawgen" Benchmarks/tools/rawgen.c
 gcc -O2 -Wall -pthread -o "$WORKDIR/core_latency" Benchmarks/tools/core_latency.c
+gcc -O2 -Wall -o "$WORKDIR/xdpdrop" Benchmarks/tools/xdpdrop.c
 
-BENCH_DAEMON="$DAEMON" BENCH_RAWGEN="$WORKDIR/rawgen" BENCH_CORE_LATENCY="$WORKDIR/core_latency" BENCH_MICRO="$MICRO" BENCH_TAG="$TAG" BENCH_WORKDIR="$WORKDIR" \
+BENCH_DAEMON="$DAEMON" BENCH_RAWGEN="$WORKDIR/rawgen" BENCH_CORE_LATENCY="$WORKDIR/core_latency" BENCH_XDPDROP="$WORKDIR/xdpdrop" \
+    BENCH_MICRO="$MICRO" BENCH_TAG="$TAG" BENCH_WORKDIR="$WORKDIR" \
     python3 Benchmarks/bench.py

@@ -1,7 +1,7 @@
 import VhostSystem
 import Virtio
 
-/// Counters of one AF_PACKET port, in one block shaped like `Snapshot` (`CounterCells`).
+/// Counters of one kernel port (af-packet or af-xdp), in one block shaped like `Snapshot` (`CounterCells`).
 /// Each group has one writer, which adds a burst's local sums once per burst with a relaxed
 /// load and store (no read-modify-write): receive counters by the poll thread serving the
 /// port (`recordReceived`, `recordBusyCycles`), transmit counters by whichever poll thread holds the port's
@@ -123,9 +123,15 @@ public final class PacketSocketPortStatistics: @unchecked Sendable {  // every a
 
     /// Adds the kernel's counters since the last read. Control side only.
     func record(_ kernel: PacketSocket.KernelStatistics) {
+        recordKernel(drops: kernel.drops, freezes: kernel.freezes)
+    }
+
+    /// Adds receive-ring drops and freezes the kernel counted (af-packet's PACKET_STATISTICS,
+    /// af-xdp's XDP_STATISTICS). Control side only.
+    func recordKernel(drops: UInt64, freezes: UInt64) {
         let block = cells.block
-        cells.add(&block.pointee.receiveRingDrops, kernel.drops)
-        cells.add(&block.pointee.receiveRingFreezes, kernel.freezes)
+        cells.add(&block.pointee.receiveRingDrops, drops)
+        cells.add(&block.pointee.receiveRingFreezes, freezes)
     }
 }
 

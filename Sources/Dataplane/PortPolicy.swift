@@ -55,7 +55,7 @@ public struct PortPolicy: Equatable, Sendable {
 
     /// The default policy of a port of `kind`: the same but for `maxMACs`.
     public init(defaultFor kind: PortSpec.Kind) {
-        if case .afPacket = kind { maxMACs = Self.defaultKernelPortMaxMACs }
+        if kind.kernelInterface != nil { maxMACs = Self.defaultKernelPortMaxMACs }
     }
 
     /// The first rule the policy breaks, for a 400 reply naming the field; nil when valid.

@@ -1,3 +1,5 @@
+import VhostSystem
+
 /// A port as users declare it (config file, REST API, persisted state): what to create,
 /// not its run-time state.
 public struct PortSpec: Equatable, Sendable {
@@ -24,14 +26,45 @@ public struct PortSpec: Equatable, Sendable {
         }
     }
 
+    /// An AF_XDP port: queues queue..<queue + queues of a host interface (a socket each,
+    /// one UMEM), the XDP program attached in `mode`.
+    public struct AfXdp: Equatable, Sendable {
+        public var interface: String
+        public var queue: Int = 0
+        public var queues: Int = 1
+        public var mode: XDPSocket.AttachMode = .auto
+
+        public init(interface: String, queue: Int = 0, queues: Int = 1, mode: XDPSocket.AttachMode = .auto) {
+            self.interface = interface
+            self.queue = queue
+            self.queues = queues
+            self.mode = mode
+        }
+
+        /// The first queue id the API accepts (the XSKMAP has queue + queues slots).
+        public static let queueRange = 0...255
+        public static let queueCountRange = 1...64
+    }
+
     public enum Kind: Equatable, Sendable {
         case vhostUser(VhostUser)
         case afPacket(interface: String)
+        case afXdp(AfXdp)
 
         public var typeName: String {
             switch self {
             case .vhostUser: "vhost-user"
             case .afPacket: "af-packet"
+            case .afXdp: "af-xdp"
+            }
+        }
+
+        /// The host interface of a kernel port (af-packet, af-xdp); nil for vhost-user.
+        public var kernelInterface: String? {
+            switch self {
+            case .vhostUser: nil
+            case .afPacket(let interface): interface
+            case .afXdp(let xdp): xdp.interface
             }
         }
     }
@@ -50,12 +83,14 @@ public struct PortSpec: Equatable, Sendable {
     /// As DPDK and VPP: VhostUserDevice.maxQueuePairsLimit (GET_QUEUE_NUM reports the port's own).
     public static let maxQueuePairs = 128
 
-    /// The port's receive queues: a vhost-user port's queue pairs, a kernel port's sockets
-    /// (one per poll thread).
+    /// The port's receive queues as poll threads are given them: a vhost-user port's queue
+    /// pairs, an af-packet port's sockets (one per poll thread), an af-xdp port's one (its
+    /// sockets are served together).
     public func receiveQueues(pollThreads: Int) -> Int {
         switch kind {
         case .vhostUser(let vhost): vhost.queuePairs
         case .afPacket: max(1, pollThreads)
+        case .afXdp: 1
         }
     }
 

@@ -57,8 +57,7 @@ public final class Switch: @unchecked Sendable {
         var name: String
         var maxFrameLength: Int
         var queues: [ActiveQueue]
-        /// A kernel port's sockets (one per poll thread, in a fanout group).
-        var packetSockets: PacketSocketGroup?
+        var kernelPort: KernelPort?
         var policy = PortPolicy()
         /// Changes with each policy, so the poll threads' limiters start afresh.
         var policyGeneration: UInt64 = 0
@@ -149,7 +148,7 @@ public final class Switch: @unchecked Sendable {
             guard let id = state.ids.allocate() else { return nil }
             let maxFrameLength = mtu.map { $0 + 18 } ?? PacketBufferPool.bufferCapacity
             state.lastPolicyGeneration += 1
-            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], packetSockets: nil,
+            state.ports[id] = PortEntry(id: id, name: name, maxFrameLength: maxFrameLength, queues: [], kernelPort: nil,
                                         policy: policy, policyGeneration: state.lastPolicyGeneration)
             republish(&state, freesNothing: true, onlyChanging: id)
             return id
@@ -205,10 +204,10 @@ public final class Switch: @unchecked Sendable {
 
     /// Replaces a kernel port's sockets (nil: the interface is gone). Returns once no poll
     /// thread uses the old ones.
-    public func setPacketSockets(portID: Int, _ sockets: PacketSocketGroup?) {
+    public func setKernelPort(portID: Int, port: KernelPort?) {
         state.withLock { state in
             guard state.ports[portID] != nil else { return }
-            state.ports[portID]?.packetSockets = sockets
+            state.ports[portID]?.kernelPort = port
             republish(&state)
         }
     }
@@ -233,7 +232,7 @@ public final class Switch: @unchecked Sendable {
     public func removePort(id: Int) {
         state.withLock { state in
             guard let removed = state.ports.removeValue(forKey: id) else { return }
-            republish(&state, onlyChanging: removed.queues.isEmpty && removed.packetSockets == nil ? id : nil)
+            republish(&state, onlyChanging: removed.queues.isEmpty && removed.kernelPort == nil ? id : nil)
             state.ids.release(id)
             state.balancedPlacement[id] = nil
             // No thread reaches the port any more: its id can be reused from a clean slate.
@@ -263,7 +262,7 @@ public final class Switch: @unchecked Sendable {
     /// rebuilt port by port: the cost of a change does not grow with the number of ports.
     private func republish(_ state: inout State, freesNothing: Bool = false, onlyChanging changed: Int? = nil) {
         if let changed, state.published.count == threads.count,
-           state.ports[changed].map({ $0.queues.isEmpty && $0.packetSockets == nil }) ?? true {
+           state.ports[changed].map({ $0.queues.isEmpty && $0.kernelPort == nil }) ?? true {
             let entry = state.ports[changed].map { port in
                 (target: TransmitTarget(driver: nil, lock: nil, isPresent: true),
                  rules: PortRulesTable.Entry(policy: port.policy, generation: port.policyGeneration, share: (0, 0)))
@@ -315,9 +314,10 @@ public final class Switch: @unchecked Sendable {
                       queueNumber: active.queuePair, owner: active.queue.object)
             }
             // One reader per socket's receive ring (shown as the port's vring `index`).
-            for (index, socket) in (port.packetSockets?.sockets ?? []).enumerated() {
-                place(PolledQueue(driver: PortDriver(socket), portID: port.id, wakeDescriptor: socket.pollDescriptor,
-                                  maxFrameLength: port.maxFrameLength), of: port, vringIndex: index, queueNumber: index, owner: socket)
+            for (index, channel) in (port.kernelPort?.channels ?? []).enumerated() {
+                place(PolledQueue(driver: channel.driver, portID: port.id, wakeDescriptor: channel.pollDescriptor,
+                                  maxFrameLength: port.maxFrameLength), of: port, vringIndex: index, queueNumber: index,
+                      owner: channel.object)
             }
         }
 
@@ -341,13 +341,14 @@ public final class Switch: @unchecked Sendable {
             let receiveRings = port.queues.filter { !$0.isGuestTransmit }.prefix(PortSpec.maxQueuePairs)
             for t in 0..<threadCount {
                 targets[t][port.id].isPresent = true
-                if let sockets = port.packetSockets?.sockets {
-                    // Thread t sends through its own socket: locked only when threads share one.
-                    let socket = sockets[t % sockets.count]
-                    targets[t][port.id].driver = PortDriver(socket)
-                    targets[t][port.id].acceptedOffloads = socket.acceptedOffloadFeatures
-                    if sockets.count < threadCount { targets[t][port.id].lock = sharedLock(socket) }
-                    owners.append(socket)
+                if let kernelPort = port.kernelPort {
+                    // Thread t sends through socket t mod n: locked only when threads share one.
+                    let channels = kernelPort.channels
+                    let channel = channels[t % channels.count]
+                    targets[t][port.id].driver = channel.driver
+                    targets[t][port.id].acceptedOffloads = kernelPort.acceptedOffloadFeatures
+                    if channels.count < threadCount { targets[t][port.id].lock = sharedLock(channel.object) }
+                    owners.append(channel.object)
                     continue
                 }
                 guard let first = receiveRings.first?.queue else { continue }
@@ -449,7 +450,7 @@ public final class Switch: @unchecked Sendable {
             for port in state.ports.values.sorted(by: { $0.id < $1.id }) {
                 // Each receive queue by the vring index it is placed under, with its cycles so far.
                 let measured = port.queues.filter(\.isGuestTransmit).map { ($0.vringIndex, $0.queue.statistics.snapshot().busyCycles) }
-                    + (port.packetSockets?.sockets ?? []).enumerated().map { ($0, $1.statistics.snapshot().receiveBusyCycles) }
+                    + (port.kernelPort?.statistics ?? []).enumerated().map { ($0, $1.snapshot().receiveBusyCycles) }
                 for (vringIndex, total) in measured {
                     let key = ReceiveQueueKey(portID: port.id, vringIndex: vringIndex)
                     guard let thread = placed[port.name]?[vringIndex] else { continue }

@@ -66,7 +66,7 @@ extension ManagementAPI {
         if key == "features" {
             throw APIError(.badRequest, .immutableField, "features are changed with PUT or PATCH /v1/ports/{name}/features")
         }
-        if PortSpecDecoder.vhostUserKeys.union(PortSpecDecoder.afPacketKeys).union(["id", "state"]).contains(key) {
+        if PortSpecDecoder.vhostUserKeys.union(PortSpecDecoder.afPacketKeys).union(PortSpecDecoder.afXdpKeys).union(["id", "state"]).contains(key) {
             throw APIError(.badRequest, .immutableField, "\(key) cannot be changed on a live port; delete and create the port")
         }
         throw APIError(.badRequest, .unknownField,
@@ -88,6 +88,9 @@ extension ManagementAPI {
         switch port.spec.kind {
         case .afPacket(let interface):
             object["interface"] = .string(interface)
+        case .afXdp(let xdp):
+            object.merge(PortSpecEncoder.afXdpFields(xdp)) { _, xdp in xdp }
+            object["xdp"] = port.xdp.map { ["attached_mode": .string($0.mode.rawValue), "zero_copy": .bool($0.zeroCopy)] } ?? .null
         case .vhostUser(let vhost):
             var socket: [String: JSON] = [
                 "path": .string(vhost.socketPath),

@@ -1,5 +1,6 @@
 import Dataplane
 import PortService
+import VhostSystem
 
 /// Turns a port's JSON (config file entry, POST /v1/ports body, persisted state) into a
 /// PortSpec, refusing unknown fields and wrong types with a message naming the field.
@@ -22,14 +23,12 @@ public enum PortSpecDecoder {
             spec = PortSpec(name: name, kind: .vhostUser(try decodeVhostUser(object)))
         case "af-packet":
             try rejectUnknown(object, allowed: afPacketKeys.union(PortPolicyField.names), in: "port")
-            let interface = try requiredString(object, "interface")
-            guard !interface.isEmpty, interface.utf8.count < 16, !interface.contains("/"),
-                  interface.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
-                throw DecodingError("interface must be a Linux interface name (1-15 printable characters, no '/')")
-            }
-            spec = PortSpec(name: name, kind: .afPacket(interface: interface))
+            spec = PortSpec(name: name, kind: .afPacket(interface: try interfaceName(object)))
+        case "af-xdp":
+            try rejectUnknown(object, allowed: afXdpKeys.union(PortPolicyField.names), in: "port")
+            spec = PortSpec(name: name, kind: .afXdp(try decodeAfXdp(object)))
         default:
-            throw DecodingError("type must be \"vhost-user\" or \"af-packet\", not \"\(type)\"")
+            throw DecodingError("type must be \"vhost-user\", \"af-packet\" or \"af-xdp\", not \"\(type)\"")
         }
         spec.policy = try PortPolicyDecoder.decode(object, defaults: PortPolicy(defaultFor: spec.kind))
         return spec
@@ -38,6 +37,42 @@ public enum PortSpecDecoder {
     /// The keys of each port type besides the policy's (which both types take).
     public static let vhostUserKeys: Set<String> = ["name", "type", "socket", "queues", "mtu", "mac", "features"]
     public static let afPacketKeys: Set<String> = ["name", "type", "interface"]
+    public static let afXdpKeys: Set<String> = ["name", "type", "interface", "queue", "queues", "mode"]
+
+    /// A kernel port's `interface`: a Linux interface name.
+    private static func interfaceName(_ object: [String: JSON]) throws(DecodingError) -> String {
+        let interface = try requiredString(object, "interface")
+        guard !interface.isEmpty, interface.utf8.count < 16, !interface.contains("/"),
+              interface.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw DecodingError("interface must be a Linux interface name (1-15 printable characters, no '/')")
+        }
+        return interface
+    }
+
+    private static func decodeAfXdp(_ object: [String: JSON]) throws(DecodingError) -> PortSpec.AfXdp {
+        var spec = PortSpec.AfXdp(interface: try interfaceName(object))
+        if let queue = object["queue"] {
+            let range = PortSpec.AfXdp.queueRange
+            guard let value = queue.integerValue, value >= Int64(range.lowerBound), value <= Int64(range.upperBound) else {
+                throw DecodingError("queue must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
+            spec.queue = Int(value)
+        }
+        if let queues = object["queues"] {
+            let range = PortSpec.AfXdp.queueCountRange
+            guard let value = queues.integerValue, value >= Int64(range.lowerBound), value <= Int64(range.upperBound) else {
+                throw DecodingError("queues must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
+            spec.queues = Int(value)
+        }
+        if let mode = try optionalString(object, "mode") {
+            guard let parsed = XDPSocket.AttachMode(rawValue: mode) else {
+                throw DecodingError("mode must be \"native\", \"generic\" or \"auto\"")
+            }
+            spec.mode = parsed
+        }
+        return spec
+    }
 
     private static func decodeVhostUser(_ object: [String: JSON]) throws(DecodingError) -> PortSpec.VhostUser {
         guard let socketJSON = object["socket"] else { throw DecodingError("socket is required for a vhost-user port") }

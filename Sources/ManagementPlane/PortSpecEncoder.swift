@@ -8,6 +8,8 @@ public enum PortSpecEncoder {
         switch spec.kind {
         case .afPacket(let interface):
             object["interface"] = .string(interface)
+        case .afXdp(let xdp):
+            object.merge(afXdpFields(xdp)) { _, xdp in xdp }
         case .vhostUser(let vhost):
             var socket: [String: JSON] = ["path": .string(vhost.socketPath), "mode": .string(vhost.mode.rawValue)]
             if let owner = vhost.owner { socket["owner"] = .string(owner) }
@@ -25,6 +27,12 @@ public enum PortSpecEncoder {
         }
         object.merge(PortPolicyEncoder.encode(spec.policy)) { _, policy in policy }
         return .object(object)
+    }
+
+    /// An af-xdp port's own keys (create body, GET, state file).
+    static func afXdpFields(_ xdp: PortSpec.AfXdp) -> [String: JSON] {
+        ["interface": .string(xdp.interface), "queue": .integer(Int64(xdp.queue)), "queues": .integer(Int64(xdp.queues)),
+         "mode": .string(xdp.mode.rawValue)]
     }
 
     public static func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }

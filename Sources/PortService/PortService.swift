@@ -30,9 +30,13 @@ public final class PortService: @unchecked Sendable {
         /// The absolute socket path (vhost-user).
         var socketPath: String?
         var device: VhostUserDevice?
-        /// Kernel ports: the open sockets, one per poll thread (nil while the interface is
-        /// missing), their counters (kept across a reopen) and the link.
+        /// af-packet ports: the open sockets, one per poll thread (nil while the interface is
+        /// missing).
         var packetSockets: PacketSocketGroup?
+        /// af-xdp ports: the open socket (nil while the interface is missing).
+        var xdpPort: AfXdpPort?
+        /// Kernel ports' counters, a socket's each (af-packet and af-xdp share the family),
+        /// kept across reopens.
         var packetStatistics: [PacketSocketPortStatistics] = []
         var linkUp: Bool?
     }
@@ -107,6 +111,8 @@ public final class PortService: @unchecked Sendable {
             return try createVhostUser(spec, vhost)
         case .afPacket(let interface):
             return try createPacketPort(spec, interface: interface)
+        case .afXdp(let xdp):
+            return try createXdpPort(spec, xdp)
         }
     }
 
@@ -156,9 +162,7 @@ public final class PortService: @unchecked Sendable {
     }
 
     private func createPacketPort(_ spec: PortSpec, interface: String) throws(PortError) -> Port {
-        if ports.withLock({ $0.values.contains { $0.spec.kind == .afPacket(interface: interface) } }) {
-            throw PortError(.conflict, "interface \(interface) already has a port")
-        }
+        try requireFreeInterface(interface)
         let sockets: PacketSocketGroup
         do {
             sockets = try PacketSocketGroup.open(interface: interface, count: fabric.pollThreadCount)
@@ -168,7 +172,7 @@ public final class PortService: @unchecked Sendable {
             throw PortError(.failed, "cannot open a packet socket on \(interface): \(error)")
         }
         let id = try addSwitchPort(spec, mtu: sockets.mtu)
-        fabric.setPacketSockets(portID: id, sockets)
+        fabric.setKernelPort(portID: id, port: .packetSockets(sockets))
         let linkUp = sockets.linkIsUp()
         let port = Port(spec: spec, id: id, packetSockets: sockets, packetStatistics: sockets.statistics, linkUp: linkUp)
         ports.withLock { $0[spec.name] = port }
@@ -177,8 +181,16 @@ public final class PortService: @unchecked Sendable {
         return port
     }
 
+    /// One kernel port per interface: a second af-packet socket would see every frame twice,
+    /// and an af-xdp port's program takes the frames an af-packet socket would see.
+    func requireFreeInterface(_ interface: String) throws(PortError) {
+        if ports.withLock({ $0.values.contains { $0.spec.kind.kernelInterface == interface } }) {
+            throw PortError(.conflict, "interface \(interface) already has a port")
+        }
+    }
+
     /// The port's place in the switch, its policy set before any frame can reach it.
-    private func addSwitchPort(_ spec: PortSpec, mtu: Int?) throws(PortError) -> Int {
+    func addSwitchPort(_ spec: PortSpec, mtu: Int?) throws(PortError) -> Int {
         guard let id = fabric.addPort(name: spec.name, mtu: mtu, policy: spec.policy) else {
             throw PortError(.conflict, "the switch has \(Switch.maxPorts) ports, the most it takes")
         }
@@ -191,6 +203,7 @@ public final class PortService: @unchecked Sendable {
     func superviseKernelPorts() {
         changes.withLock { _ in
             for port in ports.withLock({ Array($0.values) }) {
+                if case .afXdp(let xdp) = port.spec.kind { superviseXdpPort(port, xdp); continue }
                 guard case .afPacket(let interface) = port.spec.kind else { continue }
                 var updated = port
                 if let current = port.packetSockets {
@@ -205,7 +218,7 @@ public final class PortService: @unchecked Sendable {
                             emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(up)]))
                         }
                     case .missing:
-                        fabric.setPacketSockets(portID: port.id, nil)
+                        fabric.setKernelPort(portID: port.id, port: nil)
                         fabric.fdb.flush(port: port.id)
                         updated.packetSockets = nil
                         updated.linkUp = false
@@ -213,7 +226,7 @@ public final class PortService: @unchecked Sendable {
                         emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(false), "interface": .string("missing")]))
                     case .replaced:
                         if let fresh = try? current.reopened() {
-                            fabric.setPacketSockets(portID: port.id, fresh)
+                            fabric.setKernelPort(portID: port.id, port: .packetSockets(fresh))
                             fabric.fdb.flush(port: port.id)
                             updated.packetSockets = fresh
                             updated.linkUp = fresh.linkIsUp()
@@ -224,7 +237,7 @@ public final class PortService: @unchecked Sendable {
                 } else if NetworkInterface.index(named: interface) != nil,
                           let fresh = try? PacketSocketGroup.open(interface: interface, count: fabric.pollThreadCount,
                                                                   statistics: port.packetStatistics) {
-                    fabric.setPacketSockets(portID: port.id, fresh)
+                    fabric.setKernelPort(portID: port.id, port: .packetSockets(fresh))
                     updated.packetSockets = fresh
                     updated.linkUp = fresh.linkIsUp()
                     logger.notice("interface is back; socket reopened", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])

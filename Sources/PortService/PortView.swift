@@ -1,4 +1,5 @@
 import Dataplane
+import VhostSystem
 import VhostUser
 
 /// A port as GET /v1/ports shows it.
@@ -10,6 +11,14 @@ public struct PortView: Sendable {
     public var socketPath: String?
     /// vhost-user ports: the device's connection state and offered features.
     public var device: Device?
+    /// af-xdp ports: how the XDP program is attached now (nil while the interface is missing).
+    public var xdp: XdpAttachment? = nil
+
+    public struct XdpAttachment: Sendable {
+        /// native or generic (what `auto` became).
+        public var mode: XDPSocket.AttachMode
+        public var zeroCopy: Bool
+    }
 
     public struct Device: Sendable {
         public var state: VhostUserDeviceInfo.ConnectionState

@@ -645,13 +645,7 @@ public final class PacketSocket: @unchecked Sendable {
 
     /// Looks the interface up again by name, in the socket's own network namespace.
     public func linkState() -> LinkState {
-        let index = vhost_shims_interface_index(rawDescriptor, interfaceName)
-        if index < 0 { return .missing }
-        if index != interfaceIndex { return .replaced(newIndex: index) }
-        let flags = vhost_shims_interface_flags(rawDescriptor, interfaceName)
-        if flags < 0 { return .missing }
-        let upAndRunning = Int32(IFF_UP) | Int32(IFF_RUNNING)
-        return flags & upAndRunning == upAndRunning ? .up : .down
+        NetworkInterface.linkState(named: interfaceName, index: interfaceIndex, socket: rawDescriptor)
     }
 
     /// Whether the interface is up with carrier (IFF_UP and IFF_RUNNING).

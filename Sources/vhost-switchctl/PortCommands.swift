@@ -36,11 +36,17 @@ struct PortCommand: ParsableCommand {
             usage: """
                 vhost-switchctl port add NAME vhost-user SOCKET [--mode client|server] [--queues N] [--mtu N] [--mac MAC] [--vlan N] [--trunk LIST]
                 vhost-switchctl port add NAME af-packet IFACE [--vlan N] [--trunk LIST]
+                vhost-switchctl port add NAME af-xdp IFACE [--queue N] [--queues N] [--xdp-mode native|generic|auto] [--vlan N] [--trunk LIST]
                 """)
 
         enum PortType: String, ExpressibleByArgument, CaseIterable {
             case vhostUser = "vhost-user"
             case afPacket = "af-packet"
+            case afXdp = "af-xdp"
+        }
+
+        enum XDPMode: String, ExpressibleByArgument, CaseIterable {
+            case native, generic, auto
         }
 
         enum SocketMode: String, ExpressibleByArgument, CaseIterable {
@@ -48,20 +54,25 @@ struct PortCommand: ParsableCommand {
         }
 
         @Argument(help: "The port's name.") var name: String
-        @Argument(help: "vhost-user or af-packet.") var type: PortType
-        @Argument(help: "vhost-user: the socket path, relative to the daemon's --socket-dir; af-packet: the host interface.")
+        @Argument(help: "vhost-user, af-packet or af-xdp.") var type: PortType
+        @Argument(help: "vhost-user: the socket path, relative to the daemon's --socket-dir; af-packet, af-xdp: the host interface.")
         var target: String
         @Option(help: "vhost-user: the switch's side of the socket (server: the switch listens).") var mode: SocketMode?
-        @Option(help: "vhost-user: queue pairs.") var queues: Int?
+        @Option(help: "vhost-user: queue pairs; af-xdp: how many queues from --queue on.") var queues: Int?
         @Option(help: "vhost-user: the MTU offered to the guest.") var mtu: Int?
         @Option(help: "vhost-user: the MAC offered to the guest.") var mac: String?
+        @Option(help: "af-xdp: the interface's receive queue (default 0).") var queue: Int?
+        @Option(help: "af-xdp: where the XDP program runs (default auto: native when the driver has it).") var xdpMode: XDPMode?
         @Option(help: "Access VLAN (with --trunk: the native VLAN).") var vlan: Int?
         @Option(help: ArgumentHelp("VLANs carried tagged, e.g. 10,20.", valueName: "LIST")) var trunk: String?
         @OptionGroup var options: APIOptions
 
         func validate() throws {
-            if type == .afPacket, mode != nil || queues != nil || mtu != nil || mac != nil {
-                throw ValidationError("--mode, --queues, --mtu and --mac are for vhost-user ports")
+            if type != .vhostUser, mode != nil || mtu != nil || mac != nil || (type == .afPacket && queues != nil) {
+                throw ValidationError("--mode, --mtu and --mac are for vhost-user ports, --queues for vhost-user and af-xdp ports")
+            }
+            if type != .afXdp, queue != nil || xdpMode != nil {
+                throw ValidationError("--queue and --xdp-mode are for af-xdp ports")
             }
             _ = try body()
         }
@@ -79,6 +90,11 @@ struct PortCommand: ParsableCommand {
                 if let mac { port["mac"] = .string(mac) }
             case .afPacket:
                 port["interface"] = .string(target)
+            case .afXdp:
+                port["interface"] = .string(target)
+                if let queue { port["queue"] = .integer(queue) }
+                if let queues { port["queues"] = .integer(queues) }
+                if let xdpMode { port["mode"] = .string(xdpMode.rawValue) }
             }
             if let vlan { port["vlan"] = .integer(vlan) }
             if let trunk {

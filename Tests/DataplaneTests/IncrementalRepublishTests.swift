@@ -111,6 +111,7 @@ final class IncrementalRepublishTests: XCTestCase {
         case .split(let ring)?: "split \(ring.toOpaque())"
         case .packed(let ring)?: "packed \(ring.toOpaque())"
         case .packetSocket(let port)?: "socket \(port.toOpaque())"
+        case .afXdp(let port)?: "xdp \(port.toOpaque())"
         }
     }
 

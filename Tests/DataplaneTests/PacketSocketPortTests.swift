@@ -8,11 +8,14 @@ import Virtio
 
 /// A veth pair with the peer end in a fresh network namespace (10.200/16 style isolation:
 /// nothing here is ever sent outside that pair). Needs root and `ip`.
-private final class PortVeth {
+/// Shared with `AfXdpPortTests`.
+final class PortVeth {
     let namespace: String
     let hostName: String
     let peerName: String
     let ip: String
+    /// Receive and transmit queues of each end.
+    let queues: Int
     private static let counter = Mutex(0)
 
     static func skipUnlessPossible() throws -> String {
@@ -27,8 +30,9 @@ private final class PortVeth {
         return ip
     }
 
-    init(ip: String) throws {
+    init(ip: String, queues: Int = 1) throws {
         self.ip = ip
+        self.queues = queues
         let serial = Self.counter.withLock { $0 += 1; return $0 }
         let tag = "\(getpid() % 100_000)p\(serial)"
         namespace = "vsw-ptest-\(tag)"
@@ -39,7 +43,8 @@ private final class PortVeth {
     }
 
     func create() throws {
-        try run(["link", "add", hostName, "type", "veth", "peer", "name", peerName])
+        let queueArguments = ["numtxqueues", "\(queues)", "numrxqueues", "\(queues)"]
+        try run(["link", "add", hostName] + queueArguments + ["type", "veth", "peer", "name", peerName] + queueArguments)
         try run(["link", "set", peerName, "netns", namespace])
         try run(["link", "set", hostName, "up"])
         try run(["netns", "exec", namespace, ip, "link", "set", peerName, "up"])
@@ -83,7 +88,7 @@ extension PacketSocket.Configuration {
 }
 
 /// A burst's worth of packet buffers in one allocation.
-private final class TestBuffers {
+final class TestBuffers {
     let count: Int
     let storage: UnsafeMutableRawPointer
     let buffers: UnsafeMutablePointer<PacketBuffer>
@@ -114,7 +119,7 @@ private final class TestBuffers {
     }
 }
 
-private enum Frames {
+enum Frames {
     static let etherType: [UInt8] = [0x88, 0xB5]
     static let peerMAC: [UInt8] = [0x02, 0x00, 0x00, 0xC8, 0x01, 0x02]
     static let hostMAC: [UInt8] = [0x02, 0x00, 0x00, 0xC8, 0x01, 0x01]
@@ -134,9 +139,22 @@ private enum Frames {
     }
 }
 
-extension PacketSocketPort {
+/// What the kernel-port tests drive: an af-packet or an af-xdp port.
+protocol KernelTestPort {
+    func receiveBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int
+    func transmitBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int
+    func linkIsUp() -> Bool
+    func hasPendingFrames() -> Bool
+    var pollDescriptor: Int32 { get }
+    var statistics: PacketSocketPortStatistics { get }
+}
+
+extension PacketSocketPort: KernelTestPort {}
+extension AfXdpPort: KernelTestPort {}
+
+extension KernelTestPort {
     /// Receives bursts until `count` frames with `marker` arrived or `timeout` passed.
-    fileprivate func collect(_ marker: UInt32, count: Int, timeout: Double = 2.0, capacity: Int = 2048) -> [[UInt8]] {
+    func collect(_ marker: UInt32, count: Int, timeout: Double = 2.0, capacity: Int = 2048) -> [[UInt8]] {
         let buffers = TestBuffers(capacity: capacity)
         var frames: [[UInt8]] = []
         let deadline = Date().addingTimeInterval(timeout)
@@ -152,21 +170,61 @@ extension PacketSocketPort {
         return frames
     }
 
-    fileprivate func send(_ frames: [[UInt8]]) -> Int {
+    func send(_ frames: [[UInt8]]) -> Int {
         let buffers = TestBuffers()
         buffers.load(frames)
         return transmitBurst(buffers.buffers, count: frames.count)
     }
 
-    fileprivate func waitForLink(up: Bool, timeout: Double = 3.0) -> Bool {
+    /// Five copies of a 100-byte frame to `peer`: the second and third with the offload
+    /// headers `offloads` sets (the port must drop them), the fourth cut to 10 bytes, the
+    /// fifth 1600 long. Only the first may reach the wire, and the counters say why.
+    func checkTransmitDrops(to peer: PacketSocketPort, offloads: (inout VirtioNetHeader, inout VirtioNetHeader) -> Void,
+                            file: StaticString = #filePath, line: UInt = #line) {
+        let marker = UInt32.random(in: 1...UInt32.max)
+        let good = Frames.make(length: 100, marker: marker, sequence: 0, destination: Frames.peerMAC)
+        let buffers = TestBuffers()
+        buffers.load([good, good, good, good, good])
+        offloads(&buffers.buffers[1].header, &buffers.buffers[2].header)
+        buffers.buffers[3].length = 10
+        buffers.buffers[4].length = 1600
+        XCTAssertEqual(transmitBurst(buffers.buffers, count: 5), 1, file: file, line: line)
+        XCTAssertEqual(peer.collect(marker, count: 5, timeout: 0.5), [good], "a dropped frame reached the wire", file: file, line: line)
+        let stats = statistics.snapshot()
+        XCTAssertEqual(stats.transmitDropsUnsupportedOffload, 2, file: file, line: line)
+        XCTAssertEqual(stats.transmitDropsTooShort, 1, file: file, line: line)
+        XCTAssertEqual(stats.transmitDropsTooLarge, 1, file: file, line: line)
+        XCTAssertEqual(stats.transmittedPackets, 1, file: file, line: line)
+        XCTAssertEqual(stats.transmittedBytes, 100, file: file, line: line)
+    }
+
+    /// A frame from `peer` wakes an edge-triggered epoll on the port's fd (what a sleeping
+    /// poll thread waits on), and `hasPendingFrames` says so until the frame is taken.
+    func checkPendingFrameWakesEpoll(from peer: PacketSocketPort, file: StaticString = #filePath, line: UInt = #line) throws {
+        _ = collect(0, count: Int.max, timeout: 0.05)  // drain link noise
+        XCTAssertFalse(hasPendingFrames(), file: file, line: line)
+        let epoll = try Epoll()
+        try epoll.add(pollDescriptor, events: Epoll.input | Epoll.edgeTriggered, token: 7)
+        var events: [Epoll.Event] = []
+        let marker = UInt32.random(in: 1...UInt32.max)
+        XCTAssertEqual(peer.send([Frames.make(length: 90, marker: marker, sequence: 0)]), 1, file: file, line: line)
+        try epoll.wait(into: &events, timeoutMilliseconds: 1000)
+        XCTAssertEqual(events.map(\.token), [7], "the port's fd must wake epoll", file: file, line: line)
+        XCTAssertTrue(hasPendingFrames(), file: file, line: line)
+        XCTAssertEqual(collect(marker, count: 1).count, 1, file: file, line: line)
+        XCTAssertFalse(hasPendingFrames(), file: file, line: line)
+    }
+
+    func waitForLink(up: Bool, timeout: Double = 3.0) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while linkIsUp() != up && Date() < deadline { usleep(10_000) }
         return linkIsUp() == up
     }
 }
 
-final class PacketSocketPortTests: XCTestCase {
-    private var veth: PortVeth?
+/// A fresh veth pair per test (skipped without root), for the kernel-port tests.
+class PortVethTestCase: XCTestCase {
+    var veth: PortVeth?
 
     override func setUpWithError() throws {
         veth = try PortVeth(ip: PortVeth.skipUnlessPossible())
@@ -176,6 +234,9 @@ final class PacketSocketPortTests: XCTestCase {
         veth?.destroy()
         veth = nil
     }
+}
+
+final class PacketSocketPortTests: PortVethTestCase {
 
     private func openPorts() throws -> (host: PacketSocketPort, peer: PacketSocketPort) {
         let veth = try XCTUnwrap(veth)
@@ -226,42 +287,20 @@ final class PacketSocketPortTests: XCTestCase {
 
     func testOffloadRequestsAndBadLengthsAreDroppedOnTransmit() throws {
         let (host, peer) = try openPorts()
-        let marker = UInt32.random(in: 1...UInt32.max)
-        let good = Frames.make(length: 100, marker: marker, sequence: 0, destination: Frames.peerMAC)
-        let buffers = TestBuffers()
-        buffers.load([good, good, good, good, good])
         // Malformed offload headers: the checksum field past the frame; GSO without NEEDS_CSUM.
-        buffers.buffers[1].header.flags = VirtioNetHeader.flagNeedsChecksum
-        buffers.buffers[1].header.checksumStart = 90
-        buffers.buffers[1].header.checksumOffset = 9
-        buffers.buffers[2].header.gsoType = VirtioNetHeader.gsoTCPv4
-        buffers.buffers[2].header.gsoSize = 40
-        buffers.buffers[3].length = 10
-        buffers.buffers[4].length = 1600
-        XCTAssertEqual(host.transmitBurst(buffers.buffers, count: 5), 1)
-        XCTAssertEqual(peer.collect(marker, count: 5, timeout: 0.5), [good], "a malformed frame reached the wire")
-        let stats = host.statistics.snapshot()
-        XCTAssertEqual(stats.transmitDropsUnsupportedOffload, 2)
-        XCTAssertEqual(stats.transmitDropsTooShort, 1)
-        XCTAssertEqual(stats.transmitDropsTooLarge, 1)
-        XCTAssertEqual(stats.transmittedPackets, 1)
-        XCTAssertEqual(stats.transmittedBytes, 100)
+        host.checkTransmitDrops(to: peer) { checksum, gso in
+            checksum.flags = VirtioNetHeader.flagNeedsChecksum
+            checksum.checksumStart = 90
+            checksum.checksumOffset = 9
+            gso.gsoType = VirtioNetHeader.gsoTCPv4
+            gso.gsoSize = 40
+        }
     }
 
     func testPendingFramesAndPollDescriptorWakeTheSleeper() throws {
         let (host, peer) = try openPorts()
-        _ = host.collect(0, count: Int.max, timeout: 0.05)  // drain link noise
-        XCTAssertFalse(host.hasPendingFrames())
-        let epoll = try Epoll()
-        try epoll.add(host.pollDescriptor, events: Epoll.input | Epoll.edgeTriggered, token: 7)
-        var events: [Epoll.Event] = []
-        let marker = UInt32.random(in: 1...UInt32.max)
-        XCTAssertEqual(peer.send([Frames.make(length: 90, marker: marker, sequence: 0)]), 1)
-        try epoll.wait(into: &events, timeoutMilliseconds: 1000)
-        XCTAssertEqual(events.map(\.token), [7], "the block retire timer must wake epoll")
-        XCTAssertTrue(host.hasPendingFrames())
-        XCTAssertEqual(host.collect(marker, count: 1).count, 1)
-        XCTAssertFalse(host.hasPendingFrames())
+        // The block retire timer hands the frame over.
+        try host.checkPendingFrameWakesEpoll(from: peer)
     }
 
     func testLinkDownIsSeenAndTransmitCountsTheError() throws {
@@ -519,11 +558,24 @@ final class PacketSocketTrunkTests: SimulatedGuestSwitchTestCase {
     func testTrunkUplinkCarriesTaggedFramesBothWaysAndDropsOtherVLANs() throws {
         let veth = try XCTUnwrap(veth)
         let host = try PacketSocketPort.open(interface: veth.hostName, configuration: .withVnetHeaders)
+        try checkTrunkUplink(.packetSockets(PacketSocketGroup(sockets: [host])))
+    }
+
+    /// The same through an af-xdp port (native XDP on the veth): tags stay in the frame
+    /// data, so the switch classifies them without help from the socket.
+    func testAfXdpTrunkUplinkCarriesTaggedFramesBothWaysAndDropsOtherVLANs() throws {
+        let veth = try XCTUnwrap(veth)
+        let host = try AfXdpPort.open(interface: veth.hostName, configuration: XDPSocket.Configuration(queue: 0, mode: .native))
+        try checkTrunkUplink(.afXdp(host))
+    }
+
+    private func checkTrunkUplink(_ host: KernelPort) throws {
+        let veth = try XCTUnwrap(veth)
         let peer = try veth.openPeerPort()
-        XCTAssertTrue(host.waitForLink(up: true), "veth carrier never came up")
+        XCTAssertTrue(peer.waitForLink(up: true), "veth carrier never came up")
         let uplink = try XCTUnwrap(fabric.addPort(name: "uplink"))
         fabric.setPolicy(portID: uplink, .trunk([10, 20], native: nil))
-        fabric.setPacketSockets(portID: uplink, PacketSocketGroup(sockets: [host]))
+        fabric.setKernelPort(portID: uplink, port: host)
         let guest = try SimulatedGuestPort(mac: SegmentFrames.mac(0xA))
         guest.keepFrames = true
         let guestID = try XCTUnwrap(fabric.addPort(name: "guest"))

@@ -152,12 +152,24 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(daemon.stop(), 0, String(daemon.output.suffix(4000)))
     }
 
-    // MARK: af-packet interface deleted and re-created
+    // MARK: kernel port's interface deleted and re-created
 
     func testAfPacketInterfaceDeletedAndRecreatedComesBack() throws {
-        try skipUnlessIntegrationEnvironment()
+        try interfaceDeletedAndRecreated(kind: "af-packet", tag: "flt", subnet: 9)
+    }
+
+    /// The af-xdp port's program goes with the interface; the port attaches a new one to the
+    /// re-created interface.
+    func testAfXdpInterfaceDeletedAndRecreatedComesBack() throws {
+        try interfaceDeletedAndRecreated(kind: "af-xdp", tag: "fxd", subnet: 44, prefix: "afxdp",
+                                         kernelPort: #""type": "af-xdp", "mode": "native""#)
+    }
+
+    private func interfaceDeletedAndRecreated(kind: String, tag: String, subnet: Int, prefix: String = "vst",
+                                              kernelPort: String = #""type": "af-packet""#, test: String = #function) throws {
+        try skipUnlessIntegrationEnvironment(test)
         if let reason = KernelPeerRig.skipReason() { throw XCTSkip(reason) }
-        let rig = try KernelPeerRig(tag: "flt", subnet: 9)
+        let rig = try KernelPeerRig(tag: tag, subnet: subnet, prefix: prefix, kernelPort: kernelPort)
         defer { rig.tearDown() }
         let (network, daemon, frontEnd) = (rig.network, rig.daemon, rig.frontEnd)
         func ping(_ label: String) throws {
@@ -178,18 +190,18 @@ final class FaultTests: XCTestCase {
             try NetworkNamespaceFixture.ip(["link", "set", network.namespaceInterface, "netns", network.namespace])
             try NetworkNamespaceFixture.ip(["link", "set", network.hostInterface, "up"])
             try network.inside(["ip", "link", "set", network.namespaceInterface, "up"])
-            try network.assignAddress("10.200.9.1/24")
+            try network.assignAddress("10.200.\(subnet).1/24")
             let back = "interface is back"
             let deadline = Date().addingTimeInterval(5)
             while occurrences(back, in: daemon.output) < round && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
             XCTAssertEqual(occurrences(back, in: daemon.output), round, "round \(round): the port did not come back:\n\(daemon.output.suffix(3000))")
             try ping("round \(round)")
-            print("[fault] round \(round): af-packet interface deleted and re-created; the port came back and pinged "
+            print("[fault] round \(round): \(kind) interface deleted and re-created; the port came back and pinged "
                   + "\(String(format: "%.1f", Date().timeIntervalSince(deletedAt))) s after re-creation began")
         }
         let fdsAfter = daemon.openFileCount()
-        print("[fault] af-packet: daemon fds \(fdsBefore) -> \(fdsAfter)")
-        XCTAssertEqual(fdsAfter, fdsBefore, "one packet socket per port, also after re-creation")
+        print("[fault] \(kind): daemon fds \(fdsBefore) -> \(fdsAfter)")
+        XCTAssertEqual(fdsAfter, fdsBefore, "one kernel socket per port, also after re-creation")
         XCTAssertEqual(frontEnd.quit(), 0)
         XCTAssertEqual(daemon.stop(), 0, String(daemon.output.suffix(4000)))
     }

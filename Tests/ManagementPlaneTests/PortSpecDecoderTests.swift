@@ -1,5 +1,6 @@
 import XCTest
 import Dataplane
+import VhostSystem
 @testable import ManagementPlane
 
 final class PortSpecDecoderTests: XCTestCase {
@@ -38,6 +39,28 @@ final class PortSpecDecoderTests: XCTestCase {
     func testAfPacketPort() throws {
         let spec = try decode(#"{"name": "uplink", "type": "af-packet", "interface": "eth0"}"#)
         XCTAssertEqual(spec.kind, .afPacket(interface: "eth0"))
+    }
+
+    func testAfXdpPortWithDefaultsAndSettingsRoundTrips() throws {
+        let plain = try decode(#"{"name": "fast", "type": "af-xdp", "interface": "eth1"}"#)
+        XCTAssertEqual(plain.kind, .afXdp(PortSpec.AfXdp(interface: "eth1", queue: 0, mode: .auto)))
+        XCTAssertEqual(plain.policy.maxMACs, PortPolicy.defaultKernelPortMaxMACs, "a kernel port's default")
+        let set = try decode(#"{"name": "fast", "type": "af-xdp", "interface": "eth1", "queue": 3, "queues": 4, "mode": "native", "vlan": 10}"#)
+        XCTAssertEqual(set.kind, .afXdp(PortSpec.AfXdp(interface: "eth1", queue: 3, queues: 4, mode: .native)))
+        XCTAssertEqual(set.policy.vlan, 10)
+        XCTAssertEqual(try PortSpecDecoder.decode(PortSpecEncoder.encode(set)), set, "the state file reads back what it saved")
+        let generic = try decode(#"{"name": "g", "type": "af-xdp", "interface": "lo", "mode": "generic"}"#)
+        XCTAssertEqual(try PortSpecDecoder.decode(PortSpecEncoder.encode(generic)), generic)
+        expectError(#"{"name": "a", "type": "af-xdp"}"#, containing: "interface is required")
+        expectError(#"{"name": "a", "type": "af-xdp", "interface": "a/b"}"#, containing: "interface must")
+        expectError(#"{"name": "a", "type": "af-xdp", "interface": "x", "queue": -1}"#, containing: "queue must be an integer from 0 to 255")
+        expectError(#"{"name": "a", "type": "af-xdp", "interface": "x", "queue": 256}"#, containing: "queue must be")
+        expectError(#"{"name": "a", "type": "af-xdp", "interface": "x", "queue": "1"}"#, containing: "queue must be")
+        expectError(#"{"name": "a", "type": "af-xdp", "interface": "x", "mode": "hw"}"#, containing: "mode must be")
+        expectError(#"{"name": "a", "type": "af-xdp", "interface": "x", "queues": 0}"#, containing: "queues must be an integer from 1 to 64")
+        expectError(#"{"name": "a", "type": "af-xdp", "interface": "x", "queues": 65}"#, containing: "queues must be")
+        expectError(#"{"name": "a", "type": "af-xdp", "interface": "x", "socket": {"path": "s"}}"#, containing: "unknown field \"socket\"")
+        expectError(#"{"name": "a", "type": "af-packet", "interface": "x", "mode": "native"}"#, containing: "unknown field \"mode\"")
     }
 
     func testPreciseErrors() {

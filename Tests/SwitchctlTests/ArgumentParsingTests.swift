@@ -65,7 +65,14 @@ final class ArgumentParsingTests: XCTestCase {
         let kernel = try XCTUnwrap(try parse(["port", "add", "up", "af-packet", "eth0", "--trunk", "10"]) as? PortCommand.Add)
         XCTAssertEqual(try kernel.body().rendered(), #"{"name":"up","type":"af-packet","interface":"eth0","trunk":[10]}"#)
         XCTAssertEqual(usageError(["port", "add", "up", "af-packet", "eth0", "--queues", "2"]),
-                       "--mode, --queues, --mtu and --mac are for vhost-user ports")
+                       "--mode, --mtu and --mac are for vhost-user ports, --queues for vhost-user and af-xdp ports")
+        let xdp = try XCTUnwrap(try parse(["port", "add", "fast", "af-xdp", "eth1", "--queue", "2", "--queues", "4", "--xdp-mode", "native", "--vlan", "5"]) as? PortCommand.Add)
+        XCTAssertEqual(try xdp.body().rendered(), #"{"name":"fast","type":"af-xdp","interface":"eth1","queue":2,"queues":4,"mode":"native","vlan":5}"#)
+        XCTAssertEqual(usageError(["port", "add", "fast", "af-xdp", "eth1", "--mode", "client"]),
+                       "--mode, --mtu and --mac are for vhost-user ports, --queues for vhost-user and af-xdp ports")
+        XCTAssertEqual(usageError(["port", "add", "up", "af-packet", "eth0", "--xdp-mode", "native"]),
+                       "--queue and --xdp-mode are for af-xdp ports")
+        XCTAssertTrue(usageError(["port", "add", "fast", "af-xdp", "eth1", "--xdp-mode", "hw"]).contains("hw"))
         XCTAssertTrue(usageError(["port", "add", "x", "tap", "t0"]).contains("tap"))
         XCTAssertTrue(usageError(["port", "add", "x", "vhost-user", "x.sock", "--mode", "both"]).contains("both"))
         XCTAssertEqual(usageError(["port", "add", "x", "vhost-user", "x.sock", "--trunk", "a"]), #"--trunk: "a" is not a non-negative integer"#)

@@ -2,7 +2,7 @@ import Foundation
 
 /// The switch between a DPDK front-end and the kernel: a daemon with a vhost-user port
 /// ("vm", served by dpdk-testpmd in icmpecho mode, which answers ARP and ping for any
-/// address) and an af-packet port ("kernel") on a veth whose peer sits in a namespace at
+/// address) and a kernel port ("kernel": af-packet, or af-xdp) on a veth whose peer sits in a namespace at
 /// 10.200.<subnet>.1. Pinging 10.200.<subnet>.2 from the namespace crosses the switch.
 public final class KernelPeerRig {
     public let network: NetworkNamespaceFixture
@@ -21,15 +21,17 @@ public final class KernelPeerRig {
         return nil
     }
 
-    public init(tag: String, subnet: Int) throws {
-        network = try NetworkNamespaceFixture(tag: tag)
+    /// `kernelPort` is the kernel port's JSON after its name, e.g. `"type": "af-xdp", "mode":
+    /// "native"` (the interface is added); af-packet by default.
+    public init(tag: String, subnet: Int, prefix: String = "vst", kernelPort: String = #""type": "af-packet""#) throws {
+        network = try NetworkNamespaceFixture(tag: tag, prefix: prefix)
         try network.assignAddress("10.200.\(subnet).1/24")
         guestAddress = "10.200.\(subnet).2"
         frontEndMAC = String(format: "02:00:00:00:%02x:02", subnet)
         let config = """
         {"ports": [
           {"name": "vm", "type": "vhost-user", "socket": {"path": "vm.sock"}},
-          {"name": "kernel", "type": "af-packet", "interface": "\(network.hostInterface)"}
+          {"name": "kernel", \(kernelPort), "interface": "\(network.hostInterface)"}
         ]}
         """
         daemon = try SwitchDaemonProcess(config: config, extraArguments: ["--pmd-cpus", "1"])

@@ -92,6 +92,12 @@ public final class NetworkNamespaceFixture {
         return value
     }
 
+    /// Whether `interface` (in the test's own namespace) has an XDP program attached, as
+    /// `ip -d link show` says: af-xdp ports must leave none behind.
+    public static func hasXDPProgram(_ interface: String) throws -> Bool {
+        try ip(["-d", "link", "show", "dev", interface]).output.contains("prog/xdp")
+    }
+
     @discardableResult
     public static func ip(_ arguments: [String]) throws -> (status: Int32, output: String) {
         try run(["/usr/sbin/ip"] + arguments, check: true)

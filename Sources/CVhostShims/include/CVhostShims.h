@@ -195,5 +195,7 @@ static inline int vhost_shims_errno(void) { return errno; }
 // AF_PACKET ring layout and interface ioctls.
 #include "CVhostShimsPacket.h"
 #include "CVhostShimsGuard.h"
+// AF_XDP: the bpf(2) commands of the XSKMAP, the redirect program and its link.
+#include "CVhostShimsXDP.h"
 
 #endif
