@@ -28,7 +28,7 @@ struct VhostUserSessionReplay {
         let logAll = VhostUserDevice.logAllFeature
         if let features = export.negotiatedFeatures { add(.setFeatures, u64(features & ~logAll)) }
         if let protocolFeatures = export.negotiatedProtocolFeatures { add(.setProtocolFeatures, u64(protocolFeatures)) }
-        try addMemory(&messages, descriptors, add)
+        try addMemory(descriptors, add)
         if let log = export.dirtyLog {
             var writer = LittleEndianWriter()
             writer.u64(log.size)
@@ -44,7 +44,7 @@ struct VhostUserSessionReplay {
         return messages
     }
 
-    private func addMemory(_ messages: inout [VhostUserMessage], _ descriptors: VhostUserHandoverDescriptors,
+    private func addMemory(_ descriptors: VhostUserHandoverDescriptors,
                            _ add: (VhostUserRequest, LittleEndianWriter, [FileDescriptor]) -> Void) throws(VhostUserProtocolError) {
         let regions = export.memoryRegions
         guard !regions.isEmpty else { return }
