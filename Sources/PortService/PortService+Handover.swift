@@ -17,16 +17,17 @@ public struct PortHandover: @unchecked Sendable {
 }
 
 /// Live hand-over, both sides. Old process: `handOver` holds every change (create, delete,
-/// features, policy), takes the kernel ports' sockets and every vhost-user queue out of the
-/// poll threads, and runs the transfer; if it fails, all is put back. New process: `adopt`
-/// makes each port from its spec with its device as it was; `learn` refills the MAC table.
+/// features, policy), pauses the poll threads (`Switch.pausePolling`: no ring or kernel
+/// socket is touched), withdraws every vhost-user queue and runs the transfer; if it fails,
+/// all is put back and polling resumes, every port at once. New process: `adopt` makes each
+/// port from its spec with its device as it was, refills the MAC table and starts polling
+/// every port at once.
 extension PortService {
     /// Returns whether the new process committed (then nothing is put back: this process exits).
     public func handOver(_ transfer: @escaping @Sendable (PortHandover) -> Bool) -> Bool {
         changes.withLock { _ in
             let current = allPorts
-            let kernelPorts = current.filter { $0.packetPort != nil }
-            for port in kernelPorts { fabric.setPacketPort(portID: port.id, port: nil) }
+            fabric.pausePolling()
             let specs = current.map(\.spec)
             let names = Dictionary(uniqueKeysWithValues: current.map { ($0.id, $0.spec.name) })
             let committed = controlLoop.handOver { [fabric] vhostUser in
@@ -36,36 +37,38 @@ extension PortService {
                 }
                 return transfer(PortHandover(specs: specs, vhostUser: vhostUser, macTable: macTable))
             }
-            if !committed {
-                for port in kernelPorts { fabric.setPacketPort(portID: port.id, port: port.packetPort) }
-            }
+            if !committed { fabric.resumePolling() }
             return committed
         }
     }
 
-    /// Makes a port handed over by the previous process: a kernel port opens its own socket;
-    /// a vhost-user port takes its listener and session from `descriptors` (validated as a
-    /// front-end's requests). Observers are not told: the saved state already has it.
-    public func adopt(_ spec: PortSpec, device: VhostUserDeviceExport?, descriptors: VhostUserHandoverDescriptors) throws(PortError) {
-        try changes.withLock { _ throws(PortError) in
-            switch (spec.kind, device) {
-            case (.vhostUser, let device?):
-                _ = try makePort(spec, adopting: HandedOverDevice(export: device, descriptors: descriptors))
-            case (.afPacket, nil):
-                _ = try makePort(spec)
-            default:
-                throw PortError(.invalid, "port \(spec.name): a vhost-user port needs its device, a kernel port has none")
+    /// Makes the ports handed over by the previous process, in order: a kernel port opens its
+    /// own socket; a vhost-user port takes its listener and session from `descriptors`
+    /// (validated as a front-end's requests). Then the MACs are learned on their ports (by
+    /// name: ids may differ here) and every port's rings start together. Observers are not
+    /// told: the saved state already has these ports.
+    public func adopt(_ handed: [(spec: PortSpec, device: VhostUserDeviceExport?)],
+                      macTable: [(mac: UInt64, segment: Int, port: String)], descriptors: VhostUserHandoverDescriptors) throws(PortError) {
+        fabric.pausePolling()
+        for (spec, device) in handed {
+            try changes.withLock { _ throws(PortError) in
+                switch (spec.kind, device) {
+                case (.vhostUser, let device?):
+                    _ = try makePort(spec, adopting: HandedOverDevice(export: device, descriptors: descriptors))
+                case (.afPacket, nil):
+                    _ = try makePort(spec)
+                default:
+                    throw PortError(.invalid, "port \(spec.name): a vhost-user port needs its device, a kernel port has none")
+                }
             }
         }
-    }
-
-    /// Learns the handed-over MACs on their ports (by name: ids may differ in this process).
-    public func learn(_ entries: [(mac: UInt64, segment: Int, port: String)]) {
         let ids = ports.withLock { ports in Dictionary(uniqueKeysWithValues: ports.values.map { ($0.spec.name, $0.id) }) }
         let now = Self.nowSeconds()
-        for entry in entries {
+        for entry in macTable {
             guard let id = ids[entry.port] else { continue }
             _ = fabric.fdb.learn(entry.mac, segment: entry.segment, port: id, now: now)
         }
+        controlLoop.startAdoptedSessions()
+        fabric.resumePolling()
     }
 }

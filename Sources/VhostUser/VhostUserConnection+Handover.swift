@@ -15,13 +15,17 @@ extension VhostUserConnection {
 
     /// The hand-over failed: the queues go back to the dataplane where they stopped.
     public func resumeAfterHandover() {
-        if !isClosed { session.publishQueues() }
+        guard !isClosed else { return }
+        session.resumeFromGuestMemoryAfterHandover()
+        session.publishQueues()
     }
 
     /// Adopts `socket` with the session `export` describes, taking its fds from
-    /// `descriptors`. Any refusal ends the adopted session and is thrown.
+    /// `descriptors`. Any refusal ends the adopted session and is thrown. With `publish`
+    /// false the rings wait for `startAdopted()`: a process taking over many ports starts
+    /// them together, so no port forwards to one whose rings are not polled yet.
     public static func adopt(device: VhostUserDevice, socket: FileDescriptor, export: VhostUserSessionExport,
-                             descriptors: VhostUserHandoverDescriptors) throws(VhostUserProtocolError) -> VhostUserConnection {
+                             descriptors: VhostUserHandoverDescriptors, publish: Bool = true) throws(VhostUserProtocolError) -> VhostUserConnection {
         guard UnixSocket.isConnectedStream(socket) else {
             socket.close()
             throw .handoverRefused("fd \(export.socket) is not a connected unix stream socket")
@@ -37,8 +41,12 @@ extension VhostUserConnection {
             connection.close(reason: error)
             throw error
         }
+        if publish { connection.startAdopted() }
         return connection
     }
+
+    /// Publishes an adopted session's queues (the ready rule decides, as after a handshake).
+    public func startAdopted() { publishIfPending() }
 
     private func replay(_ export: VhostUserSessionExport, _ descriptors: VhostUserHandoverDescriptors) throws(VhostUserProtocolError) {
         let replay = VhostUserSessionReplay(export: export, vringCount: session.vrings.count)
@@ -53,7 +61,5 @@ extension VhostUserConnection {
         for ring in export.vrings {
             if let usedBase = try replay.usedBase(of: ring) { session.vrings[ring.index].position.usedBase = usedBase }
         }
-        replaying = false
-        publishIfPending()
     }
 }

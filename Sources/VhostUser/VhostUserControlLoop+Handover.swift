@@ -76,7 +76,8 @@ extension VhostUserControlLoop {
                 }
                 if let session = export.session {
                     let socket = try descriptors.take(session.socket, for: "port \(configuration.name) session")
-                    let connection = try VhostUserConnection.adopt(device: device, socket: socket, export: session, descriptors: descriptors)
+                    let connection = try VhostUserConnection.adopt(device: device, socket: socket, export: session,
+                                                                   descriptors: descriptors, publish: false)
                     self.watch(endpoint, connection)
                 }
             } catch {
@@ -92,6 +93,13 @@ extension VhostUserControlLoop {
             if configuration.mode == .client && device.connection == nil { self.attemptConnect(endpoint) }
             device.logger.info("adopted from the previous process", metadata: ["session": "\(device.connection != nil)"])
             return device
+        }
+    }
+
+    /// Starts every adopted session's rings at once, once every port is adopted.
+    public func startAdoptedSessions() {
+        perform {
+            for endpoint in self.endpoints.values { endpoint.device.connection?.startAdopted() }
         }
     }
 

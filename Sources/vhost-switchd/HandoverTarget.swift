@@ -53,14 +53,15 @@ struct HandoverTarget {
         }
     }
 
-    /// Makes every port as it was, then refills the MAC table.
+    /// Makes every port as it was, refills the MAC table, then starts every port's rings.
     func adoptPorts(into ports: PortService) throws(Failure) {
-        for port in document.ports {
-            do { try ports.adopt(port.spec, device: port.device, descriptors: descriptors) } catch {
-                throw Failure(description: "port \(port.spec.name): \(error.message)")
-            }
+        do {
+            try ports.adopt(document.ports.map { (spec: $0.spec, device: $0.device) },
+                            macTable: document.macTable.map { (mac: $0.mac, segment: $0.segment, port: $0.port) },
+                            descriptors: descriptors)
+        } catch {
+            throw Failure(description: error.message)
         }
-        ports.learn(document.macTable.map { (mac: $0.mac, segment: $0.segment, port: $0.port) })
         Self.reached(.adopted)
     }
 

@@ -1,10 +1,23 @@
 import VhostSystem
 import Virtio
 
-/// The session as plain values for a live hand-over (`VhostUserSessionExport`). Called on the
-/// control thread after the queues were withdrawn, so every ring's position is where its
-/// queue stopped and nothing is in flight.
+/// The session as plain values for a live hand-over (`VhostUserSessionExport`), and where its
+/// rings resume when the hand-over failed. Control thread, queues withdrawn: every ring's
+/// position is where its queue stopped and nothing is in flight.
 extension VhostUserSession {
+    /// The new process may have polled the rings before it failed: a split ring whose used
+    /// index in guest memory moved since the export resumes from it (nothing is in flight
+    /// between bursts, in either process). A packed ring has no such index and resumes where
+    /// this process stopped.
+    func resumeFromGuestMemoryAfterHandover() {
+        guard !ringsArePacked else { return }
+        for ring in vrings where ring.position.baseIsSet {
+            guard let used = observer(ring)?.currentUsedIndex(), used != (ring.position.usedBase ?? ring.position.base) else { continue }
+            logger.notice("vring \(ring.index) moved during the failed hand-over; resuming from used index \(used)")
+            ring.position = VirtqueuePosition(base: used)
+        }
+    }
+
     /// Appends every fd the session holds to `descriptors` (borrowed: they stay open here) and
     /// names them by index.
     func export(socket: FileDescriptor, into descriptors: inout [FileDescriptor]) -> VhostUserSessionExport {
