@@ -54,16 +54,19 @@ public struct HandoverDocument: Equatable, Sendable {
     public var quiescedAtNanoseconds: UInt64
     public var api: APIListeners
     public var ports: [Port]
+    /// Saved ports that could not be re-created yet (`PendingRestore`): restored after the commit.
+    public var pendingPorts: [PortSpec]
     public var macTable: [MacEntry]
 
     public init(version: Int = HandoverDocument.currentVersion, descriptorCount: Int, eventSequence: UInt64,
-                quiescedAtNanoseconds: UInt64, api: APIListeners, ports: [Port], macTable: [MacEntry]) {
+                quiescedAtNanoseconds: UInt64, api: APIListeners, ports: [Port], pendingPorts: [PortSpec] = [], macTable: [MacEntry]) {
         self.version = version
         self.descriptorCount = descriptorCount
         self.eventSequence = eventSequence
         self.quiescedAtNanoseconds = quiescedAtNanoseconds
         self.api = api
         self.ports = ports
+        self.pendingPorts = pendingPorts
         self.macTable = macTable
     }
 }

@@ -34,6 +34,12 @@ public enum HandoverDocumentDecoder {
             }
             ports.append(HandoverDocument.Port(spec: spec, device: device))
         }
+        var pendingPorts: [PortSpec] = []
+        for (number, item) in (top.optional("pending_ports") == nil ? [] : try top.array("pending_ports")).enumerated() {
+            do { pendingPorts.append(try PortSpecDecoder.decode(item)) } catch {
+                throw DecodingError("pending_ports[\(number)]: \(error.message)")
+            }
+        }
         var macTable: [HandoverDocument.MacEntry] = []
         for (number, item) in try top.array("mac_table").enumerated() {
             let fields = try Fields(item, "mac_table[\(number)]")
@@ -45,7 +51,7 @@ public enum HandoverDocumentDecoder {
             version: version, descriptorCount: descriptorCount, eventSequence: UInt64(try top.int("event_sequence", 0...Int64.max)),
             quiescedAtNanoseconds: try top.hex("quiesced_at_ns"),
             api: HandoverDocument.APIListeners(unix: try api.index("unix"), tcp: try api.index("tcp"), metrics: try api.index("metrics")),
-            ports: ports, macTable: macTable)
+            ports: ports, pendingPorts: pendingPorts, macTable: macTable)
     }
 
     static func decodeDevice(_ fields: Fields) throws(DecodingError) -> VhostUserDeviceExport {

@@ -14,6 +14,7 @@ public enum HandoverDocumentEncoder {
             "ports": .array(document.ports.map { port in
                 .object(["spec": PortSpecEncoder.encode(port.spec), "device": port.device.map(encode) ?? .null])
             }),
+            "pending_ports": .array(document.pendingPorts.map(PortSpecEncoder.encode)),
             "mac_table": .array(document.macTable.map {
                 .object(["mac": hex($0.mac), "segment": .integer(Int64($0.segment)), "port": .string($0.port)])
             }),

@@ -12,6 +12,8 @@ struct HandedOverDevice {
 /// and the learned MACs by port name.
 public struct PortHandover: @unchecked Sendable {
     public var specs: [PortSpec]
+    /// Saved ports not re-created yet: the new process keeps trying.
+    public var pendingSpecs: [PortSpec]
     public var vhostUser: VhostUserHandover
     public var macTable: [(mac: UInt64, segment: Int, port: String)]
 }
@@ -35,7 +37,8 @@ extension PortService {
                 let macTable = fabric.fdb.entries(now: Self.nowSeconds()).compactMap { entry in
                     names[entry.port].map { (mac: entry.mac, segment: entry.segment, port: $0) }
                 }
-                return transfer(PortHandover(specs: specs, vhostUser: vhostUser, macTable: macTable))
+                let pending = self.pendingRestores.withLock { $0.map(\.spec) }
+                return transfer(PortHandover(specs: specs, pendingSpecs: pending, vhostUser: vhostUser, macTable: macTable))
             }
             if !committed { fabric.resumePolling() }
             return committed

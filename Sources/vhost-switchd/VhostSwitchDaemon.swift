@@ -171,6 +171,9 @@ struct VhostSwitchDaemon: ParsableCommand {
             let predecessorExited: Bool
             do { predecessorExited = try handover.commit() } catch { throw ValidationError("takeover failed: \(error)") }
             if !predecessorExited { logger.warning("the previous daemon did not exit within 10 s of the commit") }
+            // Its saved ports that were still pending: ours to retry now (after the commit, so a
+            // failed takeover never made a socket the old daemon does not know).
+            for spec in handover.document.pendingPorts { _ = try? ports.restore(spec) }
             logger.notice("took over from the previous daemon", metadata: ["ports": "\(ports.portCount)", "gap-ms": "\(gapMilliseconds)"])
             events.publish(SwitchEvent(.handoverCompleted, port: nil, data: ["gap_ms": .integer(gapMilliseconds)]))
         }

@@ -29,6 +29,7 @@ final class HandoverDocumentTests: XCTestCase {
             descriptorCount: 9, eventSequence: 41, quiescedAtNanoseconds: 123_456_789_000,
             api: .init(unix: 7, tcp: 8, metrics: nil),
             ports: [.init(spec: spec, device: device), .init(spec: PortSpec(name: "eth", kind: .afPacket(interface: "veth0")))],
+            pendingPorts: [PortSpec(name: "later", kind: .afPacket(interface: "veth9"))],
             macTable: [.init(mac: 0x0200_0000_0001, segment: 0, port: "vm1")])
     }
 
@@ -124,5 +125,6 @@ final class HandoverDocumentTests: XCTestCase {
         assertRefused(["mac_table", 0, "mac"], .string("0x1000000000000"), "48-bit")
         assertRefused(["mac_table", 0, "segment"], .integer(4095), "segment 4095 outside")
         assertRefused(["ports"], .object([:]), "ports must be a list")
+        assertRefused(["pending_ports", 0, "interface"], .string("a/b"), "pending_ports[0]")
     }
 }
