@@ -18,23 +18,45 @@ final class TakeoverTests: XCTestCase {
         }
     }
 
-    private static let config = """
+    private static func config(mode: String, paths: [String] = ["a.sock", "b.sock"]) -> String {
+        """
         {"ports": [
-          {"name": "a", "type": "vhost-user", "socket": {"path": "a.sock", "mode": "server"}, "queues": 1},
-          {"name": "b", "type": "vhost-user", "socket": {"path": "b.sock", "mode": "server"}, "queues": 1}
+          {"name": "a", "type": "vhost-user", "socket": {"path": "\(paths[0])", "mode": "\(mode)"}, "queues": 1},
+          {"name": "b", "type": "vhost-user", "socket": {"path": "\(paths[1])", "mode": "\(mode)"}, "queues": 1}
         ]}
         """
+    }
 
-    /// A daemon and testpmd forwarding through it.
-    private func startForwarding() throws -> (SwitchDaemonProcess, Testpmd) {
-        let daemon = try SwitchDaemonProcess(config: Self.config, extraArguments: ["--pmd-cpus", "1"])
+    /// A daemon and testpmd forwarding through it. Server mode: the daemon listens. Client
+    /// mode: testpmd listens (virtio-user server=1) in `sockets`, the daemon connects.
+    private struct Forwarding {
+        let daemon: SwitchDaemonProcess
+        let frontEnd: Testpmd
+        let sockets: TemporarySocketDirectory?
+    }
+
+    private func startForwarding(mode: String = "server") throws -> Forwarding {
+        if mode == "client" {
+            let directory = try TemporarySocketDirectory()
+            let paths = [directory.socket("a.sock"), directory.socket("b.sock")]
+            let frontEnd = try Testpmd.frontEnd(sockets: paths, serverMode: true, cpu: 0, forwardMode: "io", burst: 32)
+            let daemon = try SwitchDaemonProcess(config: Self.config(mode: mode, paths: paths),
+                                                 extraArguments: ["--pmd-cpus", "1", "--socket-dir", directory.path])
+            try frontEnd.waitForPrompt(timeout: 30)
+            return try started(Forwarding(daemon: daemon, frontEnd: frontEnd, sockets: directory))
+        }
+        let daemon = try SwitchDaemonProcess(config: Self.config(mode: mode), extraArguments: ["--pmd-cpus", "1"])
         let sockets = [daemon.socketPath("a.sock"), daemon.socketPath("b.sock")]
         for socket in sockets { try daemon.waitForFile(socket) }
-        let frontEnd = try Testpmd.frontEnd(sockets: sockets, cpu: 0, forwardMode: "io", burst: 32)
-        try frontEnd.waitForLinkUp(ports: [0, 1])
-        try daemon.waitForLog("device ready")
-        try frontEnd.start(txFirst: 2)
-        return (daemon, frontEnd)
+        return try started(Forwarding(daemon: daemon, frontEnd: try Testpmd.frontEnd(sockets: sockets, cpu: 0, forwardMode: "io", burst: 32),
+                                      sockets: nil))
+    }
+
+    private func started(_ rig: Forwarding) throws -> Forwarding {
+        try rig.frontEnd.waitForLinkUp(ports: [0, 1])
+        try rig.daemon.waitForLog("device ready")
+        try rig.frontEnd.start(txFirst: 2)
+        return rig
     }
 
     private struct Sample {
@@ -93,7 +115,18 @@ final class TakeoverTests: XCTestCase {
 
     func testTakeoverMidTrafficKeepsSessionsAndForwarding() throws {
         try skipUnlessTestpmdAndDaemon()
-        let (daemon, frontEnd) = try startForwarding()
+        try assertTakeoverKeepsForwarding(mode: "server")
+    }
+
+    /// The switch as the client of the front-end's sockets (the mode that also survives kill -9).
+    func testTakeoverOfClientModePortsMidTraffic() throws {
+        try skipUnlessTestpmdAndDaemon()
+        try assertTakeoverKeepsForwarding(mode: "client")
+    }
+
+    private func assertTakeoverKeepsForwarding(mode: String) throws {
+        let rig = try startForwarding(mode: mode)
+        let (daemon, frontEnd) = (rig.daemon, rig.frontEnd)
         defer { frontEnd.quit(); daemon.stop() }
         let devicesBefore = try ["a", "b"].map { try device(daemon, $0) }
         let lastEventBefore = try events(daemon).compactMap { $0["id"] as? Int }.max() ?? 0
@@ -110,7 +143,7 @@ final class TakeoverTests: XCTestCase {
         try successor.waitUntilHealthy()
 
         let gap = Self.longestStall(during)
-        print("[takeover] forwarding gap \(Int(gap * 1000)) ms (target < \(Int(Self.targetGap * 1000)) ms); "
+        print("[takeover] \(mode) mode: forwarding gap \(Int(gap * 1000)) ms (target < \(Int(Self.targetGap * 1000)) ms); "
               + "rate before \(Int(Self.rate(before))) pps, after \(Int(Self.rate(after))) pps; \(during.count) samples during")
         XCTAssertLessThan(gap, Self.assertedGap, "longest time with no packet moving")
         XCTAssertGreaterThan(Self.rate(after), Self.rate(before) * 0.5, "the rate after the hand-over is the rate before: "
@@ -141,7 +174,8 @@ final class TakeoverTests: XCTestCase {
 
     func testNewProcessKilledAtEachStepLeavesTheOldForwarding() throws {
         try skipUnlessTestpmdAndDaemon()
-        let (daemon, frontEnd) = try startForwarding()
+        let rig = try startForwarding()
+        let (daemon, frontEnd) = (rig.daemon, rig.frontEnd)
         defer { frontEnd.quit(); daemon.stop() }
         let sessions = try device(daemon, "a")["sessions"] as? Int
         for step in ["connected", "received", "adopted", "serving"] {
