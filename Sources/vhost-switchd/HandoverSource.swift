@@ -69,6 +69,9 @@ final class HandoverSource: @unchecked Sendable {
         let committed = ports.handOver { [self] handover in transfer(handover, over: channel) }
         if committed {
             logger.notice("handed over to the new process; exiting")
+            // Closed before the channel (which closes at exit): when the new process sees the
+            // channel end, nobody listens here any more and it can take the socket's path.
+            listener.close()
             ProcessControl.exitImmediately(0)
         }
         logger.warning("hand-over failed; forwarding resumed")

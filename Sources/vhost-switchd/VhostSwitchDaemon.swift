@@ -178,8 +178,12 @@ struct VhostSwitchDaemon: ParsableCommand {
             events.publish(SwitchEvent(.handoverCompleted, port: nil, data: ["gap_ms": .integer(gapMilliseconds)]))
         }
         // Serving without it is better than not serving: only a later takeover needs it.
-        let handoverSource = try? HandoverSource(runDir: runDir, ports: ports, events: events, server: server, logger: logger)
-        if handoverSource == nil { logger.error("cannot listen for a hand-over in \(runDir); --takeover will not find this daemon") }
+        var handoverSource: HandoverSource?
+        do {
+            handoverSource = try HandoverSource(runDir: runDir, ports: ports, events: events, server: server, logger: logger)
+        } catch {
+            logger.error("cannot listen for a hand-over in \(runDir) (\(error)); --takeover will not find this daemon")
+        }
 
         let signal = SignalLoop.waitForStop(signals, token: apiConfiguration.token, logger: logger)
         logger.info("shutting down on signal \(signal)")
