@@ -49,7 +49,8 @@ extension PortService {
     /// own socket; a vhost-user port takes its listener and session from `descriptors`
     /// (validated as a front-end's requests). Then the MACs are learned on their ports (by
     /// name: ids may differ here) and every port's rings start together. Observers are not
-    /// told: the saved state already has these ports.
+    /// told (the saved state already has these ports), and the replayed sessions emit no
+    /// events (they are not new).
     public func adopt(_ handed: [(spec: PortSpec, device: VhostUserDeviceExport?)],
                       macTable: [(mac: UInt64, segment: Int, port: String)], descriptors: VhostUserHandoverDescriptors) throws(PortError) {
         fabric.pausePolling()
@@ -73,5 +74,6 @@ extension PortService {
         }
         controlLoop.startAdoptedSessions()
         fabric.resumePolling()
+        for port in allPorts { (port.device?.delegate as? VhostUserPortBridge)?.adoptionFinished() }
     }
 }

@@ -121,7 +121,7 @@ public final class PortService: @unchecked Sendable {
         do { try socketDirectory.prepareParent(of: path) } catch { throw PortError(.invalid, error.message) }
 
         let id = try addSwitchPort(spec, mtu: vhost.mtu)
-        let bridge = VhostUserPortBridge(portID: id, name: spec.name, fabric: fabric, logger: logger, emit: emit)
+        let bridge = VhostUserPortBridge(portID: id, name: spec.name, fabric: fabric, logger: logger, emit: emit, adopting: adopting != nil)
         let configuration = VhostUserDeviceConfiguration(
             name: spec.name, socketPath: path, mode: vhost.mode == .server ? .server : .client,
             maxQueuePairs: vhost.queuePairs, offeredFeatures: features, socketPermissions: vhost.permissions)
