@@ -35,7 +35,7 @@ final class TakeoverTests: XCTestCase {
         let sockets: TemporarySocketDirectory?
     }
 
-    private func startForwarding(mode: String = "server") throws -> Forwarding {
+    private func startForwarding(mode: String = "server", vdevOptions: [String] = []) throws -> Forwarding {
         if mode == "client" {
             let directory = try TemporarySocketDirectory()
             let paths = [directory.socket("a.sock"), directory.socket("b.sock")]
@@ -48,8 +48,8 @@ final class TakeoverTests: XCTestCase {
         let daemon = try SwitchDaemonProcess(config: Self.config(mode: mode), extraArguments: ["--pmd-cpus", "1"])
         let sockets = [daemon.socketPath("a.sock"), daemon.socketPath("b.sock")]
         for socket in sockets { try daemon.waitForFile(socket) }
-        return try started(Forwarding(daemon: daemon, frontEnd: try Testpmd.frontEnd(sockets: sockets, cpu: 0, forwardMode: "io", burst: 32),
-                                      sockets: nil))
+        let frontEnd = try Testpmd.frontEnd(sockets: sockets, cpu: 0, forwardMode: "io", burst: 32, vdevOptions: vdevOptions)
+        return try started(Forwarding(daemon: daemon, frontEnd: frontEnd, sockets: nil))
     }
 
     private func started(_ rig: Forwarding) throws -> Forwarding {
@@ -124,8 +124,14 @@ final class TakeoverTests: XCTestCase {
         try assertTakeoverKeepsForwarding(mode: "client")
     }
 
-    private func assertTakeoverKeepsForwarding(mode: String) throws {
-        let rig = try startForwarding(mode: mode)
+    /// Packed rings (virtio-user packed_vq=1): positions and wrap counters handed over.
+    func testTakeoverOfPackedRingsMidTraffic() throws {
+        try skipUnlessTestpmdAndDaemon()
+        try assertTakeoverKeepsForwarding(mode: "server", vdevOptions: ["packed_vq=1"])
+    }
+
+    private func assertTakeoverKeepsForwarding(mode: String, vdevOptions: [String] = []) throws {
+        let rig = try startForwarding(mode: mode, vdevOptions: vdevOptions)
         let (daemon, frontEnd) = (rig.daemon, rig.frontEnd)
         defer { frontEnd.quit(); daemon.stop() }
         let devicesBefore = try ["a", "b"].map { try device(daemon, $0) }
@@ -143,7 +149,7 @@ final class TakeoverTests: XCTestCase {
         try successor.waitUntilHealthy()
 
         let gap = Self.longestStall(during)
-        print("[takeover] \(mode) mode: forwarding gap \(Int(gap * 1000)) ms (target < \(Int(Self.targetGap * 1000)) ms); "
+        print("[takeover] \(mode) mode\(vdevOptions.isEmpty ? "" : " " + vdevOptions.joined(separator: ",")): forwarding gap \(Int(gap * 1000)) ms (target < \(Int(Self.targetGap * 1000)) ms); "
               + "rate before \(Int(Self.rate(before))) pps, after \(Int(Self.rate(after))) pps; \(during.count) samples during")
         XCTAssertLessThan(gap, Self.assertedGap, "longest time with no packet moving")
         XCTAssertGreaterThan(Self.rate(after), Self.rate(before) * 0.5, "the rate after the hand-over is the rate before: "
