@@ -169,6 +169,10 @@ final class TakeoverTests: XCTestCase {
             XCTAssertNotNil(mask(new))
             XCTAssertEqual(mask(new), mask(old), "\(port): the negotiated features")
         }
+        if vdevOptions.contains("packed_vq=1") {
+            let rings = (try successor.api.expect("GET", "/v1/ports/a/vrings").object["vrings"] as? [[String: Any]]) ?? []
+            XCTAssertEqual(Set(rings.compactMap { $0["layout"] as? String }), ["packed"], "\(rings)")
+        }
         let newEvents = try events(successor)
         XCTAssertEqual(newEvents.first?["type"] as? String, "daemon.handover_started")
         XCTAssertEqual(newEvents.first?["id"] as? Int, lastEventBefore + 1, "event ids continue from the old daemon's")
