@@ -121,7 +121,7 @@ struct VhostSwitchDaemon: ParsableCommand {
                 gapMilliseconds = target.gapMilliseconds
                 handover = target
             } catch {
-                throw ValidationError("takeover failed: \(error)")
+                throw HandoverTarget.Failure(description: "takeover failed: \(error)")
             }
         }
         let restored = takeover ? [] : StateRestorer.restore(from: store, into: ports, logger: logger)
@@ -151,7 +151,7 @@ struct VhostSwitchDaemon: ParsableCommand {
         }
         management.apply(to: &apiConfiguration)
         if let handover {
-            do { apiConfiguration.inherited = try handover.apiListeners() } catch { throw ValidationError("takeover failed: \(error)") }
+            do { apiConfiguration.inherited = try handover.apiListeners() } catch { throw HandoverTarget.Failure(description: "takeover failed: \(error)") }
         }
         // From here on every change is saved. The config file's new ports are saved now; a
         // saved port that could not be restored stays saved.
@@ -160,7 +160,7 @@ struct VhostSwitchDaemon: ParsableCommand {
         let api = ManagementAPI(service: ports, events: events, logger: logger, readiness: management.readiness, logLevel: level)
         let server: ManagementServer
         do { server = try ManagementServer(api: api, configuration: apiConfiguration, logger: logger) } catch {
-            if takeover { throw ValidationError("takeover failed: \(error)") }
+            if takeover { throw HandoverTarget.Failure(description: "takeover failed: \(error)") }
             ports.deleteAll()
             controlLoop.shutdown()
             fabric.stop()
@@ -169,7 +169,7 @@ struct VhostSwitchDaemon: ParsableCommand {
 
         if let handover {
             let predecessorExited: Bool
-            do { predecessorExited = try handover.commit() } catch { throw ValidationError("takeover failed: \(error)") }
+            do { predecessorExited = try handover.commit() } catch { throw HandoverTarget.Failure(description: "takeover failed: \(error)") }
             if !predecessorExited { logger.warning("the previous daemon did not exit within 10 s of the commit") }
             // Its saved ports that were still pending: ours to retry now (after the commit, so a
             // failed takeover never made a socket the old daemon does not know).
