@@ -55,8 +55,12 @@ extension VhostUserConnection {
         defer { replaying = false }
         for index in messages.indices {
             dispatch(&messages[index])
-            if let failure = replayFailure { throw failure }
-            if isClosed { throw closeReason ?? .handoverRefused("session closed during the replay") }
+            let failure = replayFailure ?? (isClosed ? closeReason ?? .handoverRefused("session closed during the replay") : nil)
+            if let failure {
+                // The fds of the requests not replayed are closed now, not when the last copy goes.
+                for message in messages[(index + 1)...] { message.closeDescriptors() }
+                throw failure
+            }
         }
         for ring in export.vrings {
             if let usedBase = try replay.usedBase(of: ring) { session.vrings[ring.index].position.usedBase = usedBase }
