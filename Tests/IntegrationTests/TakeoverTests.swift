@@ -184,6 +184,30 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(successor.stop(), 0, successor.output)
     }
 
+    /// The API's listeners (unix socket, TCP, metrics) are handed over: the successor answers
+    /// on the same addresses, and nothing was unlinked on the way.
+    func testTakeoverKeepsTheAPIListeners() throws {
+        if let reason = IntegrationEnvironment.printedDaemonSkipReason() { throw XCTSkip(reason) }
+        let metricsPort = Int.random(in: 20000..<60000)
+        let daemon = try SwitchDaemonProcess()
+        try daemon.start(config: Self.config(mode: "server"), extraArguments: ["--metrics-listen", "127.0.0.1:\(metricsPort)"], listenTCP: true)
+        defer { daemon.stop() }
+        try daemon.waitUntilHealthy()
+        let socketInode = try FileManager.default.attributesOfItem(atPath: daemon.apiSocketPath)[.systemFileNumber] as? Int
+        let successor = try SwitchDaemonProcess.takingOver(from: daemon)
+        defer { successor.stop() }
+        XCTAssertEqual(daemon.waitForExit(timeout: 30), 0, "\(daemon.output)\nnew:\n\(successor.output)")
+        try successor.waitUntilHealthy()
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: successor.apiSocketPath)[.systemFileNumber] as? Int, socketInode,
+                       "the same API socket file, never unlinked and bound again")
+        XCTAssertEqual(try successor.tcpAPI().request("GET", "/v1/ports").status, 200)
+        XCTAssertEqual(try SwitchAPIClient(tcpPort: metricsPort).request("GET", "/metrics").status, 200)
+        for socket in ["a.sock", "b.sock"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: successor.socketPath(socket)), "\(socket) is still there")
+        }
+        XCTAssertEqual(try successor.api.expect("GET", "/v1/ports").object["ports"].map { ($0 as? [Any])?.count }, 2)
+    }
+
     func testNewProcessKilledAtEachStepLeavesTheOldForwarding() throws {
         try skipUnlessTestpmdAndDaemon()
         let rig = try startForwarding()
