@@ -83,6 +83,8 @@ public final class Switch: @unchecked Sendable {
         /// Each guest transmit ring's busy cycles at the last balancing look (rebuilt at each).
         var lastBusyCycles: [ReceiveQueueKey: UInt64] = [:]
         var lastRebalanceNanoseconds: UInt64 = 0
+        /// `pausePolling`: the threads hold empty snapshots; changes wait for `resumePolling`.
+        var paused = false
     }
 
     public init(configuration: Configuration = Configuration()) throws(SystemError) {
@@ -165,6 +167,36 @@ public final class Switch: @unchecked Sendable {
         state.withLock { state in
             guard state.ports[portID] != nil else { return }
             state.ports[portID]?.queues = queues
+            republish(&state)
+        }
+    }
+
+    /// Live hand-over: every poll thread leaves all rings and kernel sockets (an empty
+    /// snapshot each, the grace period waited) until `resumePolling`. Changes meanwhile only
+    /// update the table, and `resumePolling` publishes them in one go: ports withdrawn or
+    /// brought back one by one would otherwise forward to a port whose rings are not there
+    /// (`ring_not_ready` drops).
+    public func pausePolling() {
+        state.withLock { state in
+            guard !state.paused else { return }
+            state.paused = true
+            let empty = PollSnapshot(queues: [], targets: [], presentPorts: [], owners: [])
+            var retired = state.retired
+            state.retired = []
+            for thread in threads {
+                if let old = thread.exchange(empty) { retired.append(old) }
+            }
+            for thread in threads { thread.waitForQuiescentPoint() }
+            for old in retired { old.release() }
+            state.published = []
+        }
+    }
+
+    /// Ends `pausePolling`: the table as it is now goes to the poll threads.
+    public func resumePolling() {
+        state.withLock { state in
+            guard state.paused else { return }
+            state.paused = false
             republish(&state)
         }
     }
@@ -261,6 +293,8 @@ public final class Switch: @unchecked Sendable {
     /// alone (`PollSnapshot.replacingPort`: memcpy of the other ports' entries) instead of
     /// rebuilt port by port: the cost of a change does not grow with the number of ports.
     private func republish(_ state: inout State, freesNothing: Bool = false, onlyChanging changed: Int? = nil) {
+        // Paused: no thread holds anything; `resumePolling` publishes the result.
+        guard !state.paused else { return }
         if let changed, state.published.count == threads.count,
            state.ports[changed].map({ $0.queues.isEmpty && $0.kernelPort == nil }) ?? true {
             let entry = state.ports[changed].map { port in

@@ -17,6 +17,11 @@ public struct SwitchEvent: Sendable, Equatable {
         case ringsStopped = "migration.rings_stopped"
         case rarpSent = "migration.rarp_sent"
         case linkChanged = "port.link_changed"
+        /// A new process takes over from this one's predecessor (`--takeover`): event ids
+        /// continue from the old daemon's.
+        case handoverStarted = "daemon.handover_started"
+        /// The new process serves every port; `data.gap_ms`: how long no queue was polled.
+        case handoverCompleted = "daemon.handover_completed"
         case error = "error"
     }
 

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import VhostSystem
 import VhostUser
 import Virtio
@@ -9,7 +10,10 @@ public final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Send
     let portID: Int
     let name: String
     private let fabric: Switch
-    private let emit: SwitchEventHandler
+    private let sendEvent: SwitchEventHandler
+    /// A session handed over by the previous process is being adopted (live hand-over): its
+    /// replayed requests and readiness are not news, so no events until `adoptionFinished`.
+    private let adopting: Atomic<Bool>
     private let logger: Logger
     /// A SEND_RARP that came before the device was ready waits for it (control thread only).
     private var pendingAnnouncement: [UInt8]?
@@ -17,14 +21,22 @@ public final class VhostUserPortBridge: VhostUserDeviceDelegate, @unchecked Send
     /// When each MAC was last announced (monotonic ms): one RARP per MAC per interval.
     private var lastAnnounced: [UInt64: UInt64] = [:]
 
-    public init(portID: Int, name: String, fabric: Switch, logger: Logger, emit: @escaping SwitchEventHandler) {
+    public init(portID: Int, name: String, fabric: Switch, logger: Logger, emit: @escaping SwitchEventHandler, adopting: Bool = false) {
+        self.adopting = Atomic(adopting)
         self.portID = portID
         self.name = name
         self.fabric = fabric
-        self.emit = emit
+        sendEvent = emit
         var logger = logger
         logger[metadataKey: "port"] = "\(name)"
         self.logger = logger
+    }
+
+    /// The adopted session runs: events from here on.
+    public func adoptionFinished() { adopting.store(false, ordering: .releasing) }
+
+    private func emit(_ event: SwitchEvent) {
+        if !adopting.load(ordering: .acquiring) { sendEvent(event) }
     }
 
     public func deviceConnected(_ device: VhostUserDevice) {

@@ -82,6 +82,15 @@ public final class EventHub: Sendable {
         observers.withLock { $0.append(observer) }
     }
 
+    /// The id of the last event published (0: none yet).
+    public var lastEventID: UInt64 { state.withLock { $0.nextID - 1 } }
+
+    /// After a live hand-over: ids go on from the old daemon's last one, so a client's
+    /// Last-Event-ID stays meaningful. Never goes back.
+    public func continueNumbering(after id: UInt64) {
+        state.withLock { $0.nextID = max($0.nextID, id &+ 1) }
+    }
+
     @discardableResult
     public func publish(_ event: SwitchEvent) -> UInt64 {
         let id = state.withLock { state -> UInt64 in

@@ -40,6 +40,8 @@ public final class HTTPServer: @unchecked Sendable {
     public typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
 
     public let configuration: Configuration
+    /// The listening socket (libmicrohttpd's): a live hand-over sends a copy to the new process.
+    public let listenDescriptor: Int32
     private let handler: Handler
     private struct DaemonHandle: @unchecked Sendable {
         // libmicrohttpd's daemon is thread-safe for stop/resume; the pointer is just a handle.
@@ -56,6 +58,7 @@ public final class HTTPServer: @unchecked Sendable {
         self.configuration = configuration
         self.handler = handler
         let raw = socket.release()
+        listenDescriptor = raw
         let context = Unmanaged.passRetained(self)
         let completed: MHD_RequestCompletedCallback = { _, _, requestContext, _ in
             guard let requestContext, let state = requestContext.pointee else { return }

@@ -27,9 +27,23 @@ public final class ManagementServer: Sendable {
         public var maxBodyBytes = 64 * 1024
         public var heartbeatMilliseconds = 15_000
         public var eventStreamWriteTimeoutSeconds = 10
+        /// Listeners handed over by the previous process (live hand-over), used instead of
+        /// binding new ones; each is checked to be what it claims.
+        public var inherited = InheritedListeners()
 
         public init(socketPath: String) {
             self.socketPath = socketPath
+        }
+    }
+
+    public struct InheritedListeners: @unchecked Sendable {
+        public var unix: FileDescriptor?
+        public var tcp: FileDescriptor?
+        public var metrics: FileDescriptor?
+        public init(unix: FileDescriptor? = nil, tcp: FileDescriptor? = nil, metrics: FileDescriptor? = nil) {
+            self.unix = unix
+            self.tcp = tcp
+            self.metrics = metrics
         }
     }
 
@@ -72,14 +86,24 @@ public final class ManagementServer: Sendable {
             settings.streamWriteTimeoutSeconds = configuration.eventStreamWriteTimeoutSeconds
             return settings
         }
+        let inherited = configuration.inherited
         func stopAll() {
             for server in servers { server.stop() }
-            FileSystem.remove(configuration.socketPath)
+            // An inherited socket's file is still the previous process's.
+            if inherited.unix == nil { FileSystem.remove(configuration.socketPath) }
         }
         do {
             let parent = String(configuration.socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
             if !parent.isEmpty { try FileSystem.makeDirectoryTree(parent) }
-            let unix = try UnixSocket.listen(path: configuration.socketPath, backlog: 64, permissions: .init(configuration.socketPermissions))
+            let unix: FileDescriptor
+            if let handed = inherited.unix {
+                guard UnixSocket.listeningPath(handed) == configuration.socketPath else {
+                    throw StartError(description: "the handed-over API socket does not listen on \(configuration.socketPath)")
+                }
+                unix = handed
+            } else {
+                unix = try UnixSocket.listen(path: configuration.socketPath, backlog: 64, permissions: .init(configuration.socketPermissions))
+            }
             servers.append(try HTTPServer(socket: unix, configuration: settings(.unix)) { [api] in api.handle($0) })
         } catch {
             throw StartError(description: "cannot serve the API on \(configuration.socketPath): \(error)")
@@ -87,7 +111,7 @@ public final class ManagementServer: Sendable {
         var tcpPort: UInt16?
         if let listen = configuration.listen {
             do {
-                let socket = try TCPSocket.listen(listen)
+                let socket = try inherited.tcp.map(Self.checkedTCP) ?? TCPSocket.listen(listen)
                 let port = try TCPSocket.boundPort(socket)
                 tcpPort = port
                 var tcp = settings(.tcp)
@@ -102,7 +126,7 @@ public final class ManagementServer: Sendable {
         var metricsPort: UInt16?
         if let metricsListen = configuration.metricsListen {
             do {
-                let socket = try TCPSocket.listen(metricsListen)
+                let socket = try inherited.metrics.map(Self.checkedTCP) ?? TCPSocket.listen(metricsListen)
                 metricsPort = try TCPSocket.boundPort(socket)
                 let readOnly = MetricsListenerAPI(api: api)
                 servers.append(try HTTPServer(socket: socket, configuration: settings(.tcp)) { readOnly.handle($0) })
@@ -138,6 +162,22 @@ public final class ManagementServer: Sendable {
             "metrics": "\(described(configuration.metricsListen, metricsPort))",
             "token": "\(configuration.token == nil ? "none" : "required on tcp")",
         ])
+    }
+
+    private static func checkedTCP(_ socket: FileDescriptor) throws(SystemError) -> FileDescriptor {
+        guard UnixSocket.isListeningTCP(socket) else { throw SystemError("handed-over TCP listener", errno: 22) }
+        try socket.setNonBlocking()
+        return socket
+    }
+
+    /// The listening sockets (unix, TCP, metrics), for a live hand-over. Still libmicrohttpd's:
+    /// send copies, close nothing.
+    public var listenerDescriptors: (unix: Int32, tcp: Int32?, metrics: Int32?) {
+        var servers = self.servers.makeIterator()
+        let unix = servers.next()?.listenDescriptor ?? -1
+        let tcp = configuration.listen == nil ? nil : servers.next()?.listenDescriptor
+        let metrics = configuration.metricsListen == nil ? nil : servers.next()?.listenDescriptor
+        return (unix, tcp, metrics)
     }
 
     /// Ends event streams, stops the listeners and removes the unix socket file.

@@ -101,14 +101,15 @@ public final class PortService: @unchecked Sendable {
         }
     }
 
-    /// Creates the port; `changes` held.
-    func makePort(_ spec: PortSpec) throws(PortError) -> Port {
+    /// Creates the port; `changes` held. `adopting`: a vhost-user device handed over by the
+    /// previous process (`+Handover`), taken as it is instead of a new socket.
+    func makePort(_ spec: PortSpec, adopting: HandedOverDevice? = nil) throws(PortError) -> Port {
         if let problem = PortSpec.validateName(spec.name) { throw PortError(.invalid, problem) }
         if let problem = spec.policyProblem(pollThreads: fabric.pollThreadCount) { throw PortError(.invalid, problem) }
         if ports.withLock({ $0[spec.name] }) != nil { throw PortError(.conflict, "a port named \"\(spec.name)\" exists") }
         switch spec.kind {
         case .vhostUser(let vhost):
-            return try createVhostUser(spec, vhost)
+            return try createVhostUser(spec, vhost, adopting: adopting)
         case .afPacket(let interface):
             return try createPacketPort(spec, interface: interface)
         case .afXdp(let xdp):
@@ -116,7 +117,7 @@ public final class PortService: @unchecked Sendable {
         }
     }
 
-    private func createVhostUser(_ spec: PortSpec, _ vhost: PortSpec.VhostUser) throws(PortError) -> Port {
+    private func createVhostUser(_ spec: PortSpec, _ vhost: PortSpec.VhostUser, adopting: HandedOverDevice?) throws(PortError) -> Port {
         let path: String
         do { path = try socketDirectory.resolve(vhost.socketPath) } catch { throw PortError(.invalid, error.message) }
         if socketPaths.withLock({ $0.contains(path) }) {
@@ -127,18 +128,22 @@ public final class PortService: @unchecked Sendable {
         do { try socketDirectory.prepareParent(of: path) } catch { throw PortError(.invalid, error.message) }
 
         let id = try addSwitchPort(spec, mtu: vhost.mtu)
-        let bridge = VhostUserPortBridge(portID: id, name: spec.name, fabric: fabric, logger: logger, emit: emit)
+        let bridge = VhostUserPortBridge(portID: id, name: spec.name, fabric: fabric, logger: logger, emit: emit, adopting: adopting != nil)
         let configuration = VhostUserDeviceConfiguration(
             name: spec.name, socketPath: path, mode: vhost.mode == .server ? .server : .client,
             maxQueuePairs: vhost.queuePairs, offeredFeatures: features, socketPermissions: vhost.permissions)
         let device: VhostUserDevice
         do {
-            device = try controlLoop.addDevice(configuration, delegate: bridge)
+            if let adopting {
+                device = try controlLoop.adoptDevice(configuration, delegate: bridge, export: adopting.export, descriptors: adopting.descriptors)
+            } else {
+                device = try controlLoop.addDevice(configuration, delegate: bridge)
+            }
         } catch {
             fabric.removePort(id: id)
-            throw PortError(.failed, "cannot create vhost-user socket \(path): \(error)")
+            throw PortError(.failed, "cannot \(adopting == nil ? "create" : "adopt") vhost-user socket \(path): \(error)")
         }
-        if vhost.mode == .server && (vhost.owner != nil || vhost.group != nil) {
+        if adopting == nil && vhost.mode == .server && (vhost.owner != nil || vhost.group != nil) {
             do {
                 try FileSystem.changeOwner(path, user: vhost.owner, group: vhost.group)
             } catch {
@@ -156,8 +161,8 @@ public final class PortService: @unchecked Sendable {
         let port = Port(spec: resolvedSpec, id: id, socketPath: path, device: device)
         ports.withLock { $0[spec.name] = port }
         socketPaths.withLock { _ = $0.insert(path) }
-        logger.info("port created", metadata: ["port": "\(spec.name)", "socket": "\(path)", "mode": "\(vhost.mode.rawValue)"])
-        emit(SwitchEvent(.portCreated, port: spec.name))
+        logger.info(adopting == nil ? "port created" : "port taken over", metadata: ["port": "\(spec.name)", "socket": "\(path)", "mode": "\(vhost.mode.rawValue)"])
+        if adopting == nil { emit(SwitchEvent(.portCreated, port: spec.name)) }
         return port
     }
 

@@ -25,6 +25,10 @@ public final class VhostUserConnection: @unchecked Sendable {
     var willClose: ((VhostUserConnection) -> Void)?
     /// Messages handled in this session (accepted or refused).
     public private(set) var messageCount = 0
+    /// Set while a handed-over session's requests are replayed (`+Adoption`): nothing is
+    /// sent to the front-end, and the first refusal ends the replay.
+    var replaying = false
+    var replayFailure: VhostUserProtocolError?
 
     /// The device's offered features when the session started; fixed for the session.
     public var sessionOfferedFeatures: UInt64 { session.offeredFeatures }
@@ -37,15 +41,21 @@ public final class VhostUserConnection: @unchecked Sendable {
     private var logger: Logger { device.logger }
 
     /// Starts a session on `socket` (non-blocking, connected). Replaces nothing: the
-    /// caller makes sure the device has no other session.
-    public init(device: VhostUserDevice, socket: FileDescriptor) {
+    /// caller makes sure the device has no other session. `adoptedOffer`: the session was
+    /// handed over (`+Adoption`), negotiated against that offer; it is not a new connection.
+    public convenience init(device: VhostUserDevice, socket: FileDescriptor) {
+        self.init(device: device, socket: socket, adoptedOffer: nil)
+    }
+
+    init(device: VhostUserDevice, socket: FileDescriptor, adoptedOffer: UInt64?) {
         self.device = device
         self.socket = socket
-        session = VhostUserSession(device: device)
+        session = VhostUserSession(device: device, offeredFeatures: adoptedOffer)
         let perSecond = VhostUserLimits.ringChangesPerSecond + VhostUserLimits.ringChangesPerSecondPerVring * session.vrings.count
         ringChangeBudget = RingChangeBudget(perSecond: perSecond, burst: perSecond + VhostUserLimits.maxMemorySlots)
         try? socket.setNonBlocking()
         device.connection = self
+        guard adoptedOffer == nil else { return }
         device.sessionCount += 1
         logger.info("front-end connected", metadata: ["offered": "0x\(String(session.offeredFeatures, radix: 16))"])
         device.delegate.deviceConnected(device)
@@ -111,7 +121,7 @@ public final class VhostUserConnection: @unchecked Sendable {
     /// One request, in this order: the row's rules, the payload decoded (fields, the fds
     /// that go with them, the vring index), the ring-change budget, the queues withdrawn,
     /// the payload's values validated, the allowed states, the handler; then the reply.
-    private func dispatch(_ message: inout VhostUserMessage) {
+    func dispatch(_ message: inout VhostUserMessage) {
         messageCount += 1
         // Whatever the payload did not take is closed when the message is done.
         defer { message.closeDescriptors() }
@@ -163,7 +173,7 @@ public final class VhostUserConnection: @unchecked Sendable {
         if rule.changesRings && !isClosed { publicationPending = true }
     }
 
-    private func publishIfPending() {
+    func publishIfPending() {
         guard publicationPending else { return }
         publicationPending = false
         if !isClosed { session.publishQueues() }
@@ -211,6 +221,10 @@ public final class VhostUserConnection: @unchecked Sendable {
 
     private func refuse(_ message: VhostUserMessage, _ error: VhostUserProtocolError, reply: VhostUserMessageRule.Reply) {
         message.closeDescriptors()
+        if replaying {
+            if replayFailure == nil { replayFailure = error }
+            return
+        }
         device.refusedRequests += 1
         device.lastError = error.description
         let expectsPayloadReply = reply == .always || (reply == .whenLogShmfdNegotiated && session.hasProtocolFeature(.logShmfd))
@@ -227,7 +241,7 @@ public final class VhostUserConnection: @unchecked Sendable {
     /// Sends a whole reply without blocking. A reply that does not fit in the socket buffer
     /// means the front-end stopped reading: the session ends.
     private func send(_ bytes: [UInt8]) {
-        guard !isClosed else { return }
+        guard !isClosed, !replaying else { return }
         do {
             let sent = try UnixSocket.send(socket, bytes: bytes)
             if sent != bytes.count { close(reason: .replyWouldBlock) }

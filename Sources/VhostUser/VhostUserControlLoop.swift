@@ -18,7 +18,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     /// that stops completing rounds is stuck (readiness watches `rounds`).
     public static let maxWaitMilliseconds: Int32 = 1000
 
-    private final class Endpoint {
+    final class Endpoint {
         let device: VhostUserDevice
         var listener: FileDescriptor?
         var retryMilliseconds = VhostUserControlLoop.initialRetryMilliseconds
@@ -33,7 +33,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
         init(device: VhostUserDevice) { self.device = device }
     }
 
-    private enum Registration {
+    enum Registration {
         case wakeup
         /// A session's `GuestFaultFlag` was raised (SIGBUS contained, ring stopped).
         case guestFault
@@ -41,10 +41,10 @@ public final class VhostUserControlLoop: @unchecked Sendable {
         case connection(Endpoint, VhostUserConnection)
     }
 
-    private let epoll: Epoll
+    let epoll: Epoll
     private let wakeup: EventFD
-    private let guestFaults: EventFD
-    private let logger: Logger
+    let guestFaults: EventFD
+    let logger: Logger
     private struct Queue {
         var commands: [@Sendable () -> Void] = []
         var accepting = true
@@ -57,15 +57,15 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     public var rounds: UInt64 { completedRounds.load(ordering: .relaxed) }
 
     // Loop-thread state.
-    private var endpoints: [ObjectIdentifier: Endpoint] = [:]
+    var endpoints: [ObjectIdentifier: Endpoint] = [:]
     /// The devices' names, for the duplicate check (a create costs the same with 10 or 1,000).
-    private var deviceNames: Set<String> = []
+    var deviceNames: Set<String> = []
     /// The endpoints with a deadline (a connect attempt, an accept pause): the only ones the
     /// timers look at, so a loop round does not grow with the number of idle listeners.
     private var timed: [ObjectIdentifier: Endpoint] = [:]
-    private var registrations: [UInt64: Registration] = [:]
+    var registrations: [UInt64: Registration] = [:]
     private var nextToken: UInt64 = 1
-    private var stopping = false
+    var stopping = false
     private let wakeupToken: UInt64 = 0
     private let guestFaultToken: UInt64 = 1
 
@@ -232,7 +232,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     }
 
     @discardableResult
-    private func register(_ fd: Int32, _ registration: Registration) throws(SystemError) -> UInt64 {
+    func register(_ fd: Int32, _ registration: Registration) throws(SystemError) -> UInt64 {
         let token = nextToken
         nextToken += 1
         try epoll.add(fd, events: Epoll.input | Epoll.peerHangup, token: token)
@@ -307,7 +307,12 @@ public final class VhostUserControlLoop: @unchecked Sendable {
     }
 
     private func startSession(_ endpoint: Endpoint, _ socket: FileDescriptor) {
-        let connection = VhostUserConnection(device: endpoint.device, socket: socket)
+        watch(endpoint, VhostUserConnection(device: endpoint.device, socket: socket))
+    }
+
+    /// Registers a session's socket with the loop (a new one, or one handed over).
+    func watch(_ endpoint: Endpoint, _ connection: VhostUserConnection) {
+        let socket = connection.socket
         connection.willClose = { [unowned self] closing in
             self.unregister(fd: closing.socket.rawValue) {
                 if case .connection(_, let other) = $0 { return other === closing }
@@ -335,7 +340,7 @@ public final class VhostUserControlLoop: @unchecked Sendable {
         }
     }
 
-    private func attemptConnect(_ endpoint: Endpoint) {
+    func attemptConnect(_ endpoint: Endpoint) {
         endpoint.nextAttempt = nil
         let path = endpoint.device.configuration.socketPath
         do {

@@ -38,6 +38,8 @@ public enum VhostUserConfigurationError: Error, Equatable, Sendable, CustomStrin
     case duplicateName(String)
     case socket(String)
     case notRunning
+    /// A handed-over device or session was refused (live hand-over).
+    case handover(String)
 
     public var description: String {
         switch self {
@@ -48,6 +50,7 @@ public enum VhostUserConfigurationError: Error, Equatable, Sendable, CustomStrin
         case .duplicateName(let name): "a device named \(name) exists"
         case .socket(let text): text
         case .notRunning: "the control loop is not running"
+        case .handover(let text): "hand-over: \(text)"
         }
     }
 }

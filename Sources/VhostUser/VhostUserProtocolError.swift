@@ -27,6 +27,8 @@ public enum VhostUserProtocolError: Error, Equatable, Sendable, CustomStringConv
     case noMemoryTable(VhostUserRequest)
     case ringNotConfigured(VhostUserRequest, String)
     case dirtyLogRefused(String)
+    /// A handed-over session's state that no front-end request could have made (live hand-over).
+    case handoverRefused(String)
     // Containment: the session ends, the rest of the switch goes on.
     case guestMemoryFault
     case ringStopped
@@ -58,6 +60,7 @@ public enum VhostUserProtocolError: Error, Equatable, Sendable, CustomStringConv
         case .noMemoryTable(let request): "\(request) before SET_MEM_TABLE"
         case .ringNotConfigured(let request, let text): "\(request): \(text)"
         case .dirtyLogRefused(let text): "SET_LOG_BASE: \(text)"
+        case .handoverRefused(let text): "handed-over session refused: \(text)"
         case .guestMemoryFault: "guest memory or dirty log could not be accessed (the front-end shrank its file, or its pages cannot be faulted in)"
         case .ringStopped: "a ring kept producing invalid descriptor chains and was stopped"
         case .tooManyRingChanges(let limit): "more than \(limit) ring-changing requests in one second"

@@ -6,10 +6,12 @@ import Virtio
 extension VhostUserSession {
     func setMemTable(_ table: MemoryTable) throws(VhostUserProtocolError) -> VhostUserResponse {
         var mapped: [GuestMemoryRegion] = []
+        var files: [FileDescriptor] = []
         for region in table.regions {
             mapped.append(try mapRegion(region, .setMemTable))
+            files.append(try keptCopy(of: region.fd, .setMemTable))
         }
-        try install(mapped, maxRegions: MemoryTable.maxRegions, .setMemTable)
+        try install(mapped, files: files, maxRegions: MemoryTable.maxRegions, .setMemTable)
         return .done
     }
 
@@ -20,7 +22,9 @@ extension VhostUserSession {
         guard memoryRegions.count < VhostUserLimits.maxMemorySlots else {
             throw .memoryTableRefused(.addMemReg, "all \(VhostUserLimits.maxMemorySlots) memory slots in use")
         }
-        try install(memoryRegions + [try mapRegion(region, .addMemReg)], maxRegions: VhostUserLimits.maxMemorySlots, .addMemReg)
+        let mapped = try mapRegion(region, .addMemReg)
+        try install(memoryRegions + [mapped], files: memoryFiles + [try keptCopy(of: region.fd, .addMemReg)],
+                    maxRegions: VhostUserLimits.maxMemorySlots, .addMemReg)
         return .done
     }
 
@@ -34,13 +38,16 @@ extension VhostUserSession {
         }
         var remaining = memoryRegions
         remaining.remove(at: position)
+        var files = memoryFiles
+        files.remove(at: position)
         if remaining.isEmpty {
             memory = nil
             memoryRegions = []
+            memoryFiles = []
             revalidateRings(.remMemReg)
             return .done
         }
-        try install(remaining, maxRegions: VhostUserLimits.maxMemorySlots, .remMemReg)
+        try install(remaining, files: files, maxRegions: VhostUserLimits.maxMemorySlots, .remMemReg)
         return .done
     }
 
@@ -54,9 +61,17 @@ extension VhostUserSession {
         }
     }
 
+    /// A copy of a region's or the log's fd, kept with the mapping for a live hand-over
+    /// (`export`): the new process maps the same files.
+    private func keptCopy(of fd: FileDescriptor?, _ request: VhostUserRequest) throws(VhostUserProtocolError) -> FileDescriptor {
+        guard let fd else { throw .missingDescriptor(request) }
+        do { return try FileDescriptor.duplicate(fd.rawValue) } catch { throw .memoryTableRefused(request, "dup: \(error)") }
+    }
+
     /// Replaces the memory table (the queues were withdrawn by the dispatcher). Rings keep
     /// their indices and are re-validated against the new table.
-    private func install(_ regions: [GuestMemoryRegion], maxRegions: Int, _ request: VhostUserRequest) throws(VhostUserProtocolError) {
+    private func install(_ regions: [GuestMemoryRegion], files: [FileDescriptor], maxRegions: Int,
+                         _ request: VhostUserRequest) throws(VhostUserProtocolError) {
         let mapped = regions.reduce(UInt64(0)) { $0 + UInt64($1.mapping.length) }
         guard mapped <= VhostUserLimits.maxMappedGuestMemory else {
             throw .memoryTableRefused(request, "\(mapped) bytes mapped in all, at most \(VhostUserLimits.maxMappedGuestMemory) per session")
@@ -69,6 +84,7 @@ extension VhostUserSession {
         }
         memory = table
         memoryRegions = regions
+        memoryFiles = files
         logger.info("memory table set", metadata: ["regions": "\(regions.map(\.descriptor.summary))"])
         revalidateRings(.setMemTable)
     }
@@ -88,11 +104,14 @@ extension VhostUserSession {
         } catch {
             throw .dirtyLogRefused("mmap: \(error)")
         }
+        let kept: FileDescriptor
         do {
             dirtyLog = try DirtyLog(mapping: mapping, offset: UInt64(delta), size: log.mmapSize)
+            kept = try FileDescriptor.duplicate(log.fd.rawValue)
         } catch {
             throw .dirtyLogRefused("\(error)")
         }
+        dirtyLogSource = DirtyLogSource(file: kept, size: log.mmapSize, offset: log.mmapOffset)
         logger.info("dirty log set", metadata: ["size": "\(log.mmapSize)"])
         return .done
     }

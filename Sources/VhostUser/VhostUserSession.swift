@@ -17,7 +17,16 @@ final class VhostUserSession {
     var negotiatedProtocolFeatures: UInt64?
     var memory: GuestMemory?
     var memoryRegions: [GuestMemoryRegion] = []
+    /// Each region's file (a copy of the fd it was mapped from), in `memoryRegions`' order.
+    var memoryFiles: [FileDescriptor] = []
     var dirtyLog: DirtyLog?
+    /// SET_LOG_BASE's file (a copy), size and offset, for a hand-over.
+    struct DirtyLogSource {
+        let file: FileDescriptor
+        let size: UInt64
+        let offset: UInt64
+    }
+    var dirtyLogSource: DirtyLogSource?
     let vrings: [VhostUserVring]
     var mtu: Int?
     var status: UInt8 = 0
@@ -29,9 +38,11 @@ final class VhostUserSession {
 
     var logger: Logger { device.logger }
 
-    init(device: VhostUserDevice) {
+    /// `offeredFeatures`: what the front-end negotiated against, when a handed-over session
+    /// is adopted (the device's offer may have changed since it started); else the device's.
+    init(device: VhostUserDevice, offeredFeatures: UInt64? = nil) {
         self.device = device
-        offeredFeatures = device.offeredFeatures
+        self.offeredFeatures = offeredFeatures ?? device.offeredFeatures
         vrings = (0..<(2 * device.configuration.maxQueuePairs)).map { VhostUserVring(index: $0) }
         faultFlag = GuestFaultFlag(notifyDescriptor: device.faultNotifyDescriptor)
     }
@@ -100,7 +111,11 @@ final class VhostUserSession {
         for ring in vrings { ring.reset() }
         memory = nil
         memoryRegions = []
+        for file in memoryFiles { file.close() }
+        memoryFiles = []
         dirtyLog = nil
+        dirtyLogSource?.file.close()
+        dirtyLogSource = nil
     }
 
     /// Logs a refusal or a session end and tells the delegate. Refusals are limited per

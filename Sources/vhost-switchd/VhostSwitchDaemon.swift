@@ -57,6 +57,9 @@ struct VhostSwitchDaemon: ParsableCommand {
     @Option(name: .long, help: "File holding the bearer token TCP clients must send (Authorization: Bearer <token>); mode 0600 or 0400, re-read on SIGHUP.")
     var apiTokenFile: String?
 
+    @Flag(name: .long, help: "Take over from the daemon running with this --run-dir (same flags): its ports, sessions, guest memory and API listeners, without the guests noticing. It exits 0 once this process serves; if this one fails first, it resumes and this one exits non-zero.")
+    var takeover = false
+
     @OptionGroup var management: ManagementOptions
 
     var resolvedSocketDir: String { socketDir ?? runDir + "/sockets" }
@@ -110,9 +113,25 @@ struct VhostSwitchDaemon: ParsableCommand {
         let ports = PortService(fabric: fabric, controlLoop: controlLoop, socketDirectory: socketDirectory, logger: logger,
                                 emit: events.handler)
         let store = PortStateStore(directory: stateDir, logger: logger)
-        let restored = StateRestorer.restore(from: store, into: ports, logger: logger)
+        var handover: HandoverTarget?
+        var gapMilliseconds: Int64 = 0
+        if takeover {
+            // Any failure before the commit ends this process and nothing else: the old daemon
+            // still owns every socket file and resumes.
+            do {
+                let target = try HandoverTarget.receive(runDir: runDir)
+                events.continueNumbering(after: target.document.eventSequence)
+                events.publish(SwitchEvent(.handoverStarted, port: nil, data: ["ports": .integer(Int64(target.document.ports.count))]))
+                try target.adoptPorts(into: ports)
+                gapMilliseconds = target.gapMilliseconds
+                handover = target
+            } catch {
+                throw HandoverTarget.Failure(description: "takeover failed: \(error)")
+            }
+        }
+        let restored = takeover ? [] : StateRestorer.restore(from: store, into: ports, logger: logger)
 
-        if let config {
+        if let config, !takeover {
             for spec in try ConfigFile.load(path: config) {
                 if restored.contains(spec.name) {
                     logger.info("port \(spec.name) from \(config) already restored from the saved state; the saved settings win")
@@ -136,6 +155,9 @@ struct VhostSwitchDaemon: ParsableCommand {
             do { apiConfiguration.token = try APITokenSource(path: apiTokenFile) } catch { throw ValidationError(error.description) }
         }
         management.apply(to: &apiConfiguration)
+        if let handover {
+            do { apiConfiguration.inherited = try handover.apiListeners() } catch { throw HandoverTarget.Failure(description: "takeover failed: \(error)") }
+        }
         // From here on every change is saved. The config file's new ports are saved now; a
         // saved port that could not be restored stays saved.
         store.saveMissing(ports.specs)
@@ -143,14 +165,34 @@ struct VhostSwitchDaemon: ParsableCommand {
         let api = ManagementAPI(service: ports, events: events, logger: logger, readiness: management.readiness, logLevel: level)
         let server: ManagementServer
         do { server = try ManagementServer(api: api, configuration: apiConfiguration, logger: logger) } catch {
+            if takeover { throw HandoverTarget.Failure(description: "takeover failed: \(error)") }
             ports.deleteAll()
             controlLoop.shutdown()
             fabric.stop()
             throw ValidationError(error.description)
         }
 
+        if let handover {
+            let predecessorExited: Bool
+            do { predecessorExited = try handover.commit() } catch { throw HandoverTarget.Failure(description: "takeover failed: \(error)") }
+            if !predecessorExited { logger.warning("the previous daemon did not exit within 10 s of the commit") }
+            // Its saved ports that were still pending: ours to retry now (after the commit, so a
+            // failed takeover never made a socket the old daemon does not know).
+            for spec in handover.document.pendingPorts { _ = try? ports.restore(spec) }
+            logger.notice("took over from the previous daemon", metadata: ["ports": "\(ports.portCount)", "gap-ms": "\(gapMilliseconds)"])
+            events.publish(SwitchEvent(.handoverCompleted, port: nil, data: ["gap_ms": .integer(gapMilliseconds)]))
+        }
+        // Serving without it is better than not serving: only a later takeover needs it.
+        var handoverSource: HandoverSource?
+        do {
+            handoverSource = try HandoverSource(runDir: runDir, ports: ports, events: events, server: server, logger: logger)
+        } catch {
+            logger.error("cannot listen for a hand-over in \(runDir) (\(error)); --takeover will not find this daemon")
+        }
+
         let signal = SignalLoop.waitForStop(signals, token: apiConfiguration.token, logger: logger)
         logger.info("shutting down on signal \(signal)")
+        handoverSource?.removeSocketFile(runDir: runDir)
         server.stop()
         ports.deleteAll()
         controlLoop.shutdown()

@@ -28,6 +28,16 @@ final class LiveMigrationTests: XCTestCase {
         try rig.migrateAndCheck()
     }
 
+    /// A live migration that starts right after a new switch process took over (`--takeover`,
+    /// issue 20): the source's session, already adopted, logs dirty pages and stops its rings
+    /// for the migration exactly as one the switch made itself.
+    func testMigrationRightAfterTakeover() throws {
+        let rig = try MigrationRig(tag: "takeover", subnet: 15, guestAnnounce: false)
+        defer { rig.tearDown() }
+        try rig.takeOver()
+        try rig.migrateAndCheck()
+    }
+
     /// Default features: the guest negotiates GUEST_ANNOUNCE and announces itself; QEMU sends
     /// no SEND_RARP.
     func testMigrationWithGuestAnnounce() throws {
@@ -129,7 +139,8 @@ final class MigrationRig {
     let tag: String
     let guestAnnounce: Bool
     let network: NetworkNamespaceFixture
-    let daemon: SwitchDaemonProcess
+    /// The switch; a new process after `takeOver()`.
+    private(set) var daemon: SwitchDaemonProcess
     let source: QemuGuest
     let destination: QemuGuest
     let incomingPort: Int
@@ -177,6 +188,15 @@ final class MigrationRig {
         print("[migration/\(tag)] source guest (kernel \(image.kernelVersion), \(source.accelerator.rawValue)) ready \(String(format: "%.1f", bootSeconds)) s after QEMU started")
         try daemon.waitForLog("device ready", timeout: 30)
         XCTAssertEqual(try destination.runState(), "inmigrate")
+    }
+
+    /// A new switch process takes over (same flags, same directories); the old one must exit 0.
+    func takeOver() throws {
+        let successor = try SwitchDaemonProcess.takingOver(from: daemon)
+        XCTAssertEqual(daemon.waitForExit(timeout: 30), 0, "\(daemon.output.suffix(3000))\nnew:\n\(successor.output.suffix(3000))")
+        try successor.waitUntilHealthy()
+        daemon = successor
+        print("[migration/\(tag)] taken over: \(successor.output.split(separator: "\n").last { $0.contains("took over") } ?? "?")")
     }
 
     func tearDown() {

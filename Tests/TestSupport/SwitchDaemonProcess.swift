@@ -139,8 +139,27 @@ public final class SwitchDaemonProcess {
         return (process.terminationStatus, output)
     }
 
+    /// Starts `vhost-switchd --takeover` with `previous`'s directories and flags: the new
+    /// process of a live hand-over. `environment` adds variables (VHOST_SWITCH_HANDOVER_CRASH_AT).
+    /// Does not wait.
+    public static func takingOver(from previous: SwitchDaemonProcess, environment: [String: String] = [:]) throws -> SwitchDaemonProcess {
+        let rig = try SwitchDaemonProcess(reuseDirectoriesOf: previous)
+        rig.arguments = previous.arguments + ["--takeover"]
+        rig.process = try rig.launch(rig.arguments, environment: environment)
+        return rig
+    }
+
+    /// Waits until the daemon exits; its status (a signal's number when killed by one), or nil
+    /// when it still runs after `timeout`.
+    public func waitForExit(timeout: TimeInterval = 10) -> Int32? {
+        guard let process else { return nil }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
     /// Starts the binary with stdout and stderr in a new log file, which `output` then reads.
-    private func launch(_ arguments: [String]) throws -> Process {
+    private func launch(_ arguments: [String], environment: [String: String] = [:]) throws -> Process {
         let file = baseDirectory + "/daemon-\(String(UInt32.random(in: 0...UInt32.max), radix: 36)).log"
         guard FileManager.default.createFile(atPath: file, contents: nil) else { throw DaemonError("cannot create \(file)") }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
@@ -155,6 +174,7 @@ public final class SwitchDaemonProcess {
         }
         process.standardOutput = handle
         process.standardError = handle
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         logFile = file
         try process.run()
         return process
