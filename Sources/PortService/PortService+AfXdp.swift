@@ -86,4 +86,29 @@ extension PortService {
         }
         ports.withLock { if $0[port.spec.name] != nil { $0[port.spec.name] = updated } }
     }
+
+    /// For a hand-over (`changes` held, polling paused): closes every af-xdp port's socket, so
+    /// its XDP program is detached and the new process can attach its own. Returns the ports
+    /// closed.
+    func closeXdpSockets() -> [String] {
+        var closed: [String] = []
+        for port in allPorts where port.xdpPort != nil {
+            fabric.setKernelPort(portID: port.id, port: nil)
+            ports.withLock { $0[port.spec.name]?.xdpPort = nil }
+            closed.append(port.spec.name)
+        }
+        return closed
+    }
+
+    /// After a failed hand-over: opens the sockets `closeXdpSockets` closed (one that cannot
+    /// be opened now is retried by supervision, as after an interface came back).
+    func reopenXdpSockets(_ names: [String]) {
+        for name in names {
+            guard let port = ports.withLock({ $0[name] }), case .afXdp(let xdp) = port.spec.kind,
+                  let fresh = try? Self.openXdpPort(xdp, statistics: port.packetStatistics.first ?? PacketSocketPortStatistics())
+            else { continue }
+            fabric.setKernelPort(portID: port.id, port: .afXdp(fresh))
+            ports.withLock { $0[name]?.xdpPort = fresh }
+        }
+    }
 }

@@ -28,8 +28,11 @@ extension PortService {
     /// Returns whether the new process committed (then nothing is put back: this process exits).
     public func handOver(_ transfer: @escaping @Sendable (PortHandover) -> Bool) -> Bool {
         changes.withLock { _ in
-            let current = allPorts
             fabric.pausePolling()
+            // An interface takes one XDP program: the new process can attach only once ours is
+            // gone (before `current` is taken, which would keep the sockets open).
+            let closedXdpPorts = closeXdpSockets()
+            let current = allPorts
             let specs = current.map(\.spec)
             let names = Dictionary(uniqueKeysWithValues: current.map { ($0.id, $0.spec.name) })
             let committed = controlLoop.handOver { [fabric] vhostUser in
@@ -40,13 +43,16 @@ extension PortService {
                 let pending = self.pendingRestores.withLock { $0.map(\.spec) }
                 return transfer(PortHandover(specs: specs, pendingSpecs: pending, vhostUser: vhostUser, macTable: macTable))
             }
-            if !committed { fabric.resumePolling() }
+            if !committed {
+                reopenXdpSockets(closedXdpPorts)
+                fabric.resumePolling()
+            }
             return committed
         }
     }
 
     /// Makes the ports handed over by the previous process, in order: a kernel port opens its
-    /// own socket; a vhost-user port takes its listener and session from `descriptors`
+    /// own socket (an af-xdp port attaches its XDP program: the old process detached its own); a vhost-user port takes its listener and session from `descriptors`
     /// (validated as a front-end's requests). Then the MACs are learned on their ports (by
     /// name: ids may differ here) and every port's rings start together. Observers are not
     /// told (the saved state already has these ports), and the replayed sessions emit no
@@ -59,7 +65,7 @@ extension PortService {
                 switch (spec.kind, device) {
                 case (.vhostUser, let device?):
                     _ = try makePort(spec, adopting: HandedOverDevice(export: device, descriptors: descriptors))
-                case (.afPacket, nil):
+                case (.afPacket, nil), (.afXdp, nil):
                     _ = try makePort(spec)
                 default:
                     throw PortError(.invalid, "port \(spec.name): a vhost-user port needs its device, a kernel port has none")
