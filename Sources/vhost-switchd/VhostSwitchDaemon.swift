@@ -135,7 +135,8 @@ struct VhostSwitchDaemon: ParsableCommand {
         // saved port that could not be restored stays saved.
         store.saveMissing(ports.specs)
         ports.addObserver(store)
-        let api = ManagementAPI(service: ports, events: events, logger: logger, readiness: management.readiness, logLevel: level)
+        let readiness = management.readiness
+        let api = ManagementAPI(service: ports, events: events, logger: logger, readiness: readiness, logLevel: level)
         let server: ManagementServer
         do { server = try ManagementServer(api: api, configuration: apiConfiguration, logger: logger) } catch {
             ports.deleteAll()
@@ -144,8 +145,13 @@ struct VhostSwitchDaemon: ParsableCommand {
             throw ValidationError(error.description)
         }
 
+        // Restored and answering: systemd may start what depends on the switch.
+        let serviceManager = ServiceNotifier(logger: logger)
+        serviceManager.ready(readiness: readiness) { [ports] in ports.progressCounters }
+
         let signal = SignalLoop.waitForStop(signals, token: apiConfiguration.token, logger: logger)
         logger.info("shutting down on signal \(signal)")
+        serviceManager.stopping()
         server.stop()
         ports.deleteAll()
         controlLoop.shutdown()
