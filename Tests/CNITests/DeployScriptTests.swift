@@ -1,0 +1,194 @@
+import Foundation
+import VhostSystem
+import XCTest
+
+/// The hand-over scripts in deploy/ (systemd's ExecReload, the DaemonSet container's command
+/// and preStop), run with stand-in binaries: shell scripts that record how they were started
+/// and act as a daemon that takes over, fails, or hands over.
+final class DeployScriptTests: XCTestCase {
+    private var directory = ""
+
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "deploy-scripts-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        try FileManager.default.createDirectory(atPath: directory + "/run", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: directory + "/pod", withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    // MARK: systemd: ExecReload
+
+    func testReloadSucceedsWhenTheOldMainProcessExitsAndKeepsTheNewOne() throws {
+        let old = try launch("/bin/sleep", ["30"], environment: ["WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"])
+        defer { old.terminate() }
+        // The new daemon: records its arguments and watchdog environment, tells the old one to
+        // exit (the hand-over's commit), and keeps running.
+        let daemon = try fakeBinary("vhost-switchd", """
+            echo "$* watchdog=${WATCHDOG_USEC:-unset} pid=${WATCHDOG_PID:-unset}" > \(directory)/started
+            echo $$ > \(directory)/new-pid
+            kill \(old.processIdentifier)
+            exec sleep 30
+            """)
+        XCTAssertEqual(try runToExit(script("systemd/vhost-switchd-reload"), ["\(old.processIdentifier)", daemon, "--run-dir", "/run/x"]), 0)
+        XCTAssertEqual(try read("started"), "--run-dir /run/x --takeover watchdog=30000000 pid=unset\n",
+                       "the old daemon's flags plus --takeover, its watchdog interval, no WATCHDOG_PID")
+        XCTAssertFalse(old.isRunning)
+        let newDaemon = try XCTUnwrap(Int32(try read("new-pid").trimmingCharacters(in: .whitespacesAndNewlines)))
+        XCTAssertEqual(kill(newDaemon, 0), 0, "the new daemon keeps running after the reload")
+        kill(newDaemon, SIGKILL)
+    }
+
+    func testReloadFailsWithTheTakeoverStatusAndTheOldProcessKeepsServing() throws {
+        let old = try launch("/bin/sleep", ["30"])
+        defer { old.terminate() }
+        let daemon = try fakeBinary("vhost-switchd", "exit 3")
+        XCTAssertEqual(try runToExit(script("systemd/vhost-switchd-reload"), ["\(old.processIdentifier)", daemon]), 3)
+        XCTAssertTrue(old.isRunning)
+        // No main process: nothing to take over from.
+        XCTAssertEqual(try runToExit(script("systemd/vhost-switchd-reload"), ["999999999", daemon]), 1)
+    }
+
+    // MARK: Kubernetes: the container's command and preStop
+
+    func testPodStartsPlainlyWhenNoDaemonServesAndStopsOnSIGTERM() throws {
+        let pod = try startPod(name: "new", switchctlAnswers: false)
+        try waitForFile("started")
+        XCTAssertEqual(try read("started"), "--run-dir \(directory)/run --pmd-threads=1\n")
+        pod.terminate()
+        XCTAssertEqual(try waitForExit(pod), 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/terminated"), "SIGTERM reached the daemon")
+    }
+
+    func testPodTakesOverWhenADaemonServesTheRunDirectory() throws {
+        let handover = try ServiceManagerSocket.listen(path: directory + "/run/handover.sock")
+        defer { handover.close() }
+        // A socket file whose daemon no longer answers (kill -9): start plainly.
+        let stale = try startPod(name: "new", switchctlAnswers: false)
+        try waitForFile("started")
+        XCTAssertFalse(try read("started").contains("--takeover"))
+        stale.terminate()
+        _ = try waitForExit(stale)
+        try FileManager.default.removeItem(atPath: directory + "/started")
+
+        let pod = try startPod(name: "new", switchctlAnswers: true)
+        try waitForFile("started")
+        XCTAssertEqual(try read("started"), "--takeover --run-dir \(directory)/run --pmd-threads=1\n")
+        XCTAssertEqual(try read("run/handover-successor"), "new\n")
+        pod.terminate()
+        XCTAssertEqual(try waitForExit(pod), 0)
+    }
+
+    /// The old pod: preStop waits for the hand-over to the successor, and the container stays
+    /// up after its daemon exited 0 (an exited container would be restarted and take over back).
+    func testOldPodWaitsForTheHandOverAndThenForItsDeletion() throws {
+        let old = try startPod(name: "old", switchctlAnswers: false)
+        try waitForFile("started")
+        // Without a successor, preStop returns at once.
+        let alone = try launch(script("kubernetes/vhost-switchd-pod"), ["pre-stop"], environment: podEnvironment("old"))
+        XCTAssertEqual(try waitForExit(alone, timeout: 2), 0)
+
+        try "new\n".write(toFile: directory + "/run/handover-successor", atomically: true, encoding: .utf8)
+        let preStop = try launch(script("kubernetes/vhost-switchd-pod"), ["pre-stop"], environment: podEnvironment("old"))
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertTrue(preStop.isRunning, "preStop returned before the hand-over")
+        // The hand-over's end: the old daemon exits 0 by itself.
+        FileManager.default.createFile(atPath: directory + "/handed-over", contents: nil)
+        XCTAssertEqual(try waitForExit(preStop, timeout: 5), 0)
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertTrue(old.isRunning, "the container exited after handing over: the kubelet would restart it")
+        old.terminate()
+        XCTAssertEqual(try waitForExit(old), 0)
+    }
+
+    func testPreStopWaitIsBounded() throws {
+        let old = try startPod(name: "old", switchctlAnswers: false)
+        defer { old.terminate() }
+        try waitForFile("started")
+        try "new\n".write(toFile: directory + "/run/handover-successor", atomically: true, encoding: .utf8)
+        var environment = podEnvironment("old")
+        environment["VHOST_SWITCHD_HANDOVER_WAIT"] = "1"
+        let start = Date()
+        let preStop = try launch(script("kubernetes/vhost-switchd-pod"), ["pre-stop"], environment: environment)
+        XCTAssertEqual(try waitForExit(preStop, timeout: 5), 0)
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(start), 1)
+        XCTAssertTrue(old.isRunning)
+    }
+
+    // MARK: Helpers
+
+    struct StillRunning: Error { var seconds: TimeInterval }
+
+    /// The pod script with a stand-in daemon (records its arguments; exits 0 on SIGTERM or when
+    /// `handed-over` appears) and a stand-in vhost-switchctl that answers or not.
+    private func startPod(name: String, switchctlAnswers: Bool) throws -> Process {
+        try fakeBinary("vhost-switchd", """
+            trap 'touch \(directory)/terminated; exit 0' TERM
+            echo "$*" > \(directory)/started.tmp && mv \(directory)/started.tmp \(directory)/started
+            while [ ! -e \(directory)/handed-over ]; do sleep 0.05; done
+            exit 0
+            """)
+        try fakeBinary("vhost-switchctl", switchctlAnswers ? "exit 0" : "exit 1")
+        return try launch(script("kubernetes/vhost-switchd-pod"), ["start", "--run-dir", directory + "/run", "--pmd-threads=1"],
+                          environment: podEnvironment(name))
+    }
+
+    private func podEnvironment(_ name: String) -> [String: String] {
+        ["POD_NAME": name, "VHOST_SWITCHD_POD_STATE": directory + "/pod",
+         "VHOST_SWITCHD": directory + "/vhost-switchd", "VHOST_SWITCHCTL": directory + "/vhost-switchctl"]
+    }
+
+    private func script(_ relative: String) -> String {
+        DeployManifestTests.repository.appendingPathComponent("deploy/" + relative).path
+    }
+
+    @discardableResult
+    private func fakeBinary(_ name: String, _ body: String) throws -> String {
+        let path = directory + "/" + name
+        try ("#!/bin/sh\n" + body + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+        return path
+    }
+
+    private func launch(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    private func waitForExit(_ process: Process, timeout: TimeInterval = 10) throws -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        guard !process.isRunning else {
+            process.terminate()
+            throw StillRunning(seconds: timeout)
+        }
+        return process.terminationStatus
+    }
+
+    /// Runs `executable` to its exit status, read from a file its wrapper shell writes: a
+    /// process it leaves running (the new daemon) holds Foundation's means of seeing the exit.
+    private func runToExit(_ executable: String, _ arguments: [String], timeout: TimeInterval = 10) throws -> Int32 {
+        let statusFile = directory + "/status-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        _ = try launch("/bin/sh", ["-c", "\"$@\"; echo $? > \(statusFile).tmp && mv \(statusFile).tmp \(statusFile)", "sh", executable] + arguments)
+        try waitForFile((statusFile as NSString).lastPathComponent, timeout: timeout)
+        return Int32(try read((statusFile as NSString).lastPathComponent).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    private func waitForFile(_ relative: String, timeout: TimeInterval = 5) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !FileManager.default.fileExists(atPath: directory + "/" + relative) {
+            guard Date() < deadline else { return XCTFail("\(relative) did not appear") }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+
+    private func read(_ relative: String) throws -> String {
+        try String(contentsOfFile: directory + "/" + relative, encoding: .utf8)
+    }
+}
