@@ -45,6 +45,8 @@ defaults = {
 }
 defaults["socket-dir"] = defaults["run-dir"] + "/sockets"
 defaults["api-socket"] = defaults["run-dir"] + "/api.sock"
+# The plugin's default mode (Sources/vhost-switch-cni/Configuration.swift: defaultMode).
+CNI_DEFAULT_MODE = re.search(r"static let defaultMode = Mode\.(\w+)", read("Sources/vhost-switch-cni/Configuration.swift")).group(1)
 products = set(re.findall(r'\.executable\(name: "([^"]+)"', read("Package.swift")))
 
 
@@ -165,7 +167,7 @@ def cni_config(text, where):
     api = config.get("api", "unix://" + defaults["api-socket"])
     if api != "unix://" + defaults["api-socket"]:
         problem(f"{where}: api {api} is not the daemon's API socket unix://{defaults['api-socket']}")
-    if config.get("mode", "server") not in ("server", "client"):
+    if config.get("mode", CNI_DEFAULT_MODE) not in ("server", "client"):
         problem(f"{where}: mode {config.get('mode')}")
     if config.get("socketDir", "pods").startswith("/") or ".." in config.get("socketDir", ""):
         problem(f"{where}: socketDir must be relative to the daemon's socket directory")
@@ -404,8 +406,8 @@ for where, metadata, spec in pods:
             if options.get("path") != f"{mount['mountPath']}/{ifname}.sock":
                 problem(f"{where}: virtio-user path {options.get('path')} is not {mount['mountPath']}/{ifname}.sock")
             frontend_server = options.get("server", "0") == "1"
-            if frontend_server != (config.get("mode", "server") == "client"):
-                problem(f"{where}: virtio-user server={options.get('server', '0')} does not pair with the switch's mode {config.get('mode', 'server')}")
+            if frontend_server != (config.get("mode", CNI_DEFAULT_MODE) == "client"):
+                problem(f"{where}: virtio-user server={options.get('server', '0')} does not pair with the switch's mode {config.get('mode', CNI_DEFAULT_MODE)}")
             requests = container.get("resources", {}).get("requests", {})
             if not any(key.startswith("hugepages-") for key in requests):
                 problem(f"{where}: {container['name']} runs DPDK without hugepages")
