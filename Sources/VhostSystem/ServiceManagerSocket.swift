@@ -25,11 +25,13 @@ public final class ServiceManagerSocket: Sendable {
         }
     }
 
-    /// The socket $NOTIFY_SOCKET names; nil when it is unset or cannot be reached (not
-    /// started by a service manager that listens: nothing to tell).
-    public static func fromEnvironment() -> ServiceManagerSocket? {
-        guard let value = getenv("NOTIFY_SOCKET"), let address = Optional(String(cString: value)), !address.isEmpty else { return nil }
-        return try? ServiceManagerSocket(address: address)
+    /// The socket $NOTIFY_SOCKET names; nil when it is unset (not started by a service
+    /// manager that wants to hear: nothing to tell). Throws when it names one that cannot be
+    /// reached.
+    public static func fromEnvironment() throws(SystemError) -> ServiceManagerSocket? {
+        guard let value = getenv("NOTIFY_SOCKET") else { return nil }
+        let address = String(cString: value)
+        return address.isEmpty ? nil : try ServiceManagerSocket(address: address)
     }
 
     /// $WATCHDOG_USEC, when the service manager expects this process to ping: set, positive,

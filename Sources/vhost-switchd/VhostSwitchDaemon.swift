@@ -88,6 +88,7 @@ struct VhostSwitchDaemon: ParsableCommand {
         LoggingSystem.bootstrap { label in LogLineHandler(label: label, format: format, level: level) }
         let logger = Logger(label: "vhost-switchd")
         let signals = SignalWaiter()
+        let serviceManager = ServiceNotifier(logger: logger)
 
         var switchConfiguration = Switch.Configuration()
         switchConfiguration.pollThreads = pmdThreads
@@ -146,7 +147,6 @@ struct VhostSwitchDaemon: ParsableCommand {
         }
 
         // Restored and answering: systemd may start what depends on the switch.
-        let serviceManager = ServiceNotifier(logger: logger)
         serviceManager.ready(readiness: readiness) { [ports] in ports.progressCounters }
 
         let signal = SignalLoop.waitForStop(signals, token: apiConfiguration.token, logger: logger)
