@@ -80,6 +80,19 @@ final class DeployScriptTests: XCTestCase {
         XCTAssertEqual(try waitForExit(pod), 0)
     }
 
+    /// A daemon from before hand-overs (its API answers, no hand-over socket): the new pod
+    /// waits for it to stop instead of failing against its sockets, then starts plainly.
+    func testPodWaitsForADaemonWithoutHandOverToStop() throws {
+        let pod = try startPod(name: "new", switchctlAnswers: true)
+        defer { pod.terminate() }
+        Thread.sleep(forTimeInterval: 1.5)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/started"), "started beside a running daemon")
+        XCTAssertTrue(pod.isRunning)
+        setAPIAnswers(false)
+        try waitForFile("started")
+        XCTAssertFalse(try read("started").contains("--takeover"))
+    }
+
     /// The old pod: preStop waits for the hand-over to the successor, and the container stays
     /// up after its daemon exited 0 (an exited container would be restarted and take over back).
     func testOldPodWaitsForTheHandOverAndThenForItsDeletion() throws {
@@ -129,9 +142,18 @@ final class DeployScriptTests: XCTestCase {
             while [ ! -e \(directory)/handed-over ]; do sleep 0.05; done
             exit 0
             """)
-        try fakeBinary("vhost-switchctl", switchctlAnswers ? "exit 0" : "exit 1")
+        try fakeBinary("vhost-switchctl", "[ -e \(directory)/api-up ]")
+        setAPIAnswers(switchctlAnswers)
         return try launch(script("kubernetes/vhost-switchd-pod"), ["start", "--run-dir", directory + "/run", "--pmd-threads=1"],
                           environment: podEnvironment(name))
+    }
+
+    private func setAPIAnswers(_ answers: Bool) {
+        if answers {
+            FileManager.default.createFile(atPath: directory + "/api-up", contents: nil)
+        } else {
+            try? FileManager.default.removeItem(atPath: directory + "/api-up")
+        }
     }
 
     private func podEnvironment(_ name: String) -> [String: String] {
