@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import VhostSystem
 import XCTest
 
@@ -21,7 +22,7 @@ final class DeployScriptTests: XCTestCase {
     // MARK: systemd: ExecReload
 
     func testReloadSucceedsWhenTheOldMainProcessExitsAndKeepsTheNewOne() throws {
-        let old = try launch("/bin/sleep", ["30"], environment: ["WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"])
+        let old = try DeployScript.launch("/bin/sleep", ["30"], environment: ["WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"])
         defer { old.terminate() }
         // The new daemon: records its arguments and watchdog environment, tells the old one to
         // exit (the hand-over's commit), and keeps running.
@@ -31,7 +32,7 @@ final class DeployScriptTests: XCTestCase {
             kill \(old.processIdentifier)
             exec sleep 30
             """)
-        XCTAssertEqual(try runToExit(script("systemd/vhost-switchd-reload"), ["\(old.processIdentifier)", daemon, "--run-dir", "/run/x"]), 0)
+        XCTAssertEqual(try DeployScript.run(DeployScript.path("systemd/vhost-switchd-reload"), ["\(old.processIdentifier)", daemon, "--run-dir", "/run/x"]), 0)
         XCTAssertEqual(try read("started"), "--run-dir /run/x --takeover watchdog=30000000 pid=unset\n",
                        "the old daemon's flags plus --takeover, its watchdog interval, no WATCHDOG_PID")
         XCTAssertFalse(old.isRunning)
@@ -41,13 +42,13 @@ final class DeployScriptTests: XCTestCase {
     }
 
     func testReloadFailsWithTheTakeoverStatusAndTheOldProcessKeepsServing() throws {
-        let old = try launch("/bin/sleep", ["30"])
+        let old = try DeployScript.launch("/bin/sleep", ["30"])
         defer { old.terminate() }
         let daemon = try fakeBinary("vhost-switchd", "exit 3")
-        XCTAssertEqual(try runToExit(script("systemd/vhost-switchd-reload"), ["\(old.processIdentifier)", daemon]), 3)
+        XCTAssertEqual(try DeployScript.run(DeployScript.path("systemd/vhost-switchd-reload"), ["\(old.processIdentifier)", daemon]), 3)
         XCTAssertTrue(old.isRunning)
         // No main process: nothing to take over from.
-        XCTAssertEqual(try runToExit(script("systemd/vhost-switchd-reload"), ["999999999", daemon]), 1)
+        XCTAssertEqual(try DeployScript.run(DeployScript.path("systemd/vhost-switchd-reload"), ["999999999", daemon]), 1)
     }
 
     // MARK: Kubernetes: the container's command and preStop
@@ -57,7 +58,7 @@ final class DeployScriptTests: XCTestCase {
         try waitForFile("started")
         XCTAssertEqual(try read("started"), "--run-dir \(directory)/run --pmd-threads=1\n")
         pod.terminate()
-        XCTAssertEqual(try waitForExit(pod), 0)
+        XCTAssertEqual(try DeployScript.waitForExit(pod), 0)
         XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/terminated"), "SIGTERM reached the daemon")
     }
 
@@ -69,7 +70,7 @@ final class DeployScriptTests: XCTestCase {
         try waitForFile("started")
         XCTAssertFalse(try read("started").contains("--takeover"))
         stale.terminate()
-        _ = try waitForExit(stale)
+        _ = try DeployScript.waitForExit(stale)
         try FileManager.default.removeItem(atPath: directory + "/started")
 
         let pod = try startPod(name: "new", switchctlAnswers: true)
@@ -77,7 +78,7 @@ final class DeployScriptTests: XCTestCase {
         XCTAssertEqual(try read("started"), "--takeover --run-dir \(directory)/run --pmd-threads=1\n")
         XCTAssertEqual(try read("run/handover-successor"), "new\n")
         pod.terminate()
-        XCTAssertEqual(try waitForExit(pod), 0)
+        XCTAssertEqual(try DeployScript.waitForExit(pod), 0)
     }
 
     /// A daemon from before hand-overs (its API answers, no hand-over socket): the new pod
@@ -99,20 +100,20 @@ final class DeployScriptTests: XCTestCase {
         let old = try startPod(name: "old", switchctlAnswers: false)
         try waitForFile("started")
         // Without a successor, preStop returns at once.
-        let alone = try launch(script("kubernetes/vhost-switchd-pod"), ["pre-stop"], environment: podEnvironment("old"))
-        XCTAssertEqual(try waitForExit(alone, timeout: 2), 0)
+        let alone = try DeployScript.launch(DeployScript.path("kubernetes/vhost-switchd-pod"), ["pre-stop"], environment: podEnvironment("old"))
+        XCTAssertEqual(try DeployScript.waitForExit(alone, timeout: 2), 0)
 
         try "new\n".write(toFile: directory + "/run/handover-successor", atomically: true, encoding: .utf8)
-        let preStop = try launch(script("kubernetes/vhost-switchd-pod"), ["pre-stop"], environment: podEnvironment("old"))
+        let preStop = try DeployScript.launch(DeployScript.path("kubernetes/vhost-switchd-pod"), ["pre-stop"], environment: podEnvironment("old"))
         Thread.sleep(forTimeInterval: 0.5)
         XCTAssertTrue(preStop.isRunning, "preStop returned before the hand-over")
         // The hand-over's end: the old daemon exits 0 by itself.
         FileManager.default.createFile(atPath: directory + "/handed-over", contents: nil)
-        XCTAssertEqual(try waitForExit(preStop, timeout: 5), 0)
+        XCTAssertEqual(try DeployScript.waitForExit(preStop, timeout: 5), 0)
         Thread.sleep(forTimeInterval: 0.5)
         XCTAssertTrue(old.isRunning, "the container exited after handing over: the kubelet would restart it")
         old.terminate()
-        XCTAssertEqual(try waitForExit(old), 0)
+        XCTAssertEqual(try DeployScript.waitForExit(old), 0)
     }
 
     func testPreStopWaitIsBounded() throws {
@@ -123,15 +124,13 @@ final class DeployScriptTests: XCTestCase {
         var environment = podEnvironment("old")
         environment["VHOST_SWITCHD_HANDOVER_WAIT"] = "1"
         let start = Date()
-        let preStop = try launch(script("kubernetes/vhost-switchd-pod"), ["pre-stop"], environment: environment)
-        XCTAssertEqual(try waitForExit(preStop, timeout: 5), 0)
+        let preStop = try DeployScript.launch(DeployScript.path("kubernetes/vhost-switchd-pod"), ["pre-stop"], environment: environment)
+        XCTAssertEqual(try DeployScript.waitForExit(preStop, timeout: 5), 0)
         XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(start), 1)
         XCTAssertTrue(old.isRunning)
     }
 
     // MARK: Helpers
-
-    struct StillRunning: Error { var seconds: TimeInterval }
 
     /// The pod script with a stand-in daemon (records its arguments; exits 0 on SIGTERM or when
     /// `handed-over` appears) and a stand-in vhost-switchctl that answers or not.
@@ -144,7 +143,7 @@ final class DeployScriptTests: XCTestCase {
             """)
         try fakeBinary("vhost-switchctl", "[ -e \(directory)/api-up ]")
         setAPIAnswers(switchctlAnswers)
-        return try launch(script("kubernetes/vhost-switchd-pod"), ["start", "--run-dir", directory + "/run", "--pmd-threads=1"],
+        return try DeployScript.launch(DeployScript.path("kubernetes/vhost-switchd-pod"), ["start", "--run-dir", directory + "/run", "--pmd-threads=1"],
                           environment: podEnvironment(name))
     }
 
@@ -161,45 +160,12 @@ final class DeployScriptTests: XCTestCase {
          "VHOST_SWITCHD": directory + "/vhost-switchd", "VHOST_SWITCHCTL": directory + "/vhost-switchctl"]
     }
 
-    private func script(_ relative: String) -> String {
-        DeployManifestTests.repository.appendingPathComponent("deploy/" + relative).path
-    }
-
     @discardableResult
     private func fakeBinary(_ name: String, _ body: String) throws -> String {
         let path = directory + "/" + name
         try ("#!/bin/sh\n" + body + "\n").write(toFile: path, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
         return path
-    }
-
-    private func launch(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        return process
-    }
-
-    private func waitForExit(_ process: Process, timeout: TimeInterval = 10) throws -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        guard !process.isRunning else {
-            process.terminate()
-            throw StillRunning(seconds: timeout)
-        }
-        return process.terminationStatus
-    }
-
-    /// Runs `executable` to its exit status, read from a file its wrapper shell writes: a
-    /// process it leaves running (the new daemon) holds Foundation's means of seeing the exit.
-    private func runToExit(_ executable: String, _ arguments: [String], timeout: TimeInterval = 10) throws -> Int32 {
-        let statusFile = directory + "/status-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
-        _ = try launch("/bin/sh", ["-c", "\"$@\"; echo $? > \(statusFile).tmp && mv \(statusFile).tmp \(statusFile)", "sh", executable] + arguments)
-        try waitForFile((statusFile as NSString).lastPathComponent, timeout: timeout)
-        return Int32(try read((statusFile as NSString).lastPathComponent).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
     private func waitForFile(_ relative: String, timeout: TimeInterval = 5) throws {
