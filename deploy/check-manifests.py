@@ -45,6 +45,8 @@ defaults = {
 }
 defaults["socket-dir"] = defaults["run-dir"] + "/sockets"
 defaults["api-socket"] = defaults["run-dir"] + "/api.sock"
+# The plugin's default mode (Sources/vhost-switch-cni/Configuration.swift: defaultMode).
+CNI_DEFAULT_MODE = re.search(r"static let defaultMode = Mode\.(\w+)", read("Sources/vhost-switch-cni/Configuration.swift")).group(1)
 products = set(re.findall(r'\.executable\(name: "([^"]+)"', read("Package.swift")))
 
 
@@ -103,6 +105,12 @@ if "COPY --from=build /out/ /" not in runtime_stage:
     problem("Dockerfile: the runtime stage does not copy /out/ from the build stage")
 for match in re.finditer(r"RUN mkdir -p ([^\n]+)", runtime_stage):
     image_files.update(match.group(1).split())
+# Scripts copied from the repository: executable in the image and in the repository.
+for match in re.finditer(r"^COPY --chmod=0755 (deploy/\S+) (/\S+)$", runtime_stage, re.M):
+    source, destination = match.groups()
+    if not os.access(os.path.join(ROOT, source), os.X_OK):
+        problem(f"Dockerfile: {source} is missing or not executable")
+    image_files.add(destination)
 for binary in ("vhost-switchd", "vhost-switch-cni"):
     if "/usr/local/bin/" + binary not in image_files:
         problem(f"Dockerfile: /usr/local/bin/{binary} is not in the image")
@@ -159,7 +167,7 @@ def cni_config(text, where):
     api = config.get("api", "unix://" + defaults["api-socket"])
     if api != "unix://" + defaults["api-socket"]:
         problem(f"{where}: api {api} is not the daemon's API socket unix://{defaults['api-socket']}")
-    if config.get("mode", "server") not in ("server", "client"):
+    if config.get("mode", CNI_DEFAULT_MODE) not in ("server", "client"):
         problem(f"{where}: mode {config.get('mode')}")
     if config.get("socketDir", "pods").startswith("/") or ".." in config.get("socketDir", ""):
         problem(f"{where}: socketDir must be relative to the daemon's socket directory")
@@ -183,6 +191,33 @@ def plugin_settings(text, where):
 
 
 # --- the DaemonSet -------------------------------------------------------------------------
+POD_SCRIPT = "/usr/local/bin/vhost-switchd-pod"
+
+
+def check_rollout_handover(where, daemonset, daemon, command):
+    """A rollout hands the switch over from the old pod's daemon to the new pod's
+    (deploy/kubernetes/vhost-switchd-pod): both run at once on a node, and the old one waits."""
+    strategy = daemonset["spec"].get("updateStrategy", {})
+    rolling = strategy.get("rollingUpdate", {})
+    if strategy.get("type") != "RollingUpdate" or rolling.get("maxSurge") != 1 or rolling.get("maxUnavailable") != 0:
+        problem(f"{where}: updateStrategy must be RollingUpdate with maxSurge 1 and maxUnavailable 0 (the new pod takes over from the running one), found {strategy}")
+    spec = daemonset["spec"]["template"]["spec"]
+    if spec.get("hostNetwork") and daemon.get("ports"):
+        problem(f"{where}: with hostNetwork a container port is a host port, which keeps the surge pod off the node; declare none")
+    if command[:2] != [POD_SCRIPT, "start"]:
+        problem(f"{where}: the daemon must start through {POD_SCRIPT} start (it decides on --takeover), found {command}")
+    pre_stop = daemon.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+    if pre_stop != [POD_SCRIPT, "pre-stop"]:
+        problem(f"{where}: preStop must be {POD_SCRIPT} pre-stop (it waits for the hand-over), found {pre_stop}")
+    env = {e["name"]: e for e in daemon.get("env", [])}
+    if env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+        problem(f"{where}: the daemon container needs POD_NAME from metadata.name (the successor's name)")
+    wait = int(env.get("VHOST_SWITCHD_HANDOVER_WAIT", {}).get("value", "60"))
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    if grace < wait + 30:
+        problem(f"{where}: terminationGracePeriodSeconds {grace} leaves under 30 s for a clean stop after the {wait} s hand-over wait")
+
+
 daemonsets = find("DaemonSet")
 if len(daemonsets) != 1:
     problem(f"expected one DaemonSet, found {len(daemonsets)}")
@@ -215,6 +250,7 @@ for where, daemonset in daemonsets:
     command = daemon.get("command", entrypoint)
     if command[0] not in image_files:
         problem(f"{where}: {command[0]} is not in the image")
+    check_rollout_handover(where, daemonset, daemon, command)
     values = parse_flags(command[1:] + daemon.get("args", []), where)
     check_daemon_flags(values, where)
     mounts = {m["mountPath"]: host_paths.get(m["name"]) for m in daemon.get("volumeMounts", [])}
@@ -370,8 +406,8 @@ for where, metadata, spec in pods:
             if options.get("path") != f"{mount['mountPath']}/{ifname}.sock":
                 problem(f"{where}: virtio-user path {options.get('path')} is not {mount['mountPath']}/{ifname}.sock")
             frontend_server = options.get("server", "0") == "1"
-            if frontend_server != (config.get("mode", "server") == "client"):
-                problem(f"{where}: virtio-user server={options.get('server', '0')} does not pair with the switch's mode {config.get('mode', 'server')}")
+            if frontend_server != (config.get("mode", CNI_DEFAULT_MODE) == "client"):
+                problem(f"{where}: virtio-user server={options.get('server', '0')} does not pair with the switch's mode {config.get('mode', CNI_DEFAULT_MODE)}")
             requests = container.get("resources", {}).get("requests", {})
             if not any(key.startswith("hugepages-") for key in requests):
                 problem(f"{where}: {container['name']} runs DPDK without hugepages")
@@ -392,6 +428,21 @@ if "/run/" + settings.get("RuntimeDirectory", [""])[0] != unit_flags.get("run-di
     problem("systemd: RuntimeDirectory does not match --run-dir")
 if "/var/lib/" + settings.get("StateDirectory", [""])[0] != unit_flags.get("state-dir", defaults["state-dir"]):
     problem("systemd: StateDirectory does not match --state-dir")
+# Type=notify with a watchdog; ExecReload hands over to the binary on disk with ExecStart's flags,
+# through the reload script the header installs, and the takeover process may notify.
+for key, value in (("Type", "notify"), ("NotifyAccess", "all")):
+    if settings.get(key, [""])[0] != value:
+        problem(f"systemd: {key}={value} is needed (READY=1; MAINPID= from the takeover process ExecReload starts)")
+if not settings.get("WatchdogSec"):
+    problem("systemd: WatchdogSec is not set (the daemon pings while its threads make progress)")
+reload = shlex.split(settings.get("ExecReload", [""])[0])
+reload_script = "/usr/local/libexec/vhost-switchd-reload"
+if reload[:3] != [reload_script, "$MAINPID", exec_start[0]] or reload[3:] != exec_start[1:]:
+    problem(f"systemd: ExecReload must be {reload_script} $MAINPID followed by ExecStart's command line, found {reload}")
+if f"install -m 0755 deploy/systemd/{os.path.basename(reload_script)} {os.path.dirname(reload_script)}/" not in unit:
+    problem(f"systemd: the unit's install steps do not install {reload_script}")
+if not os.access(os.path.join(DEPLOY, "systemd", os.path.basename(reload_script)), os.X_OK):
+    problem(f"deploy/systemd/{os.path.basename(reload_script)} is missing or not executable")
 if "AF_PACKET" not in " ".join(settings.get("RestrictAddressFamilies", [])):
     problem("systemd: RestrictAddressFamilies must allow AF_PACKET")
 bounding = " ".join(settings.get("CapabilityBoundingSet", []))

@@ -8,13 +8,19 @@ public enum PeerIdentity {
     public static var ownUserID: UInt32 { geteuid() }
 
     /// SO_PEERCRED: the user id of the process that connected the unix socket `fd`.
-    public static func unixPeerUserID(_ fd: Int32) -> UInt32? {
+    public static func unixPeerUserID(_ fd: Int32) -> UInt32? { unixPeerCredentials(fd)?.uid }
+
+    /// SO_PEERCRED: the process id at the other end of the unix socket `fd` (a hand-over's new
+    /// process, which becomes systemd's main process).
+    public static func unixPeerProcessID(_ fd: Int32) -> Int32? { unixPeerCredentials(fd)?.pid }
+
+    private static func unixPeerCredentials(_ fd: Int32) -> (pid: Int32, uid: UInt32, gid: UInt32)? {
         // struct ucred {pid_t pid; uid_t uid; gid_t gid;} (Glibc hides it behind _GNU_SOURCE).
         var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
         var length = socklen_t(MemoryLayout.size(ofValue: credentials))
         guard (try? systemCall("getsockopt(SO_PEERCRED)", { getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) })) != nil
         else { return nil }
-        return credentials.uid
+        return credentials
     }
 
     /// getpeername: the remote address of the TCP socket `fd` as text ("10.1.2.3", "::1",

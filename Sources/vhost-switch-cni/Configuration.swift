@@ -72,6 +72,12 @@ struct CNIEnvironment {
 struct NetworkConfig {
     enum Mode: String { case server, client }
 
+    /// The switch as the client of the pod's socket (the pod's QEMU `server=on`, DPDK
+    /// virtio-user `server=1`), as OVS recommends with dpdkvhostuserclient: when the daemon
+    /// restarts or dies (kill -9) it reconnects and the guest keeps its device, whereas a
+    /// virtio-user client (`server=0`) cannot reconnect to a restarted server at all.
+    static let defaultMode = Mode.client
+
     var raw: [UInt8]
     var json: JSONObject
     var cniVersion: String
@@ -153,7 +159,7 @@ struct NetworkConfig {
             throw CNIError(.invalidNetworkConfig, "dataDir is not a network configuration key", details: "set dataDirectory in \(InstallSettings.path)")
         }
         dataDir = settings.dataDirectory
-        let modeText = try string("mode") ?? "server"
+        let modeText = try string("mode") ?? Self.defaultMode.rawValue
         guard let mode = Mode(rawValue: modeText) else { throw CNIError(.invalidNetworkConfig, "mode must be \"server\" or \"client\", not \"\(modeText)\"") }
         self.mode = mode
         owner = try principal("owner")

@@ -24,13 +24,16 @@ final class HandoverSource: @unchecked Sendable {
     private let events: EventHub
     private let server: ManagementServer
     private let logger: Logger
+    private let serviceManager: ServiceNotifier
     private var thread: SystemThread?
 
-    init(runDir: String, ports: PortService, events: EventHub, server: ManagementServer, logger: Logger) throws(SystemError) {
+    init(runDir: String, ports: PortService, events: EventHub, server: ManagementServer, serviceManager: ServiceNotifier,
+         logger: Logger) throws(SystemError) {
         listener = try UnixSocket.listen(path: Self.socketPath(runDir: runDir), backlog: 2, permissions: 0o600)
         self.ports = ports
         self.events = events
         self.server = server
+        self.serviceManager = serviceManager
         self.logger = logger
         thread = try SystemThread(name: "handover") { [self] in run() }
     }
@@ -72,6 +75,9 @@ final class HandoverSource: @unchecked Sendable {
             // Closed before the channel (which closes at exit): when the new process sees the
             // channel end, nobody listens here any more and it can take the socket's path.
             listener.close()
+            // systemd's main process moves only now: a takeover killed before its commit
+            // leaves the service with this daemon, which went on serving.
+            if let pid = PeerIdentity.unixPeerProcessID(channel.socket.rawValue) { serviceManager.handOverMainProcess(to: pid) }
             ProcessControl.exitImmediately(0)
         }
         logger.warning("hand-over failed; forwarding resumed")

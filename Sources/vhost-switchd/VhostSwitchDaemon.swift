@@ -95,6 +95,7 @@ struct VhostSwitchDaemon: ParsableCommand {
         LoggingSystem.bootstrap { label in LogLineHandler(label: label, format: format, level: level) }
         let logger = Logger(label: "vhost-switchd")
         let signals = SignalWaiter()
+        let serviceManager = ServiceNotifier(logger: logger)
 
         var switchConfiguration = Switch.Configuration()
         switchConfiguration.pollThreads = pmdThreads
@@ -162,7 +163,8 @@ struct VhostSwitchDaemon: ParsableCommand {
         // saved port that could not be restored stays saved.
         store.saveMissing(ports.specs)
         ports.addObserver(store)
-        let api = ManagementAPI(service: ports, events: events, logger: logger, readiness: management.readiness, logLevel: level)
+        let readiness = management.readiness
+        let api = ManagementAPI(service: ports, events: events, logger: logger, readiness: readiness, logLevel: level)
         let server: ManagementServer
         do { server = try ManagementServer(api: api, configuration: apiConfiguration, logger: logger) } catch {
             if takeover { throw HandoverTarget.Failure(description: "takeover failed: \(error)") }
@@ -182,16 +184,21 @@ struct VhostSwitchDaemon: ParsableCommand {
             logger.notice("took over from the previous daemon", metadata: ["ports": "\(ports.portCount)", "gap-ms": "\(gapMilliseconds)"])
             events.publish(SwitchEvent(.handoverCompleted, port: nil, data: ["gap_ms": .integer(gapMilliseconds)]))
         }
+        // Restored (or taken over) and answering: systemd may start what depends on the switch.
+        serviceManager.ready(afterTakeover: handover != nil, readiness: readiness) { [ports] in ports.progressCounters }
+
         // Serving without it is better than not serving: only a later takeover needs it.
         var handoverSource: HandoverSource?
         do {
-            handoverSource = try HandoverSource(runDir: runDir, ports: ports, events: events, server: server, logger: logger)
+            handoverSource = try HandoverSource(runDir: runDir, ports: ports, events: events, server: server,
+                                                serviceManager: serviceManager, logger: logger)
         } catch {
             logger.error("cannot listen for a hand-over in \(runDir) (\(error)); --takeover will not find this daemon")
         }
 
         let signal = SignalLoop.waitForStop(signals, token: apiConfiguration.token, logger: logger)
         logger.info("shutting down on signal \(signal)")
+        serviceManager.stopping()
         handoverSource?.removeSocketFile(runDir: runDir)
         server.stop()
         ports.deleteAll()

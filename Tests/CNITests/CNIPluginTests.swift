@@ -99,13 +99,14 @@ final class CNIPluginTests: XCTestCase {
         XCTAssertEqual(checkGone.errorCode, 101, checkGone.stdout)
     }
 
-    func testClientModeAndDerivedNames() throws {
+    /// No "mode": the switch is the client (the default since issue 20); "client" says the same.
+    func testDefaultClientModeAndDerivedNames() throws {
         let live = try LiveSwitch()
         var pod = live.plugin()
         pod.containerID = "abc"
         pod.ifname = "vhu0"
         pod.args = ""
-        let add = try pod.run("ADD", config: live.config(["mode": "client", "socketDir": "cni/vm", "mac": "auto"]))
+        let add = try pod.run("ADD", config: live.config(["socketDir": "cni/vm", "mac": "auto"]))
         XCTAssertEqual(add.status, 0, add.stdout + add.stderr)
         let interfaces = add.json["interfaces"] as? [[String: Any]] ?? []
         XCTAssertEqual(interfaces.first?["name"] as? String, "abc-vhu0")

@@ -175,6 +175,22 @@ final class NetworkConfigTests: XCTestCase {
         XCTAssertThrowsError(try plugin.hostSocketPath()) { XCTAssertTrue(($0 as? CNIError)?.message.contains("107") == true, "\($0)") }
     }
 
+    // MARK: mode (issue 20: the mode that survives a daemon restart is the default)
+
+    /// Without `mode` the switch is the client of the pod's socket (the pod's QEMU server=on,
+    /// virtio-user server=1): it reconnects after the daemon restarts, even after kill -9.
+    func testModeDefaultsToClientAndServerStaysSelectable() throws {
+        XCTAssertEqual(try config("").mode, .client)
+        let defaulted = try requestBody(#""owner": "0", "group": "0""#)
+        XCTAssertEqual(defaulted["socket"]?["mode"]?.stringValue, "client")
+        XCTAssertNil(defaulted["socket"]?["owner"], "the pod creates the socket in client mode; its owner is the pod's")
+        XCTAssertEqual(DeviceInfo.document(switchMode: try config("").mode, socketPath: "/x")["vhost-user"]?["mode"]?.stringValue, "server",
+                       "the pod's side listens")
+        let served = try requestBody(#""mode": "server", "owner": "0", "group": "0""#)
+        XCTAssertEqual(served["socket"]?["mode"]?.stringValue, "server")
+        XCTAssertEqual(served["socket"]?["owner"]?.stringValue, "0")
+    }
+
     // MARK: device info (NPWG device-info spec 1.1.0)
 
     func testDeviceInfoModeIsThePodsSide() {

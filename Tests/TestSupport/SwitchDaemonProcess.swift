@@ -36,6 +36,8 @@ public final class SwitchDaemonProcess {
     public private(set) var token: String?
     /// True once a `stop` had to SIGKILL a daemon that did not exit within its time-out.
     public private(set) var shutdownHung = false
+    /// Variables added to the inherited environment of every later launch (NOTIFY_SOCKET, ...).
+    public var environment: [String: String] = [:]
     /// The network namespace (a name under /var/run/netns) every launch runs in; nil: the test's own.
     public let networkNamespace: String?
     private let directories: TemporaryDirectories
@@ -172,6 +174,7 @@ public final class SwitchDaemonProcess {
             process.executableURL = URL(fileURLWithPath: Self.executablePath)
             process.arguments = arguments
         }
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = handle
         process.standardError = handle
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
