@@ -174,10 +174,11 @@ public final class SwitchDaemonProcess {
             process.executableURL = URL(fileURLWithPath: Self.executablePath)
             process.arguments = arguments
         }
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = handle
         process.standardError = handle
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        // This rig's variables for every launch (`self.environment`), then this launch's own.
+        let variables = self.environment.merging(environment) { $1 }
+        if !variables.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(variables) { $1 } }
         logFile = file
         try process.run()
         return process
