@@ -105,10 +105,25 @@ extension PortService {
     func reopenXdpSockets(_ names: [String]) {
         for name in names {
             guard let port = ports.withLock({ $0[name] }), case .afXdp(let xdp) = port.spec.kind,
-                  let fresh = try? Self.openXdpPort(xdp, statistics: port.packetStatistics.first ?? PacketSocketPortStatistics())
+                  let fresh = try? Self.retryingWhileReleased({ () throws(PortError) in
+                      try Self.openXdpPort(xdp, statistics: port.packetStatistics.first ?? PacketSocketPortStatistics())
+                  })
             else { continue }
             fabric.setKernelPort(portID: port.id, port: .afXdp(fresh))
             ports.withLock { $0[name]?.xdpPort = fresh }
+        }
+    }
+
+    /// `open` again for up to two seconds while it fails: the other process's AF_XDP socket on
+    /// the same queue is closed, but the kernel releases its queue binding (the buffer pool) in
+    /// deferred work, so for a moment bind says EBUSY. Hand-overs only: a create answers at once.
+    static func retryingWhileReleased<T>(_ open: () throws(PortError) -> T) throws(PortError) -> T {
+        let deadline = MonotonicClock.nanoseconds() + 2_000_000_000
+        while true {
+            do { return try open() } catch {
+                if MonotonicClock.nanoseconds() >= deadline { throw error }
+                SystemThread.sleep(milliseconds: 10)
+            }
         }
     }
 }

@@ -65,8 +65,10 @@ extension PortService {
                 switch (spec.kind, device) {
                 case (.vhostUser, let device?):
                     _ = try makePort(spec, adopting: HandedOverDevice(export: device, descriptors: descriptors))
-                case (.afPacket, nil), (.afXdp, nil):
+                case (.afPacket, nil):
                     _ = try makePort(spec)
+                case (.afXdp, nil):
+                    _ = try Self.retryingWhileReleased { () throws(PortError) in try makePort(spec) }
                 default:
                     throw PortError(.invalid, "port \(spec.name): a vhost-user port needs its device, a kernel port has none")
                 }
