@@ -92,9 +92,7 @@ public enum PortSpecDecoder {
                     throw DecodingError("socket.permissions must be an octal mode such as \"0660\"")
                 }
                 spec.permissions = value
-            case .integer(let value) where value >= 0 && value <= 0o777:
-                spec.permissions = UInt32(value)
-            default:
+            default:  // a number would be read in decimal by some and octal by others: only text
                 throw DecodingError("socket.permissions must be an octal string such as \"0660\"")
             }
         }
@@ -147,8 +145,10 @@ public enum PortSpecDecoder {
         return text
     }
 
+    /// A key that may be left out; when there, a string (null is not "left out": the
+    /// description has no null for these keys, and the state file never writes one).
     static func optionalString(_ object: [String: JSON], _ key: String, prefix: String = "") throws(DecodingError) -> String? {
-        guard let value = object[key], value != .null else { return nil }
+        guard let value = object[key] else { return nil }
         guard let text = value.stringValue else { throw DecodingError("\(prefix)\(key) must be a string") }
         return text
     }

@@ -26,6 +26,31 @@ final class OpenAPIContractTests: XCTestCase {
         return Set(text[start.upperBound..<end.lowerBound].split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
     }
 
+    /// Every `$ref` names a schema the document defines, and no schema is defined twice (a
+    /// merge once dropped `PortPolicyPatch:`'s header line, which left PATCH's body unresolved
+    /// and folded its keys into the schema above it).
+    func testEveryReferencedSchemaIsDefinedOnce() throws {
+        // components/schemas: from "  schemas:" to the next key at its level (or the end).
+        let lines = Self.document.split(separator: "\n", omittingEmptySubsequences: false)
+            .drop { $0 != "  schemas:" }.dropFirst()
+            .prefix { !($0.hasPrefix("  ") && !$0.hasPrefix("   ")) && !($0.first?.isLetter ?? false) }
+        let defined = lines.compactMap { line -> String? in
+            guard line.hasPrefix("    "), !line.hasPrefix("     "), line.hasSuffix(":") else { return nil }
+            return String(line.dropFirst(4).dropLast())
+        }
+        XCTAssertEqual(defined.count, Set(defined).count, "schemas defined twice: \(defined.filter { name in defined.filter { $0 == name }.count > 1 })")
+        let prefix = "#/components/schemas/"
+        var referenced = Set<String>()
+        var rest = Self.document[...]
+        while let range = rest.range(of: prefix) {
+            let name = rest[range.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+            referenced.insert(String(name))
+            rest = rest[range.upperBound...]
+        }
+        XCTAssertFalse(referenced.isEmpty)
+        XCTAssertEqual(referenced.subtracting(defined), [], "referenced but not defined")
+    }
+
     func testEveryEventTypeIsInTheSchema() {
         XCTAssertEqual(enumValues(after: "\n    EventType:\n"), Set(SwitchEvent.Kind.allCases.map(\.rawValue)))
     }

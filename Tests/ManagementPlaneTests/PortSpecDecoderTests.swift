@@ -74,6 +74,11 @@ final class PortSpecDecoderTests: XCTestCase {
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "queues": 129}"#, containing: "queues must be an integer from 1 to 128")
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "mtu": 67}"#, containing: "mtu must be")
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "mac": "nope"}"#, containing: "mac must")
+        // null is not "left out" for these keys (the description has no null for them).
+        expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "mac": null}"#, containing: "mac must be a string")
+        expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x", "owner": null}}"#, containing: "socket.owner must be a string")
+        expectError(#"{"name": "a", "type": "af-xdp", "interface": "x", "mode": null}"#, containing: "mode must be a string")
+        expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x", "permissions": 432}}"#, containing: "octal string")
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "colour": 1}"#, containing: "unknown field \"colour\"")
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x", "perm": 1}}"#, containing: "unknown field \"perm\" in socket")
         expectError(#"{"name": "a", "type": "vhost-user", "socket": {"path": "x"}, "features": {"disable": [1]}}"#, containing: "only strings")
