@@ -39,7 +39,7 @@ let package = Package(
     ],
     targets: [
         // Fuzzing.
-        .target(name: "FuzzSupport", swiftSettings: toolSwift),
+        .target(name: "FuzzSupport", dependencies: [switchModule("Virtio")], swiftSettings: toolSwift),
         .executableTarget(
             name: "FuzzVhostUser",
             dependencies: ["FuzzSupport", switchModule("VhostUser"), switchModule("Virtio"), switchModule("VhostSystem"),

@@ -22,8 +22,8 @@ public struct PortHandover: @unchecked Sendable {
 /// features, policy), pauses the poll threads (`Switch.pausePolling`: no ring or kernel
 /// socket is touched), withdraws every vhost-user queue and runs the transfer; if it fails,
 /// all is put back and polling resumes, every port at once. New process: `adopt` makes each
-/// port from its spec with its device as it was, refills the MAC table and starts polling
-/// every port at once.
+/// port from its spec with its device as it was and refills the MAC table; after the commit
+/// `startAdoptedPorts` starts every session and ring at once.
 extension PortService {
     /// Returns whether the new process committed (then nothing is put back: this process exits).
     public func handOver(_ transfer: @escaping @Sendable (PortHandover) -> Bool) -> Bool {
@@ -52,9 +52,10 @@ extension PortService {
     }
 
     /// Makes the ports handed over by the previous process, in order: a kernel port opens its
-    /// own socket (an af-xdp port attaches its XDP program: the old process detached its own); a vhost-user port takes its listener and session from `descriptors`
-    /// (validated as a front-end's requests). Then the MACs are learned on their ports (by
-    /// name: ids may differ here) and every port's rings start together. Observers are not
+    /// own socket (an af-xdp port attaches its XDP program: the old process detached its
+    /// own); a vhost-user port takes its listener and session from `descriptors` (validated
+    /// as a front-end's requests). Then the MACs are learned on their ports (by name: ids may
+    /// differ here); nothing is read or polled until `startAdoptedPorts`. Observers are not
     /// told (the saved state already has these ports), and the replayed sessions emit no
     /// events (they are not new).
     public func adopt(_ handed: [(spec: PortSpec, device: VhostUserDeviceExport?)],
@@ -80,6 +81,13 @@ extension PortService {
             guard let id = ids[entry.port] else { continue }
             _ = fabric.fdb.learn(entry.mac, segment: entry.segment, port: id, now: now)
         }
+    }
+
+    /// After the commit (the old daemon is gone): the adopted sessions start reading their
+    /// sockets and every port's rings are polled, all at once. Before it nothing moves, so an
+    /// old daemon that resumes after a failed hand-over finds every ring where it left it (a
+    /// packed ring has no index in guest memory to resume from) and every message unread.
+    public func startAdoptedPorts() {
         controlLoop.startAdoptedSessions()
         fabric.resumePolling()
         for port in allPorts { (port.device?.delegate as? VhostUserPortBridge)?.adoptionFinished() }

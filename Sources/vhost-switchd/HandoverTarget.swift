@@ -14,7 +14,8 @@ struct HandoverTarget {
         case connected
         /// The state document and fds received (the old daemon is quiesced).
         case received
-        /// Every port made from the state: memory mapped, rings polled.
+        /// Every port made from the state: memory mapped, rings built; nothing read or polled
+        /// until the commit.
         case adopted
         /// The API serves on the handed-over listeners; commit is next.
         case serving
@@ -53,7 +54,8 @@ struct HandoverTarget {
         }
     }
 
-    /// Makes every port as it was, refills the MAC table, then starts every port's rings.
+    /// Makes every port as it was and refills the MAC table (`PortService.startAdoptedPorts`
+    /// starts them after the commit).
     func adoptPorts(into ports: PortService) throws(Failure) {
         do {
             try ports.adopt(document.ports.map { (spec: $0.spec, device: $0.device) },

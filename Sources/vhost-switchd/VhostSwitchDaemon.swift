@@ -124,7 +124,6 @@ struct VhostSwitchDaemon: ParsableCommand {
                 events.continueNumbering(after: target.document.eventSequence)
                 events.publish(SwitchEvent(.handoverStarted, port: nil, data: ["ports": .integer(Int64(target.document.ports.count))]))
                 try target.adoptPorts(into: ports)
-                gapMilliseconds = target.gapMilliseconds
                 handover = target
             } catch {
                 throw HandoverTarget.Failure(description: "takeover failed: \(error)")
@@ -178,6 +177,9 @@ struct VhostSwitchDaemon: ParsableCommand {
             let predecessorExited: Bool
             do { predecessorExited = try handover.commit() } catch { throw HandoverTarget.Failure(description: "takeover failed: \(error)") }
             if !predecessorExited { logger.warning("the previous daemon did not exit within 10 s of the commit") }
+            ports.startAdoptedPorts()
+            // From the old daemon's quiescing to this process's first poll.
+            gapMilliseconds = handover.gapMilliseconds
             // Its saved ports that were still pending: ours to retry now (after the commit, so a
             // failed takeover never made a socket the old daemon does not know).
             for spec in handover.document.pendingPorts { _ = try? ports.restore(spec) }

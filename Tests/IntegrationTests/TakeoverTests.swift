@@ -209,8 +209,18 @@ final class TakeoverTests: XCTestCase {
     }
 
     func testNewProcessKilledAtEachStepLeavesTheOldForwarding() throws {
-        try skipUnlessTestpmdAndDaemon()
-        let rig = try startForwarding()
+        try checkNewProcessKilledAtEachStep()
+    }
+
+    /// Packed rings have no used index in guest memory to resume from: the new process must
+    /// not have moved them before its commit.
+    func testNewProcessKilledAtEachStepLeavesTheOldForwardingPackedRings() throws {
+        try checkNewProcessKilledAtEachStep(vdevOptions: ["packed_vq=1"])
+    }
+
+    private func checkNewProcessKilledAtEachStep(vdevOptions: [String] = [], test: String = #function) throws {
+        try skipUnlessTestpmdAndDaemon(test)
+        let rig = try startForwarding(vdevOptions: vdevOptions)
         let (daemon, frontEnd) = (rig.daemon, rig.frontEnd)
         defer { frontEnd.quit(); daemon.stop() }
         let sessions = try device(daemon, "a")["sessions"] as? Int
