@@ -17,4 +17,18 @@ extension Virtqueue {
         case .packed(let ring): ring.enqueueBurst(buffers, count: count)
         }
     }
+
+    public func hasAvailableBuffers() -> Bool {
+        switch self {
+        case .split(let ring): ring.hasAvailableBuffers()
+        case .packed(let ring): ring.hasAvailableBuffers()
+        }
+    }
+
+    public func setGuestNotifications(enabled: Bool) {
+        switch self {
+        case .split(let ring): ring.setGuestNotifications(enabled: enabled)
+        case .packed(let ring): ring.setGuestNotifications(enabled: enabled)
+        }
+    }
 }
