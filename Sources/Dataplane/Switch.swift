@@ -7,6 +7,11 @@ import Virtio
 /// between them. Reconfiguration (a port added or removed, a device's rings changed) is
 /// done by building new per-thread snapshots, publishing them and waiting for a grace
 /// period before anything old is released: forwarding on other ports never pauses.
+///
+/// Why one long file: every path that changes what the poll threads see (ports, queues,
+/// kernel sockets, policies, receive placement and its balancing, the hand-over's pause)
+/// goes through the one private `State` and its `republish`; split into extensions, that
+/// state and the snapshot building would have to be visible to the whole module.
 public final class Switch: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var pollThreads = 1

@@ -21,6 +21,10 @@ import Glibc
 /// Everything is released by deinit: the last socket of an interface closes the link fd,
 /// which detaches the program, so a failure half way through set-up, a deleted port or a
 /// crashed daemon leaves nothing on the interface.
+///
+/// Why one long file: binding (UMEM registration or sharing, the four rings' offsets from
+/// XDP_MMAP_OFFSETS and their mappings) and the ring walks on the hot path share the same
+/// private ring layout; split apart, each part would need the others' offsets.
 public final class XDPSocket: @unchecked Sendable {
     /// How the XDP program is attached (the port spec's `mode`).
     public enum AttachMode: String, Sendable, CaseIterable {
