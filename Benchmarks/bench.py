@@ -247,6 +247,29 @@ class Daemon:
         out = run(["curl", "-sS", "--max-time", "5", "--unix-socket", self.api, "http://localhost/v1/stats"])
         return json.loads(out.stdout)
 
+    def wait_rings_polled(self, ports, rings, timeout=10):
+        """Waits until each port's first `rings` vrings are enabled and placed on a poll thread.
+        A guest's link comes up with its first queue pair; the others follow, and frames a
+        front-end sends before the switch polls the destination's rings are dropped (tx_first's
+        loop in that direction is then lost for the whole window)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ready = True
+            for port in ports:
+                out = run(["curl", "-sS", "--max-time", "5", "--unix-socket", self.api,
+                           "http://localhost/v1/ports/%s/vrings" % port], check=False)
+                try:
+                    vrings = json.loads(out.stdout)
+                except ValueError:
+                    vrings = []
+                vrings = vrings.get("vrings", []) if isinstance(vrings, dict) else vrings
+                placed = [v for v in vrings if v.get("enabled") and v.get("poll_thread") is not None]
+                ready = ready and len(placed) >= rings
+            if ready:
+                return True
+            time.sleep(0.05)
+        return False
+
     def cycles(self):
         """Busy cycles and packets of every poll thread together."""
         threads = self.stats()["poll_threads"]
@@ -428,6 +451,8 @@ def vhost_pair_run(backend, size, options="", windows=None, segment=None, inject
                          ["--forward-mode=io", "--record-core-cycles"], cpu=BE_CPU)
             cycles = be.fwd_cycles
         fe = frontend_two_ports(s0, s1, size, "fe%s%d%s" % (backend[0], size, tag), options, queues)
+        if daemon and not daemon.wait_rings_polled(["vm0", "vm1"], 2 * queues):
+            log("  not every ring of vm0 and vm1 was polled after 10 s: tx_first may lose a direction")
         if be:
             be.wait_link([0, 1])
             be.cmd("start")

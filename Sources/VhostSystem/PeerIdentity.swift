@@ -49,6 +49,8 @@ public enum PeerIdentity {
             }
         }
         guard converted != nil else { return nil }
-        return String(cString: text)
+        // inet_ntop wrote a NUL-terminated address into `text`.
+        let bytes = text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
