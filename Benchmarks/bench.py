@@ -17,6 +17,9 @@ Tunables (environment):
   BENCH_PROFILE=1 (add the perf profile to a full run) BENCH_PROFILE_SECONDS=10
   BENCH_PROFILE_OPTIONS=packed_vq=1 (virtio-user options of the profiled front-end)
   BENCH_SIZES=64,1518  BENCH_FE_CPU=0 BENCH_BE_CPU=1  BENCH_OVS=1 (try OVS-DPDK)
+  BENCH_BASELINE_DAEMON=path (A/B: the vhost rows also run this other build of vhost-switchd,
+    e.g. an older commit's .build-bench/release/vhost-switchd, in the same rounds, and print
+    ours against it and each build's ratio to DPDK, round by round)
   BENCH_MQ_QUEUES=4 (multiqueue: queue pairs per port) BENCH_MQ_PMD_CPUS=1,2 (CPUs of the two
   poll threads; default BE_CPU and the next one, or BE_CPU alone on a machine without it)
 Nothing here is pass/fail: every figure is printed, and stored in Benchmarks/results/latest.json.
@@ -37,6 +40,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
 DAEMON = os.environ.get("BENCH_DAEMON", "")
+BASELINE_DAEMON = os.environ.get("BENCH_BASELINE_DAEMON", "")
 RAWGEN = os.environ.get("BENCH_RAWGEN", "")
 CORE_LATENCY = os.environ.get("BENCH_CORE_LATENCY", "")
 XDPDROP = os.environ.get("BENCH_XDPDROP", "")
@@ -211,7 +215,7 @@ def stop_process(proc, timeout=5):
 # vhost-switchd
 
 class Daemon:
-    def __init__(self, name, ports, busy_poll=True, pmd_cpu=BE_CPU, base=None, pmd_threads=1):
+    def __init__(self, name, ports, busy_poll=True, pmd_cpu=BE_CPU, base=None, pmd_threads=1, binary=None):
         self.dir = os.path.join(base or WORK, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
@@ -221,7 +225,7 @@ class Daemon:
         config = os.path.join(self.dir, "config.json")
         with open(config, "w") as f:
             json.dump({"ports": ports}, f)
-        cmd = ["taskset", "-c", str(FE_CPU), DAEMON, "--config", config, "--socket-dir", self.socket_dir,
+        cmd = ["taskset", "-c", str(FE_CPU), binary or DAEMON, "--config", config, "--socket-dir", self.socket_dir,
                "--run-dir", self.run_dir, "--state-dir", os.path.join(self.dir, "state"),
                "--pmd-threads", str(pmd_threads), "--pmd-cpus", str(pmd_cpu), "--log-level", "warning"]
         if busy_poll:
@@ -248,7 +252,8 @@ class Daemon:
         return json.loads(out.stdout)
 
     def wait_rings_polled(self, ports, rings, timeout=10):
-        """Waits until each port's first `rings` vrings are enabled and placed on a poll thread.
+        """Waits until each port's first `rings` vrings are enabled and started, and its
+        transmit rings placed on a poll thread.
         A guest's link comes up with its first queue pair; the others follow, and frames a
         front-end sends before the switch polls the destination's rings are dropped (tx_first's
         loop in that direction is then lost for the whole window)."""
@@ -263,8 +268,10 @@ class Daemon:
                 except ValueError:
                     vrings = []
                 vrings = vrings.get("vrings", []) if isinstance(vrings, dict) else vrings
-                placed = [v for v in vrings if v.get("enabled") and v.get("poll_thread") is not None]
-                ready = ready and len(placed) >= rings
+                # Receive rings (guest_rx) are written, not polled: only transmit rings have a thread.
+                enabled = [v for v in vrings if v.get("enabled") and v.get("started", True)]
+                polled = [v for v in enabled if v.get("direction") == "guest_tx" and v.get("poll_thread") is not None]
+                ready = ready and len(enabled) >= rings and len(polled) >= rings // 2
             if ready:
                 return True
             time.sleep(0.05)
@@ -429,13 +436,14 @@ def vhost_pair_run(backend, size, options="", windows=None, segment=None, inject
     latency_before = core_round_trip_ns()
     result = None
     try:
-        if backend == "ours":
+        if backend in ("ours", "baseline"):
             ports = [{"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": queues},
                      {"name": "vm1", "type": "vhost-user", "socket": {"path": "vm1.sock", "mode": "server"}, "queues": queues}]
             if segment:
                 ports.append({"name": "inject", "type": "af-packet", "interface": injector.host_if})
                 ports = [dict(port, **segment[1]) for port in ports]
-            daemon = Daemon("vv-%d%s" % (size, tag), ports, pmd_cpu=pmd_cpus, pmd_threads=pmd_threads)
+            daemon = Daemon("vv-%s-%d%s" % (backend, size, tag), ports, pmd_cpu=pmd_cpus, pmd_threads=pmd_threads,
+                            binary=BASELINE_DAEMON if backend == "baseline" else None)
             s0, s1 = daemon.socket("vm0.sock"), daemon.socket("vm1.sock")
             deadline = time.time() + 10
             while not (os.path.exists(s0) and os.path.exists(s1)) and time.time() < deadline:
@@ -490,7 +498,7 @@ def interleaved_pair(size, options=""):
     set up afresh: on a shared machine whose speed drifts, drift hits all alike. Returns
     each back-end's windows and medians, and the medians of the per-round ratios of ours
     to each other back-end. OVS-DPDK runs in the plain rows (no virtio-user options) only."""
-    backends = ["ours", "dpdk"] + (["ovs"] if not options and not OVS_REASON else [])
+    backends = ["ours", "dpdk"] + (["ovs"] if not options and not OVS_REASON else []) + (["baseline"] if BASELINE_DAEMON else [])
     entry = {b: {"windows": []} for b in backends}
     if "ovs" not in backends:
         entry["ovs"] = {"not_run": OVS_REASON or "only in the plain vhost rows"}
@@ -510,6 +518,9 @@ def interleaved_pair(size, options=""):
         pairs = list(zip(entry["ours"]["windows"], entry[other]["windows"]))
         entry["round_ratio_median_" + other] = {k: median([ratio(o.get(k), d.get(k)) for o, d in pairs]) for k in keys}
     entry["by_core_distance"] = by_core_distance(entry["ours"]["windows"], entry["dpdk"]["windows"])
+    if BASELINE_DAEMON:
+        pairs = list(zip(entry["baseline"]["windows"], entry["dpdk"]["windows"]))
+        entry["baseline_round_ratio_median_dpdk"] = {k: median([ratio(b.get(k), d.get(k)) for b, d in pairs]) for k in keys}
     return entry
 
 
@@ -637,6 +648,14 @@ def vhost_rows(label, entry):
         for key, name in (("p0_to_p1", "Mpps"), ("cycles_per_packet", "cycles/pkt")):
             f = figures[key]
             rows.append(("  cores %s (%d rounds) %s" % (c, figures["rounds"], name), f["ours"], f["dpdk"], f["ratio"], None, None))
+    if "baseline" in entry:
+        # A/B: ours against the baseline build in the 'dpdk' columns, then the baseline's own
+        # ratio to DPDK (its figure in 'ours'), both as medians of per-round ratios.
+        bm, rb = entry["baseline"]["median"], entry.get("round_ratio_median_baseline", {})
+        bd = entry.get("baseline_round_ratio_median_dpdk", {})
+        for key, name in (("p0_to_p1", "p0_to_p1 Mpps"), ("cycles_per_packet", "busy cycles/pkt")):
+            rows.append(("  A/B ours vs baseline build %s" % name, om.get(key), bm.get(key), rb.get(key), None, None))
+            rows.append(("  A/B baseline build vs dpdk %s" % name, bm.get(key), dm.get(key), bd.get(key), None, None))
     return rows
 
 
@@ -845,12 +864,14 @@ def kernel_run(backend, veth, size):
     os.makedirs(sock_dir)
     daemon = be = None
     result = {}
-    kernel_port = KERNEL_BACKENDS[backend]
+    # "baseline" and "baseline-xdp": ours, as another build (BENCH_BASELINE_DAEMON).
+    baseline = backend.startswith("baseline")
+    kernel_port = KERNEL_BACKENDS[backend.replace("baseline", "ours")]
     try:
-        if backend.startswith("ours"):
+        if backend.startswith("ours") or baseline:
             daemon = Daemon("vk-%s" % backend, [
                 {"name": "vm0", "type": "vhost-user", "socket": {"path": "vm0.sock", "mode": "server"}, "queues": 1},
-                dict(kernel_port, name="kern", interface=veth.host_if)])
+                dict(kernel_port, name="kern", interface=veth.host_if)], binary=BASELINE_DAEMON if baseline else None)
             sock = daemon.socket("vm0.sock")
             deadline = time.time() + 10
             while not os.path.exists(sock) and time.time() < deadline:
@@ -862,7 +883,7 @@ def kernel_run(backend, veth, size):
                          ["--forward-mode=io", "--record-core-cycles"], cpu=BE_CPU)
             cycles = be.fwd_cycles
         # vhost -> kernel: front-end txonly toward the namespace's MAC, counted there.
-        fe = Testpmd("fek%s" % (backend[0] + backend[5:6]), ["net_virtio_user0,path=%s,queues=1,mac=%s" % (sock, MAC0)],
+        fe = Testpmd("fek%s" % (backend[0] + backend[-1]), ["net_virtio_user0,path=%s,queues=1,mac=%s" % (sock, MAC0)],
                      ["--forward-mode=txonly", "--burst=32", "--eth-peer=0,%s" % NS_MAC], cpu=FE_CPU)
         try:
             fe.wait_link([0])
@@ -1090,7 +1111,7 @@ def main():
         results["vhost_kernel"] = {}
         try:
             veth = Veth()
-            for backend in KERNEL_BACKENDS:
+            for backend in list(KERNEL_BACKENDS) + (["baseline", "baseline-xdp"] if BASELINE_DAEMON else []):
                 log("vhost<->kernel 64 B, back-end %s" % backend)
                 try:
                     results["vhost_kernel"][backend] = kernel_run(backend, veth, 64)
@@ -1109,7 +1130,9 @@ def main():
         for d in ("vhost_to_kernel", "kernel_to_vhost"):
             label = d.replace("_to_", "->")
             for name, ours, other in (("af-packet", "ours", "dpdk"), ("af-xdp", "ours-xdp", "dpdk-xdp"),
-                                      ("xdp/packet", "ours-xdp", "ours")):
+                                      ("xdp/packet", "ours-xdp", "ours")) + (
+                    (("af-packet vs baseline build", "ours", "baseline"), ("af-xdp vs baseline build", "ours-xdp", "baseline-xdp"))
+                    if BASELINE_DAEMON else ()):
                 o = vk.get(ours, {}).get(d, {}).get("median", {})
                 p = vk.get(other, {}).get(d, {}).get("median", {})
                 table.append(("%s 64B %s Mpps" % (label, name), o.get("mpps"), p.get("mpps"), ratio(o.get("mpps"), p.get("mpps")), None, None))
