@@ -1,5 +1,6 @@
 import Dataplane
 import VhostUser
+import Virtio
 
 /// Reads a `HandoverDocument` from JSON, refusing wrong types, values out of range and fd
 /// indices outside the fds received, with a message naming the field. The document comes
@@ -70,8 +71,9 @@ public enum HandoverDocumentDecoder {
         for (number, item) in try fields.array("memory").enumerated() {
             let region = try Fields(item, "\(fields.context).memory[\(number)]", descriptors: fields.descriptors)
             guard let fd = try region.index("fd") else { throw DecodingError("\(region.context).fd is required") }
-            regions.append(.init(guestPhysicalAddress: try region.hex("gpa"), size: try region.hex("size"),
-                                 userspaceAddress: try region.hex("user_addr"), mmapOffset: try region.hex("mmap_offset"), descriptor: fd))
+            let described = GuestMemoryRegionDescriptor(guestPhysicalAddress: try region.hex("gpa"), size: try region.hex("size"),
+                                                        userspaceAddress: try region.hex("user_addr"), mmapOffset: try region.hex("mmap_offset"))
+            regions.append(.init(region: described, descriptor: fd))
         }
         let log = try fields.optional("dirty_log").map { json throws(DecodingError) -> VhostUserSessionExport.DirtyLog in
             let log = try Fields(json, fields.context + ".dirty_log", descriptors: fields.descriptors)
@@ -94,7 +96,7 @@ public enum HandoverDocumentDecoder {
     }
 
     static func decodeRing(_ fields: Fields) throws(DecodingError) -> VhostUserSessionExport.Vring {
-        let addresses = try fields.optional("addresses").map { json throws(DecodingError) -> VhostUserSessionExport.RingAddresses in
+        let addresses = try fields.optional("addresses").map { json throws(DecodingError) -> VringAddresses in
             let area = try Fields(json, fields.context + ".addresses")
             return .init(flags: UInt32(try area.int("flags", 0...Int64(UInt32.max))), descriptor: try area.hex("desc"),
                          used: try area.hex("used"), avail: try area.hex("avail"), log: try area.hex("log"))
