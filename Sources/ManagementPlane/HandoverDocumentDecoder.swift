@@ -1,4 +1,5 @@
 import Dataplane
+import PortService
 import VhostUser
 import Virtio
 
@@ -20,7 +21,7 @@ public enum HandoverDocumentDecoder {
         }
         let descriptorCount = try top.int("descriptor_count", 0...65536)
         let api = try Fields(try top.required("api"), "api", descriptors: descriptorCount)
-        var ports: [HandoverDocument.Port] = []
+        var ports: [PortHandover.Port] = []
         for (number, item) in try top.array("ports").enumerated() {
             let fields = try Fields(item, "ports[\(number)]", descriptors: descriptorCount)
             let spec: PortSpec
@@ -33,7 +34,7 @@ public enum HandoverDocumentDecoder {
             if let device, device.name != spec.name {
                 throw DecodingError("ports[\(number)].device is named \(device.name), its spec \(spec.name)")
             }
-            ports.append(HandoverDocument.Port(spec: spec, device: device))
+            ports.append(PortHandover.Port(spec: spec, device: device))
         }
         var pendingPorts: [PortSpec] = []
         for (number, item) in (top.optional("pending_ports") == nil ? [] : try top.array("pending_ports")).enumerated() {
@@ -41,12 +42,12 @@ public enum HandoverDocumentDecoder {
                 throw DecodingError("pending_ports[\(number)]: \(error.message)")
             }
         }
-        var macTable: [HandoverDocument.MacEntry] = []
+        var macTable: [PortHandover.MacEntry] = []
         for (number, item) in try top.array("mac_table").enumerated() {
             let fields = try Fields(item, "mac_table[\(number)]")
             let mac = try fields.hex("mac")
             guard mac >> 48 == 0 else { throw DecodingError("mac_table[\(number)].mac is not a 48-bit address") }
-            macTable.append(HandoverDocument.MacEntry(mac: mac, segment: try fields.int("segment", 0...4094), port: try fields.string("port")))
+            macTable.append(PortHandover.MacEntry(mac: mac, segment: try fields.int("segment", 0...4094), port: try fields.string("port")))
         }
         return HandoverDocument(
             version: version, descriptorCount: descriptorCount, eventSequence: UInt64(try top.int("event_sequence", 0...Int64.max)),
