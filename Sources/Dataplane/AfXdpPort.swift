@@ -93,10 +93,7 @@ public final class AfXdpPort: @unchecked Sendable {
     @inline(__always)
     public func receiveBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
         var count = 0
-        var bytes: UInt64 = 0
-        var tooLarge: UInt64 = 0
-        var runts: UInt64 = 0
-        var malformed = 0
+        var burst = KernelPortBurstCounters()
         // Each queue in turn, from a different one each burst, until the burst is full.
         let start = nextReceiver.pointee
         nextReceiver.pointee = start &+ 1 == receiverCount ? 0 : start &+ 1
@@ -108,43 +105,41 @@ public final class AfXdpPort: @unchecked Sendable {
             let receiver = receivers[index]
             index = index &+ 1 == receiverCount ? 0 : index &+ 1
             // Unsafe (guaranteed ref): `sockets` keeps every receiver alive.
-            malformed &+= receiver._withUnsafeGuaranteedRef { socket in
-                receive(from: socket, into: buffers, maxCount: maxCount, count: &count, bytes: &bytes, tooLarge: &tooLarge, runts: &runts)
+            receiver._withUnsafeGuaranteedRef { socket in
+                receive(from: socket, into: buffers, maxCount: maxCount, count: &count, &burst)
             }
         }
-        if count != 0 || tooLarge != 0 || runts != 0 || malformed != 0 {
-            statistics.recordReceived(packets: UInt64(count), bytes: bytes, tooLarge: tooLarge, truncated: 0,
-                                      malformed: UInt64(malformed) &+ runts, checksumPending: 0)
-        }
+        burst.receivedPackets = UInt64(count)
+        statistics.recordReceived(burst)
         return count
     }
 
-    /// One queue's share of a receive burst: frames into buffers[count...]; returns the
-    /// descriptors the socket found malformed.
+    /// One queue's share of a receive burst: frames into buffers[count...]; runts and
+    /// the descriptors the socket found malformed count as malformed.
     @inline(__always)
     private func receive(from socket: XDPSocket, into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int, count: inout Int,
-                         bytes: inout UInt64, tooLarge: inout UInt64, runts: inout UInt64) -> Int {
+                         _ burst: inout KernelPortBurstCounters) {
         let result = socket.receive(maxCount: maxCount &- count) { data, length in
             // Unsafe: receive delivers at most `maxCount - count` frames, so count < maxCount,
             // the number of buffers the caller passed.
             let buffer = buffers + count
             if length < 14 {
-                runts &+= 1
+                burst.receiveDropsMalformed &+= 1
                 return false
             }
             if length > buffer.pointee.capacity {
-                tooLarge &+= 1
+                burst.receiveDropsTooLarge &+= 1
                 return false
             }
             // Unsafe: length <= the buffer's capacity (checked above).
             buffer.pointee.data.copyMemory(from: data, byteCount: length)
             buffer.pointee.length = length
             buffer.pointee.header = VirtioNetHeader()
-            bytes &+= UInt64(length)
+            burst.receivedBytes &+= UInt64(length)
             count &+= 1
             return true
         }
-        return result.malformed
+        burst.receiveDropsMalformed &+= UInt64(result.malformed)
     }
 
     /// Queues `count` frames on the TX ring and publishes them at once (one sendto when the
@@ -156,11 +151,7 @@ public final class AfXdpPort: @unchecked Sendable {
         guard count > 0 else { return 0 }
         socket.reclaimCompleted()
         var sent = 0
-        var bytes: UInt64 = 0
-        var tooLarge: UInt64 = 0
-        var tooShort: UInt64 = 0
-        var offload: UInt64 = 0
-        var ringFull: UInt64 = 0
+        var burst = KernelPortBurstCounters()
         var index = 0
         let longest = socket.maxFrameLength
         while index < count {
@@ -168,24 +159,23 @@ public final class AfXdpPort: @unchecked Sendable {
             let packet = buffers[index]
             index &+= 1
             if packet.header.flags & VirtioNetHeader.flagNeedsChecksum != 0 || packet.header.gsoType != VirtioNetHeader.gsoNone {
-                offload &+= 1
+                burst.transmitDropsUnsupportedOffload &+= 1
                 continue
             }
             let length = packet.length
-            if length < 14 { tooShort &+= 1; continue }
-            if length > longest || length > packet.capacity { tooLarge &+= 1; continue }
+            if length < 14 { burst.transmitDropsTooShort &+= 1; continue }
+            if length > longest || length > packet.capacity { burst.transmitDropsTooLarge &+= 1; continue }
             guard socket.enqueue(packet.data, length: length) else {
                 // Frames come back in order, so the rest of the burst would not fit either.
-                ringFull &+= UInt64(count &- index &+ 1)
+                burst.transmitDropsRingFull &+= UInt64(count &- index &+ 1)
                 break
             }
             sent &+= 1
-            bytes &+= UInt64(length)
+            burst.transmittedBytes &+= UInt64(length)
         }
-        let error = socket.flush()
-        statistics.recordTransmitted(packets: UInt64(sent), bytes: bytes, tooLarge: tooLarge, tooShort: tooShort,
-                                     unsupportedOffload: offload, ringFull: ringFull, kernelDrops: 0,
-                                     sendErrors: error == 0 ? 0 : 1)
+        if socket.flush() != 0 { burst.transmitSendErrors = 1 }
+        burst.transmittedPackets = UInt64(sent)
+        statistics.recordTransmitted(burst)
         return sent
     }
 

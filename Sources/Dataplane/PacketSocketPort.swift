@@ -53,31 +53,29 @@ public final class PacketSocketPort: @unchecked Sendable {
     @inline(__always)
     public func receiveBurst(into buffers: UnsafeMutablePointer<PacketBuffer>, maxCount: Int) -> Int {
         var count = 0
-        var bytes: UInt64 = 0
-        var tooLarge: UInt64 = 0
-        var checksumPending: UInt64 = 0
+        var burst = KernelPortBurstCounters()
         let summary = socket.receive(maxCount: maxCount) { frame in
             // Unsafe: receive stops once `maxCount` frames were taken, so count < maxCount,
             // the number of buffers the caller passed.
             let buffer = buffers + count
             let length = frame.length
             if length > buffer.pointee.capacity {
-                tooLarge &+= 1
+                burst.receiveDropsTooLarge &+= 1
                 return false
             }
             // Unsafe: length <= the buffer's capacity (checked above).
             frame.copy(to: buffer.pointee.data)
             buffer.pointee.length = length
             buffer.pointee.header = Self.header(of: frame)
-            if frame.checksumPending { checksumPending &+= 1 }
-            bytes &+= UInt64(length)
+            if frame.checksumPending { burst.receivedChecksumPending &+= 1 }
+            burst.receivedBytes &+= UInt64(length)
             count &+= 1
             return true
         }
-        if count != 0 || tooLarge != 0 || summary.truncated != 0 || summary.malformed != 0 {
-            statistics.recordReceived(packets: UInt64(count), bytes: bytes, tooLarge: tooLarge, truncated: UInt64(summary.truncated),
-                                      malformed: UInt64(summary.malformed), checksumPending: checksumPending)
-        }
+        burst.receivedPackets = UInt64(count)
+        burst.receiveDropsTruncated = UInt64(summary.truncated)
+        burst.receiveDropsMalformed = UInt64(summary.malformed)
+        statistics.recordReceived(burst)
         return count
     }
 
@@ -104,7 +102,9 @@ public final class PacketSocketPort: @unchecked Sendable {
     @inline(__always)
     public func transmitBurst(_ buffers: UnsafePointer<PacketBuffer>, count: Int) -> Int {
         guard count > 0 else { return 0 }
-        var totals = TransmitTotals()
+        var totals = KernelPortBurstCounters()
+        // Frames on the ring since its last flush.
+        var queued = 0
         var queuedFrom = 0
         var index = 0
         let vnet = socket.carriesVnetHeaders
@@ -113,82 +113,60 @@ public final class PacketSocketPort: @unchecked Sendable {
             let packet = buffers[index]
             index &+= 1
             guard let kernelHeader = Self.kernelHeader(for: packet.header, length: packet.length, vnetHeaders: vnet) else {
-                totals.offload &+= 1
+                totals.transmitDropsUnsupportedOffload &+= 1
                 continue
             }
-            guard packet.length <= packet.capacity else { totals.tooLarge &+= 1; continue }
+            guard packet.length <= packet.capacity else { totals.transmitDropsTooLarge &+= 1; continue }
             // GSO frames leave through the large-frame socket (the ring socket bypasses the
             // qdisc, and that path drops frames the kernel must segment).
             if kernelHeader.gsoType != VirtioNetHeader.gsoNone && socket.maxLargeFrameLength > 0 {
-                flushRing(&totals, buffers, from: queuedFrom, to: index &- 1)
+                flushRing(&queued, &totals, buffers, from: queuedFrom, to: index &- 1)
                 queuedFrom = index
                 let error = socket.sendLarge(packet.data, length: packet.length, vnetHeader: kernelHeader)
                 if error == 0 {
-                    totals.sent &+= 1
-                    totals.bytes &+= UInt64(packet.length)
+                    totals.transmittedPackets &+= 1
+                    totals.transmittedBytes &+= UInt64(packet.length)
                 } else if error == EMSGSIZE {
-                    totals.tooLarge &+= 1
+                    totals.transmitDropsTooLarge &+= 1
                 } else {
-                    totals.kernelDrops &+= 1
-                    totals.sendErrors &+= 1
+                    totals.transmitDropsKernel &+= 1
+                    totals.transmitSendErrors &+= 1
                 }
                 continue
             }
             switch socket.enqueue(packet.data, length: packet.length, vnetHeader: kernelHeader) {
             case .queued:
-                totals.queued &+= 1
+                queued &+= 1
             case .badLength:
-                if packet.length < 14 { totals.tooShort &+= 1 } else { totals.tooLarge &+= 1 }
+                if packet.length < 14 { totals.transmitDropsTooShort &+= 1 } else { totals.transmitDropsTooLarge &+= 1 }
             case .ringFull:
                 // Slots free up in order, so the rest of the burst would not fit either.
-                totals.ringFull &+= UInt64(count &- index &+ 1)
+                totals.transmitDropsRingFull &+= UInt64(count &- index &+ 1)
                 index = count
             }
         }
-        flushRing(&totals, buffers, from: queuedFrom, to: index)
-        let sent = totals.sent
-        let bytes = totals.bytes
-        let tooLarge = totals.tooLarge
-        let tooShort = totals.tooShort
-        let offload = totals.offload
-        let ringFull = totals.ringFull
-        let kernelDrops = totals.kernelDrops
-        let sendErrors = totals.sendErrors
-        statistics.recordTransmitted(packets: UInt64(sent), bytes: bytes, tooLarge: tooLarge, tooShort: tooShort,
-                                     unsupportedOffload: offload, ringFull: ringFull, kernelDrops: kernelDrops, sendErrors: sendErrors)
-        return sent
+        flushRing(&queued, &totals, buffers, from: queuedFrom, to: index)
+        statistics.recordTransmitted(totals)
+        return Int(truncatingIfNeeded: totals.transmittedPackets)
     }
 
     /// True when received frames wait: the last check before the poll thread sleeps.
     @inline(__always)
     public func hasPendingFrames() -> Bool { socket.hasPendingFrames }
 
-    @usableFromInline
-    struct TransmitTotals {
-        /// Frames on the ring since its last flush.
-        var queued = 0
-        var sent = 0
-        var bytes: UInt64 = 0
-        var tooLarge: UInt64 = 0
-        var tooShort: UInt64 = 0
-        var offload: UInt64 = 0
-        var ringFull: UInt64 = 0
-        var kernelDrops: UInt64 = 0
-        var sendErrors: UInt64 = 0
-    }
-
     /// Hands the frames queued from buffers[from..<to] to the kernel and adds up what it took.
     @inline(__always)
-    private func flushRing(_ totals: inout TransmitTotals, _ buffers: UnsafePointer<PacketBuffer>, from: Int, to: Int) {
-        let queued = totals.queued
+    private func flushRing(_ queuedFrames: inout Int, _ totals: inout KernelPortBurstCounters,
+                           _ buffers: UnsafePointer<PacketBuffer>, from: Int, to: Int) {
+        let queued = queuedFrames
         guard queued > 0 else { return }
-        totals.queued = 0
+        queuedFrames = 0
         let result = socket.flush()
-        if result.error != 0 { totals.sendErrors &+= 1 }
+        if result.error != 0 { totals.transmitSendErrors &+= 1 }
         let taken = queued &- result.dropped
-        totals.sent &+= taken
-        totals.kernelDrops &+= UInt64(result.dropped)
-        totals.bytes &+= bytesOfFirst(taken, queuedFrom: buffers, from: from, to: to)
+        totals.transmittedPackets &+= UInt64(taken)
+        totals.transmitDropsKernel &+= UInt64(result.dropped)
+        totals.transmittedBytes &+= bytesOfFirst(taken, queuedFrom: buffers, from: from, to: to)
     }
 
     /// The byte count of the first `taken` frames of buffers[from..<to] that went onto the

@@ -87,32 +87,37 @@ public final class PacketSocketPortStatistics: @unchecked Sendable {  // every a
     // Unsafe (the three below): each address is a stored UInt64 field of the block (the `&`
     // of a stored property through `pointee` is its own address).
 
-    /// Adds one receive burst's sums. The poll thread serving the port only.
+    /// Adds one receive burst's sums, its `received*` and `receiveDrops*` fields (nothing for
+    /// a burst that saw no frame). The poll thread serving the port only. Inlined and
+    /// borrowed, as `VirtqueueStatistics.record`: no copy of the sums.
     @inline(__always)
-    func recordReceived(packets: UInt64, bytes: UInt64, tooLarge: UInt64, truncated: UInt64, malformed: UInt64,
-                        checksumPending: UInt64) {
+    func recordReceived(_ burst: borrowing KernelPortBurstCounters) {
+        let packets = burst.receivedPackets, tooLarge = burst.receiveDropsTooLarge
+        let truncated = burst.receiveDropsTruncated, malformed = burst.receiveDropsMalformed
+        // receivedChecksumPending only counts frames also in receivedPackets.
+        guard packets != 0 || tooLarge != 0 || truncated != 0 || malformed != 0 else { return }
         let block = cells.block
         cells.add(&block.pointee.receivedPackets, packets)
-        cells.add(&block.pointee.receivedBytes, bytes)
+        cells.add(&block.pointee.receivedBytes, burst.receivedBytes)
         cells.add(&block.pointee.receiveDropsTooLarge, tooLarge)
         cells.add(&block.pointee.receiveDropsTruncated, truncated)
         cells.add(&block.pointee.receiveDropsMalformed, malformed)
-        cells.add(&block.pointee.receivedChecksumPending, checksumPending)
+        cells.add(&block.pointee.receivedChecksumPending, burst.receivedChecksumPending)
     }
 
-    /// Adds one transmit burst's sums. The thread holding the port's transmit side only.
+    /// Adds one transmit burst's sums, its `transmit*` fields. The thread holding the port's
+    /// transmit side only.
     @inline(__always)
-    func recordTransmitted(packets: UInt64, bytes: UInt64, tooLarge: UInt64, tooShort: UInt64, unsupportedOffload: UInt64,
-                           ringFull: UInt64, kernelDrops: UInt64, sendErrors: UInt64) {
+    func recordTransmitted(_ burst: borrowing KernelPortBurstCounters) {
         let block = cells.block
-        cells.add(&block.pointee.transmittedPackets, packets)
-        cells.add(&block.pointee.transmittedBytes, bytes)
-        cells.add(&block.pointee.transmitDropsTooLarge, tooLarge)
-        cells.add(&block.pointee.transmitDropsTooShort, tooShort)
-        cells.add(&block.pointee.transmitDropsUnsupportedOffload, unsupportedOffload)
-        cells.add(&block.pointee.transmitDropsRingFull, ringFull)
-        cells.add(&block.pointee.transmitDropsKernel, kernelDrops)
-        cells.add(&block.pointee.transmitSendErrors, sendErrors)
+        cells.add(&block.pointee.transmittedPackets, burst.transmittedPackets)
+        cells.add(&block.pointee.transmittedBytes, burst.transmittedBytes)
+        cells.add(&block.pointee.transmitDropsTooLarge, burst.transmitDropsTooLarge)
+        cells.add(&block.pointee.transmitDropsTooShort, burst.transmitDropsTooShort)
+        cells.add(&block.pointee.transmitDropsUnsupportedOffload, burst.transmitDropsUnsupportedOffload)
+        cells.add(&block.pointee.transmitDropsRingFull, burst.transmitDropsRingFull)
+        cells.add(&block.pointee.transmitDropsKernel, burst.transmitDropsKernel)
+        cells.add(&block.pointee.transmitSendErrors, burst.transmitSendErrors)
     }
 
     /// Counts one receive burst's cycles (rx-queue usage). The poll thread serving the port only.
@@ -134,6 +139,11 @@ public final class PacketSocketPortStatistics: @unchecked Sendable {  // every a
         cells.add(&block.pointee.receiveRingFreezes, freezes)
     }
 }
+
+/// One kernel port burst's counts, summed in locals by the port (af-packet or af-xdp) and
+/// recorded once (`recordReceived`, `recordTransmitted`): the snapshot's fields, of which a
+/// burst fills one direction's.
+typealias KernelPortBurstCounters = PacketSocketPortStatistics.Snapshot
 
 extension CounterMetricFamily {
     public static let kernelSendErrors = port("send_errors", help: "af-packet ports: failed sendto calls (one per burst at most).")

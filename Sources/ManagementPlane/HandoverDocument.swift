@@ -1,5 +1,5 @@
 import Dataplane
-import VhostUser
+import PortService
 
 /// The state a running daemon hands to the one taking over (`vhost-switchd --takeover`), sent
 /// as JSON (`HandoverDocumentEncoder`/`Decoder`) next to the fds it names by index. Versioned:
@@ -7,29 +7,6 @@ import VhostUser
 public struct HandoverDocument: Equatable, Sendable {
     /// 1: the first format.
     public static let currentVersion = 1
-
-    public struct Port: Equatable, Sendable {
-        public var spec: PortSpec
-        /// The vhost-user device (nil for a kernel port: the new process opens its own socket).
-        public var device: VhostUserDeviceExport?
-
-        public init(spec: PortSpec, device: VhostUserDeviceExport? = nil) {
-            self.spec = spec
-            self.device = device
-        }
-    }
-
-    public struct MacEntry: Equatable, Sendable {
-        public var mac: UInt64
-        public var segment: Int
-        public var port: String
-
-        public init(mac: UInt64, segment: Int, port: String) {
-            self.mac = mac
-            self.segment = segment
-            self.port = port
-        }
-    }
 
     /// The API's listeners, by fd index.
     public struct APIListeners: Equatable, Sendable {
@@ -53,13 +30,16 @@ public struct HandoverDocument: Equatable, Sendable {
     /// start of the forwarding gap.
     public var quiescedAtNanoseconds: UInt64
     public var api: APIListeners
-    public var ports: [Port]
+    /// The ports with their vhost-user devices, and the learned MACs: what `PortService`
+    /// hands over and adopts (`PortHandover`).
+    public var ports: [PortHandover.Port]
     /// Saved ports that could not be re-created yet (`PendingRestore`): restored after the commit.
     public var pendingPorts: [PortSpec]
-    public var macTable: [MacEntry]
+    public var macTable: [PortHandover.MacEntry]
 
     public init(version: Int = HandoverDocument.currentVersion, descriptorCount: Int, eventSequence: UInt64,
-                quiescedAtNanoseconds: UInt64, api: APIListeners, ports: [Port], pendingPorts: [PortSpec] = [], macTable: [MacEntry]) {
+                quiescedAtNanoseconds: UInt64, api: APIListeners, ports: [PortHandover.Port], pendingPorts: [PortSpec] = [],
+                macTable: [PortHandover.MacEntry]) {
         self.version = version
         self.descriptorCount = descriptorCount
         self.eventSequence = eventSequence

@@ -1,5 +1,7 @@
 import Dataplane
+import PortService
 import VhostUser
+import Virtio
 
 /// Reads a `HandoverDocument` from JSON, refusing wrong types, values out of range and fd
 /// indices outside the fds received, with a message naming the field. The document comes
@@ -19,7 +21,7 @@ public enum HandoverDocumentDecoder {
         }
         let descriptorCount = try top.int("descriptor_count", 0...65536)
         let api = try Fields(try top.required("api"), "api", descriptors: descriptorCount)
-        var ports: [HandoverDocument.Port] = []
+        var ports: [PortHandover.Port] = []
         for (number, item) in try top.array("ports").enumerated() {
             let fields = try Fields(item, "ports[\(number)]", descriptors: descriptorCount)
             let spec: PortSpec
@@ -32,7 +34,7 @@ public enum HandoverDocumentDecoder {
             if let device, device.name != spec.name {
                 throw DecodingError("ports[\(number)].device is named \(device.name), its spec \(spec.name)")
             }
-            ports.append(HandoverDocument.Port(spec: spec, device: device))
+            ports.append(PortHandover.Port(spec: spec, device: device))
         }
         var pendingPorts: [PortSpec] = []
         for (number, item) in (top.optional("pending_ports") == nil ? [] : try top.array("pending_ports")).enumerated() {
@@ -40,12 +42,12 @@ public enum HandoverDocumentDecoder {
                 throw DecodingError("pending_ports[\(number)]: \(error.message)")
             }
         }
-        var macTable: [HandoverDocument.MacEntry] = []
+        var macTable: [PortHandover.MacEntry] = []
         for (number, item) in try top.array("mac_table").enumerated() {
             let fields = try Fields(item, "mac_table[\(number)]")
             let mac = try fields.hex("mac")
             guard mac >> 48 == 0 else { throw DecodingError("mac_table[\(number)].mac is not a 48-bit address") }
-            macTable.append(HandoverDocument.MacEntry(mac: mac, segment: try fields.int("segment", 0...4094), port: try fields.string("port")))
+            macTable.append(PortHandover.MacEntry(mac: mac, segment: try fields.int("segment", 0...4094), port: try fields.string("port")))
         }
         return HandoverDocument(
             version: version, descriptorCount: descriptorCount, eventSequence: UInt64(try top.int("event_sequence", 0...Int64.max)),
@@ -70,8 +72,9 @@ public enum HandoverDocumentDecoder {
         for (number, item) in try fields.array("memory").enumerated() {
             let region = try Fields(item, "\(fields.context).memory[\(number)]", descriptors: fields.descriptors)
             guard let fd = try region.index("fd") else { throw DecodingError("\(region.context).fd is required") }
-            regions.append(.init(guestPhysicalAddress: try region.hex("gpa"), size: try region.hex("size"),
-                                 userspaceAddress: try region.hex("user_addr"), mmapOffset: try region.hex("mmap_offset"), descriptor: fd))
+            let described = GuestMemoryRegionDescriptor(guestPhysicalAddress: try region.hex("gpa"), size: try region.hex("size"),
+                                                        userspaceAddress: try region.hex("user_addr"), mmapOffset: try region.hex("mmap_offset"))
+            regions.append(.init(region: described, descriptor: fd))
         }
         let log = try fields.optional("dirty_log").map { json throws(DecodingError) -> VhostUserSessionExport.DirtyLog in
             let log = try Fields(json, fields.context + ".dirty_log", descriptors: fields.descriptors)
@@ -94,7 +97,7 @@ public enum HandoverDocumentDecoder {
     }
 
     static func decodeRing(_ fields: Fields) throws(DecodingError) -> VhostUserSessionExport.Vring {
-        let addresses = try fields.optional("addresses").map { json throws(DecodingError) -> VhostUserSessionExport.RingAddresses in
+        let addresses = try fields.optional("addresses").map { json throws(DecodingError) -> VringAddresses in
             let area = try Fields(json, fields.context + ".addresses")
             return .init(flags: UInt32(try area.int("flags", 0...Int64(UInt32.max))), descriptor: try area.hex("desc"),
                          used: try area.hex("used"), avail: try area.hex("avail"), log: try area.hex("log"))

@@ -40,8 +40,8 @@ public enum HandoverDocumentEncoder {
             "status": .integer(Int64(session.status)),
             "mtu": session.mtu.map { .integer(Int64($0)) } ?? .null,
             "memory": .array(session.memoryRegions.map {
-                .object(["gpa": hex($0.guestPhysicalAddress), "size": hex($0.size), "user_addr": hex($0.userspaceAddress),
-                         "mmap_offset": hex($0.mmapOffset), "fd": .integer(Int64($0.descriptor))])
+                .object(["gpa": hex($0.region.guestPhysicalAddress), "size": hex($0.region.size), "user_addr": hex($0.region.userspaceAddress),
+                         "mmap_offset": hex($0.region.mmapOffset), "fd": .integer(Int64($0.descriptor))])
             }),
             "dirty_log": session.dirtyLog.map {
                 .object(["fd": .integer(Int64($0.descriptor)), "size": hex($0.size), "offset": hex($0.offset)])

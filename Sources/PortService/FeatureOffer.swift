@@ -34,13 +34,11 @@ public enum FeatureOffer {
 
     /// `base` with the names in `enable` set and those in `disable` cleared, checked.
     public static func resolve(_ base: UInt64, enable: [String] = [], disable: [String] = []) throws(Problem) -> UInt64 {
-        var mask = base
-        for (names, on) in [(enable, true), (disable, false)] {
-            for name in names {
-                guard let bit = FeatureNames.bit(named: name) else { throw .unknownFeature(name) }
-                let bitMask = UInt64(1) << UInt64(bit)
-                if on { mask |= bitMask } else { mask &= ~bitMask }
-            }
+        let mask: UInt64
+        do {
+            mask = (base | (try FeatureNames.mask(of: enable))) & ~(try FeatureNames.mask(of: disable))
+        } catch {
+            throw .unknownFeature(error.name)
         }
         let unsupported = mask & ~supported
         if unsupported != 0 { throw .unsupported(unsupported) }

@@ -15,7 +15,32 @@ public struct PortHandover: @unchecked Sendable {
     /// Saved ports not re-created yet: the new process keeps trying.
     public var pendingSpecs: [PortSpec]
     public var vhostUser: VhostUserHandover
-    public var macTable: [(mac: UInt64, segment: Int, port: String)]
+    public var macTable: [MacEntry]
+
+    /// A port as the new process makes it again.
+    public struct Port: Equatable, Sendable {
+        public var spec: PortSpec
+        /// The vhost-user device (nil for a kernel port: the new process opens its own socket).
+        public var device: VhostUserDeviceExport?
+
+        public init(spec: PortSpec, device: VhostUserDeviceExport? = nil) {
+            self.spec = spec
+            self.device = device
+        }
+    }
+
+    /// A learned MAC, by port name (port ids may differ in the new process).
+    public struct MacEntry: Equatable, Sendable {
+        public var mac: UInt64
+        public var segment: Int
+        public var port: String
+
+        public init(mac: UInt64, segment: Int, port: String) {
+            self.mac = mac
+            self.segment = segment
+            self.port = port
+        }
+    }
 }
 
 /// Live hand-over, both sides. Old process: `handOver` holds every change (create, delete,
@@ -38,7 +63,7 @@ extension PortService {
             let committed = controlLoop.handOver { [fabric] vhostUser in
                 // The queues are out of the poll threads now: the table no longer changes.
                 let macTable = fabric.fdb.entries(now: Self.nowSeconds()).compactMap { entry in
-                    names[entry.port].map { (mac: entry.mac, segment: entry.segment, port: $0) }
+                    names[entry.port].map { PortHandover.MacEntry(mac: entry.mac, segment: entry.segment, port: $0) }
                 }
                 let pending = self.pendingRestores.withLock { $0.map(\.spec) }
                 return transfer(PortHandover(specs: specs, pendingSpecs: pending, vhostUser: vhostUser, macTable: macTable))
@@ -58,12 +83,13 @@ extension PortService {
     /// differ here); nothing is read or polled until `startAdoptedPorts`. Observers are not
     /// told (the saved state already has these ports), and the replayed sessions emit no
     /// events (they are not new).
-    public func adopt(_ handed: [(spec: PortSpec, device: VhostUserDeviceExport?)],
-                      macTable: [(mac: UInt64, segment: Int, port: String)], descriptors: VhostUserHandoverDescriptors) throws(PortError) {
+    public func adopt(_ handed: [PortHandover.Port], macTable: [PortHandover.MacEntry],
+                      descriptors: VhostUserHandoverDescriptors) throws(PortError) {
         fabric.pausePolling()
-        for (spec, device) in handed {
+        for port in handed {
+            let spec = port.spec
             try changes.withLock { _ throws(PortError) in
-                switch (spec.kind, device) {
+                switch (spec.kind, port.device) {
                 case (.vhostUser, let device?):
                     _ = try makePort(spec, adopting: HandedOverDevice(export: device, descriptors: descriptors))
                 case (.afPacket, nil):

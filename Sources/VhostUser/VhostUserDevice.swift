@@ -72,18 +72,6 @@ public final class VhostUserDevice: @unchecked Sendable {
         offered.withLock { $0 = mask }
     }
 
-    public func setFeature(bit: Int, enabled: Bool) throws(VhostUserConfigurationError) {
-        guard (0..<64).contains(bit) else { throw .unsupportedFeatures(0) }
-        let mask = UInt64(1) << UInt64(bit)
-        guard mask & Self.supportedFeatures != 0 else { throw .unsupportedFeatures(mask) }
-        offered.withLock { enabled ? ($0 |= mask) : ($0 &= ~mask) }
-    }
-
-    public func setFeature(named name: String, enabled: Bool) throws(VhostUserConfigurationError) {
-        guard let bit = FeatureNames.bit(named: name) else { throw .unknownFeatureName(name) }
-        try setFeature(bit: bit, enabled: enabled)
-    }
-
     // MARK: Control-thread state
 
     /// The current session, if any. Weak: whoever drives the session (the control loop's

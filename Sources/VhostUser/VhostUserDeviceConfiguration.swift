@@ -33,7 +33,6 @@ public struct VhostUserDeviceConfiguration: Sendable, Equatable {
 public enum VhostUserConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidQueuePairs(Int)
     case unsupportedFeatures(UInt64)
-    case unknownFeatureName(String)
     case invalidName(String)
     case duplicateName(String)
     case socket(String)
@@ -45,7 +44,6 @@ public enum VhostUserConfigurationError: Error, Equatable, Sendable, CustomStrin
         switch self {
         case .invalidQueuePairs(let n): "max queue pairs \(n) outside 1...\(VhostUserDevice.maxQueuePairsLimit)"
         case .unsupportedFeatures(let mask): "features 0x\(String(mask, radix: 16)) are not supported"
-        case .unknownFeatureName(let name): "unknown feature \(name)"
         case .invalidName(let name): "invalid port name \(name)"
         case .duplicateName(let name): "a device named \(name) exists"
         case .socket(let text): text

@@ -28,10 +28,7 @@ extension VhostUserSession {
         }
         let socketIndex = index(socket) ?? -1
         let regions = zip(memoryRegions, memoryFiles).map { region, file in
-            VhostUserSessionExport.MemoryRegion(
-                guestPhysicalAddress: region.descriptor.guestPhysicalAddress, size: region.descriptor.size,
-                userspaceAddress: region.descriptor.userspaceAddress, mmapOffset: region.descriptor.mmapOffset,
-                descriptor: index(file) ?? -1)
+            VhostUserSessionExport.MemoryRegion(region: region.descriptor, descriptor: index(file) ?? -1)
         }
         let log = dirtyLogSource.map {
             VhostUserSessionExport.DirtyLog(descriptor: index($0.file) ?? -1, size: $0.size, offset: $0.offset)
@@ -39,10 +36,7 @@ extension VhostUserSession {
         let packed = ringsArePacked
         let rings = vrings.filter(\.touched).map { ring in
             VhostUserSessionExport.Vring(
-                index: ring.index, size: ring.size,
-                addresses: ring.addresses.map {
-                    .init(flags: $0.flags, descriptor: $0.descriptor, used: $0.used, avail: $0.avail, log: $0.log)
-                },
+                index: ring.index, size: ring.size, addresses: ring.addresses,
                 position: ring.position.baseIsSet ? Self.exported(ring.position, packed: packed) : nil,
                 enabled: ring.explicitlyEnabled, started: ring.started,
                 kick: index(ring.kick), call: index(ring.call), err: index(ring.err))

@@ -117,7 +117,7 @@ extension VhostUserSession {
 
     /// Translates a ring's addresses through the memory table, in the layout the features
     /// negotiated so far choose.
-    func mapLayout(size: Int, _ addresses: VhostUserVring.Addresses, _ request: VhostUserRequest) throws(VhostUserProtocolError) -> MappedVirtqueueLayout {
+    func mapLayout(size: Int, _ addresses: VringAddresses, _ request: VhostUserRequest) throws(VhostUserProtocolError) -> MappedVirtqueueLayout {
         guard let memory else { throw .noMemoryTable(request) }
         if ringsArePacked {
             do {

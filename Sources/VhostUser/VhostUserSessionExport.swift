@@ -1,3 +1,5 @@
+import Virtio
+
 /// What one vhost-user session is, as plain values, for a live hand-over to a new process
 /// (`VhostUserControlLoop.handOver`, `adoptDevice`). Fds are named by their index in the
 /// hand-over's one descriptor list (`VhostUserHandover.descriptors`); nil is NOFD or none.
@@ -5,18 +7,13 @@
 /// front-end's own requests, which go through the same rules, decoding and validation as
 /// any front-end's.
 public struct VhostUserSessionExport: Equatable, Sendable {
+    /// A region as the front-end described it, and its fd's index.
     public struct MemoryRegion: Equatable, Sendable {
-        public var guestPhysicalAddress: UInt64
-        public var size: UInt64
-        public var userspaceAddress: UInt64
-        public var mmapOffset: UInt64
+        public var region: GuestMemoryRegionDescriptor
         public var descriptor: Int
 
-        public init(guestPhysicalAddress: UInt64, size: UInt64, userspaceAddress: UInt64, mmapOffset: UInt64, descriptor: Int) {
-            self.guestPhysicalAddress = guestPhysicalAddress
-            self.size = size
-            self.userspaceAddress = userspaceAddress
-            self.mmapOffset = mmapOffset
+        public init(region: GuestMemoryRegionDescriptor, descriptor: Int) {
+            self.region = region
             self.descriptor = descriptor
         }
     }
@@ -31,23 +28,6 @@ public struct VhostUserSessionExport: Equatable, Sendable {
             self.descriptor = descriptor
             self.size = size
             self.offset = offset
-        }
-    }
-
-    /// SET_VRING_ADDR's fields.
-    public struct RingAddresses: Equatable, Sendable {
-        public var flags: UInt32
-        public var descriptor: UInt64
-        public var used: UInt64
-        public var avail: UInt64
-        public var log: UInt64
-
-        public init(flags: UInt32, descriptor: UInt64, used: UInt64, avail: UInt64, log: UInt64) {
-            self.flags = flags
-            self.descriptor = descriptor
-            self.used = used
-            self.avail = avail
-            self.log = log
         }
     }
 
@@ -70,7 +50,7 @@ public struct VhostUserSessionExport: Equatable, Sendable {
     public struct Vring: Equatable, Sendable {
         public var index: Int
         public var size: Int?
-        public var addresses: RingAddresses?
+        public var addresses: VringAddresses?
         /// nil: no SET_VRING_BASE yet (a packed ring then starts at slot 0, wrap 1).
         public var position: RingPosition?
         /// SET_VRING_ENABLE's value; nil when never sent.
@@ -81,7 +61,7 @@ public struct VhostUserSessionExport: Equatable, Sendable {
         public var call: Int?
         public var err: Int?
 
-        public init(index: Int, size: Int? = nil, addresses: RingAddresses? = nil, position: RingPosition? = nil,
+        public init(index: Int, size: Int? = nil, addresses: VringAddresses? = nil, position: RingPosition? = nil,
                     enabled: Bool? = nil, started: Bool = false, kick: Int? = nil, call: Int? = nil, err: Int? = nil) {
             self.index = index
             self.size = size

@@ -48,7 +48,8 @@ struct VhostUserSessionReplay {
                            _ add: (VhostUserRequest, LittleEndianWriter, [FileDescriptor]) -> Void) throws(VhostUserProtocolError) {
         let regions = export.memoryRegions
         guard !regions.isEmpty else { return }
-        func write(_ region: VhostUserSessionExport.MemoryRegion, _ writer: inout LittleEndianWriter) {
+        func write(_ entry: VhostUserSessionExport.MemoryRegion, _ writer: inout LittleEndianWriter) {
+            let region = entry.region
             writer.u64(region.guestPhysicalAddress)
             writer.u64(region.size)
             writer.u64(region.userspaceAddress)

@@ -6,22 +6,11 @@ import VhostSystem
 /// dataplane gets; every change that could invalidate the queue drops it (after the
 /// queues were withdrawn) so the next publication builds a fresh one.
 final class VhostUserVring {
-    struct Addresses: Equatable {
-        var flags: UInt32
-        var descriptor: UInt64
-        var used: UInt64
-        var avail: UInt64
-        var log: UInt64
-        /// SET_VRING_ADDR flags bit 0 (VHOST_VRING_F_LOG): log writes to the used ring.
-        var logUsed: Bool { flags & Self.logFlag != 0 }
-        static let logFlag: UInt32 = 1
-    }
-
     let index: Int
     /// Set by SET_VRING_NUM.
     var size: Int?
     /// Set by SET_VRING_ADDR after the addresses were validated against the memory table.
-    var addresses: Addresses?
+    var addresses: VringAddresses?
     /// The addresses translated through the current memory table, as a split ring or (RING_PACKED
     /// negotiated) a packed ring: desc = descriptor ring, avail = driver event suppression
     /// area, used = device event suppression area.

@@ -98,11 +98,16 @@ public enum FeatureNames {
         return bit
     }
 
-    /// The mask for a list of names; nil if any name is unknown.
-    public static func mask(of names: [String]) -> UInt64? {
+    /// A name that is no feature, no "bit_NN" and no bit number.
+    public struct UnknownName: Error, Equatable {
+        public let name: String
+    }
+
+    /// The mask for a list of names (`bit(named:)` each); throws the first unknown one.
+    public static func mask(of names: [String]) throws(UnknownName) -> UInt64 {
         var mask: UInt64 = 0
         for name in names {
-            guard let bit = bit(named: name) else { return nil }
+            guard let bit = bit(named: name) else { throw UnknownName(name: name) }
             mask |= 1 << UInt64(bit)
         }
         return mask

@@ -97,8 +97,8 @@ final class HandoverSource: @unchecked Sendable {
         let devices = Dictionary(uniqueKeysWithValues: handover.vhostUser.devices.map { ($0.name, $0) })
         let document = HandoverDocument(
             descriptorCount: descriptors.count, eventSequence: events.lastEventID, quiescedAtNanoseconds: quiescedAt, api: api,
-            ports: handover.specs.map { HandoverDocument.Port(spec: $0, device: devices[$0.name]) }, pendingPorts: handover.pendingSpecs,
-            macTable: handover.macTable.map { HandoverDocument.MacEntry(mac: $0.mac, segment: $0.segment, port: $0.port) })
+            ports: handover.specs.map { PortHandover.Port(spec: $0, device: devices[$0.name]) }, pendingPorts: handover.pendingSpecs,
+            macTable: handover.macTable)
         do {
             try channel.send(frame: Array(HandoverDocumentEncoder.encode(document).rendered().utf8))
             try channel.send(descriptors: descriptors)

@@ -58,9 +58,7 @@ struct HandoverTarget {
     /// starts them after the commit).
     func adoptPorts(into ports: PortService) throws(Failure) {
         do {
-            try ports.adopt(document.ports.map { (spec: $0.spec, device: $0.device) },
-                            macTable: document.macTable.map { (mac: $0.mac, segment: $0.segment, port: $0.port) },
-                            descriptors: descriptors)
+            try ports.adopt(document.ports, macTable: document.macTable, descriptors: descriptors)
         } catch {
             throw Failure(description: error.message)
         }

@@ -22,9 +22,23 @@ final class CounterTableTests: XCTestCase {
             "receiveRingDrops": 15, "receiveRingFreezes": 16, "receiveBusyCycles": 17,
         ]
         for _ in 0..<2 {
-            statistics.recordReceived(packets: 1, bytes: 2, tooLarge: 3, truncated: 4, malformed: 5, checksumPending: 6)
-            statistics.recordTransmitted(packets: 7, bytes: 8, tooLarge: 9, tooShort: 10, unsupportedOffload: 11, ringFull: 12,
-                                         kernelDrops: 13, sendErrors: 14)
+            var burst = KernelPortBurstCounters()
+            burst.receivedPackets = 1
+            burst.receivedBytes = 2
+            burst.receiveDropsTooLarge = 3
+            burst.receiveDropsTruncated = 4
+            burst.receiveDropsMalformed = 5
+            burst.receivedChecksumPending = 6
+            burst.transmittedPackets = 7
+            burst.transmittedBytes = 8
+            burst.transmitDropsTooLarge = 9
+            burst.transmitDropsTooShort = 10
+            burst.transmitDropsUnsupportedOffload = 11
+            burst.transmitDropsRingFull = 12
+            burst.transmitDropsKernel = 13
+            burst.transmitSendErrors = 14
+            statistics.recordReceived(burst)
+            statistics.recordTransmitted(burst)
             statistics.record(PacketSocket.KernelStatistics(packets: 100, drops: 15, freezes: 16))
             statistics.recordBusyCycles(17)
         }

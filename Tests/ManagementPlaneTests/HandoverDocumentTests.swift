@@ -1,6 +1,7 @@
 import Dataplane
 import ManagementPlane
 import VhostUser
+import Virtio
 import XCTest
 
 /// The live hand-over's state document: a round trip through JSON, the previous version read
@@ -15,7 +16,8 @@ final class HandoverDocumentTests: XCTestCase {
         let session = VhostUserSessionExport(
             socket: 1, offeredFeatures: VhostUserDevice.defaultOfferedFeatures, negotiatedFeatures: 0x1_7000_0000,
             negotiatedProtocolFeatures: 0x4b, status: 0xf, mtu: 1500,
-            memoryRegions: [.init(guestPhysicalAddress: 0, size: 1 << 30, userspaceAddress: 0x7f00_0000_0000, mmapOffset: 0, descriptor: 2)],
+            memoryRegions: [.init(region: .init(guestPhysicalAddress: 0, size: 1 << 30, userspaceAddress: 0x7f00_0000_0000, mmapOffset: 0),
+                                  descriptor: 2)],
             dirtyLog: .init(descriptor: 3, size: 4096, offset: 0),
             vrings: [
                 .init(index: 0, size: 256, addresses: .init(flags: 1, descriptor: 0x1000, used: 0x3000, avail: 0x2000, log: 0x3000),

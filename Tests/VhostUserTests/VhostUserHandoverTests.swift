@@ -117,7 +117,7 @@ final class VhostUserHandoverTests: XCTestCase {
 
     func testMemoryRegionBeyondItsFileRefused() throws {
         var (_, _, export, received) = try exportedSession()
-        export.memoryRegions[0].size = 1 << 30
+        export.memoryRegions[0].region.size = 1 << 30
         XCTAssertThrowsError(try adopt(export, received)) { error in
             XCTAssertTrue("\(error)".contains("backing file"), "\(error)")
         }

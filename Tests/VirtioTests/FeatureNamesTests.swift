@@ -35,7 +35,10 @@ final class FeatureNamesTests: XCTestCase {
         XCTAssertNil(FeatureNames.bit(named: ""))
         for feature in VirtioNetFeature.allCases { XCTAssertEqual(FeatureNames.bit(named: feature.name), feature.rawValue) }
         let mask: UInt64 = 0xdead_beef_0000_1234
-        XCTAssertEqual(FeatureNames.mask(of: FeatureNames.names(of: mask)), mask)
+        XCTAssertEqual(try FeatureNames.mask(of: FeatureNames.names(of: mask)), mask)
+        XCTAssertThrowsError(try FeatureNames.mask(of: ["csum", "nonsense", "also_nonsense"])) {
+            XCTAssertEqual($0 as? FeatureNames.UnknownName, FeatureNames.UnknownName(name: "nonsense"))
+        }
     }
 
     func testHeaderSizeDependsOnVersionOrMergeableBuffers() {
