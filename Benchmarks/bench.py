@@ -849,6 +849,7 @@ class Veth:
 
 # The vhost<->kernel back-ends: ours and DPDK's, each through AF_PACKET and AF_XDP (native
 # XDP on the veth's host end, queue 0). The af-packet pair keeps its old keys.
+KERNEL_FE_RING = int(os.environ.get("BENCH_KERNEL_FE_RING", "4096"))
 KERNEL_BACKENDS = {
     "ours": {"type": "af-packet"},
     "dpdk": "net_af_packet0,iface=%s,qdisc_bypass=1",
@@ -883,8 +884,16 @@ def kernel_run(backend, veth, size):
                          ["--forward-mode=io", "--record-core-cycles"], cpu=BE_CPU)
             cycles = be.fwd_cycles
         # vhost -> kernel: front-end txonly toward the namespace's MAC, counted there.
-        fe = Testpmd("fek%s" % (backend[0] + backend[-1]), ["net_virtio_user0,path=%s,queues=1,mac=%s" % (sock, MAC0)],
-                     ["--forward-mode=txonly", "--burst=32", "--eth-peer=0,%s" % NS_MAC], cpu=FE_CPU)
+        # Rings of KERNEL_FE_RING entries: in kernel->vhost the front-end shares CPU 0 with the
+        # generator (and the veth's softirq work), so it drains its receive ring only in its
+        # time slices; a 256-entry ring then overflows between two slices and every back-end
+        # drops most frames at the guest's full ring (the old 0.03-0.08 Mpps figures). Enough
+        # mbufs for both full rings and txonly's bursts.
+        fe = Testpmd("fek%s" % (backend[0] + backend[-1]),
+                     ["net_virtio_user0,path=%s,queues=1,queue_size=%d,mac=%s" % (sock, KERNEL_FE_RING, MAC0)],
+                     ["--forward-mode=txonly", "--burst=32", "--eth-peer=0,%s" % NS_MAC,
+                      "--rxd=%d" % KERNEL_FE_RING, "--txd=%d" % KERNEL_FE_RING,
+                      "--total-num-mbufs=%d" % (4 * KERNEL_FE_RING + 8192)], cpu=FE_CPU)
         try:
             fe.wait_link([0])
             fe.cmd("set txpkts %d" % size)
