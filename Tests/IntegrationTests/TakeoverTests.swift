@@ -5,6 +5,7 @@
 // step before its commit must leave the old one forwarding.
 import Foundation
 import TestSupport
+import VhostSystem
 import XCTest
 
 final class TakeoverTests: XCTestCase {
@@ -216,6 +217,64 @@ final class TakeoverTests: XCTestCase {
     /// not have moved them before its commit.
     func testNewProcessKilledAtEachStepLeavesTheOldForwardingPackedRings() throws {
         try checkNewProcessKilledAtEachStep(vdevOptions: ["packed_vq=1"])
+    }
+
+    /// A peer on handover.sock that is not a well-behaved `--takeover` (silent, a frame too
+    /// large announced, something else than the request, the request then a hang-up at each
+    /// point, a refusal instead of the commit): the old daemon keeps (or goes back to)
+    /// forwarding the neighbours' traffic with the same sessions, answers REST, and a real
+    /// takeover still works afterwards.
+    func testHostileHandoverPeersLeaveTheDaemonForwarding() throws {
+        try skipUnlessTestpmdAndDaemon()
+        let rig = try startForwarding()
+        let (daemon, frontEnd) = (rig.daemon, rig.frontEnd)
+        defer { frontEnd.quit(); daemon.stop() }
+        let sessions = try device(daemon, "a")["sessions"] as? Int
+        let path = daemon.runDirectory + "/handover.sock"
+        let takeover = Array("takeover".utf8)
+        let peers: [(String, (HandoverChannel) throws -> Void)] = [
+            ("silent, then gone", { _ in Thread.sleep(forTimeInterval: 0.3) }),
+            ("announces a 4 GiB frame", { channel in
+                _ = try UnixSocket.send(channel.socket, bytes: [0xff, 0xff, 0xff, 0xff], fds: []) }),
+            ("sends another request", { channel in try channel.send(frame: Array("give me everything".utf8)) }),
+            ("asks, then hangs up at once", { channel in try channel.send(frame: takeover) }),
+            ("asks, reads the state, hangs up", { channel in
+                try channel.send(frame: takeover)
+                _ = try channel.receiveFrame(timeoutMilliseconds: 5000) }),
+            ("asks, takes state and fds, refuses", { channel in
+                try channel.send(frame: takeover)
+                let document = try channel.receiveFrame(timeoutMilliseconds: 5000)
+                let object = try JSONSerialization.jsonObject(with: Data(document)) as? [String: Any]
+                let count = object?["descriptor_count"] as? Int ?? 0
+                for descriptor in try channel.receiveDescriptors(count: count, timeoutMilliseconds: 5000) { descriptor.close() }
+                try channel.send(frame: Array("no".utf8)) }),
+            ("answers the commit with garbage bytes", { channel in
+                try channel.send(frame: takeover)
+                _ = try channel.receiveFrame(timeoutMilliseconds: 5000)
+                _ = try UnixSocket.send(channel.socket, bytes: [0x06, 0, 0, 0, 0x63, 0x6f], fds: []) }),
+        ]
+        for (name, behave) in peers {
+            let channel = try HandoverChannel.connect(path: path)
+            XCTAssertNoThrow(try behave(channel), name)
+            channel.socket.close()
+            XCTAssertTrue(daemon.isRunning, "\(name): the daemon must keep running:\n\(daemon.output.suffix(3000))")
+            // Back to forwarding within the sample (a peer that asked was given up to its hang-up).
+            var moving = try sample(frontEnd, seconds: 0.5)
+            if moving.last?.received == moving.first?.received { moving = try sample(frontEnd, seconds: 2) }
+            XCTAssertGreaterThan(moving.last?.received ?? 0, moving.first?.received ?? 0,
+                                 "\(name): the neighbours forward: \(diagnosis(daemon, frontEnd))")
+            let a = try device(daemon, "a")
+            XCTAssertEqual(a["state"] as? String, "ready", "\(name): \(a)")
+            XCTAssertEqual(a["sessions"] as? Int, sessions, "\(name): the same session")
+            XCTAssertEqual(try daemon.api.request("GET", "/v1/ports").status, 200, "\(name): REST answers")
+        }
+        XCTAssertEqual(try frontEnd.linkStatus(), [0: true, 1: true])
+        let successor = try SwitchDaemonProcess.takingOver(from: daemon)
+        defer { successor.stop() }
+        XCTAssertEqual(daemon.waitForExit(timeout: 30), 0, "\(daemon.output)\nnew:\n\(successor.output)")
+        try successor.waitUntilHealthy()
+        let moving = try sample(frontEnd, seconds: 0.5)
+        XCTAssertGreaterThan(moving.last?.received ?? 0, moving.first?.received ?? 0, "the successor forwards")
     }
 
     private func checkNewProcessKilledAtEachStep(vdevOptions: [String] = [], test: String = #function) throws {

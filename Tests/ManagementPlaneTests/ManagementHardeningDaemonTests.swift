@@ -179,7 +179,7 @@ final class ManagementHardeningDaemonTests: XCTestCase {
         // "blocked" is a file where the sockets' directory should be: both ports fail at start.
         let blocker = daemon.socketDirectory + "/blocked"
         try FileManager.default.createDirectory(atPath: daemon.socketDirectory, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8)))
         try FileManager.default.createDirectory(atPath: daemon.stateDirectory, withIntermediateDirectories: true)
         try #"{"version":1,"ports":[{"name":"p","type":"vhost-user","socket":{"path":"blocked/p.sock"}},{"name":"q","type":"vhost-user","socket":{"path":"blocked/q.sock"}},{"name":"ok","type":"vhost-user","socket":{"path":"ok.sock"}}]}"#
             .write(toFile: daemon.stateDirectory + "/ports.json", atomically: true, encoding: .utf8)
