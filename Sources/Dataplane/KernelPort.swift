@@ -35,6 +35,16 @@ public enum KernelPort: Sendable {
         }
     }
 
+    /// The packet-socket group of an af-packet port; nil for af-xdp.
+    public var packetSocketGroup: PacketSocketGroup? {
+        if case .packetSockets(let group) = self { group } else { nil }
+    }
+
+    /// The AF_XDP socket of an af-xdp port; nil for af-packet.
+    public var afXdpPort: AfXdpPort? {
+        if case .afXdp(let port) = self { port } else { nil }
+    }
+
     /// Each channel's counters (af-packet and af-xdp share the kernel-socket family).
     public var statistics: [PacketSocketPortStatistics] {
         switch self {

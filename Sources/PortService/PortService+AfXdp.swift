@@ -11,7 +11,7 @@ extension PortService {
         let id = try addSwitchPort(spec, mtu: xdpPort.socket.mtu)
         fabric.setKernelPort(portID: id, port: .afXdp(xdpPort))
         let linkUp = xdpPort.linkIsUp()
-        let port = Port(spec: spec, id: id, xdpPort: xdpPort, packetStatistics: [xdpPort.statistics], linkUp: linkUp)
+        let port = Port(spec: spec, id: id, kernel: .afXdp(xdpPort), packetStatistics: [xdpPort.statistics], linkUp: linkUp)
         ports.withLock { $0[spec.name] = port }
         logger.info("port created", metadata: [
             "port": "\(spec.name)", "interface": "\(xdp.interface)", "queue": "\(xdp.queue)", "queues": "\(xdp.queues)",
@@ -54,7 +54,7 @@ extension PortService {
         var updated = port
         let metadata: Logger.Metadata = ["port": "\(port.spec.name)", "interface": "\(xdp.interface)"]
         var state = PacketSocket.LinkState.missing
-        if let current = port.xdpPort {
+        if let current = port.kernel?.afXdpPort {
             current.collectKernelStatistics()
             state = current.linkState()
         }
@@ -67,10 +67,10 @@ extension PortService {
                 emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(up)]))
             }
         case .missing, .replaced:
-            if port.xdpPort != nil {
+            if port.kernel != nil {
                 fabric.setKernelPort(portID: port.id, port: nil)
                 fabric.fdb.flush(port: port.id)
-                updated.xdpPort = nil
+                updated.kernel = nil
                 updated.linkUp = false
                 logger.warning("interface deleted; waiting for it to come back", metadata: metadata)
                 emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(false), "interface": .string("missing")]))
@@ -78,7 +78,7 @@ extension PortService {
             if NetworkInterface.index(named: xdp.interface) != nil,
                let fresh = try? Self.openXdpPort(xdp, statistics: port.packetStatistics.first ?? PacketSocketPortStatistics()) {
                 fabric.setKernelPort(portID: port.id, port: .afXdp(fresh))
-                updated.xdpPort = fresh
+                updated.kernel = .afXdp(fresh)
                 updated.linkUp = fresh.linkIsUp()
                 logger.notice("interface is back; AF_XDP socket reopened", metadata: metadata)
                 emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(updated.linkUp ?? false)]))
@@ -92,9 +92,9 @@ extension PortService {
     /// closed.
     func closeXdpSockets() -> [String] {
         var closed: [String] = []
-        for port in allPorts where port.xdpPort != nil {
+        for port in allPorts where port.kernel?.afXdpPort != nil {
             fabric.setKernelPort(portID: port.id, port: nil)
-            ports.withLock { $0[port.spec.name]?.xdpPort = nil }
+            ports.withLock { $0[port.spec.name]?.kernel = nil }
             closed.append(port.spec.name)
         }
         return closed
@@ -110,7 +110,7 @@ extension PortService {
                   })
             else { continue }
             fabric.setKernelPort(portID: port.id, port: .afXdp(fresh))
-            ports.withLock { $0[name]?.xdpPort = fresh }
+            ports.withLock { $0[name]?.kernel = .afXdp(fresh) }
         }
     }
 

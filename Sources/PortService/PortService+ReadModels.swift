@@ -22,7 +22,7 @@ extension PortService {
         if let vhostUser = port.device, let info {
             device = PortView.Device(state: info.state, offeredFeatures: vhostUser.offeredFeatures)
         }
-        let xdp = port.xdpPort.map { PortView.XdpAttachment(mode: $0.socket.attachedMode, zeroCopy: $0.socket.zeroCopy) }
+        let xdp = port.kernel?.afXdpPort.map { PortView.XdpAttachment(mode: $0.socket.attachedMode, zeroCopy: $0.socket.zeroCopy) }
         return PortView(spec: port.spec, id: port.id, socketPath: port.socketPath, device: device, xdp: xdp)
     }
 

@@ -30,11 +30,9 @@ public final class PortService: @unchecked Sendable {
         /// The absolute socket path (vhost-user).
         var socketPath: String?
         var device: VhostUserDevice?
-        /// af-packet ports: the open sockets, one per poll thread (nil while the interface is
-        /// missing).
-        var packetSockets: PacketSocketGroup?
-        /// af-xdp ports: the open socket (nil while the interface is missing).
-        var xdpPort: AfXdpPort?
+        /// Kernel ports: what the switch holds too (af-packet: one socket per poll thread;
+        /// af-xdp: the XDP socket); nil while the interface is missing.
+        var kernel: KernelPort?
         /// Kernel ports' counters, a socket's each (af-packet and af-xdp share the family),
         /// kept across reopens.
         var packetStatistics: [PacketSocketPortStatistics] = []
@@ -179,7 +177,7 @@ public final class PortService: @unchecked Sendable {
         let id = try addSwitchPort(spec, mtu: sockets.mtu)
         fabric.setKernelPort(portID: id, port: .packetSockets(sockets))
         let linkUp = sockets.linkIsUp()
-        let port = Port(spec: spec, id: id, packetSockets: sockets, packetStatistics: sockets.statistics, linkUp: linkUp)
+        let port = Port(spec: spec, id: id, kernel: .packetSockets(sockets), packetStatistics: sockets.statistics, linkUp: linkUp)
         ports.withLock { $0[spec.name] = port }
         logger.info("port created", metadata: ["port": "\(spec.name)", "interface": "\(interface)", "link": "\(linkUp ? "up" : "down")"])
         emit(SwitchEvent(.portCreated, port: spec.name))
@@ -211,7 +209,7 @@ public final class PortService: @unchecked Sendable {
                 if case .afXdp(let xdp) = port.spec.kind { superviseXdpPort(port, xdp); continue }
                 guard case .afPacket(let interface) = port.spec.kind else { continue }
                 var updated = port
-                if let current = port.packetSockets {
+                if let current = port.kernel?.packetSocketGroup {
                     current.collectKernelStatistics()
                     switch current.linkState() {
                     case .up, .down:
@@ -225,7 +223,7 @@ public final class PortService: @unchecked Sendable {
                     case .missing:
                         fabric.setKernelPort(portID: port.id, port: nil)
                         fabric.fdb.flush(port: port.id)
-                        updated.packetSockets = nil
+                        updated.kernel = nil
                         updated.linkUp = false
                         logger.warning("interface deleted; waiting for it to come back", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
                         emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(false), "interface": .string("missing")]))
@@ -233,7 +231,7 @@ public final class PortService: @unchecked Sendable {
                         if let fresh = try? current.reopened() {
                             fabric.setKernelPort(portID: port.id, port: .packetSockets(fresh))
                             fabric.fdb.flush(port: port.id)
-                            updated.packetSockets = fresh
+                            updated.kernel = .packetSockets(fresh)
                             updated.linkUp = fresh.linkIsUp()
                             logger.notice("interface re-created; socket reopened", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
                             emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(updated.linkUp ?? false)]))
@@ -243,7 +241,7 @@ public final class PortService: @unchecked Sendable {
                           let fresh = try? PacketSocketGroup.open(interface: interface, count: fabric.pollThreadCount,
                                                                   statistics: port.packetStatistics) {
                     fabric.setKernelPort(portID: port.id, port: .packetSockets(fresh))
-                    updated.packetSockets = fresh
+                    updated.kernel = .packetSockets(fresh)
                     updated.linkUp = fresh.linkIsUp()
                     logger.notice("interface is back; socket reopened", metadata: ["port": "\(port.spec.name)", "interface": "\(interface)"])
                     emit(SwitchEvent(.linkChanged, port: port.spec.name, data: ["up": .bool(updated.linkUp ?? false)]))
