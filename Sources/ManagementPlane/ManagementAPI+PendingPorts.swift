@@ -5,6 +5,10 @@ import VhostSystem
 /// /v1/ports/{name} show them: the port's settings, `"id": null`, `"state": "pending"` and
 /// a `restore` object with the last error and the retry schedule.
 extension ManagementAPI {
+    /// The `state` of a port not restored yet (beside the connection states; the OpenAPI's
+    /// PortInfo.state lists it: OpenAPIContractTests).
+    static let pendingPortState = "pending"
+
     static func pendingPortJSON(_ pending: PendingRestore) -> JSON {
         guard case .object(var object) = portJSON(pending.settingsView) else { return .null }
         let now = MonotonicClock.nanoseconds()
@@ -15,7 +19,7 @@ extension ManagementAPI {
             "next_attempt_in_ms": .integer(Int64(dueInMilliseconds)),
         ]
         object["id"] = JSON.null
-        object["state"] = JSON.string("pending")
+        object["state"] = JSON.string(Self.pendingPortState)
         object["restore"] = .object(restore)
         return .object(object)
     }

@@ -59,6 +59,15 @@ final class OpenAPIContractTests: XCTestCase {
         XCTAssertEqual(enumValues(after: "\n    ConnectionState:\n"), Set(VhostUserDeviceInfo.ConnectionState.allCases.map(\.rawValue)))
     }
 
+    /// A port's state is a connection state, or the pending state of a saved port not
+    /// restored yet.
+    func testThePendingPortStateIsInTheSchema() {
+        XCTAssertEqual(enumValues(after: "oneOf:\n            - $ref: \"#/components/schemas/ConnectionState\"\n"),
+                       [ManagementAPI.pendingPortState])
+        XCTAssertFalse(VhostUserDeviceInfo.ConnectionState.allCases.map(\.rawValue).contains(ManagementAPI.pendingPortState),
+                       "pending must not collide with a connection state")
+    }
+
     func testEveryErrorCodeIsInTheSchema() {
         XCTAssertEqual(enumValues(after: "\n    Error:\n"), Set(APIError.Code.allCases.map(\.rawValue)))
     }
