@@ -849,6 +849,7 @@ class Veth:
 
 # The vhost<->kernel back-ends: ours and DPDK's, each through AF_PACKET and AF_XDP (native
 # XDP on the veth's host end, queue 0). The af-packet pair keeps its old keys.
+KERNEL_DIRECTIONS = ("vhost_to_kernel", "kernel_to_vhost")
 KERNEL_FE_RING = int(os.environ.get("BENCH_KERNEL_FE_RING", "4096"))
 KERNEL_BACKENDS = {
     "ours": {"type": "af-packet"},
@@ -858,8 +859,8 @@ KERNEL_BACKENDS = {
 }
 
 
-def kernel_run(backend, veth, size):
-    """Both directions, one after the other, through one back-end."""
+def kernel_run(backend, veth, size, windows=None):
+    """Both directions, one after the other, through one back-end (`windows` windows each)."""
     sock_dir = os.path.join(WORK, "vk-%s" % backend)
     shutil.rmtree(sock_dir, ignore_errors=True)
     os.makedirs(sock_dir)
@@ -901,7 +902,7 @@ def kernel_run(backend, veth, size):
                 be.wait_link([0])
                 be.cmd("start")
             fe.cmd("start")
-            result["vhost_to_kernel"] = measure_windows({"mpps": lambda: veth.ns_counter("rx_packets")}, cycles)
+            result["vhost_to_kernel"] = measure_windows({"mpps": lambda: veth.ns_counter("rx_packets")}, cycles, windows)
             fe.cmd("stop")
             # kernel -> vhost: rawgen in the namespace toward the front-end's MAC, counted at
             # the front-end (rxonly).
@@ -913,7 +914,7 @@ def kernel_run(backend, veth, size):
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             CHILDREN.append(gen)
             try:
-                result["kernel_to_vhost"] = measure_windows({"mpps": lambda: fe.port_stats()[0]["rx"]}, cycles)
+                result["kernel_to_vhost"] = measure_windows({"mpps": lambda: fe.port_stats()[0]["rx"]}, cycles, windows)
             finally:
                 gen.send_signal(signal.SIGTERM)
                 try:
@@ -1120,13 +1121,29 @@ def main():
         results["vhost_kernel"] = {}
         try:
             veth = Veth()
-            for backend in list(KERNEL_BACKENDS) + (["baseline", "baseline-xdp"] if BASELINE_DAEMON else []):
-                log("vhost<->kernel 64 B, back-end %s" % backend)
-                try:
-                    results["vhost_kernel"][backend] = kernel_run(backend, veth, 64)
-                except Exception as e:
-                    log("  failed: %s" % e)
-                    results["vhost_kernel"][backend] = {"error": str(e)}
+            # Alternating one window per back-end and direction, round after round (as the
+            # vhost rows): the host's drift hits every back-end alike.
+            backends = list(KERNEL_BACKENDS) + (["baseline", "baseline-xdp"] if BASELINE_DAEMON else [])
+            for round_number in range(WINDOWS):
+                for backend in backends:
+                    log("vhost<->kernel 64 B, round %d/%d, back-end %s" % (round_number + 1, WINDOWS, backend))
+                    entry = results["vhost_kernel"].setdefault(backend, {})
+                    try:
+                        run_result = kernel_run(backend, veth, 64, windows=1)
+                    except Exception as e:
+                        log("  failed: %s" % e)
+                        entry.setdefault("errors", []).append(str(e))
+                        run_result = {}
+                    for d in KERNEL_DIRECTIONS:
+                        # A failed run keeps its place (None), so rounds stay paired.
+                        window = (run_result.get(d, {}).get("windows") or [{"mpps": None, "cycles_per_packet": None}])[0]
+                        entry.setdefault(d, {"windows": []})["windows"].append(window)
+                        if "generator" in run_result.get(d, {}):
+                            entry[d].setdefault("generator", []).append(run_result[d]["generator"])
+            for entry in results["vhost_kernel"].values():
+                for d in KERNEL_DIRECTIONS:
+                    if d in entry:
+                        entry[d]["median"] = {k: median([w.get(k) for w in entry[d]["windows"]]) for k in ("mpps", "cycles_per_packet")}
         except Exception as e:
             log("vhost<->kernel set-up failed: %s" % e)
             results["vhost_kernel"]["error"] = str(e)
@@ -1136,17 +1153,19 @@ def main():
         vk = results["vhost_kernel"]
         # Ours against DPDK on each socket type, then our af-xdp against our af-packet (the
         # issue 21 target: at least 2x the Mpps, at most 1/3 of the cycles per packet).
-        for d in ("vhost_to_kernel", "kernel_to_vhost"):
+        for d in KERNEL_DIRECTIONS:
             label = d.replace("_to_", "->")
             for name, ours, other in (("af-packet", "ours", "dpdk"), ("af-xdp", "ours-xdp", "dpdk-xdp"),
                                       ("xdp/packet", "ours-xdp", "ours")) + (
                     (("af-packet vs baseline build", "ours", "baseline"), ("af-xdp vs baseline build", "ours-xdp", "baseline-xdp"))
                     if BASELINE_DAEMON else ()):
-                o = vk.get(ours, {}).get(d, {}).get("median", {})
-                p = vk.get(other, {}).get(d, {}).get("median", {})
-                table.append(("%s 64B %s Mpps" % (label, name), o.get("mpps"), p.get("mpps"), ratio(o.get("mpps"), p.get("mpps")), None, None))
-                table.append(("%s 64B %s busy cycles/pkt" % (label, name), o.get("cycles_per_packet"),
-                              p.get("cycles_per_packet"), ratio(o.get("cycles_per_packet"), p.get("cycles_per_packet")), None, None))
+                o = vk.get(ours, {}).get(d, {})
+                p = vk.get(other, {}).get(d, {})
+                for key, what in (("mpps", "Mpps"), ("cycles_per_packet", "busy cycles/pkt")):
+                    # Medians of each back-end's windows; the ratio is the median of the per-round ratios.
+                    pairs = zip(o.get("windows", []), p.get("windows", []))
+                    table.append(("%s 64B %s %s" % (label, name, what), o.get("median", {}).get(key), p.get("median", {}).get(key),
+                                  median([ratio(a.get(key), b.get(key)) for a, b in pairs]), None, None))
 
     if "idle" in ONLY:
         results["idle"] = {}
