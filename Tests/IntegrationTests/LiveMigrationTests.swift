@@ -219,6 +219,19 @@ final class MigrationRig {
 
     func events() throws -> [SwitchEventHistory.Event] { try SwitchEventHistory.fetch(apiSocket: apiSocket) }
 
+    /// Seconds from port a's migration.rings_stopped (the source stopped the guest) to port
+    /// b's first features.changed after it (the destination's SET_FEATURES, the first step of
+    /// its device start), from the events' millisecond times; nil when either is missing.
+    func guestFrozenSeconds() throws -> TimeInterval? {
+        let events = try events()
+        let format = ISO8601DateFormatter()
+        format.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        guard let stopped = events.last(where: { $0.port == "a" && $0.type == "migration.rings_stopped" }),
+              let resumed = events.first(where: { $0.port == "b" && $0.type == "features.changed" && $0.id > stopped.id }),
+              let from = format.date(from: stopped.time), let to = format.date(from: resumed.time) else { return nil }
+        return max(0, to.timeIntervalSince(from))
+    }
+
     func describe(_ events: [SwitchEventHistory.Event]) -> String {
         events.filter { ($0.port == "a" || $0.port == "b") && $0.type != "vring.state_changed" }
             .map { "  \($0)" }.joined(separator: "\n")
@@ -263,8 +276,16 @@ final class MigrationRig {
         XCTAssertGreaterThanOrEqual(lastSeq - seqAtCompletion, 20,
                                     "the ping goes on after the migration:\n\(pinger.output.suffix(3000))\n\(context())", file: file, line: line)
         if let maxLost {
-            XCTAssertLessThanOrEqual(summary.lost.count, maxLost,
-                                     "at most \(maxLost) pings at \(pingInterval) s lost with downtime-limit 50 ms: \(summary)\n\(pinger.output.suffix(4000))\n\(context())",
+            // From the source's rings stopping to the destination's first device message the
+            // guest is frozen in QEMU (the last copy and the destination's load: 30-200 ms
+            // under TCG on a loaded 2-CPU machine, whatever downtime-limit says); a ping sent
+            // then is lost with any switch. `maxLost` bounds what the switch adds to that:
+            // the destination's set-up (its time counts against maxLost) and the MAC move.
+            let frozen = try guestFrozenSeconds()
+            let unavoidable = frozen.map { Int(($0 / pingInterval).rounded(.up)) } ?? 0
+            print("[migration/\(tag)] guest frozen in QEMU: \(frozen.map { "\(Int($0 * 1000)) ms" } ?? "unknown") (\(unavoidable) pings); lost \(summary.lost.count), at most \(maxLost) more allowed")
+            XCTAssertLessThanOrEqual(summary.lost.count, maxLost + unavoidable,
+                                     "at most \(maxLost) pings at \(pingInterval) s lost beyond the \(unavoidable) sent while QEMU froze the guest: \(summary)\n\(pinger.output.suffix(4000))\n\(context())",
                                      file: file, line: line)
         }
         // The guest's driver saw nothing odd (a forgotten dirty page shows up as ring errors).
