@@ -27,21 +27,33 @@ fi
 
 WORK="$(mktemp -d /tmp/vs-schemathesis.XXXXXX)"
 PORT=$(( 20000 + RANDOM % 20000 ))
-"$BINARY" --run-dir "$WORK/run" --socket-dir "$WORK/s" --state-dir "$WORK/state" --pmd-threads 1 \
+# As root, the daemon and schemathesis run in a network namespace of their own (only lo in
+# it): a generated af-packet or af-xdp port then never opens a socket or attaches an XDP
+# program on one of the host's interfaces (eth0 of a CI machine).
+NS=""
+IN_NS=()
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1 && ip netns add "vs-schema-$$" 2>/dev/null; then
+    NS="vs-schema-$$"
+    IN_NS=(ip netns exec "$NS")
+    "${IN_NS[@]}" ip link set lo up
+    echo "schemathesis: daemon and client in network namespace $NS"
+fi
+"${IN_NS[@]}" "$BINARY" --run-dir "$WORK/run" --socket-dir "$WORK/s" --state-dir "$WORK/state" --pmd-threads 1 \
     --listen "127.0.0.1:$PORT" --insecure-tcp --log-level warning >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 cleanup() {
     kill "$DAEMON" 2>/dev/null
     wait "$DAEMON" 2>/dev/null
     rm -rf "$WORK"
+    [ -n "$NS" ] && ip netns del "$NS" 2>/dev/null
 }
 trap cleanup EXIT
 
 for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$PORT/v1/health" >/dev/null 2>&1 && break
+    "${IN_NS[@]}" curl -sf "http://127.0.0.1:$PORT/v1/health" >/dev/null 2>&1 && break
     sleep 0.1
 done
-if ! curl -sf "http://127.0.0.1:$PORT/v1/health" >/dev/null; then
+if ! "${IN_NS[@]}" curl -sf "http://127.0.0.1:$PORT/v1/health" >/dev/null; then
     echo "FAIL: the daemon did not come up" >&2
     cat "$WORK/daemon.log" >&2
     exit 1
@@ -52,7 +64,7 @@ fi
 # be refused for state reasons: a name or socket already taken is a documented 409) and
 # use_after_free/ensure_resource_availability (a stateful fuzzer deleting the same
 # generated names is expected to see 404s).
-schemathesis run "$SPEC" --url "http://127.0.0.1:$PORT" \
+"${IN_NS[@]}" schemathesis run "$SPEC" --url "http://127.0.0.1:$PORT" \
     --checks all --exclude-checks positive_data_acceptance,ensure_resource_availability,use_after_free \
     -H "Accept: application/json" \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-30}" --workers "${SCHEMATHESIS_WORKERS:-1}" \
