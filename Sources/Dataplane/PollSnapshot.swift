@@ -64,19 +64,29 @@ final class PollSnapshot {
     let rulesTable: PortRulesTable
     private let owners: [AnyObject]
 
-    init(queues: [PolledQueue], targets: [TransmitTarget], rings: [SteeredRing] = [], presentPorts: [Int],
-         rules: PortRulesTable = PortRulesTable([]), owners: [AnyObject]) {
-        self.queues = .allocate(capacity: queues.count)
-        _ = self.queues.initialize(from: queues)
-        self.targets = .allocate(capacity: targets.count)
-        _ = self.targets.initialize(from: targets)
-        self.rings = .allocate(capacity: rings.count)
-        _ = self.rings.initialize(from: rings)
-        self.presentPorts = .allocate(capacity: presentPorts.count)
-        _ = self.presentPorts.initialize(from: presentPorts)
+    convenience init(queues: [PolledQueue], targets: [TransmitTarget], rings: [SteeredRing] = [], presentPorts: [Int],
+                     rules: PortRulesTable = PortRulesTable([]), owners: [AnyObject]) {
+        self.init(queues: Self.table(queues), targets: Self.table(targets), rings: Self.table(rings),
+                  presentPorts: Self.table(presentPorts), rules: rules, owners: owners)
+    }
+
+    /// Takes the tables as they are; they are freed with the snapshot.
+    private init(queues: UnsafeMutableBufferPointer<PolledQueue>, targets: UnsafeMutableBufferPointer<TransmitTarget>,
+                 rings: UnsafeMutableBufferPointer<SteeredRing>, presentPorts: UnsafeMutableBufferPointer<Int>,
+                 rules: PortRulesTable, owners: [AnyObject]) {
+        self.queues = queues
+        self.targets = targets
+        self.rings = rings
+        self.presentPorts = presentPorts
         rulesTable = rules
         portRules = rules.rules
         self.owners = owners
+    }
+
+    private static func table<T>(_ elements: [T]) -> UnsafeMutableBufferPointer<T> {
+        let table = UnsafeMutableBufferPointer<T>.allocate(capacity: elements.count)
+        _ = table.initialize(from: elements)
+        return table
     }
 
     /// This snapshot with port `id` present (its transmit target and rules from `entry`) or
@@ -85,17 +95,32 @@ final class PollSnapshot {
     /// none, which no thread polls). The tables end at the highest present id, as a snapshot
     /// built from scratch does.
     func replacingPort(_ id: Int, with entry: (target: TransmitTarget, rules: PortRulesTable.Entry)?) -> PollSnapshot {
-        var present = Array(presentPorts)
-        let at = present.partitioningIndex(where: { $0 >= id })
-        let listed = at < present.count && present[at] == id
-        if entry != nil, !listed { present.insert(id, at: at) }
-        if entry == nil, listed { present.remove(at: at) }
+        // Built straight into the new tables (no intermediate arrays): with a thousand ports
+        // the copies and allocations were most of what grew with the port count per call.
+        let at = presentPorts.partitioningIndex(where: { $0 >= id })
+        let listed = at < presentPorts.count && presentPorts[at] == id
+        let adding = entry != nil && !listed, removing = entry == nil && listed
+        let present = UnsafeMutableBufferPointer<Int>.allocate(capacity: presentPorts.count + (adding ? 1 : 0) - (removing ? 1 : 0))
+        // Unsafe: each copy stays inside both tables (sizes computed above; Int is trivial).
+        _ = present.initialize(from: presentPorts[..<at])
+        if adding { present[at] = id }
+        let tail = removing ? at + 1 : at
+        _ = UnsafeMutableBufferPointer(rebasing: present[(at + (adding ? 1 : 0))...]).initialize(from: presentPorts[tail...])
         let count = (present.last ?? -1) + 1
-        var targets = Array(self.targets.prefix(count))
-        targets.append(contentsOf: repeatElement(.absent, count: count - targets.count))
+        let targets = UnsafeMutableBufferPointer<TransmitTarget>.allocate(capacity: count)
+        let kept = min(count, self.targets.count)
+        // Unsafe: kept <= both tables' sizes; TransmitTarget is trivial (unmanaged references).
+        _ = targets.initialize(from: self.targets[..<kept])
+        UnsafeMutableBufferPointer(rebasing: targets[kept...]).initialize(repeating: .absent)
         if id < count { targets[id] = entry?.target ?? .absent }
-        return PollSnapshot(queues: Array(queues), targets: targets, rings: Array(rings), presentPorts: present,
+        return PollSnapshot(queues: Self.copy(queues), targets: targets, rings: Self.copy(rings), presentPorts: present,
                             rules: rulesTable.replacing(port: id, with: entry?.rules, count: count), owners: owners)
+    }
+
+    private static func copy<T>(_ table: UnsafeMutableBufferPointer<T>) -> UnsafeMutableBufferPointer<T> {
+        let copy = UnsafeMutableBufferPointer<T>.allocate(capacity: table.count)
+        _ = copy.initialize(from: table)
+        return copy
     }
 
     /// The rules of `port`; the default policy's for an id the snapshot does not know.
@@ -114,11 +139,11 @@ final class PollSnapshot {
 
 }
 
-extension Array where Element == Int {
+extension RandomAccessCollection where Element == Int, Index == Int {
     /// The index of the first element for which `belongs` holds, in an array where it holds
     /// for a suffix (binary search).
     func partitioningIndex(where belongs: (Int) -> Bool) -> Int {
-        var low = 0, high = count
+        var low = startIndex, high = endIndex
         while low < high {
             let middle = (low + high) / 2
             if belongs(self[middle]) { high = middle } else { low = middle + 1 }

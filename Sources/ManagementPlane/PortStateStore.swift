@@ -29,8 +29,7 @@ public final class PortStateStore: Sendable {
     private let logger: Logger
 
     private struct Saved {
-        /// In creation order.
-        var specs: [PortSpec] = []
+        var specs = SavedPortSpecs()
         var journal: FileDescriptor?
         var journalRecords = 0
     }
@@ -59,7 +58,7 @@ public final class PortStateStore: Sendable {
     /// `PortService` keeps them): a new snapshot, an empty journal.
     public func save(_ specs: [PortSpec]) throws(SystemError) {
         try saved.withLock { saved throws(SystemError) in
-            saved.specs = specs
+            saved.specs = SavedPortSpecs(specs)
             try writeSnapshot(&saved)
         }
     }
@@ -77,9 +76,9 @@ public final class PortStateStore: Sendable {
         try saved.withLock { saved throws(SystemError) in
             switch change {
             case .saved(let spec):
-                if let index = saved.specs.firstIndex(where: { $0.name == spec.name }) { saved.specs[index] = spec } else { saved.specs.append(spec) }
+                saved.specs.save(spec)
             case .removed(let name):
-                saved.specs.removeAll { $0.name == name }
+                saved.specs.remove(name)
             }
             // The first change ever writes the snapshot, so ports.json always exists.
             if saved.journalRecords >= compactionRecords || (saved.journal == nil && FileSystem.kind(at: path) == nil) {
@@ -100,8 +99,8 @@ public final class PortStateStore: Sendable {
 
     /// Saves the ports of `specs` the store does not have yet (the config file's, at start).
     public func saveMissing(_ specs: [PortSpec]) {
-        let known = Set(saved.withLock { $0.specs.map(\.name) })
-        for spec in specs where !known.contains(spec.name) { portChanged(.saved(spec)) }
+        let missing = saved.withLock { saved in specs.filter { !saved.specs.contains($0.name) } }
+        for spec in missing { portChanged(.saved(spec)) }
     }
 
     static func journalLine(_ change: PortChange) -> JSON {
@@ -116,7 +115,7 @@ public final class PortStateStore: Sendable {
     private func writeSnapshot(_ saved: inout Saved) throws(SystemError) {
         let document: JSON = [
             "version": .integer(Self.formatVersion),
-            "ports": .array(saved.specs.map(PortSpecEncoder.encode)),
+            "ports": .array(saved.specs.inCreationOrder.map(PortSpecEncoder.encode)),
         ]
         try FileSystem.makeDirectoryTree(directory, permissions: 0o700)
         try FileSystem.writeFileAtomically(path, Array((document.rendered(pretty: true) + "\n").utf8), permissions: 0o600)
@@ -135,7 +134,7 @@ public final class PortStateStore: Sendable {
         loadSnapshot(into: &loaded)
         replayJournal(into: &loaded)
         saved.withLock { saved in
-            saved.specs = loaded.specs
+            saved.specs = SavedPortSpecs(loaded.specs)
             saved.journalRecords = loaded.journalRecords
         }
         return loaded
@@ -192,6 +191,8 @@ public final class PortStateStore: Sendable {
     private func replayJournal(into loaded: inout Loaded) {
         guard let bytes = contents(of: journalPath, maxBytes: 64 << 20, into: &loaded), !bytes.isEmpty else { return }
         let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        var specs = SavedPortSpecs(loaded.specs)
+        defer { loaded.specs = specs.inCreationOrder }
         var bad = false
         for (index, line) in lines.enumerated() where !line.isEmpty {
             let isLast = index == lines.count - 1
@@ -200,10 +201,10 @@ public final class PortStateStore: Sendable {
                     throw PortSpecDecoder.DecodingError("not a journal record")
                 }
                 if let name = object["removed"]?.stringValue {
-                    loaded.specs.removeAll { $0.name == name }
+                    specs.remove(name)
                 } else if let entry = object["saved"] {
                     let spec = try PortSpecDecoder.decode(entry)
-                    if let at = loaded.specs.firstIndex(where: { $0.name == spec.name }) { loaded.specs[at] = spec } else { loaded.specs.append(spec) }
+                    specs.save(spec)
                 } else {
                     throw PortSpecDecoder.DecodingError("not a journal record")
                 }

@@ -90,4 +90,17 @@ final class PortStateJournalTests: XCTestCase {
         try reader.record(.removed(name: "restored"))
         XCTAssertEqual(store().load().specs.map(\.name), ["failed-to-restore", "from-config"])
     }
+
+    func testSnapshotKeepsCreationOrderThroughUpdatesRemovalsAndReadds() throws {
+        let writer = store(compaction: 6)
+        for name in ["a", "b", "c", "d"] { try writer.record(.saved(port(name))) }
+        try writer.record(.saved(port("b", vlan: 20)))  // updated in place
+        try writer.record(.removed(name: "a"))
+        try writer.record(.saved(port("a")))  // back at the end
+        try writer.record(.saved(port("e")))  // the first change wrote the snapshot; past 6 journal lines, this folds them
+        XCTAssertEqual(lines(writer.journalPath), [], "the journal was folded into the snapshot")
+        let loaded = store().load().specs
+        XCTAssertEqual(loaded.map(\.name), ["b", "c", "d", "a", "e"])
+        XCTAssertEqual(loaded.first?.policy.vlan, 20)
+    }
 }
