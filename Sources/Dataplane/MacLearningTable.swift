@@ -321,15 +321,29 @@ public enum MacAddress {
 
     public static let broadcast: UInt64 = 0xFFFF_FFFF_FFFF
 
+    /// Six pairs of hex digits (either case) joined by ':', as the API's `MacAddress` pattern.
+    /// Digit by digit: integer parsing would also take a sign ("+f:00:...").
     public static func parse(_ text: String) -> UInt64? {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        let parts = text.utf8.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
         guard parts.count == 6 else { return nil }
         var value: UInt64 = 0
         for part in parts {
-            guard part.count == 2, let byte = UInt8(part, radix: 16) else { return nil }
-            value = (value << 8) | UInt64(byte)
+            guard part.count == 2 else { return nil }
+            for byte in part {
+                guard let digit = hexDigitValue(byte) else { return nil }
+                value = (value << 4) | UInt64(digit)
+            }
         }
         return value
+    }
+
+    private static func hexDigitValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 
     public static func format(_ mac: UInt64) -> String {

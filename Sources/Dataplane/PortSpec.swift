@@ -82,6 +82,10 @@ public struct PortSpec: Equatable, Sendable {
     public static let maxNameLength = 64
     /// As DPDK and VPP: VhostUserDevice.maxQueuePairsLimit (GET_QUEUE_NUM reports the port's own).
     public static let maxQueuePairs = 128
+    /// The MTU a vhost-user port may offer: IPv4's minimum to the largest a 16-bit length says.
+    public static let mtuRange = 68...65535
+    /// IFNAMSIZ less the terminating NUL.
+    public static let maxInterfaceNameLength = 15
 
     /// The port's receive queues as poll threads are given them: a vhost-user port's queue
     /// pairs, an af-packet port's sockets (one per poll thread), an af-xdp port's one (its
@@ -117,5 +121,16 @@ public struct PortSpec: Equatable, Sendable {
                 || byte == 0x2D || byte == 0x2E || byte == 0x5F
         }
         return allowed ? nil : "name may contain only letters, digits, '.', '-' and '_'"
+    }
+
+    /// A kernel port's host interface: the kernel's dev_valid_name (1-15 bytes, not "." or
+    /// "..", no '/', ':' or white space), in printable ASCII only, as the name reaches logs
+    /// and metric labels.
+    public static func validateInterfaceName(_ name: String) -> String? {
+        let bytes = name.utf8
+        let valid = (1...maxInterfaceNameLength).contains(bytes.count) && name != "." && name != ".."
+            && bytes.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: ":") }
+        return valid ? nil
+            : "interface must be a Linux interface name: 1-\(maxInterfaceNameLength) printable ASCII characters, not \".\" or \"..\", without '/', ':' or spaces"
     }
 }

@@ -23,8 +23,7 @@ public enum PortPolicyDecoder {
             var macs: [UInt64] = []
             var seen = Set<UInt64>()
             for item in items {
-                // Hex digits only: Int parsing alone would take a sign ("+2:00:...").
-                guard let text = item.stringValue, text.allSatisfy({ $0.isHexDigit || $0 == ":" }), let mac = MacAddress.parse(text) else {
+                guard let text = item.stringValue, let mac = MacAddress.parse(text) else {
                     throw DecodingError("allowed_macs must contain only MACs such as \"02:00:00:00:00:01\"")
                 }
                 if seen.insert(mac).inserted { macs.append(mac) }

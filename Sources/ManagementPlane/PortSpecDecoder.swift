@@ -42,10 +42,7 @@ public enum PortSpecDecoder {
     /// A kernel port's `interface`: a Linux interface name.
     private static func interfaceName(_ object: [String: JSON]) throws(DecodingError) -> String {
         let interface = try requiredString(object, "interface")
-        guard !interface.isEmpty, interface.utf8.count < 16, !interface.contains("/"),
-              interface.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
-            throw DecodingError("interface must be a Linux interface name (1-15 printable characters, no '/')")
-        }
+        if let problem = PortSpec.validateInterfaceName(interface) { throw DecodingError(problem) }
         return interface
     }
 
@@ -88,7 +85,7 @@ public enum PortSpecDecoder {
         if let permissions = socket["permissions"] {
             switch permissions {
             case .string(let text):
-                guard let value = UInt32(text.hasPrefix("0o") ? String(text.dropFirst(2)) : text, radix: 8), value <= 0o777 else {
+                guard let value = parsePermissions(text) else {
                     throw DecodingError("socket.permissions must be an octal mode such as \"0660\"")
                 }
                 spec.permissions = value
@@ -103,7 +100,10 @@ public enum PortSpecDecoder {
             spec.queuePairs = Int(value)
         }
         if let mtu = object["mtu"] {
-            guard let value = mtu.integerValue, value >= 68, value <= 65535 else { throw DecodingError("mtu must be an integer from 68 to 65535") }
+            let range = PortSpec.mtuRange
+            guard let value = mtu.integerValue, value >= Int64(range.lowerBound), value <= Int64(range.upperBound) else {
+                throw DecodingError("mtu must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
             spec.mtu = Int(value)
         }
         if let mac = try optionalString(object, "mac") {
@@ -123,6 +123,18 @@ public enum PortSpecDecoder {
             spec.disableFeatures = try stringList(members, "disable", prefix: "features.")
         }
         return spec
+    }
+
+    /// An octal file mode of up to three digits, optionally after "0o" and one leading "0"
+    /// ("660", "0660", "0o660"); no sign, no further zeros.
+    public static func parsePermissions(_ text: String) -> UInt32? {
+        var digits = Substring(text)
+        if digits.hasPrefix("0o") { digits = digits.dropFirst(2) }
+        if digits.utf8.count == 4, digits.hasPrefix("0") { digits = digits.dropFirst() }
+        guard (1...3).contains(digits.utf8.count), digits.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "7")).contains($0) }) else {
+            return nil
+        }
+        return UInt32(digits, radix: 8)
     }
 
     /// "0x1f" (or plain hex digits), at most 64 bits.

@@ -32,15 +32,19 @@ public enum FeatureOffer {
 
     public static var supported: UInt64 { VhostUserDevice.supportedFeatures }
 
-    /// `base` with the names in `enable` set and those in `disable` cleared, checked.
+    /// `base` with the names in `enable` set and those in `disable` cleared, checked. `enable`
+    /// names supported features only (as the API's `SupportedFeatureName`), even one that
+    /// `disable` clears again.
     public static func resolve(_ base: UInt64, enable: [String] = [], disable: [String] = []) throws(Problem) -> UInt64 {
-        let mask: UInt64
+        let enabled: UInt64, disabled: UInt64
         do {
-            mask = (base | (try FeatureNames.mask(of: enable))) & ~(try FeatureNames.mask(of: disable))
+            enabled = try FeatureNames.mask(of: enable)
+            disabled = try FeatureNames.mask(of: disable)
         } catch {
             throw .unknownFeature(error.name)
         }
-        let unsupported = mask & ~supported
+        let mask = (base | enabled) & ~disabled
+        let unsupported = (mask | enabled) & ~supported
         if unsupported != 0 { throw .unsupported(unsupported) }
         return mask
     }

@@ -297,11 +297,18 @@ final class CNIPluginTests: XCTestCase {
         XCTAssertTrue((outsideAPI.json["details"] as? String ?? "").contains("allowed"), outsideAPI.stdout)
         XCTAssertEqual(try live.get("/v1/ports/dddddddddddd-net1").status, 404)
 
-        // Settings a non-root user could have written are refused.
+        // Settings a non-root user could have written are refused: writable by others, or
+        // owned by another user (uid 1) with root's mode.
         try FileManager.default.setAttributes([.posixPermissions: 0o666], ofItemAtPath: live.settingsFile)
         let writable = try plugin.run("CHECK", config: live.config())
         XCTAssertEqual(writable.errorCode, 4, writable.stdout)
-        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: live.settingsFile)
+        XCTAssertTrue((writable.json["details"] as? String ?? "").contains("mode 666"), writable.stdout)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644, .ownerAccountID: 1], ofItemAtPath: live.settingsFile)
+        let foreign = try plugin.run("CHECK", config: live.config())
+        XCTAssertEqual(foreign.errorCode, 4, foreign.stdout)
+        XCTAssertTrue((foreign.json["msg"] as? String ?? "").contains("must be owned by root"), foreign.stdout)
+        XCTAssertTrue((foreign.json["details"] as? String ?? "").contains("owner 1,"), foreign.stdout)
+        try FileManager.default.setAttributes([.ownerAccountID: 0], ofItemAtPath: live.settingsFile)
 
         XCTAssertEqual(try plugin.run("DEL", config: live.config(["apiTokenFile": token])).status, 0)
         XCTAssertEqual(try live.get("/v1/ports/\(portName)").status, 404)

@@ -101,7 +101,11 @@ final class SwitchctlEndToEndTests: XCTestCase {
     /// an af-packet port: per port, per queue, per poll thread, and the rx-queue placement.
     func testStatsShowQueuesThreadsAndPlacement() throws {
         try ok("port", "add", "vm1", "vhost-user", "vm1.sock")
-        try ok("port", "add", "up", "af-packet", "lo")
+        let kernel = try ok("port", "add", "up", "af-packet", "lo")
+        header(kernel.stdout, contains: ["FIELD", "VALUE"])
+        XCTAssertEqual(row(kernel.stdout, "name"), ["name", "up"])
+        XCTAssertEqual(row(kernel.stdout, "type"), ["type", "af-packet"])
+        XCTAssertEqual(row(kernel.stdout, "interface"), ["interface", "lo"])
         let frontend = try FakeFrontend.connect(path: daemon.socketPath("vm1.sock"))
         defer { frontend.close() }
         let memory = try FakeFrontendMemory()
@@ -116,6 +120,16 @@ final class SwitchctlEndToEndTests: XCTestCase {
         while Date() < deadline, (try daemon.api.request("GET", "/v1/ports/vm1").object["state"] as? String) != "ready" {
             Thread.sleep(forTimeInterval: 0.05)
         }
+
+        // features --json (no --offer): the API's answer, with what the front-end negotiated.
+        let shown = try ok("features", "vm1", "--json")
+        let offered = try XCTUnwrap(shown.object["offered"] as? [String: Any], shown.stdout)
+        let negotiated = try XCTUnwrap(shown.object["negotiated"] as? [String: Any], shown.stdout)
+        XCTAssertEqual(negotiated["mask"] as? String, "0x" + String(features, radix: 16), shown.stdout)
+        let offeredNames = Set(offered["names"] as? [String] ?? []), negotiatedNames = Set(negotiated["names"] as? [String] ?? [])
+        XCTAssertTrue(offeredNames.contains("ring_packed") && offeredNames.contains("log_all"), shown.stdout)
+        XCTAssertEqual(offeredNames.subtracting(negotiatedNames), ["ring_packed", "log_all"], "all offered but what the front-end left out")
+        XCTAssertNil(shown.object["applies"], "a read changes nothing: \(shown.stdout)")
 
         let stats = try ok("stats")
         header(stats.stdout, contains: ["PORT", "STATE", "RX PACKETS", "RX BYTES", "TX PACKETS", "DROPS"])
@@ -211,17 +225,25 @@ final class SwitchctlEndToEndTests: XCTestCase {
         XCTAssertEqual(try daemon.api.request("GET", "/v1/log-level").object["level"] as? String, "warning")
     }
 
-    /// The contract of PATCH /v1/ports/{name} (seg-management, issue 18): vlan through
-    /// `port add --vlan` and `port set`, shown by `port show`. Fails until that API is merged.
+    /// PATCH /v1/ports/{name} (issue 18): vlan through `port add --vlan` and `port set`, in
+    /// both output modes, shown by `port show` and `ports`.
     func testPortSetVLANThroughPatch() throws {
         try ok("port", "add", "vm1", "vhost-user", "vm1.sock")
         let set = try ctl.run(["port", "set", "vm1", "vlan=10", "trunk=30,40", "--json"])
         // One failure says it; the rest depends on it.
-        guard set.status == 0 else { return XCTFail("PATCH /v1/ports/{name} (issue 18) refused the patch: \(set)") }
+        guard set.status == 0 else { return XCTFail("PATCH /v1/ports/{name} refused the patch: \(set)") }
         XCTAssertEqual(set.object["vlan"] as? Int, 10)
         XCTAssertEqual(row(try ok("port", "show", "vm1").stdout, "vlan"), ["vlan", "10"])
         XCTAssertEqual(row(try ok("ports").stdout, "vm1")?.suffix(2), ["10", "30,40"])
-        try ok("port", "set", "vm1", "vlan=none", "trunk=none")
+        // The table: the port after the change, one field a row.
+        let changed = try ok("port", "set", "vm1", "vlan=20")
+        header(changed.stdout, contains: ["FIELD", "VALUE"])
+        XCTAssertEqual(row(changed.stdout, "name"), ["name", "vm1"])
+        XCTAssertEqual(row(changed.stdout, "vlan"), ["vlan", "20"])
+        XCTAssertEqual(row(changed.stdout, "trunk"), ["trunk", "30,40"])
+        let reset = try ok("port", "set", "vm1", "vlan=none", "trunk=none")
+        XCTAssertEqual(row(reset.stdout, "vlan"), ["vlan", "-"])
+        XCTAssertEqual(row(reset.stdout, "trunk"), ["trunk", "-"])
         XCTAssertTrue(try ok("port", "show", "vm1", "--json").object["vlan"] is NSNull)
         let added = try ok("port", "add", "vm2", "vhost-user", "vm2.sock", "--vlan", "20", "--json")
         XCTAssertEqual(added.object["vlan"] as? Int, 20)

@@ -227,6 +227,7 @@ final class ManagementAPIIntegrationTests: XCTestCase {
             ("PUT", #"{"mask":"0x0","extra":1}"#, "unknown_field"),
             ("PUT", #"{}"#, "invalid_body"),
             ("PATCH", #"{"enable":["ctrl_rx"]}"#, "unsupported_features"),
+            ("PATCH", #"{"enable":["ctrl_rx"],"disable":["ctrl_rx"]}"#, "unsupported_features"),  // enable: supported names only
             ("PATCH", #"{"enable":["no_such_feature"]}"#, "unknown_feature"),
             ("PATCH", #"{"enable":"mq"}"#, "invalid_body"),
             ("PATCH", #"{"turn_on":["mq"]}"#, "unknown_field"),
