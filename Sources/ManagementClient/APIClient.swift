@@ -68,12 +68,13 @@ public struct APIClient: Sendable {
             }
             var decoder = ChunkedDecoder(isChunked: parsed.headers["transfer-encoding"]?.lowercased().contains("chunked") == true)
             var keepGoing = receive(decoder.feed(Array(head[parsed.bodyStart...])))
-            while keepGoing && !decoder.finished {
+            while keepGoing && !decoder.finished && !decoder.malformed {
                 // No deadline (half of UInt64 keeps StreamClient's arithmetic clear of overflow).
                 let bytes = try StreamClient.receive(socket, maxBytes: 1 << 20, deadline: UInt64.max / 2, isComplete: { !$0.isEmpty })
                 if bytes.isEmpty { break }
                 keepGoing = receive(decoder.feed(bytes))
             }
+            if decoder.malformed { throw SystemError.protocolError("malformed chunked body") }
             return Response(status: parsed.status, body: [])
         } catch {
             throw Unreachable(endpoint: endpoint, reason: error)
@@ -141,7 +142,7 @@ public struct APIClient: Sendable {
     static func decodeChunked(_ bytes: [UInt8]) -> [UInt8]? {
         var decoder = ChunkedDecoder(isChunked: true)
         let body = decoder.feed(bytes)
-        return decoder.finished ? body : nil
+        return decoder.finished && !decoder.malformed ? body : nil
     }
 }
 
@@ -152,6 +153,10 @@ struct ChunkedDecoder {
     private var pending: [UInt8] = []
     /// The last (zero) chunk has arrived.
     private(set) var finished = false
+    /// A chunk's size line or its end was not HTTP's: nothing more is decoded.
+    private(set) var malformed = false
+    /// Larger chunks are refused as malformed (the daemon's are a few KiB).
+    static let maxChunkBytes = 16 << 20
 
     init(isChunked: Bool) { self.isChunked = isChunked }
 
@@ -161,16 +166,27 @@ struct ChunkedDecoder {
         pending.append(contentsOf: bytes)
         var result: [UInt8] = []
         var index = 0
-        while !finished {
+        while !finished && !malformed {
             guard let lineEnd = (index..<max(index, pending.count - 1)).first(where: { pending[$0] == 13 && pending[$0 + 1] == 10 }) else { break }
             let sizeText = String(decoding: pending[index..<lineEnd], as: UTF8.self).split(separator: ";").first.map(String.init) ?? ""
-            guard let size = Int(sizeText.trimmingSpaces(), radix: 16) else { break }
+            // The answer may come from a hostile or broken server: hex digits only (Int(_:radix:)
+            // alone takes a sign) and a bounded size, so that no range below can be reversed or overflow.
+            let digits = sizeText.trimmingSpaces()
+            guard (1...8).contains(digits.utf8.count), digits.utf8.allSatisfy({ $0 < 128 && Character(Unicode.Scalar($0)).isHexDigit }),
+                  let size = Int(digits, radix: 16), size <= Self.maxChunkBytes else {
+                malformed = true
+                break
+            }
             if size == 0 { finished = true; index = lineEnd + 2; break }
             guard pending.count >= lineEnd + 2 + size + 2 else { break }
+            guard pending[lineEnd + 2 + size] == 13, pending[lineEnd + 2 + size + 1] == 10 else {
+                malformed = true
+                break
+            }
             result.append(contentsOf: pending[(lineEnd + 2)..<(lineEnd + 2 + size)])
             index = lineEnd + 2 + size + 2
         }
-        pending.removeFirst(index)
+        if malformed { pending = [] } else { pending.removeFirst(index) }
         return result
     }
 }

@@ -164,6 +164,20 @@ final class OutputTests: XCTestCase {
         XCTAssertNil(APIClient.decodeChunked(Array("2\r\nab\r\n".utf8)))
     }
 
+    /// A hostile or broken server's chunk sizes (a sign, a size past Int, past the cap, no
+    /// CRLF after the data) end the body as malformed; nothing traps.
+    func testMalformedChunkSizesAreRefusedWithoutTrapping() {
+        for body in ["-1\r\nab\r\n0\r\n\r\n", "+2\r\nab\r\n0\r\n\r\n", "7fffffffffffffff\r\nab\r\n", "ffffffffffffffffff\r\nab\r\n",
+                     "2000000\r\nab\r\n", "\r\nab\r\n", "0x2\r\nab\r\n", "2\r\nabXY0\r\n\r\n"] {
+            var decoder = ChunkedDecoder(isChunked: true)
+            XCTAssertEqual(decoder.feed(Array(body.utf8)), [], body)
+            XCTAssertTrue(decoder.malformed, body)
+            XCTAssertFalse(decoder.finished, body)
+            XCTAssertEqual(decoder.feed(Array("2\r\nab\r\n0\r\n\r\n".utf8)), [], "nothing is decoded after a malformed chunk: \(body)")
+            XCTAssertNil(APIClient.decodeChunked(Array(body.utf8)), body)
+        }
+    }
+
     func testEscapedPathSegments() {
         XCTAssertEqual(APISession.escaped("vm-1_a.b~"), "vm-1_a.b~")
         XCTAssertEqual(APISession.escaped("a/b c?d"), "a%2Fb%20c%3Fd")
