@@ -128,8 +128,9 @@ public struct APIClient: Sendable {
         guard let (status, headers, bodyStart) = parseHead(raw) else { return nil }
         let body = Array(raw[bodyStart...])
         if status == 204 || status == 304 || (100..<200).contains(status) { return Response(status: status, body: []) }
-        if let length = headers["content-length"].flatMap({ Int($0) }) {
-            guard body.count >= length else { return nil }
+        if let lengthText = headers["content-length"] {
+            // Digits only (Int(_:) takes a sign; a negative length would trap in prefix).
+            guard lengthText.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let length = Int(lengthText), body.count >= length else { return nil }
             return Response(status: status, body: Array(body.prefix(length)))
         }
         if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {

@@ -165,7 +165,8 @@ final class OutputTests: XCTestCase {
     }
 
     /// A hostile or broken server's chunk sizes (a sign, a size past Int, past the cap, no
-    /// CRLF after the data) end the body as malformed; nothing traps.
+    /// CRLF after the data) end the body as malformed, and a Content-Length that is not
+    /// digits is refused; nothing traps.
     func testMalformedChunkSizesAreRefusedWithoutTrapping() {
         for body in ["-1\r\nab\r\n0\r\n\r\n", "+2\r\nab\r\n0\r\n\r\n", "7fffffffffffffff\r\nab\r\n", "ffffffffffffffffff\r\nab\r\n",
                      "2000000\r\nab\r\n", "\r\nab\r\n", "0x2\r\nab\r\n", "2\r\nabXY0\r\n\r\n"] {
@@ -176,6 +177,10 @@ final class OutputTests: XCTestCase {
             XCTAssertEqual(decoder.feed(Array("2\r\nab\r\n0\r\n\r\n".utf8)), [], "nothing is decoded after a malformed chunk: \(body)")
             XCTAssertNil(APIClient.decodeChunked(Array(body.utf8)), body)
         }
+        for length in ["-1", "+2", "99999999999999999999", ""] {
+            XCTAssertNil(APIClient.parse(Array("HTTP/1.1 200 OK\r\nContent-Length: \(length)\r\n\r\nab".utf8), complete: true), length)
+        }
+        XCTAssertEqual(APIClient.parse(Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nab".utf8), complete: true)?.body, Array("ab".utf8))
     }
 
     func testEscapedPathSegments() {
