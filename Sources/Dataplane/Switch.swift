@@ -290,7 +290,8 @@ public final class Switch: @unchecked Sendable {
     /// period and only then releases the previous snapshots. With `freesNothing` (the change
     /// removes no ring, socket or memory the caller will free next) and the queue placement
     /// unchanged, it returns at once and the previous snapshots wait in `retired`: creating
-    /// a port or changing a policy never waits for the poll threads.
+    /// a port never waits for the poll threads. A policy change does wait (`setPolicy`), so
+    /// the frames after its return meet the new rules.
     ///
     /// `onlyChanging`: the one port the change touched, when it had no queues and no packet
     /// socket before and has none after (created, deleted after its rings went, or a new

@@ -2,7 +2,8 @@
 // MACs and rate limit over real HTTP (curl) while a dpdk-testpmd front-end is connected. The
 // answer and GET show the new settings, the state file has them, and the device is never
 // reconnected: same session, no device events. What the settings do to frames is the
-// dataplane's tests; here traffic is only checked to flow again once the settings are reset.
+// dataplane's tests; here traffic is checked to stop once a VLAN PATCH has been answered (with
+// frames circulating on two poll threads) and to flow again once the settings are reset.
 import Foundation
 import TestSupport
 import XCTest
@@ -115,5 +116,61 @@ final class LivePolicyChangeTests: XCTestCase {
         XCTAssertEqual(restored["trunk"] as? [Int], [40])
         XCTAssertEqual(restored["allowed_macs"] is NSNull, true)
         print("[live-policy] PATCH on a connected port: 200, shown, saved, no reconnect (sessions \(after.sessions ?? -1)); restored after a restart")
+    }
+
+    /// "A PATCH takes effect within one burst" through REST, with traffic running on two poll
+    /// threads (a's queue pinned to thread 0, b's to thread 1): testpmd forwards a <-> b (mac
+    /// mode, frames circulating in both directions) when a is PATCHed to VLAN 10 and b stays on
+    /// the default segment. Once the 200 is back no frame from a reaches b: b's
+    /// switch.tx_packets, read right after the reply, has not moved 0.5 s later. (The
+    /// circulating frames then die out, dropped in both directions.) PATCH vlan null: the pair
+    /// exchanges frames again. Same session, no device events.
+    func testVlanPatchHoldsFromItsReplyWithTrafficRunning() throws {
+        if let reason = IntegrationEnvironment.printedSkipReason() { throw XCTSkip(reason) }
+        if let reason = IntegrationEnvironment.printedDaemonSkipReason() { throw XCTSkip(reason) }
+        let daemon = try SwitchDaemonProcess(config: """
+            {"ports": [
+              {"name": "a", "type": "vhost-user", "socket": {"path": "a.sock"}, "rxq_affinity": "0:0"},
+              {"name": "b", "type": "vhost-user", "socket": {"path": "b.sock"}, "rxq_affinity": "0:1"}
+            ]}
+            """, extraArguments: ["--pmd-threads", "2"])
+        defer { daemon.stop() }
+        try daemon.waitUntilHealthy()
+        let api = daemon.api
+        let pair = try Testpmd.frontEnd(sockets: [daemon.socketPath("a.sock"), daemon.socketPath("b.sock")],
+                                        macs: frontEndMACs, cpu: 0, forwardMode: "mac", burst: 32)
+        defer { pair.quit() }
+        try pair.waitForLinkUp(ports: [0, 1])
+        try daemon.waitForLog("port=b [Dataplane] device ready")
+        let threads = try api.expect("GET", "/v1/stats", status: [200]).object["poll_threads"] as? [[String: Any]] ?? []
+        let placement = threads.map { ($0["queues"] as? [[String: Any]] ?? []).compactMap { $0["port"] as? String } }
+        XCTAssertEqual(placement.map(Set.init), [["a"], ["b"]], "a's queue on poll thread 0, b's on 1: \(threads)")
+        try pair.exchangeBothWays()  // both MACs learned
+        func bReceived() throws -> Int { try api.portCounters()["b"]?["switch.tx_packets"] ?? -1 }
+        try pair.start(txFirst: 16)
+        let running = try bReceived()
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertGreaterThan(try bReceived() - running, 1000, "a -> b forwarding before the PATCH")
+        let sessions = try device(api, "a").sessions
+        let since = try lastEventID(api)
+
+        let patched = try api.patchPort("a", ["vlan": 10])
+        let atReply = try bReceived()
+        XCTAssertEqual(patched.status, 200, patched.description)
+        Thread.sleep(forTimeInterval: 0.5)
+        let afterReply = try bReceived()
+        XCTAssertEqual(afterReply - atReply, 0, "frames from a (now VLAN 10) reached b (default segment) after the PATCH's reply")
+        let aSent = try api.portCounters()["a"]?["switch.rx_packets"] ?? -1
+        print("[live-policy] b's switch.tx_packets at the reply \(atReply), 0.5 s later \(afterReply); a's switch.rx_packets \(aSent)")
+
+        XCTAssertEqual(try api.patchPort("a", ["vlan": NSNull()]).status, 200)
+        try pair.stop()
+        let resumed = try bReceived()
+        try pair.exchangeBothWays()
+        XCTAssertGreaterThan(try bReceived() - resumed, 0, "a -> b again once a is back on the default segment")
+        XCTAssertEqual(try device(api, "a").sessions, sessions, "a's session is the same")
+        XCTAssertEqual(try events(api, since: since).filter { $0.type.hasPrefix("device.") || $0.type.hasPrefix("vring.") }.map(\.type), [])
+        XCTAssertEqual(pair.quit(), 0)
+        XCTAssertEqual(daemon.stop(), 0, String(daemon.output.suffix(4000)))
     }
 }

@@ -97,6 +97,12 @@ final class MacFloodTests: XCTestCase {
         for (port, mac) in [("a", Testpmd.defaultMAC(0)), ("b", Testpmd.defaultMAC(1))] {
             XCTAssertEqual(try api.learnedMACs(port: port), [mac.lowercased()], "the pair's MAC stays learned on \(port)")
         }
+        // None of the flood's frames reached the pair: each was dropped as a hairpin, its
+        // destination (the anchor) staying learned on f. A switch that lost the anchor (a full
+        // table, a hub) would flood them into a and b, where testpmd counts and forwards them
+        // as the pair's own, so the rates above could not show it.
+        XCTAssertEqual(counters["f"]?["switch.drops.hairpin"], 2 * Self.floodFrames,
+                       "every flood frame (fixed and random source) dropped as a hairpin on f, none flooded to the pair")
         let notLearned = counters["f"]?[SegmentCounterWords.macLimit]
         XCTAssertNotNil(notLearned, "no \(SegmentCounterWords.macLimit) counter on f: \(counters["f"].map { "\($0)" } ?? "-")")
         if let notLearned {

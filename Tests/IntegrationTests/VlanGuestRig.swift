@@ -19,6 +19,8 @@ enum SegmentCounterWords {
 /// 10.201.18.110 on VLAN 10 and 10.201.18.120 on VLAN 20 (one MAC on both). The guests run
 /// without IPv6, so they send only what a test makes them send, and take shell commands
 /// (`GuestCommandChannel`). Booted once per test class (three TCG boots are the slow part).
+/// A fourth guest on a vhost-user trunk port (`startTrunkGuest`) is booted only by the test
+/// that needs it.
 final class VlanGuestRig {
     struct Guest {
         var port: String
@@ -34,12 +36,17 @@ final class VlanGuestRig {
     static let responderMAC = "02:18:00:00:01:01"
     static let responderAddresses: [UInt16: String] = [10: "\(subnet).110", 20: "\(subnet).120"]
     static let trunkPort = "trunk"
+    /// The vhost-user trunk port (VLANs 10 and 20) of `startTrunkGuest`'s guest.
+    static let trunkGuestPort = "t"
+    static let trunkGuestMAC = "02:18:00:00:00:30"
 
+    let image: QemuGuest.Image
     let network: NetworkNamespaceFixture
     let daemon: SwitchDaemonProcess
     let api: SwitchAPIClient
     let responder: VlanResponder
     private(set) var guests: [String: Guest] = [:]
+    private(set) var trunkGuest: QemuGuest?
     /// Why the daemon refused a port with its policy keys (the ports were then created without
     /// them, so the rest can run); nil when it took them. Tests that need segments assert nil.
     private(set) var policyRefused: String?
@@ -55,7 +62,7 @@ final class VlanGuestRig {
     }
 
     init() throws {
-        let image = try QemuGuest.image()
+        image = try QemuGuest.image()
         network = try NetworkNamespaceFixture(tag: "vlan", prefix: "segt")
         // No IPv6 on either end: no router solicitations or MLD reports in the counters.
         try NetworkNamespaceFixture.run(["/usr/sbin/sysctl", "-q", "-w", "net.ipv6.conf.\(network.hostInterface).disable_ipv6=1"], check: false)
@@ -73,21 +80,48 @@ final class VlanGuestRig {
                        policy: ["trunk": Self.trunkVLANs.map(Int.init)])
         var booting: [(port: String, vlan: UInt16, address: String, mac: String, qemu: QemuGuest)] = []
         for guest in layout {
-            let socket = daemon.socketPath("\(guest.port).sock")
-            try daemon.waitForFile(socket)
             let address = "\(Self.subnet).\(guest.host)", mac = String(format: "02:18:00:00:00:%02x", guest.host)
-            var configuration = QemuGuest.Configuration(name: "segt-\(guest.port)", socketPath: socket, mac: mac,
-                                                        guestParameters: [("ip", address + "/24"), ("mode", "answer"), ("ipv6", "off")],
-                                                        tcgCpuModel: GuestThroughputTests.tcgCpuModel)
-            configuration.commandChannel = true
-            booting.append((guest.port, guest.vlan, address, mac, try QemuGuest(configuration, image: image)))
+            booting.append((guest.port, guest.vlan, address, mac, try startGuest(port: guest.port, mac: mac, address: address)))
         }
         for guest in booting {
-            let seconds = try guest.qemu.waitForSerial("VS-READY", timeout: 300)
-            print("[vlan] guest \(guest.port) (VLAN \(guest.vlan), \(guest.address)) ready \(String(format: "%.1f", seconds)) s after QEMU started")
             guests[guest.port] = Guest(port: guest.port, vlan: guest.vlan, address: guest.address, mac: guest.mac, qemu: guest.qemu,
-                                       shell: try GuestCommandChannel(guest.qemu))
+                                       shell: try waitUntilReady(guest.qemu, "\(guest.port) (VLAN \(guest.vlan), \(guest.address))"))
         }
+    }
+
+    /// Starts QEMU on port `port`'s socket, answering on `address` (nil: no address on eth0).
+    private func startGuest(port: String, mac: String, address: String?) throws -> QemuGuest {
+        let socket = daemon.socketPath("\(port).sock")
+        try daemon.waitForFile(socket)
+        var configuration = QemuGuest.Configuration(name: "segt-\(port)", socketPath: socket, mac: mac,
+                                                    guestParameters: (address.map { [("ip", $0 + "/24")] } ?? []) + [("mode", "answer"), ("ipv6", "off")],
+                                                    tcgCpuModel: GuestThroughputTests.tcgCpuModel)
+        configuration.commandChannel = true
+        return try QemuGuest(configuration, image: image)
+    }
+
+    private func waitUntilReady(_ qemu: QemuGuest, _ name: String) throws -> GuestCommandChannel {
+        let seconds = try qemu.waitForSerial("VS-READY", timeout: 300)
+        print("[vlan] guest \(name) ready \(String(format: "%.1f", seconds)) s after QEMU started")
+        return try GuestCommandChannel(qemu)
+    }
+
+    /// Boots a fourth guest (one TCG boot) on a new vhost-user trunk port `trunkGuestPort`
+    /// carrying VLANs 10 and 20, with no native VLAN and no address on its untagged eth0; the
+    /// test gives it VLAN sub-interfaces. `stopTrunkGuest` ends it and deletes the port.
+    func startTrunkGuest() throws -> GuestCommandChannel {
+        let created = try api.createPort(["name": Self.trunkGuestPort, "type": "vhost-user", "socket": ["path": "\(Self.trunkGuestPort).sock"],
+                                          "trunk": Self.trunkVLANs.map(Int.init)])
+        guard created.status == 201 || created.status == 200 else { throw QemuGuest.QemuError("POST /v1/ports (trunk guest): \(created)") }
+        let qemu = try startGuest(port: Self.trunkGuestPort, mac: Self.trunkGuestMAC, address: nil)
+        trunkGuest = qemu
+        return try waitUntilReady(qemu, "\(Self.trunkGuestPort) (trunk \(Self.trunkVLANs))")
+    }
+
+    func stopTrunkGuest() {
+        trunkGuest?.terminate()
+        trunkGuest = nil
+        _ = try? api.request("DELETE", "/v1/ports/\(Self.trunkGuestPort)")
     }
 
     /// POST /v1/ports with `body` plus `policy`. When the daemon refuses the policy keys, notes
@@ -123,10 +157,12 @@ final class VlanGuestRig {
 
     func context() -> String {
         let guestLogs = guests.values.sorted { $0.port < $1.port }.map { "--- guest \($0.port) ---\n\($0.qemu.describe())" }
+            + (trunkGuest.map { ["--- trunk guest \(Self.trunkGuestPort) ---\n\($0.describe())"] } ?? [])
         return guestLogs.joined(separator: "\n") + "\n--- responder ---\n\(responder.output.suffix(3000))\n--- switch ---\n\(daemon.output.suffix(4000))"
     }
 
     func tearDown() {
+        stopTrunkGuest()
         for guest in guests.values { guest.qemu.terminate() }
         responder.stop()
         daemon.stop()

@@ -67,9 +67,24 @@ public final class GuestCommandChannel: @unchecked Sendable {
         return value
     }
 
-    /// `ping -c count` from the guest; true when every echo came back.
-    public func ping(_ address: String, count: Int = 5) throws -> (allAnswered: Bool, output: String) {
-        let result = try run("ping -c \(count) -i 0.2 -W 2 \(address)", timeout: Double(count) + 30)
+    /// `ping -c count` from the guest (bound to `interface` when given); true when every echo
+    /// came back.
+    public func ping(_ address: String, count: Int = 5, interface: String? = nil) throws -> (allAnswered: Bool, output: String) {
+        let bound = interface.map { "-I \($0) " } ?? ""
+        let result = try run("ping -c \(count) -i 0.2 -W 2 \(bound)\(address)", timeout: Double(count) + 30)
         return (result.status == 0 && result.output.contains("\(count) packets received"), result.output)
+    }
+
+    /// Loads 8021q and its dependencies from the initramfs (in /modules.8021q's order; see
+    /// `QemuGuest.Image.hasVLANModule`), then adds eth0.ID for each VLAN, with its address
+    /// (a CIDR), up.
+    public func addVLANInterfaces(_ interfaces: [(vlan: UInt16, address: String)]) throws {
+        let load = try run("cd /lib/modules && for m in $(cat /modules.8021q); do grep -q \"^${m%.ko} \" /proc/modules || insmod $m || exit 1; done")
+        guard load.status == 0 else { throw QemuGuest.QemuError("loading 8021q in \(guest.configuration.name): \(load)") }
+        for interface in interfaces {
+            let name = "eth0.\(interface.vlan)"
+            let added = try run("ip link add link eth0 name \(name) type vlan id \(interface.vlan) && ip addr add \(interface.address) dev \(name) && ip link set \(name) up")
+            guard added.status == 0 else { throw QemuGuest.QemuError("\(name) in \(guest.configuration.name): \(added)") }
+        }
     }
 }

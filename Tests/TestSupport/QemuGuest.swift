@@ -30,6 +30,9 @@ public final class QemuGuest: @unchecked Sendable {
         public var kernelVersion: String
         /// The initramfs holds iperf3 (the host had it when the image was built).
         public var hasIperf3: Bool
+        /// The initramfs holds 8021q and its dependencies, not loaded at boot: a guest loads
+        /// them with `GuestCommandChannel.loadVLANModule()` (false: the kernel has no 8021q).
+        public var hasVLANModule: Bool
     }
 
     public struct Configuration: Sendable {
@@ -158,7 +161,8 @@ public final class QemuGuest: @unchecked Sendable {
         guard let kernel = fields["kernel"], let initrd = fields["initrd"] else {
             throw QemuError("\(script) said nothing usable:\n\(result.output)")
         }
-        return Image(kernel: kernel, initrd: initrd, kernelVersion: fields["version"] ?? "?", hasIperf3: fields["iperf3"] == "yes")
+        return Image(kernel: kernel, initrd: initrd, kernelVersion: fields["version"] ?? "?", hasIperf3: fields["iperf3"] == "yes",
+                     hasVLANModule: fields["vlan"] == "yes")
     }
 
     /// A TCP port on 127.0.0.1 that was free a moment ago (for `-incoming`).

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the test guest for the QEMU tests: a Debian kernel (linux-image-amd64) and a
 # busybox-static initramfs holding virtio_net, virtio_pci and their dependencies (in
-# modules.dep order) and scripts/guest/init. When the host has iperf3 (Debian's iperf3), it
-# goes in too, with the shared libraries ldd finds and the dynamic loader, for the TCP
-# throughput test; the output line says iperf3=yes|no.
+# modules.dep order) and scripts/guest/init. 8021q and its dependencies go in too, not loaded
+# at boot: a test that wants VLAN sub-interfaces in the guest insmods them in the order of
+# /modules.8021q (the output line says vlan=yes|no; no when this kernel has no 8021q). When
+# the host has iperf3 (Debian's iperf3), it goes in too, with the shared libraries ldd finds
+# and the dynamic loader, for the TCP throughput test; the output line says iperf3=yes|no.
 #
 #   scripts/guest/build-initramfs.sh OUTDIR [KERNEL_VERSION]
 #
@@ -44,8 +46,8 @@ for tool in "${tools_wanted[@]}"; do [ -x "$tool" ] && tools+=("$tool"); done
 iperf3=no
 for tool in "${tools[@]}"; do [ "$(basename "$tool")" = iperf3 ] && iperf3=yes; done
 stamp="$version $(cat "$busybox" "$here/init" "$here/build-initramfs.sh" "${tools[@]}" | sha256sum | cut -c1-16) iperf3=$iperf3"
-if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ] && [ -f "$out/initramfs.cpio.gz" ] && [ -f "$out/vmlinuz" ]; then
-    echo "kernel=$out/vmlinuz initrd=$out/initramfs.cpio.gz version=$version iperf3=$iperf3 cached=yes"
+if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ] && [ -f "$out/initramfs.cpio.gz" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/vlan" ]; then
+    echo "kernel=$out/vmlinuz initrd=$out/initramfs.cpio.gz version=$version iperf3=$iperf3 $(cat "$out/vlan") cached=yes"
     exit 0
 fi
 
@@ -77,6 +79,15 @@ for name in "${modules_wanted[@]}"; do
         die "module $name not found for $version"
     fi
 done
+boot_modules=${#order[@]}
+# 8021q's closure after the boot modules, sharing `seen` (nothing is packed twice); packed but
+# not loaded at boot, so the other tests' guests stay as they were.
+vlan=yes
+if path="$(path_of 8021q)"; then
+    visit "$path"
+elif ! grep -qE "/8021q\.ko$" "$moddir/modules.builtin" 2>/dev/null; then
+    vlan=no  # this kernel has no 802.1Q at all
+fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -87,6 +98,8 @@ cp "$here/init" "$root/init"
 chmod 755 "$root/init" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 : > "$root/modules.order"
+: > "$root/modules.8021q"
+index=0
 for path in "${order[@]}"; do
     base="$(basename "$path")"
     case "$base" in
@@ -95,7 +108,8 @@ for path in "${order[@]}"; do
         *.ko.gz)  gzip -dc "$moddir/$path" > "$root/lib/modules/${base%.gz}"; base="${base%.gz}" ;;
         *)        cp "$moddir/$path" "$root/lib/modules/$base" ;;
     esac
-    echo "$base" >> "$root/modules.order"
+    if [ $index -lt $boot_modules ]; then echo "$base" >> "$root/modules.order"; else echo "$base" >> "$root/modules.8021q"; fi
+    index=$((index + 1))
 done
 # Each tool at its host path, and every library ldd resolves for it (the loader included)
 # at its host path too, so the loader's built-in search path finds them.
@@ -116,5 +130,6 @@ mkdir -p "$out"
 cp "$kernel" "$work/vmlinuz"
 mv "$work/initramfs.cpio.gz" "$out/initramfs.cpio.gz"
 mv "$work/vmlinuz" "$out/vmlinuz"
+echo "vlan=$vlan" > "$out/vlan"
 echo "$stamp" > "$out/stamp"
-echo "kernel=$out/vmlinuz initrd=$out/initramfs.cpio.gz version=$version iperf3=$iperf3 modules=$(paste -sd, "$root/modules.order") cached=no"
+echo "kernel=$out/vmlinuz initrd=$out/initramfs.cpio.gz version=$version iperf3=$iperf3 vlan=$vlan modules=$(paste -sd, "$root/modules.order") on-demand=$(paste -sd, "$root/modules.8021q") cached=no"
