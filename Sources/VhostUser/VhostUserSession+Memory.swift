@@ -100,7 +100,7 @@ extension VhostUserSession {
         let mapping: MemoryMapping
         do {
             mapping = try MemoryMapping(descriptor: log.fd, length: delta + Int(log.mmapSize), offset: pageOffset,
-                                        guarding: log.fd.isSealedAgainstShrinking ? nil : faultFlag)
+                                        guarding: faultFlag)
         } catch {
             throw .dirtyLogRefused("mmap: \(error)")
         }

@@ -40,9 +40,10 @@ public final class GuestMemoryRegion: @unchecked Sendable {  // immutable after 
     /// of a sparse file costs its own size of address space, not the offset's.
     ///
     /// With `faultFlag`, a file that shrinks later is contained (`GuestMemoryGuard`): the
-    /// access completes on anonymous memory and the flag says the session must end. A memfd
-    /// sealed against shrinking needs no guard, which saves a slot of the guard registry.
-    /// The caller may close `fd` afterwards.
+    /// access completes on anonymous memory and the flag says the session must end. Every
+    /// mapping takes the guard, sealed memfds too: F_SEAL_SHRINK does not stop a hole being
+    /// punched (fallocate), and a hugetlbfs memfd can be sealed yet fault on a punched hole
+    /// when the hugepage pool is empty. The caller may close `fd` afterwards.
     public static func map(_ descriptor: GuestMemoryRegionDescriptor, fd: FileDescriptor,
                            faultFlag: GuestFaultFlag? = nil) throws(GuestMemoryError) -> GuestMemoryRegion {
         guard descriptor.size > 0 else { throw .zeroSize }
@@ -67,7 +68,7 @@ public final class GuestMemoryRegion: @unchecked Sendable {  // immutable after 
         let mapping: MemoryMapping
         do {
             mapping = try MemoryMapping(descriptor: fd, length: Int(length), offset: start,
-                                        guarding: fd.isSealedAgainstShrinking ? nil : faultFlag)
+                                        guarding: faultFlag)
         } catch {
             throw GuestMemoryGuard.isRegistryFull(error) ? .guardRegistryFull(limit: GuestMemoryGuard.slotLimit) : .mapFailed(errno: error.errno)
         }

@@ -647,20 +647,22 @@ public enum IntegrationEnvironment {
         return reason
     }
 
-    public static func hugepageInfo() -> (total: Int, free: Int, pageSizeKiB: Int) {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return (0, 0, 0) }
-        var total = 0, free = 0, size = 0
+    /// The default-size hugepage pool. `reserved` pages are free but promised to mappings.
+    public static func hugepageInfo() -> (total: Int, free: Int, pageSizeKiB: Int, reserved: Int) {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return (0, 0, 0, 0) }
+        var total = 0, free = 0, size = 0, reserved = 0
         for line in text.split(separator: "\n") {
             let parts = line.split(whereSeparator: { $0 == " " || $0 == ":" })
             guard parts.count >= 2, let value = Int(parts[1]) else { continue }
             switch parts[0] {
             case "HugePages_Total": total = value
             case "HugePages_Free": free = value
+            case "HugePages_Rsvd": reserved = value
             case "Hugepagesize": size = value
             default: break
             }
         }
-        return (total, free, size)
+        return (total, free, size, reserved)
     }
 
     public static func hugetlbfsMounted(at path: String = "/dev/hugepages") -> Bool {

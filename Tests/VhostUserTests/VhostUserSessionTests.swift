@@ -280,7 +280,7 @@ final class VhostUserSessionTests: XCTestCase {
             // A slot freed is a slot to use again.
             XCTAssertEqual(try session.frontend.acked(.remMemReg, regions.payload(100)), 0)
             XCTAssertEqual(try session.frontend.acked(.addMemReg, regions.payload(508), fds: [regions.fd]), 0)
-            XCTAssertEqual(GuestMemoryGuard.registeredSlots, slotsBefore + 509, "one guard slot per unsealed region")
+            XCTAssertEqual(GuestMemoryGuard.registeredSlots, slotsBefore + 509, "one guard slot per region")
             session.frontend.close()
             session.process()
             XCTAssertTrue(session.connection.isClosed)

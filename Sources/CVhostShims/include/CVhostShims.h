@@ -175,9 +175,6 @@ static inline uint64_t vhost_shims_rdtsc(void) {
 
 /// memfd_create(2).
 int vhost_shims_memfd_create(const char *name, unsigned int flags);
-/// fcntl(F_GET_SEALS) (a GNU name): the memfd seals, -1 with errno for files without seals.
-int vhost_shims_file_seals(int fd);
-int vhost_shims_seal_shrink_bit(void);
 /// getrusage(RUSAGE_THREAD) (a GNU name): times the calling thread was preempted, -1 on error.
 long vhost_shims_thread_involuntary_switches(void);
 /// MFD_CLOEXEC, from <sys/mman.h> under _GNU_SOURCE.
