@@ -108,9 +108,10 @@ final class SessionContainmentTests: XCTestCase {
         }
     }
 
-    /// The loop is busy while a front-end sends more than one read batch of requests, hangs
-    /// up and connects again: the accept then comes before the old session's hang-up was
-    /// read, and must still be served.
+    /// The loop is busy while a front-end sends many read batches of requests (1,000; a batch
+    /// is 64), hangs up and connects again: the accept then comes before the old session's
+    /// hang-up was read, and must still be served. With 100 requests this passed when the
+    /// loop read one more batch before refusing; the hang-up must be looked for, not read.
     func testReconnectBehindAQueuedHangUpIsServed() throws {
         let delegate = RecordingDeviceDelegate()
         _ = try addServer("queued", delegate: delegate)
@@ -118,7 +119,7 @@ final class SessionContainmentTests: XCTestCase {
             let old = try FakeFrontend.connect(path: path("queued"))
             XCTAssertNotNil(try old.request(.getFeatures))
             loop.post { SystemThread.sleep(milliseconds: 30) }
-            for _ in 0..<100 { try old.send(.setOwner) }
+            for _ in 0..<1000 { try old.send(.setOwner) }
             old.close()
             let new = try FakeFrontend.connect(path: path("queued"))
             XCTAssertNotNil(try new.request(.getFeatures), "round \(round): the reconnect was turned away")
