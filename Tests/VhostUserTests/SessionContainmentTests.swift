@@ -76,6 +76,58 @@ final class SessionContainmentTests: XCTestCase {
         XCTAssertTrue(neighbourEvents.errors.isEmpty)
     }
 
+    /// A guest whose transmit ring keeps producing invalid chains: after
+    /// `RingWalkLimits.maxErrorBurstsInARow` such bursts the poll side stops the ring and
+    /// raises the fault flag; the control loop then closes that session with an `error`
+    /// event, and the neighbour's session goes on.
+    func testARingThatKeepsProducingInvalidChainsClosesOnlyThatSession() throws {
+        let hostileEvents = RecordingDeviceDelegate(), neighbourEvents = RecordingDeviceDelegate()
+        let hostile = try addServer("broken-ring", delegate: hostileEvents)
+        _ = try addServer("neighbour", delegate: neighbourEvents)
+        let kicks = [try EventFD(), try EventFD()]
+        let (frontend, memory) = try readySession("broken-ring", delegate: hostileEvents, kicks: kicks)
+        let neighbour = try FakeFrontend.connect(path: path("neighbour"))
+        XCTAssertNotNil(try neighbour.request(.getFeatures))
+        guard let ring = hostileEvents.queues.first(where: { $0.vringIndex == 1 })?.queue.split else { return XCTFail("no published ring 1") }
+        let guest = memory.ring(1)
+        let bufferMemory = UnsafeMutableRawPointer.allocate(byteCount: 32 * 2048, alignment: 64)
+        let buffers = UnsafeMutablePointer<PacketBuffer>.allocate(capacity: 32)
+        defer { buffers.deallocate(); bufferMemory.deallocate() }
+        for i in 0..<32 { (buffers + i).initialize(to: PacketBuffer(data: bufferMemory + i * 2048, capacity: 2048)) }
+
+        // Each burst (the poll thread's part, done here) meets one chain outside guest memory.
+        for _ in 0..<RingWalkLimits.maxErrorBurstsInARow {
+            guest.publish(head: guest.postChain([(1 << 40, 64)], writable: false, indirect: false))
+            XCTAssertEqual(ring.dequeueBurst(into: buffers, maxCount: 32), 0)
+            _ = guest.takeUsedEntries()
+        }
+        XCTAssertTrue(ring.isBroken, "the ring is stopped")
+
+        XCTAssertTrue(frontend.waitForClose(timeoutMilliseconds: 3000), "the hostile session is closed")
+        XCTAssertTrue(eventually { self.loop.info(of: hostile).guestFaults == 1 })
+        XCTAssertEqual(loop.info(of: hostile).state, .listening)
+        XCTAssertTrue(hostileEvents.errors.contains { $0.contains("a ring kept producing invalid descriptor chains") }, "\(hostileEvents.errors)")
+        XCTAssertNotNil(try neighbour.request(.getQueueNum), "the neighbour's session is untouched")
+        XCTAssertTrue(neighbourEvents.errors.isEmpty)
+    }
+
+    /// Ring-changing requests that arrive in one read batch cost the poll threads one
+    /// withdrawal and one publication, not one (or two) per request.
+    func testOneBatchOfRingTogglesRepublishesOnce() throws {
+        let session = try DirectSession()
+        try session.makeReady(memory: try FakeFrontendMemory(), kicks: [try EventFD(), try EventFD()])
+        session.delegate.clear()
+        let handledBefore = session.connection.messageCount
+        for i in 0..<64 {
+            try session.frontend.send(.setVringEnable, FakeFrontend.vringState(index: 1, num: UInt32(i & 1)))
+        }
+        session.connection.handleReadable(maxMessages: 64)
+        XCTAssertEqual(session.connection.messageCount, handledBefore + 64, "the whole batch was read at once")
+        let republished = session.delegate.events.filter { if case .queuesChanged = $0 { true } else { false } }
+        XCTAssertEqual(republished, [.queuesChanged([]), .queuesChanged([0, 1])], "one withdrawal, one publication (ring 1 ends enabled)")
+        XCTAssertEqual(session.delegate.events.count, 2 + 64, "and each toggle's vring.state_changed")
+    }
+
     func testRingChangeFloodClosesTheSession() throws {
         let delegate = RecordingDeviceDelegate()
         let device = try addServer("flood", delegate: delegate)

@@ -210,7 +210,9 @@ final class VhostUserSessionTests: XCTestCase {
         XCTAssertEqual(try session.frontend.acked(.setStatus, FakeFrontend.u64(1)), 1)
         XCTAssertEqual(try session.frontend.acked(.resetDevice), 1)
         XCTAssertEqual(try session.frontend.acked(.netSetMtu, FakeFrontend.u64(1500)), 1)
-        XCTAssertEqual(session.device.refusedRequestCount, 3)
+        XCTAssertEqual(try session.frontend.acked(.sendRarp, [0x02, 0, 0, 0, 0, 0x42, 0, 0]), 1, "RARP not negotiated")
+        XCTAssertEqual(session.device.refusedRequestCount, 4)
+        XCTAssertEqual(session.delegate.count(.announce([0x02, 0, 0, 0, 0, 0x42])), 0)
     }
 
     func testOfferedFeaturesAreCapturedWhenTheSessionStarts() throws {
