@@ -52,28 +52,49 @@ final class SessionContainmentTests: XCTestCase {
         return (frontend, memory)
     }
 
-    func testShrunkGuestMemoryClosesOnlyThatSession() throws {
+    /// A ready hostile session and a neighbour's session on two ports of the loop.
+    private struct HostileAndNeighbour {
+        let hostile: VhostUserDevice
+        let hostileEvents: RecordingDeviceDelegate
+        let neighbourEvents: RecordingDeviceDelegate
+        let frontend: FakeFrontend
+        let memory: FakeFrontendMemory
+        let neighbour: FakeFrontend
+        let kicks: [EventFD]
+    }
+
+    private func hostileAndNeighbour(_ name: String) throws -> HostileAndNeighbour {
         let hostileEvents = RecordingDeviceDelegate(), neighbourEvents = RecordingDeviceDelegate()
-        let hostile = try addServer("hostile", delegate: hostileEvents)
+        let hostile = try addServer(name, delegate: hostileEvents)
         _ = try addServer("neighbour", delegate: neighbourEvents)
         let kicks = [try EventFD(), try EventFD()]
-        let (frontend, memory) = try readySession("hostile", delegate: hostileEvents, kicks: kicks)
+        let (frontend, memory) = try readySession(name, delegate: hostileEvents, kicks: kicks)
         let neighbour = try FakeFrontend.connect(path: path("neighbour"))
         XCTAssertNotNil(try neighbour.request(.getFeatures))
+        return HostileAndNeighbour(hostile: hostile, hostileEvents: hostileEvents, neighbourEvents: neighbourEvents,
+                                   frontend: frontend, memory: memory, neighbour: neighbour, kicks: kicks)
+    }
 
+    /// The hostile session was closed for a guest fault with an error event saying `reason`;
+    /// the neighbour's session is untouched.
+    private func assertClosedAlone(_ rig: HostileAndNeighbour, reason: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertTrue(rig.frontend.waitForClose(timeoutMilliseconds: 3000), "the hostile session is closed", file: file, line: line)
+        XCTAssertTrue(eventually { self.loop.info(of: rig.hostile).guestFaults == 1 }, file: file, line: line)
+        let info = loop.info(of: rig.hostile)
+        XCTAssertEqual(info.state, .listening, file: file, line: line)
+        XCTAssertEqual(info.sessionsClosedOnError, 1, file: file, line: line)
+        XCTAssertTrue(rig.hostileEvents.errors.contains { $0.contains(reason) }, "\(rig.hostileEvents.errors)", file: file, line: line)
+        XCTAssertNotNil(try rig.neighbour.request(.getQueueNum), "the neighbour's session is untouched", file: file, line: line)
+        XCTAssertTrue(rig.neighbourEvents.errors.isEmpty, file: file, line: line)
+    }
+
+    func testShrunkGuestMemoryClosesOnlyThatSession() throws {
+        let rig = try hostileAndNeighbour("hostile")
         // The front-end takes its memory away; the dataplane's next look at the ring faults.
-        XCTAssertEqual(ftruncate(memory.fd.rawValue, 0), 0)
-        guard let ring = hostileEvents.queues.first?.queue.split else { return XCTFail("no published ring") }
+        XCTAssertEqual(ftruncate(rig.memory.fd.rawValue, 0), 0)
+        guard let ring = rig.hostileEvents.queues.first?.queue.split else { return XCTFail("no published ring") }
         XCTAssertFalse(ring.hasAvailableBuffers(), "the access completed, on zeros")
-
-        XCTAssertTrue(frontend.waitForClose(timeoutMilliseconds: 3000), "the hostile session is closed")
-        XCTAssertTrue(eventually { self.loop.info(of: hostile).guestFaults == 1 })
-        let info = loop.info(of: hostile)
-        XCTAssertEqual(info.state, .listening)
-        XCTAssertEqual(info.sessionsClosedOnError, 1)
-        XCTAssertTrue(hostileEvents.errors.contains { $0.contains("guest memory") }, "\(hostileEvents.errors)")
-        XCTAssertNotNil(try neighbour.request(.getQueueNum), "the neighbour's session is untouched")
-        XCTAssertTrue(neighbourEvents.errors.isEmpty)
+        try assertClosedAlone(rig, reason: "guest memory")
     }
 
     /// A guest whose transmit ring keeps producing invalid chains: after
@@ -81,15 +102,9 @@ final class SessionContainmentTests: XCTestCase {
     /// raises the fault flag; the control loop then closes that session with an `error`
     /// event, and the neighbour's session goes on.
     func testARingThatKeepsProducingInvalidChainsClosesOnlyThatSession() throws {
-        let hostileEvents = RecordingDeviceDelegate(), neighbourEvents = RecordingDeviceDelegate()
-        let hostile = try addServer("broken-ring", delegate: hostileEvents)
-        _ = try addServer("neighbour", delegate: neighbourEvents)
-        let kicks = [try EventFD(), try EventFD()]
-        let (frontend, memory) = try readySession("broken-ring", delegate: hostileEvents, kicks: kicks)
-        let neighbour = try FakeFrontend.connect(path: path("neighbour"))
-        XCTAssertNotNil(try neighbour.request(.getFeatures))
-        guard let ring = hostileEvents.queues.first(where: { $0.vringIndex == 1 })?.queue.split else { return XCTFail("no published ring 1") }
-        let guest = memory.ring(1)
+        let rig = try hostileAndNeighbour("broken-ring")
+        guard let ring = rig.hostileEvents.queues.first(where: { $0.vringIndex == 1 })?.queue.split else { return XCTFail("no published ring 1") }
+        let guest = rig.memory.ring(1)
         let bufferMemory = UnsafeMutableRawPointer.allocate(byteCount: 32 * 2048, alignment: 64)
         let buffers = UnsafeMutablePointer<PacketBuffer>.allocate(capacity: 32)
         defer { buffers.deallocate(); bufferMemory.deallocate() }
@@ -102,13 +117,7 @@ final class SessionContainmentTests: XCTestCase {
             _ = guest.takeUsedEntries()
         }
         XCTAssertTrue(ring.isBroken, "the ring is stopped")
-
-        XCTAssertTrue(frontend.waitForClose(timeoutMilliseconds: 3000), "the hostile session is closed")
-        XCTAssertTrue(eventually { self.loop.info(of: hostile).guestFaults == 1 })
-        XCTAssertEqual(loop.info(of: hostile).state, .listening)
-        XCTAssertTrue(hostileEvents.errors.contains { $0.contains("a ring kept producing invalid descriptor chains") }, "\(hostileEvents.errors)")
-        XCTAssertNotNil(try neighbour.request(.getQueueNum), "the neighbour's session is untouched")
-        XCTAssertTrue(neighbourEvents.errors.isEmpty)
+        try assertClosedAlone(rig, reason: "a ring kept producing invalid descriptor chains")
     }
 
     /// Ring-changing requests that arrive in one read batch cost the poll threads one
