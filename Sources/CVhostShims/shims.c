@@ -35,12 +35,6 @@ int vhost_shims_set_thread_name(const char *name) {
     return pthread_setname_np(pthread_self(), shortName);
 }
 
-int vhost_shims_file_seals(int fd) {
-    return fcntl(fd, F_GET_SEALS);
-}
-
-int vhost_shims_seal_shrink_bit(void) { return F_SEAL_SHRINK; }
-
 long vhost_shims_thread_involuntary_switches(void) {
     struct rusage usage;
     if (getrusage(RUSAGE_THREAD, &usage) != 0) return -1;

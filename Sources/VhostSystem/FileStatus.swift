@@ -32,12 +32,3 @@ extension FileDescriptor {
                           permissions: UInt32(info.st_mode & 0o7777), ownerID: UInt32(info.st_uid))
     }
 }
-
-extension FileDescriptor {
-    /// True when the file is a memfd sealed against shrinking (F_SEAL_SHRINK): its pages can
-    /// never disappear under a mapping. Hugetlbfs files and plain files cannot be sealed.
-    public var isSealedAgainstShrinking: Bool {
-        let seals = vhost_shims_file_seals(rawValue)
-        return seals >= 0 && seals & vhost_shims_seal_shrink_bit() != 0
-    }
-}

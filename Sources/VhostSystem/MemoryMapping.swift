@@ -68,8 +68,10 @@ public final class MemoryMapping: @unchecked Sendable {
 
 /// Anonymous shared memory with an fd (memfd): fake guest memory in tests, dirty logs.
 public enum MemFD {
-    public static func create(name: String, size: Int) throws(SystemError) -> FileDescriptor {
-        let raw = try systemCall("memfd_create") { vhost_shims_memfd_create(name, VHOST_SHIMS_MFD_CLOEXEC) }
+    /// `flags` are added to MFD_CLOEXEC (tests and the hostile front-end: MFD_ALLOW_SEALING,
+    /// MFD_HUGETLB).
+    public static func create(name: String, size: Int, flags: UInt32 = 0) throws(SystemError) -> FileDescriptor {
+        let raw = try systemCall("memfd_create") { vhost_shims_memfd_create(name, VHOST_SHIMS_MFD_CLOEXEC | flags) }
         let fd = FileDescriptor(adopting: raw)
         try systemCall("ftruncate") { ftruncate(fd.rawValue, off_t(size)) }
         return fd

@@ -25,6 +25,14 @@ extension UnixSocket {
         }
     }
 
+    /// The peer of a connected socket has closed (or shut down its writing side), whatever
+    /// data it left unread: a poll(2) with time-out 0, not a read.
+    public static func peerHasHungUp(_ fd: FileDescriptor) -> Bool {
+        var entry = pollfd(fd: fd.rawValue, events: Int16(VHOST_SHIMS_POLLRDHUP), revents: 0)
+        guard Glibc.poll(&entry, 1, 0) == 1 else { return false }
+        return Int32(entry.revents) & (VHOST_SHIMS_POLLRDHUP | POLLHUP | POLLERR | POLLNVAL) != 0
+    }
+
     /// A listening TCP socket (the API's listener).
     public static func isListeningTCP(_ fd: FileDescriptor) -> Bool {
         let domain = option(fd, SO_DOMAIN)

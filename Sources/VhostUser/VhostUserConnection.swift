@@ -85,6 +85,16 @@ public final class VhostUserConnection: @unchecked Sendable {
         return !isClosed
     }
 
+    /// Closes the session when its front-end has hung up, even with requests left unread
+    /// (they have nobody to answer); true if it did. The control loop asks before it turns
+    /// a new connection away.
+    @discardableResult
+    public func closeIfPeerHungUp() -> Bool {
+        guard !isClosed, UnixSocket.peerHasHungUp(socket) else { return false }
+        close(reason: nil)
+        return true
+    }
+
     /// Closes the session when its fault flag was raised (see `faultFlag`); true if it did.
     /// The control thread calls this when the flag's eventfd fires; a test calls it directly.
     @discardableResult

@@ -269,9 +269,10 @@ public final class VhostUserControlLoop: @unchecked Sendable {
                 endpoint.device.logger.notice("accepting again after \(endpoint.acceptFailures) failed accept(s)")
                 endpoint.acceptFailures = 0
             }
-            if let live = endpoint.device.connection, !live.handleReadable() {
+            if let live = endpoint.device.connection, live.closeIfPeerHungUp() {
                 // The front-end closed and reconnected at once (QEMU reconnect=, a restarted
-                // DPDK application): its hang-up was still queued behind this accept.
+                // DPDK application): its hang-up was still queued behind this accept, maybe
+                // behind many requests it sent first, which nobody waits for any more.
                 sessionEnded(endpoint)
             }
             if endpoint.device.connection != nil {

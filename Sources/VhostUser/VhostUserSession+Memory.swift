@@ -7,8 +7,11 @@ extension VhostUserSession {
     func setMemTable(_ table: MemoryTable) throws(VhostUserProtocolError) -> VhostUserResponse {
         var mapped: [GuestMemoryRegion] = []
         var files: [FileDescriptor] = []
+        var budget = VhostUserLimits.maxMappedGuestMemory
         for region in table.regions {
-            mapped.append(try mapRegion(region, .setMemTable))
+            let next = try mapRegion(region, budget: budget, .setMemTable)
+            budget -= UInt64(next.mapping.length)
+            mapped.append(next)
             files.append(try keptCopy(of: region.fd, .setMemTable))
         }
         try install(mapped, files: files, maxRegions: MemoryTable.maxRegions, .setMemTable)
@@ -22,7 +25,9 @@ extension VhostUserSession {
         guard memoryRegions.count < VhostUserLimits.maxMemorySlots else {
             throw .memoryTableRefused(.addMemReg, "all \(VhostUserLimits.maxMemorySlots) memory slots in use")
         }
-        let mapped = try mapRegion(region, .addMemReg)
+        let inUse = memoryRegions.reduce(UInt64(0)) { $0 + UInt64($1.mapping.length) }
+        let cap = VhostUserLimits.maxMappedGuestMemory
+        let mapped = try mapRegion(region, budget: cap - min(inUse, cap), .addMemReg)
         try install(memoryRegions + [mapped], files: memoryFiles + [try keptCopy(of: region.fd, .addMemReg)],
                     maxRegions: VhostUserLimits.maxMemorySlots, .addMemReg)
         return .done
@@ -51,11 +56,12 @@ extension VhostUserSession {
         return .done
     }
 
-    /// Maps a validated region from its fd, guarded by the session's fault flag.
-    private func mapRegion(_ region: MemoryRegion, _ request: VhostUserRequest) throws(VhostUserProtocolError) -> GuestMemoryRegion {
+    /// Maps a validated region from its fd, guarded by the session's fault flag, if its
+    /// mapping fits in `budget` (what is left of `VhostUserLimits.maxMappedGuestMemory`).
+    private func mapRegion(_ region: MemoryRegion, budget: UInt64, _ request: VhostUserRequest) throws(VhostUserProtocolError) -> GuestMemoryRegion {
         guard let fd = region.fd else { throw .missingDescriptor(request) }
         do {
-            return try GuestMemoryRegion.map(region.descriptor, fd: fd, faultFlag: faultFlag)
+            return try GuestMemoryRegion.map(region.descriptor, fd: fd, faultFlag: faultFlag, mappingBudget: budget)
         } catch {
             throw .memoryTableRefused(request, "region \(region.descriptor.summary): \(error)")
         }
@@ -72,10 +78,6 @@ extension VhostUserSession {
     /// their indices and are re-validated against the new table.
     private func install(_ regions: [GuestMemoryRegion], files: [FileDescriptor], maxRegions: Int,
                          _ request: VhostUserRequest) throws(VhostUserProtocolError) {
-        let mapped = regions.reduce(UInt64(0)) { $0 + UInt64($1.mapping.length) }
-        guard mapped <= VhostUserLimits.maxMappedGuestMemory else {
-            throw .memoryTableRefused(request, "\(mapped) bytes mapped in all, at most \(VhostUserLimits.maxMappedGuestMemory) per session")
-        }
         let table: GuestMemory
         do {
             table = try GuestMemory(regions: regions, maxRegions: maxRegions)
@@ -100,7 +102,7 @@ extension VhostUserSession {
         let mapping: MemoryMapping
         do {
             mapping = try MemoryMapping(descriptor: log.fd, length: delta + Int(log.mmapSize), offset: pageOffset,
-                                        guarding: log.fd.isSealedAgainstShrinking ? nil : faultFlag)
+                                        guarding: faultFlag)
         } catch {
             throw .dirtyLogRefused("mmap: \(error)")
         }

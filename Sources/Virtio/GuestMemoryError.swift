@@ -15,6 +15,9 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
     case guardRegistryFull(limit: Int)
     /// The dirty log's offset + size does not lie inside its mapping.
     case logOutsideMapping
+    /// The region's mapping (rounded to the file's blocks) is longer than what is left of
+    /// the session's cap on mapped memory; refused before mmap.
+    case overMappingBudget(length: UInt64, budget: UInt64)
 
     public var description: String {
         switch self {
@@ -27,6 +30,7 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
         case .mapFailed(let errno): "mmap of memory region failed (errno \(errno))"
         case .guardRegistryFull(let limit): "all \(limit) guarded guest mappings of the process in use"
         case .logOutsideMapping: "dirty log range lies outside its mapping"
+        case .overMappingBudget(let length, let budget): "memory region needs \(length) bytes mapped, \(budget) left of the cap per session"
         }
     }
 }

@@ -40,11 +40,16 @@ public final class GuestMemoryRegion: @unchecked Sendable {  // immutable after 
     /// of a sparse file costs its own size of address space, not the offset's.
     ///
     /// With `faultFlag`, a file that shrinks later is contained (`GuestMemoryGuard`): the
-    /// access completes on anonymous memory and the flag says the session must end. A memfd
-    /// sealed against shrinking needs no guard, which saves a slot of the guard registry.
-    /// The caller may close `fd` afterwards.
+    /// access completes on anonymous memory and the flag says the session must end. Every
+    /// mapping takes the guard, sealed memfds too: F_SEAL_SHRINK does not stop a hole being
+    /// punched (fallocate), and a hugetlbfs memfd can be sealed yet fault on a punched hole
+    /// when the hugepage pool is empty. The caller may close `fd` afterwards.
+    ///
+    /// `mappingBudget`: the most this mapping may take (what is left of the session's cap),
+    /// checked on the rounded length before mmap, so a refused region never costs address space.
     public static func map(_ descriptor: GuestMemoryRegionDescriptor, fd: FileDescriptor,
-                           faultFlag: GuestFaultFlag? = nil) throws(GuestMemoryError) -> GuestMemoryRegion {
+                           faultFlag: GuestFaultFlag? = nil,
+                           mappingBudget: UInt64 = .max) throws(GuestMemoryError) -> GuestMemoryRegion {
         guard descriptor.size > 0 else { throw .zeroSize }
         let (_, gpaWraps) = descriptor.guestPhysicalAddress.addingReportingOverflow(descriptor.size)
         let (_, vaWraps) = descriptor.userspaceAddress.addingReportingOverflow(descriptor.size)
@@ -64,10 +69,11 @@ public final class GuestMemoryRegion: @unchecked Sendable {  // immutable after 
         let end = roundedEnd & ~(block - 1)
         let length = end - start  // >= size > 0; <= Int64.max + block: checked next
         guard length <= UInt64(Int.max) else { throw .addressOverflow }
+        guard length <= mappingBudget else { throw .overMappingBudget(length: length, budget: mappingBudget) }
         let mapping: MemoryMapping
         do {
             mapping = try MemoryMapping(descriptor: fd, length: Int(length), offset: start,
-                                        guarding: fd.isSealedAgainstShrinking ? nil : faultFlag)
+                                        guarding: faultFlag)
         } catch {
             throw GuestMemoryGuard.isRegistryFull(error) ? .guardRegistryFull(limit: GuestMemoryGuard.slotLimit) : .mapFailed(errno: error.errno)
         }

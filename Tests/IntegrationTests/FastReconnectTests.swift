@@ -59,17 +59,18 @@ final class FastReconnectTests: XCTestCase {
         XCTAssertTrue(daemon.isRunning)
     }
 
-    /// The hard order: the old session sent more requests than the daemon reads in one batch,
-    /// hung up, and the new connection arrived while another port's front-end kept the control
-    /// thread busy. The accept then comes before the old session's hang-up was read; the
-    /// reconnect must still be served (the daemon before issue 16's fix turned away about half
-    /// of them here). Each round starts at once after the last: its first connection is a
-    /// reconnect too.
+    /// The hard order: the old session sent many more requests than the daemon reads in one
+    /// batch (1,000; it reads 64), hung up, and the new connection arrived while another
+    /// port's front-end kept the control thread busy. The accept then comes before the old
+    /// session's hang-up was read; the reconnect must still be served (the daemon before
+    /// issue 16's fix turned away about half of them here, and with 1,000 unread requests
+    /// before the hang-up was looked for with poll(2) instead of by reading another batch).
+    /// Each round starts at once after the last: its first connection is a reconnect too.
     func testReconnectBehindUnreadRequestsIsServed() throws {
         let path = daemon.socketPath("r.sock")
         let setOwner = FakeFrontend.header(Self.setOwnerRequest, size: 0)
         let busyRequests = Array([[UInt8]](repeating: setOwner, count: 5000).joined())
-        let unreadRequests = Array([[UInt8]](repeating: setOwner, count: 100).joined())
+        let unreadRequests = Array([[UInt8]](repeating: setOwner, count: 1000).joined())
         var refused: [String] = []
         let rounds = 200
         for round in 0..<rounds {

@@ -6,8 +6,10 @@
 //
 // testHostileFrontEndWhileTestpmdForwards (issue 16, "Neighbours keep forwarding") asserts:
 // every case refused / closed / served / survived as expected and the daemon alive (the tool
-// checks, and fails on a death or a stall); the testpmd ports forward in every ~1 s sample and
-// no two samples are more than 2 s apart (so no 2-second window at 0 pps); each hostile port
+// checks, and fails on a death or a stall); the testpmd ports forward between every two
+// samples (taken every 0.5 s) and no two samples are more than 1 s apart, so every 2-second
+// window holds a whole sample interval, and a 2-second window at 0 pps would show as a sample
+// without progress; each hostile port
 // was disconnected with an `error` event and counted guest faults; the daemon's fd count and
 // RSS are flat (the tool compares them). It prints the worst poll-loop iteration and the
 // slowest REST call.
@@ -15,12 +17,16 @@
 // testStallsStayBoundedUnderChainAndRingAttacks (issue 16, "Bounded stalls") runs only the
 // ring cases (garbage chains, the concurrent guest writer, 32768-entry rings) and asserts the
 // worst poll-loop iteration (/v1/stats poll_threads[].max_burst_ns) stays below 1 ms and a
-// REST call every 100 ms answers within 100 ms.
+// REST call every 100 ms answers within 100 ms of wall-clock time (the time without waits for
+// a CPU is printed too).
 //
 // CPU layout (2 cores): the daemon's poll thread has CPU 1 to itself, as a PMD core has on a
 // node (isolcpus); everything else the tests start (the daemon's other threads, testpmd, the
 // tool, curl) runs on CPU 0. Otherwise the worst burst time would measure the scheduler
-// handing CPU 1 to the tool, not the daemon's work.
+// handing CPU 1 to the tool, not the daemon's work. On CPU 0 the load generators (testpmd,
+// which busy-polls, and the tool) run at nice 19 (`LowPriorityCommand`), so the daemon's
+// control and API threads and the REST probe get the CPU when they wake, as they would on a
+// node where the neighbours' pollers have cores of their own.
 //
 // HOSTILE_ITERATIONS (default 10000) and HOSTILE_STALL_ITERATIONS (default 3000) set the
 // counts; HOSTILE_FRONTEND=path uses a prebuilt tool instead of building it
@@ -105,18 +111,16 @@ final class HostileFrontendTests: XCTestCase {
             XCTFail("/v1/stats has no poll_threads[].max_burst_ns")
         }
         XCTAssertEqual(run.rest.failures, 0, "REST calls failed: \(run.rest)")
-        // 100 ms is the daemon's bound (issue 16); the time the call's threads waited for one
-        // of the two shared CPUs is the machine's, not the daemon's (RESTLatencyProbe). A stall
-        // of the daemon's own making still counts in full; the client's view is bounded too.
-        XCTAssertLessThan(run.rest.slowestServiceMilliseconds, 100, "a REST call took \(run.rest)")
-        XCTAssertLessThan(run.rest.slowestMilliseconds, 1000, "a REST call took \(run.rest)")
+        // Issue 16's bound, as the client sees it: the load generators run at nice 19, so CPU 0
+        // is the daemon's and the probe's when they need it.
+        XCTAssertLessThan(run.rest.slowestMilliseconds, 100, "a REST call took \(run.rest)")
         run.forwarding.assertNoWindowWithoutForwarding()
         XCTAssertEqual(run.testpmdExitStatus, 0)
         XCTAssertEqual(run.daemonExitStatus, 0, String(run.daemonLog.suffix(4000)))
     }
 }
 
-/// testpmd's port counters, sampled about once a second while the tool runs.
+/// testpmd's port counters, sampled every `HostileRun.sampleInterval` while the tool runs.
 struct ForwardingSamples {
     private(set) var count = 0
     /// Samples in which some port's rx or tx counter did not rise.
@@ -141,12 +145,14 @@ struct ForwardingSamples {
         lastTime = time
     }
 
-    /// Every sample rose and samples were at most 2 s apart, so every 2-second window holds a
-    /// sample interval in which both ports forwarded.
+    /// Every sample rose and samples were at most 1 s apart. Any 2-second window then holds a
+    /// whole sample interval, in which both ports forwarded: a 2-second stall cannot fit
+    /// between two samples (with 2 s apart it could, a 2.5 s stall straddling three samples
+    /// that each saw some progress at their edges).
     func assertNoWindowWithoutForwarding(file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertGreaterThan(count, 0, "testpmd was never sampled while the tool ran", file: file, line: line)
         XCTAssertTrue(stalls.isEmpty, "testpmd ports stopped forwarding:\n\(stalls.joined(separator: "\n"))", file: file, line: line)
-        XCTAssertLessThanOrEqual(longestGapSeconds, 2, "samples \(longestGapSeconds) s apart: a 2 s window went unchecked",
+        XCTAssertLessThanOrEqual(longestGapSeconds, 1, "samples \(longestGapSeconds) s apart: a 2 s window may hold no whole interval",
                                  file: file, line: line)
     }
 }
@@ -182,9 +188,13 @@ struct HostileRun {
     ]}
     """
 
+    /// How often testpmd's counters are sampled while the tool runs.
+    static let sampleInterval: TimeInterval = 0.5
+
     /// Starts the daemon (one poll thread, CPU 1) and testpmd forwarding through a and b,
-    /// runs the tool on h0 and h1 with `toolArguments`, samples testpmd every second and a REST
-    /// call every 100 ms, records the error events, then stops everything.
+    /// runs the tool on h0 and h1 with `toolArguments`, samples testpmd every 0.5 s and a REST
+    /// call every 100 ms, records the error events, then stops everything. testpmd and the
+    /// tool run at nice 19.
     static func whileTestpmdForwards(toolArguments: [String]) throws -> HostileRun {
         let tool = try HostileFrontendTool.build()
         return try onCPU0 {
@@ -197,7 +207,7 @@ struct HostileRun {
             // io forwarding: what arrives on one port leaves on the other, so the tx_first
             // packets circulate through the switch for as long as it forwards.
             let frontEnd = try Testpmd.frontEnd(sockets: [daemon.socketPath("a.sock"), daemon.socketPath("b.sock")],
-                                                cpu: 0, forwardMode: "io", burst: 32)
+                                                cpu: 0, forwardMode: "io", burst: 32, niceness: LowPriorityCommand.lowestNiceness)
             defer { frontEnd.quit() }
             try frontEnd.waitForLinkUp(ports: [0, 1])
             try frontEnd.start(txFirst: 4)
@@ -235,11 +245,12 @@ struct HostileRun {
         }
     }
 
-    /// Runs the tool to the end, calling `sample` about once a second meanwhile.
+    /// Runs the tool at nice 19 to the end, calling `sample` every `sampleInterval` meanwhile.
     private static func runTool(_ path: String, arguments: [String], sample: () throws -> Void) throws -> (text: String, status: Int32) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
+        let command = LowPriorityCommand.wrap([path] + arguments)
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -251,7 +262,7 @@ struct HostileRun {
         let started = Date()
         try process.run()
         while process.isRunning {
-            Thread.sleep(forTimeInterval: 1)
+            Thread.sleep(forTimeInterval: sampleInterval)
             guard process.isRunning else { break }
             try sample()
             if Date().timeIntervalSince(started) > 900 { process.terminate() }

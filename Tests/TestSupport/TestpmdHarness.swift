@@ -194,11 +194,14 @@ public struct TestpmdConfiguration: Sendable {
     public var extraEALArguments: [String]
     /// Application arguments after `--`; `-i` is always added.
     public var appArguments: [String]
+    /// Run under nice(1) at this level (`LowPriorityCommand`): a load generator that must not
+    /// delay what a test times on the same CPU. nil: the test's own priority.
+    public var niceness: Int32?
 
     public init(name: String, executable: String = IntegrationEnvironment.testpmdPath, cpu: Int,
                 filePrefix: String = Testpmd.uniqueFilePrefix(), memory: TestpmdMemory = .hugepagesInMemory,
                 singleFileSegments: Bool = true, vdevs: [String], extraEALArguments: [String] = [],
-                appArguments: [String]) {
+                appArguments: [String], niceness: Int32? = nil) {
         self.name = name
         self.executable = executable
         self.cpu = cpu
@@ -208,6 +211,7 @@ public struct TestpmdConfiguration: Sendable {
         self.vdevs = vdevs
         self.extraEALArguments = extraEALArguments
         self.appArguments = appArguments
+        self.niceness = niceness
     }
 
     /// The full argument vector after the executable.
@@ -222,7 +226,7 @@ public struct TestpmdConfiguration: Sendable {
 
     /// The command line as a shell would show it (for logs and docs).
     public var commandLine: String {
-        ([executable] + arguments).map { argument in
+        ((niceness.map { ["nice", "-n", "\($0)"] } ?? []) + [executable] + arguments).map { argument in
             argument.contains(where: { " \t'\"$`\\*?;&|<>()[]{}~#!".contains($0) }) ? "'\(argument)'" : argument
         }.joined(separator: " ")
     }
@@ -263,13 +267,11 @@ public final class Testpmd: @unchecked Sendable {
         self.configuration = configuration
         _ = Testpmd.ignoreSIGPIPE
         let stdbuf = "/usr/bin/stdbuf"
-        if FileManager.default.isExecutableFile(atPath: stdbuf) {
-            process.executableURL = URL(fileURLWithPath: stdbuf)
-            process.arguments = ["-oL", configuration.executable] + configuration.arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: configuration.executable)
-            process.arguments = configuration.arguments
-        }
+        var command = [configuration.executable] + configuration.arguments
+        if FileManager.default.isExecutableFile(atPath: stdbuf) { command = [stdbuf, "-oL"] + command }
+        if let niceness = configuration.niceness { command = LowPriorityCommand.wrap(command, niceness: niceness) }
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.standardInput = stdinPipe
         process.standardOutput = stdoutPipe
         process.standardError = stdoutPipe
@@ -559,11 +561,13 @@ extension Testpmd {
     /// - peerMACs: destination MAC of the packets each port generates (`--eth-peer`). By
     ///   default, with two ports each addresses the other, so a learning switch sees unicast
     ///   traffic between known MACs; otherwise testpmd's default 02:00:00:00:00:<port>.
+    /// - niceness: run under nice(1) (`LowPriorityCommand`), when the test times something
+    ///   else on testpmd's CPU.
     public static func frontEnd(sockets: [String], macs: [String]? = nil, peerMACs: [String]? = nil,
                                 serverMode: Bool = false, cpu: Int = 0, forwardMode: String = "rxonly",
                                 burst: Int = 32, queues: Int = 1, memory: TestpmdMemory = .hugepagesInMemory,
                                 extraAppArguments: [String] = [], vdevOptions: [String] = [],
-                                startupTimeout: TimeInterval = 30) throws -> Testpmd {
+                                niceness: Int32? = nil, startupTimeout: TimeInterval = 30) throws -> Testpmd {
         let macs = macs ?? sockets.indices.map(defaultMAC)
         precondition(macs.count == sockets.count, "one MAC per socket")
         var vdevs: [String] = []
@@ -583,7 +587,7 @@ extension Testpmd {
         app += extraAppArguments
         let configuration = TestpmdConfiguration(
             name: "front-end", cpu: cpu, filePrefix: uniqueFilePrefix("fe"), memory: memory,
-            singleFileSegments: true, vdevs: vdevs, appArguments: app)
+            singleFileSegments: true, vdevs: vdevs, appArguments: app, niceness: niceness)
         return try Testpmd(configuration, waitForPrompt: !serverMode, startupTimeout: startupTimeout)
     }
 
@@ -647,20 +651,22 @@ public enum IntegrationEnvironment {
         return reason
     }
 
-    public static func hugepageInfo() -> (total: Int, free: Int, pageSizeKiB: Int) {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return (0, 0, 0) }
-        var total = 0, free = 0, size = 0
+    /// The default-size hugepage pool. `reserved` pages are free but promised to mappings.
+    public static func hugepageInfo() -> (total: Int, free: Int, pageSizeKiB: Int, reserved: Int) {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return (0, 0, 0, 0) }
+        var total = 0, free = 0, size = 0, reserved = 0
         for line in text.split(separator: "\n") {
             let parts = line.split(whereSeparator: { $0 == " " || $0 == ":" })
             guard parts.count >= 2, let value = Int(parts[1]) else { continue }
             switch parts[0] {
             case "HugePages_Total": total = value
             case "HugePages_Free": free = value
+            case "HugePages_Rsvd": reserved = value
             case "Hugepagesize": size = value
             default: break
             }
         }
-        return (total, free, size)
+        return (total, free, size, reserved)
     }
 
     public static func hugetlbfsMounted(at path: String = "/dev/hugepages") -> Bool {

@@ -1,3 +1,4 @@
+import Foundation
 import TestSupport
 import VhostSystem
 import VhostUser
@@ -209,7 +210,9 @@ final class VhostUserSessionTests: XCTestCase {
         XCTAssertEqual(try session.frontend.acked(.setStatus, FakeFrontend.u64(1)), 1)
         XCTAssertEqual(try session.frontend.acked(.resetDevice), 1)
         XCTAssertEqual(try session.frontend.acked(.netSetMtu, FakeFrontend.u64(1500)), 1)
-        XCTAssertEqual(session.device.refusedRequestCount, 3)
+        XCTAssertEqual(try session.frontend.acked(.sendRarp, [0x02, 0, 0, 0, 0, 0x42, 0, 0]), 1, "RARP not negotiated")
+        XCTAssertEqual(session.device.refusedRequestCount, 4)
+        XCTAssertEqual(session.delegate.count(.announce([0x02, 0, 0, 0, 0, 0x42])), 0)
     }
 
     func testOfferedFeaturesAreCapturedWhenTheSessionStarts() throws {
@@ -280,7 +283,7 @@ final class VhostUserSessionTests: XCTestCase {
             // A slot freed is a slot to use again.
             XCTAssertEqual(try session.frontend.acked(.remMemReg, regions.payload(100)), 0)
             XCTAssertEqual(try session.frontend.acked(.addMemReg, regions.payload(508), fds: [regions.fd]), 0)
-            XCTAssertEqual(GuestMemoryGuard.registeredSlots, slotsBefore + 509, "one guard slot per unsealed region")
+            XCTAssertEqual(GuestMemoryGuard.registeredSlots, slotsBefore + 509, "one guard slot per region")
             session.frontend.close()
             session.process()
             XCTAssertTrue(session.connection.isClosed)
@@ -289,22 +292,54 @@ final class VhostUserSessionTests: XCTestCase {
     }
 
     /// The per-session cap on mapped guest memory (1 TiB) counts the added regions with the
-    /// table's: the ADD that would pass it is refused, the session keeps what it had.
+    /// table's: the ADD that would pass it is refused before it is mapped, the session keeps
+    /// what it had.
     func testAddedRegionsCountTowardsTheMappedMemoryCap() throws {
         let session = try DirectSession()
         try session.makeReady(memory: try FakeFrontendMemory(), kicks: [try EventFD(), try EventFD()])
-        let size: UInt64 = 600 << 30  // sparse: nothing is touched
-        let fd = try MemFD.create(name: "cap", size: Int(size))
-        func region(_ n: UInt64) -> [UInt8] {
-            FakeFrontend.singleRegion(GuestMemoryRegionDescriptor(guestPhysicalAddress: n << 40, size: size,
-                                                                  userspaceAddress: 0x1000_0000_0000 * n, mmapOffset: 0))
-        }
+        let fd = try MemFD.create(name: "cap", size: Int(Self.capTestRegionSize))
+        let region = { (n: UInt64) in FakeFrontend.singleRegion(Self.capTestRegion(n)) }
+        let sizeBefore = VirtualMemory.current()
         XCTAssertEqual(try session.frontend.acked(.addMemReg, region(1), fds: [fd]), 0)
         XCTAssertEqual(try session.frontend.acked(.addMemReg, region(2), fds: [fd]), 1, "1.2 TiB in all")
         XCTAssertTrue(session.info.lastError?.contains("per session") == true, "\(session.info.lastError ?? "")")
+        assertRefusedRegionWasNeverMapped(since: sizeBefore)
         XCTAssertEqual(session.info.memoryRegions.count, 2)
         XCTAssertFalse(session.connection.isClosed)
         XCTAssertEqual(session.delegate.queues.map(\.vringIndex), [0, 1], "the rings run on")
+    }
+
+    /// A SET_MEM_TABLE whose regions together pass the cap is refused region by region before
+    /// mmap: the second 600 GiB region is never mapped (it was, and then unmapped, before).
+    func testMemoryTablePastTheMappedMemoryCapIsRefusedBeforeMapping() throws {
+        let session = try DirectSession()
+        try session.negotiate(memory: nil)
+        let fd = try MemFD.create(name: "cap-table", size: Int(Self.capTestRegionSize))
+        let sizeBefore = VirtualMemory.current()
+        XCTAssertEqual(try session.frontend.acked(.setMemTable, FakeFrontend.memoryTable([Self.capTestRegion(1), Self.capTestRegion(2)]),
+                                                  fds: [fd, fd]), 1, "1.2 TiB in all")
+        XCTAssertTrue(session.info.lastError?.contains("per session") == true, "\(session.info.lastError ?? "")")
+        XCTAssertFalse(session.connection.isClosed)
+        XCTAssertTrue(session.info.memoryRegions.isEmpty, "nothing installed")
+        assertRefusedRegionWasNeverMapped(since: sizeBefore)
+        let one = FakeFrontend.memoryTable([Self.capTestRegion(1)])
+        XCTAssertEqual(try session.frontend.acked(.setMemTable, one, fds: [fd]), 0, "one region fits")
+    }
+
+    /// 600 GiB, sparse: nothing is touched. Two pass the 1 TiB cap; one alone is far below it.
+    private static let capTestRegionSize: UInt64 = 600 << 30
+
+    private static func capTestRegion(_ n: UInt64) -> GuestMemoryRegionDescriptor {
+        GuestMemoryRegionDescriptor(guestPhysicalAddress: n << 40, size: capTestRegionSize,
+                                    userspaceAddress: 0x1000_0000_0000 * n, mmapOffset: 0)
+    }
+
+    /// The process's peak address space (VmPeak) grew by one 600 GiB region at most, not
+    /// two: the refused one was never mapped. No test maps more than 1 TiB plus a little, so
+    /// an earlier test's peak does not reach 900 GiB above this one's start.
+    private func assertRefusedRegionWasNeverMapped(since before: VirtualMemory, file: StaticString = #filePath, line: UInt = #line) {
+        let grown = VirtualMemory.current().peakBytes - before.sizeBytes
+        XCTAssertLessThan(grown, 900 << 30, "VmPeak grew \(grown >> 30) GiB: the refused region was mapped", file: file, line: line)
     }
 
     /// The process-wide SIGBUS guard registry full (lowered here; 65,536 slots in the
@@ -390,5 +425,21 @@ final class VhostUserSessionTests: XCTestCase {
         XCTAssertEqual(FileDescriptor.openCount(), before)
         XCTAssertEqual(device.info().sessions, 1001)
         XCTAssertNil(device.connection)
+    }
+}
+
+/// /proc/self/status VmSize and VmPeak (the largest VmSize so far).
+private struct VirtualMemory {
+    var sizeBytes: UInt64
+    var peakBytes: UInt64
+
+    static func current() -> VirtualMemory {
+        let text = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        func kibibytes(_ key: String) -> UInt64 {
+            let line = text.split(separator: "\n").first { $0.hasPrefix(key + ":") } ?? ""
+            let fields = line.split { $0 == " " || $0 == "\t" }
+            return fields.count > 1 ? UInt64(fields[1]) ?? 0 : 0
+        }
+        return VirtualMemory(sizeBytes: kibibytes("VmSize") << 10, peakBytes: kibibytes("VmPeak") << 10)
     }
 }

@@ -163,19 +163,20 @@ func sparseHugeOffset(_ ctx: Context, regionCount: Int) -> Bool {
 
 // MARK: Sessions
 
-/// A running device (memory, rings, DRIVER_OK) sends more requests than the daemon reads in
-/// one batch (64), closes, and at once (no pause) a new connection asks for the features, as
-/// QEMU's reconnect= or a restarted DPDK application does, while a connection on the other
-/// socket keeps the control thread busy. The old session's requests, its hang-up and the new
-/// connection then reach the daemon in one epoll batch, the hang-up unread behind 64
-/// requests; the reconnect must be served, not reset as a second front-end.
+/// A running device (memory, rings, DRIVER_OK) sends many more requests than the daemon
+/// reads in one batch (1,000; a batch is 64), closes, and at once (no pause) a new connection
+/// asks for the features, as QEMU's reconnect= or a restarted DPDK application does, while a
+/// connection on the other socket keeps the control thread busy. The old session's requests,
+/// its hang-up and the new connection then reach the daemon in one epoll batch, the hang-up
+/// unread behind many batches of requests; the reconnect must be served, not reset as a
+/// second front-end.
 func reconnectAtOnce(_ ctx: Context) -> Bool {
     let kicks = [try! EventFD(), try! EventFD()]
     guard ctx.ready(kicks) else { return false }
     let busy = ctx.otherSocket.flatMap { try? FakeFrontend.connect(path: $0) }
     defer { busy?.close() }
     busy?.offer(setOwnerRequests(5000), timeoutMilliseconds: 100)
-    ctx.c.offer(setOwnerRequests(100))
+    ctx.c.offer(setOwnerRequests(1000))
     ctx.c.close()
     guard let again = try? FakeFrontend.connect(path: ctx.socketPath) else {
         ctx.outcome = "connect refused"

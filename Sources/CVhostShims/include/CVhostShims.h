@@ -175,13 +175,12 @@ static inline uint64_t vhost_shims_rdtsc(void) {
 
 /// memfd_create(2).
 int vhost_shims_memfd_create(const char *name, unsigned int flags);
-/// fcntl(F_GET_SEALS) (a GNU name): the memfd seals, -1 with errno for files without seals.
-int vhost_shims_file_seals(int fd);
-int vhost_shims_seal_shrink_bit(void);
 /// getrusage(RUSAGE_THREAD) (a GNU name): times the calling thread was preempted, -1 on error.
 long vhost_shims_thread_involuntary_switches(void);
 /// MFD_CLOEXEC, from <sys/mman.h> under _GNU_SOURCE.
 #define VHOST_SHIMS_MFD_CLOEXEC 0x0001U
+/// POLLRDHUP (the peer closed or shut down writing), from <poll.h> under _GNU_SOURCE.
+#define VHOST_SHIMS_POLLRDHUP 0x2000
 /// CPU_ZERO/CPU_SET are macros; pthread_setaffinity_np is a GNU extension. Returns 0 or an errno.
 int vhost_shims_set_thread_affinity(pthread_t thread, const int *cpus, int count);
 /// pthread_setname_np, a GNU extension (names are cut to 15 bytes).
