@@ -45,6 +45,8 @@ struct BurstForwarder {
         let rules = snapshot.rules(of: source.portID)
         if rules.isPlain {
             forward(count: count, from: source, snapshot: snapshot, rules: rules, now: now, cycles: cycles, DefaultPolicy.self)
+        } else if !rules.hasLimits {
+            forward(count: count, from: source, snapshot: snapshot, rules: rules, now: now, cycles: cycles, SegmentPolicy.self)
         } else {
             forward(count: count, from: source, snapshot: snapshot, rules: rules, now: now, cycles: cycles, PortPolicyApplied.self)
         }
@@ -61,7 +63,7 @@ struct BurstForwarder {
         // The segment of every frame of the burst, except on a trunk (-1: see `segments`); a
         // constant 0 for the default policy.
         let classifiedSegment = plain ? 0 : rules.taggedSegments == nil ? rules.untaggedSegment : -1
-        var allowance = plain ? PortLimiters.Allowance() : limiters.begin(port: inPort, rules: rules, cycles: cycles, second: now)
+        var allowance = Mode.appliesLimits ? limiters.begin(port: inPort, rules: rules, cycles: cycles, second: now) : PortLimiters.Allowance()
         var popped = false
         // On a trunk: the one segment of every admitted frame, if they share one.
         var sharedSegment = Self.noSharedSegment
@@ -102,7 +104,7 @@ struct BurstForwarder {
             } else {
                 if !plain {
                     // Unsafe: i < count <= burstSize, inside the pool's buffers and `segments`.
-                    segment = admit(buffers + i, sourceMAC: sourceMAC, rules: rules, port: inPort, allowance: &allowance, popped: &popped)
+                    segment = admit(buffers + i, sourceMAC: sourceMAC, rules: rules, port: inPort, allowance: &allowance, popped: &popped, Mode.self)
                     segments[i] = segment
                     if segment >= 0 && segment != sharedSegment {
                         sharedSegment = sharedSegment == Self.noSharedSegment ? segment : Self.mixedSegments
@@ -152,7 +154,7 @@ struct BurstForwarder {
                             }
                         }
                     }
-                    if !plain && rules.storm != nil && out == Self.flood
+                    if Mode.appliesLimits && rules.storm != nil && out == Self.flood
                         && !admitFlooded(destinationMAC, segment: segment, port: inPort, allowance: &allowance) {
                         out = Self.drop
                     }
@@ -166,7 +168,7 @@ struct BurstForwarder {
         counters.add(.rxBytes, of: inPort, bytes)
         if broadcast != 0 { counters.add(.rxBroadcast, of: inPort, broadcast) }
         if multicast != 0 { counters.add(.rxMulticast, of: inPort, multicast) }
-        if !plain { limiters.end(port: inPort, rules: rules, left: allowance) }
+        if Mode.appliesLimits { limiters.end(port: inPort, rules: rules, left: allowance) }
 
         // A trunk burst of one VLAN (the usual case) is sent like an access port's: per burst,
         // not per frame.
@@ -219,8 +221,8 @@ struct BurstForwarder {
     /// trunk: a VLAN it carries, untagged frames go to the native VLAN); then the source MAC
     /// must be allowed and the rate limit must have a token left.
     @inline(__always)
-    private func admit(_ buffer: UnsafeMutablePointer<PacketBuffer>, sourceMAC: UInt64, rules: PortRules, port: Int,
-                       allowance: inout PortLimiters.Allowance, popped: inout Bool) -> Int {
+    private func admit<Mode: PolicyMode>(_ buffer: UnsafeMutablePointer<PacketBuffer>, sourceMAC: UInt64, rules: PortRules, port: Int,
+                                         allowance: inout PortLimiters.Allowance, popped: inout Bool, _: Mode.Type) -> Int {
         var segment = rules.untaggedSegment
         if segment != 0 || rules.taggedSegments != nil {
             let vid = VLANTag.vid(of: buffer.pointee)
@@ -245,6 +247,7 @@ struct BurstForwarder {
             // Untagged on a trunk without a native VLAN.
             if segment == PortRules.noSegment { return dropped(.dropsVLANNotCarried, .notCarried, port: port, segment: 0) }
         }
+        guard Mode.appliesLimits else { return segment }
         if !rules.allows(sourceMAC: sourceMAC) { return dropped(.dropsSpoofed, .spoofed, port: port, segment: segment) }
         if rules.rate != nil {
             if allowance.tokens == 0 { return dropped(.dropsRateLimited, .rateLimited, port: port, segment: segment) }
@@ -415,9 +418,25 @@ struct BurstForwarder {
     }
 }
 
-/// Whether a burst loop applies a port policy: the two specializations of `BurstForwarder`'s loop.
-protocol PolicyMode { static var appliesPolicy: Bool { get } }
+/// Whether a burst loop applies a port policy, and its per-frame limits: the three
+/// specializations of `BurstForwarder`'s loop.
+protocol PolicyMode {
+    static var appliesPolicy: Bool { get }
+    /// Allowed source MACs, rate limit, storm control (`PortRules.hasLimits`).
+    static var appliesLimits: Bool { get }
+}
 /// The default policy: default segment, frames as they are, no limits.
-enum DefaultPolicy: PolicyMode { static var appliesPolicy: Bool { false } }
+enum DefaultPolicy: PolicyMode {
+    static var appliesPolicy: Bool { false }
+    static var appliesLimits: Bool { false }
+}
+/// A VLAN access port or trunk and nothing else: segments without the limits' per-frame checks.
+enum SegmentPolicy: PolicyMode {
+    static var appliesPolicy: Bool { true }
+    static var appliesLimits: Bool { false }
+}
 /// Any other policy: segments, allowed MACs, limits.
-enum PortPolicyApplied: PolicyMode { static var appliesPolicy: Bool { true } }
+enum PortPolicyApplied: PolicyMode {
+    static var appliesPolicy: Bool { true }
+    static var appliesLimits: Bool { true }
+}

@@ -23,6 +23,9 @@ struct PortRules {
     var generation: UInt64 = 0
     /// The default segment, any source MAC, no limits: the forwarder's plain path (one branch).
     var isPlain = true
+    /// Allowed source MACs, a rate limit or storm control: checks per frame (or per burst)
+    /// beyond the segment's.
+    var hasLimits = false
 
     static let noSegment = 0xFFFF
     static var plain: PortRules { PortRules() }
@@ -180,8 +183,8 @@ final class PortRulesTable {
                                 multicast: storm.multicastPPS.map(portion) ?? .max,
                                 unknownUnicast: storm.unknownUnicastPPS.map(portion) ?? .max)
         }
-        rules.isPlain = rules.untaggedSegment == 0 && rules.taggedSegments == nil && rules.allowedMACs == nil
-            && rules.rate == nil && rules.storm == nil
+        rules.hasLimits = rules.allowedMACs != nil || rules.rate != nil || rules.storm != nil
+        rules.isPlain = rules.untaggedSegment == 0 && rules.taggedSegments == nil && !rules.hasLimits
         return (rules, storage)
     }
 }

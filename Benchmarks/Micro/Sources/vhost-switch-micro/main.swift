@@ -223,6 +223,53 @@ func ringBenchmarks(frameLength: Int) throws {
     withExtendedLifetime(step) {}
 }
 
+/// Issue 18's bar at the step's level: the switch burst with both ports on one access VLAN
+/// (frames enter and leave untagged) and with both ports trunks of that VLAN (frames carry the
+/// tag through), against the untagged default segment, each on fresh rings, the three
+/// measured in turn `rounds` times so that drift hits them alike.
+func segmentBenchmarks(frameLength: Int, rounds: Int = 3) throws {
+    enum Variant: CaseIterable { case untagged, access, trunk }
+    let vlan: UInt16 = 10
+    func step(_ variant: Variant) throws -> (SwitchingStep, FakeRing, FakeRing) {
+        let guest = try FakeGuest()
+        var frame = ethernetFrame(length: frameLength, destination: macB, source: macA)
+        var policy = PortPolicy()
+        let fdb = MacLearningTable()
+        switch variant {
+        case .untagged:
+            fdb.learn(macB, port: 1, now: 1)
+        case .access:
+            policy.vlan = vlan
+            fdb.learn(macB, segment: Int(vlan), port: 1, now: 1)
+        case .trunk:
+            policy.trunk = [vlan]
+            fdb.learn(macB, segment: Int(vlan), port: 1, now: 1)
+            // The same length on the wire with the tag: TPID 0x8100, TCI = VLAN 10, then IPv4.
+            frame.replaceSubrange(12..<14, with: [0x81, 0x00, 0x00, UInt8(vlan), 0x08, 0x00])
+            frame.removeLast(4)
+        }
+        let tx = try FakeRing(guest: guest, base: 0x0, buffers: 0x10_0000, transmit: true, frame: frame, headerSize: 12)
+        let rx = try FakeRing(guest: guest, base: 0x4000, buffers: 0x30_0000, transmit: false, frame: [], headerSize: 12)
+        return (try SwitchingStep(source: tx.queue, destination: rx.queue, fdb: fdb, sourcePolicy: policy, destinationPolicy: policy), tx, rx)
+    }
+    let steps = try Variant.allCases.map { ($0, try step($0)) }
+    let burst = SwitchingStep.burstSize
+    for _ in 0..<rounds {
+        for (variant, (step, tx, rx)) in steps {
+            measure("segment switch burst 32, \(variant), \(frameLength) B", unit: "pkt", perCall: burst) {
+                tx.post(burst)
+                rx.post(burst)
+                step.run(now: 1)
+            }
+        }
+    }
+    for (variant, (step, _, _)) in steps where step.transmittedPackets(port: 1) == 0 && loopSeconds == nil
+        && (only.map { "segment switch burst".contains($0) } ?? true) {
+        fatalError("the \(variant) segment benchmark delivered nothing: its set-up is wrong")
+    }
+    withExtendedLifetime(steps) {}
+}
+
 func macTableBenchmarks() {
     let table = MacLearningTable(capacity: 8192)
     let count = 4096
@@ -271,6 +318,7 @@ while let argument = arguments.popFirst() {
 do {
     try ringBenchmarks(frameLength: 64)
     try ringBenchmarks(frameLength: 1518)
+    try segmentBenchmarks(frameLength: 64)
     macTableBenchmarks()
 } catch {
     print("set-up failed: \(error)")
