@@ -6,7 +6,9 @@
 //
 // testHostileFrontEndWhileTestpmdForwards (issue 16, "Neighbours keep forwarding") asserts:
 // every case refused / closed / served / survived as expected and the daemon alive (the tool
-// checks, and fails on a death or a stall); the testpmd ports forward between every two
+// checks, and fails on a death or a stall); the testpmd ports' received counts rise at least
+// once a second between cases (the tool's NeighbourWatch names the cases of any window
+// without progress); the testpmd ports forward between every two
 // samples (taken every 0.5 s) and no two samples are more than 1 s apart, so every 2-second
 // window holds a whole sample interval, and a 2-second window at 0 pps would show as a sample
 // without progress; each hostile port
@@ -80,6 +82,7 @@ final class HostileFrontendTests: XCTestCase {
         XCTAssertTrue(run.daemonSurvived, "the daemon died under the hostile front-end:\n\(run.daemonLog.suffix(4000))")
         XCTAssertEqual(run.toolStatus, 0, "hostile-frontend reported problems:\n\(run.toolOutput)")
         XCTAssertTrue(run.toolOutput.contains("RESULT iterations=\(iterations) "), "not every iteration ran:\n\(run.toolOutput)")
+        run.assertNeighboursWatchedCaseByCase()
         run.forwarding.assertNoWindowWithoutForwarding()
         for port in Self.hostilePorts {
             let stats = run.portStats[port] ?? [:]
@@ -104,6 +107,7 @@ final class HostileFrontendTests: XCTestCase {
         XCTAssertTrue(run.daemonSurvived, "the daemon died under the ring attacks:\n\(run.daemonLog.suffix(4000))")
         XCTAssertEqual(run.toolStatus, 0, "hostile-frontend reported problems:\n\(run.toolOutput)")
         XCTAssertTrue(run.toolOutput.contains("RESULT iterations=\(iterations) "), "not every iteration ran:\n\(run.toolOutput)")
+        run.assertNeighboursWatchedCaseByCase()
         if let worst = run.worstBurstNanoseconds {
             XCTAssertLessThan(worst, 1_000_000, "a poll-loop iteration took \(worst / 1000) us (\(HostileRun.microseconds(run.worstBurstBeforeNanoseconds)) "
                               + "before the tool ran; the poll thread was preempted \(run.pollThreadPreemptions.map(String.init) ?? "?") times meanwhile)")
@@ -220,7 +224,8 @@ struct HostileRun {
             let probe = RESTLatencyProbe(daemon)
             try probe.start(cpus: [0])
             let output = try runTool(tool, arguments: ["--socket", daemon.socketPath("h0.sock"), "--socket", daemon.socketPath("h1.sock"),
-                                                       "--pid", "\(daemon.pid)"] + toolArguments) {
+                                                       "--pid", "\(daemon.pid)", "--api", daemon.apiSocketPath,
+                                                       "--neighbour", "a", "--neighbour", "b"] + toolArguments) {
                 run.forwarding.record(try frontEnd.portStats())
             }
             run.rest = probe.stop()
@@ -314,6 +319,15 @@ struct HostileRun {
 
     static func microseconds(_ nanoseconds: UInt64?) -> String {
         nanoseconds.map { "\($0 / 1000) us" } ?? "unknown (no max_burst_ns in /v1/stats)"
+    }
+
+    /// The tool watched testpmd's ports between cases (NeighbourWatch: at least one check a
+    /// second of a run that lasts tens of seconds) and found no window without progress.
+    func assertNeighboursWatchedCaseByCase(file: StaticString = #filePath, line: UInt = #line) {
+        let summary = toolOutput.split(separator: "\n").first { $0.hasPrefix("neighbours a, b: ") }
+        let checks = summary.flatMap { Int($0.dropFirst("neighbours a, b: ".count).prefix { $0.isNumber }) } ?? 0
+        XCTAssertGreaterThanOrEqual(checks, 10, "the tool did not watch the neighbours:\n\(toolOutput.suffix(3000))", file: file, line: line)
+        XCTAssertFalse(toolOutput.contains("NEIGHBOUR STALL"), "a case stalled the neighbours:\n\(toolOutput.suffix(3000))", file: file, line: line)
     }
 
     func printSummary(_ tag: String) {

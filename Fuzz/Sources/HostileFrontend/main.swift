@@ -8,6 +8,7 @@
 //   hostile-frontend --socket S1 [--socket S2] [--iterations 10000] [--pid DAEMON_PID]
 //                    [--case SUBSTRING | --case ^PREFIX]... [--stall-ms 2]
 //                    [--max-rss-growth-kib 8192] [--max-case-ms 10000] [--list]
+//                    [--api API_SOCKET --neighbour PORT... [--neighbour-stall-ms 1000]]
 //
 // With two sockets, iterations alternate between them (each case runs on both, round after
 // round) and the other one is used to check that a stalled session does not block the
@@ -18,6 +19,10 @@
 // included) that takes longer than --max-case-ms means the daemon stalled: the run stops
 // there, as it does when the daemon dies. Cases whose acceptable result has several forms
 // (refused or accepted, closed or served) print how often each happened ("outcome" lines).
+// With --api and --neighbour, the named ports (forwarding through the same daemon) must keep
+// receiving: between cases, at most every 100 ms, their switch.rx_packets are read from GET
+// /v1/stats, and a neighbour without progress for --neighbour-stall-ms fails the run, naming
+// the cases that ran meanwhile (NeighbourWatch).
 // Exits 1 if the daemon died or stalled, a case was not refused / closed / served / survived
 // as expected, fds grew or RSS grew more than allowed, 0 otherwise. The last line is
 // machine-readable:
@@ -38,6 +43,9 @@ var stallMilliseconds: Int32 = 2
 var maxRSSGrowthKiB = 8192
 var maxCaseMilliseconds: UInt64 = 10_000
 var listOnly = false
+var apiSocket: String?
+var neighbours: [String] = []
+var neighbourStallMilliseconds: UInt64 = 1000
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -49,6 +57,9 @@ while let argument = arguments.next() {
     case "--max-rss-growth-kib": maxRSSGrowthKiB = Int(arguments.next() ?? "") ?? maxRSSGrowthKiB
     case "--max-case-ms": maxCaseMilliseconds = UInt64(arguments.next() ?? "") ?? maxCaseMilliseconds
     case "--list": listOnly = true
+    case "--api": apiSocket = arguments.next()
+    case "--neighbour": neighbours.append(arguments.next() ?? "")
+    case "--neighbour-stall-ms": neighbourStallMilliseconds = UInt64(arguments.next() ?? "") ?? neighbourStallMilliseconds
     default:
         print("usage: hostile-frontend --socket PATH [--socket PATH2] [--iterations N] [--pid PID] [--case NAME]... "
               + "[--stall-ms MS] [--max-rss-growth-kib KIB] [--max-case-ms MS] [--list]")
@@ -73,6 +84,7 @@ guard !sockets.isEmpty, !cases.isEmpty else {
 }
 
 let daemon = DaemonProbe(pid: pid)
+let neighbourWatch = apiSocket.flatMap { neighbours.isEmpty ? nil : NeighbourWatch(apiSocket: $0, ports: neighbours, stallMilliseconds: neighbourStallMilliseconds) }
 let memory = try FakeFrontendMemory(name: "hostile-guest")
 
 /// A fresh session: connect and negotiate (REPLY_ACK included); the virtio features it set.
@@ -128,6 +140,7 @@ func runOne(_ index: Int) -> Bool {
                           otherSocket: other, stallMilliseconds: stallMilliseconds, daemon: daemon)
     let ok = hostileCase.run(context)
     session.connection.close()
+    neighbourWatch?.caseRan(hostileCase.name)
     let milliseconds = (MonotonicClock.nanoseconds() - started) / 1_000_000
     tallies[hostileCase.name, default: Tally()].runs += 1
     if let outcome = context.outcome { tallies[hostileCase.name, default: Tally()].outcomes[outcome, default: 0] += 1 }
@@ -157,6 +170,7 @@ let rssBefore = daemon.residentKiB
 print("before: daemon fds \(fdsBefore), RSS \(rssBefore) KiB")
 var died = !daemon.isAlive
 if died { print("DAEMON DIED during the warm-up round") }
+neighbourWatch?.start()
 var completed = 0
 for i in 0..<iterations where !died && stalledCase == nil {
     _ = runOne(i)
@@ -184,11 +198,17 @@ for name in tallies.keys.sorted() {
     if t.failures > 0 { print("  case \(name): \(t.failures) of \(t.runs) not as expected") }
 }
 for line in warmFailures + failureLog { print("  " + line) }
+if let neighbourWatch {
+    print("neighbours \(neighbourWatch.ports.joined(separator: ", ")): \(neighbourWatch.checks) checks, "
+          + "longest without a received frame \(neighbourWatch.longestWithoutProgressMilliseconds) ms")
+    for line in neighbourWatch.stalls { print("NEIGHBOUR STALL: " + line) }
+}
 let failures = tallies.values.reduce(0) { $0 + $1.failures } + (died ? 1 : 0)
 var problems: [String] = []
 if died { problems.append("the daemon died") }
 if let stalledCase { problems.append("the daemon stalled in \(stalledCase)") }
 if failures > 0 { problems.append("\(failures) case runs not as expected") }
+if let stalls = neighbourWatch?.stalls, !stalls.isEmpty { problems.append("\(stalls.count) neighbour stall(s)") }
 if pid != nil && fdsAfter > fdsBefore { problems.append("daemon fds grew \(fdsBefore) -> \(fdsAfter)") }
 if pid != nil && rssAfter - rssBefore > maxRSSGrowthKiB { problems.append("daemon RSS grew \(rssBefore) -> \(rssAfter) KiB") }
 print("RESULT iterations=\(completed) failures=\(failures) fds_before=\(fdsBefore) fds_after=\(fdsAfter) "
