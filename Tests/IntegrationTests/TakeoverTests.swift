@@ -189,7 +189,7 @@ final class TakeoverTests: XCTestCase {
     /// on the same addresses, and nothing was unlinked on the way.
     func testTakeoverKeepsTheAPIListeners() throws {
         if let reason = IntegrationEnvironment.printedDaemonSkipReason() { throw XCTSkip(reason) }
-        let metricsPort = Int.random(in: 20000..<60000)
+        let metricsPort = UnusedTCPPort.pick()
         let daemon = try SwitchDaemonProcess()
         try daemon.start(config: Self.config(mode: "server"), extraArguments: ["--metrics-listen", "127.0.0.1:\(metricsPort)"], listenTCP: true)
         defer { daemon.stop() }

@@ -11,7 +11,7 @@ import XCTest
 final class ManagementHardeningDaemonTests: XCTestCase {
     static let token = "s3cret-token-0123456789"
 
-    private func freePort() -> Int { Int.random(in: 20000..<60000) }
+    private func freePort() -> Int { UnusedTCPPort.pick() }
 
     func testMetricsListenerServesOnlyMetricsHealthAndReadinessWithoutToken() throws {
         let daemon = try SwitchDaemonProcess.forAPITests()

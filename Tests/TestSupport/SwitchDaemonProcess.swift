@@ -93,7 +93,7 @@ public final class SwitchDaemonProcess {
             arguments += ["--config", path]
         }
         if listenTCP {
-            let port = tcpPort ?? Int.random(in: 20000..<60000)
+            let port = tcpPort ?? UnusedTCPPort.pick()
             tcpPort = port
             arguments += ["--listen", "127.0.0.1:\(port)"]
             if token == nil { arguments.append("--insecure-tcp") }
