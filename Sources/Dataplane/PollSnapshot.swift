@@ -83,8 +83,9 @@ final class PollSnapshot {
         self.owners = owners
     }
 
-    private static func table<T>(_ elements: [T]) -> UnsafeMutableBufferPointer<T> {
-        let table = UnsafeMutableBufferPointer<T>.allocate(capacity: elements.count)
+    /// A table of its own holding `elements` (an array, or another snapshot's table).
+    private static func table<C: Collection>(_ elements: C) -> UnsafeMutableBufferPointer<C.Element> {
+        let table = UnsafeMutableBufferPointer<C.Element>.allocate(capacity: elements.count)
         _ = table.initialize(from: elements)
         return table
     }
@@ -113,14 +114,8 @@ final class PollSnapshot {
         _ = targets.initialize(from: self.targets[..<kept])
         UnsafeMutableBufferPointer(rebasing: targets[kept...]).initialize(repeating: .absent)
         if id < count { targets[id] = entry?.target ?? .absent }
-        return PollSnapshot(queues: Self.copy(queues), targets: targets, rings: Self.copy(rings), presentPorts: present,
+        return PollSnapshot(queues: Self.table(queues), targets: targets, rings: Self.table(rings), presentPorts: present,
                             rules: rulesTable.replacing(port: id, with: entry?.rules, count: count), owners: owners)
-    }
-
-    private static func copy<T>(_ table: UnsafeMutableBufferPointer<T>) -> UnsafeMutableBufferPointer<T> {
-        let copy = UnsafeMutableBufferPointer<T>.allocate(capacity: table.count)
-        _ = copy.initialize(from: table)
-        return copy
     }
 
     /// The rules of `port`; the default policy's for an id the snapshot does not know.

@@ -80,6 +80,19 @@ public final class FileDescriptor: @unchecked Sendable {
         try systemCall("ftruncate") { ftruncate(rawValue, off_t(length)) }
     }
 
+    /// fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE): frees `length` bytes at `offset`
+    /// (they read as zeros again on tmpfs; on hugetlbfs the pages go back to the pool), the size
+    /// unchanged, which F_SEAL_SHRINK allows. fallocate is a GNU function Swift's Glibc does not
+    /// import: looked up at run time.
+    public func punchHole(offset: Int, length: Int) throws(SystemError) {
+        typealias Fallocate = @convention(c) (Int32, Int32, Int, Int) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "fallocate") else { throw SystemError("fallocate", errno: ENOSYS) }
+        let punchHoleKeepSize: Int32 = 0x02 | 0x01
+        // Unsafe: the symbol is glibc's fallocate, whose C signature the typealias spells.
+        let fallocate = unsafeBitCast(symbol, to: Fallocate.self)
+        try systemCall("fallocate") { fallocate(rawValue, punchHoleKeepSize, offset, length) }
+    }
+
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
         try systemCall("read") { Glibc.read(rawValue, buffer.baseAddress, buffer.count) }
     }

@@ -46,6 +46,10 @@ public final class FakeFrontendMemory: @unchecked Sendable {
     /// mapping past `bytes` is gone too: touching it raises SIGBUS here, so write only below.
     public func shrink(to bytes: Int) { _ = ftruncate(fd.rawValue, off_t(bytes)) }
 
+    /// Punches a hole of `length` bytes at `offset` (the size stays, as F_SEAL_SHRINK would
+    /// allow): the pages read as zeros again, in this process's mapping too.
+    public func punchHole(offset: Int, length: Int) throws { try fd.punchHole(offset: offset, length: length) }
+
     /// Zeroes the first `byteCount` bytes of the region (rings and buffers back to clean).
     public func zero(byteCount: Int) { mapping.base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
 

@@ -16,6 +16,7 @@ func containmentCases() -> [HostileCase] {
     add("memory-shrunk-to-0", .closed) { shrinkGuestMemory($0, keepingHalf: false) }
     add("memory-shrunk-to-half", .closed) { shrinkGuestMemory($0, keepingHalf: true) }
     add("log-shrunk-to-0", .closed) { shrinkDirtyLog($0) }
+    add("memory-hole-punched", .survives) { punchHoleInGuestMemory($0) }
 
     // --- Chains and rings: named ring-* so a run can pick the ring attacks with --case ^ring-
     add("ring-concurrent-writer", .survives) { concurrentGuestWriter($0) }
@@ -73,6 +74,27 @@ func shrinkGuestMemory(_ ctx: Context, keepingHalf: Bool) -> Bool {
     }
     for kick in kicks { kick.signal() }
     return ctx.sessionClosedAndDaemonAnswers()
+}
+
+/// A ready session sends a frame; then a hole is punched in the second half of its memory
+/// (fallocate: the size stays, which F_SEAL_SHRINK would allow, so a seal is no guard) with a
+/// transmit frame and a receive buffer posted there. On tmpfs the pages read as zeros: the
+/// daemon reads a zeroed frame and writes into a fresh page, and must survive; on hugetlbfs
+/// with an empty pool the same access is a fault, contained like a shrink (unit tests).
+func punchHoleInGuestMemory(_ ctx: Context) -> Bool {
+    guard let guest = try? FakeFrontendMemory(name: "hostile-hole") else { return false }
+    let kicks = [try! EventFD(), try! EventFD()]
+    guard ctx.ready(kicks, in: guest) else { return false }
+    guest.postTransmit(count: 1)
+    ctx.settle(kicks)
+    let half = Int(guest.size) / 2
+    guest.fixture.write(FakeFrontendMemory.transmitFrame, at: UInt64(half + 0x1000))
+    guard (try? guest.punchHole(offset: half, length: Int(guest.size) - half)) != nil else { return false }
+    guest.postBuffer(0, address: half + 0x2000, length: 2048, flags: 2)
+    guest.postBuffer(1, address: half + 0x1000, length: FakeFrontendMemory.transmitFrame.count, flags: 0)
+    for kick in kicks { kick.signal() }
+    ctx.settle(kicks)
+    return ctx.daemon.isAlive && ctx.otherSocketAnswers()
 }
 
 /// Dirty logging on (LOG_SHMFD log in its own memfd, LOG_ALL, used rings logged) with traffic;
